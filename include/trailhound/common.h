@@ -1,0 +1,69 @@
+/*
+ * Shared definitions for every trailhound module: error codes, logging and
+ * small helpers. Every public function in the core returns 0 on success or a
+ * negative TH_E* code; th_strerror() turns it into text.
+ */
+#ifndef TRAILHOUND_COMMON_H
+#define TRAILHOUND_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+#define TH_VERSION "0.1.0"
+
+/* Error codes. Values above -1000 are reserved for -errno pass-through. */
+enum th_err {
+	TH_OK = 0,
+	TH_EINVAL = -1001,    /* invalid argument or input */
+	TH_ENOMEM = -1002,    /* allocation failed */
+	TH_EIO = -1003,       /* read/write failure */
+	TH_ENOTFOUND = -1004, /* key or file not found */
+	TH_EPARSE = -1005,    /* malformed input */
+	TH_ETOOBIG = -1006,   /* input over a configured limit */
+	TH_ESTATE = -1007,    /* state store failure (LMDB) */
+	TH_EKAFKA = -1008,    /* Kafka client failure */
+	TH_EAVRO = -1009,     /* Avro encoding failure */
+	TH_ECONFIG = -1010,   /* bad configuration */
+	TH_EFATAL = -1011,    /* unrecoverable; the process should exit */
+};
+
+/**
+ * @brief Text for a TH_E* code (or a negative errno).
+ * @returns a static string; never NULL.
+ */
+const char *th_strerror(int err);
+
+/* Logging: levels follow syslog numbering. Macros check the level before
+ * formatting so disabled levels cost one comparison on the hot path. */
+enum th_log_level {
+	TH_LOG_ERR = 3,
+	TH_LOG_WARN = 4,
+	TH_LOG_INFO = 6,
+	TH_LOG_DEBUG = 7,
+};
+extern int th_log_level;
+void th_log_write(int level, const char *component, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define th_log(level, comp, ...)                                               \
+	do {                                                                   \
+		if ((level) <= th_log_level)                                   \
+			th_log_write((level), (comp), __VA_ARGS__);            \
+	} while (0)
+#define th_log_err(comp, ...) th_log(TH_LOG_ERR, comp, __VA_ARGS__)
+#define th_log_warn(comp, ...) th_log(TH_LOG_WARN, comp, __VA_ARGS__)
+#define th_log_info(comp, ...) th_log(TH_LOG_INFO, comp, __VA_ARGS__)
+#define th_log_debug(comp, ...) th_log(TH_LOG_DEBUG, comp, __VA_ARGS__)
+
+#define TH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * Enrichment of a CloudTrail source address: is it a service name, a private
+ * address, an AWS address (and of which region/service), or a public non-AWS
+ * address, and which ASN / AS organisation announces it.
+ *
+ * Sources: AWS's ip-ranges.json (IPv4 and IPv6 prefixes with region and
+ * service, longest-prefix match), a GeoLite2-ASN schema .mmdb read with
+ * libmaxminddb, and a table of Amazon ASNs used to recognise AWS addresses
+ * when no ip-ranges.json is configured (the region is then unknown).
+ *
+ * Ownership: th_enrich_new() returns an object the caller frees with
+ * th_enrich_destroy(). Lookups are read-only and safe to call from several
+ * threads at once.
+ */
+#ifndef TRAILHOUND_ENRICH_H
+#define TRAILHOUND_ENRICH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trailhound/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+enum th_net_kind {
+	TH_NET_SERVICE = 0, /* not an address: "lambda.amazonaws.com", "AWS Internal", empty */
+	TH_NET_PRIVATE,     /* RFC 1918, CGNAT, loopback, link-local, ULA, ... */
+	TH_NET_AWS,         /* an AWS address (ip-ranges.json, else an Amazon ASN) */
+	TH_NET_PUBLIC,      /* a public address that is not AWS's */
+};
+
+struct th_netinfo {
+	enum th_net_kind kind;
+	int family;           /* AF_INET, AF_INET6, or 0 when not an address */
+	uint32_t asn;         /* 0 when unknown */
+	char as_org[96];      /* "" when unknown */
+	char aws_region[32];  /* e.g. "us-east-1"; "" when not AWS or region unknown */
+	char aws_service[24]; /* most specific service of the matched prefix, e.g. "EC2" */
+	bool aws_by_asn;      /* AWS recognised through the Amazon-ASN fallback */
+};
+
+struct th_enrich_conf {
+	const char *asn_db_path;      /* .mmdb (GeoLite2-ASN schema); NULL = no ASN data */
+	const char *aws_ranges_path;  /* ip-ranges.json; NULL = Amazon-ASN fallback */
+	const uint32_t *amazon_asns;  /* NULL = th_enrich_default_amazon_asns */
+	size_t amazon_asns_count;
+};
+
+/* The built-in Amazon ASNs (used when conf->amazon_asns is NULL). */
+extern const uint32_t th_enrich_default_amazon_asns[];
+extern const size_t th_enrich_default_amazon_asns_count;
+
+struct th_enrich;
+
+/**
+ * @brief Load the reference data named in @p conf.
+ * @returns 0, TH_ENOTFOUND (a file is missing), TH_EPARSE (bad ip-ranges.json
+ *          or .mmdb), TH_ENOMEM; @p errstr explains.
+ */
+int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, char *errstr,
+		  size_t errstr_size);
+void th_enrich_destroy(struct th_enrich *en);
+
+/**
+ * @brief Classify @p source_ip (a CloudTrail sourceIPAddress value, NUL-terminated).
+ * Never fails: anything that is not an IPv4/IPv6 literal is TH_NET_SERVICE.
+ */
+void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct th_netinfo *out);
+
+/** @brief Number of IPv4 / IPv6 AWS prefixes loaded (0 without ip-ranges.json). */
+size_t th_enrich_aws_prefix_count(const struct th_enrich *en, int family);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

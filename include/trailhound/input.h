@@ -1,0 +1,97 @@
+/*
+ * Input framing: turns bytes into CloudTrail event records.
+ *
+ * A top-level JSON value is an event, an S3 log object {"Records":[...]}, an
+ * array of events, or an EventBridge envelope ("detail-type": "AWS API Call
+ * via CloudTrail", event under "detail"). th_parser_feed() handles one such
+ * value (a Kafka message); th_input_* reads files or stdin holding a stream of
+ * values separated by whitespace (JSON lines and pretty-printed files alike),
+ * gzip-compressed or not, and feeds every value through the same path.
+ *
+ * Bad input never stops the stream: each rejected record is reported through
+ * the sink's on_reject with its byte offset and reason, and framing resyncs at
+ * the next line that starts a JSON value.
+ */
+#ifndef TRAILHOUND_INPUT_H
+#define TRAILHOUND_INPUT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "trailhound/event.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+/* Where the records go. Both callbacks borrow their arguments for the call only. */
+struct th_sink {
+	/* A parsed event; raw/raw_len is the record's original JSON. Return
+	 * non-zero to stop reading (e.g. on a fatal downstream error). */
+	int (*on_event)(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
+			uint64_t offset);
+	/* A rejected record: reason, human detail, and the raw bytes (may be
+	 * truncated to what was framed). */
+	void (*on_reject)(void *ctx, enum th_reject why, const char *detail, const char *raw,
+			  size_t raw_len, uint64_t offset);
+	void *ctx;
+};
+
+/**
+ * @brief Split one complete top-level JSON value into events.
+ * @param buf the value; TH_PARSE_PADDING readable bytes must follow buf+len.
+ * @param offset byte offset of buf in its input (for error reports).
+ * @returns 0, or the non-zero value an on_event callback returned.
+ */
+int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t offset,
+		   const struct th_sink *sink);
+
+/**
+ * @brief Find the end of the JSON value starting at p (structure only: strings,
+ *        escapes and bracket depth; no validation of scalars).
+ * @returns the byte after the value, or NULL when the value is not complete
+ *          within [p, end) or a raw newline occurs inside a string.
+ */
+const char *th_json_skip_value(const char *p, const char *end);
+
+/**
+ * @brief Structural fallback for a top-level object or array that simdjson
+ *        rejected as a whole: finds the elements of its "Records" array (or of
+ *        the array itself) and parses each on its own, so one bad record does not
+ *        cost its neighbours.
+ * @returns 1 when it recognised a container and delivered its elements, 0 when
+ *          the value is not a container (the caller rejects it as a whole),
+ *          or the non-zero value an on_event callback returned (as a negative).
+ */
+int th_split_container(struct th_parser *p, const char *buf, size_t len, uint64_t offset,
+		       const struct th_sink *sink);
+
+struct th_input;
+
+/**
+ * @brief Open a file ("-" = stdin); gzip is detected automatically.
+ * @param doc_max largest top-level value held in memory (a {"Records":[…]} file).
+ * @returns 0, or TH_ENOTFOUND / TH_EIO with errstr set.
+ */
+int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
+		  size_t errstr_size);
+void th_input_close(struct th_input *in);
+
+/**
+ * @brief Read the whole input, feeding every top-level value to th_parser_feed().
+ * @returns 0 at end of input, TH_EIO on a read error (decompression included),
+ *          or the non-zero value an on_event callback returned.
+ */
+int th_input_run(struct th_input *in, struct th_parser *p, const struct th_sink *sink);
+
+/** @brief Compressed bytes consumed so far (for progress). */
+uint64_t th_input_bytes_read(const struct th_input *in);
+/** @brief Uncompressed size when known (regular uncompressed file), else 0. */
+uint64_t th_input_size_hint(const struct th_input *in);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

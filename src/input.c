@@ -1,0 +1,509 @@
+/*
+ * Input framing: files and stdin (plain or gzip) holding a stream of JSON
+ * values separated by whitespace, cut into top-level values for
+ * th_parser_feed(), plus the structural fallback that salvages the good
+ * records of a container simdjson rejected as a whole.
+ *
+ * Framing is structural (strings, escapes, bracket depth) and deliberately
+ * forgiving about where a broken value ends, because one truncated line must
+ * cost one record, not the rest of the file:
+ *  - a raw newline inside a string ends the broken value at that newline
+ *    (JSON forbids raw newlines in strings, so the line was cut);
+ *  - inside an unfinished top-level object, a line that starts with '{' in
+ *    column 0 starts a new value (pretty-printers indent nested values).
+ * JSON lines take a fast path: a line that starts with '{' and ends with '}'
+ * goes to the parser whole, found with memchr instead of a byte-by-byte scan.
+ */
+#include "trailhound/input.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define READ_CHUNK (4u << 20)
+
+static inline int is_ws(char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static const char *skip_string(const char *p, const char *end)
+{
+	/* p is just after the opening quote */
+	while (p < end) {
+		const char *q = p;
+		while (q < end && *q != '"' && *q != '\\' && *q != '\n')
+			q++;
+		if (q >= end)
+			return NULL;
+		if (*q == '"')
+			return q + 1;
+		if (*q == '\n')
+			return NULL;
+		p = q + 2; /* backslash: skip the escaped byte */
+	}
+	return NULL;
+}
+
+const char *th_json_skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	if (p >= end)
+		return NULL;
+	if (*p != '{' && *p != '[' && *p != '"') {
+		/* a scalar: up to the next delimiter */
+		while (p < end && !is_ws(*p) && *p != ',' && *p != ']' && *p != '}')
+			p++;
+		return p;
+	}
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			p = skip_string(p + 1, end);
+			if (!p)
+				return NULL;
+			if (depth == 0)
+				return p;
+			continue;
+		}
+		if (c == '{' || c == '[')
+			depth++;
+		else if (c == '}' || c == ']') {
+			if (--depth == 0)
+				return p + 1;
+			if (depth < 0)
+				return NULL;
+		}
+		p++;
+	}
+	return NULL;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && is_ws(*p))
+		p++;
+	return p;
+}
+
+static int deliver_one(struct th_parser *pr, const char *buf, size_t len, uint64_t offset,
+		       const struct th_sink *sink)
+{
+	struct th_event ev;
+	enum th_reject why = TH_REJECT_NONE;
+	char detail[256] = "";
+	int rc = th_parser_parse(pr, buf, len, &ev, &why, detail, sizeof(detail));
+	if (rc == 0)
+		return sink->on_event(sink->ctx, &ev, buf, len, offset);
+	sink->on_reject(sink->ctx, why ? why : TH_REJECT_MALFORMED_JSON,
+			rc == TH_ENOMEM ? "out of memory" : detail, buf, len, offset);
+	return 0;
+}
+
+/* Elements of the array at p (p at '['); each is parsed on its own. */
+static int split_array(struct th_parser *pr, const char *base, const char *p, const char *end,
+		       uint64_t offset, const struct th_sink *sink)
+{
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == ']')
+		return 1;
+	while (p < end) {
+		const char *e = th_json_skip_value(p, end);
+		int rc;
+		if (!e) {
+			/* Structure is lost from here on: report the remainder once. */
+			sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+					"record structure broken; rest of the container skipped", p,
+					(size_t)(end - p), offset + (uint64_t)(p - base));
+			return 1;
+		}
+		if (*p == '{')
+			rc = deliver_one(pr, p, (size_t)(e - p), offset + (uint64_t)(p - base), sink);
+		else {
+			sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL,
+					"array element is not an object", p, (size_t)(e - p),
+					offset + (uint64_t)(p - base));
+			rc = 0;
+		}
+		if (rc)
+			return -rc;
+		p = skip_ws(e, end);
+		if (p < end && *p == ',') {
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == ']')
+			return 1;
+		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+				"expected ',' or ']' between records; rest of the container skipped",
+				p, (size_t)(end - p), offset + (uint64_t)(p - base));
+		return 1;
+	}
+	return 1;
+}
+
+int th_split_container(struct th_parser *pr, const char *buf, size_t len, uint64_t offset,
+		       const struct th_sink *sink)
+{
+	const char *end = buf + len;
+	const char *p = skip_ws(buf, end);
+
+	if (p >= end)
+		return 0;
+	if (*p == '[')
+		return split_array(pr, buf, p, end, offset, sink);
+	if (*p != '{')
+		return 0;
+	/* Walk the members of the top-level object looking for "Records". */
+	p = skip_ws(p + 1, end);
+	while (p < end && *p == '"') {
+		const char *ks = p + 1;
+		const char *ke = skip_string(ks, end);
+		if (!ke)
+			return 0;
+		p = skip_ws(ke, end);
+		if (p >= end || *p != ':')
+			return 0;
+		p = skip_ws(p + 1, end);
+		if ((size_t)(ke - 1 - ks) == 7 && memcmp(ks, "Records", 7) == 0 && p < end && *p == '[')
+			return split_array(pr, buf, p, end, offset, sink);
+		p = th_json_skip_value(p, end);
+		if (!p)
+			return 0;
+		p = skip_ws(p, end);
+		if (p < end && *p == ',')
+			p = skip_ws(p + 1, end);
+		else
+			break;
+	}
+	return 0;
+}
+
+/* ---- streaming over files ---- */
+
+struct th_input {
+	gzFile gz;
+	char *path;
+	char *buf;  /* holds [0, len) plus TH_PARSE_PADDING */
+	size_t cap, len;
+	size_t doc_max;
+	uint64_t base; /* input offset of buf[0] */
+	uint64_t size_hint;
+	int eof;
+};
+
+int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
+		  size_t errstr_size)
+{
+	struct th_input *in = calloc(1, sizeof(*in));
+	int fd = -1;
+	struct stat st;
+
+	if (!in)
+		return TH_ENOMEM;
+	in->doc_max = doc_max ? doc_max : (size_t)256 << 20;
+	in->path = strdup(path);
+	if (!in->path)
+		goto nomem;
+	if (strcmp(path, "-") == 0)
+		fd = dup(STDIN_FILENO);
+	else
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		th_input_close(in);
+		return errno == ENOENT ? TH_ENOTFOUND : TH_EIO;
+	}
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		in->size_hint = (uint64_t)st.st_size;
+	in->gz = gzdopen(fd, "rb");
+	if (!in->gz) {
+		close(fd);
+		goto nomem;
+	}
+	gzbuffer(in->gz, 256 * 1024);
+	in->cap = READ_CHUNK;
+	in->buf = malloc(in->cap + TH_PARSE_PADDING);
+	if (!in->buf)
+		goto nomem;
+	*inp = in;
+	return 0;
+nomem:
+	snprintf(errstr, errstr_size, "%s: out of memory", path);
+	th_input_close(in);
+	return TH_ENOMEM;
+}
+
+void th_input_close(struct th_input *in)
+{
+	if (!in)
+		return;
+	if (in->gz)
+		gzclose(in->gz);
+	free(in->buf);
+	free(in->path);
+	free(in);
+}
+
+uint64_t th_input_bytes_read(const struct th_input *in)
+{
+	long off = in->gz ? gzoffset(in->gz) : 0;
+	return off > 0 ? (uint64_t)off : 0;
+}
+
+uint64_t th_input_size_hint(const struct th_input *in)
+{
+	return in->size_hint;
+}
+
+/* Read more bytes; grows the buffer when it is full. 0 ok, TH_EIO, or 1 at EOF. */
+static int fill(struct th_input *in, size_t want)
+{
+	if (in->eof)
+		return 1;
+	if (in->cap - in->len < want) {
+		size_t ncap = in->cap;
+		while (ncap - in->len < want)
+			ncap *= 2;
+		char *nb = realloc(in->buf, ncap + TH_PARSE_PADDING);
+		if (!nb)
+			return TH_ENOMEM;
+		in->buf = nb;
+		in->cap = ncap;
+	}
+	size_t room = in->cap - in->len;
+	if (room > (1u << 30))
+		room = 1u << 30;
+	int n = gzread(in->gz, in->buf + in->len, (unsigned)room);
+	if (n < 0)
+		return TH_EIO;
+	if (n == 0) {
+		int zerr = 0;
+		gzerror(in->gz, &zerr);
+		if (zerr != Z_OK && zerr != Z_BUF_ERROR)
+			return TH_EIO;
+		in->eof = 1;
+		return 1;
+	}
+	in->len += (size_t)n;
+	return 0;
+}
+
+/* A sink that intercepts the rejection of a whole JSON line, so the line can
+ * be re-framed structurally (two values on one line, or a cut value followed
+ * by a good one) before anything is reported. */
+struct line_guard {
+	const struct th_sink *sink;
+	const char *line;
+	size_t line_len;
+	int whole_line_rejected;
+	enum th_reject why;
+	char detail[256];
+};
+
+static int guard_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
+		       uint64_t offset)
+{
+	struct line_guard *g = ctx;
+	return g->sink->on_event(g->sink->ctx, ev, raw, raw_len, offset);
+}
+
+static void guard_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
+			 size_t raw_len, uint64_t offset)
+{
+	struct line_guard *g = ctx;
+	if (raw == g->line && raw_len == g->line_len && why == TH_REJECT_MALFORMED_JSON) {
+		g->whole_line_rejected = 1;
+		g->why = why;
+		snprintf(g->detail, sizeof(g->detail), "%s", detail);
+		return;
+	}
+	g->sink->on_reject(g->sink->ctx, why, detail, raw, raw_len, offset);
+}
+
+/* Frame one value starting at *pos. Returns 1 when a value (or a rejected
+ * fragment) was consumed, 0 when more input is needed, or a negative error /
+ * the callback's stop value (as negative). */
+static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_sink *sink,
+		     size_t *pos, int *stop)
+{
+	const char *buf = in->buf;
+	const char *end = buf + in->len;
+	const char *s = buf + *pos;
+	uint64_t off = in->base + *pos;
+
+	if (*s != '{' && *s != '[') {
+		/* Garbage between values: report up to the end of the line. */
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		if (!nl && !in->eof)
+			return 0;
+		const char *e = nl ? nl : end;
+		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+				"text outside any JSON object or array", s, (size_t)(e - s), off);
+		*pos = (size_t)(e - buf);
+		return 1;
+	}
+
+	/* Fast path for JSON lines. */
+	if (*s == '{' && (s == buf || s[-1] == '\n')) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		if (nl || in->eof) {
+			const char *e = nl ? nl : end;
+			const char *t = e;
+			while (t > s && is_ws(t[-1]))
+				t--;
+			if (t > s && t[-1] == '}') {
+				struct line_guard g = {.sink = sink, .line = s, .line_len = (size_t)(t - s)};
+				struct th_sink gs = {guard_event, guard_reject, &g};
+				/* The byte after the line must be readable padding for simdjson:
+				 * it is (the buffer always has TH_PARSE_PADDING spare bytes). */
+				int rc = th_parser_feed(pr, s, (size_t)(t - s), off, &gs);
+				if (rc) {
+					*stop = rc;
+					return -1;
+				}
+				if (!g.whole_line_rejected) {
+					*pos = (size_t)(e - buf);
+					return 1;
+				}
+				/* Fall through: re-frame this line structurally. */
+				const char *v = th_json_skip_value(s, t);
+				if (!v || v == t) {
+					sink->on_reject(sink->ctx, g.why, g.detail, s, (size_t)(t - s), off);
+					*pos = (size_t)(e - buf);
+					return 1;
+				}
+				rc = th_parser_feed(pr, s, (size_t)(v - s), off, sink);
+				if (rc) {
+					*stop = rc;
+					return -1;
+				}
+				*pos = (size_t)(v - buf);
+				return 1;
+			}
+		}
+	}
+
+	/* Structural scan with the resync rules of the file comment. */
+	int depth = 0, top_is_obj = *s == '{';
+	const char *p = s;
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			const char *q = p + 1;
+			for (;;) {
+				while (q < end && *q != '"' && *q != '\\' && *q != '\n')
+					q++;
+				if (q < end && *q == '\\') {
+					q += 2;
+					continue;
+				}
+				break;
+			}
+			if (q >= end)
+				break; /* need more input */
+			if (*q == '\n') {
+				sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+						"unterminated string (record cut at end of line)", s,
+						(size_t)(q - s), off);
+				*pos = (size_t)(q - buf);
+				return 1;
+			}
+			p = q + 1;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{') {
+				sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+						"unterminated object (a new record starts on the next line)",
+						s, (size_t)(p - 1 - s), off);
+				*pos = (size_t)(p - buf);
+				return 1;
+			}
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (--depth == 0) {
+				int rc = th_parser_feed(pr, s, (size_t)(p + 1 - s), off, sink);
+				if (rc) {
+					*stop = rc;
+					return -1;
+				}
+				*pos = (size_t)(p + 1 - buf);
+				return 1;
+			}
+		}
+		p++;
+	}
+	if ((size_t)(end - s) > in->doc_max) {
+		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
+				"top-level value over the document size limit; skipped to the next line "
+				"that starts a value",
+				s, (size_t)(end - s) > 4096 ? 4096 : (size_t)(end - s), off);
+		return -2; /* caller skips */
+	}
+	if (!in->eof)
+		return 0;
+	sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON, "input ends inside a JSON value", s,
+			(size_t)(end - s), off);
+	*pos = in->len;
+	return 1;
+}
+
+int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink *sink)
+{
+	size_t pos = 0;
+	int skipping = 0;
+
+	for (;;) {
+		/* Skip whitespace, and in skip mode everything up to a line starting a value. */
+		while (pos < in->len) {
+			if (skipping) {
+				char *nl = memchr(in->buf + pos, '\n', in->len - pos);
+				if (!nl) {
+					pos = in->len;
+					break;
+				}
+				pos = (size_t)(nl - in->buf) + 1;
+				if (pos < in->len && (in->buf[pos] == '{' || in->buf[pos] == '['))
+					skipping = 0;
+				continue;
+			}
+			if (!is_ws(in->buf[pos]))
+				break;
+			pos++;
+		}
+		if (pos < in->len) {
+			int stop = 0;
+			int r = frame_one(in, pr, sink, &pos, &stop);
+			if (r == 1)
+				continue;
+			if (r == -1)
+				return stop;
+			if (r == -2) {
+				/* Oversized value: drop what is buffered and resync. */
+				skipping = 1;
+				pos = in->len;
+			}
+			/* r == 0: need more input */
+		} else if (in->eof) {
+			return 0;
+		}
+		/* Move the unconsumed tail to the front and read more. */
+		if (pos > 0) {
+			memmove(in->buf, in->buf + pos, in->len - pos);
+			in->base += pos;
+			in->len -= pos;
+			pos = 0;
+		}
+		int fr = fill(in, in->len >= in->cap / 2 ? in->cap : READ_CHUNK / 2);
+		if (fr < 0)
+			return fr;
+		if (fr == 1 && in->len == 0)
+			return 0;
+	}
+}
