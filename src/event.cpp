@@ -30,7 +30,29 @@ namespace {
 struct span {
 	const char *p;
 	size_t n;
+	bool obj = true; /* false: a container element that is not an object */
 };
+
+/* raw_json() of an On-Demand object runs up to the next token, so it carries
+ * the whitespace that follows the value; a record's raw bytes (forwarded and
+ * hashed for synthesized eventIDs) end at its closing brace. */
+inline span trimmed(std::string_view raw)
+{
+	size_t n = raw.size();
+	while (n && (raw[n - 1] == ' ' || raw[n - 1] == '\n' || raw[n - 1] == '\r' ||
+		     raw[n - 1] == '\t'))
+		n--;
+	return {raw.data(), n};
+}
+
+/* A non-object element of a container, kept with its position so that its
+ * rejection points at it rather than at the container. */
+inline span non_object(ondemand::value &el)
+{
+	span s = trimmed(el.raw_json_token());
+	s.obj = false;
+	return s;
+}
 
 /* Arena for the strings of the event being built. It is sized up front to
  * the record length (unescaped strings never exceed it), so pointers stay
@@ -368,7 +390,7 @@ bool parse_top_field(ondemand::field &f, std::string_view key, th_event *ev, are
 					return false;
 				}
 				ci->has_detail = true;
-				ci->detail = {raw.data(), raw.size()};
+				ci->detail = trimmed(raw);
 			}
 		}
 		return true;
@@ -391,20 +413,20 @@ bool parse_top_field(ondemand::field &f, std::string_view key, th_event *ev, are
 				ondemand::object eo;
 				std::string_view raw;
 				if (error_code err = el.get_object().get(eo)) {
-					/* A non-object record: keep its position with a NULL span so it is
+					/* A non-object record: keep its position so it is
 					 * reported, and move on. */
 					if (err != INCORRECT_TYPE) {
 						fail = {reject_of(err), "Records", err};
 						return false;
 					}
-					ci->records.push_back({nullptr, 0});
+					ci->records.push_back(non_object(el));
 					continue;
 				}
 				if (error_code err = eo.raw_json().get(raw)) {
 					fail = {reject_of(err), "Records", err};
 					return false;
 				}
-				ci->records.push_back({raw.data(), raw.size()});
+				ci->records.push_back(trimmed(raw));
 			}
 		}
 		return true;
@@ -633,12 +655,12 @@ static int feed_array(struct th_parser *p, const char *buf, size_t len, uint64_t
 			if ((err = std::move(er).get(el)))
 				break;
 			if (el.get_object().get(eo)) {
-				els.push_back({nullptr, 0});
+				els.push_back(non_object(el));
 				continue;
 			}
 			if ((err = eo.raw_json().get(raw)))
 				break;
-			els.push_back({raw.data(), raw.size()});
+			els.push_back(trimmed(raw));
 		}
 	}
 	if (!err && doc.current_location().error() == SUCCESS)
@@ -656,9 +678,10 @@ static int feed_array(struct th_parser *p, const char *buf, size_t len, uint64_t
 	}
 	for (const span &s : els) {
 		int rc;
-		if (!s.p) {
+		if (!s.obj) {
 			sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL,
-					"array element is not an object", buf, len, offset);
+					"array element is not an object", s.p, s.n,
+					offset + uint64_t(s.p - buf));
 			continue;
 		}
 		if ((rc = deliver(p, s.p, s.n, offset + uint64_t(s.p - buf), sink)))
@@ -709,9 +732,10 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 			return 0;
 		}
 		for (const span &s : ci.records) {
-			if (!s.p) {
+			if (!s.obj) {
 				sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL,
-						"Records element is not an object", buf, len, offset);
+						"Records element is not an object", s.p, s.n,
+						offset + uint64_t(s.p - buf));
 				continue;
 			}
 			if ((rc = deliver(p, s.p, s.n, offset + uint64_t(s.p - buf), sink)))

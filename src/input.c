@@ -448,8 +448,16 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	}
 	if (!in->eof)
 		return 0;
-	sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON, "input ends inside a JSON value", s,
-			(size_t)(end - s), off);
+	/* A container cut short (a partial download of an S3 log file, an array
+	 * cut mid-record) still holds complete records before the cut. */
+	int r = th_split_container(pr, s, (size_t)(end - s), off, sink);
+	if (r < 0) {
+		*stop = -r;
+		return -1;
+	}
+	if (r == 0)
+		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON, "input ends inside a JSON value",
+				s, (size_t)(end - s), off);
 	*pos = in->len;
 	return 1;
 }

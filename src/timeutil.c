@@ -44,8 +44,10 @@ static int digits(const char *s, size_t n, int *out)
 
 static int to_ms(int y, int mo, int d, int h, int mi, int s, int ms, int64_t *out)
 {
+	/* Negative fields are checked too: sscanf's %d in the expiration parser
+	 * accepts "-5". */
 	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
-	    h > 23 || mi > 59 || s > 60)
+	    h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60)
 		return TH_EPARSE;
 	int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
 	*out = ((days * 24 + h) * 60 + mi) * 60000LL + (int64_t)s * 1000 + ms;

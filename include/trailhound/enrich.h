@@ -59,7 +59,9 @@ struct th_enrich;
 /**
  * @brief Load the reference data named in @p conf.
  * @returns 0, TH_ENOTFOUND (a file is missing), TH_EPARSE (bad ip-ranges.json
- *          or .mmdb), TH_ENOMEM; @p errstr explains.
+ *          or .mmdb), TH_ENOMEM; @p errstr explains. Also TH_EIO (a file exists
+ *          but cannot be read) and TH_EINVAL (@p enp or @p conf NULL). On
+ *          failure *enp is NULL.
  */
 int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, char *errstr,
 		  size_t errstr_size);
@@ -70,6 +72,16 @@ void th_enrich_destroy(struct th_enrich *en);
  * Never fails: anything that is not an IPv4/IPv6 literal is TH_NET_SERVICE.
  */
 void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct th_netinfo *out);
+
+/**
+ * @brief Classify an address already in binary form: @p addr points to a
+ * struct in_addr (@p family AF_INET) or struct in6_addr (AF_INET6), network
+ * byte order. th_enrich_lookup() is inet_pton() followed by this, so callers
+ * holding parsed addresses skip the text parse (~40 ns IPv4, ~200 ns IPv6).
+ * Never fails: any other family is TH_NET_SERVICE.
+ */
+void th_enrich_lookup_addr(const struct th_enrich *en, int family, const void *addr,
+			   struct th_netinfo *out);
 
 /** @brief Number of IPv4 / IPv6 AWS prefixes loaded (0 without ip-ranges.json). */
 size_t th_enrich_aws_prefix_count(const struct th_enrich *en, int family);

@@ -1,0 +1,82 @@
+/*
+ * Configuration: one table (src/config.c) of every setting with its type,
+ * default, bounds and description, in the style of redis' static_configs.
+ * `--help-config`, the example config (deploy/trailhound.conf) and the parser
+ * all come from that table. Unknown keys are an error, except `kafka.*`,
+ * which pass verbatim to librdkafka (as kcat's -X does).
+ *
+ * File format: one `key = value` per line; `#` starts a comment; values may
+ * be quoted; lists are comma-separated.
+ *
+ * Ownership: th_config_init() fills defaults; th_config_free() releases what
+ * th_config_set()/th_config_load() allocated.
+ */
+#ifndef TRAILHOUND_CONFIG_H
+#define TRAILHOUND_CONFIG_H
+
+#include <stdio.h>
+
+#include "trailhound/detect.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_CONF_MAX_KAFKA 64
+#define TH_CONF_MAX_TOPICS 16
+
+struct th_config {
+	struct th_detect_conf detect;
+	/* reference data */
+	char *asn_db, *aws_ranges;
+	/* the Kafka worker (`run`) */
+	char *brokers;
+	char *group_id;
+	char *input_topics[TH_CONF_MAX_TOPICS];
+	int n_input_topics;
+	char *output_topic, *changelog_topic, *dead_letter_topic;
+	char *transactional_id;
+	char *state_dir;
+	long batch_size;         /* messages per transaction, at most */
+	long commit_interval_ms; /* time per transaction, at most */
+	long record_max;
+	long schema_id;          /* Confluent wire-format schema id; 0 = register */
+	char *schema_registry_url;
+	char *alert_schema;      /* path to alert.avsc */
+	long restore_timeout_ms;
+	/* kafka.* pass-through, in order */
+	char *kafka_keys[TH_CONF_MAX_KAFKA], *kafka_values[TH_CONF_MAX_KAFKA];
+	int n_kafka;
+	/* storage for list items (user agents) */
+	char *owned[TH_MAX_LIST * 4];
+	int n_owned;
+};
+
+/** @brief Defaults for every setting. */
+void th_config_init(struct th_config *cf);
+void th_config_free(struct th_config *cf);
+/**
+ * @brief Set one setting from "key=value" (or key, value).
+ * @returns 0 or TH_ECONFIG with errstr set (unknown key, bad value, out of bounds).
+ */
+int th_config_set(struct th_config *cf, const char *key, const char *value, char *errstr,
+		  size_t errstr_size);
+int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t errstr_size);
+/** @brief Read a config file. @returns 0, TH_ENOTFOUND or TH_ECONFIG (errstr names the line). */
+int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t errstr_size);
+/**
+ * @brief Open the reference data named by asn_db / aws_ranges (falling back to
+ *        $TH_ASN_DB / $TH_AWS_RANGES). @returns as th_enrich_new().
+ */
+int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *errstr,
+			  size_t errstr_size);
+/** @brief Print every setting with its default and description (--help-config). */
+void th_config_help(FILE *out);
+/** @brief Print an example config file with every setting at its default. */
+void th_config_example(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

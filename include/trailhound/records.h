@@ -1,0 +1,154 @@
+/*
+ * The detector's records and their keys in the state store. Layouts are
+ * documented in docs/state-format.md; every value starts with a format
+ * version byte, and every key with a one-letter record type:
+ *
+ *   a|<account>                          account: first event time
+ *   b|<account>|<asn>                    account egress ASN baseline: last seen
+ *   r|<role ARN>                         role: Lambda?, functions and regions
+ *   k|<account>|<access key>             token: origin, function, history, alerts
+ *   i|<role ARN>|<identity ARN>          identity that assumed a role (training)
+ *   n|<role ARN>|<asn>                   ASN of a role's other sessions (training)
+ *   d|<var>|<acct>|<role>|<fn/sess>|<asn>  dedup ledger
+ *   p|<account>|<access key>             remote uses held for late attribution
+ *   q|<role ARN>|<account>|<access key>  index of held keys by role
+ *
+ * '|' is the byte 0x1f in real keys (it cannot occur in ARNs or key IDs).
+ */
+#ifndef TRAILHOUND_RECORDS_H
+#define TRAILHOUND_RECORDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "trailhound/codec.h"
+#include "trailhound/enrich.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_REC_VERSION 1
+#define TH_KEY_SEP '\x1f'
+
+/* Summary of one call event: what an alert (or a deferred decision) needs. */
+struct th_call {
+	char event_id[72], event_name[72], event_source[72], aws_region[32];
+	char source_ip[48], user_agent[512], vpce_id[40], vpce_account[16];
+	char session[128], identity_hint[8];
+	char input_topic[160];
+	int64_t event_time_ms, creation_ms, input_offset;
+	int32_t input_partition;
+	uint32_t asn;
+	char as_org[96], src_region[32];
+	uint8_t net_kind; /* enum th_net_kind */
+};
+
+enum th_origin {
+	TH_ORIGIN_UNKNOWN = 0,
+	TH_ORIGIN_ISSUED = 1,  /* issued by Lambda to the function */
+	TH_ORIGIN_RUNTIME = 2, /* seen used by the function's runtime from inside */
+	TH_ORIGIN_ASSUMED = 3, /* assumed by an identity (an "other session") */
+	TH_ORIGIN_SESSION = 4, /* its session name is a known function of the role */
+};
+const char *th_origin_name(enum th_origin o);
+
+#define TH_TOKEN_MAX_IPS 8
+#define TH_TOKEN_MAX_CALLS 16
+#define TH_TOKEN_MAX_ALERTS 4
+
+struct th_alert_ref {
+	uint8_t variation;
+	uint8_t upgraded; /* a variation-1 upgrade was already raised for it */
+	char alert_id[33];
+	struct th_call call;
+};
+
+struct th_token {
+	uint8_t origin; /* enum th_origin */
+	char role_arn[256], session[128], function[128], identity[256];
+	int64_t issued_ms, expiry_ms, first_seen_ms, last_seen_ms;
+	uint32_t inside, outside;
+	uint8_t n_ips;
+	char ips[TH_TOKEN_MAX_IPS][48];
+	uint32_t distinct_ips; /* keeps counting past the stored ones */
+	uint8_t n_calls;
+	struct {
+		char name[96]; /* "<service>:<eventName>" */
+		uint32_t count;
+		int64_t last_ms;
+	} calls[TH_TOKEN_MAX_CALLS];
+	uint8_t n_alerts;
+	struct th_alert_ref alerts[TH_TOKEN_MAX_ALERTS];
+};
+
+#define TH_ROLE_MAX_FUNCTIONS 64
+#define TH_MAX_REGIONS 8
+
+struct th_role {
+	uint8_t is_lambda;
+	int64_t first_seen_ms;
+	uint8_t n_functions;
+	struct {
+		char name[128];
+		uint8_t n_regions;
+		char regions[TH_MAX_REGIONS][24];
+	} functions[TH_ROLE_MAX_FUNCTIONS];
+	uint8_t n_service_regions;
+	char service_regions[TH_MAX_REGIONS][24];
+};
+
+/* Training entry: most recent sighting, and the most recent one by another key. */
+struct th_sighting {
+	char key[32];
+	int64_t last_ms;     /* by .key */
+	int64_t other_ms;    /* by any key other than .key; 0 when none */
+	int64_t first_ms;    /* earliest sighting by any key */
+};
+
+#define TH_HELD_MAX 8
+struct th_held {
+	int64_t expiry_ms;
+	char role_arn[256];
+	uint8_t n;
+	struct th_call calls[TH_HELD_MAX];
+	/* ASNs seen from public addresses while held: taught to the account
+	 * baseline if the key turns out not to be Lambda's. */
+	uint8_t n_asns;
+	uint32_t asns[TH_HELD_MAX];
+	int64_t asn_ms[TH_HELD_MAX];
+};
+
+struct th_dedup {
+	int64_t last_alert_ms;
+	uint64_t count; /* matches in the window, suppressed ones included */
+	char alert_id[33];
+};
+
+/* Encoders append to w (after th_wbuf_reset); decoders return 0 or TH_EPARSE. */
+void th_call_encode(struct th_wbuf *w, const struct th_call *c);
+int th_call_decode(struct th_rbuf *r, struct th_call *c);
+void th_token_encode(struct th_wbuf *w, const struct th_token *t);
+int th_token_decode(const void *p, size_t n, struct th_token *t);
+void th_role_encode(struct th_wbuf *w, const struct th_role *r);
+int th_role_decode(const void *p, size_t n, struct th_role *r);
+void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s);
+int th_sighting_decode(const void *p, size_t n, struct th_sighting *s);
+void th_held_encode(struct th_wbuf *w, const struct th_held *h);
+int th_held_decode(const void *p, size_t n, struct th_held *h);
+void th_dedup_encode(struct th_wbuf *w, const struct th_dedup *d);
+int th_dedup_decode(const void *p, size_t n, struct th_dedup *d);
+
+/* Record a sighting by key at time t (see struct th_sighting). */
+void th_sighting_update(struct th_sighting *s, const char *key, int64_t t);
+/* Last time seen by a key other than @p key (0 when never). */
+int64_t th_sighting_other(const struct th_sighting *s, const char *key);
+
+/* Build a key "<type><sep>part<sep>part..." into buf; returns its length. */
+size_t th_key(char *buf, size_t size, char type, int nparts, ...);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * The state store: one LMDB environment (one per input partition in Kafka
+ * mode, one for `scan`) behind an in-memory write-back cache.
+ *
+ * Writes are coalesced: th_state_put() only touches the cache, and
+ * th_state_commit() writes each dirty key once, together with the last
+ * applied input offset, in a single LMDB write transaction. So LMDB sees one
+ * put per distinct key per batch, and the stored offset always matches the
+ * stored state. th_state_rollback() forgets everything since the last commit
+ * (used when a Kafka transaction aborts).
+ *
+ * Keys and values are opaque bytes here; the detector owns their layout
+ * (docs/state-format.md). Keys starting with a 0 byte are reserved for the
+ * store's own metadata (format version, input offset).
+ *
+ * Ownership: th_state_open() returns a store the caller closes with
+ * th_state_close(). Values returned by th_state_get() are borrowed and valid
+ * until the next put/del of that key, commit, rollback or close.
+ * Not thread-safe: one thread per store.
+ */
+#ifndef TRAILHOUND_STATE_H
+#define TRAILHOUND_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trailhound/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_STATE_FORMAT_VERSION 1
+#define TH_STATE_NO_OFFSET INT64_MIN
+
+struct th_state;
+
+struct th_state_stats {
+	uint64_t gets, cache_hits, db_reads, commits, db_puts, db_dels;
+	size_t cached, dirty;
+};
+
+/**
+ * @brief Open (creating if needed) the store in directory @p dir.
+ * @param map_size LMDB map size in bytes (0 = 4 GiB).
+ * @returns 0; TH_ESTATE when LMDB fails or the store has another format
+ *          version (errstr explains); TH_ENOMEM.
+ */
+int th_state_open(struct th_state **stp, const char *dir, size_t map_size, char *errstr,
+		  size_t errstr_size);
+/** @brief Sync and close; uncommitted changes are dropped. NULL is a no-op. */
+void th_state_close(struct th_state *st);
+
+/**
+ * @brief Look a key up (cache first, then LMDB).
+ * @returns 0 with val and vlen set, TH_ENOTFOUND, or TH_ESTATE.
+ */
+int th_state_get(struct th_state *st, const void *key, size_t klen, const void **val,
+		 size_t *vlen);
+/** @brief Set a key in the write-back cache. @returns 0 or TH_ENOMEM. */
+int th_state_put(struct th_state *st, const void *key, size_t klen, const void *val,
+		 size_t vlen);
+/** @brief Delete a key (in the write-back cache). @returns 0 or TH_ENOMEM. */
+int th_state_del(struct th_state *st, const void *key, size_t klen);
+
+/**
+ * @brief Visit every live key starting with @p prefix (committed and
+ *        uncommitted). The callback may put/del the key it is visiting (and
+ *        only that key); returning non-zero stops the scan.
+ * @returns 0, the callback's non-zero value, or TH_ESTATE.
+ */
+int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
+		  int (*cb)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen),
+		  void *ctx);
+
+/**
+ * @brief Visit the uncommitted changes (val NULL = deletion), e.g. to send
+ *        them to a changelog topic before committing.
+ */
+int th_state_dirty_foreach(struct th_state *st,
+			   int (*cb)(void *ctx, const void *key, size_t klen, const void *val,
+				     size_t vlen),
+			   void *ctx);
+
+/**
+ * @brief Write all dirty keys and @p input_offset (TH_STATE_NO_OFFSET keeps
+ *        the stored one) in one LMDB transaction.
+ * @returns 0 or TH_ESTATE (nothing written; the cache keeps its changes).
+ */
+int th_state_commit(struct th_state *st, int64_t input_offset);
+/** @brief Forget every change since the last commit. */
+void th_state_rollback(struct th_state *st);
+/** @brief Last committed input offset, or TH_STATE_NO_OFFSET. */
+int64_t th_state_offset(struct th_state *st);
+/** @brief Delete every key (committed at once) and the offset. @returns 0 or TH_ESTATE. */
+int th_state_wipe(struct th_state *st);
+/** @brief Apply a key/value (val NULL = delete) straight from a changelog record. */
+int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
+		   size_t vlen);
+void th_state_get_stats(const struct th_state *st, struct th_state_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

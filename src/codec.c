@@ -1,0 +1,136 @@
+/*
+ * Binary codec for state values (see codec.h).
+ */
+#include "trailhound/codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool grow(struct th_wbuf *w, size_t n)
+{
+	if (w->oom)
+		return false;
+	if (w->len + n <= w->cap)
+		return true;
+	size_t ncap = w->cap ? w->cap * 2 : 256;
+	while (ncap < w->len + n)
+		ncap *= 2;
+	uint8_t *np = realloc(w->p, ncap);
+	if (!np) {
+		w->oom = true;
+		return false;
+	}
+	w->p = np;
+	w->cap = ncap;
+	return true;
+}
+
+void th_wbuf_reset(struct th_wbuf *w)
+{
+	w->len = 0;
+	w->oom = false;
+}
+
+void th_wbuf_free(struct th_wbuf *w)
+{
+	free(w->p);
+	w->p = NULL;
+	w->len = w->cap = 0;
+}
+
+void th_put_bytes(struct th_wbuf *w, const void *b, size_t n)
+{
+	if (!grow(w, n))
+		return;
+	memcpy(w->p + w->len, b, n);
+	w->len += n;
+}
+
+void th_put_u8(struct th_wbuf *w, uint8_t v)
+{
+	th_put_bytes(w, &v, 1);
+}
+
+void th_put_varint(struct th_wbuf *w, uint64_t v)
+{
+	uint8_t b[10];
+	size_t n = 0;
+	do {
+		b[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			b[n] |= 0x80;
+		n++;
+	} while (v);
+	th_put_bytes(w, b, n);
+}
+
+void th_put_i64(struct th_wbuf *w, int64_t v)
+{
+	/* zigzag so small negatives stay short */
+	th_put_varint(w, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+void th_put_str(struct th_wbuf *w, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	th_put_varint(w, n);
+	th_put_bytes(w, s, n);
+}
+
+uint8_t th_get_u8(struct th_rbuf *r)
+{
+	if (r->p >= r->end) {
+		r->bad = true;
+		return 0;
+	}
+	return *r->p++;
+}
+
+uint64_t th_get_varint(struct th_rbuf *r)
+{
+	uint64_t v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (r->p >= r->end) {
+			r->bad = true;
+			return 0;
+		}
+		uint8_t b = *r->p++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return v;
+	}
+	r->bad = true;
+	return 0;
+}
+
+int64_t th_get_i64(struct th_rbuf *r)
+{
+	uint64_t u = th_get_varint(r);
+	return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+void th_get_str(struct th_rbuf *r, char *dst, size_t dstsz)
+{
+	uint64_t n = th_get_varint(r);
+	if (r->bad || n > (uint64_t)(r->end - r->p)) {
+		r->bad = true;
+		if (dstsz)
+			dst[0] = '\0';
+		return;
+	}
+	size_t c = n < dstsz ? (size_t)n : dstsz - 1;
+	memcpy(dst, r->p, c);
+	dst[c] = '\0';
+	r->p += n;
+}
+
+void th_strlcpy(char *dst, const char *src, size_t dstsz)
+{
+	size_t n = src ? strlen(src) : 0;
+	if (n >= dstsz)
+		n = dstsz - 1;
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = '\0';
+}

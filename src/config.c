@@ -1,0 +1,409 @@
+/*
+ * The configuration table (config.h): every setting once, with type,
+ * default, bounds and description. Adding a setting = one row here and one
+ * field in struct th_config.
+ */
+#include "trailhound/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum conf_type {
+	T_DAYS,   /* int64 ms, given in days */
+	T_HOURS,  /* int64 ms, given in hours */
+	T_LONG,   /* long */
+	T_STR,    /* char * */
+	T_TOPICS, /* char *[] + count */
+	T_UALIST, /* user-agent list in detect conf */
+	T_ASNS,   /* trusted ASN list */
+};
+
+struct conf_item {
+	const char *name;
+	enum conf_type type;
+	const char *def;
+	long min, max;
+	size_t off;
+	const char *desc;
+};
+
+#define D(f) offsetof(struct th_config, detect.f)
+#define C(f) offsetof(struct th_config, f)
+
+static const struct conf_item items[] = {
+	/* detection */
+	{"activation_days", T_DAYS, "14", 0, 3650, D(activation_ms),
+	 "no alert for an account until its first event is this old (event time)"},
+	{"training_days", T_DAYS, "30", 1, 3650, D(training_ms),
+	 "sliding window of the baselines (account ASNs, role identities and ASNs)"},
+	{"dedup_days", T_DAYS, "7", 0, 3650, D(dedup_ms),
+	 "at most one alert per (variation, account, role, function/session, ASN) per period"},
+	{"hold_hours", T_HOURS, "12", 1, 48, D(hold_ms),
+	 "how long a remote use of a not-yet-known key is held for late attribution"},
+	{"cli_user_agents", T_UALIST, "aws-cli/,^AWSPowerShell,aws-shell,s3cmd", 0, 0,
+	 D(cli_user_agents),
+	 "user-agent families of command-line tools (variation 2); ^ anchors at the start"},
+	{"lambda_user_agents", T_UALIST, "exec-env/AWS_Lambda,awslambda-worker/,aws-internal/", 0, 0,
+	 D(lambda_user_agents),
+	 "user-agent markers of Lambda's runtime and AWS-internal callers (variation 1)"},
+	{"trusted_asns", T_ASNS, "", 0, 0, D(trusted_asns),
+	 "ASNs treated as known (e.g. VPN / Direct Connect egress): variation 3 instead of 4"},
+	/* reference data */
+	{"asn_db", T_STR, "", 0, 0, C(asn_db), "ASN database (.mmdb, GeoLite2-ASN schema)"},
+	{"aws_ranges", T_STR, "", 0, 0, C(aws_ranges),
+	 "AWS ip-ranges.json; empty = recognise AWS addresses by Amazon's ASNs"},
+	/* the Kafka worker */
+	{"brokers", T_STR, "127.0.0.1:19092", 0, 0, C(brokers), "bootstrap servers"},
+	{"group_id", T_STR, "trailhound", 0, 0, C(group_id), "consumer group of the workers"},
+	{"input_topics", T_TOPICS, "cloudtrail", 0, 0, C(input_topics),
+	 "CloudTrail topics, partitioned by account ID"},
+	{"output_topic", T_STR, "trailhound.alerts", 0, 0, C(output_topic),
+	 "Avro alerts (Confluent wire format), keyed by account ID"},
+	{"changelog_topic", T_STR, "trailhound.state-changelog", 0, 0, C(changelog_topic),
+	 "compacted changelog of the per-partition state (as many partitions as the input)"},
+	{"dead_letter_topic", T_STR, "trailhound.dead-letter", 0, 0, C(dead_letter_topic),
+	 "rejected records: original bytes + reason headers"},
+	{"transactional_id", T_STR, "", 0, 0, C(transactional_id),
+	 "stable per worker (e.g. the pod name); default trailhound-<hostname>"},
+	{"state_dir", T_STR, "/var/lib/trailhound", 0, 0, C(state_dir),
+	 "one LMDB environment per input partition below this directory"},
+	{"batch_size", T_LONG, "1000", 1, 1000000, C(batch_size),
+	 "commit the transaction after at most this many messages"},
+	{"commit_interval_ms", T_LONG, "100", 1, 600000, C(commit_interval_ms),
+	 "commit the transaction after at most this long"},
+	{"record_max", T_LONG, "1048576", 1024, 104857600, C(record_max),
+	 "largest accepted record (bytes); larger ones go to the dead-letter topic"},
+	{"schema_id", T_LONG, "0", 0, 2147483647, C(schema_id),
+	 "schema id of alert.avsc in the wire format; 0 = register with schema_registry_url"},
+	{"schema_registry_url", T_STR, "", 0, 0, C(schema_registry_url),
+	 "Confluent-compatible Schema Registry used when schema_id is 0"},
+	{"alert_schema", T_STR, TH_SCHEMA_DIR "/alert.avsc", 0, 0, C(alert_schema),
+	 "the alert's Avro schema"},
+	{"restore_timeout_ms", T_LONG, "300000", 1000, 86400000, C(restore_timeout_ms),
+	 "longest time to restore one partition's state from its changelog"},
+};
+
+#undef D
+#undef C
+
+static const struct conf_item *find(const char *name)
+{
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		if (strcmp(items[i].name, name) == 0)
+			return &items[i];
+	return NULL;
+}
+
+static char *own(struct th_config *cf, const char *s, size_t n)
+{
+	if (cf->n_owned >= (int)TH_ARRAY_SIZE(cf->owned))
+		return NULL;
+	char *p = malloc(n + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	cf->owned[cf->n_owned++] = p;
+	return p;
+}
+
+/* Split a comma list; calls fn(item, len) for each trimmed non-empty item. */
+static int each_item(const char *v, int (*fn)(void *, const char *, size_t), void *ctx)
+{
+	while (*v) {
+		const char *e = strchr(v, ',');
+		size_t n = e ? (size_t)(e - v) : strlen(v);
+		const char *s = v;
+		size_t m = n;
+		while (m && isspace((unsigned char)*s))
+			s++, m--;
+		while (m && isspace((unsigned char)s[m - 1]))
+			m--;
+		if (m) {
+			int rc = fn(ctx, s, m);
+			if (rc)
+				return rc;
+		}
+		v += n + (e ? 1 : 0);
+	}
+	return 0;
+}
+
+struct list_ctx {
+	struct th_config *cf;
+	const struct conf_item *it;
+};
+
+static int add_ua(void *ctx, const char *s, size_t n)
+{
+	struct list_ctx *lc = ctx;
+	const char **arr = (const char **)((char *)lc->cf + lc->it->off);
+	int *count = lc->it->off == offsetof(struct th_config, detect.cli_user_agents)
+			     ? &lc->cf->detect.n_cli_user_agents
+			     : &lc->cf->detect.n_lambda_user_agents;
+	if (*count >= TH_MAX_LIST)
+		return TH_ECONFIG;
+	char *p = own(lc->cf, s, n);
+	if (!p)
+		return TH_ENOMEM;
+	arr[(*count)++] = p;
+	return 0;
+}
+
+static int add_asn(void *ctx, const char *s, size_t n)
+{
+	struct list_ctx *lc = ctx;
+	char buf[24], *end;
+	if (n >= sizeof(buf))
+		return TH_ECONFIG;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	const char *p = buf;
+	if (strncasecmp(p, "AS", 2) == 0)
+		p += 2;
+	errno = 0;
+	unsigned long v = strtoul(p, &end, 10);
+	if (errno || *end || !*p || v == 0 || v > 4294967295UL)
+		return TH_ECONFIG;
+	if (lc->cf->detect.n_trusted_asns >= (int)TH_ARRAY_SIZE(lc->cf->detect.trusted_asns))
+		return TH_ECONFIG;
+	lc->cf->detect.trusted_asns[lc->cf->detect.n_trusted_asns++] = (uint32_t)v;
+	return 0;
+}
+
+static int add_topic(void *ctx, const char *s, size_t n)
+{
+	struct list_ctx *lc = ctx;
+	if (lc->cf->n_input_topics >= TH_CONF_MAX_TOPICS)
+		return TH_ECONFIG;
+	char *p = malloc(n + 1);
+	if (!p)
+		return TH_ENOMEM;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	lc->cf->input_topics[lc->cf->n_input_topics++] = p;
+	return 0;
+}
+
+static int set_item(struct th_config *cf, const struct conf_item *it, const char *value,
+		    char *errstr, size_t errstr_size)
+{
+	char *base = (char *)cf;
+	struct list_ctx lc = {cf, it};
+	char *end;
+	long v;
+	int rc;
+
+	switch (it->type) {
+	case T_DAYS:
+	case T_HOURS:
+	case T_LONG:
+		errno = 0;
+		v = strtol(value, &end, 10);
+		if (errno || end == value || *end) {
+			snprintf(errstr, errstr_size, "%s: \"%s\" is not an integer", it->name, value);
+			return TH_ECONFIG;
+		}
+		if (v < it->min || v > it->max) {
+			snprintf(errstr, errstr_size, "%s: %ld is outside [%ld, %ld]", it->name, v,
+				 it->min, it->max);
+			return TH_ECONFIG;
+		}
+		if (it->type == T_LONG)
+			*(long *)(base + it->off) = v;
+		else
+			*(int64_t *)(base + it->off) =
+				(int64_t)v * (it->type == T_DAYS ? TH_DAY_MS : 3600LL * 1000);
+		return 0;
+	case T_STR: {
+		char **slot = (char **)(base + it->off);
+		char *p = strdup(value);
+		if (!p)
+			return TH_ENOMEM;
+		free(*slot);
+		*slot = p;
+		return 0;
+	}
+	case T_TOPICS:
+		for (int i = 0; i < cf->n_input_topics; i++)
+			free(cf->input_topics[i]);
+		cf->n_input_topics = 0;
+		rc = each_item(value, add_topic, &lc);
+		break;
+	case T_UALIST:
+		if (it->off == offsetof(struct th_config, detect.cli_user_agents))
+			cf->detect.n_cli_user_agents = 0;
+		else
+			cf->detect.n_lambda_user_agents = 0;
+		rc = each_item(value, add_ua, &lc);
+		break;
+	case T_ASNS:
+		cf->detect.n_trusted_asns = 0;
+		rc = each_item(value, add_asn, &lc);
+		break;
+	default:
+		rc = TH_ECONFIG;
+	}
+	if (rc)
+		snprintf(errstr, errstr_size, "%s: bad list \"%s\"", it->name, value);
+	return rc ? TH_ECONFIG : 0;
+}
+
+void th_config_init(struct th_config *cf)
+{
+	char err[256];
+	memset(cf, 0, sizeof(*cf));
+	th_detect_conf_defaults(&cf->detect);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		set_item(cf, &items[i], items[i].def, err, sizeof(err));
+}
+
+void th_config_free(struct th_config *cf)
+{
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		if (items[i].type == T_STR) {
+			char **slot = (char **)((char *)cf + items[i].off);
+			free(*slot);
+			*slot = NULL;
+		}
+	for (int i = 0; i < cf->n_input_topics; i++)
+		free(cf->input_topics[i]);
+	for (int i = 0; i < cf->n_kafka; i++) {
+		free(cf->kafka_keys[i]);
+		free(cf->kafka_values[i]);
+	}
+	for (int i = 0; i < cf->n_owned; i++)
+		free(cf->owned[i]);
+	cf->n_input_topics = cf->n_kafka = cf->n_owned = 0;
+}
+
+int th_config_set(struct th_config *cf, const char *key, const char *value, char *errstr,
+		  size_t errstr_size)
+{
+	if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
+		int i;
+		for (i = 0; i < cf->n_kafka; i++)
+			if (strcmp(cf->kafka_keys[i], key + 6) == 0)
+				break;
+		if (i == TH_CONF_MAX_KAFKA) {
+			snprintf(errstr, errstr_size, "too many kafka.* settings");
+			return TH_ECONFIG;
+		}
+		char *v = strdup(value);
+		if (!v)
+			return TH_ENOMEM;
+		if (i == cf->n_kafka) {
+			cf->kafka_keys[i] = strdup(key + 6);
+			if (!cf->kafka_keys[i]) {
+				free(v);
+				return TH_ENOMEM;
+			}
+			cf->n_kafka++;
+		} else {
+			free(cf->kafka_values[i]);
+		}
+		cf->kafka_values[i] = v;
+		return 0;
+	}
+	const struct conf_item *it = find(key);
+	if (!it) {
+		snprintf(errstr, errstr_size, "unknown setting \"%s\" (see --help-config)", key);
+		return TH_ECONFIG;
+	}
+	return set_item(cf, it, value, errstr, errstr_size);
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t errstr_size)
+{
+	char buf[4096];
+	const char *eq = strchr(kv, '=');
+	if (!eq || strlen(kv) >= sizeof(buf)) {
+		snprintf(errstr, errstr_size, "expected KEY=VALUE, got \"%.200s\"", kv);
+		return TH_ECONFIG;
+	}
+	memcpy(buf, kv, strlen(kv) + 1);
+	buf[eq - kv] = '\0';
+	char *key = trim(buf), *val = trim(buf + (eq - kv) + 1);
+	size_t n = strlen(val);
+	if (n >= 2 && ((val[0] == '"' && val[n - 1] == '"') || (val[0] == '\'' && val[n - 1] == '\''))) {
+		val[n - 1] = '\0';
+		val++;
+	}
+	return th_config_set(cf, key, val, errstr, errstr_size);
+}
+
+int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096], err[400];
+	int lineno = 0, rc = 0;
+	if (!f) {
+		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		return errno == ENOENT ? TH_ENOTFOUND : TH_ECONFIG;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *s = trim(line);
+		if (!*s || *s == '#' || *s == '[')
+			continue;
+		if ((rc = th_config_set_kv(cf, s, err, sizeof(err)))) {
+			snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno, err);
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+void th_config_help(FILE *out)
+{
+	fprintf(out, "Settings (config file `key = value`, or --set key=value):\n\n");
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		fprintf(out, "  %-22s default \"%s\"\n      %s\n", items[i].name, items[i].def,
+			items[i].desc);
+	fprintf(out, "\n  kafka.<property>       passed verbatim to librdkafka (e.g. "
+		     "kafka.security.protocol)\n");
+}
+
+void th_config_example(FILE *out)
+{
+	fprintf(out, "# trailhound configuration (generated by `trailhound run --example-config`)\n");
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		fprintf(out, "\n# %s\n%s = \"%s\"\n", items[i].desc, items[i].name, items[i].def);
+	fprintf(out, "\n# librdkafka properties pass through with a kafka. prefix\n"
+		     "# kafka.security.protocol = \"plaintext\"\n");
+}
+
+int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *errstr,
+			  size_t errstr_size)
+{
+	/* Environment fallbacks keep `scan` short to type in a shell. */
+	const char *asn = cf->asn_db && *cf->asn_db ? cf->asn_db : getenv("TH_ASN_DB");
+	const char *ranges =
+		cf->aws_ranges && *cf->aws_ranges ? cf->aws_ranges : getenv("TH_AWS_RANGES");
+	struct th_enrich_conf ec = {
+		.asn_db_path = asn && *asn ? asn : NULL,
+		.aws_ranges_path = ranges && *ranges ? ranges : NULL,
+	};
+	if (!ec.asn_db_path)
+		th_log_warn("config", "no ASN database (--asn-db / asn_db / $TH_ASN_DB): ASNs are "
+				      "unknown and, without ip-ranges.json, AWS addresses cannot be told "
+				      "from other public addresses");
+	else if (!ec.aws_ranges_path)
+		th_log_info("config", "no ip-ranges.json: AWS addresses recognised by Amazon's ASNs, "
+				      "regions unknown");
+	return th_enrich_new(en, &ec, errstr, errstr_size);
+}

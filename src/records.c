@@ -1,0 +1,331 @@
+/*
+ * Encoding of the detector's records (records.h, docs/state-format.md).
+ * Each value starts with TH_REC_VERSION; a decoder refuses other versions
+ * rather than guess, and the store as a whole is versioned by state.c.
+ */
+#include "trailhound/records.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+const char *th_origin_name(enum th_origin o)
+{
+	switch (o) {
+	case TH_ORIGIN_ISSUED: return "issued-by-lambda";
+	case TH_ORIGIN_RUNTIME: return "learned-from-runtime";
+	case TH_ORIGIN_ASSUMED: return "assumed-by-identity";
+	case TH_ORIGIN_SESSION: return "session-is-function";
+	case TH_ORIGIN_UNKNOWN: break;
+	}
+	return "unknown";
+}
+
+size_t th_key(char *buf, size_t size, char type, int nparts, ...)
+{
+	va_list ap;
+	size_t n = 0;
+	buf[n++] = type;
+	va_start(ap, nparts);
+	for (int i = 0; i < nparts; i++) {
+		const char *part = va_arg(ap, const char *);
+		size_t len = part ? strlen(part) : 0;
+		if (n + 1 + len >= size)
+			len = size - n - 2;
+		buf[n++] = TH_KEY_SEP;
+		memcpy(buf + n, part ? part : "", len);
+		n += len;
+	}
+	va_end(ap);
+	buf[n] = '\0';
+	return n;
+}
+
+void th_call_encode(struct th_wbuf *w, const struct th_call *c)
+{
+	th_put_str(w, c->event_id);
+	th_put_str(w, c->event_name);
+	th_put_str(w, c->event_source);
+	th_put_str(w, c->aws_region);
+	th_put_str(w, c->source_ip);
+	th_put_str(w, c->user_agent);
+	th_put_str(w, c->vpce_id);
+	th_put_str(w, c->vpce_account);
+	th_put_str(w, c->session);
+	th_put_str(w, c->input_topic);
+	th_put_i64(w, c->event_time_ms);
+	th_put_i64(w, c->creation_ms);
+	th_put_i64(w, c->input_offset);
+	th_put_i64(w, c->input_partition);
+	th_put_varint(w, c->asn);
+	th_put_str(w, c->as_org);
+	th_put_str(w, c->src_region);
+	th_put_u8(w, c->net_kind);
+}
+
+int th_call_decode(struct th_rbuf *r, struct th_call *c)
+{
+	th_get_str(r, c->event_id, sizeof(c->event_id));
+	th_get_str(r, c->event_name, sizeof(c->event_name));
+	th_get_str(r, c->event_source, sizeof(c->event_source));
+	th_get_str(r, c->aws_region, sizeof(c->aws_region));
+	th_get_str(r, c->source_ip, sizeof(c->source_ip));
+	th_get_str(r, c->user_agent, sizeof(c->user_agent));
+	th_get_str(r, c->vpce_id, sizeof(c->vpce_id));
+	th_get_str(r, c->vpce_account, sizeof(c->vpce_account));
+	th_get_str(r, c->session, sizeof(c->session));
+	th_get_str(r, c->input_topic, sizeof(c->input_topic));
+	c->event_time_ms = th_get_i64(r);
+	c->creation_ms = th_get_i64(r);
+	c->input_offset = th_get_i64(r);
+	c->input_partition = (int32_t)th_get_i64(r);
+	c->asn = (uint32_t)th_get_varint(r);
+	th_get_str(r, c->as_org, sizeof(c->as_org));
+	th_get_str(r, c->src_region, sizeof(c->src_region));
+	c->net_kind = th_get_u8(r);
+	return r->bad ? TH_EPARSE : 0;
+}
+
+static int check_version(struct th_rbuf *r)
+{
+	return th_get_u8(r) == TH_REC_VERSION && !r->bad ? 0 : TH_EPARSE;
+}
+
+void th_token_encode(struct th_wbuf *w, const struct th_token *t)
+{
+	th_put_u8(w, TH_REC_VERSION);
+	th_put_u8(w, t->origin);
+	th_put_str(w, t->role_arn);
+	th_put_str(w, t->session);
+	th_put_str(w, t->function);
+	th_put_str(w, t->identity);
+	th_put_i64(w, t->issued_ms);
+	th_put_i64(w, t->expiry_ms);
+	th_put_i64(w, t->first_seen_ms);
+	th_put_i64(w, t->last_seen_ms);
+	th_put_varint(w, t->inside);
+	th_put_varint(w, t->outside);
+	th_put_varint(w, t->distinct_ips);
+	th_put_u8(w, t->n_ips);
+	for (int i = 0; i < t->n_ips; i++)
+		th_put_str(w, t->ips[i]);
+	th_put_u8(w, t->n_calls);
+	for (int i = 0; i < t->n_calls; i++) {
+		th_put_str(w, t->calls[i].name);
+		th_put_varint(w, t->calls[i].count);
+		th_put_i64(w, t->calls[i].last_ms);
+	}
+	th_put_u8(w, t->n_alerts);
+	for (int i = 0; i < t->n_alerts; i++) {
+		th_put_u8(w, t->alerts[i].variation);
+		th_put_u8(w, t->alerts[i].upgraded);
+		th_put_str(w, t->alerts[i].alert_id);
+		th_call_encode(w, &t->alerts[i].call);
+	}
+}
+
+int th_token_decode(const void *p, size_t n, struct th_token *t)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	memset(t, 0, sizeof(*t));
+	if (check_version(&r))
+		return TH_EPARSE;
+	t->origin = th_get_u8(&r);
+	th_get_str(&r, t->role_arn, sizeof(t->role_arn));
+	th_get_str(&r, t->session, sizeof(t->session));
+	th_get_str(&r, t->function, sizeof(t->function));
+	th_get_str(&r, t->identity, sizeof(t->identity));
+	t->issued_ms = th_get_i64(&r);
+	t->expiry_ms = th_get_i64(&r);
+	t->first_seen_ms = th_get_i64(&r);
+	t->last_seen_ms = th_get_i64(&r);
+	t->inside = (uint32_t)th_get_varint(&r);
+	t->outside = (uint32_t)th_get_varint(&r);
+	t->distinct_ips = (uint32_t)th_get_varint(&r);
+	t->n_ips = th_get_u8(&r);
+	if (t->n_ips > TH_TOKEN_MAX_IPS)
+		return TH_EPARSE;
+	for (int i = 0; i < t->n_ips; i++)
+		th_get_str(&r, t->ips[i], sizeof(t->ips[i]));
+	t->n_calls = th_get_u8(&r);
+	if (t->n_calls > TH_TOKEN_MAX_CALLS)
+		return TH_EPARSE;
+	for (int i = 0; i < t->n_calls; i++) {
+		th_get_str(&r, t->calls[i].name, sizeof(t->calls[i].name));
+		t->calls[i].count = (uint32_t)th_get_varint(&r);
+		t->calls[i].last_ms = th_get_i64(&r);
+	}
+	t->n_alerts = th_get_u8(&r);
+	if (t->n_alerts > TH_TOKEN_MAX_ALERTS)
+		return TH_EPARSE;
+	for (int i = 0; i < t->n_alerts; i++) {
+		t->alerts[i].variation = th_get_u8(&r);
+		t->alerts[i].upgraded = th_get_u8(&r);
+		th_get_str(&r, t->alerts[i].alert_id, sizeof(t->alerts[i].alert_id));
+		if (th_call_decode(&r, &t->alerts[i].call))
+			return TH_EPARSE;
+	}
+	return r.bad ? TH_EPARSE : 0;
+}
+
+void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
+{
+	th_put_u8(w, TH_REC_VERSION);
+	th_put_u8(w, ro->is_lambda);
+	th_put_i64(w, ro->first_seen_ms);
+	th_put_u8(w, ro->n_functions);
+	for (int i = 0; i < ro->n_functions; i++) {
+		th_put_str(w, ro->functions[i].name);
+		th_put_u8(w, ro->functions[i].n_regions);
+		for (int j = 0; j < ro->functions[i].n_regions; j++)
+			th_put_str(w, ro->functions[i].regions[j]);
+	}
+	th_put_u8(w, ro->n_service_regions);
+	for (int j = 0; j < ro->n_service_regions; j++)
+		th_put_str(w, ro->service_regions[j]);
+}
+
+int th_role_decode(const void *p, size_t n, struct th_role *ro)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	memset(ro, 0, sizeof(*ro));
+	if (check_version(&r))
+		return TH_EPARSE;
+	ro->is_lambda = th_get_u8(&r);
+	ro->first_seen_ms = th_get_i64(&r);
+	ro->n_functions = th_get_u8(&r);
+	if (ro->n_functions > TH_ROLE_MAX_FUNCTIONS)
+		return TH_EPARSE;
+	for (int i = 0; i < ro->n_functions; i++) {
+		th_get_str(&r, ro->functions[i].name, sizeof(ro->functions[i].name));
+		ro->functions[i].n_regions = th_get_u8(&r);
+		if (ro->functions[i].n_regions > TH_MAX_REGIONS)
+			return TH_EPARSE;
+		for (int j = 0; j < ro->functions[i].n_regions; j++)
+			th_get_str(&r, ro->functions[i].regions[j], sizeof(ro->functions[i].regions[j]));
+	}
+	ro->n_service_regions = th_get_u8(&r);
+	if (ro->n_service_regions > TH_MAX_REGIONS)
+		return TH_EPARSE;
+	for (int j = 0; j < ro->n_service_regions; j++)
+		th_get_str(&r, ro->service_regions[j], sizeof(ro->service_regions[j]));
+	return r.bad ? TH_EPARSE : 0;
+}
+
+void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s)
+{
+	th_put_u8(w, TH_REC_VERSION);
+	th_put_str(w, s->key);
+	th_put_i64(w, s->last_ms);
+	th_put_i64(w, s->other_ms);
+	th_put_i64(w, s->first_ms);
+}
+
+int th_sighting_decode(const void *p, size_t n, struct th_sighting *s)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	memset(s, 0, sizeof(*s));
+	if (check_version(&r))
+		return TH_EPARSE;
+	th_get_str(&r, s->key, sizeof(s->key));
+	s->last_ms = th_get_i64(&r);
+	s->other_ms = th_get_i64(&r);
+	s->first_ms = th_get_i64(&r);
+	return r.bad ? TH_EPARSE : 0;
+}
+
+void th_sighting_update(struct th_sighting *s, const char *key, int64_t t)
+{
+	key = key ? key : "";
+	if (!s->first_ms || t < s->first_ms)
+		s->first_ms = t;
+	if (strcmp(s->key, key) == 0) {
+		if (t > s->last_ms)
+			s->last_ms = t;
+		return;
+	}
+	if (!s->key[0] && !s->last_ms) {
+		th_strlcpy(s->key, key, sizeof(s->key));
+		s->last_ms = t;
+		return;
+	}
+	if (t >= s->last_ms) {
+		/* the previous holder becomes "another key" */
+		if (s->last_ms > s->other_ms)
+			s->other_ms = s->last_ms;
+		th_strlcpy(s->key, key, sizeof(s->key));
+		s->last_ms = t;
+	} else if (t > s->other_ms) {
+		s->other_ms = t;
+	}
+}
+
+int64_t th_sighting_other(const struct th_sighting *s, const char *key)
+{
+	if (strcmp(s->key, key ? key : "") == 0)
+		return s->other_ms;
+	return s->last_ms > s->other_ms ? s->last_ms : s->other_ms;
+}
+
+void th_held_encode(struct th_wbuf *w, const struct th_held *h)
+{
+	th_put_u8(w, TH_REC_VERSION);
+	th_put_i64(w, h->expiry_ms);
+	th_put_str(w, h->role_arn);
+	th_put_u8(w, h->n);
+	for (int i = 0; i < h->n; i++)
+		th_call_encode(w, &h->calls[i]);
+	th_put_u8(w, h->n_asns);
+	for (int i = 0; i < h->n_asns; i++) {
+		th_put_varint(w, h->asns[i]);
+		th_put_i64(w, h->asn_ms[i]);
+	}
+}
+
+int th_held_decode(const void *p, size_t n, struct th_held *h)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	memset(h, 0, sizeof(*h));
+	if (check_version(&r))
+		return TH_EPARSE;
+	h->expiry_ms = th_get_i64(&r);
+	th_get_str(&r, h->role_arn, sizeof(h->role_arn));
+	h->n = th_get_u8(&r);
+	if (h->n > TH_HELD_MAX)
+		return TH_EPARSE;
+	for (int i = 0; i < h->n; i++)
+		if (th_call_decode(&r, &h->calls[i]))
+			return TH_EPARSE;
+	h->n_asns = th_get_u8(&r);
+	if (h->n_asns > TH_HELD_MAX)
+		return TH_EPARSE;
+	for (int i = 0; i < h->n_asns; i++) {
+		h->asns[i] = (uint32_t)th_get_varint(&r);
+		h->asn_ms[i] = th_get_i64(&r);
+	}
+	return r.bad ? TH_EPARSE : 0;
+}
+
+void th_dedup_encode(struct th_wbuf *w, const struct th_dedup *d)
+{
+	th_put_u8(w, TH_REC_VERSION);
+	th_put_i64(w, d->last_alert_ms);
+	th_put_varint(w, d->count);
+	th_put_str(w, d->alert_id);
+}
+
+int th_dedup_decode(const void *p, size_t n, struct th_dedup *d)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	memset(d, 0, sizeof(*d));
+	if (check_version(&r))
+		return TH_EPARSE;
+	d->last_alert_ms = th_get_i64(&r);
+	d->count = th_get_varint(&r);
+	th_get_str(&r, d->alert_id, sizeof(d->alert_id));
+	return r.bad ? TH_EPARSE : 0;
+}

@@ -1,0 +1,347 @@
+/*
+ * `trailhound scan`: the offline pipeline. Reads CloudTrail files (or stdin),
+ * runs parser → detector over one state store, writes alerts as JSON lines on
+ * stdout and a summary on stderr. The same detector runs in the Kafka worker;
+ * scan is how investigators and tests run it over files.
+ */
+#include "trailhound/cli.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "trailhound/config.h"
+#include "trailhound/detect.h"
+#include "trailhound/input.h"
+#include "trailhound/variation.h"
+
+struct scan {
+	struct th_parser *parser;
+	struct th_detector *det;
+	struct th_state *st;
+	struct th_wbuf out;
+	FILE *dead;
+	const char *input_name;
+	uint64_t read, parsed, rejected_by[TH_REJECT__COUNT], alerts;
+	uint64_t since_commit, batch;
+	int fatal;
+	bool progress, quiet_rejects;
+	double t0, last_progress;
+	struct th_input *in;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void show_progress(struct scan *s, bool done)
+{
+	double t = now_s();
+	if (!done && t - s->last_progress < 0.5)
+		return;
+	s->last_progress = t;
+	double mb = s->in ? (double)th_input_bytes_read(s->in) / 1e6 : 0;
+	fprintf(stderr, "\r%s: %" PRIu64 " events, %.1f MB, %" PRIu64 " alerts, %.0f events/s%s",
+		s->input_name, s->read, mb, s->alerts, (double)s->read / (t - s->t0 + 1e-9),
+		done ? "\n" : "   ");
+}
+
+static int on_alert(void *ctx, const struct th_alert *a)
+{
+	struct scan *s = ctx;
+	th_wbuf_reset(&s->out);
+	th_alert_to_json(a, &s->out);
+	th_put_u8(&s->out, '\n');
+	if (s->out.oom || fwrite(s->out.p, 1, s->out.len, stdout) != s->out.len)
+		return TH_EIO;
+	s->alerts++;
+	return 0;
+}
+
+static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
+		    uint64_t offset)
+{
+	struct scan *s = ctx;
+	struct th_input_ref ref = {.topic = s->input_name, .partition = -1,
+				   .offset = (int64_t)offset};
+	int rc;
+	(void)raw;
+	(void)raw_len;
+	s->read++;
+	s->parsed++;
+	if ((rc = th_detector_process(s->det, ev, &ref))) {
+		fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n",
+			s->input_name, offset, th_strerror(rc));
+		s->fatal = rc;
+		return rc;
+	}
+	/* Coalesced writes: LMDB sees one put per distinct key per batch. */
+	if (++s->since_commit >= s->batch) {
+		s->since_commit = 0;
+		if ((rc = th_state_commit(s->st, TH_STATE_NO_OFFSET))) {
+			s->fatal = rc;
+			return rc;
+		}
+	}
+	if (s->progress && (s->read & 4095) == 0)
+		show_progress(s, false);
+	return 0;
+}
+
+static void on_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
+		      size_t raw_len, uint64_t offset)
+{
+	struct scan *s = ctx;
+	s->read++;
+	s->rejected_by[why < TH_REJECT__COUNT ? why : TH_REJECT_MALFORMED_JSON]++;
+	if (!s->quiet_rejects)
+		fprintf(stderr, "%s: byte %" PRIu64 ": rejected (%s): %s\n", s->input_name, offset,
+			th_reject_name(why), detail);
+	if (s->dead) {
+		/* Dead letter: the original bytes and why, one JSON object per line. */
+		struct th_wbuf w = {0};
+		char num[32];
+		th_put_bytes(&w, "{\"input\":", 9);
+		th_json_put_string(&w, s->input_name);
+		snprintf(num, sizeof(num), ",\"offset\":%" PRIu64, offset);
+		th_put_bytes(&w, num, strlen(num));
+		th_put_bytes(&w, ",\"reason\":", 10);
+		th_json_put_string(&w, th_reject_name(why));
+		th_put_bytes(&w, ",\"detail\":", 10);
+		th_json_put_string(&w, detail);
+		th_put_bytes(&w, ",\"raw\":", 7);
+		char *rawz = malloc(raw_len + 1);
+		if (rawz) {
+			memcpy(rawz, raw, raw_len);
+			rawz[raw_len] = '\0';
+			th_json_put_string(&w, rawz);
+			free(rawz);
+		}
+		th_put_bytes(&w, "}\n", 2);
+		if (!w.oom)
+			fwrite(w.p, 1, w.len, s->dead);
+		th_wbuf_free(&w);
+	}
+}
+
+static void scan_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: trailhound scan [options] [FILE...|-]\n"
+		"\n"
+		"Runs the detector over CloudTrail files: JSON lines, pretty-printed JSON,\n"
+		"{\"Records\":[...]} log files, arrays, EventBridge envelopes; gzip or not.\n"
+		"Alerts go to stdout as JSON lines; a summary goes to stderr.\n"
+		"\n"
+		"Options:\n"
+		"  --state DIR          keep the detector state in DIR (default: a temporary\n"
+		"                       directory removed at exit)\n"
+		"  --asn-db FILE        ASN database (.mmdb, GeoLite2-ASN schema)  [$TH_ASN_DB]\n"
+		"  --aws-ranges FILE    AWS ip-ranges.json; without it AWS addresses are\n"
+		"                       recognised by Amazon's ASNs          [$TH_AWS_RANGES]\n"
+		"  -c, --config FILE    detection settings from a config file (see --help-config)\n"
+		"  --set KEY=VALUE      one setting (same keys as the config file)\n"
+		"  --help-config        list the settings with their defaults\n"
+		"  --dead-letter FILE   write rejected records (raw bytes + reason) as JSON lines\n"
+		"  --record-max BYTES   per-record size limit (default 1048576)\n"
+		"  --batch N            events per state commit (default 5000)\n"
+		"  --quiet-rejects      do not print each rejected record\n"
+		"  --no-progress        no progress line even on a terminal\n"
+		"  -h, --help           this text\n"
+		"\n"
+		"Exit codes: 0 no alerts, 1 alerts raised, 2 usage error, 3 an input could not be\n"
+		"read, 4 configuration/reference data error, 5 runtime failure (state store).\n");
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void print_summary(struct scan *s, double secs)
+{
+	struct th_detect_stats ds;
+	uint64_t rejected = 0;
+	th_detector_get_stats(s->det, &ds);
+	for (int i = 0; i < TH_REJECT__COUNT; i++)
+		rejected += s->rejected_by[i];
+	fprintf(stderr, "trailhound scan: %" PRIu64 " records read, %" PRIu64 " parsed, %" PRIu64
+			" rejected\n",
+		s->read, s->parsed, rejected);
+	for (int i = 1; i < TH_REJECT__COUNT; i++)
+		if (s->rejected_by[i])
+			fprintf(stderr, "  rejected %-16s %" PRIu64 "\n", th_reject_name(i),
+				s->rejected_by[i]);
+	fprintf(stderr, "  alerts %" PRIu64 "\n", s->alerts);
+	for (size_t i = 0; i < th_variations_count; i++) {
+		const struct th_variation *v = &th_variations[i];
+		if (ds.alerts[v->id])
+			fprintf(stderr, "    %d %-50s %-13s %" PRIu64 "\n", v->id, v->name, v->severity,
+				ds.alerts[v->id]);
+	}
+	fprintf(stderr,
+		"  candidates %" PRIu64 " (inside %" PRIu64 ", remote %" PRIu64 ", excluded %" PRIu64
+		"), held %" PRIu64 " (resolved %" PRIu64 ", expired %" PRIu64 "), upgrades %" PRIu64
+		"\n",
+		ds.candidates, ds.inside_uses, ds.remote_uses, ds.excluded, ds.held, ds.held_resolved,
+		ds.held_expired, ds.upgrades);
+	fprintf(stderr,
+		"  suppressed: activation %" PRIu64 ", dedup %" PRIu64 "; pruned %" PRIu64 "\n",
+		ds.suppressed_activation, ds.suppressed_dedup, ds.pruned);
+	fprintf(stderr, "  %.2f s, %.0f records/s\n", secs, (double)s->read / (secs + 1e-9));
+}
+
+int th_cmd_scan(int argc, char **argv)
+{
+	enum { O_STATE = 256, O_ASN, O_RANGES, O_DEAD, O_RECMAX, O_BATCH, O_QUIET, O_NOPROG,
+	       O_SET, O_HELPCONF };
+	static const struct option opts[] = {
+		{"state", required_argument, NULL, O_STATE},
+		{"asn-db", required_argument, NULL, O_ASN},
+		{"aws-ranges", required_argument, NULL, O_RANGES},
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, O_SET},
+		{"help-config", no_argument, NULL, O_HELPCONF},
+		{"dead-letter", required_argument, NULL, O_DEAD},
+		{"record-max", required_argument, NULL, O_RECMAX},
+		{"batch", required_argument, NULL, O_BATCH},
+		{"quiet-rejects", no_argument, NULL, O_QUIET},
+		{"no-progress", no_argument, NULL, O_NOPROG},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct scan s = {.batch = 5000};
+	struct th_config cf;
+	struct th_enrich *en = NULL;
+	char errstr[512], tmpdir[256] = "";
+	const char *state_dir = NULL, *dead_path = NULL;
+	size_t record_max = TH_RECORD_MAX_DEFAULT;
+	bool no_progress = false;
+	int ret = TH_EXIT_OK, rc = 0, c;
+
+	th_config_init(&cf);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+		switch (c) {
+		case O_STATE: state_dir = optarg; break;
+		case O_ASN: rc = th_config_set(&cf, "asn_db", optarg, errstr, sizeof(errstr)); break;
+		case O_RANGES:
+			rc = th_config_set(&cf, "aws_ranges", optarg, errstr, sizeof(errstr));
+			break;
+		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
+		case O_SET: rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
+		case O_HELPCONF: th_config_help(stdout); goto out;
+		case O_DEAD: dead_path = optarg; break;
+		case O_RECMAX: record_max = (size_t)strtoull(optarg, NULL, 10); break;
+		case O_BATCH: s.batch = strtoull(optarg, NULL, 10); break;
+		case O_QUIET: s.quiet_rejects = true; break;
+		case O_NOPROG: no_progress = true; break;
+		case 'h': scan_usage(stdout); goto out;
+		default: scan_usage(stderr); ret = TH_EXIT_USAGE; goto out;
+		}
+		if (rc) {
+			fprintf(stderr, "trailhound scan: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+	}
+	if (!s.batch || !record_max) {
+		fprintf(stderr, "trailhound scan: --batch and --record-max must be positive\n");
+		ret = TH_EXIT_USAGE;
+		goto out;
+	}
+	if (th_config_open_enrich(&cf, &en, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound scan: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
+	if (!state_dir) {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(tmpdir, sizeof(tmpdir), "%s/trailhound-scan-XXXXXX", tmp ? tmp : "/tmp");
+		if (!mkdtemp(tmpdir)) {
+			fprintf(stderr, "trailhound scan: mkdtemp: %s\n", strerror(errno));
+			ret = TH_EXIT_RUNTIME;
+			goto out;
+		}
+		state_dir = tmpdir;
+	}
+	if (th_state_open(&s.st, state_dir, 0, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound scan: %s\n", errstr);
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	if (dead_path && !(s.dead = fopen(dead_path, "w"))) {
+		fprintf(stderr, "trailhound scan: %s: %s\n", dead_path, strerror(errno));
+		ret = TH_EXIT_USAGE;
+		goto out;
+	}
+	if (th_parser_new(&s.parser, record_max) ||
+	    th_detector_new(&s.det, &cf.detect, en, s.st, on_alert, &s)) {
+		fprintf(stderr, "trailhound scan: out of memory\n");
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	s.progress = !no_progress && isatty(STDERR_FILENO);
+	s.t0 = now_s();
+
+	struct th_sink sink = {on_event, on_reject, &s};
+	int nfiles = argc - optind;
+	for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
+		const char *path = nfiles ? argv[optind + i] : "-";
+		s.input_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+		if ((rc = th_input_open(&s.in, path, 0, errstr, sizeof(errstr)))) {
+			fprintf(stderr, "trailhound scan: %s\n", errstr);
+			ret = TH_EXIT_INPUT;
+			continue;
+		}
+		rc = th_input_run(s.in, s.parser, &sink);
+		if (s.progress)
+			show_progress(&s, true);
+		th_input_close(s.in);
+		s.in = NULL;
+		if (s.fatal)
+			break;
+		if (rc) {
+			fprintf(stderr, "trailhound scan: %s: read error (%s)\n", s.input_name,
+				th_strerror(rc));
+			ret = TH_EXIT_INPUT;
+		}
+	}
+	if (!s.fatal) {
+		/* End of input: decide every use still held for late attribution. */
+		if ((rc = th_detector_advance(s.det, true)) || (rc = th_state_commit(s.st, 0))) {
+			fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+			s.fatal = rc;
+		}
+	}
+	fflush(stdout);
+	print_summary(&s, now_s() - s.t0);
+	if (s.fatal)
+		ret = TH_EXIT_RUNTIME;
+	else if (ret == TH_EXIT_OK && s.alerts)
+		ret = TH_EXIT_ALERTS;
+out:
+	th_detector_destroy(s.det);
+	th_parser_destroy(s.parser);
+	th_state_close(s.st);
+	th_wbuf_free(&s.out);
+	th_enrich_destroy(en);
+	th_config_free(&cf);
+	if (s.dead)
+		fclose(s.dead);
+	if (tmpdir[0])
+		nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+	return ret;
+}
