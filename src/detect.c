@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uthash.h>
+
 #include "trailhound/records.h"
 #include "trailhound/variation.h"
 
@@ -37,7 +39,16 @@ struct clock_rec {
 	int64_t watermark, next_expiry, next_prune;
 };
 
+/* Accounts' first event times, read on every event: kept in memory (and
+ * written through to the store whenever they move). */
+struct acct_first {
+	UT_hash_handle hh;
+	int64_t first_ms;
+	char acct[];
+};
+
 struct th_detector {
+	struct acct_first *accounts;
 	struct th_detect_conf conf;
 	const struct th_enrich *en;
 	struct th_state *st;
@@ -45,7 +56,7 @@ struct th_detector {
 	void *ctx;
 	struct th_detect_stats stats;
 	struct clock_rec clock;
-	bool clock_loaded;
+	bool clock_loaded, clock_dirty;
 	struct th_wbuf w;
 	/* Scratch records: large, so kept off the stack. */
 	struct th_token tok;
@@ -96,10 +107,13 @@ int th_detector_new(struct th_detector **dp, const struct th_detect_conf *conf,
 	return 0;
 }
 
+static void accounts_clear(struct th_detector *d);
+
 void th_detector_destroy(struct th_detector *d)
 {
 	if (!d)
 		return;
+	accounts_clear(d);
 	th_wbuf_free(&d->w);
 	free(d->collected);
 	free(d);
@@ -112,7 +126,9 @@ void th_detector_get_stats(const struct th_detector *d, struct th_detect_stats *
 
 void th_detector_reset(struct th_detector *d)
 {
+	accounts_clear(d);
 	d->clock_loaded = false;
+	d->clock_dirty = false;
 }
 
 /* ---- small helpers ---- */
@@ -181,7 +197,7 @@ static int load_role(struct th_detector *d, const char *arn, struct th_role *ro)
 	int rc = th_state_get(d->st, d->k1, kl, &v, &n);
 	if (rc == 0 && th_role_decode(v, n, ro) == 0)
 		return 1;
-	memset(ro, 0, sizeof(*ro));
+	th_role_clear(ro);
 	return rc == TH_ENOTFOUND || rc == 0 ? 0 : rc;
 }
 
@@ -202,7 +218,7 @@ static int load_token(struct th_detector *d, const char *acct, const char *akid,
 	int rc = th_state_get(d->st, d->k1, kl, &v, &n);
 	if (rc == 0 && th_token_decode(v, n, t) == 0)
 		return 1;
-	memset(t, 0, sizeof(*t));
+	th_token_clear(t);
 	return rc == TH_ENOTFOUND || rc == 0 ? 0 : rc;
 }
 
@@ -255,31 +271,53 @@ static int teach_account_asn(struct th_detector *d, const char *acct, uint32_t a
 	return teach_sighting(d, 'b', acct, a, "", t);
 }
 
-/* Earliest event time of the account (activation period). */
+static void accounts_clear(struct th_detector *d)
+{
+	struct acct_first *a, *tmp;
+	HASH_ITER(hh, d->accounts, a, tmp)
+	{
+		HASH_DEL(d->accounts, a);
+		free(a);
+	}
+}
+
+/* Earliest event time of the account (activation period); t = 0 only reads. */
 static int account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first)
 {
-	const void *v;
-	size_t n;
-	struct th_rbuf r;
-	int64_t f = 0;
-	size_t kl = th_key(d->k1, sizeof(d->k1), 'a', 1, acct);
-	int rc = th_state_get(d->st, d->k1, kl, &v, &n);
-	if (rc == 0) {
-		th_rbuf_init(&r, v, n);
-		if (th_get_u8(&r) == TH_REC_VERSION)
-			f = th_get_i64(&r);
-	} else if (rc != TH_ENOTFOUND) {
-		return rc;
+	struct acct_first *a;
+	size_t alen = strlen(acct);
+	int rc;
+	HASH_FIND(hh, d->accounts, acct, alen, a);
+	if (!a) {
+		const void *v;
+		size_t n;
+		struct th_rbuf r;
+		size_t kl = th_key(d->k1, sizeof(d->k1), 'a', 1, acct);
+		a = calloc(1, sizeof(*a) + alen + 1);
+		if (!a)
+			return TH_ENOMEM;
+		memcpy(a->acct, acct, alen);
+		rc = th_state_get(d->st, d->k1, kl, &v, &n);
+		if (rc == 0) {
+			th_rbuf_init(&r, v, n);
+			if (th_get_u8(&r) == TH_REC_VERSION)
+				a->first_ms = th_get_i64(&r);
+		} else if (rc != TH_ENOTFOUND) {
+			free(a);
+			return rc;
+		}
+		HASH_ADD(hh, d->accounts, acct, alen, a);
 	}
-	if (t && (!f || t < f)) {
-		f = t;
+	if (t && (!a->first_ms || t < a->first_ms)) {
+		a->first_ms = t;
+		size_t kl = th_key(d->k1, sizeof(d->k1), 'a', 1, acct);
 		th_wbuf_reset(&d->w);
 		th_put_u8(&d->w, TH_REC_VERSION);
-		th_put_i64(&d->w, f);
+		th_put_i64(&d->w, t);
 		if ((rc = put_rec(d, d->k1, kl)))
 			return rc;
 	}
-	*first = f;
+	*first = a->first_ms;
 	return 0;
 }
 
@@ -369,9 +407,12 @@ static void regions_join(const struct regions *rs, char *buf, size_t n)
 
 /* ---- the network of a call (spec §3) ---- */
 
+/* The reason is written only for a remote verdict: it becomes the alert's
+ * first evidence line, and formatting it for every inside call is waste. */
 static enum verdict net_verdict(const struct th_call *c, const char *acct,
 				const struct regions *rs, char *reason, size_t rsz)
 {
+	reason[0] = '\0';
 	if (c->vpce_id[0]) {
 		if (c->vpce_account[0] && !streq(c->vpce_account, acct)) {
 			snprintf(reason, rsz,
@@ -379,26 +420,18 @@ static enum verdict net_verdict(const struct th_call *c, const char *acct,
 				 c->vpce_id, c->vpce_account);
 			return NET_REMOTE;
 		}
-		snprintf(reason, rsz, "through the account's own VPC endpoint %s", c->vpce_id);
 		return NET_INSIDE;
 	}
 	switch ((enum th_net_kind)c->net_kind) {
 	case TH_NET_SERVICE:
-		snprintf(reason, rsz, "service-side call (%s)", c->source_ip);
 		return NET_NONE;
 	case TH_NET_PRIVATE:
-		snprintf(reason, rsz, "private address %s", c->source_ip);
 		return NET_INSIDE;
 	case TH_NET_AWS:
-		if (rs->n == 0 || !c->src_region[0] || streq(c->src_region, "GLOBAL")) {
-			snprintf(reason, rsz, "AWS address %s", c->source_ip);
+		if (rs->n == 0 || !c->src_region[0] || streq(c->src_region, "GLOBAL"))
 			return NET_INSIDE;
-		}
-		if (regions_has(rs, c->src_region)) {
-			snprintf(reason, rsz, "AWS address %s in the function's region %s", c->source_ip,
-				 c->src_region);
+		if (regions_has(rs, c->src_region))
 			return NET_INSIDE;
-		}
 		{
 			char where[200];
 			regions_join(rs, where, sizeof(where));
@@ -708,8 +741,15 @@ static void token_record_use(struct th_token *t, const struct th_call *c, enum v
 	char name[96];
 	const char *svc = c->event_source;
 	const char *dot = strstr(svc, ".amazonaws.com");
-	snprintf(name, sizeof(name), "%.*s:%s", dot ? (int)(dot - svc) : (int)strlen(svc), svc,
-		 c->event_name);
+	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc), nl = strlen(c->event_name);
+	if (sl > 40)
+		sl = 40;
+	if (nl > sizeof(name) - sl - 2)
+		nl = sizeof(name) - sl - 2;
+	memcpy(name, svc, sl);
+	name[sl] = ':';
+	memcpy(name + sl + 1, c->event_name, nl);
+	name[sl + 1 + nl] = '\0';
 	int oldest = -1;
 	for (int i = 0; i < t->n_calls; i++) {
 		if (strcmp(t->calls[i].name, name) == 0) {
@@ -1043,7 +1083,6 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 			    const struct th_input_ref *ref, struct th_call *c)
 {
 	(void)d;
-	memset(c, 0, sizeof(*c));
 	th_strlcpy(c->event_id, ev->event_id, sizeof(c->event_id));
 	th_strlcpy(c->event_name, ev->event_name, sizeof(c->event_name));
 	th_strlcpy(c->event_source, ev->event_source, sizeof(c->event_source));
@@ -1053,11 +1092,9 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 	th_strlcpy(c->vpce_id, ev->vpc_endpoint_id, sizeof(c->vpce_id));
 	th_strlcpy(c->vpce_account, ev->vpc_endpoint_account_id, sizeof(c->vpce_account));
 	th_strlcpy(c->session, session, sizeof(c->session));
-	if (ref) {
-		th_strlcpy(c->input_topic, ref->topic, sizeof(c->input_topic));
-		c->input_partition = ref->partition;
-		c->input_offset = ref->offset;
-	}
+	th_strlcpy(c->input_topic, ref ? ref->topic : NULL, sizeof(c->input_topic));
+	c->input_partition = ref ? ref->partition : -1;
+	c->input_offset = ref ? ref->offset : -1;
 	c->event_time_ms = ev->event_time_ms;
 	c->creation_ms = ev->ui.creation_ms;
 	c->asn = ni->asn;
@@ -1338,10 +1375,18 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 
 	if (ev->event_time_ms > d->clock.watermark) {
 		d->clock.watermark = ev->event_time_ms;
+		d->clock_dirty = true;
 		if (d->clock.watermark >= d->clock.next_expiry ||
 		    d->clock.watermark >= d->clock.next_prune)
 			return th_detector_advance(d, false);
-		return clock_save(d);
 	}
 	return 0;
+}
+
+int th_detector_checkpoint(struct th_detector *d)
+{
+	if (!d->clock_loaded || !d->clock_dirty)
+		return 0;
+	d->clock_dirty = false;
+	return clock_save(d);
 }

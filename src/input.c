@@ -105,6 +105,28 @@ static int deliver_one(struct th_parser *pr, const char *buf, size_t len, uint64
 	return 0;
 }
 
+/* In a pretty-printed container every record starts on its own line with the
+ * same indentation, nested values are indented further, and a raw newline
+ * cannot occur inside a string. So when a record was cut short, the next line
+ * with its indentation followed by '{' is where its successor starts.
+ * Returns that '{' within (p, end), or NULL (also when p is not alone at the
+ * start of its line, as in a one-line container). */
+static const char *next_sibling(const char *base, const char *p, const char *end)
+{
+	const char *ls = p;
+	while (ls > base && (ls[-1] == ' ' || ls[-1] == '\t'))
+		ls--;
+	if (ls == base || ls[-1] != '\n')
+		return NULL;
+	size_t ind = (size_t)(p - ls);
+	for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL;) {
+		q++;
+		if ((size_t)(end - q) > ind && memcmp(q, ls, ind) == 0 && q[ind] == '{')
+			return q + ind;
+	}
+	return NULL;
+}
+
 /* Elements of the array at p (p at '['); each is parsed on its own. */
 static int split_array(struct th_parser *pr, const char *base, const char *p, const char *end,
 		       uint64_t offset, const struct th_sink *sink)
@@ -114,7 +136,20 @@ static int split_array(struct th_parser *pr, const char *base, const char *p, co
 		return 1;
 	while (p < end) {
 		const char *e = th_json_skip_value(p, end);
+		const char *next = *p == '{' ? next_sibling(base, p, e ? e : end) : NULL;
 		int rc;
+		if (next) {
+			/* The record was cut and its successor follows: report the
+			 * fragment and carry on from there. */
+			const char *t = next;
+			while (t > p && is_ws(t[-1]))
+				t--;
+			sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+					"record cut short (the next record starts on a later line)", p,
+					(size_t)(t - p), offset + (uint64_t)(p - base));
+			p = next;
+			continue;
+		}
 		if (!e) {
 			/* Structure is lost from here on: report the remainder once. */
 			sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
@@ -326,6 +361,41 @@ static void guard_reject(void *ctx, enum th_reject why, const char *detail, cons
 	g->sink->on_reject(g->sink->ctx, why, detail, raw, raw_len, offset);
 }
 
+/* Where a broken multi-line top-level value ends: at the closing bracket in
+ * column 0 (pretty-printers put only the outermost brackets there) or before
+ * the next value starting in column 0 -- for an array only '[', since arrays
+ * of events are also written with one element per line in column 0.
+ * Searches the lines after `from`; NULL when neither is buffered. */
+static const char *pretty_value_end(const char *from, const char *end, int top_is_obj)
+{
+	for (const char *q = from; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL;) {
+		q++;
+		if (q >= end)
+			break;
+		if (*q == (top_is_obj ? '}' : ']'))
+			return q + 1;
+		if (*q == '[' || (top_is_obj && *q == '{'))
+			return q;
+	}
+	return NULL;
+}
+
+/* A top-level value that cannot be complete ends at e: the complete records
+ * of a container are still delivered, anything else is reported whole.
+ * Returns 1, or -1 with *stop set when a callback stopped the stream. */
+static int give_up_value(struct th_parser *pr, const struct th_sink *sink, const char *s,
+			 const char *e, uint64_t off, const char *why, int *stop)
+{
+	int r = th_split_container(pr, s, (size_t)(e - s), off, sink);
+	if (r < 0) {
+		*stop = -r;
+		return -1;
+	}
+	if (r == 0)
+		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON, why, s, (size_t)(e - s), off);
+	return 1;
+}
+
 /* Frame one value starting at *pos. Returns 1 when a value (or a rejected
  * fragment) was consumed, 0 when more input is needed, or a negative error /
  * the callback's stop value (as negative). */
@@ -408,10 +478,22 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 			if (q >= end)
 				break; /* need more input */
 			if (*q == '\n') {
-				sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
-						"unterminated string (record cut at end of line)", s,
-						(size_t)(q - s), off);
-				*pos = (size_t)(q - buf);
+				/* A raw newline cannot be in a JSON string: the record
+				 * was cut here. A pretty-printed value goes on over the
+				 * next lines, up to pretty_value_end(). */
+				const char *e = q;
+				if (memchr(s, '\n', (size_t)(q - s))) {
+					e = pretty_value_end(q, end, top_is_obj);
+					if (!e && !in->eof)
+						break; /* need more input */
+					if (!e)
+						e = end;
+				}
+				if (give_up_value(pr, sink, s, e, off,
+						  "unterminated string (record cut at end of line)",
+						  stop) < 0)
+					return -1;
+				*pos = (size_t)(e - buf);
 				return 1;
 			}
 			p = q + 1;
@@ -419,9 +501,11 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 		}
 		if (c == '{' || c == '[') {
 			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{') {
-				sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
-						"unterminated object (a new record starts on the next line)",
-						s, (size_t)(p - 1 - s), off);
+				if (give_up_value(pr, sink, s, p - 1, off,
+						  "unterminated object (a new record starts on the next "
+						  "line)",
+						  stop) < 0)
+					return -1;
 				*pos = (size_t)(p - buf);
 				return 1;
 			}
@@ -448,17 +532,16 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	}
 	if (!in->eof)
 		return 0;
-	/* A container cut short (a partial download of an S3 log file, an array
-	 * cut mid-record) still holds complete records before the cut. */
-	int r = th_split_container(pr, s, (size_t)(end - s), off, sink);
-	if (r < 0) {
-		*stop = -r;
+	/* Either the input ends inside this value, or its brackets do not
+	 * balance; a pretty-printed value still ends where pretty_value_end()
+	 * says, and a container's complete records are still good (a partial
+	 * download of an S3 log file, an array with a record cut short). */
+	const char *e = pretty_value_end(s, end, top_is_obj);
+	if (give_up_value(pr, sink, s, e ? e : end, off,
+			  e ? "unbalanced brackets (record cut short)" : "input ends inside a JSON value",
+			  stop) < 0)
 		return -1;
-	}
-	if (r == 0)
-		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON, "input ends inside a JSON value",
-				s, (size_t)(end - s), off);
-	*pos = in->len;
+	*pos = (size_t)((e ? e : end) - buf);
 	return 1;
 }
 

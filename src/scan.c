@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +88,8 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 	/* Coalesced writes: LMDB sees one put per distinct key per batch. */
 	if (++s->since_commit >= s->batch) {
 		s->since_commit = 0;
-		if ((rc = th_state_commit(s->st, TH_STATE_NO_OFFSET))) {
+		if ((rc = th_detector_checkpoint(s->det)) ||
+		    (rc = th_state_commit(s->st, TH_STATE_NO_OFFSET))) {
 			s->fatal = rc;
 			return rc;
 		}
@@ -118,15 +120,15 @@ static void on_reject(void *ctx, enum th_reject why, const char *detail, const c
 		th_json_put_string(&w, th_reject_name(why));
 		th_put_bytes(&w, ",\"detail\":", 10);
 		th_json_put_string(&w, detail);
-		th_put_bytes(&w, ",\"raw\":", 7);
-		char *rawz = malloc(raw_len + 1);
-		if (rawz) {
-			memcpy(rawz, raw, raw_len);
-			rawz[raw_len] = '\0';
-			th_json_put_string(&w, rawz);
-			free(rawz);
+		/* base64: a rejected record may not be UTF-8 or even text */
+		th_put_bytes(&w, ",\"raw_base64\":\"", 15);
+		unsigned char *b64 = malloc(4 * ((raw_len + 2) / 3) + 1);
+		if (b64) {
+			int n = EVP_EncodeBlock(b64, (const unsigned char *)raw, (int)raw_len);
+			th_put_bytes(&w, b64, n > 0 ? (size_t)n : 0);
+			free(b64);
 		}
-		th_put_bytes(&w, "}\n", 2);
+		th_put_bytes(&w, "\"}\n", 3);
 		if (!w.oom)
 			fwrite(w.p, 1, w.len, s->dead);
 		th_wbuf_free(&w);

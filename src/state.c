@@ -33,7 +33,8 @@ struct entry {
 	size_t vlen;
 	bool dirty;
 	bool in_db; /* the key existed in LMDB when first read (for scans) */
-	bool visited; /* scratch flag for th_state_scan */
+	uint32_t visit_gen; /* == st->scan_gen when the current scan visited it */
+	struct entry *dirty_next; /* the dirty list: commits and scans touch only these */
 };
 
 struct th_state {
@@ -42,6 +43,8 @@ struct th_state {
 	MDB_txn *rtxn; /* long-lived read txn, reset between commits */
 	bool rtxn_live;
 	struct entry *cache;
+	struct entry *dirty_head;
+	uint32_t scan_gen;
 	size_t ndirty, ncached;
 	int64_t offset;
 	struct th_state_stats stats;
@@ -96,6 +99,7 @@ static void cache_clear(struct th_state *st, bool keep_clean)
 		HASH_DEL(st->cache, e);
 		entry_free(e);
 	}
+	st->dirty_head = NULL;
 	st->ndirty = 0;
 	st->ncached = HASH_COUNT(st->cache);
 }
@@ -260,6 +264,8 @@ static struct entry *entry_for_write(struct th_state *st, const void *key, size_
 	}
 	if (!e->dirty) {
 		e->dirty = true;
+		e->dirty_next = st->dirty_head;
+		st->dirty_head = e;
 		st->ndirty++;
 	}
 	return e;
@@ -307,7 +313,8 @@ int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
 	struct entry *e, *tmp;
 	int rc, ret = 0;
 
-	HASH_ITER(hh, st->cache, e, tmp) e->visited = false;
+	uint32_t gen = ++st->scan_gen;
+	(void)tmp;
 	if ((rc = rtxn_get(st, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, st->dbi, &cur)))
@@ -318,7 +325,7 @@ int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
 			break;
 		HASH_FIND(hh, st->cache, k.mv_data, k.mv_size, e);
 		if (e) {
-			e->visited = true;
+			e->visit_gen = gen;
 			if (!e->val)
 				continue;
 			ret = cb(ctx, e->key, e->klen, e->val, e->vlen);
@@ -333,12 +340,14 @@ int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
 		return ret;
 	if (rc && rc != MDB_NOTFOUND)
 		return mdb_fail("mdb_cursor_get", rc);
-	/* Keys that exist only in the cache (written since the last commit). */
-	HASH_ITER(hh, st->cache, e, tmp)
-	{
-		if (e->visited || !e->val || e->klen < plen || memcmp(e->key, prefix, plen) != 0)
+	/* Keys that exist only in the cache: written since the last commit, so
+	 * on the dirty list. The list is walked by pointer so a callback that
+	 * re-dirties its own key (already listed) cannot disturb it. */
+	for (e = st->dirty_head; e; e = e->dirty_next) {
+		if (e->visit_gen == gen || !e->val || e->klen < plen ||
+		    memcmp(e->key, prefix, plen) != 0)
 			continue;
-		e->visited = true;
+		e->visit_gen = gen;
 		if ((ret = cb(ctx, e->key, e->klen, e->val, e->vlen)))
 			return ret;
 	}
@@ -350,32 +359,24 @@ int th_state_dirty_foreach(struct th_state *st,
 				     size_t vlen),
 			   void *ctx)
 {
-	struct entry *e, *tmp;
 	int ret;
-	HASH_ITER(hh, st->cache, e, tmp)
-	{
-		if (!e->dirty)
-			continue;
+	for (struct entry *e = st->dirty_head; e; e = e->dirty_next)
 		if ((ret = cb(ctx, e->key, e->klen, e->val, e->vlen)))
 			return ret;
-	}
 	return 0;
 }
 
 int th_state_commit(struct th_state *st, int64_t input_offset)
 {
 	MDB_txn *txn;
-	struct entry *e, *tmp;
+	struct entry *e;
 	int rc;
 
 	rtxn_release(st);
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)))
 		return mdb_fail("mdb_txn_begin(write)", rc);
-	HASH_ITER(hh, st->cache, e, tmp)
-	{
+	for (e = st->dirty_head; e; e = e->dirty_next) {
 		MDB_val k = {e->klen, e->key};
-		if (!e->dirty)
-			continue;
 		if (e->val) {
 			MDB_val v = {e->vlen, e->val};
 			rc = mdb_put(txn, st->dbi, &k, &v, 0);
@@ -400,13 +401,11 @@ int th_state_commit(struct th_state *st, int64_t input_offset)
 	if (input_offset != TH_STATE_NO_OFFSET)
 		st->offset = input_offset;
 	st->stats.commits++;
-	HASH_ITER(hh, st->cache, e, tmp)
-	{
-		if (e->dirty) {
-			e->dirty = false;
-			e->in_db = e->val != NULL;
-		}
+	for (e = st->dirty_head; e; e = e->dirty_next) {
+		e->dirty = false;
+		e->in_db = e->val != NULL;
 	}
+	st->dirty_head = NULL;
 	st->ndirty = 0;
 	if (st->ncached > CACHE_MAX_CLEAN)
 		cache_clear(st, false);

@@ -91,6 +91,12 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
  */
 int th_detector_advance(struct th_detector *d, bool final);
 
+/**
+ * @brief Write the detector's in-memory bookkeeping (its event-time clock) to
+ *        the store. Call right before every th_state_commit().
+ */
+int th_detector_checkpoint(struct th_detector *d);
+
 /** @brief Drop in-memory state derived from uncommitted events (after a rollback). */
 void th_detector_reset(struct th_detector *d);
 

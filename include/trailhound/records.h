@@ -35,7 +35,7 @@ extern "C" {
 struct th_call {
 	char event_id[72], event_name[72], event_source[72], aws_region[32];
 	char source_ip[48], user_agent[512], vpce_id[40], vpce_account[16];
-	char session[128], identity_hint[8];
+	char session[128];
 	char input_topic[160];
 	int64_t event_time_ms, creation_ms, input_offset;
 	int32_t input_partition;
@@ -124,6 +124,10 @@ struct th_dedup {
 	uint64_t count; /* matches in the window, suppressed ones included */
 	char alert_id[33];
 };
+
+/* Reset to an empty record (cheaper than zeroing the whole struct). */
+void th_token_clear(struct th_token *t);
+void th_role_clear(struct th_role *ro);
 
 /* Encoders append to w (after th_wbuf_reset); decoders return 0 or TH_EPARSE. */
 void th_call_encode(struct th_wbuf *w, const struct th_call *c);

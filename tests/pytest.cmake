@@ -1,0 +1,8 @@
+# Python end-to-end tests of the CLI (pytest), one CTest test per file.
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+foreach(t test_scan)
+  add_test(NAME py.${t}
+    COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/${t}.py)
+  set_tests_properties(py.${t} PROPERTIES LABELS e2e
+    ENVIRONMENT "TH_BIN=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")
+endforeach()
