@@ -39,7 +39,7 @@ struct th_netinfo {
 	uint32_t asn;         /* 0 when unknown */
 	char as_org[96];      /* "" when unknown */
 	char aws_region[32];  /* e.g. "us-east-1"; "" when not AWS or region unknown */
-	char aws_service[24]; /* most specific service of the matched prefix, e.g. "EC2" */
+	char aws_service[32]; /* most specific service of the matched prefix, e.g. "EC2" */
 	bool aws_by_asn;      /* AWS recognised through the Amazon-ASN fallback */
 };
 
