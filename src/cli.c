@@ -7,5 +7,8 @@
 
 const struct th_command th_commands[] = {
 	{"scan", th_cmd_scan},
+	{"inspect", th_cmd_inspect},
+	{"run", th_cmd_run},
+	{"produce", th_cmd_produce},
 	{NULL, NULL},
 };

@@ -1,0 +1,277 @@
+/*
+ * The Kafka commands: `run` (the stream worker) and `produce` (the backfill
+ * side of a CloudTrail-to-Kafka bridge: files in, one message per event out,
+ * keyed by the credential owner's account so an account's events share a
+ * partition).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trailhound/cli.h"
+#include "trailhound/config.h"
+#include "trailhound/input.h"
+#include "trailhound/worker.h"
+
+static volatile sig_atomic_t run = 1;
+
+static void stop(int sig)
+{
+	(void)sig;
+	run = 0;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static void run_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: trailhound run -c FILE [options]\n"
+		"\n"
+		"The stream worker: a member of the consumer group that reads CloudTrail topics,\n"
+		"runs the detector per partition (state in LMDB, changelog in Kafka) and\n"
+		"produces Avro alerts with exactly-once semantics.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE        the configuration file (see --example-config)\n"
+		"  -s, --set KEY=VALUE      override one setting (kafka.* pass to librdkafka)\n"
+		"  --exit-when-idle MS      exit once caught up and idle for MS milliseconds\n"
+		"  --drain                  with --exit-when-idle: first decide the uses still held\n"
+		"                           for late attribution, as `scan` does at end of input\n"
+		"  --help-config            the settings with defaults and descriptions\n"
+		"  --example-config         print a complete example configuration\n"
+		"  -v, --verbose            debug logging\n"
+		"  -h, --help               this text\n"
+		"\n"
+		"Exit codes: 0 stopped cleanly, 2 usage, 4 configuration, 5 runtime failure\n"
+		"(fenced by a newer instance, fatal Kafka error, state store): restart it.\n");
+}
+
+int th_cmd_run(int argc, char **argv)
+{
+	enum { O_IDLE = 256, O_DRAIN, O_HELPCONF, O_EXAMPLE };
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, 's'},
+		{"exit-when-idle", required_argument, NULL, O_IDLE},
+		{"drain", no_argument, NULL, O_DRAIN},
+		{"help-config", no_argument, NULL, O_HELPCONF},
+		{"example-config", no_argument, NULL, O_EXAMPLE},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct th_config cf;
+	struct th_worker_opts wo = {0};
+	char errstr[512];
+	int c, rc = 0, ret = TH_EXIT_OK;
+
+	th_config_init(&cf);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
+		case 's': rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
+		case O_IDLE: wo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
+		case O_DRAIN: wo.drain = true; break;
+		case O_HELPCONF: th_config_help(stdout); goto out;
+		case O_EXAMPLE: th_config_example(stdout); goto out;
+		case 'v': th_log_level = TH_LOG_DEBUG; break;
+		case 'h': run_usage(stdout); goto out;
+		default: run_usage(stderr); ret = TH_EXIT_USAGE; goto out;
+		}
+		if (rc) {
+			fprintf(stderr, "trailhound run: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		run_usage(stderr);
+		ret = TH_EXIT_USAGE;
+		goto out;
+	}
+	install_signals();
+	ret = th_worker_run(&cf, &wo, &run);
+out:
+	th_config_free(&cf);
+	return ret;
+}
+
+/* ---- produce ---- */
+
+struct producer {
+	rd_kafka_t *rk;
+	const char *topic;
+	uint64_t sent, rejected, failed;
+	const char *input;
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct producer *p = opaque;
+	(void)rk;
+	if (m->err) {
+		p->failed++;
+		th_log_err("produce", "delivery failed: %s", rd_kafka_err2str(m->err));
+	}
+}
+
+static int produce_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
+			 uint64_t offset)
+{
+	struct producer *p = ctx;
+	const char *acct = th_event_account(ev);
+	(void)offset;
+	for (;;) {
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			p->rk, RD_KAFKA_V_TOPIC(p->topic),
+			RD_KAFKA_V_KEY(acct, acct ? strlen(acct) : 0),
+			RD_KAFKA_V_VALUE((void *)raw, raw_len),
+			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			rd_kafka_poll(p->rk, 100);
+			continue;
+		}
+		if (err) {
+			th_log_err("produce", "%s", rd_kafka_err2str(err));
+			return TH_EKAFKA;
+		}
+		break;
+	}
+	p->sent++;
+	rd_kafka_poll(p->rk, 0);
+	return run ? 0 : TH_EIO;
+}
+
+static void produce_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
+			   size_t raw_len, uint64_t offset)
+{
+	struct producer *p = ctx;
+	(void)raw;
+	(void)raw_len;
+	p->rejected++;
+	fprintf(stderr, "%s: byte %" PRIu64 ": rejected (%s): %s\n", p->input, offset,
+		th_reject_name(why), detail);
+}
+
+int th_cmd_produce(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, 's'},
+		{"topic", required_argument, NULL, 't'},
+		{"brokers", required_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct th_config cf;
+	struct producer p = {0};
+	struct th_parser *parser = NULL;
+	rd_kafka_conf_t *conf = NULL;
+	char errstr[512];
+	const char *topic = NULL;
+	int c, rc = 0, ret = TH_EXIT_OK;
+
+	th_config_init(&cf);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:s:t:b:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
+		case 's': rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
+		case 't': topic = optarg; break;
+		case 'b': rc = th_config_set(&cf, "brokers", optarg, errstr, sizeof(errstr)); break;
+		case 'h':
+			printf("Usage: trailhound produce [-c FILE] [-b BROKERS] [-t TOPIC] FILE...|-\n"
+			       "\n"
+			       "Publishes CloudTrail files (every framing `scan` reads) to Kafka, one\n"
+			       "message per event, keyed by the credential owner's account\n"
+			       "(userIdentity.accountId, else recipientAccountId), with an idempotent\n"
+			       "producer. The topic defaults to the first input_topics entry.\n"
+			       "Exit codes: 0 all sent, 3 an input could not be read or records were\n"
+			       "rejected, 4 configuration, 5 delivery failure.\n");
+			goto out;
+		default: ret = TH_EXIT_USAGE; goto out;
+		}
+		if (rc) {
+			fprintf(stderr, "trailhound produce: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+	}
+	p.topic = topic ? topic : cf.input_topics[0];
+	conf = rd_kafka_conf_new();
+	/* murmur2 is the Java client's partitioner: the bridge and any Java
+	 * producer agree on which partition an account lands in. */
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf.brokers, errstr, sizeof(errstr)) ||
+	    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
+	    rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) ||
+	    rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof(errstr)) ||
+	    rd_kafka_conf_set(conf, "compression.type", "lz4", errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound produce: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
+	for (int i = 0; i < cf.n_kafka; i++)
+		if (rd_kafka_conf_set(conf, cf.kafka_keys[i], cf.kafka_values[i], errstr,
+				      sizeof(errstr))) {
+			fprintf(stderr, "trailhound produce: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+	rd_kafka_conf_set_opaque(conf, &p);
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	if (!(p.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
+		fprintf(stderr, "trailhound produce: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
+	conf = NULL;
+	install_signals();
+	if (th_parser_new(&parser, (size_t)cf.record_max)) {
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	struct th_sink sink = {produce_event, produce_reject, &p};
+	int nfiles = argc - optind;
+	for (int i = 0; i < (nfiles ? nfiles : 1) && run; i++) {
+		const char *path = nfiles ? argv[optind + i] : "-";
+		struct th_input *in;
+		p.input = path;
+		if (th_input_open(&in, path, 0, errstr, sizeof(errstr))) {
+			fprintf(stderr, "trailhound produce: %s\n", errstr);
+			ret = TH_EXIT_INPUT;
+			continue;
+		}
+		if (th_input_run(in, parser, &sink) && run)
+			ret = TH_EXIT_INPUT;
+		th_input_close(in);
+	}
+	rd_kafka_flush(p.rk, 60000);
+	if (rd_kafka_outq_len(p.rk) > 0 || p.failed)
+		ret = TH_EXIT_RUNTIME;
+	else if (p.rejected && ret == TH_EXIT_OK)
+		ret = TH_EXIT_INPUT;
+	fprintf(stderr, "trailhound produce: %" PRIu64 " events sent to %s, %" PRIu64
+			" rejected, %" PRIu64 " failed\n",
+		p.sent, p.topic, p.rejected, p.failed);
+out:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	if (p.rk)
+		rd_kafka_destroy(p.rk);
+	th_parser_destroy(parser);
+	th_config_free(&cf);
+	return ret;
+}

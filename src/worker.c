@@ -1,0 +1,849 @@
+/*
+ * The Kafka stream worker: consume → detect → produce alerts, dead letters
+ * and state changes in one Kafka transaction per batch (see worker.h for the
+ * design; librdkafka's examples/transactions.c is the model of the loop).
+ */
+#include "trailhound/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "trailhound/avro_alert.h"
+#include "trailhound/cli.h"
+#include "trailhound/detect.h"
+#include "trailhound/input.h"
+
+/* Separates the input topic from the state key in changelog record keys, so
+ * several input topics can share one changelog topic. */
+#define CHANGELOG_SEP '\x1e'
+#define MAX_PARTS 1024
+
+struct worker;
+
+/* One assigned input partition and its state. */
+struct part {
+	struct worker *w;
+	char *topic;
+	int32_t partition;
+	struct th_state *st;
+	struct th_detector *det;
+	bool active; /* processed messages in the open transaction */
+	bool eof;    /* consumed up to the end of the partition */
+};
+
+struct worker {
+	const struct th_config *cf;
+	const struct th_worker_opts *opts;
+	volatile sig_atomic_t *run;
+	rd_kafka_t *consumer, *producer, *restorer;
+	struct th_enrich *en;
+	struct th_parser *parser;
+	struct th_avro_alert *avro;
+	struct part *parts[MAX_PARTS];
+	int nparts;
+	/* the message being processed */
+	struct part *cur;
+	const rd_kafka_message_t *cur_msg;
+	int cur_err;
+	/* transaction bookkeeping */
+	long msgs_in_txn;
+	double txn_started;
+	bool txn_open;
+	int fatal; /* TH_EXIT_* to exit with, 0 = none */
+	/* scratch */
+	struct th_wbuf out, key;
+	char *padded;
+	size_t padded_cap;
+	/* counters */
+	uint64_t n_msgs, n_alerts, n_rejects, n_txn, n_aborts, n_restored;
+	double last_msg_at;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set_fatal(struct worker *w, const char *what, const char *why)
+{
+	th_log_err("worker", "%s: %s", what, why);
+	if (!w->fatal)
+		w->fatal = TH_EXIT_RUNTIME;
+	*w->run = 0;
+}
+
+/* ---- configuration of the clients ---- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+		    size_t errstr_size)
+{
+	if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK)
+		return TH_ECONFIG;
+	return 0;
+}
+
+/* Our defaults first, then kafka.* from the config (which may override them). */
+static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *const *defaults,
+				  char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	if (conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
+		goto fail;
+	for (int i = 0; defaults[i]; i += 2)
+		if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
+			goto fail;
+	for (int i = 0; i < cf->n_kafka; i++)
+		if (conf_set(conf, cf->kafka_keys[i], cf->kafka_values[i], errstr, errstr_size))
+			goto fail;
+	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct worker *w = opaque;
+	(void)rk;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char buf[512];
+		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+		th_log_err("kafka", "fatal error %s: %s", rd_kafka_err2name(ferr), buf);
+		if (!w->fatal)
+			w->fatal = TH_EXIT_RUNTIME;
+		*w->run = 0;
+		return;
+	}
+	th_log_warn("kafka", "%s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* ---- per-partition state ---- */
+
+static int on_alert(void *ctx, const struct th_alert *a);
+
+static void part_close(struct part *p)
+{
+	if (!p)
+		return;
+	th_detector_destroy(p->det);
+	th_state_close(p->st);
+	free(p->topic);
+	free(p);
+}
+
+static struct part *part_find(struct worker *w, const char *topic, int32_t partition)
+{
+	for (int i = 0; i < w->nparts; i++)
+		if (w->parts[i]->partition == partition && strcmp(w->parts[i]->topic, topic) == 0)
+			return w->parts[i];
+	return NULL;
+}
+
+static int part_open(struct worker *w, const char *topic, int32_t partition, struct part **out)
+{
+	char dir[1024], errstr[512];
+	struct part *p = calloc(1, sizeof(*p));
+	if (!p)
+		return TH_ENOMEM;
+	p->w = w;
+	p->partition = partition;
+	p->topic = strdup(topic);
+	snprintf(dir, sizeof(dir), "%s/%s-%d", w->cf->state_dir, topic, (int)partition);
+	if (!p->topic || th_state_open(&p->st, dir, 0, errstr, sizeof(errstr)) ||
+	    th_detector_new(&p->det, &w->cf->detect, w->en, p->st, on_alert, p)) {
+		th_log_err("state", "%s[%d]: %s", topic, (int)partition, errstr);
+		part_close(p);
+		return TH_ESTATE;
+	}
+	*out = p;
+	return 0;
+}
+
+/* Read the partition's changelog from the start (read_committed) into the
+ * wiped store: the state as of the group's committed offset. */
+static int part_restore(struct worker *w, struct part *p, int64_t committed)
+{
+	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
+	int64_t lo = 0, hi = 0;
+	size_t tlen = strlen(p->topic);
+	uint64_t n = 0;
+	int rc = 0;
+	double deadline = now_s() + (double)w->cf->restore_timeout_ms / 1000.0;
+
+	if ((rc = th_state_wipe(p->st)))
+		goto out;
+	th_detector_reset(p->det);
+	err = rd_kafka_query_watermark_offsets(w->restorer, w->cf->changelog_topic, p->partition,
+					       &lo, &hi, 10000);
+	if (err) {
+		th_log_err("restore", "%s[%d]: watermarks: %s", w->cf->changelog_topic,
+			   (int)p->partition, rd_kafka_err2str(err));
+		rc = TH_EKAFKA;
+		goto out;
+	}
+	if (hi > lo) {
+		rd_kafka_topic_partition_list_add(tp, w->cf->changelog_topic, p->partition)->offset =
+			RD_KAFKA_OFFSET_BEGINNING;
+		if ((err = rd_kafka_assign(w->restorer, tp))) {
+			rc = TH_EKAFKA;
+			goto out;
+		}
+		for (;;) {
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 200);
+			if (now_s() > deadline) {
+				th_log_err("restore", "%s[%d]: timed out after %" PRIu64 " records",
+					   p->topic, (int)p->partition, n);
+				if (m)
+					rd_kafka_message_destroy(m);
+				rc = TH_EKAFKA;
+				break;
+			}
+			if (!m)
+				continue;
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+				rd_kafka_message_destroy(m);
+				break;
+			}
+			if (m->err) {
+				th_log_warn("restore", "%s", rd_kafka_message_errstr(m));
+				rd_kafka_message_destroy(m);
+				continue;
+			}
+			const char *k = m->key;
+			if (m->key_len > tlen && memcmp(k, p->topic, tlen) == 0 &&
+			    k[tlen] == CHANGELOG_SEP) {
+				rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1,
+						    m->payload, m->len);
+				n++;
+			}
+			int64_t off = m->offset;
+			rd_kafka_message_destroy(m);
+			if (rc)
+				break;
+			/* bound the write-back cache on big changelogs */
+			if (n % 50000 == 0 && (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
+				break;
+			if (off + 1 >= hi)
+				break;
+		}
+		rd_kafka_assign(w->restorer, NULL);
+	}
+	if (!rc)
+		rc = th_state_commit(p->st, committed);
+	if (!rc) {
+		w->n_restored += n;
+		th_log_info("restore", "%s[%d]: %" PRIu64 " state records restored from %s, at offset "
+				       "%" PRId64,
+			    p->topic, (int)p->partition, n, w->cf->changelog_topic, committed);
+	}
+out:
+	th_detector_reset(p->det);
+	rd_kafka_topic_partition_list_destroy(tp);
+	return rc;
+}
+
+/* ---- the transaction ---- */
+
+static int begin_txn(struct worker *w)
+{
+	rd_kafka_error_t *error = rd_kafka_begin_transaction(w->producer);
+	if (error) {
+		set_fatal(w, "begin_transaction", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		return TH_EKAFKA;
+	}
+	w->txn_open = true;
+	w->msgs_in_txn = 0;
+	w->txn_started = now_s();
+	return 0;
+}
+
+struct changelog_ctx {
+	struct worker *w;
+	struct part *p;
+	int err;
+};
+
+static int changelog_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct changelog_ctx *cc = ctx;
+	struct worker *w = cc->w;
+	th_wbuf_reset(&w->key);
+	th_put_bytes(&w->key, cc->p->topic, strlen(cc->p->topic));
+	th_put_u8(&w->key, (uint8_t)CHANGELOG_SEP);
+	th_put_bytes(&w->key, key, klen);
+	if (w->key.oom)
+		return cc->err = TH_ENOMEM;
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		w->producer, RD_KAFKA_V_TOPIC(w->cf->changelog_topic),
+		RD_KAFKA_V_PARTITION(cc->p->partition), RD_KAFKA_V_KEY(w->key.p, w->key.len),
+		RD_KAFKA_V_VALUE((void *)val, val ? vlen : 0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		RD_KAFKA_V_END);
+	if (err) {
+		th_log_warn("worker", "changelog produce: %s", rd_kafka_err2str(err));
+		return cc->err = TH_EKAFKA;
+	}
+	return 0;
+}
+
+/* Roll every partition back to its last committed state and seek the
+ * consumer to the committed offsets. */
+static int rewind_all(struct worker *w)
+{
+	rd_kafka_topic_partition_list_t *assigned = NULL;
+	rd_kafka_resp_err_t err;
+	for (int i = 0; i < w->nparts; i++) {
+		th_state_rollback(w->parts[i]->st);
+		th_detector_reset(w->parts[i]->det);
+		w->parts[i]->active = false;
+	}
+	if ((err = rd_kafka_assignment(w->consumer, &assigned)))
+		return TH_EKAFKA;
+	if (assigned->cnt) {
+		if ((err = rd_kafka_committed(w->consumer, assigned, 10000))) {
+			rd_kafka_topic_partition_list_destroy(assigned);
+			return TH_EKAFKA;
+		}
+		for (int i = 0; i < assigned->cnt; i++)
+			if (assigned->elems[i].offset < 0)
+				assigned->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+		rd_kafka_error_t *error = rd_kafka_seek_partitions(w->consumer, assigned, -1);
+		if (error) {
+			th_log_err("worker", "seek: %s", rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			rd_kafka_topic_partition_list_destroy(assigned);
+			return TH_EKAFKA;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(assigned);
+	return 0;
+}
+
+static int abort_txn(struct worker *w)
+{
+	rd_kafka_error_t *error = rd_kafka_abort_transaction(w->producer, -1);
+	w->n_aborts++;
+	w->txn_open = false;
+	if (error) {
+		set_fatal(w, "abort_transaction", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		return TH_EKAFKA;
+	}
+	return rewind_all(w);
+}
+
+/* Commit the open transaction: state changes to the changelog, consumer
+ * positions with the group metadata, EndTxn; then LMDB. Returns 0 when
+ * committed (or aborted and rewound), TH_EFATAL when the worker must stop. */
+static int commit_txn(struct worker *w)
+{
+	rd_kafka_topic_partition_list_t *positions = NULL;
+	rd_kafka_consumer_group_metadata_t *cgmd = NULL;
+	rd_kafka_error_t *error = NULL;
+	int rc = 0;
+
+	if (!w->txn_open)
+		return 0;
+	if (w->msgs_in_txn == 0)
+		return 0; /* nothing to commit: keep the transaction open */
+	for (int i = 0; i < w->nparts; i++) {
+		struct part *p = w->parts[i];
+		struct changelog_ctx cc = {w, p, 0};
+		if (!p->active)
+			continue;
+		if ((rc = th_detector_checkpoint(p->det)) ||
+		    (rc = th_state_dirty_foreach(p->st, changelog_cb, &cc)) || (rc = cc.err))
+			goto abortable;
+	}
+	if (rd_kafka_assignment(w->consumer, &positions) ||
+	    rd_kafka_position(w->consumer, positions)) {
+		rc = TH_EKAFKA;
+		goto abortable;
+	}
+	cgmd = rd_kafka_consumer_group_metadata(w->consumer);
+	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd, -1);
+	if (!error)
+		error = rd_kafka_commit_transaction(w->producer, -1);
+	if (error) {
+		if (rd_kafka_error_txn_requires_abort(error)) {
+			th_log_warn("worker", "transaction aborted: %s", rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			error = NULL;
+			goto abortable;
+		}
+		if (rd_kafka_error_is_retriable(error)) {
+			/* e.g. a commit timeout: retry the commit itself */
+			rd_kafka_error_destroy(error);
+			error = rd_kafka_commit_transaction(w->producer, -1);
+		}
+		if (error) {
+			set_fatal(w, "commit_transaction", rd_kafka_error_string(error));
+			rc = TH_EFATAL;
+			goto out;
+		}
+	}
+	w->txn_open = false;
+	w->n_txn++;
+	/* Kafka has committed: now LMDB, with the offsets it committed. */
+	for (int i = 0; i < positions->cnt; i++) {
+		rd_kafka_topic_partition_t *tp = &positions->elems[i];
+		struct part *p = part_find(w, tp->topic, tp->partition);
+		if (!p || !p->active)
+			continue;
+		if (th_state_commit(p->st, tp->offset)) {
+			/* The changelog has it; the next assignment restores. */
+			set_fatal(w, "state commit", "LMDB commit failed");
+			rc = TH_EFATAL;
+			goto out;
+		}
+		p->active = false;
+	}
+	rc = begin_txn(w) ? TH_EFATAL : 0;
+	goto out;
+abortable:
+	rc = abort_txn(w) || begin_txn(w) ? TH_EFATAL : 0;
+out:
+	if (error)
+		rd_kafka_error_destroy(error);
+	if (cgmd)
+		rd_kafka_consumer_group_metadata_destroy(cgmd);
+	if (positions)
+		rd_kafka_topic_partition_list_destroy(positions);
+	return rc;
+}
+
+/* ---- rebalancing (eager protocol, range assignor) ---- */
+
+static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
+{
+	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, 30000);
+	if (err) {
+		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
+		return;
+	}
+	for (int i = 0; i < parts->cnt; i++) {
+		rd_kafka_topic_partition_t *tp = &parts->elems[i];
+		struct part *p;
+		if (w->nparts >= MAX_PARTS || part_open(w, tp->topic, tp->partition, &p)) {
+			set_fatal(w, "assign", "cannot open the partition's state");
+			return;
+		}
+		w->parts[w->nparts++] = p;
+		int64_t committed = tp->offset >= 0 ? tp->offset : TH_STATE_NO_OFFSET;
+		int64_t local = th_state_offset(p->st);
+		if (local != committed) {
+			th_log_info("worker", "%s[%d]: local state at offset %" PRId64
+					      ", group committed %" PRId64 ": restoring",
+				    tp->topic, (int)tp->partition, local, committed);
+			if (part_restore(w, p, committed)) {
+				set_fatal(w, "restore", "changelog restore failed");
+				return;
+			}
+		}
+		/* start from the committed offset (INVALID lets the group decide) */
+		tp->offset = RD_KAFKA_OFFSET_INVALID;
+	}
+	rd_kafka_assign(w->consumer, parts);
+}
+
+static void revoke_partitions(struct worker *w, bool lost)
+{
+	if (w->txn_open && w->msgs_in_txn > 0) {
+		if (lost) {
+			rd_kafka_error_t *error = rd_kafka_abort_transaction(w->producer, -1);
+			if (error) {
+				set_fatal(w, "abort on lost assignment", rd_kafka_error_string(error));
+				rd_kafka_error_destroy(error);
+			}
+			w->txn_open = false;
+			for (int i = 0; i < w->nparts; i++)
+				th_state_rollback(w->parts[i]->st);
+			if (!w->fatal)
+				begin_txn(w);
+		} else {
+			commit_txn(w);
+		}
+	}
+	for (int i = 0; i < w->nparts; i++)
+		part_close(w->parts[i]);
+	w->nparts = 0;
+	rd_kafka_assign(w->consumer, NULL);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	struct worker *w = opaque;
+	(void)rk;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		th_log_info("worker", "assigned %d partition(s)", parts->cnt);
+		assign_partitions(w, parts);
+	} else {
+		bool lost = rd_kafka_assignment_lost(w->consumer);
+		th_log_info("worker", "revoked %d partition(s)%s", parts->cnt,
+			    lost ? " (assignment lost)" : "");
+		revoke_partitions(w, lost);
+	}
+}
+
+/* ---- per message ---- */
+
+static int produce_dead_letter(struct worker *w, enum th_reject why, const char *detail,
+			       const char *raw, size_t raw_len, uint64_t offset)
+{
+	const rd_kafka_message_t *m = w->cur_msg;
+	char part[16], off[32], roff[32];
+	snprintf(part, sizeof(part), "%d", (int)m->partition);
+	snprintf(off, sizeof(off), "%" PRId64, m->offset);
+	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
+	const char *reason = th_reject_name(why);
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
+		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE((void *)raw, raw_len),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		RD_KAFKA_V_HEADER("reason", reason, -1), RD_KAFKA_V_HEADER("detail", detail, -1),
+		RD_KAFKA_V_HEADER("source.topic", rd_kafka_topic_name(m->rkt), -1),
+		RD_KAFKA_V_HEADER("source.partition", part, -1),
+		RD_KAFKA_V_HEADER("source.offset", off, -1),
+		RD_KAFKA_V_HEADER("record.byte_offset", roff, -1), RD_KAFKA_V_END);
+	return err ? TH_EKAFKA : 0;
+}
+
+static int on_alert(void *ctx, const struct th_alert *a)
+{
+	struct part *p = ctx;
+	struct worker *w = p->w;
+	if (th_avro_alert_encode(w->avro, a, &w->out))
+		return TH_EAVRO;
+	char variation[4];
+	snprintf(variation, sizeof(variation), "%d", a->variation);
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		w->producer, RD_KAFKA_V_TOPIC(w->cf->output_topic),
+		RD_KAFKA_V_KEY(a->account_id, strlen(a->account_id)),
+		RD_KAFKA_V_VALUE(w->out.p, w->out.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		RD_KAFKA_V_HEADER("alert_name", a->alert_name, -1),
+		RD_KAFKA_V_HEADER("severity", a->severity, -1),
+		RD_KAFKA_V_HEADER("variation", variation, -1),
+		RD_KAFKA_V_HEADER("alert_id", a->alert_id, -1), RD_KAFKA_V_END);
+	if (err) {
+		th_log_warn("worker", "alert produce: %s", rd_kafka_err2str(err));
+		return TH_EKAFKA;
+	}
+	w->n_alerts++;
+	return 0;
+}
+
+static int sink_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
+		      uint64_t offset)
+{
+	struct worker *w = ctx;
+	const rd_kafka_message_t *m = w->cur_msg;
+	struct th_input_ref ref = {.topic = rd_kafka_topic_name(m->rkt),
+				   .partition = m->partition,
+				   .offset = m->offset};
+	(void)raw;
+	(void)raw_len;
+	(void)offset;
+	int rc = th_detector_process(w->cur->det, ev, &ref);
+	if (rc)
+		w->cur_err = rc;
+	return rc;
+}
+
+static void sink_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
+			size_t raw_len, uint64_t offset)
+{
+	struct worker *w = ctx;
+	w->n_rejects++;
+	th_log_debug("worker", "%s[%d]@%" PRId64 ": rejected (%s): %s",
+		     rd_kafka_topic_name(w->cur_msg->rkt), (int)w->cur_msg->partition,
+		     w->cur_msg->offset, th_reject_name(why), detail);
+	if (produce_dead_letter(w, why, detail, raw, raw_len, offset))
+		w->cur_err = TH_EKAFKA;
+}
+
+static int handle_message(struct worker *w, const rd_kafka_message_t *m)
+{
+	const char *topic = rd_kafka_topic_name(m->rkt);
+	struct part *p = part_find(w, topic, m->partition);
+	if (!p) {
+		th_log_warn("worker", "message for unassigned %s[%d]", topic, (int)m->partition);
+		return 0;
+	}
+	/* simdjson reads up to TH_PARSE_PADDING bytes past the end */
+	if (m->len + TH_PARSE_PADDING > w->padded_cap) {
+		size_t cap = (m->len + TH_PARSE_PADDING) * 2;
+		char *np = realloc(w->padded, cap);
+		if (!np)
+			return TH_ENOMEM;
+		w->padded = np;
+		w->padded_cap = cap;
+	}
+	if (m->len)
+		memcpy(w->padded, m->payload, m->len);
+	memset(w->padded + m->len, 0, TH_PARSE_PADDING);
+	w->cur = p;
+	w->cur_msg = m;
+	w->cur_err = 0;
+	p->active = true;
+	p->eof = false;
+	struct th_sink sink = {sink_event, sink_reject, w};
+	if (m->len == 0)
+		sink_reject(w, TH_REJECT_MALFORMED_JSON, "empty message", "", 0, 0);
+	else
+		th_parser_feed(w->parser, w->padded, m->len, 0, &sink);
+	w->cur = NULL;
+	w->cur_msg = NULL;
+	w->n_msgs++;
+	w->msgs_in_txn++;
+	return w->cur_err;
+}
+
+/* ---- setup ---- */
+
+static int setup(struct worker *w, char *errstr, size_t errstr_size)
+{
+	const struct th_config *cf = w->cf;
+	char tid[256], host[128] = "localhost";
+	int32_t schema_id = (int32_t)cf->schema_id;
+	rd_kafka_conf_t *conf;
+	rd_kafka_error_t *error;
+
+	if (th_config_open_enrich((struct th_config *)cf, &w->en, errstr, errstr_size))
+		return TH_EXIT_CONFIG;
+	if (th_parser_new(&w->parser, (size_t)cf->record_max))
+		return TH_EXIT_RUNTIME;
+	if (!schema_id && cf->schema_registry_url && *cf->schema_registry_url) {
+		struct th_avro_alert *tmp = NULL;
+		char subject[512];
+		snprintf(subject, sizeof(subject), "%s-value", cf->output_topic);
+		if (th_avro_alert_new(&tmp, cf->alert_schema, 0, errstr, errstr_size))
+			return TH_EXIT_CONFIG;
+		int rc = th_schema_register(cf->schema_registry_url, subject,
+					    th_avro_alert_schema_json(tmp), &schema_id, errstr,
+					    errstr_size);
+		th_avro_alert_destroy(tmp);
+		if (rc)
+			return TH_EXIT_CONFIG;
+		th_log_info("worker", "alert schema registered as id %d (subject %s)", (int)schema_id,
+			    subject);
+	} else if (!schema_id) {
+		snprintf(errstr, errstr_size,
+			 "set schema_id, or schema_registry_url to register alert.avsc");
+		return TH_EXIT_CONFIG;
+	}
+	if (th_avro_alert_new(&w->avro, cf->alert_schema, schema_id, errstr, errstr_size))
+		return TH_EXIT_CONFIG;
+
+	/* Consumer: read_committed, no auto commit (offsets go through the
+	 * transaction), range assignor (librdkafka 2.0.x's cooperative protocol
+	 * has known bugs). */
+	static const char *const consumer_defaults[] = {
+		"enable.auto.commit", "false",
+		"enable.auto.offset.store", "false",
+		"isolation.level", "read_committed",
+		"auto.offset.reset", "earliest",
+		"partition.assignment.strategy", "range",
+		"enable.partition.eof", "true",
+		NULL,
+	};
+	if (!(conf = base_conf(cf, consumer_defaults, errstr, errstr_size)) ||
+	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
+		return TH_EXIT_CONFIG;
+	rd_kafka_conf_set_opaque(conf, w);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
+		rd_kafka_conf_destroy(conf);
+		return TH_EXIT_CONFIG;
+	}
+
+	/* The changelog reader for restores: no group membership, read_committed. */
+	static const char *const restore_defaults[] = {
+		"enable.auto.commit", "false",
+		"isolation.level", "read_committed",
+		"enable.partition.eof", "true",
+		"auto.offset.reset", "earliest",
+		NULL,
+	};
+	if (!(conf = base_conf(cf, restore_defaults, errstr, errstr_size)) ||
+	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
+		return TH_EXIT_CONFIG;
+	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
+		rd_kafka_conf_destroy(conf);
+		return TH_EXIT_CONFIG;
+	}
+
+	/* Producer: transactional, one per worker, a stable transactional.id. */
+	if (cf->transactional_id && *cf->transactional_id)
+		snprintf(tid, sizeof(tid), "%s", cf->transactional_id);
+	else {
+		gethostname(host, sizeof(host) - 1);
+		snprintf(tid, sizeof(tid), "trailhound-%s", host);
+	}
+	static const char *const producer_defaults[] = {
+		"transaction.timeout.ms", "60000",
+		"message.timeout.ms", "55000",
+		"linger.ms", "5",
+		NULL,
+	};
+	if (!(conf = base_conf(cf, producer_defaults, errstr, errstr_size)) ||
+	    conf_set(conf, "transactional.id", tid, errstr, errstr_size))
+		return TH_EXIT_CONFIG;
+	rd_kafka_conf_set_opaque(conf, w);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
+		rd_kafka_conf_destroy(conf);
+		return TH_EXIT_CONFIG;
+	}
+	/* Fences any previous instance with this transactional.id and aborts
+	 * whatever it left open. */
+	if ((error = rd_kafka_init_transactions(w->producer, 60000))) {
+		snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		return TH_EXIT_RUNTIME;
+	}
+	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
+
+	rd_kafka_topic_partition_list_t *topics =
+		rd_kafka_topic_partition_list_new(cf->n_input_topics);
+	for (int i = 0; i < cf->n_input_topics; i++)
+		rd_kafka_topic_partition_list_add(topics, cf->input_topics[i],
+						  RD_KAFKA_PARTITION_UA);
+	rd_kafka_resp_err_t err = rd_kafka_subscribe(w->consumer, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (err) {
+		snprintf(errstr, errstr_size, "subscribe: %s", rd_kafka_err2str(err));
+		return TH_EXIT_RUNTIME;
+	}
+	return begin_txn(w) ? TH_EXIT_RUNTIME : 0;
+}
+
+/* ---- the loop ---- */
+
+static bool caught_up(struct worker *w)
+{
+	for (int i = 0; i < w->nparts; i++)
+		if (!w->parts[i]->eof)
+			return false;
+	return w->nparts > 0;
+}
+
+static int drain(struct worker *w)
+{
+	/* End of a finite replay: decide held uses as `scan` does at end of input. */
+	for (int i = 0; i < w->nparts; i++) {
+		int rc = th_detector_advance(w->parts[i]->det, true);
+		if (rc)
+			return rc;
+		w->parts[i]->active = true;
+	}
+	w->msgs_in_txn++; /* force a commit even with no new message */
+	return commit_txn(w);
+}
+
+int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
+		  volatile sig_atomic_t *run)
+{
+	struct worker w = {.cf = cf, .opts = opts, .run = run};
+	char errstr[512] = "";
+	int rc = setup(&w, errstr, sizeof(errstr));
+	bool drained = false;
+
+	if (rc) {
+		th_log_err("worker", "%s", errstr);
+		goto out;
+	}
+	w.last_msg_at = now_s();
+	while (*run && !w.fatal) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 50);
+		if (m) {
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+				struct part *p = part_find(&w, rd_kafka_topic_name(m->rkt), m->partition);
+				if (p)
+					p->eof = true;
+			} else if (m->err) {
+				th_log_warn("kafka", "consume: %s", rd_kafka_message_errstr(m));
+			} else {
+				w.last_msg_at = now_s();
+				if (handle_message(&w, m)) {
+					/* state store or produce failure: abort this batch and retry
+					 * it; a persistent failure turns fatal below */
+					th_log_err("worker", "processing %s[%d]@%" PRId64 " failed",
+						   rd_kafka_topic_name(m->rkt), (int)m->partition,
+						   m->offset);
+					rd_kafka_message_destroy(m);
+					if (abort_txn(&w) || begin_txn(&w))
+						break;
+					continue;
+				}
+			}
+			rd_kafka_message_destroy(m);
+		}
+		if (w.msgs_in_txn >= cf->batch_size ||
+		    (w.msgs_in_txn > 0 &&
+		     (now_s() - w.txn_started) * 1000.0 >= (double)cf->commit_interval_ms)) {
+			if (commit_txn(&w) == TH_EFATAL)
+				break;
+		}
+		if (opts->exit_when_idle_ms > 0 && caught_up(&w) &&
+		    (now_s() - w.last_msg_at) * 1000.0 >= (double)opts->exit_when_idle_ms) {
+			if (commit_txn(&w) == TH_EFATAL)
+				break;
+			if (opts->drain && !drained) {
+				drained = true;
+				if (drain(&w))
+					break;
+			}
+			th_log_info("worker", "caught up; exiting");
+			break;
+		}
+	}
+	if (!w.fatal && w.txn_open && w.msgs_in_txn > 0)
+		commit_txn(&w);
+	rc = w.fatal;
+	th_log_info("worker",
+		    "%" PRIu64 " messages, %" PRIu64 " alerts, %" PRIu64 " rejected, %" PRIu64
+		    " transactions, %" PRIu64 " aborts, %" PRIu64 " state records restored",
+		    w.n_msgs, w.n_alerts, w.n_rejects, w.n_txn, w.n_aborts, w.n_restored);
+out:
+	if (w.consumer) {
+		/* A fatal worker must not commit anything more: no consumer close
+		 * (its revoke would try to commit), just go. */
+		if (!w.fatal)
+			rd_kafka_consumer_close(w.consumer);
+		for (int i = 0; i < w.nparts; i++)
+			part_close(w.parts[i]);
+		w.nparts = 0;
+		rd_kafka_destroy_flags(w.consumer,
+				       w.fatal ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
+	}
+	if (w.restorer) {
+		rd_kafka_consumer_close(w.restorer);
+		rd_kafka_destroy(w.restorer);
+	}
+	if (w.producer) {
+		if (w.txn_open && !w.fatal) {
+			rd_kafka_error_t *e = rd_kafka_abort_transaction(w.producer, 10000);
+			if (e)
+				rd_kafka_error_destroy(e);
+		}
+		rd_kafka_destroy(w.producer);
+	}
+	th_avro_alert_destroy(w.avro);
+	th_parser_destroy(w.parser);
+	th_enrich_destroy(w.en);
+	th_wbuf_free(&w.out);
+	th_wbuf_free(&w.key);
+	free(w.padded);
+	return rc;
+}
