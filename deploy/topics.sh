@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Creates trailhound's topics on a cluster with Kafka's own tool:
+#   deploy/topics.sh BOOTSTRAP [PARTITIONS] [REPLICATION]
+# The changelog must have as many partitions as the input topic (co-partitioned)
+# and be compacted; the input is partitioned by AWS account ID by the producer.
+set -euo pipefail
+bootstrap=${1:?usage: topics.sh BOOTSTRAP [PARTITIONS] [REPLICATION]}
+parts=${2:-12}
+rf=${3:-3}
+kt=${KAFKA_TOPICS:-kafka-topics.sh}
+create() { "$kt" --bootstrap-server "$bootstrap" --create --if-not-exists --topic "$1" \
+    --partitions "$2" --replication-factor "$rf" "${@:3}"; }
+create cloudtrail "$parts"
+create trailhound.state-changelog "$parts" --config cleanup.policy=compact \
+    --config min.compaction.lag.ms=60000
+create trailhound.alerts "$parts"
+create trailhound.dead-letter "$parts" --config retention.ms=2592000000
