@@ -958,6 +958,55 @@ static int resolve_role(struct th_detector *d, const char *role_arn)
 	return 0;
 }
 
+/* Holds that lapsed before time t are decided with what was known before the
+ * event at t teaches anything: called by every learning path before it
+ * changes a key or a role, so the outcome does not depend on whether some
+ * unrelated event happened to trigger the periodic sweep in between. */
+static int expire_lapsed(struct th_detector *d, const char *acct, const char *akid,
+			 const char *role_arn, int64_t t)
+{
+	const void *v;
+	size_t n;
+	char pk[512];
+	int rc;
+	if (acct && akid) {
+		size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
+		if (th_state_get(d->st, pk, pkl, &v, &n) == 0) {
+			struct th_rbuf r;
+			th_rbuf_init(&r, v, n);
+			if (th_get_u8(&r) == TH_REC_VERSION && th_get_i64(&r) < t &&
+			    (rc = resolve_key(d, acct, akid, true)))
+				return rc;
+		}
+	}
+	if (!role_arn)
+		return 0;
+	char prefix[512];
+	size_t pl = th_key(prefix, sizeof(prefix), 'q', 1, role_arn);
+	prefix[pl++] = TH_KEY_SEP;
+	struct collect_ctx cc = {.d = d, .skip = pl};
+	d->ncollected = 0;
+	if ((rc = th_state_scan(d->st, prefix, pl, collect_cb, &cc)) < 0)
+		return rc;
+	size_t nk = d->ncollected;
+	for (size_t i = 0; i < nk; i++) {
+		char *a, *k, ab[64], kb[64];
+		if (!split2(d->collected[i], &a, &k))
+			continue;
+		th_strlcpy(ab, a, sizeof(ab));
+		th_strlcpy(kb, k, sizeof(kb));
+		size_t pkl = th_key(pk, sizeof(pk), 'p', 2, ab, kb);
+		if (th_state_get(d->st, pk, pkl, &v, &n))
+			continue;
+		struct th_rbuf r;
+		th_rbuf_init(&r, v, n);
+		if (th_get_u8(&r) == TH_REC_VERSION && th_get_i64(&r) < t &&
+		    (rc = resolve_key(d, ab, kb, true)))
+			return rc;
+	}
+	return 0;
+}
+
 /* ---- aging ---- */
 
 struct prune_ctx {
@@ -1155,8 +1204,20 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	if (ev->user_agent && strstr(ev->user_agent, "exec-env/AWS_Lambda") && session) {
 		struct regions rs;
 		regions_of(ro, role_found && find_function(ro, session) >= 0 ? session : NULL, &rs);
-		if (net_verdict(c, acct, &rs, reason, sizeof(reason)) == NET_INSIDE) {
-			if (!role_found || !ro->is_lambda || find_function(ro, session) < 0) {
+		bool learns_role = !role_found || !ro->is_lambda || find_function(ro, session) < 0;
+		bool learns_key = !tok_found || t->origin == TH_ORIGIN_UNKNOWN;
+		if (net_verdict(c, acct, &rs, reason, sizeof(reason)) == NET_INSIDE &&
+		    (learns_role || learns_key)) {
+			/* Rare (first sight of a function or key): decide lapsed holds
+			 * first, then reload what that may have changed. */
+			if ((rc = expire_lapsed(d, acct, akid, learns_role ? role_arn : NULL,
+						ev->event_time_ms)))
+				return rc;
+			if ((role_found = load_role(d, role_arn, ro)) < 0)
+				return role_found;
+			if ((tok_found = load_token(d, acct, akid, t)) < 0)
+				return tok_found;
+			if (learns_role) {
 				if (!role_found)
 					ro->first_seen_ms = ev->event_time_ms;
 				ro->is_lambda = 1;
@@ -1166,7 +1227,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 				if ((rc = save_role(d, role_arn, ro)))
 					return rc;
 			}
-			if (!tok_found || t->origin == TH_ORIGIN_UNKNOWN) {
+			if (learns_key && (!tok_found || t->origin == TH_ORIGIN_UNKNOWN)) {
 				t->origin = TH_ORIGIN_RUNTIME;
 				th_strlcpy(t->function, session, sizeof(t->function));
 				tok_found = 1;
@@ -1228,9 +1289,11 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 	struct th_token *t = &d->tok;
 	const char *role_arn = ev->req.role_arn, *sess = ev->req.role_session_name;
 	const char *akid = ev->cred.access_key_id;
-	int rc, found = load_role(d, role_arn, ro);
+	int rc, found;
 	bool changed = false;
-	if (found < 0)
+	if ((rc = expire_lapsed(d, acct, akid, role_arn, ev->event_time_ms)))
+		return rc;
+	if ((found = load_role(d, role_arn, ro)) < 0)
 		return found;
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
@@ -1282,6 +1345,8 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 	const char *p = strstr(ev->req.role_arn, ":iam::");
 	if (p && sscanf(p + 6, "%15[0-9]", racct) == 1)
 		acct = racct;
+	if ((rc = expire_lapsed(d, acct, akid, NULL, ev->event_time_ms)))
+		return rc;
 	if ((rc = teach_sighting(d, 'i', ev->req.role_arn, who ? who : "unknown", akid,
 				 ev->event_time_ms)))
 		return rc;
@@ -1315,8 +1380,10 @@ static int learn_function(struct th_detector *d, const struct th_event *ev)
 	} else {
 		th_strlcpy(name, fn, sizeof(name));
 	}
-	int rc, found = load_role(d, ev->req.role, ro);
-	if (found < 0)
+	int rc, found;
+	if ((rc = expire_lapsed(d, NULL, NULL, ev->req.role, ev->event_time_ms)))
+		return rc;
+	if ((found = load_role(d, ev->req.role, ro)) < 0)
 		return found;
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
