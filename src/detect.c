@@ -47,8 +47,12 @@ struct acct_first {
 	char acct[];
 };
 
+struct obj;
+
 struct th_detector {
 	struct acct_first *accounts;
+	struct obj *objs;
+	size_t nobjs;
 	struct th_detect_conf conf;
 	const struct th_enrich *en;
 	struct th_state *st;
@@ -108,12 +112,14 @@ int th_detector_new(struct th_detector **dp, const struct th_detect_conf *conf,
 }
 
 static void accounts_clear(struct th_detector *d);
+static void objs_clear(struct th_detector *d);
 
 void th_detector_destroy(struct th_detector *d)
 {
 	if (!d)
 		return;
 	accounts_clear(d);
+	objs_clear(d);
 	th_wbuf_free(&d->w);
 	free(d->collected);
 	free(d);
@@ -127,6 +133,7 @@ void th_detector_get_stats(const struct th_detector *d, struct th_detect_stats *
 void th_detector_reset(struct th_detector *d)
 {
 	accounts_clear(d);
+	objs_clear(d);
 	d->clock_loaded = false;
 	d->clock_dirty = false;
 }
@@ -189,46 +196,137 @@ static int clock_save(struct th_detector *d)
 
 /* ---- records ---- */
 
-static int load_role(struct th_detector *d, const char *arn, struct th_role *ro)
+/* Decoded tokens and roles, cached across events: nearly every event reads
+ * and updates one of each, and decoding/encoding them per event cost more
+ * than parsing the event. Dirty objects are encoded into the store by
+ * objs_flush() (at checkpoints and before sweeps); a rollback drops them. */
+struct obj {
+	UT_hash_handle hh;
+	bool dirty;
+	bool exists; /* in the store, or saved since */
+	void *payload; /* struct th_token or struct th_role */
+	size_t klen;
+	char key[];
+};
+
+#define OBJS_MAX 8192
+
+static struct obj *obj_get(struct th_detector *d, char type, const char *key, size_t klen,
+			   int *found)
 {
+	struct obj *o;
 	const void *v;
 	size_t n;
+	HASH_FIND(hh, d->objs, key, klen, o);
+	if (o) {
+		*found = o->exists;
+		return o;
+	}
+	o = calloc(1, sizeof(*o) + klen + 1);
+	if (!o)
+		return NULL;
+	o->payload = malloc(type == 'k' ? sizeof(struct th_token) : sizeof(struct th_role));
+	if (!o->payload) {
+		free(o);
+		return NULL;
+	}
+	memcpy(o->key, key, klen);
+	o->klen = klen;
+	int rc = th_state_get(d->st, key, klen, &v, &n);
+	int ok = rc == 0 && (type == 'k' ? th_token_decode(v, n, o->payload)
+					 : th_role_decode(v, n, o->payload)) == 0;
+	if (!ok) {
+		if (type == 'k')
+			th_token_clear(o->payload);
+		else
+			th_role_clear(o->payload);
+	}
+	o->exists = ok;
+	HASH_ADD(hh, d->objs, key, klen, o);
+	d->nobjs++;
+	*found = ok;
+	return o;
+}
+
+static int objs_flush(struct th_detector *d)
+{
+	struct obj *o, *tmp;
+	HASH_ITER(hh, d->objs, o, tmp)
+	{
+		if (!o->dirty)
+			continue;
+		th_wbuf_reset(&d->w);
+		if (o->key[0] == 'k')
+			th_token_encode(&d->w, o->payload);
+		else
+			th_role_encode(&d->w, o->payload);
+		int rc = put_rec(d, o->key, o->klen);
+		if (rc)
+			return rc;
+		o->dirty = false;
+	}
+	return 0;
+}
+
+static void objs_clear(struct th_detector *d)
+{
+	struct obj *o, *tmp;
+	HASH_ITER(hh, d->objs, o, tmp)
+	{
+		HASH_DEL(d->objs, o);
+		free(o->payload);
+		free(o);
+	}
+	d->nobjs = 0;
+}
+
+static void obj_mark(struct th_detector *d, const char *key, size_t klen)
+{
+	struct obj *o;
+	HASH_FIND(hh, d->objs, key, klen, o);
+	if (o)
+		o->dirty = o->exists = true;
+}
+
+/* Returns 1 (found), 0 (new, empty) or a negative error; *ro points into the cache. */
+static int load_role(struct th_detector *d, const char *arn, struct th_role **ro)
+{
+	int found;
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
-	int rc = th_state_get(d->st, d->k1, kl, &v, &n);
-	if (rc == 0 && th_role_decode(v, n, ro) == 0)
-		return 1;
-	th_role_clear(ro);
-	return rc == TH_ENOTFOUND || rc == 0 ? 0 : rc;
+	struct obj *o = obj_get(d, 'r', d->k1, kl, &found);
+	if (!o)
+		return TH_ENOMEM;
+	*ro = o->payload;
+	return found;
 }
 
 static int save_role(struct th_detector *d, const char *arn, const struct th_role *ro)
 {
+	(void)ro;
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
-	th_wbuf_reset(&d->w);
-	th_role_encode(&d->w, ro);
-	return put_rec(d, d->k1, kl);
+	obj_mark(d, d->k1, kl);
+	return 0;
 }
 
 static int load_token(struct th_detector *d, const char *acct, const char *akid,
-		      struct th_token *t)
+		      struct th_token **t)
 {
-	const void *v;
-	size_t n;
+	int found;
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
-	int rc = th_state_get(d->st, d->k1, kl, &v, &n);
-	if (rc == 0 && th_token_decode(v, n, t) == 0)
-		return 1;
-	th_token_clear(t);
-	return rc == TH_ENOTFOUND || rc == 0 ? 0 : rc;
+	struct obj *o = obj_get(d, 'k', d->k1, kl, &found);
+	if (!o)
+		return TH_ENOMEM;
+	*t = o->payload;
+	return found;
 }
 
 static int save_token(struct th_detector *d, const char *acct, const char *akid,
 		      const struct th_token *t)
 {
+	(void)t;
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
-	th_wbuf_reset(&d->w);
-	th_token_encode(&d->w, t);
-	return put_rec(d, d->k1, kl);
+	obj_mark(d, d->k1, kl);
+	return 0;
 }
 
 static int load_sighting(struct th_detector *d, char type, const char *a, const char *b,
@@ -329,6 +427,16 @@ static int find_function(const struct th_role *ro, const char *name)
 		if (strcmp(ro->functions[i].name, name) == 0)
 			return i;
 	return -1;
+}
+
+static bool has_region(char regions[][24], uint8_t n, const char *region)
+{
+	if (!region || !*region)
+		return true; /* nothing to add */
+	for (int i = 0; i < n; i++)
+		if (strcmp(regions[i], region) == 0)
+			return true;
+	return false;
 }
 
 static void add_region(char regions[][24], uint8_t *n, const char *region)
@@ -700,12 +808,12 @@ static int upgrade_alerts(struct th_detector *d, const char *acct, const char *a
 		char prior[33], reason[400];
 		struct th_call c = r->call;
 		memcpy(prior, r->alert_id, sizeof(prior));
-		struct th_role ro;
+		struct th_role *ro;
 		struct regions rs;
 		int rc = load_role(d, t->role_arn, &ro);
 		if (rc < 0)
 			return rc;
-		regions_of(&ro, t->function, &rs);
+		regions_of(ro, t->function, &rs);
 		net_verdict(&c, acct, &rs, reason, sizeof(reason));
 		if ((rc = decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason, prior)))
 			return rc;
@@ -827,8 +935,8 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 static int resolve_key(struct th_detector *d, const char *acct, const char *akid, bool expire)
 {
 	struct th_held *h = &d->held;
-	struct th_token *t = &d->tok;
-	struct th_role *ro = &d->role;
+	struct th_token *t;
+	struct th_role *ro;
 	const void *v;
 	size_t n;
 	char pk[512], reason[400];
@@ -842,10 +950,10 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 		memset(h, 0, sizeof(*h));
 		goto drop;
 	}
-	int role_found = load_role(d, h->role_arn, ro);
+	int role_found = load_role(d, h->role_arn, &ro);
 	if (role_found < 0)
 		return role_found;
-	int tok_found = load_token(d, acct, akid, t);
+	int tok_found = load_token(d, acct, akid, &t);
 	if (tok_found < 0)
 		return tok_found;
 	if (!role_found || !ro->is_lambda) {
@@ -1118,6 +1226,11 @@ int th_detector_advance(struct th_detector *d, bool final)
 		d->clock.next_expiry = now + EXPIRY_SWEEP_MS;
 	}
 	if (final || now >= d->clock.next_prune) {
+		/* Pruning scans and deletes records in the store: write the cached
+		 * objects first and forget them, so none is resurrected. */
+		if ((rc = objs_flush(d)))
+			return rc;
+		objs_clear(d);
 		if ((rc = prune(d, now)))
 			return rc;
 		d->clock.next_prune = now + PRUNE_SWEEP_MS;
@@ -1173,8 +1286,8 @@ static const char *session_role_arn(const struct th_event *ev, char *buf, size_t
 static int process_call(struct th_detector *d, const struct th_event *ev, const char *acct,
 			const struct th_netinfo *ni, const struct th_input_ref *ref)
 {
-	struct th_token *t = &d->tok;
-	struct th_role *ro = &d->role;
+	struct th_token *t;
+	struct th_role *ro;
 	struct th_call *c = &d->call;
 	char rolebuf[300], reason[400];
 	const char *akid = ev->ui.access_key_id;
@@ -1192,10 +1305,10 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	}
 	d->stats.candidates++;
 	call_from_event(d, ev, ni, session, ref, c);
-	int role_found = load_role(d, role_arn, ro);
+	int role_found = load_role(d, role_arn, &ro);
 	if (role_found < 0)
 		return role_found;
-	int tok_found = load_token(d, acct, akid, t);
+	int tok_found = load_token(d, acct, akid, &t);
 	if (tok_found < 0)
 		return tok_found;
 
@@ -1213,9 +1326,9 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 			if ((rc = expire_lapsed(d, acct, akid, learns_role ? role_arn : NULL,
 						ev->event_time_ms)))
 				return rc;
-			if ((role_found = load_role(d, role_arn, ro)) < 0)
+			if ((role_found = load_role(d, role_arn, &ro)) < 0)
 				return role_found;
-			if ((tok_found = load_token(d, acct, akid, t)) < 0)
+			if ((tok_found = load_token(d, acct, akid, &t)) < 0)
 				return tok_found;
 			if (learns_role) {
 				if (!role_found)
@@ -1285,15 +1398,27 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 /* Lambda's sts:AssumeRole for a function (or for its own service session). */
 static int learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct)
 {
-	struct th_role *ro = &d->role;
-	struct th_token *t = &d->tok;
+	struct th_role *ro;
+	struct th_token *t;
 	const char *role_arn = ev->req.role_arn, *sess = ev->req.role_session_name;
 	const char *akid = ev->cred.access_key_id;
 	int rc, found;
 	bool changed = false;
-	if ((rc = expire_lapsed(d, acct, akid, role_arn, ev->event_time_ms)))
+	if ((found = load_role(d, role_arn, &ro)) < 0)
+		return found;
+	/* Only a change to the role can decide other keys' holds; checking the
+	 * role's held keys on every issuance would cost a scan per event. */
+	bool will_change = !found || !ro->is_lambda;
+	if (!will_change && starts_with(sess, "awslambda_")) {
+		will_change = !has_region(ro->service_regions, ro->n_service_regions, ev->aws_region);
+	} else if (!will_change && sess && *sess) {
+		int i = find_function(ro, sess);
+		will_change = i < 0 || !has_region(ro->functions[i].regions,
+						   ro->functions[i].n_regions, ev->aws_region);
+	}
+	if ((rc = expire_lapsed(d, acct, akid, will_change ? role_arn : NULL, ev->event_time_ms)))
 		return rc;
-	if ((found = load_role(d, role_arn, ro)) < 0)
+	if ((found = load_role(d, role_arn, &ro)) < 0)
 		return found;
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
@@ -1314,7 +1439,7 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 	if (changed && (rc = save_role(d, role_arn, ro)))
 		return rc;
 	if (akid && *akid && sess && *sess && !starts_with(sess, "awslambda_")) {
-		if ((rc = load_token(d, acct, akid, t)) < 0)
+		if ((rc = load_token(d, acct, akid, &t)) < 0)
 			return rc;
 		t->origin = TH_ORIGIN_ISSUED;
 		th_strlcpy(t->role_arn, role_arn, sizeof(t->role_arn));
@@ -1334,7 +1459,7 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 /* sts:AssumeRole by an identity: the key is that identity's session. */
 static int learn_assumption(struct th_detector *d, const struct th_event *ev, const char *acct)
 {
-	struct th_token *t = &d->tok;
+	struct th_token *t;
 	const char *akid = ev->cred.access_key_id;
 	const char *who = ev->ui.arn ? ev->ui.arn : ev->ui.principal_id ? ev->ui.principal_id
 									 : ev->ui.type;
@@ -1350,7 +1475,7 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 	if ((rc = teach_sighting(d, 'i', ev->req.role_arn, who ? who : "unknown", akid,
 				 ev->event_time_ms)))
 		return rc;
-	if ((rc = load_token(d, acct, akid, t)) < 0)
+	if ((rc = load_token(d, acct, akid, &t)) < 0)
 		return rc;
 	t->origin = TH_ORIGIN_ASSUMED;
 	th_strlcpy(t->role_arn, ev->req.role_arn, sizeof(t->role_arn));
@@ -1368,7 +1493,7 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 /* lambda:CreateFunction* / UpdateFunctionConfiguration*: role → function. */
 static int learn_function(struct th_detector *d, const struct th_event *ev)
 {
-	struct th_role *ro = &d->role;
+	struct th_role *ro;
 	const char *fn = ev->req.function_name;
 	char name[128];
 	/* functionName may be a name, a partial or a full ARN. */
@@ -1383,7 +1508,7 @@ static int learn_function(struct th_detector *d, const struct th_event *ev)
 	int rc, found;
 	if ((rc = expire_lapsed(d, NULL, NULL, ev->req.role, ev->event_time_ms)))
 		return rc;
-	if ((found = load_role(d, ev->req.role, ro)) < 0)
+	if ((found = load_role(d, ev->req.role, &ro)) < 0)
 		return found;
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
@@ -1452,6 +1577,11 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 
 int th_detector_checkpoint(struct th_detector *d)
 {
+	int rc = objs_flush(d);
+	if (rc)
+		return rc;
+	if (d->nobjs > OBJS_MAX)
+		objs_clear(d);
 	if (!d->clock_loaded || !d->clock_dirty)
 		return 0;
 	d->clock_dirty = false;

@@ -46,12 +46,13 @@ inline span trimmed(std::string_view raw)
 }
 
 /* A non-object element of a container, kept with its position so that its
- * rejection points at it rather than at the container. */
+ * rejection points at it rather than at the container. Only the start is
+ * taken from simdjson: raw_json_token()'s length comes from the next
+ * structural index, which is garbage when the document is malformed further
+ * on (found by fuzzing); element_span() measures it instead. */
 inline span non_object(ondemand::value &el)
 {
-	span s = trimmed(el.raw_json_token());
-	s.obj = false;
-	return s;
+	return {el.raw_json_token().data(), 0, false};
 }
 
 /* Arena for the strings of the event being built. It is sized up front to
@@ -166,9 +167,13 @@ enum th_reject reject_of(error_code err)
  * common case is a memchr; a key with a backslash is unescaped properly. */
 inline bool field_key(ondemand::field &f, std::string_view &key)
 {
+	/* Stage 1 has validated the string, so its closing quote exists: a plain
+	 * loop over a short key beats a memchr call. */
 	const char *k = f.key().raw();
-	const char *q = static_cast<const char *>(memchr(k, '"', 1 << 20));
-	if (q && !memchr(k, '\\', size_t(q - k))) {
+	const char *q = k;
+	while (*q != '"' && *q != '\\')
+		q++;
+	if (*q == '"') {
 		key = std::string_view(k, size_t(q - k));
 		return true;
 	}
@@ -621,6 +626,16 @@ int th_parser_parse(struct th_parser *p, const char *buf, size_t len, struct th_
 	return finish_event(ev, p->strings, buf, len, why, detail, detail_size);
 }
 
+/* The bytes of a container element that starts at p, clamped to the buffer. */
+static span element_span(const char *buf, size_t len, const char *p)
+{
+	const char *end = buf + len;
+	if (p < buf || p >= end)
+		p = buf;
+	const char *e = th_json_skip_value(p, end);
+	return {p, size_t((e ? e : end) - p)};
+}
+
 static int deliver(struct th_parser *p, const char *buf, size_t len, uint64_t offset,
 		   const struct th_sink *sink)
 {
@@ -679,9 +694,10 @@ static int feed_array(struct th_parser *p, const char *buf, size_t len, uint64_t
 	for (const span &s : els) {
 		int rc;
 		if (!s.obj) {
+			span e = element_span(buf, len, s.p);
 			sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL,
-					"array element is not an object", s.p, s.n,
-					offset + uint64_t(s.p - buf));
+					"array element is not an object", e.p, e.n,
+					offset + uint64_t(e.p - buf));
 			continue;
 		}
 		if ((rc = deliver(p, s.p, s.n, offset + uint64_t(s.p - buf), sink)))
@@ -693,10 +709,17 @@ static int feed_array(struct th_parser *p, const char *buf, size_t len, uint64_t
 int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t offset,
 		   const struct th_sink *sink)
 {
+	/* The value without surrounding whitespace (a Kafka message may end in a
+	 * newline): its raw bytes, offset and synthesized eventID are then the
+	 * same as when th_input frames it. The padding after it stays readable. */
 	size_t i = 0;
 	while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t'))
 		i++;
-	if (i < len && buf[i] == '[')
+	buf += i;
+	len -= i;
+	offset += i;
+	len = trimmed(std::string_view(buf, len)).n;
+	if (len && buf[0] == '[')
 		return feed_array(p, buf, len, offset, sink);
 
 	container_info ci;
@@ -733,9 +756,10 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 		}
 		for (const span &s : ci.records) {
 			if (!s.obj) {
+				span e = element_span(buf, len, s.p);
 				sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL,
-						"Records element is not an object", s.p, s.n,
-						offset + uint64_t(s.p - buf));
+						"Records element is not an object", e.p, e.n,
+						offset + uint64_t(e.p - buf));
 				continue;
 			}
 			if ((rc = deliver(p, s.p, s.n, offset + uint64_t(s.p - buf), sink)))

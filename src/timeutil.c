@@ -91,40 +91,60 @@ int th_time_parse_iso(const char *s, size_t len, int64_t *ms)
 	return to_ms(y, mo, d, h, mi, sec, frac, ms);
 }
 
+/* Reads 1..maxd digits at *p. */
+static int num(const char **p, const char *end, int maxd, int *out)
+{
+	int v = 0, n = 0;
+	while (*p < end && n < maxd && **p >= '0' && **p <= '9') {
+		v = v * 10 + (**p - '0');
+		(*p)++;
+		n++;
+	}
+	*out = v;
+	return n ? 0 : -1;
+}
+
+static int lit(const char **p, const char *end, char c)
+{
+	if (*p < end && **p == c) {
+		(*p)++;
+		return 0;
+	}
+	return -1;
+}
+
 int th_time_parse_expiration(const char *s, size_t len, int64_t *ms)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	char mon[4] = {0}, ampm[3] = {0};
-	int d, y, h, mi, sec, n = 0;
-	char tmp[64];
+	const char *p = s, *end = s + len;
+	int mon = -1, d, y, h, mi, sec;
 
 	if (len >= 20 && s[4] == '-')
 		return th_time_parse_iso(s, len, ms);
-	if (len >= sizeof(tmp))
+	/* "Jul 10, 2023, 2:25:32 PM", or without the comma after the year
+	 * ("Aug 26, 2019 11:15:26 PM"); no locale, no sscanf. */
+	if (len < 3)
 		return TH_EPARSE;
-	memcpy(tmp, s, len);
-	tmp[len] = '\0';
-	/* "Jul 10, 2023, 2:25:32 PM" or "Aug 26, 2019 11:15:26 PM" */
-	if (sscanf(tmp, "%3s %d, %d, %d:%d:%d %2s%n", mon, &d, &y, &h, &mi, &sec, ampm, &n) != 7 ||
-	    (size_t)n != len) {
-		n = 0;
-		if (sscanf(tmp, "%3s %d, %d %d:%d:%d %2s%n", mon, &d, &y, &h, &mi, &sec, ampm, &n) !=
-			    7 ||
-		    (size_t)n != len)
-			return TH_EPARSE;
-	}
-	const char *m = strstr(months, mon);
-	if (!m || (m - months) % 3 != 0 || strlen(mon) != 3)
+	for (int i = 0; i < 12; i++)
+		if (memcmp(s, months + 3 * i, 3) == 0)
+			mon = i + 1;
+	p += 3;
+	if (mon < 0 || lit(&p, end, ' ') || num(&p, end, 2, &d) || lit(&p, end, ',') ||
+	    lit(&p, end, ' ') || num(&p, end, 4, &y))
+		return TH_EPARSE;
+	lit(&p, end, ',');
+	if (lit(&p, end, ' ') || num(&p, end, 2, &h) || lit(&p, end, ':') || num(&p, end, 2, &mi) ||
+	    lit(&p, end, ':') || num(&p, end, 2, &sec) || lit(&p, end, ' ') || end - p != 2)
 		return TH_EPARSE;
 	if (h < 1 || h > 12)
 		return TH_EPARSE;
-	if (strcmp(ampm, "AM") == 0)
+	if (p[0] == 'A' && p[1] == 'M')
 		h = h == 12 ? 0 : h;
-	else if (strcmp(ampm, "PM") == 0)
+	else if (p[0] == 'P' && p[1] == 'M')
 		h = h == 12 ? 12 : h + 12;
 	else
 		return TH_EPARSE;
-	return to_ms(y, (int)(m - months) / 3 + 1, d, h, mi, sec, 0, ms);
+	return to_ms(y, mon, d, h, mi, sec, 0, ms);
 }
 
 void th_time_format(int64_t ms, char *buf, size_t size)
