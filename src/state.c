@@ -43,7 +43,9 @@ struct th_state {
 	MDB_txn *rtxn; /* long-lived read txn, reset between commits */
 	bool rtxn_live;
 	struct entry *cache;
-	struct entry *dirty_head;
+	/* Dirty entries, one list per first key byte (the record type), so a
+	 * prefix scan walks only the uncommitted entries of its type. */
+	struct entry *dirty_head[256];
 	uint32_t scan_gen;
 	size_t ndirty, ncached;
 	int64_t offset;
@@ -99,7 +101,7 @@ static void cache_clear(struct th_state *st, bool keep_clean)
 		HASH_DEL(st->cache, e);
 		entry_free(e);
 	}
-	st->dirty_head = NULL;
+	memset(st->dirty_head, 0, sizeof(st->dirty_head));
 	st->ndirty = 0;
 	st->ncached = HASH_COUNT(st->cache);
 }
@@ -263,9 +265,10 @@ static struct entry *entry_for_write(struct th_state *st, const void *key, size_
 			return NULL;
 	}
 	if (!e->dirty) {
+		unsigned char type = klen ? *(const unsigned char *)key : 0;
 		e->dirty = true;
-		e->dirty_next = st->dirty_head;
-		st->dirty_head = e;
+		e->dirty_next = st->dirty_head[type];
+		st->dirty_head[type] = e;
 		st->ndirty++;
 	}
 	return e;
@@ -343,13 +346,17 @@ int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
 	/* Keys that exist only in the cache: written since the last commit, so
 	 * on the dirty list. The list is walked by pointer so a callback that
 	 * re-dirties its own key (already listed) cannot disturb it. */
-	for (e = st->dirty_head; e; e = e->dirty_next) {
-		if (e->visit_gen == gen || !e->val || e->klen < plen ||
-		    memcmp(e->key, prefix, plen) != 0)
+	for (int t = 0; t < 256; t++) {
+		if (plen && t != *(const unsigned char *)prefix)
 			continue;
-		e->visit_gen = gen;
-		if ((ret = cb(ctx, e->key, e->klen, e->val, e->vlen)))
-			return ret;
+		for (e = st->dirty_head[t]; e; e = e->dirty_next) {
+			if (e->visit_gen == gen || !e->val || e->klen < plen ||
+			    memcmp(e->key, prefix, plen) != 0)
+				continue;
+			e->visit_gen = gen;
+			if ((ret = cb(ctx, e->key, e->klen, e->val, e->vlen)))
+				return ret;
+		}
 	}
 	return 0;
 }
@@ -360,9 +367,10 @@ int th_state_dirty_foreach(struct th_state *st,
 			   void *ctx)
 {
 	int ret;
-	for (struct entry *e = st->dirty_head; e; e = e->dirty_next)
-		if ((ret = cb(ctx, e->key, e->klen, e->val, e->vlen)))
-			return ret;
+	for (int t = 0; t < 256; t++)
+		for (struct entry *e = st->dirty_head[t]; e; e = e->dirty_next)
+			if ((ret = cb(ctx, e->key, e->klen, e->val, e->vlen)))
+				return ret;
 	return 0;
 }
 
@@ -375,20 +383,22 @@ int th_state_commit(struct th_state *st, int64_t input_offset)
 	rtxn_release(st);
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)))
 		return mdb_fail("mdb_txn_begin(write)", rc);
-	for (e = st->dirty_head; e; e = e->dirty_next) {
-		MDB_val k = {e->klen, e->key};
-		if (e->val) {
-			MDB_val v = {e->vlen, e->val};
-			rc = mdb_put(txn, st->dbi, &k, &v, 0);
-			st->stats.db_puts++;
-		} else {
-			rc = mdb_del(txn, st->dbi, &k, NULL);
-			if (rc == MDB_NOTFOUND)
-				rc = 0;
-			st->stats.db_dels++;
+	for (int t = 0; t < 256; t++) {
+		for (e = st->dirty_head[t]; e; e = e->dirty_next) {
+			MDB_val k = {e->klen, e->key};
+			if (e->val) {
+				MDB_val v = {e->vlen, e->val};
+				rc = mdb_put(txn, st->dbi, &k, &v, 0);
+				st->stats.db_puts++;
+			} else {
+				rc = mdb_del(txn, st->dbi, &k, NULL);
+				if (rc == MDB_NOTFOUND)
+					rc = 0;
+				st->stats.db_dels++;
+			}
+			if (rc)
+				goto fail;
 		}
-		if (rc)
-			goto fail;
 	}
 	if (input_offset != TH_STATE_NO_OFFSET) {
 		MDB_val k = {sizeof(META_OFFSET) - 1, (void *)META_OFFSET};
@@ -401,11 +411,12 @@ int th_state_commit(struct th_state *st, int64_t input_offset)
 	if (input_offset != TH_STATE_NO_OFFSET)
 		st->offset = input_offset;
 	st->stats.commits++;
-	for (e = st->dirty_head; e; e = e->dirty_next) {
-		e->dirty = false;
-		e->in_db = e->val != NULL;
-	}
-	st->dirty_head = NULL;
+	for (int t = 0; t < 256; t++)
+		for (e = st->dirty_head[t]; e; e = e->dirty_next) {
+			e->dirty = false;
+			e->in_db = e->val != NULL;
+		}
+	memset(st->dirty_head, 0, sizeof(st->dirty_head));
 	st->ndirty = 0;
 	if (st->ncached > CACHE_MAX_CLEAN)
 		cache_clear(st, false);
