@@ -227,23 +227,36 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		*slot = p;
 		return 0;
 	}
-	case T_TOPICS:
-		for (int i = 0; i < cf->n_input_topics; i++)
-			free(cf->input_topics[i]);
+	case T_TOPICS: {
+		/* parse into fresh slots; keep the old list if the new one is bad */
+		char *old[TH_CONF_MAX_TOPICS];
+		int nold = cf->n_input_topics;
+		memcpy(old, cf->input_topics, sizeof(old));
 		cf->n_input_topics = 0;
 		rc = each_item(value, add_topic, &lc);
+		int keep = rc ? nold : 0;
+		for (int i = 0; i < (rc ? cf->n_input_topics : nold); i++)
+			free(rc ? cf->input_topics[i] : old[i]);
+		if (rc) {
+			memcpy(cf->input_topics, old, sizeof(old));
+			cf->n_input_topics = keep;
+		}
 		break;
+	}
 	case T_UALIST:
-		if (it->off == offsetof(struct th_config, detect.cli_user_agents))
+	case T_ASNS: {
+		struct th_detect_conf saved = cf->detect;
+		if (it->type == T_ASNS)
+			cf->detect.n_trusted_asns = 0;
+		else if (it->off == offsetof(struct th_config, detect.cli_user_agents))
 			cf->detect.n_cli_user_agents = 0;
 		else
 			cf->detect.n_lambda_user_agents = 0;
-		rc = each_item(value, add_ua, &lc);
+		rc = each_item(value, it->type == T_ASNS ? add_asn : add_ua, &lc);
+		if (rc)
+			cf->detect = saved;
 		break;
-	case T_ASNS:
-		cf->detect.n_trusted_asns = 0;
-		rc = each_item(value, add_asn, &lc);
-		break;
+	}
 	default:
 		rc = TH_ECONFIG;
 	}

@@ -1,0 +1,120 @@
+/*
+ * Unit tests of the configuration table: defaults, typed values and bounds,
+ * lists, kafka.* pass-through, unknown keys, and config files.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "trailhound/config.h"
+
+#define E(expr) assert_int_equal((expr), 0)
+
+static void test_defaults_are_the_spec(void **state)
+{
+	struct th_config cf;
+	(void)state;
+	th_config_init(&cf);
+	assert_int_equal(cf.detect.activation_ms, 14 * TH_DAY_MS);
+	assert_int_equal(cf.detect.training_ms, 30 * TH_DAY_MS);
+	assert_int_equal(cf.detect.dedup_ms, 7 * TH_DAY_MS);
+	assert_int_equal(cf.detect.hold_ms, 12 * 3600 * 1000LL);
+	assert_int_equal(cf.detect.n_cli_user_agents, 4);
+	assert_string_equal(cf.detect.cli_user_agents[0], "aws-cli/");
+	assert_int_equal(cf.detect.n_lambda_user_agents, 3);
+	assert_int_equal(cf.detect.n_trusted_asns, 0);
+	assert_int_equal(cf.batch_size, 1000);
+	assert_int_equal(cf.commit_interval_ms, 100);
+	assert_int_equal(cf.n_input_topics, 1);
+	assert_string_equal(cf.input_topics[0], "cloudtrail");
+	th_config_free(&cf);
+}
+
+static const struct {
+	const char *kv;
+	int rc;
+} rows[] = {
+	{"activation_days=0", 0},
+	{"activation_days=-1", TH_ECONFIG},
+	{"activation_days=ten", TH_ECONFIG},
+	{"dedup_days = 3", 0},
+	{"training_days=\"45\"", 0},
+	{"batch_size=0", TH_ECONFIG},
+	{"trusted_asns=AS14061, 16276", 0},
+	{"trusted_asns=AS0", TH_ECONFIG},
+	{"trusted_asns=notanasn", TH_ECONFIG},
+	{"input_topics=a,b , c", 0},
+	{"kafka.security.protocol=plaintext", 0},
+	{"kafka.=x", TH_ECONFIG},
+	{"no_such_setting=1", TH_ECONFIG},
+	{"novalue", TH_ECONFIG},
+};
+
+static void test_set_table(void **state)
+{
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		err[0] = '\0';
+		int rc = th_config_set_kv(&cf, rows[i].kv, err, sizeof(err));
+		if (rc != rows[i].rc)
+			fail_msg("%s: got %d want %d (%s)", rows[i].kv, rc, rows[i].rc, err);
+		if (rc)
+			assert_true(err[0] != '\0');
+	}
+	assert_int_equal(cf.detect.activation_ms, 0);
+	assert_int_equal(cf.detect.dedup_ms, 3 * TH_DAY_MS);
+	assert_int_equal(cf.detect.training_ms, 45 * TH_DAY_MS);
+	assert_int_equal(cf.detect.n_trusted_asns, 2);
+	assert_int_equal(cf.detect.trusted_asns[0], 14061);
+	assert_int_equal(cf.detect.trusted_asns[1], 16276);
+	assert_int_equal(cf.n_input_topics, 3);
+	assert_string_equal(cf.input_topics[2], "c");
+	assert_int_equal(cf.n_kafka, 1);
+	assert_string_equal(cf.kafka_keys[0], "security.protocol");
+	assert_string_equal(cf.kafka_values[0], "plaintext");
+	th_config_free(&cf);
+}
+
+static void test_file_with_line_numbers(void **state)
+{
+	struct th_config cf;
+	char path[] = "/tmp/th-test-conf-XXXXXX", err[256];
+	(void)state;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char text[] = "# comment\n\nbrokers = \"b1:9092,b2:9092\"\ncli_user_agents = a,^b\n"
+			    "bogus = 1\n";
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	th_config_init(&cf);
+	assert_int_equal(th_config_load(&cf, path, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, ":5:"));
+	assert_string_equal(cf.brokers, "b1:9092,b2:9092");
+	assert_int_equal(cf.detect.n_cli_user_agents, 2);
+	assert_string_equal(cf.detect.cli_user_agents[1], "^b");
+	th_config_free(&cf);
+	unlink(path);
+	th_config_init(&cf);
+	assert_int_equal(th_config_load(&cf, "/nonexistent/x.conf", err, sizeof(err)), TH_ENOTFOUND);
+	th_config_free(&cf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_are_the_spec),
+		cmocka_unit_test(test_set_table),
+		cmocka_unit_test(test_file_with_line_numbers),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
