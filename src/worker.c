@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -610,6 +611,30 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 
 /* ---- setup ---- */
 
+/* mkdir -p: the partitions' environments go below state_dir. */
+static int make_dirs(const char *path, char *errstr, size_t errstr_size)
+{
+	char buf[1024];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+		snprintf(errstr, errstr_size, "state_dir too long");
+		return TH_ECONFIG;
+	}
+	for (char *s = buf + 1;; s++) {
+		if (*s == '/' || !*s) {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(buf, 0750) != 0 && errno != EEXIST) {
+				snprintf(errstr, errstr_size, "state_dir %.400s: %s", buf, strerror(errno));
+				return TH_ESTATE;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
 static int setup(struct worker *w, char *errstr, size_t errstr_size)
 {
 	const struct th_config *cf = w->cf;
@@ -618,6 +643,8 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	rd_kafka_conf_t *conf;
 	rd_kafka_error_t *error;
 
+	if (make_dirs(cf->state_dir, errstr, errstr_size))
+		return TH_EXIT_CONFIG;
 	if (th_config_open_enrich((struct th_config *)cf, &w->en, errstr, errstr_size))
 		return TH_EXIT_CONFIG;
 	if (th_parser_new(&w->parser, (size_t)cf->record_max))

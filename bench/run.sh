@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Parser throughput on a generated corpus of 200k events (a benchmark, not a
+# test). The corpus is cached: generating it takes longer than parsing it.
+#
+#   bench/run.sh [RUNS]          BUILD_DIR=build by default
+#
+# Build with -DTH_NATIVE=ON to see what the target's SIMD kernels give:
+# simdjson On-Demand is compiled into our code, so without -march it runs its
+# portable "fallback" kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${1:-3}
+build=${BUILD_DIR:-build}
+cache="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
+corpus="$cache/corpus-200k.jsonl"
+
+mkdir -p "$cache"
+if [ ! -s "$corpus" ]; then
+	echo "bench: generating $corpus (once)"
+	python3 tools/gen_sample.py --seed 7 --target-events 200000 --out "$corpus.tmp" -q
+	mv "$corpus.tmp" "$corpus"
+fi
+if [ ! -x "$build/bench_parse" ]; then
+	echo "bench: building bench_parse in $build"
+	cmake --build "$build" --target bench_parse
+fi
+"$build/bench_parse" "$corpus" "$runs"

@@ -1,0 +1,644 @@
+/*
+ * The alert as Avro, Confluent-framed, with avro-c's generic values; and the
+ * one Schema Registry call we need (see avro_alert.h).
+ *
+ * The schema is data (schemas/alert.avsc), so at load time we check it
+ * against what th_avro_alert_encode() writes and resolve every field index
+ * and union branch once: a schema that drifted from struct th_alert fails at
+ * start-up with a message naming the field, not on the first alert.
+ */
+#include "trailhound/avro_alert.h"
+
+#include <avro.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCHEMA_MAX (1u << 20)
+#define REPLY_MAX (64u << 10)
+
+enum kind { K_STR, K_OPT_STR, K_INT, K_LONG, K_OPT_LONG, K_ENUM, K_STRS, K_RECORD };
+
+/* Every field we write. Nested fields follow their record, whose entry
+ * comes first so its schema is resolved before theirs. */
+enum fid {
+	F_ALERT_ID, F_ALERT_NAME, F_VARIATION, F_SEVERITY, F_DESCRIPTION, F_TACTIC,
+	F_ACCOUNT_ID, F_REGION, F_ROLE_ARN, F_FUNCTION_NAME, F_SESSION_NAME, F_ACCESS_KEY_ID,
+	F_EVENT_ID, F_EVENT_NAME, F_EVENT_SOURCE, F_EVENT_TIME, F_SOURCE_IP, F_NETWORK, F_ASN,
+	F_AS_ORG, F_SOURCE_AWS_REGION, F_USER_AGENT, F_VPCE_ID, F_VPCE_ACCOUNT_ID, F_EVIDENCE,
+	F_HISTORY, H_ORIGIN, H_ISSUED_AT, H_FIRST_SEEN, H_LAST_SEEN, H_INSIDE_COUNT,
+	H_OUTSIDE_COUNT, H_DISTINCT_IPS, H_API_CALLS,
+	F_ACTIONS, F_UPGRADE_OF,
+	F_INPUT, I_TOPIC, I_PARTITION, I_OFFSET,
+	F__COUNT
+};
+
+static const struct fdesc {
+	const char *name;
+	int parent; /* enum fid of the enclosing record, or -1 for Alert */
+	enum kind kind;
+} fdesc[F__COUNT] = {
+	[F_ALERT_ID] = {"alert_id", -1, K_STR},
+	[F_ALERT_NAME] = {"alert_name", -1, K_STR},
+	[F_VARIATION] = {"variation", -1, K_INT},
+	[F_SEVERITY] = {"severity", -1, K_ENUM},
+	[F_DESCRIPTION] = {"description", -1, K_STR},
+	[F_TACTIC] = {"tactic", -1, K_STR},
+	[F_ACCOUNT_ID] = {"account_id", -1, K_STR},
+	[F_REGION] = {"region", -1, K_OPT_STR},
+	[F_ROLE_ARN] = {"role_arn", -1, K_STR},
+	[F_FUNCTION_NAME] = {"function_name", -1, K_OPT_STR},
+	[F_SESSION_NAME] = {"session_name", -1, K_OPT_STR},
+	[F_ACCESS_KEY_ID] = {"access_key_id", -1, K_STR},
+	[F_EVENT_ID] = {"event_id", -1, K_STR},
+	[F_EVENT_NAME] = {"event_name", -1, K_STR},
+	[F_EVENT_SOURCE] = {"event_source", -1, K_STR},
+	[F_EVENT_TIME] = {"event_time", -1, K_LONG},
+	[F_SOURCE_IP] = {"source_ip", -1, K_STR},
+	[F_NETWORK] = {"network", -1, K_STR},
+	[F_ASN] = {"asn", -1, K_LONG},
+	[F_AS_ORG] = {"as_org", -1, K_OPT_STR},
+	[F_SOURCE_AWS_REGION] = {"source_aws_region", -1, K_OPT_STR},
+	[F_USER_AGENT] = {"user_agent", -1, K_OPT_STR},
+	[F_VPCE_ID] = {"vpc_endpoint_id", -1, K_OPT_STR},
+	[F_VPCE_ACCOUNT_ID] = {"vpc_endpoint_account_id", -1, K_OPT_STR},
+	[F_EVIDENCE] = {"evidence", -1, K_STRS},
+	[F_HISTORY] = {"history", -1, K_RECORD},
+	[H_ORIGIN] = {"origin", F_HISTORY, K_STR},
+	[H_ISSUED_AT] = {"issued_at", F_HISTORY, K_OPT_LONG},
+	[H_FIRST_SEEN] = {"first_seen", F_HISTORY, K_LONG},
+	[H_LAST_SEEN] = {"last_seen", F_HISTORY, K_LONG},
+	[H_INSIDE_COUNT] = {"inside_count", F_HISTORY, K_LONG},
+	[H_OUTSIDE_COUNT] = {"outside_count", F_HISTORY, K_LONG},
+	[H_DISTINCT_IPS] = {"distinct_ips", F_HISTORY, K_LONG},
+	[H_API_CALLS] = {"api_calls", F_HISTORY, K_STRS},
+	[F_ACTIONS] = {"investigative_actions", -1, K_STRS},
+	[F_UPGRADE_OF] = {"upgrade_of", -1, K_OPT_STR},
+	[F_INPUT] = {"input", -1, K_RECORD},
+	[I_TOPIC] = {"topic", F_INPUT, K_STR},
+	[I_PARTITION] = {"partition", F_INPUT, K_INT},
+	[I_OFFSET] = {"offset", F_INPUT, K_LONG},
+};
+
+/* The detector's severities (variation.h), in the Severity enum's order. */
+static const char *const sev_names[] = {"Informational", "Low", "Medium", "High"};
+
+struct th_avro_alert {
+	char *json; /* the schema file's text: what gets registered */
+	avro_schema_t schema;
+	avro_value_iface_t *iface;
+	avro_value_t rec;
+	bool have_rec;
+	avro_writer_t wr;
+	char *buf; /* the body; grown on ENOSPC, kept across records */
+	size_t cap;
+	int32_t schema_id;
+	int idx[F__COUNT];
+	int null_branch[F__COUNT], val_branch[F__COUNT]; /* unions only */
+	int sev[TH_ARRAY_SIZE(sev_names)];
+};
+
+static int read_file(const char *path, char **out, size_t *len, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (!f) {
+		snprintf(errstr, errstr_size, "alert schema %s: %s", path, strerror(errno));
+		return errno == ENOENT ? TH_ENOTFOUND : TH_EIO;
+	}
+	/* One byte more than the limit tells "too big" from "exactly the limit". */
+	if (!(buf = malloc(SCHEMA_MAX + 1))) {
+		rc = TH_ENOMEM;
+		snprintf(errstr, errstr_size, "alert schema %s: out of memory", path);
+		goto cleanup;
+	}
+	n = fread(buf, 1, SCHEMA_MAX + 1, f);
+	if (ferror(f)) {
+		rc = TH_EIO;
+		snprintf(errstr, errstr_size, "alert schema %s: read error", path);
+		goto cleanup;
+	}
+	if (n > SCHEMA_MAX) {
+		rc = TH_ETOOBIG;
+		snprintf(errstr, errstr_size, "alert schema %s: larger than %u bytes", path,
+			 SCHEMA_MAX);
+		goto cleanup;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	buf = NULL;
+cleanup:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+static avro_schema_t deref(avro_schema_t s)
+{
+	/* A named type used a second time is a link to its definition. */
+	while (s && is_avro_link(s))
+		s = avro_schema_link_target(s);
+	return s;
+}
+
+/* Check the union is ["null", T] in either order, T as @p want; note both branches. */
+static bool resolve_union(struct th_avro_alert *aa, enum fid id, avro_schema_t u,
+			  avro_type_t want)
+{
+	if (!is_avro_union(u) || avro_schema_union_size(u) != 2)
+		return false;
+	aa->null_branch[id] = aa->val_branch[id] = -1;
+	for (int i = 0; i < 2; i++) {
+		avro_schema_t b = deref(avro_schema_union_branch(u, i));
+		if (is_avro_null(b))
+			aa->null_branch[id] = i;
+		else if (b && avro_typeof(b) == want)
+			aa->val_branch[id] = i;
+	}
+	return aa->null_branch[id] >= 0 && aa->val_branch[id] >= 0;
+}
+
+static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_size)
+{
+	avro_schema_t fs[F__COUNT];
+
+	if (!is_avro_record(aa->schema)) {
+		snprintf(errstr, errstr_size, "alert schema: the top level is not a record");
+		return TH_EAVRO;
+	}
+	for (int id = 0; id < F__COUNT; id++) {
+		const struct fdesc *d = &fdesc[id];
+		avro_schema_t rs = d->parent < 0 ? aa->schema : fs[d->parent], s;
+		bool ok = false;
+		if ((aa->idx[id] = avro_schema_record_field_get_index(rs, d->name)) < 0) {
+			snprintf(errstr, errstr_size, "alert schema: no field %s%s%s",
+				 d->parent < 0 ? "" : fdesc[d->parent].name,
+				 d->parent < 0 ? "" : ".", d->name);
+			return TH_EAVRO;
+		}
+		fs[id] = s = deref(avro_schema_record_field_get_by_index(rs, aa->idx[id]));
+		switch (d->kind) {
+		case K_STR: ok = is_avro_string(s); break;
+		case K_INT: ok = is_avro_int32(s); break;
+		case K_LONG: ok = is_avro_int64(s); break;
+		case K_RECORD: ok = is_avro_record(s); break;
+		case K_OPT_STR: ok = resolve_union(aa, id, s, AVRO_STRING); break;
+		case K_OPT_LONG: ok = resolve_union(aa, id, s, AVRO_INT64); break;
+		case K_STRS: ok = is_avro_array(s) && is_avro_string(deref(avro_schema_array_items(s)));
+			break;
+		case K_ENUM:
+			ok = is_avro_enum(s);
+			for (size_t i = 0; ok && i < TH_ARRAY_SIZE(sev_names); i++)
+				ok = (aa->sev[i] = avro_schema_enum_get_by_name(s, sev_names[i])) >= 0;
+			break;
+		}
+		if (!ok) {
+			snprintf(errstr, errstr_size, "alert schema: field %s%s%s has the wrong type",
+				 d->parent < 0 ? "" : fdesc[d->parent].name,
+				 d->parent < 0 ? "" : ".", d->name);
+			return TH_EAVRO;
+		}
+	}
+	return 0;
+}
+
+int th_avro_alert_new(struct th_avro_alert **aap, const char *schema_path, int32_t schema_id,
+		      char *errstr, size_t errstr_size)
+{
+	struct th_avro_alert *aa = calloc(1, sizeof(*aa));
+	size_t len = 0;
+	int rc = 0;
+
+	*aap = NULL;
+	if (!aa) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return TH_ENOMEM;
+	}
+	aa->schema_id = schema_id;
+	if ((rc = read_file(schema_path, &aa->json, &len, errstr, errstr_size)))
+		goto cleanup;
+	if (avro_schema_from_json_length(aa->json, len, &aa->schema)) {
+		snprintf(errstr, errstr_size, "alert schema %s: %s", schema_path, avro_strerror());
+		rc = TH_EAVRO;
+		goto cleanup;
+	}
+	if ((rc = resolve_fields(aa, errstr, errstr_size)))
+		goto cleanup;
+	if (!(aa->iface = avro_generic_class_from_schema(aa->schema)) ||
+	    avro_generic_value_new(aa->iface, &aa->rec)) {
+		snprintf(errstr, errstr_size, "alert schema %s: %s", schema_path, avro_strerror());
+		rc = TH_EAVRO;
+		goto cleanup;
+	}
+	aa->have_rec = true;
+	/* Alerts are well under 4 KiB; a bigger one grows the buffer once. */
+	aa->cap = 4096;
+	if (!(aa->buf = malloc(aa->cap)) || !(aa->wr = avro_writer_memory(aa->buf, (int64_t)aa->cap))) {
+		snprintf(errstr, errstr_size, "out of memory");
+		rc = TH_ENOMEM;
+		goto cleanup;
+	}
+	*aap = aa;
+	aa = NULL;
+cleanup:
+	th_avro_alert_destroy(aa);
+	return rc;
+}
+
+void th_avro_alert_destroy(struct th_avro_alert *aa)
+{
+	if (!aa)
+		return;
+	if (aa->wr)
+		avro_writer_free(aa->wr);
+	if (aa->have_rec)
+		avro_value_decref(&aa->rec);
+	if (aa->iface)
+		avro_value_iface_decref(aa->iface);
+	if (aa->schema)
+		avro_schema_decref(aa->schema);
+	free(aa->buf);
+	free(aa->json);
+	free(aa);
+}
+
+void th_avro_alert_set_schema_id(struct th_avro_alert *aa, int32_t schema_id)
+{
+	aa->schema_id = schema_id;
+}
+
+const char *th_avro_alert_schema_json(const struct th_avro_alert *aa)
+{
+	return aa->json;
+}
+
+/* Filling the record: the first failure sticks, so the encoder reads as a
+ * flat list of fields and checks once. */
+struct fill {
+	const struct th_avro_alert *aa;
+	int err;      /* avro-c's errno-style code, or -1 for ours */
+	enum fid bad; /* the field that failed */
+};
+
+static bool field(struct fill *f, avro_value_t *rec, enum fid id, avro_value_t *out)
+{
+	if (f->err)
+		return false;
+	if ((f->err = avro_value_get_by_index(rec, (size_t)f->aa->idx[id], out, NULL))) {
+		f->bad = id;
+		return false;
+	}
+	return true;
+}
+
+/* For a union field: select null (present=false) or the value branch in @p v. */
+static bool branch(struct fill *f, enum fid id, avro_value_t *v, bool present)
+{
+	avro_value_t b;
+	int disc = present ? f->aa->val_branch[id] : f->aa->null_branch[id];
+	if ((f->err = avro_value_set_branch(v, disc, &b)) ||
+	    (!present && (f->err = avro_value_set_null(&b)))) {
+		f->bad = id;
+		return false;
+	}
+	*v = b;
+	return present;
+}
+
+static void put_str(struct fill *f, avro_value_t *rec, enum fid id, const char *s)
+{
+	avro_value_t v;
+	if (!field(f, rec, id, &v))
+		return;
+	if (fdesc[id].kind == K_OPT_STR && !branch(f, id, &v, s != NULL))
+		return;
+	if ((f->err = avro_value_set_string(&v, s ? s : "")))
+		f->bad = id;
+}
+
+static void put_long(struct fill *f, avro_value_t *rec, enum fid id, int64_t n, bool present)
+{
+	avro_value_t v;
+	if (!field(f, rec, id, &v))
+		return;
+	if (fdesc[id].kind == K_OPT_LONG && !branch(f, id, &v, present))
+		return;
+	f->err = fdesc[id].kind == K_INT ? avro_value_set_int(&v, (int32_t)n)
+					 : avro_value_set_long(&v, n);
+	if (f->err)
+		f->bad = id;
+}
+
+/* @p n items, or up to a NULL when n < 0. */
+static void put_strs(struct fill *f, avro_value_t *rec, enum fid id, const char *const *s, int n)
+{
+	avro_value_t v, item;
+	if (!field(f, rec, id, &v))
+		return;
+	for (int i = 0; s && (n < 0 ? s[i] != NULL : i < n); i++) {
+		if ((f->err = avro_value_append(&v, &item, NULL)) ||
+		    (f->err = avro_value_set_string(&item, s[i] ? s[i] : ""))) {
+			f->bad = id;
+			return;
+		}
+	}
+}
+
+static void put_severity(struct fill *f, avro_value_t *rec, const char *sev)
+{
+	avro_value_t v;
+	if (!field(f, rec, F_SEVERITY, &v))
+		return;
+	for (size_t i = 0; sev && i < TH_ARRAY_SIZE(sev_names); i++) {
+		if (strcmp(sev, sev_names[i]) == 0) {
+			if ((f->err = avro_value_set_enum(&v, f->aa->sev[i])))
+				f->bad = F_SEVERITY;
+			return;
+		}
+	}
+	f->err = -1;
+	f->bad = F_SEVERITY;
+}
+
+static void fill(struct fill *f, avro_value_t *rec, const struct th_alert *a)
+{
+	avro_value_t h, in;
+
+	put_str(f, rec, F_ALERT_ID, a->alert_id);
+	put_str(f, rec, F_ALERT_NAME, a->alert_name);
+	put_long(f, rec, F_VARIATION, a->variation, true);
+	put_severity(f, rec, a->severity);
+	put_str(f, rec, F_DESCRIPTION, a->description);
+	put_str(f, rec, F_TACTIC, a->tactic);
+	put_str(f, rec, F_ACCOUNT_ID, a->account_id);
+	put_str(f, rec, F_REGION, a->region);
+	put_str(f, rec, F_ROLE_ARN, a->role_arn);
+	put_str(f, rec, F_FUNCTION_NAME, a->function_name);
+	put_str(f, rec, F_SESSION_NAME, a->session_name);
+	put_str(f, rec, F_ACCESS_KEY_ID, a->access_key_id);
+	put_str(f, rec, F_EVENT_ID, a->event_id);
+	put_str(f, rec, F_EVENT_NAME, a->event_name);
+	put_str(f, rec, F_EVENT_SOURCE, a->event_source);
+	put_long(f, rec, F_EVENT_TIME, a->event_time_ms, true);
+	put_str(f, rec, F_SOURCE_IP, a->source_ip);
+	put_str(f, rec, F_NETWORK, a->network);
+	put_long(f, rec, F_ASN, a->asn, true);
+	put_str(f, rec, F_AS_ORG, a->as_org);
+	put_str(f, rec, F_SOURCE_AWS_REGION, a->source_aws_region);
+	put_str(f, rec, F_USER_AGENT, a->user_agent);
+	put_str(f, rec, F_VPCE_ID, a->vpc_endpoint_id);
+	put_str(f, rec, F_VPCE_ACCOUNT_ID, a->vpc_endpoint_account_id);
+	put_strs(f, rec, F_EVIDENCE, a->evidence, a->n_evidence);
+	if (field(f, rec, F_HISTORY, &h)) {
+		put_str(f, &h, H_ORIGIN, a->history.origin);
+		/* 0 means "not known", as in the JSON rendering. */
+		put_long(f, &h, H_ISSUED_AT, a->history.issued_ms, a->history.issued_ms > 0);
+		put_long(f, &h, H_FIRST_SEEN, a->history.first_seen_ms, true);
+		put_long(f, &h, H_LAST_SEEN, a->history.last_seen_ms, true);
+		put_long(f, &h, H_INSIDE_COUNT, a->history.inside_count, true);
+		put_long(f, &h, H_OUTSIDE_COUNT, a->history.outside_count, true);
+		put_long(f, &h, H_DISTINCT_IPS, a->history.distinct_ips, true);
+		put_strs(f, &h, H_API_CALLS, a->history.api_calls, a->history.n_calls);
+	}
+	put_strs(f, rec, F_ACTIONS, a->actions, -1);
+	put_str(f, rec, F_UPGRADE_OF, a->upgrade_of);
+	if (field(f, rec, F_INPUT, &in)) {
+		put_str(f, &in, I_TOPIC, a->input.topic);
+		put_long(f, &in, I_PARTITION, a->input.partition, true);
+		put_long(f, &in, I_OFFSET, a->input.offset, true);
+	}
+}
+
+int th_avro_alert_encode(struct th_avro_alert *aa, const struct th_alert *a, struct th_wbuf *w)
+{
+	struct fill f = {.aa = aa};
+	size_t need = 0;
+	int rc;
+
+	th_wbuf_reset(w);
+	/* Reset empties the arrays; everything else is overwritten below. */
+	avro_value_reset(&aa->rec);
+	fill(&f, &aa->rec, a);
+	if (f.err) {
+		if (f.err < 0)
+			th_log_err("avro", "alert %s: severity \"%s\" is not in the Severity enum",
+				   a->alert_id, a->severity ? a->severity : "(null)");
+		else
+			th_log_err("avro", "alert %s: field %s: %s", a->alert_id, fdesc[f.bad].name,
+				   avro_strerror());
+		return TH_EAVRO;
+	}
+	avro_writer_memory_set_dest(aa->wr, aa->buf, (int64_t)aa->cap);
+	rc = avro_value_write(aa->wr, &aa->rec);
+	if (rc == ENOSPC) {
+		/* Rare (a huge user agent or evidence); size exactly, once. */
+		if (avro_value_sizeof(&aa->rec, &need)) {
+			th_log_err("avro", "alert %s: sizeof: %s", a->alert_id, avro_strerror());
+			return TH_EAVRO;
+		}
+		char *nb = realloc(aa->buf, need);
+		if (!nb)
+			return TH_ENOMEM;
+		aa->buf = nb;
+		aa->cap = need;
+		avro_writer_memory_set_dest(aa->wr, aa->buf, (int64_t)aa->cap);
+		rc = avro_value_write(aa->wr, &aa->rec);
+	}
+	if (rc) {
+		th_log_err("avro", "alert %s: write: %s", a->alert_id, avro_strerror());
+		return TH_EAVRO;
+	}
+	uint32_t id = (uint32_t)aa->schema_id;
+	uint8_t hdr[TH_AVRO_HEADER_LEN] = {0x00, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+					   (uint8_t)(id >> 8), (uint8_t)id};
+	th_put_bytes(w, hdr, sizeof(hdr));
+	th_put_bytes(w, aa->buf, (size_t)avro_writer_tell(aa->wr));
+	return w->oom ? TH_ENOMEM : 0;
+}
+
+/* ---- Schema Registry ---- */
+
+static size_t on_reply(char *p, size_t size, size_t n, void *ctx)
+{
+	struct th_wbuf *w = ctx;
+	size_t len = size * n;
+	/* Returning less than len makes curl fail the transfer: a registry
+	 * reply is a few bytes, so anything huge is not one. */
+	if (w->len + len > REPLY_MAX)
+		return 0;
+	th_put_bytes(w, p, len);
+	return w->oom ? 0 : len;
+}
+
+static size_t skip_ws(const char *p, size_t i, size_t n)
+{
+	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+		i++;
+	return i;
+}
+
+/*
+ * The value of the top-level "id" member of a JSON object, without a JSON
+ * library: strings are skipped whole (so an "id" inside a message or a
+ * nested object does not count) and the value must be a non-negative
+ * integer that fits an int32.
+ */
+static int parse_id(const char *p, size_t n, int32_t *id)
+{
+	int depth = 0;
+	size_t i = 0;
+
+	while (i < n) {
+		char c = p[i];
+		if (c == '{' || c == '[') {
+			depth++;
+			i++;
+			continue;
+		}
+		if (c == '}' || c == ']') {
+			depth--;
+			i++;
+			continue;
+		}
+		if (c != '"') {
+			i++;
+			continue;
+		}
+		size_t start = ++i;
+		while (i < n && p[i] != '"')
+			i += p[i] == '\\' ? 2 : 1;
+		if (i >= n)
+			return TH_EPARSE;
+		size_t end = i++;
+		if (depth != 1 || end - start != 2 || memcmp(p + start, "id", 2) != 0)
+			continue;
+		i = skip_ws(p, i, n);
+		if (i >= n || p[i] != ':')
+			continue; /* "id" as a value, not a key */
+		i = skip_ws(p, i + 1, n);
+		int64_t v = 0;
+		size_t d0 = i;
+		while (i < n && p[i] >= '0' && p[i] <= '9' && v <= INT32_MAX)
+			v = v * 10 + (p[i++] - '0');
+		if (i == d0 || v > INT32_MAX ||
+		    (i < n && (p[i] == '.' || p[i] == 'e' || p[i] == 'E' || (p[i] >= '0' && p[i] <= '9'))))
+			return TH_EPARSE;
+		*id = (int32_t)v;
+		return 0;
+	}
+	return TH_EPARSE;
+}
+
+/* Printable prefix of a reply for an error message. */
+static void reply_excerpt(const struct th_wbuf *r, char *out, size_t size)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < r->len && j + 1 < size && i < 200; i++)
+		out[j++] = (r->p[i] >= 0x20 && r->p[i] < 0x7f) ? (char)r->p[i] : ' ';
+	if (size)
+		out[j] = '\0';
+}
+
+int th_schema_register(const char *registry_url, const char *subject, const char *schema_json,
+		       int32_t *id, char *errstr, size_t errstr_size)
+{
+	struct th_wbuf url = {0}, body = {0}, reply = {0};
+	struct curl_slist *hdrs = NULL;
+	char cerr[CURL_ERROR_SIZE] = "", excerpt[256];
+	char *esc = NULL;
+	long status = 0;
+	CURL *curl = NULL;
+	CURLcode cc;
+	int rc = TH_ECONFIG;
+	bool global = false;
+
+	if (!registry_url || !*registry_url || !subject || !schema_json) {
+		snprintf(errstr, errstr_size, "schema registry: no URL, subject or schema");
+		return TH_ECONFIG;
+	}
+	/* Setup-time only, so init and clean up around the one request rather
+	 * than burden every caller with curl's process-wide state. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(errstr, errstr_size, "schema registry: libcurl initialisation failed");
+		goto cleanup;
+	}
+	global = true;
+	if (!(curl = curl_easy_init()) || !(esc = curl_easy_escape(curl, subject, 0))) {
+		snprintf(errstr, errstr_size, "schema registry: out of memory");
+		rc = TH_ENOMEM;
+		goto cleanup;
+	}
+	size_t ul = strlen(registry_url);
+	while (ul && registry_url[ul - 1] == '/')
+		ul--;
+	th_put_bytes(&url, registry_url, ul);
+	th_put_bytes(&url, "/subjects/", 10);
+	th_put_bytes(&url, esc, strlen(esc));
+	th_put_bytes(&url, "/versions", 10); /* with the NUL */
+	th_put_bytes(&body, "{\"schema\":", 10);
+	th_json_put_string(&body, schema_json);
+	th_put_u8(&body, '}');
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/vnd.schemaregistry.v1+json");
+	if (hdrs)
+		hdrs = curl_slist_append(
+			hdrs, "Accept: application/vnd.schemaregistry.v1+json, application/json");
+	if (url.oom || body.oom || !hdrs) {
+		snprintf(errstr, errstr_size, "schema registry: out of memory");
+		rc = TH_ENOMEM;
+		goto cleanup;
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, (const char *)url.p);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, (const char *)body.p);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_reply);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+	/* No SIGALRM-based DNS timeouts: the caller may have threads. */
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	if ((cc = curl_easy_perform(curl)) != CURLE_OK) {
+		snprintf(errstr, errstr_size, "schema registry: registering subject %s: %s", subject,
+			 cerr[0] ? cerr : curl_easy_strerror(cc));
+		goto cleanup;
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	reply_excerpt(&reply, excerpt, sizeof(excerpt));
+	if (status < 200 || status > 299) {
+		snprintf(errstr, errstr_size, "schema registry: registering subject %s: HTTP %ld: %s",
+			 subject, status, excerpt);
+		goto cleanup;
+	}
+	if (parse_id((const char *)reply.p, reply.len, id)) {
+		snprintf(errstr, errstr_size,
+			 "schema registry: registering subject %s: no \"id\" in the reply: %s",
+			 subject, excerpt);
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	curl_slist_free_all(hdrs);
+	curl_free(esc);
+	if (curl)
+		curl_easy_cleanup(curl);
+	if (global)
+		curl_global_cleanup();
+	th_wbuf_free(&url);
+	th_wbuf_free(&body);
+	th_wbuf_free(&reply);
+	return rc;
+}
