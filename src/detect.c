@@ -1134,7 +1134,10 @@ static int prune_cb(void *ctx, const void *key, size_t klen, const void *val, si
 		struct th_token *t = &pc->d->tok;
 		if (th_token_decode(val, vlen, t) == 0) {
 			last = t->expiry_ms > t->last_seen_ms ? t->expiry_ms : t->last_seen_ms;
-			drop = last + TOKEN_GRACE_MS < pc->cutoff;
+			/* Keys with alerts stay for the training window, so investigators
+			 * can still `inspect` them; others go a day after expiry. */
+			drop = last + (t->n_alerts ? pc->d->conf.training_ms : TOKEN_GRACE_MS) <
+			       pc->cutoff;
 		}
 		break;
 	}

@@ -90,13 +90,13 @@ static void show_token(struct out *o, const char *acct, const char *akid,
 		json_kn(&o->w, "inside_count", t->inside);
 		json_kn(&o->w, "outside_count", t->outside);
 		json_kn(&o->w, "distinct_ips", t->distinct_ips);
-		th_put_bytes(&o->w, ",\"source_ips\":[", 15);
+		TH_PUT_LIT(&o->w, ",\"source_ips\":[");
 		for (int i = 0; i < t->n_ips; i++) {
 			if (i)
 				th_put_u8(&o->w, ',');
 			th_json_put_string(&o->w, t->ips[i]);
 		}
-		th_put_bytes(&o->w, "],\"api_calls\":[", 15);
+		TH_PUT_LIT(&o->w, "],\"api_calls\":[");
 		for (int i = 0; i < t->n_calls; i++) {
 			if (i)
 				th_put_u8(&o->w, ',');
@@ -106,7 +106,7 @@ static void show_token(struct out *o, const char *acct, const char *akid,
 			json_kt(&o->w, "last", t->calls[i].last_ms);
 			th_put_u8(&o->w, '}');
 		}
-		th_put_bytes(&o->w, "],\"alerts\":[", 12);
+		TH_PUT_LIT(&o->w, "],\"alerts\":[");
 		for (int i = 0; i < t->n_alerts; i++) {
 			if (i)
 				th_put_u8(&o->w, ',');
@@ -116,7 +116,7 @@ static void show_token(struct out *o, const char *acct, const char *akid,
 			json_kv(&o->w, "event_id", t->alerts[i].call.event_id, false);
 			th_put_u8(&o->w, '}');
 		}
-		th_put_bytes(&o->w, "]}", 2);
+		TH_PUT_LIT(&o->w, "]}");
 		return;
 	}
 	ts(t->issued_ms, a, sizeof(a));
@@ -229,28 +229,28 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 		th_put_u8(&o->w, '{');
 		json_kv(&o->w, "kind", "role", true);
 		json_kv(&o->w, "role_arn", arn, false);
-		th_put_bytes(&o->w, ",\"lambda_execution_role\":", 24);
+		TH_PUT_LIT(&o->w, ",\"lambda_execution_role\":");
 		th_put_bytes(&o->w, ro->is_lambda ? "true" : "false", ro->is_lambda ? 4 : 5);
 		json_kt(&o->w, "first_seen", ro->first_seen_ms);
-		th_put_bytes(&o->w, ",\"functions\":[", 14);
+		TH_PUT_LIT(&o->w, ",\"functions\":[");
 		for (int i = 0; i < ro->n_functions; i++) {
 			if (i)
 				th_put_u8(&o->w, ',');
 			th_put_u8(&o->w, '{');
 			json_kv(&o->w, "name", ro->functions[i].name, true);
-			th_put_bytes(&o->w, ",\"regions\":[", 12);
+			TH_PUT_LIT(&o->w, ",\"regions\":[");
 			for (int j = 0; j < ro->functions[i].n_regions; j++) {
 				if (j)
 					th_put_u8(&o->w, ',');
 				th_json_put_string(&o->w, ro->functions[i].regions[j]);
 			}
-			th_put_bytes(&o->w, "]}", 2);
+			TH_PUT_LIT(&o->w, "]}");
 		}
-		th_put_bytes(&o->w, "],\"assumed_by\":[", 16);
+		TH_PUT_LIT(&o->w, "],\"assumed_by\":[");
 		show_sightings(o, st, 'i', arn, "identity");
-		th_put_bytes(&o->w, "],\"other_session_asns\":[", 24);
+		TH_PUT_LIT(&o->w, "],\"other_session_asns\":[");
 		show_sightings(o, st, 'n', arn, "asn");
-		th_put_bytes(&o->w, "]}", 2);
+		TH_PUT_LIT(&o->w, "]}");
 		return;
 	}
 	char a[40];
@@ -329,9 +329,9 @@ static int account_cb(void *ctx, const void *key, size_t klen, const void *val, 
 		json_kv(&o->w, "kind", "account", true);
 		json_kv(&o->w, "account_id", acct, false);
 		json_kt(&o->w, "first_seen", first);
-		th_put_bytes(&o->w, ",\"baseline_asns\":[", 18);
+		TH_PUT_LIT(&o->w, ",\"baseline_asns\":[");
 		show_sightings(o, rc->st, 'b', acct, "asn");
-		th_put_bytes(&o->w, "]}", 2);
+		TH_PUT_LIT(&o->w, "]}");
 		return 0;
 	}
 	ts(first, a, sizeof(a));

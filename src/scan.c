@@ -131,23 +131,23 @@ static void on_reject(void *ctx, enum th_reject why, const char *detail, const c
 		/* Dead letter: the original bytes and why, one JSON object per line. */
 		struct th_wbuf w = {0};
 		char num[32];
-		th_put_bytes(&w, "{\"input\":", 9);
+		TH_PUT_LIT(&w, "{\"input\":");
 		th_json_put_string(&w, s->input_name);
 		snprintf(num, sizeof(num), ",\"offset\":%" PRIu64, offset);
 		th_put_bytes(&w, num, strlen(num));
-		th_put_bytes(&w, ",\"reason\":", 10);
+		TH_PUT_LIT(&w, ",\"reason\":");
 		th_json_put_string(&w, th_reject_name(why));
-		th_put_bytes(&w, ",\"detail\":", 10);
+		TH_PUT_LIT(&w, ",\"detail\":");
 		th_json_put_string(&w, detail);
 		/* base64: a rejected record may not be UTF-8 or even text */
-		th_put_bytes(&w, ",\"raw_base64\":\"", 15);
+		TH_PUT_LIT(&w, ",\"raw_base64\":\"");
 		unsigned char *b64 = malloc(4 * ((raw_len + 2) / 3) + 1);
 		if (b64) {
 			int n = EVP_EncodeBlock(b64, (const unsigned char *)raw, (int)raw_len);
 			th_put_bytes(&w, b64, n > 0 ? (size_t)n : 0);
 			free(b64);
 		}
-		th_put_bytes(&w, "\"}\n", 3);
+		TH_PUT_LIT(&w, "\"}\n");
 		if (!w.oom)
 			fwrite(w.p, 1, w.len, s->dead);
 		th_wbuf_free(&w);

@@ -219,3 +219,55 @@ def test_state_dir_is_kept_and_reused(tmp_path, sample):
     again = scan([empty], "--state", str(state))
     assert again.returncode == 0, again.stderr.decode()
     assert alerts_of(again) == []
+
+
+def test_inspect_answers_the_investigative_questions(tmp_path, sample):
+    events, want = sample
+    state = tmp_path / "state"
+    scan([events], "--state", str(state))
+    # the most recent variation-1 alert: alerted keys are kept for the training window
+    alert = max((w for w in want if w["variation"] == 1), key=lambda w: alert_time(w, events))
+    key = alert["access_key_id"]
+
+    def inspect(*args):
+        p = subprocess.run([BIN, "inspect", "--state", str(state)] + list(args), capture_output=True)
+        return p.returncode, p.stdout.decode()
+
+    # what API calls were executed by the access key, from where
+    rc, out = inspect("--json", "key", key)
+    assert rc == 0, out
+    [k] = json.loads(out)
+    assert k["access_key_id"] == key and k["role_arn"] == alert["role_arn"]
+    assert k["function_name"] == alert["function_or_session"]
+    assert k["inside_count"] > 0 and k["outside_count"] > 0
+    assert k["api_calls"] and all(c["count"] > 0 for c in k["api_calls"])
+    assert k["source_ips"]
+    # is the role attached to a Lambda function
+    rc, out = inspect("--json", "role", alert["role_arn"])
+    [r] = json.loads(out)
+    assert r["lambda_execution_role"] is True
+    assert alert["function_or_session"] in [f["name"] for f in r["functions"]]
+    assert all(f["regions"] for f in r["functions"] if f["name"] == alert["function_or_session"])
+    # was the role assumed by a different identity: a v5/v6 case's role lists its assumer
+    other = next(w for w in want if w["variation"] in (5, 6))
+    rc, out = inspect("--json", "role", other["role_arn"])
+    [r] = json.loads(out)
+    assert r["assumed_by"], r
+    # the account: age and baseline networks
+    rc, out = inspect("--json", "account", alert["account_id"])
+    [a] = json.loads(out)
+    assert a["first_seen"] < alert_time(alert, events)
+    assert a["baseline_asns"]
+    # human-readable form, and "nothing found"
+    rc, out = inspect("key", key)
+    assert rc == 0 and "API calls executed by the key" in out and key in out
+    rc, out = inspect("key", "ASIANOSUCHKEY0000000")
+    assert rc == 1
+
+
+def alert_time(alert, events):
+    for line in open(events):
+        e = json.loads(line)
+        if e.get("eventID") == alert["event_id"]:
+            return e["eventTime"]
+    raise AssertionError("event not found")

@@ -31,6 +31,8 @@ void th_put_i64(struct th_wbuf *w, int64_t v);
 /* A string (NULL is written as empty). */
 void th_put_str(struct th_wbuf *w, const char *s);
 void th_put_bytes(struct th_wbuf *w, const void *b, size_t n);
+/* Append a string literal; its length is computed, never counted by hand. */
+#define TH_PUT_LIT(w, lit) th_put_bytes((w), (lit), sizeof(lit) - 1)
 
 /* A bounds-checked reader; any overrun sets bad and yields zeros. */
 struct th_rbuf {
