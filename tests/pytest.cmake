@@ -6,3 +6,9 @@ foreach(t test_scan test_avro_python)
   set_tests_properties(py.${t} PROPERTIES LABELS e2e
     ENVIRONMENT "TH_BIN=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")
 endforeach()
+
+# The sample generator's own tests (determinism, framings, an independent model of the rules).
+add_test(NAME py.test_gen_sample
+  COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${CMAKE_SOURCE_DIR}/tools/test_gen_sample.py)
+set_tests_properties(py.test_gen_sample PROPERTIES LABELS e2e
+  ENVIRONMENT "TH_BIN=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")

@@ -1342,7 +1342,10 @@ class Gen:
 
     def case_v1_foreign_vpce(self, rng, ci, acct, fn, t):
         key, ui = self.c_env(rng, fn, t, 3)
-        foreign = "%012d" % rng.randrange(100000000000, 999999999999)
+        ours = {a.id for a in self.w.accounts}
+        foreign = acct.id
+        while foreign in ours:
+            foreign = "%012d" % rng.randrange(100000000000, 999999999999)
         vpce = f',"vpcEndpointId":"vpce-0{"%016x" % rng.getrandbits(64)}","vpcEndpointAccountId":"{foreign}"'
         ip = f"172.31.{rng.randrange(0, 255)}.{rng.randrange(4, 250)}"
         e1 = self.c_remote(rng, fn, acct, ui, t + 35 * MINUTE, ip, ATT_BOTO3_UA, 0, region=fn.region, vpce=vpce)

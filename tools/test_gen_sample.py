@@ -302,6 +302,26 @@ def test_more_accounts_repeat_cases(tmp_path):
     assert {a["alert_id"] for a in model.alerts} == {a["alert_id"] for a in expected}
 
 
+REPO = os.path.dirname(HERE)
+TRAILHOUND = os.environ.get("TRAILHOUND", os.path.join(REPO, "build", "trailhound"))
+SHARED = os.environ.get("TH_SHARED", os.path.join(os.path.dirname(REPO), "shared", "data"))
+
+
+@pytest.mark.skipif(not (os.access(TRAILHOUND, os.X_OK) and os.path.exists(os.path.join(SHARED, "asn", "asn.mmdb"))),
+                    reason="needs a built trailhound ($TRAILHOUND) and the shared reference data ($TH_SHARED)")
+def test_trailhound_scan_agrees(default_sample):
+    """The C detector raises exactly the expected alerts on the default sample."""
+    _, expected, out, _ = default_sample
+    p = subprocess.run([TRAILHOUND, "scan", "--no-progress", "--asn-db", os.path.join(SHARED, "asn", "asn.mmdb"),
+                        "--aws-ranges", os.path.join(SHARED, "aws-ip-ranges", "ip-ranges.json"), str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode in (0, 1), p.stderr
+    got = {(a["alert_id"], a["event_id"], a["variation"], a.get("upgrade_of") or None)
+           for a in map(json.loads, p.stdout.splitlines())}
+    want = {(a["alert_id"], a["event_id"], a["variation"], a["upgrade_of"]) for a in expected}
+    assert got == want, (sorted(got - want), sorted(want - got))
+
+
 # ----------------------------------------------------------------------------------------
 # Reference model of docs/detections.md
 # ----------------------------------------------------------------------------------------
