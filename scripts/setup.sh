@@ -22,7 +22,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES=(
 	cmake ninja-build pkg-config g++
 	librdkafka-dev libavro-dev libmaxminddb-dev liblmdb-dev lmdb-utils
-	libsimdjson-dev libcmocka-dev zlib1g-dev libssl-dev uthash-dev
+	libsimdjson-dev libcmocka-dev zlib1g-dev libssl-dev uthash-dev libcurl4-openssl-dev
 	clang-14 libclang-rt-14-dev
 	libmaxmind-db-writer-perl mmdb-bin
 	python3-pytest
@@ -49,6 +49,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 		"${missing[@]}"
 else
 	say "packages: all ${#PACKAGES[@]} installed"
+fi
+
+# fastavro (tests/test_avro_python.py) and confluent-kafka are not in Debian 12:
+# pip, only when missing. Debian's own python3 refuses pip installs (PEP 668),
+# so a failure here is reported but does not stop the build.
+if ! python3 -c 'import fastavro, confluent_kafka' 2>/dev/null; then
+	say "pip: installing fastavro confluent-kafka"
+	python3 -m pip install --quiet fastavro confluent-kafka ||
+		say "pip install failed: install fastavro and confluent-kafka for $(command -v python3) (a venv, or pip --break-system-packages)" >&2
+else
+	say "python: fastavro and confluent-kafka present"
 fi
 
 # An existing build directory keeps the generator it was made with.

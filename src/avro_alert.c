@@ -177,11 +177,13 @@ static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_
 	for (int id = 0; id < F__COUNT; id++) {
 		const struct fdesc *d = &fdesc[id];
 		avro_schema_t rs = d->parent < 0 ? aa->schema : fs[d->parent], s;
+		/* for messages: "history.issued_at" */
+		const char *rec = d->parent < 0 ? "" : fdesc[d->parent].name;
+		const char *dot = d->parent < 0 ? "" : ".";
 		bool ok = false;
 		if ((aa->idx[id] = avro_schema_record_field_get_index(rs, d->name)) < 0) {
-			snprintf(errstr, errstr_size, "alert schema: no field %s%s%s",
-				 d->parent < 0 ? "" : fdesc[d->parent].name,
-				 d->parent < 0 ? "" : ".", d->name);
+			snprintf(errstr, errstr_size, "alert schema: no field %s%s%s", rec, dot,
+				 d->name);
 			return TH_EAVRO;
 		}
 		fs[id] = s = deref(avro_schema_record_field_get_by_index(rs, aa->idx[id]));
@@ -192,18 +194,22 @@ static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_
 		case K_RECORD: ok = is_avro_record(s); break;
 		case K_OPT_STR: ok = resolve_union(aa, id, s, AVRO_STRING); break;
 		case K_OPT_LONG: ok = resolve_union(aa, id, s, AVRO_INT64); break;
-		case K_STRS: ok = is_avro_array(s) && is_avro_string(deref(avro_schema_array_items(s)));
+		case K_STRS:
+			ok = is_avro_array(s) &&
+			     is_avro_string(deref(avro_schema_array_items(s)));
 			break;
 		case K_ENUM:
 			ok = is_avro_enum(s);
-			for (size_t i = 0; ok && i < TH_ARRAY_SIZE(sev_names); i++)
-				ok = (aa->sev[i] = avro_schema_enum_get_by_name(s, sev_names[i])) >= 0;
+			for (size_t i = 0; ok && i < TH_ARRAY_SIZE(sev_names); i++) {
+				aa->sev[i] = avro_schema_enum_get_by_name(s, sev_names[i]);
+				ok = aa->sev[i] >= 0;
+			}
 			break;
 		}
 		if (!ok) {
-			snprintf(errstr, errstr_size, "alert schema: field %s%s%s has the wrong type",
-				 d->parent < 0 ? "" : fdesc[d->parent].name,
-				 d->parent < 0 ? "" : ".", d->name);
+			snprintf(errstr, errstr_size,
+				 "alert schema: field %s%s%s has the wrong type", rec, dot,
+				 d->name);
 			return TH_EAVRO;
 		}
 	}
@@ -241,7 +247,8 @@ int th_avro_alert_new(struct th_avro_alert **aap, const char *schema_path, int32
 	aa->have_rec = true;
 	/* Alerts are well under 4 KiB; a bigger one grows the buffer once. */
 	aa->cap = 4096;
-	if (!(aa->buf = malloc(aa->cap)) || !(aa->wr = avro_writer_memory(aa->buf, (int64_t)aa->cap))) {
+	if (!(aa->buf = malloc(aa->cap)) ||
+	    !(aa->wr = avro_writer_memory(aa->buf, (int64_t)aa->cap))) {
 		snprintf(errstr, errstr_size, "out of memory");
 		rc = TH_ENOMEM;
 		goto cleanup;
@@ -528,8 +535,10 @@ static int parse_id(const char *p, size_t n, int32_t *id)
 		size_t d0 = i;
 		while (i < n && p[i] >= '0' && p[i] <= '9' && v <= INT32_MAX)
 			v = v * 10 + (p[i++] - '0');
+		/* a fraction, exponent or more digits: not an int32 */
 		if (i == d0 || v > INT32_MAX ||
-		    (i < n && (p[i] == '.' || p[i] == 'e' || p[i] == 'E' || (p[i] >= '0' && p[i] <= '9'))))
+		    (i < n && (p[i] == '.' || p[i] == 'e' || p[i] == 'E' ||
+			       (p[i] >= '0' && p[i] <= '9'))))
 			return TH_EPARSE;
 		*id = (int32_t)v;
 		return 0;
@@ -612,15 +621,16 @@ int th_schema_register(const char *registry_url, const char *subject, const char
 	/* No SIGALRM-based DNS timeouts: the caller may have threads. */
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	if ((cc = curl_easy_perform(curl)) != CURLE_OK) {
-		snprintf(errstr, errstr_size, "schema registry: registering subject %s: %s", subject,
-			 cerr[0] ? cerr : curl_easy_strerror(cc));
+		snprintf(errstr, errstr_size, "schema registry: registering subject %s: %s",
+			 subject, cerr[0] ? cerr : curl_easy_strerror(cc));
 		goto cleanup;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	reply_excerpt(&reply, excerpt, sizeof(excerpt));
 	if (status < 200 || status > 299) {
-		snprintf(errstr, errstr_size, "schema registry: registering subject %s: HTTP %ld: %s",
-			 subject, status, excerpt);
+		snprintf(errstr, errstr_size,
+			 "schema registry: registering subject %s: HTTP %ld: %s", subject, status,
+			 excerpt);
 		goto cleanup;
 	}
 	if (parse_id((const char *)reply.p, reply.len, id)) {

@@ -11,4 +11,4 @@ endforeach()
 add_test(NAME py.test_gen_sample
   COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${CMAKE_SOURCE_DIR}/tools/test_gen_sample.py)
 set_tests_properties(py.test_gen_sample PROPERTIES LABELS e2e
-  ENVIRONMENT "TH_BIN=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")
+  ENVIRONMENT "TRAILHOUND=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")

@@ -154,6 +154,7 @@ class Registry(http.server.ThreadingHTTPServer):
         self.subjects = {}   # subject -> [schema text]
         self.requests = []   # (path, content type, body) as received
         self.next_id = 41    # not 1, so a default id cannot pass for a registered one
+        self.canned = None   # a raw 200 reply body to send instead, for parser tests
 
 
 class RegistryHandler(http.server.BaseHTTPRequestHandler):
@@ -183,6 +184,13 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
             fastavro.parse_schema(json.loads(text))
         except Exception as e:  # what Confluent answers for a bad schema
             return self.reply(422, {"error_code": 42201, "message": "Invalid schema: %s" % e})
+        if srv.canned is not None:
+            body = srv.canned.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if text not in srv.ids:
             srv.next_id += 1
             srv.ids[text] = srv.next_id
@@ -246,3 +254,30 @@ def test_registry_errors_stop_the_scan(sample, registry, tmp_path):
     assert p.returncode == 4, p.stderr.decode()
     assert b"schema registry" in p.stderr
     assert not p.stdout  # nothing scanned
+
+
+@pytest.mark.parametrize("reply,want", [
+    # only the top-level member counts, whatever comes before it
+    ('{"nested": {"id": 9}, "msg": "\\"id\\": 7", "ids": [{"id": 8}], "id" : 43}', 43),
+    ('{"id":0}', 0),
+    ('{"id": 4.5}', None),
+    ('{"id": 1e3}', None),
+    ('{"id": 2147483648}', None),
+    ('{"id": "43"}', None),
+    ('{"version": 1}', None),
+    ('', None),
+])
+def test_registry_reply_id_parsing(sample, registry, tmp_path, reply, want):
+    registry.canned = reply
+    out = tmp_path / "x.avro"
+    cmd = [BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
+           "--avro-out", str(out), "--set", "schema_id=0",
+           "--set", "schema_registry_url=http://127.0.0.1:%d" % registry.server_address[1],
+           str(sample)]
+    p = subprocess.run(cmd, capture_output=True)
+    if want is None:
+        assert p.returncode == 4, p.stderr.decode()
+        assert b'no "id" in the reply' in p.stderr
+    else:
+        assert p.returncode == 1, p.stderr.decode()
+        assert {m[:5] for m in messages(out)} == {b"\x00" + struct.pack(">i", want)}

@@ -343,7 +343,8 @@ static void test_full_lists_and_non_ascii(void **state)
 		"secretsmanager:GetSecretValue", "dynamodb:Scan", "logs:FilterLogEvents",
 		"sqs:ReceiveMessage"};
 	static const char *const ev[TH_ALERT_MAX_EVIDENCE] = {
-		"AS-Organisation « Zürich Netz AG »", "東京のアドレス", "emoji 🦊 in the agent",
+		"AS-Organisation « Zürich Netz AG »", "東京のアドレス",
+		"emoji 🦊 in the agent",
 		"quote \" and backslash \\", "tab\tand newline\n", "ünïcödé", "e4", "e8"};
 	struct th_avro_alert *aa = NULL;
 	struct th_alert a;
@@ -436,9 +437,11 @@ static void test_bad_schemas_fail_at_load(void **state)
 	} cases[] = {
 		{"{not json", "alert schema"},
 		{"\"string\"", "not a record"},
-		{"{\"type\":\"record\",\"name\":\"A\",\"fields\":[{\"name\":\"alert_id\",\"type\":\"string\"}]}",
+		{"{\"type\":\"record\",\"name\":\"A\","
+		 "\"fields\":[{\"name\":\"alert_id\",\"type\":\"string\"}]}",
 		 "no field alert_name"},
-		{"{\"type\":\"record\",\"name\":\"A\",\"fields\":[{\"name\":\"alert_id\",\"type\":\"int\"}]}",
+		{"{\"type\":\"record\",\"name\":\"A\","
+		 "\"fields\":[{\"name\":\"alert_id\",\"type\":\"int\"}]}",
 		 "field alert_id has the wrong type"},
 	};
 	struct th_avro_alert *aa = NULL;
