@@ -28,7 +28,8 @@
 
 #define HOUR_MS (3600LL * 1000)
 #define EXPIRY_SWEEP_MS (30 * 60 * 1000LL)
-#define PRUNE_SWEEP_MS (6 * HOUR_MS)
+/* Pruning only bounds growth: once a day of event time is plenty. */
+#define PRUNE_SWEEP_MS (24 * HOUR_MS)
 /* Tokens are kept this long past their expiry for late-delivered events. */
 #define TOKEN_GRACE_MS (24 * HOUR_MS)
 #define MAX_RESOLVE 4096
@@ -49,8 +50,25 @@ struct acct_first {
 
 struct obj;
 
+/* Keys with held uses ("p" records), mirrored in memory: every issuance asks
+ * whether its key has held uses, and the answer is nearly always no. */
+struct held_key {
+	UT_hash_handle hh;
+	char key[];
+};
+
+/* Source-address enrichment, cached: Lambda egress addresses repeat. */
+#define IPCACHE_SIZE 4096
+struct ip_slot {
+	char ip[48];
+	struct th_netinfo ni;
+};
+
 struct th_detector {
 	struct acct_first *accounts;
+	struct held_key *held_keys;
+	bool held_loaded;
+	struct ip_slot *ipcache;
 	struct obj *objs;
 	size_t nobjs;
 	struct th_detect_conf conf;
@@ -98,7 +116,10 @@ int th_detector_new(struct th_detector **dp, const struct th_detect_conf *conf,
 	if (!d)
 		return TH_ENOMEM;
 	d->collected = calloc(MAX_RESOLVE, sizeof(*d->collected));
-	if (!d->collected) {
+	d->ipcache = calloc(IPCACHE_SIZE, sizeof(*d->ipcache));
+	if (!d->collected || !d->ipcache) {
+		free(d->collected);
+		free(d->ipcache);
 		free(d);
 		return TH_ENOMEM;
 	}
@@ -113,6 +134,7 @@ int th_detector_new(struct th_detector **dp, const struct th_detect_conf *conf,
 
 static void accounts_clear(struct th_detector *d);
 static void objs_clear(struct th_detector *d);
+static void held_clear(struct th_detector *d);
 
 void th_detector_destroy(struct th_detector *d)
 {
@@ -120,7 +142,9 @@ void th_detector_destroy(struct th_detector *d)
 		return;
 	accounts_clear(d);
 	objs_clear(d);
+	held_clear(d);
 	th_wbuf_free(&d->w);
+	free(d->ipcache);
 	free(d->collected);
 	free(d);
 }
@@ -134,6 +158,7 @@ void th_detector_reset(struct th_detector *d)
 {
 	accounts_clear(d);
 	objs_clear(d);
+	held_clear(d);
 	d->clock_loaded = false;
 	d->clock_dirty = false;
 }
@@ -377,6 +402,82 @@ static void accounts_clear(struct th_detector *d)
 		HASH_DEL(d->accounts, a);
 		free(a);
 	}
+}
+
+static void held_clear(struct th_detector *d)
+{
+	struct held_key *h, *tmp;
+	HASH_ITER(hh, d->held_keys, h, tmp)
+	{
+		HASH_DEL(d->held_keys, h);
+		free(h);
+	}
+	d->held_loaded = false;
+}
+
+static int held_add(struct th_detector *d, const char *pk, size_t pkl)
+{
+	struct held_key *h;
+	HASH_FIND(hh, d->held_keys, pk, pkl, h);
+	if (h)
+		return 0;
+	h = malloc(sizeof(*h) + pkl + 1);
+	if (!h)
+		return TH_ENOMEM;
+	memcpy(h->key, pk, pkl);
+	h->key[pkl] = '\0';
+	HASH_ADD(hh, d->held_keys, key, pkl, h);
+	return 0;
+}
+
+static void held_remove(struct th_detector *d, const char *pk, size_t pkl)
+{
+	struct held_key *h;
+	HASH_FIND(hh, d->held_keys, pk, pkl, h);
+	if (h) {
+		HASH_DEL(d->held_keys, h);
+		free(h);
+	}
+}
+
+static int held_load_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	return held_add(ctx, key, klen);
+}
+
+/* Whether the state key "p|acct|akid" exists, answered from memory. */
+static int held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has)
+{
+	struct held_key *h;
+	if (!d->held_loaded) {
+		static const char prefix[2] = {'p', TH_KEY_SEP};
+		int rc = th_state_scan(d->st, prefix, 2, held_load_cb, d);
+		if (rc)
+			return rc < 0 ? rc : TH_ENOMEM;
+		d->held_loaded = true;
+	}
+	HASH_FIND(hh, d->held_keys, pk, pkl, h);
+	*has = h != NULL;
+	return 0;
+}
+
+static void enrich_cached(struct th_detector *d, const char *ip, struct th_netinfo *out)
+{
+	if (!ip || !d->ipcache || strlen(ip) >= sizeof(d->ipcache[0].ip)) {
+		th_enrich_lookup(d->en, ip, out);
+		return;
+	}
+	uint32_t h = 2166136261u;
+	for (const char *p = ip; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	struct ip_slot *s = &d->ipcache[h & (IPCACHE_SIZE - 1)];
+	if (strcmp(s->ip, ip) != 0) {
+		th_enrich_lookup(d->en, ip, &s->ni);
+		th_strlcpy(s->ip, ip, sizeof(s->ip));
+	}
+	*out = s->ni;
 }
 
 /* Earliest event time of the account (activation period); t = 0 only reads. */
@@ -890,6 +991,9 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 		if (th_held_decode(v, n, h))
 			memset(h, 0, sizeof(*h));
 	} else if (rc == TH_ENOTFOUND) {
+		bool dummy;
+		if ((rc = held_has(d, pk, pkl, &dummy)) || (rc = held_add(d, pk, pkl)))
+			return rc;
 		memset(h, 0, sizeof(*h));
 		th_strlcpy(h->role_arn, role_arn, sizeof(h->role_arn));
 		int64_t base = c->creation_ms ? c->creation_ms : c->event_time_ms;
@@ -941,7 +1045,11 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 	size_t n;
 	char pk[512], reason[400];
 	size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
-	int rc = th_state_get(d->st, pk, pkl, &v, &n);
+	bool has;
+	int rc = held_has(d, pk, pkl, &has);
+	if (rc || !has)
+		return rc;
+	rc = th_state_get(d->st, pk, pkl, &v, &n);
 	if (rc == TH_ENOTFOUND)
 		return 0;
 	if (rc)
@@ -993,6 +1101,7 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 	if ((rc = save_token(d, acct, akid, t)))
 		return rc;
 drop:
+	held_remove(d, pk, pkl);
 	if ((rc = th_state_del(d->st, pk, pkl)))
 		return rc;
 	size_t ql = th_key(d->k2, sizeof(d->k2), 'q', 3, h->role_arn, acct, akid);
@@ -1079,7 +1188,10 @@ static int expire_lapsed(struct th_detector *d, const char *acct, const char *ak
 	int rc;
 	if (acct && akid) {
 		size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
-		if (th_state_get(d->st, pk, pkl, &v, &n) == 0) {
+		bool has;
+		if ((rc = held_has(d, pk, pkl, &has)))
+			return rc;
+		if (has && th_state_get(d->st, pk, pkl, &v, &n) == 0) {
 			struct th_rbuf r;
 			th_rbuf_init(&r, v, n);
 			if (th_get_u8(&r) == TH_REC_VERSION && th_get_i64(&r) < t &&
@@ -1537,7 +1649,7 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 		return 0;
 	if ((rc = account_seen(d, acct, ev->event_time_ms, &first)))
 		return rc;
-	th_enrich_lookup(d->en, ev->source_ip, &ni);
+	enrich_cached(d, ev->source_ip, &ni);
 
 	const char *type = ev->ui.type;
 	const char *akid = ev->ui.access_key_id;
