@@ -25,7 +25,7 @@ PACKAGES=(
 	libsimdjson-dev libcmocka-dev zlib1g-dev libssl-dev uthash-dev libcurl4-openssl-dev
 	clang-14 libclang-rt-14-dev
 	libmaxmind-db-writer-perl mmdb-bin
-	python3-pytest
+	python3-pytest time
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -44,9 +44,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 		sudo=(sudo)
 	fi
 	# Only now: an update is the slow part, and needless when all is there.
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-		"${missing[@]}"
+	# dpkg is chatty even with -qq: its output goes to a log shown on failure.
+	apt_log=$(mktemp)
+	{ "${sudo[@]}" apt-get update -qq &&
+		DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+			--no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 ||
+		{ cat "$apt_log" >&2; rm -f "$apt_log"; say "apt-get failed" >&2; exit 1; }
+	rm -f "$apt_log"
 else
 	say "packages: all ${#PACKAGES[@]} installed"
 fi
@@ -56,7 +60,8 @@ fi
 # so a failure here is reported but does not stop the build.
 if ! python3 -c 'import fastavro, confluent_kafka' 2>/dev/null; then
 	say "pip: installing fastavro confluent-kafka"
-	python3 -m pip install --quiet fastavro confluent-kafka ||
+	python3 -m pip install --quiet fastavro confluent-kafka 2>/dev/null ||
+		python3 -m pip install --quiet --break-system-packages fastavro confluent-kafka ||
 		say "pip install failed: install fastavro and confluent-kafka for $(command -v python3) (a venv, or pip --break-system-packages)" >&2
 else
 	say "python: fastavro and confluent-kafka present"
