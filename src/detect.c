@@ -54,6 +54,7 @@ struct obj;
  * whether its key has held uses, and the answer is nearly always no. */
 struct held_key {
 	UT_hash_handle hh;
+	int64_t expiry_ms;
 	char key[];
 };
 
@@ -415,18 +416,19 @@ static void held_clear(struct th_detector *d)
 	d->held_loaded = false;
 }
 
-static int held_add(struct th_detector *d, const char *pk, size_t pkl)
+static int held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry)
 {
 	struct held_key *h;
 	HASH_FIND(hh, d->held_keys, pk, pkl, h);
-	if (h)
-		return 0;
-	h = malloc(sizeof(*h) + pkl + 1);
-	if (!h)
-		return TH_ENOMEM;
-	memcpy(h->key, pk, pkl);
-	h->key[pkl] = '\0';
-	HASH_ADD(hh, d->held_keys, key, pkl, h);
+	if (!h) {
+		h = malloc(sizeof(*h) + pkl + 1);
+		if (!h)
+			return TH_ENOMEM;
+		memcpy(h->key, pk, pkl);
+		h->key[pkl] = '\0';
+		HASH_ADD(hh, d->held_keys, key, pkl, h);
+	}
+	h->expiry_ms = expiry;
 	return 0;
 }
 
@@ -442,9 +444,10 @@ static void held_remove(struct th_detector *d, const char *pk, size_t pkl)
 
 static int held_load_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	(void)val;
-	(void)vlen;
-	return held_add(ctx, key, klen);
+	struct th_rbuf r;
+	th_rbuf_init(&r, val, vlen);
+	int64_t expiry = th_get_u8(&r) == TH_REC_VERSION ? th_get_i64(&r) : 0;
+	return held_add(ctx, key, klen, expiry);
 }
 
 /* Whether the state key "p|acct|akid" exists, answered from memory. */
@@ -992,7 +995,7 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 			memset(h, 0, sizeof(*h));
 	} else if (rc == TH_ENOTFOUND) {
 		bool dummy;
-		if ((rc = held_has(d, pk, pkl, &dummy)) || (rc = held_add(d, pk, pkl)))
+		if ((rc = held_has(d, pk, pkl, &dummy)))
 			return rc;
 		memset(h, 0, sizeof(*h));
 		th_strlcpy(h->role_arn, role_arn, sizeof(h->role_arn));
@@ -1029,6 +1032,8 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 		}
 	}
 	d->stats.held++;
+	if ((rc = held_add(d, pk, pkl, h->expiry_ms)))
+		return rc;
 	th_wbuf_reset(&d->w);
 	th_held_encode(&d->w, h);
 	return put_rec(d, pk, pkl);
@@ -1050,8 +1055,10 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 	if (rc || !has)
 		return rc;
 	rc = th_state_get(d->st, pk, pkl, &v, &n);
-	if (rc == TH_ENOTFOUND)
+	if (rc == TH_ENOTFOUND) {
+		held_remove(d, pk, pkl);
 		return 0;
+	}
 	if (rc)
 		return rc;
 	if (th_held_decode(v, n, h)) {
@@ -1301,14 +1308,23 @@ static int prune(struct th_detector *d, int64_t now)
 
 static int expire_held(struct th_detector *d, int64_t now, bool final)
 {
-	static const char prefix[2] = {'p', TH_KEY_SEP};
+	int64_t before = final ? INT64_MAX : now;
+	bool unused;
+	int rc = held_has(d, "", 0, &unused); /* loads the in-memory mirror */
+	if (rc)
+		return rc;
 	for (;;) {
-		struct collect_ctx cc = {
-			.d = d, .skip = 2, .before = final ? INT64_MAX : now, .by_expiry = true};
+		struct held_key *hk, *tmp;
 		d->ncollected = 0;
-		int rc = th_state_scan(d->st, prefix, 2, collect_cb, &cc);
-		if (rc < 0)
-			return rc;
+		HASH_ITER(hh, d->held_keys, hk, tmp)
+		{
+			size_t kl = strlen(hk->key);
+			if (hk->expiry_ms > before || kl < 2 || kl - 2 >= sizeof(d->collected[0]))
+				continue;
+			if (d->ncollected >= MAX_RESOLVE)
+				break;
+			memcpy(d->collected[d->ncollected++], hk->key + 2, kl - 1);
+		}
 		size_t n = d->ncollected;
 		if (n == 0)
 			return 0;
