@@ -28,8 +28,8 @@ if [ -z "${TH_SKIP_SANITIZE:-}" ] && [ $# -eq 0 ]; then
 	asan=${BUILD_DIR}-asan
 	[ -f "$asan/CMakeCache.txt" ] ||
 		cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTH_SANITIZE=ON >/dev/null
-	cmake --build "$asan" --parallel "$(nproc)" >"$asan.log" 2>&1 ||
-		{ cat "$asan.log" >&2; exit 1; }
+	cmake --build "$asan" --parallel "$(nproc)" >"$asan/build.log" 2>&1 ||
+		{ cat "$asan/build.log" >&2; exit 1; }
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --test-dir "$asan" --output-on-failure --no-tests=error -j2 \
 		-L 'unit|fuzz-replay|cases' || rc=$?
