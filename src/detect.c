@@ -66,6 +66,7 @@ struct ip_slot {
 };
 
 struct th_detector {
+	struct obj *last_tok, *last_role; /* save_* without a second lookup */
 	struct acct_first *accounts;
 	struct held_key *held_keys;
 	bool held_loaded;
@@ -297,6 +298,7 @@ static int objs_flush(struct th_detector *d)
 static void objs_clear(struct th_detector *d)
 {
 	struct obj *o, *tmp;
+	d->last_tok = d->last_role = NULL;
 	HASH_ITER(hh, d->objs, o, tmp)
 	{
 		HASH_DEL(d->objs, o);
@@ -322,13 +324,17 @@ static int load_role(struct th_detector *d, const char *arn, struct th_role **ro
 	struct obj *o = obj_get(d, 'r', d->k1, kl, &found);
 	if (!o)
 		return TH_ENOMEM;
+	d->last_role = o;
 	*ro = o->payload;
 	return found;
 }
 
 static int save_role(struct th_detector *d, const char *arn, const struct th_role *ro)
 {
-	(void)ro;
+	if (d->last_role && d->last_role->payload == ro) {
+		d->last_role->dirty = d->last_role->exists = true;
+		return 0;
+	}
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
 	obj_mark(d, d->k1, kl);
 	return 0;
@@ -342,6 +348,7 @@ static int load_token(struct th_detector *d, const char *acct, const char *akid,
 	struct obj *o = obj_get(d, 'k', d->k1, kl, &found);
 	if (!o)
 		return TH_ENOMEM;
+	d->last_tok = o;
 	*t = o->payload;
 	return found;
 }
@@ -349,7 +356,10 @@ static int load_token(struct th_detector *d, const char *acct, const char *akid,
 static int save_token(struct th_detector *d, const char *acct, const char *akid,
 		      const struct th_token *t)
 {
-	(void)t;
+	if (d->last_tok && d->last_tok->payload == t) {
+		d->last_tok->dirty = d->last_tok->exists = true;
+		return 0;
+	}
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
 	obj_mark(d, d->k1, kl);
 	return 0;
@@ -1381,11 +1391,13 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 	th_strlcpy(c->event_source, ev->event_source, sizeof(c->event_source));
 	th_strlcpy(c->aws_region, ev->aws_region, sizeof(c->aws_region));
 	th_strlcpy(c->source_ip, ev->source_ip, sizeof(c->source_ip));
-	th_strlcpy(c->user_agent, ev->user_agent, sizeof(c->user_agent));
+	/* The user agent and the input name matter only for remote calls (held
+	 * or judged): call_complete() copies them then. */
+	c->user_agent[0] = '\0';
 	th_strlcpy(c->vpce_id, ev->vpc_endpoint_id, sizeof(c->vpce_id));
 	th_strlcpy(c->vpce_account, ev->vpc_endpoint_account_id, sizeof(c->vpce_account));
 	th_strlcpy(c->session, session, sizeof(c->session));
-	th_strlcpy(c->input_topic, ref ? ref->topic : NULL, sizeof(c->input_topic));
+	c->input_topic[0] = '\0';
 	c->input_partition = ref ? ref->partition : -1;
 	c->input_offset = ref ? ref->offset : -1;
 	c->event_time_ms = ev->event_time_ms;
@@ -1394,6 +1406,13 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
 	th_strlcpy(c->src_region, ni->aws_region, sizeof(c->src_region));
 	c->net_kind = (uint8_t)ni->kind;
+}
+
+static void call_complete(const struct th_event *ev, const struct th_input_ref *ref,
+			  struct th_call *c)
+{
+	th_strlcpy(c->user_agent, ev->user_agent, sizeof(c->user_agent));
+	th_strlcpy(c->input_topic, ref ? ref->topic : NULL, sizeof(c->input_topic));
 }
 
 /* The role ARN of a session: sessionIssuer.arn, else rebuilt from the
@@ -1502,6 +1521,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 		}
 	} else if (vd == NET_REMOTE) {
 		d->stats.remote_uses++;
+		call_complete(ev, ref, c);
 		if (cls != TH_CRED_UNKNOWN && role_found && ro->is_lambda) {
 			token_record_use(t, c, vd);
 			if ((rc = decide(d, acct, akid, cls, t, role_arn, c, reason, NULL)))
