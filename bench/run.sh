@@ -26,3 +26,7 @@ if [ ! -x "$build/bench_parse" ]; then
 	cmake --build "$build" --target bench_parse
 fi
 "$build/bench_parse" "$corpus" "$runs"
+
+# scan next to parser-only on the same >= 1M-event corpus, as a ratio
+echo
+bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}"

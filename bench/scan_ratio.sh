@@ -3,17 +3,17 @@
 # (>= 1M events), as a ratio: what state, enrichment and classification cost
 # relative to parsing. A benchmark that prints figures; it asserts nothing.
 #
-#   bench/scan_ratio.sh [EVENTS] [RUNS]       (default 1000000 events, 3 runs)
+#   bench/scan_ratio.sh [EVENTS] [PAIRS]      (default 1000000 events, 5 pairs)
 #
 # Both sides are the same binary over the same file (`scan --parse-only` vs
 # `scan`), so file reading and framing cost the same on both; CPU time (user +
 # sys) is compared, the least noisy figure on a shared machine, and the best
-# run of each side is kept.
+# run pairs alternate and the median ratio is reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 events=${1:-1000000}
-runs=${2:-3}
+runs=${2:-5}
 build=${BUILD_DIR:-build}
 cache="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
 corpus="$cache/corpus-$events.jsonl"
@@ -36,24 +36,33 @@ bytes=$(stat -c %s "$corpus")
 
 tf=$(mktemp)
 trap 'rm -f "$tf"' EXIT
-best() { # best CPU seconds (user + sys) of $runs runs of: trailhound scan "$@"
-	local best="" t
-	for _ in $(seq "$runs"); do
-		/usr/bin/time -o "$tf" -f '%U %S' "$build/trailhound" scan --no-progress \
-			--quiet-rejects "${ref[@]}" "$@" "$corpus" >/dev/null 2>&1 || true
-		t=$(awk 'END {print $1 + $2}' "$tf")
-		if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN {exit !(a < b)}'; then
-			best=$t
-		fi
-	done
-	echo "$best"
+cpu() { # CPU seconds (user + sys) of one run of: trailhound scan "$@"
+	/usr/bin/time -o "$tf" -f '%U %S' "$build/trailhound" scan --no-progress \
+		--quiet-rejects "${ref[@]}" "$@" "$corpus" >/dev/null 2>&1 || true
+	awk 'END {print $1 + $2}' "$tf"
 }
 
-parse=$(best --parse-only)
-full=$(best)
-awk -v n="$count" -v b="$bytes" -v p="$parse" -v f="$full" 'BEGIN {
-	printf "corpus: %d events, %.1f MB\n", n, b / 1e6
-	printf "parser only : %8.0f events/s  %6.1f MB/s  (%.2f s CPU)\n", n / p, b / 1e6 / p, p
-	printf "scan        : %8.0f events/s  %6.1f MB/s  (%.2f s CPU)\n", n / f, b / 1e6 / f, f
-	printf "ratio scan/parser-only: %.2f (target >= 0.5)\n", p / f
-}'
+# Alternate the two (A B A B ...) so drift in the machine's speed hits both
+# alike; report the median of the per-pair ratios and of each side.
+cpu --parse-only >/dev/null # warm the page cache
+pairs=()
+for _ in $(seq "$runs"); do
+	p=$(cpu --parse-only)
+	f=$(cpu)
+	pairs+=("$p $f")
+done
+printf '%s\n' "${pairs[@]}" | awk -v n="$count" -v b="$bytes" '
+	{ p[NR] = $1; f[NR] = $2; r[NR] = $1 / $2 }
+	function median(a, k,   i, j, t) {
+		for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++)
+			if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+	}
+	END {
+		k = NR; mp = median(p, k); mf = median(f, k); mr = median(r, k)
+		printf "corpus: %d events, %.1f MB; %d alternating pairs of runs\n", n, b / 1e6, k
+		printf "parser only : %8.0f events/s  %6.1f MB/s  (median %.2f s CPU)\n", n / mp, b / 1e6 / mp, mp
+		printf "scan        : %8.0f events/s  %6.1f MB/s  (median %.2f s CPU)\n", n / mf, b / 1e6 / mf, mf
+		printf "ratio scan/parser-only: %.2f median of pairs, %.2f min, %.2f max (target >= 0.5)\n",
+			mr, r[1], r[k]
+	}'
