@@ -1002,12 +1002,12 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 	int rc = th_state_get(d->st, pk, pkl, &v, &n);
 	if (rc == 0) {
 		if (th_held_decode(v, n, h))
-			memset(h, 0, sizeof(*h));
+			th_held_clear(h);
 	} else if (rc == TH_ENOTFOUND) {
 		bool dummy;
 		if ((rc = held_has(d, pk, pkl, &dummy)))
 			return rc;
-		memset(h, 0, sizeof(*h));
+		th_held_clear(h);
 		th_strlcpy(h->role_arn, role_arn, sizeof(h->role_arn));
 		int64_t base = c->creation_ms ? c->creation_ms : c->event_time_ms;
 		h->expiry_ms = base + d->conf.hold_ms;
@@ -1072,7 +1072,7 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 	if (rc)
 		return rc;
 	if (th_held_decode(v, n, h)) {
-		memset(h, 0, sizeof(*h));
+		th_held_clear(h);
 		goto drop;
 	}
 	int role_found = load_role(d, h->role_arn, &ro);

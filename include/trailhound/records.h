@@ -128,6 +128,7 @@ struct th_dedup {
 /* Reset to an empty record (cheaper than zeroing the whole struct). */
 void th_token_clear(struct th_token *t);
 void th_role_clear(struct th_role *ro);
+void th_held_clear(struct th_held *h);
 
 /* Encoders append to w (after th_wbuf_reset); decoders return 0 or TH_EPARSE. */
 void th_call_encode(struct th_wbuf *w, const struct th_call *c);
