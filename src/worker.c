@@ -442,9 +442,14 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 		int64_t committed = tp->offset >= 0 ? tp->offset : TH_STATE_NO_OFFSET;
 		int64_t local = th_state_offset(p->st);
 		if (local != committed) {
-			th_log_info("worker", "%s[%d]: local state at offset %" PRId64
-					      ", group committed %" PRId64 ": restoring",
-				    tp->topic, (int)tp->partition, local, committed);
+			char lb[24] = "none", cb[24] = "none";
+			if (local != TH_STATE_NO_OFFSET)
+				snprintf(lb, sizeof(lb), "%" PRId64, local);
+			if (committed != TH_STATE_NO_OFFSET)
+				snprintf(cb, sizeof(cb), "%" PRId64, committed);
+			th_log_info("worker", "%s[%d]: local state at offset %s, group committed %s: "
+					      "restoring",
+				    tp->topic, (int)tp->partition, lb, cb);
 			if (part_restore(w, p, committed)) {
 				set_fatal(w, "restore", "changelog restore failed");
 				return;
