@@ -271,3 +271,14 @@ def alert_time(alert, events):
         if e.get("eventID") == alert["event_id"]:
             return e["eventTime"]
     raise AssertionError("event not found")
+
+
+def test_example_config_is_generated_from_the_table_and_loads():
+    """deploy/trailhound.conf is `trailhound run --example-config`: one table feeds both."""
+    gen = subprocess.run([BIN, "run", "--example-config"], capture_output=True, check=True).stdout
+    committed = open(os.path.join(SRC, "deploy/trailhound.conf"), "rb").read()
+    assert gen == committed, "regenerate: build/trailhound run --example-config > deploy/trailhound.conf"
+    # and it is a valid config for scan, which shares the table
+    p = subprocess.run([BIN, "scan", "-c", os.path.join(SRC, "deploy/trailhound.conf"), "--help-config"],
+                       capture_output=True)
+    assert p.returncode == 0, p.stderr.decode()
