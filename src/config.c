@@ -80,8 +80,8 @@ static const struct conf_item items[] = {
 	 "schema id of alert.avsc in the wire format; 0 = register with schema_registry_url"},
 	{"schema_registry_url", T_STR, "", 0, 0, C(schema_registry_url),
 	 "Confluent-compatible Schema Registry used when schema_id is 0"},
-	{"alert_schema", T_STR, TH_SCHEMA_DIR "/alert.avsc", 0, 0, C(alert_schema),
-	 "the alert's Avro schema"},
+	{"alert_schema", T_STR, "", 0, 0, C(alert_schema),
+	 "the alert's Avro schema (.avsc); empty = the schemas/alert.avsc this build ships"},
 	{"restore_timeout_ms", T_LONG, "300000", 1000, 86400000, C(restore_timeout_ms),
 	 "longest time to restore one partition's state from its changelog"},
 };
@@ -419,4 +419,10 @@ int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *err
 		th_log_info("config", "no ip-ranges.json: AWS addresses recognised by Amazon's ASNs, "
 				      "regions unknown");
 	return th_enrich_new(en, &ec, errstr, errstr_size);
+}
+
+const char *th_config_alert_schema(const struct th_config *cf)
+{
+	return cf->alert_schema && *cf->alert_schema ? cf->alert_schema
+						     : TH_SCHEMA_DIR "/alert.avsc";
 }

@@ -203,7 +203,7 @@ static int avro_setup(struct scan *s, const struct th_config *cf, char *errstr,
 	int32_t id = (int32_t)cf->schema_id;
 	int rc;
 
-	if ((rc = th_avro_alert_new(&s->avro, cf->alert_schema, id, errstr, errstr_size)))
+	if ((rc = th_avro_alert_new(&s->avro, th_config_alert_schema(cf), id, errstr, errstr_size)))
 		return rc;
 	if (!id && cf->schema_registry_url && *cf->schema_registry_url) {
 		char subject[512];

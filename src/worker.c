@@ -658,7 +658,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		struct th_avro_alert *tmp = NULL;
 		char subject[512];
 		snprintf(subject, sizeof(subject), "%s-value", cf->output_topic);
-		if (th_avro_alert_new(&tmp, cf->alert_schema, 0, errstr, errstr_size))
+		if (th_avro_alert_new(&tmp, th_config_alert_schema(cf), 0, errstr, errstr_size))
 			return TH_EXIT_CONFIG;
 		int rc = th_schema_register(cf->schema_registry_url, subject,
 					    th_avro_alert_schema_json(tmp), &schema_id, errstr,
@@ -673,7 +673,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 			 "set schema_id, or schema_registry_url to register alert.avsc");
 		return TH_EXIT_CONFIG;
 	}
-	if (th_avro_alert_new(&w->avro, cf->alert_schema, schema_id, errstr, errstr_size))
+	if (th_avro_alert_new(&w->avro, th_config_alert_schema(cf), schema_id, errstr, errstr_size))
 		return TH_EXIT_CONFIG;
 
 	/* Consumer: read_committed, no auto commit (offsets go through the

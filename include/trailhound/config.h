@@ -70,6 +70,8 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
  */
 int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *errstr,
 			  size_t errstr_size);
+/** @brief The alert schema path: alert_schema, or the one this build ships. */
+const char *th_config_alert_schema(const struct th_config *cf);
 /** @brief Print every setting with its default and description (--help-config). */
 void th_config_help(FILE *out);
 /** @brief Print an example config file with every setting at its default. */
