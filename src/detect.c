@@ -1128,25 +1128,16 @@ drop:
 struct collect_ctx {
 	struct th_detector *d;
 	size_t skip; /* prefix length to drop from each key */
-	int64_t before; /* for expiry scans: only values whose expiry is <= this */
-	bool by_expiry;
 };
 
 static int collect_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct collect_ctx *cc = ctx;
 	struct th_detector *d = cc->d;
+	(void)val;
+	(void)vlen;
 	if (d->ncollected >= MAX_RESOLVE)
 		return 1;
-	if (cc->by_expiry) {
-		struct th_rbuf r;
-		th_rbuf_init(&r, val, vlen);
-		if (th_get_u8(&r) != TH_REC_VERSION)
-			return 0;
-		int64_t exp = th_get_i64(&r);
-		if (exp > cc->before)
-			return 0;
-	}
 	if (klen - cc->skip >= sizeof(d->collected[0]))
 		return 0;
 	memcpy(d->collected[d->ncollected], (const char *)key + cc->skip, klen - cc->skip);

@@ -223,13 +223,19 @@ int th_cmd_produce(int argc, char **argv)
 		ret = TH_EXIT_CONFIG;
 		goto out;
 	}
-	for (int i = 0; i < cf.n_kafka; i++)
-		if (rd_kafka_conf_set(conf, cf.kafka_keys[i], cf.kafka_values[i], errstr,
-				      sizeof(errstr))) {
+	for (int i = 0; i < cf.n_kafka; i++) {
+		/* kafka.X and kafka.producer.X apply here, kafka.consumer.X does not */
+		const char *k = cf.kafka_keys[i];
+		if (strncmp(k, "consumer.", 9) == 0)
+			continue;
+		if (strncmp(k, "producer.", 9) == 0)
+			k += 9;
+		if (rd_kafka_conf_set(conf, k, cf.kafka_values[i], errstr, sizeof(errstr))) {
 			fprintf(stderr, "trailhound produce: %s\n", errstr);
 			ret = TH_EXIT_CONFIG;
 			goto out;
 		}
+	}
 	rd_kafka_conf_set_opaque(conf, &p);
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
 	if (!(p.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {

@@ -63,6 +63,8 @@ struct worker {
 	size_t padded_cap;
 	/* counters */
 	uint64_t n_msgs, n_alerts, n_rejects, n_txn, n_aborts, n_restored;
+	uint64_t rejects_by[TH_REJECT__COUNT];
+	double last_stats;
 	double last_msg_at;
 };
 
@@ -91,9 +93,12 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 	return 0;
 }
 
-/* Our defaults first, then kafka.* from the config (which may override them). */
-static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *const *defaults,
-				  char *errstr, size_t errstr_size)
+/* Our defaults first, then kafka.* from the config (which may override them):
+ * kafka.X goes to every client, kafka.consumer.X only to the group consumer,
+ * kafka.producer.X only to the producer (librdkafka warns about properties
+ * that do not apply to a client, e.g. group.instance.id on a producer). */
+static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *scope,
+				  const char *const *defaults, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
@@ -101,9 +106,18 @@ static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *const 
 	for (int i = 0; defaults[i]; i += 2)
 		if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
 			goto fail;
-	for (int i = 0; i < cf->n_kafka; i++)
-		if (conf_set(conf, cf->kafka_keys[i], cf->kafka_values[i], errstr, errstr_size))
+	for (int i = 0; i < cf->n_kafka; i++) {
+		const char *k = cf->kafka_keys[i];
+		bool for_consumer = strncmp(k, "consumer.", 9) == 0;
+		bool for_producer = strncmp(k, "producer.", 9) == 0;
+		if (for_consumer || for_producer) {
+			if (strcmp(scope, for_consumer ? "consumer" : "producer") != 0)
+				continue;
+			k += 9;
+		}
+		if (conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
 			goto fail;
+	}
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);
@@ -570,6 +584,7 @@ static void sink_reject(void *ctx, enum th_reject why, const char *detail, const
 {
 	struct worker *w = ctx;
 	w->n_rejects++;
+	w->rejects_by[why < TH_REJECT__COUNT ? why : TH_REJECT_MALFORMED_JSON]++;
 	th_log_debug("worker", "%s[%d]@%" PRId64 ": rejected (%s): %s",
 		     rd_kafka_topic_name(w->cur_msg->rkt), (int)w->cur_msg->partition,
 		     w->cur_msg->offset, th_reject_name(why), detail);
@@ -688,7 +703,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"enable.partition.eof", "true",
 		NULL,
 	};
-	if (!(conf = base_conf(cf, consumer_defaults, errstr, errstr_size)) ||
+	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
 		return TH_EXIT_CONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
@@ -707,7 +722,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"auto.offset.reset", "earliest",
 		NULL,
 	};
-	if (!(conf = base_conf(cf, restore_defaults, errstr, errstr_size)) ||
+	if (!(conf = base_conf(cf, "restore", restore_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
 		return TH_EXIT_CONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
@@ -728,7 +743,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"linger.ms", "5",
 		NULL,
 	};
-	if (!(conf = base_conf(cf, producer_defaults, errstr, errstr_size)) ||
+	if (!(conf = base_conf(cf, "producer", producer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "transactional.id", tid, errstr, errstr_size))
 		return TH_EXIT_CONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
@@ -761,6 +776,28 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 }
 
 /* ---- the loop ---- */
+
+/* The worker's metrics as one log line: counters since start, rejected
+ * records by reason (each also went to the dead-letter topic). */
+static void log_stats(struct worker *w)
+{
+	char reasons[512] = "";
+	size_t used = 0;
+	for (int i = 1; i < TH_REJECT__COUNT && used < sizeof(reasons); i++) {
+		if (!w->rejects_by[i])
+			continue;
+		int n = snprintf(reasons + used, sizeof(reasons) - used, " rejected.%s=%" PRIu64,
+				 th_reject_name((enum th_reject)i), w->rejects_by[i]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	th_log_info("stats",
+		    "partitions=%d messages=%" PRIu64 " alerts=%" PRIu64 " rejected=%" PRIu64
+		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64,
+		    w->nparts, w->n_msgs, w->n_alerts, w->n_rejects, reasons, w->n_txn, w->n_aborts,
+		    w->n_restored);
+}
 
 static bool caught_up(struct worker *w)
 {
@@ -795,7 +832,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		th_log_err("worker", "%s", errstr);
 		goto out;
 	}
-	w.last_msg_at = now_s();
+	w.last_msg_at = w.last_stats = now_s();
 	while (*run && !w.fatal) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 50);
 		if (m) {
@@ -827,6 +864,10 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
 		}
+		if (now_s() - w.last_stats >= 30.0) {
+			w.last_stats = now_s();
+			log_stats(&w);
+		}
 		if (opts->exit_when_idle_ms > 0 && caught_up(&w) &&
 		    (now_s() - w.last_msg_at) * 1000.0 >= (double)opts->exit_when_idle_ms) {
 			if (commit_txn(&w) == TH_EFATAL)
@@ -843,10 +884,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	if (!w.fatal && w.txn_open && w.msgs_in_txn > 0)
 		commit_txn(&w);
 	rc = w.fatal;
-	th_log_info("worker",
-		    "%" PRIu64 " messages, %" PRIu64 " alerts, %" PRIu64 " rejected, %" PRIu64
-		    " transactions, %" PRIu64 " aborts, %" PRIu64 " state records restored",
-		    w.n_msgs, w.n_alerts, w.n_rejects, w.n_txn, w.n_aborts, w.n_restored);
+	log_stats(&w);
 out:
 	if (w.consumer) {
 		/* A fatal worker must not commit anything more: no consumer close

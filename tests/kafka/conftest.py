@@ -249,10 +249,10 @@ class Worker:
                     "--set", f"schema_id={SCHEMA_ID}",
                     "--set", f"asn_db={ASN}",
                     "--set", f"aws_ranges={RANGES}",
-                    "--set", "kafka.session.timeout.ms=6000",
+                    "--set", "kafka.consumer.session.timeout.ms=6000",
                     # static membership (KIP-345): a restarted worker takes its old
                     # place in the group at once, no wait for the session timeout
-                    "--set", f"kafka.group.instance.id={instance_id or tid}",
+                    "--set", f"kafka.consumer.group.instance.id={instance_id or tid}",
                     *extra]
         self._log = open(self.log_path, "wb")
         self.started = time.monotonic()

@@ -109,7 +109,10 @@ def test_poison_records_go_to_dead_letter(broker, topics, workers, sample):
         f"in {time.monotonic() - t0:.1f} s")
 
     w = run_to_end(workers, names.input, pipe, pipe.tid_prefix + ".W1", names.state_dir("W1"))
-    assert f" {N_BAD} rejected" in w.lines("messages,")[-1]
+    # the rejects are counted (the worker's stats line: a metric per reason)
+    stats = w.lines("[stats]")[-1]
+    assert f" rejected={N_BAD} " in stats, stats
+    assert "rejected.malformed_json=" in stats and "rejected.invalid_utf8=" in stats, stats
 
     # the dead letters: each bad record once, with its origin in the headers
     letters = read_topic(broker, pipe.dead_letter)

@@ -72,7 +72,7 @@ def test_worker_joins_and_leaves(broker, topics, workers, sample_200k):
     got_a = restored_partitions(a, names.input)
     log(f"B restored partitions {got_b}; A restored {got_a} after B left")
     assert got_b, "B restored nothing from the changelog:\n" + b.tail()
-    b_msgs = int(re.search(r"(\d+) messages,", b.lines("messages,")[-1]).group(1))
+    b_msgs = int(re.search(r" messages=(\d+) ", b.lines("[stats]")[-1]).group(1))
     assert b_msgs >= 2000, b.tail()
     assert set(got_b) <= set(got_a), f"A did not restore B's partitions {got_b}:\n{a.tail()}"
     assert sorted(set(b_parts)) == got_b
