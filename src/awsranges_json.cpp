@@ -18,17 +18,6 @@ extern "C" {
 
 namespace {
 
-__attribute__((format(printf, 3, 4))) void set_err(char *errstr, size_t errstr_size,
-						     const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errstr || !errstr_size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * One of the two prefix arrays. "ipv6_prefixes" may be absent because files
@@ -45,7 +34,7 @@ int walk(simdjson::dom::object root, const char *key, const char *prefix_key, in
 	if (err == simdjson::NO_SUCH_FIELD && !required)
 		return 0;
 	if (err) {
-		set_err(errstr, errstr_size, "\"%s\": %s", key, simdjson::error_message(err));
+		th_errstr(errstr, errstr_size, "\"%s\": %s", key, simdjson::error_message(err));
 		return TH_EPARSE;
 	}
 	for (simdjson::dom::element el : arr) {
@@ -56,7 +45,7 @@ int walk(simdjson::dom::object root, const char *key, const char *prefix_key, in
 		if (el.get_object().get(obj) || obj[prefix_key].get_c_str().get(prefix) ||
 		    obj["region"].get_c_str().get(region) ||
 		    obj["service"].get_c_str().get(service)) {
-			set_err(errstr, errstr_size,
+			th_errstr(errstr, errstr_size,
 				"%s[%zu]: expected an object with string \"%s\", \"region\" and "
 				"\"service\"",
 				key, i, prefix_key);
@@ -85,7 +74,7 @@ int parse(const char *buf, size_t len, th_awsranges_cb *cb, void *ctx, char *cre
 	/* realloc_if_needed: the caller's buffer has no SIMDJSON_PADDING. */
 	err = parser.parse(buf, len, true).get_object().get(root);
 	if (err) {
-		set_err(errstr, errstr_size, "not a JSON object: %s", simdjson::error_message(err));
+		th_errstr(errstr, errstr_size, "not a JSON object: %s", simdjson::error_message(err));
 		return err == simdjson::MEMALLOC ? TH_ENOMEM : TH_EPARSE;
 	}
 	if (create_date && create_date_size && !root["createDate"].get_c_str().get(date))
@@ -106,10 +95,10 @@ extern "C" int th_awsranges_parse(const char *buf, size_t len, th_awsranges_cb *
 	try {
 		return parse(buf, len, cb, ctx, create_date, create_date_size, errstr, errstr_size);
 	} catch (const std::bad_alloc &) {
-		set_err(errstr, errstr_size, "out of memory reading ip-ranges.json");
+		th_errstr(errstr, errstr_size, "out of memory reading ip-ranges.json");
 		return TH_ENOMEM;
 	} catch (...) {
-		set_err(errstr, errstr_size, "unexpected error reading ip-ranges.json");
+		th_errstr(errstr, errstr_size, "unexpected error reading ip-ranges.json");
 		return TH_EPARSE;
 	}
 }

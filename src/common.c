@@ -32,6 +32,16 @@ const char *th_strerror(int err)
 	}
 }
 
+void th_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (!errstr || !errstr_size)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
 void th_log_write(int level, const char *component, const char *fmt, ...)
 {
 	static const char *names[] = {[TH_LOG_ERR] = "ERROR",

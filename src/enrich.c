@@ -123,18 +123,6 @@ struct th_private_net {
 	uint8_t len;
 };
 
-__attribute__((format(printf, 3, 4))) static void th_enrich_seterr(char *errstr,
-								   size_t errstr_size,
-								   const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errstr || !errstr_size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 /* --- 128-bit helpers ------------------------------------------------------ */
 
@@ -312,7 +300,7 @@ static int th_on_prefix(void *ctx, int ip_version, const char *prefix, const cha
 
 	rc = th_parse_prefix(prefix, ip_version, &p.start, &p.len);
 	if (rc) {
-		th_enrich_seterr(b->err, sizeof(b->err), "bad IPv%d prefix \"%s\"", ip_version,
+		th_errstr(b->err, sizeof(b->err), "bad IPv%d prefix \"%s\"", ip_version,
 				 prefix);
 		return rc;
 	}
@@ -321,7 +309,7 @@ static int th_on_prefix(void *ctx, int ip_version, const char *prefix, const cha
 	if (rc == 0)
 		rc = th_intern(en->services, &en->nservices, service, true, &p.service);
 	if (rc) {
-		th_enrich_seterr(b->err, sizeof(b->err),
+		th_errstr(b->err, sizeof(b->err),
 				 "prefix \"%s\": region \"%s\" / service \"%s\": %s", prefix, region,
 				 service,
 				 rc == TH_ETOOBIG ? "more than 254 distinct names" : "name too long");
@@ -334,7 +322,7 @@ static int th_on_prefix(void *ctx, int ip_version, const char *prefix, const cha
 		struct th_pfx *np = realloc(b->pfx[fam], cap * sizeof(*np));
 
 		if (!np) {
-			th_enrich_seterr(b->err, sizeof(b->err), "out of memory");
+			th_errstr(b->err, sizeof(b->err), "out of memory");
 			return TH_ENOMEM;
 		}
 		b->pfx[fam] = np;
@@ -506,23 +494,23 @@ static int th_read_file(const char *path, char **bufp, size_t *lenp, char *errst
 	f = fopen(path, "rb");
 	if (!f) {
 		rc = errno == ENOENT || errno == ENOTDIR ? TH_ENOTFOUND : TH_EIO;
-		th_enrich_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		th_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
 		goto cleanup;
 	}
 	if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		rc = TH_EIO;
-		th_enrich_seterr(errstr, errstr_size, "%s: not a regular file", path);
+		th_errstr(errstr, errstr_size, "%s: not a regular file", path);
 		goto cleanup;
 	}
 	buf = malloc((size_t)sb.st_size + 1);
 	if (!buf) {
 		rc = TH_ENOMEM;
-		th_enrich_seterr(errstr, errstr_size, "%s: out of memory", path);
+		th_errstr(errstr, errstr_size, "%s: out of memory", path);
 		goto cleanup;
 	}
 	if (fread(buf, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size) {
 		rc = TH_EIO;
-		th_enrich_seterr(errstr, errstr_size, "%s: short read", path);
+		th_errstr(errstr, errstr_size, "%s: short read", path);
 		goto cleanup;
 	}
 	*bufp = buf;
@@ -553,13 +541,13 @@ static int th_load_ranges(struct th_enrich *en, const char *path, char *errstr,
 				perr, sizeof(perr));
 	if (rc) {
 		/* perr is empty when th_on_prefix() was the one failing. */
-		th_enrich_seterr(errstr, errstr_size, "%s: %s", path, perr[0] ? perr : b.err);
+		th_errstr(errstr, errstr_size, "%s: %s", path, perr[0] ? perr : b.err);
 		goto cleanup;
 	}
 	for (int fam = 0; fam < 2; fam++) {
 		rc = th_build_family(en, &b, fam);
 		if (rc) {
-			th_enrich_seterr(errstr, errstr_size, "%s: out of memory", path);
+			th_errstr(errstr, errstr_size, "%s: out of memory", path);
 			goto cleanup;
 		}
 	}
@@ -586,12 +574,12 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 	/* MMDB_open reports only "could not open"; stat tells missing from
 	 * unreadable. */
 	if (stat(path, &sb) != 0) {
-		th_enrich_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		th_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
 		return errno == ENOENT || errno == ENOTDIR ? TH_ENOTFOUND : TH_EIO;
 	}
 	status = MMDB_open(path, MMDB_MODE_MMAP, &en->mmdb);
 	if (status != MMDB_SUCCESS) {
-		th_enrich_seterr(errstr, errstr_size, "%s: %s", path, MMDB_strerror(status));
+		th_errstr(errstr, errstr_size, "%s: %s", path, MMDB_strerror(status));
 		switch (status) {
 		case MMDB_OUT_OF_MEMORY_ERROR:
 			return TH_ENOMEM;
@@ -681,14 +669,14 @@ int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, cha
 	int rc;
 
 	if (!enp || !conf) {
-		th_enrich_seterr(errstr, errstr_size, "th_enrich_new: NULL argument");
+		th_errstr(errstr, errstr_size, "th_enrich_new: NULL argument");
 		rc = TH_EINVAL;
 		goto cleanup;
 	}
 	*enp = NULL;
 	en = calloc(1, sizeof(*en));
 	if (!en) {
-		th_enrich_seterr(errstr, errstr_size, "out of memory");
+		th_errstr(errstr, errstr_size, "out of memory");
 		rc = TH_ENOMEM;
 		goto cleanup;
 	}
@@ -699,7 +687,7 @@ int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, cha
 	if (nasns) {
 		en->amazon_asns = malloc(nasns * sizeof(*en->amazon_asns));
 		if (!en->amazon_asns) {
-			th_enrich_seterr(errstr, errstr_size, "out of memory");
+			th_errstr(errstr, errstr_size, "out of memory");
 			rc = TH_ENOMEM;
 			goto cleanup;
 		}

@@ -38,6 +38,13 @@ enum th_err {
  */
 const char *th_strerror(int err);
 
+/**
+ * @brief Format a setup-time error message into errstr (NULL or size 0: no-op),
+ *        the librdkafka `errstr, errstr_size` convention.
+ */
+void th_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Logging: levels follow syslog numbering. Macros check the level before
  * formatting so disabled levels cost one comparison on the hot path. */
 enum th_log_level {
