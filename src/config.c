@@ -49,6 +49,8 @@ static const struct conf_item items[] = {
 	{"lambda_user_agents", T_UALIST, "exec-env/AWS_Lambda,awslambda-worker/,aws-internal/", 0, 0,
 	 D(lambda_user_agents),
 	 "user-agent markers of Lambda's runtime and AWS-internal callers (variation 1)"},
+	{"amazon_asns", T_ASNS, "", 0, 0, C(amazon_asns),
+	 "ASNs that mark AWS addresses when aws_ranges is not set; empty = the built-in table"},
 	{"trusted_asns", T_ASNS, "", 0, 0, D(trusted_asns),
 	 "ASNs treated as known (e.g. VPN / Direct Connect egress): variation 3 instead of 4"},
 	/* reference data */
@@ -157,6 +159,11 @@ static int add_asn(void *ctx, const char *s, size_t n)
 {
 	struct list_ctx *lc = ctx;
 	char buf[24], *end;
+	bool amazon = lc->it->off == offsetof(struct th_config, amazon_asns);
+	uint32_t *arr = amazon ? lc->cf->amazon_asns : lc->cf->detect.trusted_asns;
+	int *count = amazon ? &lc->cf->n_amazon_asns : &lc->cf->detect.n_trusted_asns;
+	int cap = amazon ? (int)TH_ARRAY_SIZE(lc->cf->amazon_asns)
+			 : (int)TH_ARRAY_SIZE(lc->cf->detect.trusted_asns);
 	if (n >= sizeof(buf))
 		return TH_ECONFIG;
 	memcpy(buf, s, n);
@@ -166,11 +173,9 @@ static int add_asn(void *ctx, const char *s, size_t n)
 		p += 2;
 	errno = 0;
 	unsigned long v = strtoul(p, &end, 10);
-	if (errno || *end || !*p || v == 0 || v > 4294967295UL)
+	if (errno || *end || !*p || v == 0 || v > 4294967295UL || *count >= cap)
 		return TH_ECONFIG;
-	if (lc->cf->detect.n_trusted_asns >= (int)TH_ARRAY_SIZE(lc->cf->detect.trusted_asns))
-		return TH_ECONFIG;
-	lc->cf->detect.trusted_asns[lc->cf->detect.n_trusted_asns++] = (uint32_t)v;
+	arr[(*count)++] = (uint32_t)v;
 	return 0;
 }
 
@@ -246,15 +251,23 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 	case T_UALIST:
 	case T_ASNS: {
 		struct th_detect_conf saved = cf->detect;
-		if (it->type == T_ASNS)
+		int saved_amazon = cf->n_amazon_asns;
+		uint32_t saved_amazon_asns[TH_ARRAY_SIZE(cf->amazon_asns)];
+		memcpy(saved_amazon_asns, cf->amazon_asns, sizeof(saved_amazon_asns));
+		if (it->type == T_ASNS && it->off == offsetof(struct th_config, amazon_asns))
+			cf->n_amazon_asns = 0;
+		else if (it->type == T_ASNS)
 			cf->detect.n_trusted_asns = 0;
 		else if (it->off == offsetof(struct th_config, detect.cli_user_agents))
 			cf->detect.n_cli_user_agents = 0;
 		else
 			cf->detect.n_lambda_user_agents = 0;
 		rc = each_item(value, it->type == T_ASNS ? add_asn : add_ua, &lc);
-		if (rc)
+		if (rc) {
 			cf->detect = saved;
+			cf->n_amazon_asns = saved_amazon;
+			memcpy(cf->amazon_asns, saved_amazon_asns, sizeof(saved_amazon_asns));
+		}
 		break;
 	}
 	default:
@@ -415,6 +428,8 @@ int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *err
 	struct th_enrich_conf ec = {
 		.asn_db_path = asn && *asn ? asn : NULL,
 		.aws_ranges_path = ranges && *ranges ? ranges : NULL,
+		.amazon_asns = cf->n_amazon_asns ? cf->amazon_asns : NULL,
+		.amazon_asns_count = (size_t)cf->n_amazon_asns,
 	};
 	if (!ec.asn_db_path)
 		th_log_warn("config", "no ASN database (--asn-db / asn_db / $TH_ASN_DB): ASNs are "

@@ -29,6 +29,8 @@ struct th_config {
 	struct th_detect_conf detect;
 	/* reference data */
 	char *asn_db, *aws_ranges;
+	uint32_t amazon_asns[64]; /* empty = the built-in table */
+	int n_amazon_asns;
 	/* the Kafka worker (`run`) */
 	char *brokers;
 	char *group_id;

@@ -50,6 +50,8 @@ static const struct {
 	{"trusted_asns=AS14061, 16276", 0},
 	{"trusted_asns=AS0", TH_ECONFIG},
 	{"trusted_asns=notanasn", TH_ECONFIG},
+	{"amazon_asns=16509,AS14618", 0},
+	{"amazon_asns=16509,x", TH_ECONFIG},
 	{"input_topics=a,b , c", 0},
 	{"kafka.security.protocol=plaintext", 0},
 	{"kafka.=x", TH_ECONFIG},
@@ -77,6 +79,8 @@ static void test_set_table(void **state)
 	assert_int_equal(cf.detect.n_trusted_asns, 2);
 	assert_int_equal(cf.detect.trusted_asns[0], 14061);
 	assert_int_equal(cf.detect.trusted_asns[1], 16276);
+	assert_int_equal(cf.n_amazon_asns, 2); /* the failed list kept the previous one */
+	assert_int_equal(cf.amazon_asns[1], 14618);
 	assert_int_equal(cf.n_input_topics, 3);
 	assert_string_equal(cf.input_topics[2], "c");
 	assert_int_equal(cf.n_kafka, 1);
