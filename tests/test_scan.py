@@ -282,3 +282,28 @@ def test_example_config_is_generated_from_the_table_and_loads():
     p = subprocess.run([BIN, "scan", "-c", os.path.join(SRC, "deploy/trailhound.conf"), "--help-config"],
                        capture_output=True)
     assert p.returncode == 0, p.stderr.decode()
+
+
+def test_state_growth_is_bounded_by_pruning(tmp_path, sample):
+    """Expired tokens and baseline entries past the training window are pruned as
+    event time advances: the state holds the recent past, not the whole input."""
+    from datetime import datetime, timedelta
+    events, _ = sample
+    state = tmp_path / "state"
+    scan([events], "--state", str(state))
+    ts = lambda s: datetime.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")
+    end = max(ts(json.loads(l)["eventTime"]) for l in open(events))
+    keys_in_input = {json.loads(l)["userIdentity"].get("accessKeyId") for l in open(events)}
+    out = subprocess.run([BIN, "inspect", "--state", str(state), "--json", "keys"],
+                         capture_output=True, check=True).stdout
+    keys = json.loads(out)
+    assert keys and len(keys) < len(keys_in_input) / 5, (len(keys), len(keys_in_input))
+    for k in keys:
+        last = max(ts(k["last_seen"]), ts(k["expires_at"]) if k["expires_at"] != "-" else end)
+        keep = timedelta(days=30) if k["alerts"] else timedelta(days=1)
+        assert end - last <= keep + timedelta(days=1), k  # pruned daily in event time
+    out = subprocess.run([BIN, "inspect", "--state", str(state), "--json", "accounts"],
+                         capture_output=True, check=True).stdout
+    for a in json.loads(out):
+        for b in a["baseline_asns"]:
+            assert end - ts(b["last_seen"]) <= timedelta(days=31), b
