@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum conf_type {
 	T_DAYS,   /* int64 ms, given in days */
@@ -421,20 +422,41 @@ void th_config_example(FILE *out)
 int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *errstr,
 			  size_t errstr_size)
 {
-	/* Environment fallbacks keep `scan` short to type in a shell. */
+	/* Environment fallbacks keep `scan` short to type in a shell; the
+	 * database scripts/build-asn-mmdb.sh caches is the last resort. */
 	const char *asn = cf->asn_db && *cf->asn_db ? cf->asn_db : getenv("TH_ASN_DB");
 	const char *ranges =
 		cf->aws_ranges && *cf->aws_ranges ? cf->aws_ranges : getenv("TH_AWS_RANGES");
+	char cached[1024] = "";
+	if (!asn || !*asn) {
+		const char *cache = getenv("TH_CACHE_DIR"), *home = getenv("HOME");
+		if (cache && *cache)
+			snprintf(cached, sizeof(cached), "%s/asn/asn.mmdb", cache);
+		else if (home && *home)
+			snprintf(cached, sizeof(cached), "%s/.cache/trailhound/asn/asn.mmdb", home);
+		if (cached[0] && access(cached, R_OK) == 0) {
+			asn = cached;
+			th_log_info("config", "ASN database: %s", cached);
+		}
+	}
 	struct th_enrich_conf ec = {
 		.asn_db_path = asn && *asn ? asn : NULL,
 		.aws_ranges_path = ranges && *ranges ? ranges : NULL,
 		.amazon_asns = cf->n_amazon_asns ? cf->amazon_asns : NULL,
 		.amazon_asns_count = (size_t)cf->n_amazon_asns,
 	};
+	if (!ec.asn_db_path && !ec.aws_ranges_path) {
+		/* Without either, no address is known to be AWS's: every Lambda call
+		 * would look remote. Refuse rather than flood. */
+		th_errstr(errstr, errstr_size,
+			  "no reference data: give an ASN database (--asn-db, asn_db, $TH_ASN_DB or "
+			  "scripts/build-asn-mmdb.sh) and/or AWS ip-ranges.json (--aws-ranges, "
+			  "aws_ranges, $TH_AWS_RANGES)");
+		return TH_ECONFIG;
+	}
 	if (!ec.asn_db_path)
-		th_log_warn("config", "no ASN database (--asn-db / asn_db / $TH_ASN_DB): ASNs are "
-				      "unknown and, without ip-ranges.json, AWS addresses cannot be told "
-				      "from other public addresses");
+		th_log_warn("config", "no ASN database: ASNs are unknown (no known-ASN variation, "
+				      "no baselines by ASN)");
 	else if (!ec.aws_ranges_path)
 		th_log_info("config", "no ip-ranges.json: AWS addresses recognised by Amazon's ASNs, "
 				      "regions unknown");

@@ -307,3 +307,14 @@ def test_state_growth_is_bounded_by_pruning(tmp_path, sample):
     for a in json.loads(out):
         for b in a["baseline_asns"]:
             assert end - ts(b["last_seen"]) <= timedelta(days=31), b
+
+
+def test_no_reference_data_is_refused_not_flooded(tmp_path):
+    """Without an ASN database or ip-ranges.json no address is known to be AWS's,
+    so every Lambda call would look remote: scan refuses (exit 4) instead."""
+    env = dict(os.environ, HOME=str(tmp_path), TH_CACHE_DIR=str(tmp_path))
+    env.pop("TH_ASN_DB", None)
+    env.pop("TH_AWS_RANGES", None)
+    p = subprocess.run([BIN, "scan", "--no-progress", shared_files()[0]], capture_output=True, env=env)
+    assert p.returncode == 4
+    assert b"no reference data" in p.stderr
