@@ -631,6 +631,48 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 
 /* ---- setup ---- */
 
+/* Partition count of a topic, or a negative error (unknown topic, timeout). */
+static int topic_partitions(rd_kafka_t *rk, const char *topic)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	int n = TH_EKAFKA;
+	if (!rkt)
+		return TH_EKAFKA;
+	if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		n = md->topics[0].partition_cnt;
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	return n;
+}
+
+/* The changelog is co-partitioned with the inputs: partition p of an input
+ * restores from partition p of the changelog. Check it up front rather than
+ * fail at the first restore. */
+static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
+{
+	const struct th_config *cf = w->cf;
+	int nc = topic_partitions(w->restorer, cf->changelog_topic);
+	if (nc < 0) {
+		th_errstr(errstr, errstr_size, "changelog topic %s: not found (create it compacted, "
+			  "with as many partitions as the input: deploy/topics.sh)",
+			  cf->changelog_topic);
+		return TH_EXIT_CONFIG;
+	}
+	for (int i = 0; i < cf->n_input_topics; i++) {
+		int ni = topic_partitions(w->restorer, cf->input_topics[i]);
+		if (ni > nc) {
+			th_errstr(errstr, errstr_size, "input topic %s has %d partitions but the changelog "
+				  "%s has %d: they must be co-partitioned",
+				  cf->input_topics[i], ni, cf->changelog_topic, nc);
+			return TH_EXIT_CONFIG;
+		}
+	}
+	return 0;
+}
+
 /* mkdir -p: the partitions' environments go below state_dir. */
 static int make_dirs(const char *path, char *errstr, size_t errstr_size)
 {
@@ -760,6 +802,9 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_EXIT_RUNTIME;
 	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
+	int crc = check_topics(w, errstr, errstr_size);
+	if (crc)
+		return crc;
 
 	rd_kafka_topic_partition_list_t *topics =
 		rd_kafka_topic_partition_list_new(cf->n_input_topics);
