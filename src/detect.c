@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <uthash.h>
+#include "trailhound/hash.h"
 
 #include "trailhound/records.h"
 #include "trailhound/variation.h"

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <uthash.h>
+#include "trailhound/hash.h"
 
 /* Clean entries kept as a read cache between commits; past this the cache
  * is emptied after a commit. */
