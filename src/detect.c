@@ -1455,13 +1455,16 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 
 	/* Runtime learning: the function's SDK from inside its environment. The
 	 * UA only labels the benign side; the network must agree. */
-	if (ev->user_agent && strstr(ev->user_agent, "exec-env/AWS_Lambda") && session) {
+	int fn_idx = session && role_found ? find_function(ro, session) : -1;
+	bool learns_role = !role_found || !ro->is_lambda || fn_idx < 0;
+	bool learns_key = !tok_found || t->origin == TH_ORIGIN_UNKNOWN;
+	/* Nothing to learn (the common case: a known function's known key) is
+	 * checked first: the user-agent search is the costly part. */
+	if ((learns_role || learns_key) && session && ev->user_agent &&
+	    strstr(ev->user_agent, "exec-env/AWS_Lambda")) {
 		struct regions rs;
-		regions_of(ro, role_found && find_function(ro, session) >= 0 ? session : NULL, &rs);
-		bool learns_role = !role_found || !ro->is_lambda || find_function(ro, session) < 0;
-		bool learns_key = !tok_found || t->origin == TH_ORIGIN_UNKNOWN;
-		if (net_verdict(c, acct, &rs, reason, sizeof(reason)) == NET_INSIDE &&
-		    (learns_role || learns_key)) {
+		regions_of(ro, fn_idx >= 0 ? session : NULL, &rs);
+		if (net_verdict(c, acct, &rs, reason, sizeof(reason)) == NET_INSIDE) {
 			/* Rare (first sight of a function or key): decide lapsed holds
 			 * first, then reload what that may have changed. */
 			if ((rc = expire_lapsed(d, acct, akid, learns_role ? role_arn : NULL,
