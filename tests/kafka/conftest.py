@@ -33,7 +33,7 @@ import pytest
 
 try:
     import fastavro
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as e:  # pragma: no cover - environment problem, say so clearly
     raise ImportError(
@@ -390,13 +390,29 @@ def read_alerts(broker, topic):
     return [(m, decode_alert(m.value)) for m in read_topic(broker, topic)]
 
 
+def committed_offsets(consumer, tps, attempts=30):
+    """consumer.committed() that rides out the coordinator's transient errors:
+    right after a broker start the offsets topic is still being created and
+    the group coordinator answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS."""
+    for attempt in range(attempts):
+        try:
+            return consumer.committed(tps, timeout=10)
+        except KafkaException as e:
+            err = e.args[0]
+            if attempt + 1 == attempts or not (err.retriable() or err.code() in (
+                    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT)):
+                raise
+            time.sleep(0.5)
+
+
 def group_offsets(broker, group, topic, partitions=PARTITIONS):
     """The group's committed offsets of the topic's partitions (-1001 = none)."""
     c = Consumer({"bootstrap.servers": broker, "group.id": group,
                   "isolation.level": "read_committed", "enable.auto.commit": False})
     try:
         return [tp.offset for tp in
-                c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)]
+                committed_offsets(c, [TopicPartition(topic, p) for p in range(partitions)])]
     finally:
         c.close()
 
@@ -421,7 +437,7 @@ class Progress:
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
 
     def parts(self):
-        return [max(tp.offset, 0) for tp in self.c.committed(self.tps, timeout=10)]
+        return [max(tp.offset, 0) for tp in committed_offsets(self.c, self.tps)]
 
     def __call__(self):
         return sum(self.parts())
