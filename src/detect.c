@@ -244,6 +244,7 @@ static struct obj *obj_get(struct th_detector *d, char type, const char *key, si
 	struct obj *o;
 	const void *v;
 	size_t n;
+	*found = 0;
 	HASH_FIND(hh, d->objs, key, klen, o);
 	if (o) {
 		*found = o->exists;
@@ -260,6 +261,14 @@ static struct obj *obj_get(struct th_detector *d, char type, const char *key, si
 	memcpy(o->key, key, klen);
 	o->klen = klen;
 	int rc = th_state_get(d->st, key, klen, &v, &n);
+	if (rc && rc != TH_ENOTFOUND) {
+		/* A read error must not turn into an empty record that a later
+		 * save would write over the real one. */
+		free(o->payload);
+		free(o);
+		*found = rc;
+		return NULL;
+	}
 	int ok = rc == 0 && (type == 'k' ? th_token_decode(v, n, o->payload)
 					 : th_role_decode(v, n, o->payload)) == 0;
 	if (!ok) {
@@ -323,7 +332,7 @@ static int load_role(struct th_detector *d, const char *arn, struct th_role **ro
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
 	struct obj *o = obj_get(d, 'r', d->k1, kl, &found);
 	if (!o)
-		return TH_ENOMEM;
+		return found < 0 ? found : TH_ENOMEM;
 	d->last_role = o;
 	*ro = o->payload;
 	return found;
@@ -347,7 +356,7 @@ static int load_token(struct th_detector *d, const char *acct, const char *akid,
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
 	struct obj *o = obj_get(d, 'k', d->k1, kl, &found);
 	if (!o)
-		return TH_ENOMEM;
+		return found < 0 ? found : TH_ENOMEM;
 	d->last_tok = o;
 	*t = o->payload;
 	return found;
