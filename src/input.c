@@ -17,6 +17,7 @@
 #include "trailhound/input.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +403,18 @@ static int give_up_value(struct th_parser *pr, const struct th_sink *sink, const
 	return 1;
 }
 
+/* Whether the line ending at nl (a '\n') leaves a value expected: its last
+ * non-blank byte is ',', '[', '{' or ':'. Then a '{' in column 0 on the next
+ * line continues the value (e.g. a {"Records":[ file with one record per line)
+ * rather than starting a new one; a line cut mid-record rarely ends so. */
+static bool continues_value(const char *start, const char *nl)
+{
+	const char *q = nl;
+	while (q > start && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r' || q[-1] == '\n'))
+		q--;
+	return q > start && (q[-1] == ',' || q[-1] == '[' || q[-1] == '{' || q[-1] == ':');
+}
+
 /* Frame one value starting at *pos. Returns 1 when a value (or a rejected
  * fragment) was consumed, 0 when more input is needed, or a negative error /
  * the callback's stop value (as negative). */
@@ -506,7 +519,8 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 			continue;
 		}
 		if (c == '{' || c == '[') {
-			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{') {
+			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{' &&
+			    !continues_value(s, p - 1)) {
 				if (give_up_value(pr, sink, s, p - 1, off,
 						  "unterminated object (a new record starts on the next "
 						  "line)",

@@ -318,3 +318,15 @@ def test_no_reference_data_is_refused_not_flooded(tmp_path):
     p = subprocess.run([BIN, "scan", "--no-progress", shared_files()[0]], capture_output=True, env=env)
     assert p.returncode == 4
     assert b"no reference data" in p.stderr
+
+
+def test_records_file_with_one_record_per_line_in_column_0(tmp_path):
+    """{"Records":[ followed by one record per line in column 0 is one container,
+    not a cut record: every record parses, nothing is rejected."""
+    ev = lambda n: json.dumps({"eventTime": "2026-09-01T00:00:00Z", "eventSource": "s3.amazonaws.com",
+                               "eventName": "GetObject", "eventID": "e%d" % n,
+                               "userIdentity": {"type": "IAMUser"}})
+    path = tmp_path / "records.json"
+    path.write_text('{"Records":[\n' + ",\n".join(ev(i) for i in range(5)) + "\n]}\n" + ev(9) + "\n")
+    p = scan([path])
+    assert summary_count(p, "parsed") == 6 and summary_count(p, "rejected") == 0, p.stderr.decode()
