@@ -403,16 +403,34 @@ static int give_up_value(struct th_parser *pr, const struct th_sink *sink, const
 	return 1;
 }
 
-/* Whether the line ending at nl (a '\n') leaves a value expected: its last
- * non-blank byte is ',', '[', '{' or ':'. Then a '{' in column 0 on the next
- * line continues the value (e.g. a {"Records":[ file with one record per line)
- * rather than starting a new one; a line cut mid-record rarely ends so. */
+/* Whether the line ending at nl (a '\n') leaves an array element expected:
+ * its last non-blank byte is ',' or '['. In the "Records" array of a log file
+ * a '{' in column 0 on the next line then continues the file (one record per
+ * line) rather than starting a new value. Nested arrays of a record get no
+ * such pass: there a cut record followed by the next line must cost one
+ * record only. */
 static bool continues_value(const char *start, const char *nl)
 {
 	const char *q = nl;
 	while (q > start && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r' || q[-1] == '\n'))
 		q--;
-	return q > start && (q[-1] == ',' || q[-1] == '[' || q[-1] == '{' || q[-1] == ':');
+	return q > start && (q[-1] == ',' || q[-1] == '[');
+}
+
+/* Whether the '[' at p is the value of a "Records" key. */
+static bool is_records_key(const char *start, const char *p)
+{
+	static const char key[] = "\"Records\"";
+	const char *q = p;
+	while (q > start && is_ws(q[-1]))
+		q--;
+	if (q == start || q[-1] != ':')
+		return false;
+	q--;
+	while (q > start && is_ws(q[-1]))
+		q--;
+	return (size_t)(q - start) >= sizeof(key) - 1 &&
+	       memcmp(q - (sizeof(key) - 1), key, sizeof(key) - 1) == 0;
 }
 
 /* Frame one value starting at *pos. Returns 1 when a value (or a rejected
@@ -480,6 +498,9 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 
 	/* Structural scan with the resync rules of the file comment. */
 	int depth = 0, top_is_obj = *s == '{';
+	/* The top-level object's "Records" array is open (depth 2): the one place
+	 * where a '{' in column 0 continues the value, see continues_value(). */
+	bool in_records = false;
 	const char *p = s;
 	while (p < end) {
 		char c = *p;
@@ -520,7 +541,7 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 		}
 		if (c == '{' || c == '[') {
 			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{' &&
-			    !continues_value(s, p - 1)) {
+			    !(in_records && depth == 2 && continues_value(s, p - 1))) {
 				if (give_up_value(pr, sink, s, p - 1, off,
 						  "unterminated object (a new record starts on the next "
 						  "line)",
@@ -529,6 +550,8 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 				*pos = (size_t)(p - buf);
 				return 1;
 			}
+			if (c == '[' && depth == 1 && top_is_obj && is_records_key(s, p))
+				in_records = true;
 			depth++;
 		} else if (c == '}' || c == ']') {
 			if (--depth == 0) {
