@@ -677,6 +677,10 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 static int make_dirs(const char *path, char *errstr, size_t errstr_size)
 {
 	char buf[1024];
+	if (!path || !*path) {
+		snprintf(errstr, errstr_size, "state_dir is empty");
+		return TH_ECONFIG;
+	}
 	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
 		snprintf(errstr, errstr_size, "state_dir too long");
 		return TH_ECONFIG;
