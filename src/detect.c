@@ -21,79 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trailhound/hash.h"
-
-#include "trailhound/records.h"
-#include "trailhound/variation.h"
-
-#define HOUR_MS (3600LL * 1000)
-#define EXPIRY_SWEEP_MS (30 * 60 * 1000LL)
-/* Pruning only bounds growth: once a day of event time is plenty. */
-#define PRUNE_SWEEP_MS (24 * HOUR_MS)
-/* Tokens are kept this long past their expiry for late-delivered events. */
-#define TOKEN_GRACE_MS (24 * HOUR_MS)
-#define MAX_RESOLVE 4096
-
-enum verdict { NET_NONE = 0, NET_INSIDE, NET_REMOTE };
-
-struct clock_rec {
-	int64_t watermark, next_expiry, next_prune;
-};
-
-/* Accounts' first event times, read on every event: kept in memory (and
- * written through to the store whenever they move). */
-struct acct_first {
-	UT_hash_handle hh;
-	int64_t first_ms;
-	char acct[];
-};
-
-struct obj;
-
-/* Keys with held uses ("p" records), mirrored in memory: every issuance asks
- * whether its key has held uses, and the answer is nearly always no. */
-struct held_key {
-	UT_hash_handle hh;
-	int64_t expiry_ms;
-	char key[];
-};
-
-/* Source-address enrichment, cached: Lambda egress addresses repeat. */
-#define IPCACHE_SIZE 4096
-struct ip_slot {
-	char ip[48];
-	struct th_netinfo ni;
-};
-
-struct th_detector {
-	struct obj *last_tok, *last_role; /* save_* without a second lookup */
-	struct acct_first *accounts;
-	struct held_key *held_keys;
-	bool held_loaded;
-	struct ip_slot *ipcache;
-	struct obj *objs;
-	size_t nobjs;
-	struct th_detect_conf conf;
-	const struct th_enrich *en;
-	struct th_state *st;
-	th_alert_fn on_alert;
-	void *ctx;
-	struct th_detect_stats stats;
-	struct clock_rec clock;
-	bool clock_loaded, clock_dirty;
-	struct th_wbuf w;
-	/* Scratch records: large, so kept off the stack. */
-	struct th_token tok;
-	struct th_role role;
-	struct th_held held;
-	struct th_call call;
-	struct th_evidence evid;
-	struct th_alert alert;
-	char k1[1024], k2[1024];
-	/* keys collected by scans before acting on them */
-	char (*collected)[160];
-	size_t ncollected;
-};
+#include "detect_int.h"
 
 void th_detect_conf_defaults(struct th_detect_conf *c)
 {
@@ -134,17 +62,14 @@ int th_detector_new(struct th_detector **dp, const struct th_detect_conf *conf,
 	return 0;
 }
 
-static void accounts_clear(struct th_detector *d);
-static void objs_clear(struct th_detector *d);
-static void held_clear(struct th_detector *d);
 
 void th_detector_destroy(struct th_detector *d)
 {
 	if (!d)
 		return;
-	accounts_clear(d);
-	objs_clear(d);
-	held_clear(d);
+	th_dmem_clear_accounts(d);
+	th_dmem_clear_objects(d);
+	th_dmem_clear_held(d);
 	th_wbuf_free(&d->w);
 	free(d->ipcache);
 	free(d->collected);
@@ -158,388 +83,11 @@ void th_detector_get_stats(const struct th_detector *d, struct th_detect_stats *
 
 void th_detector_reset(struct th_detector *d)
 {
-	accounts_clear(d);
-	objs_clear(d);
-	held_clear(d);
+	th_dmem_clear_accounts(d);
+	th_dmem_clear_objects(d);
+	th_dmem_clear_held(d);
 	d->clock_loaded = false;
 	d->clock_dirty = false;
-}
-
-/* ---- small helpers ---- */
-
-static bool starts_with(const char *s, const char *p)
-{
-	return s && strncmp(s, p, strlen(p)) == 0;
-}
-
-static bool streq(const char *a, const char *b)
-{
-	return a && b && strcmp(a, b) == 0;
-}
-
-static int put_rec(struct th_detector *d, const char *key, size_t klen)
-{
-	if (d->w.oom)
-		return TH_ENOMEM;
-	return th_state_put(d->st, key, klen, d->w.p, d->w.len);
-}
-
-/* ---- the event-time clock (persisted so a rollback restores it) ---- */
-
-static const char CLOCK_KEY[] = "w";
-
-static int clock_load(struct th_detector *d)
-{
-	const void *v;
-	size_t n;
-	struct th_rbuf r;
-	if (d->clock_loaded)
-		return 0;
-	memset(&d->clock, 0, sizeof(d->clock));
-	int rc = th_state_get(d->st, CLOCK_KEY, 1, &v, &n);
-	if (rc == 0) {
-		th_rbuf_init(&r, v, n);
-		if (th_get_u8(&r) == TH_REC_VERSION) {
-			d->clock.watermark = th_get_i64(&r);
-			d->clock.next_expiry = th_get_i64(&r);
-			d->clock.next_prune = th_get_i64(&r);
-		}
-	} else if (rc != TH_ENOTFOUND) {
-		return rc;
-	}
-	d->clock_loaded = true;
-	return 0;
-}
-
-static int clock_save(struct th_detector *d)
-{
-	th_wbuf_reset(&d->w);
-	th_put_u8(&d->w, TH_REC_VERSION);
-	th_put_i64(&d->w, d->clock.watermark);
-	th_put_i64(&d->w, d->clock.next_expiry);
-	th_put_i64(&d->w, d->clock.next_prune);
-	return put_rec(d, CLOCK_KEY, 1);
-}
-
-/* ---- records ---- */
-
-/* Decoded tokens and roles, cached across events: nearly every event reads
- * and updates one of each, and decoding/encoding them per event cost more
- * than parsing the event. Dirty objects are encoded into the store by
- * objs_flush() (at checkpoints and before sweeps); a rollback drops them. */
-struct obj {
-	UT_hash_handle hh;
-	bool dirty;
-	bool exists; /* in the store, or saved since */
-	void *payload; /* struct th_token or struct th_role */
-	size_t klen;
-	char key[];
-};
-
-#define OBJS_MAX 8192
-
-static struct obj *obj_get(struct th_detector *d, char type, const char *key, size_t klen,
-			   int *found)
-{
-	struct obj *o;
-	const void *v;
-	size_t n;
-	*found = 0;
-	HASH_FIND(hh, d->objs, key, klen, o);
-	if (o) {
-		*found = o->exists;
-		return o;
-	}
-	o = calloc(1, sizeof(*o) + klen + 1);
-	if (!o)
-		return NULL;
-	o->payload = malloc(type == 'k' ? sizeof(struct th_token) : sizeof(struct th_role));
-	if (!o->payload) {
-		free(o);
-		return NULL;
-	}
-	memcpy(o->key, key, klen);
-	o->klen = klen;
-	int rc = th_state_get(d->st, key, klen, &v, &n);
-	if (rc && rc != TH_ENOTFOUND) {
-		/* A read error must not turn into an empty record that a later
-		 * save would write over the real one. */
-		free(o->payload);
-		free(o);
-		*found = rc;
-		return NULL;
-	}
-	int ok = rc == 0 && (type == 'k' ? th_token_decode(v, n, o->payload)
-					 : th_role_decode(v, n, o->payload)) == 0;
-	if (!ok) {
-		if (type == 'k')
-			th_token_clear(o->payload);
-		else
-			th_role_clear(o->payload);
-	}
-	o->exists = ok;
-	HASH_ADD(hh, d->objs, key, klen, o);
-	d->nobjs++;
-	*found = ok;
-	return o;
-}
-
-static int objs_flush(struct th_detector *d)
-{
-	struct obj *o, *tmp;
-	HASH_ITER(hh, d->objs, o, tmp)
-	{
-		if (!o->dirty)
-			continue;
-		th_wbuf_reset(&d->w);
-		if (o->key[0] == 'k')
-			th_token_encode(&d->w, o->payload);
-		else
-			th_role_encode(&d->w, o->payload);
-		int rc = put_rec(d, o->key, o->klen);
-		if (rc)
-			return rc;
-		o->dirty = false;
-	}
-	return 0;
-}
-
-static void objs_clear(struct th_detector *d)
-{
-	struct obj *o, *tmp;
-	d->last_tok = d->last_role = NULL;
-	HASH_ITER(hh, d->objs, o, tmp)
-	{
-		HASH_DEL(d->objs, o);
-		free(o->payload);
-		free(o);
-	}
-	d->nobjs = 0;
-}
-
-static void obj_mark(struct th_detector *d, const char *key, size_t klen)
-{
-	struct obj *o;
-	HASH_FIND(hh, d->objs, key, klen, o);
-	if (o)
-		o->dirty = o->exists = true;
-}
-
-/* Returns 1 (found), 0 (new, empty) or a negative error; *ro points into the cache. */
-static int load_role(struct th_detector *d, const char *arn, struct th_role **ro)
-{
-	int found;
-	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
-	struct obj *o = obj_get(d, 'r', d->k1, kl, &found);
-	if (!o)
-		return found < 0 ? found : TH_ENOMEM;
-	d->last_role = o;
-	*ro = o->payload;
-	return found;
-}
-
-static int save_role(struct th_detector *d, const char *arn, const struct th_role *ro)
-{
-	if (d->last_role && d->last_role->payload == ro) {
-		d->last_role->dirty = d->last_role->exists = true;
-		return 0;
-	}
-	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
-	obj_mark(d, d->k1, kl);
-	return 0;
-}
-
-static int load_token(struct th_detector *d, const char *acct, const char *akid,
-		      struct th_token **t)
-{
-	int found;
-	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
-	struct obj *o = obj_get(d, 'k', d->k1, kl, &found);
-	if (!o)
-		return found < 0 ? found : TH_ENOMEM;
-	d->last_tok = o;
-	*t = o->payload;
-	return found;
-}
-
-static int save_token(struct th_detector *d, const char *acct, const char *akid,
-		      const struct th_token *t)
-{
-	if (d->last_tok && d->last_tok->payload == t) {
-		d->last_tok->dirty = d->last_tok->exists = true;
-		return 0;
-	}
-	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
-	obj_mark(d, d->k1, kl);
-	return 0;
-}
-
-static int load_sighting(struct th_detector *d, char type, const char *a, const char *b,
-			 struct th_sighting *s)
-{
-	const void *v;
-	size_t n;
-	size_t kl = th_key(d->k2, sizeof(d->k2), type, 2, a, b);
-	int rc = th_state_get(d->st, d->k2, kl, &v, &n);
-	if (rc == 0 && th_sighting_decode(v, n, s) == 0)
-		return 1;
-	memset(s, 0, sizeof(*s));
-	return rc == TH_ENOTFOUND || rc == 0 ? 0 : rc;
-}
-
-static int teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
-			  const char *key, int64_t t)
-{
-	struct th_sighting s;
-	int rc = load_sighting(d, type, a, b, &s);
-	if (rc < 0)
-		return rc;
-	th_sighting_update(&s, key, t);
-	th_wbuf_reset(&d->w);
-	th_sighting_encode(&d->w, &s);
-	return put_rec(d, d->k2, strlen(d->k2));
-}
-
-static void asn_str(char *buf, size_t n, uint32_t asn)
-{
-	snprintf(buf, n, "%u", asn);
-}
-
-static int teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t)
-{
-	char a[16];
-	if (!asn || !acct)
-		return 0;
-	asn_str(a, sizeof(a), asn);
-	return teach_sighting(d, 'b', acct, a, "", t);
-}
-
-static void accounts_clear(struct th_detector *d)
-{
-	struct acct_first *a, *tmp;
-	HASH_ITER(hh, d->accounts, a, tmp)
-	{
-		HASH_DEL(d->accounts, a);
-		free(a);
-	}
-}
-
-static void held_clear(struct th_detector *d)
-{
-	struct held_key *h, *tmp;
-	HASH_ITER(hh, d->held_keys, h, tmp)
-	{
-		HASH_DEL(d->held_keys, h);
-		free(h);
-	}
-	d->held_loaded = false;
-}
-
-static int held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry)
-{
-	struct held_key *h;
-	HASH_FIND(hh, d->held_keys, pk, pkl, h);
-	if (!h) {
-		h = malloc(sizeof(*h) + pkl + 1);
-		if (!h)
-			return TH_ENOMEM;
-		memcpy(h->key, pk, pkl);
-		h->key[pkl] = '\0';
-		HASH_ADD(hh, d->held_keys, key, pkl, h);
-	}
-	h->expiry_ms = expiry;
-	return 0;
-}
-
-static void held_remove(struct th_detector *d, const char *pk, size_t pkl)
-{
-	struct held_key *h;
-	HASH_FIND(hh, d->held_keys, pk, pkl, h);
-	if (h) {
-		HASH_DEL(d->held_keys, h);
-		free(h);
-	}
-}
-
-static int held_load_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	struct th_rbuf r;
-	th_rbuf_init(&r, val, vlen);
-	int64_t expiry = th_get_u8(&r) == TH_REC_VERSION ? th_get_i64(&r) : 0;
-	return held_add(ctx, key, klen, expiry);
-}
-
-/* Whether the state key "p|acct|akid" exists, answered from memory. */
-static int held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has)
-{
-	struct held_key *h;
-	if (!d->held_loaded) {
-		static const char prefix[2] = {'p', TH_KEY_SEP};
-		int rc = th_state_scan(d->st, prefix, 2, held_load_cb, d);
-		if (rc)
-			return rc < 0 ? rc : TH_ENOMEM;
-		d->held_loaded = true;
-	}
-	HASH_FIND(hh, d->held_keys, pk, pkl, h);
-	*has = h != NULL;
-	return 0;
-}
-
-static void enrich_cached(struct th_detector *d, const char *ip, struct th_netinfo *out)
-{
-	if (!ip || !d->ipcache || strlen(ip) >= sizeof(d->ipcache[0].ip)) {
-		th_enrich_lookup(d->en, ip, out);
-		return;
-	}
-	uint32_t h = 2166136261u;
-	for (const char *p = ip; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	struct ip_slot *s = &d->ipcache[h & (IPCACHE_SIZE - 1)];
-	if (strcmp(s->ip, ip) != 0) {
-		th_enrich_lookup(d->en, ip, &s->ni);
-		th_strlcpy(s->ip, ip, sizeof(s->ip));
-	}
-	*out = s->ni;
-}
-
-/* Earliest event time of the account (activation period); t = 0 only reads. */
-static int account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first)
-{
-	struct acct_first *a;
-	size_t alen = strlen(acct);
-	int rc;
-	HASH_FIND(hh, d->accounts, acct, alen, a);
-	if (!a) {
-		const void *v;
-		size_t n;
-		struct th_rbuf r;
-		size_t kl = th_key(d->k1, sizeof(d->k1), 'a', 1, acct);
-		a = calloc(1, sizeof(*a) + alen + 1);
-		if (!a)
-			return TH_ENOMEM;
-		memcpy(a->acct, acct, alen);
-		rc = th_state_get(d->st, d->k1, kl, &v, &n);
-		if (rc == 0) {
-			th_rbuf_init(&r, v, n);
-			if (th_get_u8(&r) == TH_REC_VERSION)
-				a->first_ms = th_get_i64(&r);
-		} else if (rc != TH_ENOTFOUND) {
-			free(a);
-			return rc;
-		}
-		HASH_ADD(hh, d->accounts, acct, alen, a);
-	}
-	if (t && (!a->first_ms || t < a->first_ms)) {
-		a->first_ms = t;
-		size_t kl = th_key(d->k1, sizeof(d->k1), 'a', 1, acct);
-		th_wbuf_reset(&d->w);
-		th_put_u8(&d->w, TH_REC_VERSION);
-		th_put_i64(&d->w, t);
-		if ((rc = put_rec(d, d->k1, kl)))
-			return rc;
-	}
-	*first = a->first_ms;
-	return 0;
 }
 
 /* ---- roles and functions ---- */
@@ -775,13 +323,13 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 
 	*raised = false;
 	th_alert_id(alert_id, v->id, acct, role_arn, fn_or_sess, c->asn, akid);
-	if ((rc = account_seen(d, acct, 0, &first)))
+	if ((rc = th_dmem_account_seen(d, acct, 0, &first)))
 		return rc;
 	if (!first || tm - first < d->conf.activation_ms) {
 		d->stats.suppressed_activation++;
 		return 0;
 	}
-	asn_str(asn, sizeof(asn), c->asn);
+	th_dmem_asn_str(asn, sizeof(asn), c->asn);
 	{
 		char var[4];
 		snprintf(var, sizeof(var), "%d", v->id);
@@ -795,7 +343,7 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 		th_wbuf_reset(&d->w);
 		th_dedup_encode(&d->w, &dd);
 		d->stats.suppressed_dedup++;
-		return put_rec(d, dkey, dkl);
+		return th_dmem_put(d, dkey, dkl);
 	}
 	if (rc && rc != TH_ENOTFOUND)
 		return rc;
@@ -804,7 +352,7 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 	th_strlcpy(dd.alert_id, alert_id, sizeof(dd.alert_id));
 	th_wbuf_reset(&d->w);
 	th_dedup_encode(&d->w, &dd);
-	if ((rc = put_rec(d, dkey, dkl)))
+	if ((rc = th_dmem_put(d, dkey, dkl)))
 		return rc;
 
 	memset(a, 0, sizeof(*a));
@@ -866,9 +414,9 @@ static int decide(struct th_detector *d, const char *acct, const char *akid,
 	m.key_used_inside = t->inside > 0;
 	m.ua_lambda_claim = ua_lambda_claim(d, c->user_agent);
 	m.ua_cli_family = ua_cli_family(d, c->user_agent);
-	asn_str(asn, sizeof(asn), c->asn);
+	th_dmem_asn_str(asn, sizeof(asn), c->asn);
 	if (c->asn) {
-		if ((rc = load_sighting(d, 'b', acct, asn, &s)) < 0)
+		if ((rc = th_dmem_load_sighting(d, 'b', acct, asn, &s)) < 0)
 			return rc;
 		/* In training: seen within the window, and not only after this use
 		 * (the first sighting bounds it; order-independent within the
@@ -879,12 +427,12 @@ static int decide(struct th_detector *d, const char *acct, const char *akid,
 	if (cls == TH_CRED_OTHER) {
 		m.identity = t->origin == TH_ORIGIN_ASSUMED && t->identity[0] ? t->identity : NULL;
 		if (m.identity) {
-			if ((rc = load_sighting(d, 'i', role_arn, m.identity, &s)) < 0)
+			if ((rc = th_dmem_load_sighting(d, 'i', role_arn, m.identity, &s)) < 0)
 				return rc;
 			int64_t o = rc == 1 ? th_sighting_other(&s, akid) : 0;
 			m.identity_seen = o && o >= since;
 		}
-		if ((rc = load_sighting(d, 'n', role_arn, asn, &s)) < 0)
+		if ((rc = th_dmem_load_sighting(d, 'n', role_arn, asn, &s)) < 0)
 			return rc;
 		int64_t o = rc == 1 ? th_sighting_other(&s, akid) : 0;
 		m.asn_seen_for_role = c->asn && o && o >= since;
@@ -933,7 +481,7 @@ static int upgrade_alerts(struct th_detector *d, const char *acct, const char *a
 		memcpy(prior, r->alert_id, sizeof(prior));
 		struct th_role *ro;
 		struct regions rs;
-		int rc = load_role(d, t->role_arn, &ro);
+		int rc = th_dmem_load_role(d, t->role_arn, &ro);
 		if (rc < 0)
 			return rc;
 		regions_of(ro, t->function, &rs);
@@ -1014,7 +562,7 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 			th_held_clear(h);
 	} else if (rc == TH_ENOTFOUND) {
 		bool dummy;
-		if ((rc = held_has(d, pk, pkl, &dummy)))
+		if ((rc = th_dmem_held_has(d, pk, pkl, &dummy)))
 			return rc;
 		th_held_clear(h);
 		th_strlcpy(h->role_arn, role_arn, sizeof(h->role_arn));
@@ -1051,11 +599,11 @@ static int hold_use(struct th_detector *d, const char *acct, const char *akid,
 		}
 	}
 	d->stats.held++;
-	if ((rc = held_add(d, pk, pkl, h->expiry_ms)))
+	if ((rc = th_dmem_held_add(d, pk, pkl, h->expiry_ms)))
 		return rc;
 	th_wbuf_reset(&d->w);
 	th_held_encode(&d->w, h);
-	return put_rec(d, pk, pkl);
+	return th_dmem_put(d, pk, pkl);
 }
 
 /* Decide the held uses of one key if its credential is now known (or, when
@@ -1070,12 +618,12 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 	char pk[512], reason[400];
 	size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
 	bool has;
-	int rc = held_has(d, pk, pkl, &has);
+	int rc = th_dmem_held_has(d, pk, pkl, &has);
 	if (rc || !has)
 		return rc;
 	rc = th_state_get(d->st, pk, pkl, &v, &n);
 	if (rc == TH_ENOTFOUND) {
-		held_remove(d, pk, pkl);
+		th_dmem_held_remove(d, pk, pkl);
 		return 0;
 	}
 	if (rc)
@@ -1084,10 +632,10 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 		th_held_clear(h);
 		goto drop;
 	}
-	int role_found = load_role(d, h->role_arn, &ro);
+	int role_found = th_dmem_load_role(d, h->role_arn, &ro);
 	if (role_found < 0)
 		return role_found;
-	int tok_found = load_token(d, acct, akid, &t);
+	int tok_found = th_dmem_load_token(d, acct, akid, &t);
 	if (tok_found < 0)
 		return tok_found;
 	if (!role_found || !ro->is_lambda) {
@@ -1095,7 +643,7 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 			return 0;
 		/* Never Lambda's: an ordinary session, whose networks teach the baseline. */
 		for (int i = 0; i < h->n_asns; i++)
-			if ((rc = teach_account_asn(d, acct, h->asns[i], h->asn_ms[i])))
+			if ((rc = th_dmem_teach_account_asn(d, acct, h->asns[i], h->asn_ms[i])))
 				return rc;
 		d->stats.held_expired++;
 		goto drop;
@@ -1124,10 +672,10 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 		    (rc = decide(d, acct, akid, cls, t, h->role_arn, &c, reason, NULL)))
 			return rc;
 	}
-	if ((rc = save_token(d, acct, akid, t)))
+	if ((rc = th_dmem_save_token(d, acct, akid, t)))
 		return rc;
 drop:
-	held_remove(d, pk, pkl);
+	th_dmem_held_remove(d, pk, pkl);
 	if ((rc = th_state_del(d->st, pk, pkl)))
 		return rc;
 	size_t ql = th_key(d->k2, sizeof(d->k2), 'q', 3, h->role_arn, acct, akid);
@@ -1206,7 +754,7 @@ static int expire_lapsed(struct th_detector *d, const char *acct, const char *ak
 	if (acct && akid) {
 		size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
 		bool has;
-		if ((rc = held_has(d, pk, pkl, &has)))
+		if ((rc = th_dmem_held_has(d, pk, pkl, &has)))
 			return rc;
 		if (has && th_state_get(d->st, pk, pkl, &v, &n) == 0) {
 			struct th_rbuf r;
@@ -1320,7 +868,7 @@ static int expire_held(struct th_detector *d, int64_t now, bool final)
 {
 	int64_t before = final ? INT64_MAX : now;
 	bool unused;
-	int rc = held_has(d, "", 0, &unused); /* loads the in-memory mirror */
+	int rc = th_dmem_held_has(d, "", 0, &unused); /* loads the in-memory mirror */
 	if (rc)
 		return rc;
 	for (;;) {
@@ -1358,7 +906,7 @@ static int expire_held(struct th_detector *d, int64_t now, bool final)
 int th_detector_advance(struct th_detector *d, bool final)
 {
 	int rc;
-	if ((rc = clock_load(d)))
+	if ((rc = th_dmem_clock_load(d)))
 		return rc;
 	int64_t now = d->clock.watermark;
 	if (final || now >= d->clock.next_expiry) {
@@ -1369,14 +917,14 @@ int th_detector_advance(struct th_detector *d, bool final)
 	if (final || now >= d->clock.next_prune) {
 		/* Pruning scans and deletes records in the store: write the cached
 		 * objects first and forget them, so none is resurrected. */
-		if ((rc = objs_flush(d)))
+		if ((rc = th_dmem_flush(d)))
 			return rc;
-		objs_clear(d);
+		th_dmem_clear_objects(d);
 		if ((rc = prune(d, now)))
 			return rc;
 		d->clock.next_prune = now + PRUNE_SWEEP_MS;
 	}
-	return clock_save(d);
+	return th_dmem_clock_save(d);
 }
 
 /* ---- processing ---- */
@@ -1455,10 +1003,10 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	}
 	d->stats.candidates++;
 	call_from_event(d, ev, ni, session, ref, c);
-	int role_found = load_role(d, role_arn, &ro);
+	int role_found = th_dmem_load_role(d, role_arn, &ro);
 	if (role_found < 0)
 		return role_found;
-	int tok_found = load_token(d, acct, akid, &t);
+	int tok_found = th_dmem_load_token(d, acct, akid, &t);
 	if (tok_found < 0)
 		return tok_found;
 
@@ -1479,9 +1027,9 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 			if ((rc = expire_lapsed(d, acct, akid, learns_role ? role_arn : NULL,
 						ev->event_time_ms)))
 				return rc;
-			if ((role_found = load_role(d, role_arn, &ro)) < 0)
+			if ((role_found = th_dmem_load_role(d, role_arn, &ro)) < 0)
 				return role_found;
-			if ((tok_found = load_token(d, acct, akid, &t)) < 0)
+			if ((tok_found = th_dmem_load_token(d, acct, akid, &t)) < 0)
 				return tok_found;
 			if (learns_role) {
 				if (!role_found)
@@ -1490,7 +1038,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 				role_add_function(ro, session, NULL);
 				role_found = 1;
 				role_learned = true;
-				if ((rc = save_role(d, role_arn, ro)))
+				if ((rc = th_dmem_save_role(d, role_arn, ro)))
 					return rc;
 			}
 			if (learns_key && (!tok_found || t->origin == TH_ORIGIN_UNKNOWN)) {
@@ -1519,7 +1067,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 			token_record_use(t, c, vd);
 			if (cls == TH_CRED_TOKEN && (rc = upgrade_alerts(d, acct, akid, t)))
 				return rc;
-			if ((rc = save_token(d, acct, akid, t)))
+			if ((rc = th_dmem_save_token(d, acct, akid, t)))
 				return rc;
 		}
 	} else if (vd == NET_REMOTE) {
@@ -1529,7 +1077,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 			token_record_use(t, c, vd);
 			if ((rc = decide(d, acct, akid, cls, t, role_arn, c, reason, NULL)))
 				return rc;
-			if ((rc = save_token(d, acct, akid, t)))
+			if ((rc = th_dmem_save_token(d, acct, akid, t)))
 				return rc;
 		} else if ((rc = hold_use(d, acct, akid, role_arn, c))) {
 			return rc;
@@ -1538,8 +1086,8 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	/* Training for other sessions of a Lambda role: the networks they use. */
 	if (cls == TH_CRED_OTHER && ni->kind == TH_NET_PUBLIC && ni->asn) {
 		char asn[16];
-		asn_str(asn, sizeof(asn), ni->asn);
-		if ((rc = teach_sighting(d, 'n', role_arn, asn, akid, ev->event_time_ms)))
+		th_dmem_asn_str(asn, sizeof(asn), ni->asn);
+		if ((rc = th_dmem_teach_sighting(d, 'n', role_arn, asn, akid, ev->event_time_ms)))
 			return rc;
 	}
 	if (key_learned && (rc = resolve_key(d, acct, akid, false)))
@@ -1558,7 +1106,7 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 	const char *akid = ev->cred.access_key_id;
 	int rc, found;
 	bool changed = false;
-	if ((found = load_role(d, role_arn, &ro)) < 0)
+	if ((found = th_dmem_load_role(d, role_arn, &ro)) < 0)
 		return found;
 	/* Only a change to the role can decide other keys' holds; checking the
 	 * role's held keys on every issuance would cost a scan per event. */
@@ -1572,7 +1120,7 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 	}
 	if ((rc = expire_lapsed(d, acct, akid, will_change ? role_arn : NULL, ev->event_time_ms)))
 		return rc;
-	if ((found = load_role(d, role_arn, &ro)) < 0)
+	if ((found = th_dmem_load_role(d, role_arn, &ro)) < 0)
 		return found;
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
@@ -1590,10 +1138,10 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 		i = role_add_function(ro, sess, ev->aws_region);
 		changed = changed || i < 0 || before != ro->functions[i].n_regions || before == 0;
 	}
-	if (changed && (rc = save_role(d, role_arn, ro)))
+	if (changed && (rc = th_dmem_save_role(d, role_arn, ro)))
 		return rc;
 	if (akid && *akid && sess && *sess && !starts_with(sess, "awslambda_")) {
-		if ((rc = load_token(d, acct, akid, &t)) < 0)
+		if ((rc = th_dmem_load_token(d, acct, akid, &t)) < 0)
 			return rc;
 		t->origin = TH_ORIGIN_ISSUED;
 		th_strlcpy(t->role_arn, role_arn, sizeof(t->role_arn));
@@ -1602,7 +1150,7 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 		t->issued_ms = ev->event_time_ms;
 		t->expiry_ms = ev->cred.expiration_ms ? ev->cred.expiration_ms
 						      : ev->event_time_ms + 12 * HOUR_MS;
-		if ((rc = save_token(d, acct, akid, t)))
+		if ((rc = th_dmem_save_token(d, acct, akid, t)))
 			return rc;
 		if ((rc = resolve_key(d, acct, akid, false)))
 			return rc;
@@ -1626,10 +1174,10 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 		acct = racct;
 	if ((rc = expire_lapsed(d, acct, akid, NULL, ev->event_time_ms)))
 		return rc;
-	if ((rc = teach_sighting(d, 'i', ev->req.role_arn, who ? who : "unknown", akid,
+	if ((rc = th_dmem_teach_sighting(d, 'i', ev->req.role_arn, who ? who : "unknown", akid,
 				 ev->event_time_ms)))
 		return rc;
-	if ((rc = load_token(d, acct, akid, &t)) < 0)
+	if ((rc = th_dmem_load_token(d, acct, akid, &t)) < 0)
 		return rc;
 	t->origin = TH_ORIGIN_ASSUMED;
 	th_strlcpy(t->role_arn, ev->req.role_arn, sizeof(t->role_arn));
@@ -1639,7 +1187,7 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 	t->issued_ms = ev->event_time_ms;
 	t->expiry_ms = ev->cred.expiration_ms ? ev->cred.expiration_ms
 					      : ev->event_time_ms + 12 * HOUR_MS;
-	if ((rc = save_token(d, acct, akid, t)))
+	if ((rc = th_dmem_save_token(d, acct, akid, t)))
 		return rc;
 	return resolve_key(d, acct, akid, false);
 }
@@ -1662,13 +1210,13 @@ static int learn_function(struct th_detector *d, const struct th_event *ev)
 	int rc, found;
 	if ((rc = expire_lapsed(d, NULL, NULL, ev->req.role, ev->event_time_ms)))
 		return rc;
-	if ((found = load_role(d, ev->req.role, &ro)) < 0)
+	if ((found = th_dmem_load_role(d, ev->req.role, &ro)) < 0)
 		return found;
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
 	ro->is_lambda = 1;
 	role_add_function(ro, name, ev->aws_region);
-	if ((rc = save_role(d, ev->req.role, ro)))
+	if ((rc = th_dmem_save_role(d, ev->req.role, ro)))
 		return rc;
 	return resolve_role(d, ev->req.role);
 }
@@ -1682,13 +1230,13 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	int rc;
 
 	d->stats.events++;
-	if ((rc = clock_load(d)))
+	if ((rc = th_dmem_clock_load(d)))
 		return rc;
 	if (!acct || !*acct)
 		return 0;
-	if ((rc = account_seen(d, acct, ev->event_time_ms, &first)))
+	if ((rc = th_dmem_account_seen(d, acct, ev->event_time_ms, &first)))
 		return rc;
-	enrich_cached(d, ev->source_ip, &ni);
+	th_dmem_enrich(d, ev->source_ip, &ni);
 
 	const char *type = ev->ui.type;
 	const char *akid = ev->ui.access_key_id;
@@ -1699,7 +1247,7 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 		/* Non-Lambda identities from public non-AWS networks: the account's
 		 * egress baseline. (Sessions of roles not yet known as Lambda's are
 		 * taught when their hold ends, see resolve_key.) */
-		if ((rc = teach_account_asn(d, acct, ni.asn, ev->event_time_ms)))
+		if ((rc = th_dmem_teach_account_asn(d, acct, ni.asn, ev->event_time_ms)))
 			return rc;
 	}
 
@@ -1731,13 +1279,13 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 
 int th_detector_checkpoint(struct th_detector *d)
 {
-	int rc = objs_flush(d);
+	int rc = th_dmem_flush(d);
 	if (rc)
 		return rc;
 	if (d->nobjs > OBJS_MAX)
-		objs_clear(d);
+		th_dmem_clear_objects(d);
 	if (!d->clock_loaded || !d->clock_dirty)
 		return 0;
 	d->clock_dirty = false;
-	return clock_save(d);
+	return th_dmem_clock_save(d);
 }

@@ -1,0 +1,141 @@
+/*
+ * The detector's internals, shared by detect.c (the logic) and
+ * detect_memory.c (its working memory: records cached in decoded form, the
+ * accounts' first events, the keys with held uses, addresses already
+ * enriched, and the event-time clock). Not a public header.
+ */
+#ifndef TRAILHOUND_DETECT_INT_H
+#define TRAILHOUND_DETECT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "trailhound/detect.h"
+#include "trailhound/hash.h"
+#include "trailhound/records.h"
+#include "trailhound/variation.h"
+
+#define HOUR_MS (3600LL * 1000)
+#define EXPIRY_SWEEP_MS (30 * 60 * 1000LL)
+/* Pruning only bounds growth: once a day of event time is plenty. */
+#define PRUNE_SWEEP_MS (24 * HOUR_MS)
+/* Tokens are kept this long past their expiry for late-delivered events. */
+#define TOKEN_GRACE_MS (24 * HOUR_MS)
+#define MAX_RESOLVE 4096
+
+enum verdict { NET_NONE = 0, NET_INSIDE, NET_REMOTE };
+
+struct clock_rec {
+	int64_t watermark, next_expiry, next_prune;
+};
+
+/* Accounts' first event times, read on every event: kept in memory (and
+ * written through to the store whenever they move). */
+struct acct_first {
+	UT_hash_handle hh;
+	int64_t first_ms;
+	char acct[];
+};
+
+/* Decoded tokens and roles, cached across events: nearly every event reads
+ * and updates one of each, and decoding/encoding them per event cost more
+ * than parsing the event. Dirty objects are encoded into the store by
+ * objs_flush() (at checkpoints and before sweeps); a rollback drops them. */
+struct obj {
+	UT_hash_handle hh;
+	bool dirty;
+	bool exists; /* in the store, or saved since */
+	void *payload; /* struct th_token or struct th_role */
+	size_t klen;
+	char key[];
+};
+
+#define OBJS_MAX 8192
+
+
+/* Keys with held uses ("p" records), mirrored in memory: every issuance asks
+ * whether its key has held uses, and the answer is nearly always no. */
+struct held_key {
+	UT_hash_handle hh;
+	int64_t expiry_ms;
+	char key[];
+};
+
+/* Source-address enrichment, cached: Lambda egress addresses repeat. */
+#define IPCACHE_SIZE 4096
+struct ip_slot {
+	char ip[48];
+	struct th_netinfo ni;
+};
+
+struct th_detector {
+	struct obj *last_tok, *last_role; /* save_* without a second lookup */
+	struct acct_first *accounts;
+	struct held_key *held_keys;
+	bool held_loaded;
+	struct ip_slot *ipcache;
+	struct obj *objs;
+	size_t nobjs;
+	struct th_detect_conf conf;
+	const struct th_enrich *en;
+	struct th_state *st;
+	th_alert_fn on_alert;
+	void *ctx;
+	struct th_detect_stats stats;
+	struct clock_rec clock;
+	bool clock_loaded, clock_dirty;
+	struct th_wbuf w;
+	/* Scratch records: large, so kept off the stack. */
+	struct th_token tok;
+	struct th_role role;
+	struct th_held held;
+	struct th_call call;
+	struct th_evidence evid;
+	struct th_alert alert;
+	char k1[1024], k2[1024];
+	/* keys collected by scans before acting on them */
+	char (*collected)[160];
+	size_t ncollected;
+};
+
+static inline bool starts_with(const char *s, const char *p)
+{
+	return s && strncmp(s, p, strlen(p)) == 0;
+}
+
+static inline bool streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* ---- detect_memory.c: the detector's working memory. Loaded objects are
+ * owned by the cache and stay valid until th_dmem_flush()/clear; save_*
+ * marks them dirty. Errors are negative TH_E* codes. ---- */
+
+int th_dmem_put(struct th_detector *d, const char *key, size_t klen);
+int th_dmem_clock_load(struct th_detector *d);
+int th_dmem_clock_save(struct th_detector *d);
+int th_dmem_flush(struct th_detector *d);
+void th_dmem_clear_objects(struct th_detector *d);
+int th_dmem_load_role(struct th_detector *d, const char *arn, struct th_role **ro);
+int th_dmem_save_role(struct th_detector *d, const char *arn, const struct th_role *ro);
+int th_dmem_load_token(struct th_detector *d, const char *acct, const char *akid,
+                       struct th_token **t);
+int th_dmem_save_token(struct th_detector *d, const char *acct, const char *akid,
+                       const struct th_token *t);
+int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const char *b,
+                          struct th_sighting *s);
+int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
+                           const char *key, int64_t t);
+void th_dmem_asn_str(char *buf, size_t n, uint32_t asn);
+int th_dmem_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t);
+void th_dmem_clear_accounts(struct th_detector *d);
+void th_dmem_clear_held(struct th_detector *d);
+int th_dmem_held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry);
+void th_dmem_held_remove(struct th_detector *d, const char *pk, size_t pkl);
+int th_dmem_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has);
+void th_dmem_enrich(struct th_detector *d, const char *ip, struct th_netinfo *out);
+int th_dmem_account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first);
+
+#endif
