@@ -25,6 +25,8 @@ const char *th_strerror(int err)
 	case TH_EAVRO: return "Avro encoding failure";
 	case TH_ECONFIG: return "bad configuration";
 	case TH_EFATAL: return "unrecoverable error";
+	case TH_ENOSPC: return "no space left on device";
+	case TH_EUNTRUSTED: return "state store cannot be trusted (rebuild it)";
 	default:
 		if (err < 0 && err > -1000)
 			return strerror(-err);

@@ -127,6 +127,10 @@ const char *th_reject_name(enum th_reject r)
 	case TH_REJECT_MISSING_FIELD: return "missing_field";
 	case TH_REJECT_BAD_TIMESTAMP: return "bad_timestamp";
 	case TH_REJECT_NOT_CLOUDTRAIL: return "not_cloudtrail";
+	case TH_REJECT_EVENT_TIME_OUT_OF_RANGE: return "event_time_out_of_range";
+	case TH_REJECT_IDENTIFIER_TOO_LONG: return "identifier_too_long";
+	case TH_REJECT_INVALID_IDENTIFIER: return "invalid_identifier";
+	case TH_REJECT_PROCESSING_FAILED: return "processing_failed";
 	case TH_REJECT__COUNT: break;
 	}
 	return "unknown";

@@ -30,6 +30,8 @@ enum th_err {
 	TH_EAVRO = -1009,     /* Avro encoding failure */
 	TH_ECONFIG = -1010,   /* bad configuration */
 	TH_EFATAL = -1011,    /* unrecoverable; the process should exit */
+	TH_ENOSPC = -1012,    /* disk full: nothing written, changes kept; retry later */
+	TH_EUNTRUSTED = -1013, /* state store cannot be trusted: rebuild it */
 };
 
 /**

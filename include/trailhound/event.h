@@ -36,6 +36,10 @@ enum th_reject {
 	TH_REJECT_MISSING_FIELD,  /* eventTime, eventSource or eventName absent */
 	TH_REJECT_BAD_TIMESTAMP,  /* eventTime not an ISO-8601 UTC time */
 	TH_REJECT_NOT_CLOUDTRAIL, /* valid JSON but not a CloudTrail event or envelope */
+	TH_REJECT_EVENT_TIME_OUT_OF_RANGE, /* before CloudTrail existed or too far ahead */
+	TH_REJECT_IDENTIFIER_TOO_LONG,     /* an identifier longer than AWS allows */
+	TH_REJECT_INVALID_IDENTIFIER,      /* an identifier of a shape AWS never writes */
+	TH_REJECT_PROCESSING_FAILED,       /* parsed, but processing failed repeatedly */
 	TH_REJECT__COUNT
 };
 const char *th_reject_name(enum th_reject r);

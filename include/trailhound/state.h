@@ -43,8 +43,11 @@ struct th_state_stats {
 /**
  * @brief Open (creating if needed) the store in directory @p dir.
  * @param map_size LMDB map size in bytes (0 = 4 GiB).
- * @returns 0; TH_ESTATE when LMDB fails or the store has another format
- *          version (errstr explains); TH_ENOMEM.
+ * @returns 0; TH_EUNTRUSTED when the store exists but cannot be trusted
+ *          (not closed cleanly across a system crash, corrupt, another
+ *          program's file, another format version): the caller rebuilds it
+ *          (Kafka: wipe and restore from the changelog); TH_ESTATE when LMDB
+ *          fails (errstr explains); TH_ENOMEM.
  */
 int th_state_open(struct th_state **stp, const char *dir, size_t map_size, char *errstr,
 		  size_t errstr_size);
@@ -85,7 +88,10 @@ int th_state_dirty_foreach(struct th_state *st,
 /**
  * @brief Write all dirty keys and @p input_offset (TH_STATE_NO_OFFSET keeps
  *        the stored one) in one LMDB transaction.
- * @returns 0 or TH_ESTATE (nothing written; the cache keeps its changes).
+ * A full map grows and the commit is retried inside; it is never an error.
+ * @returns 0; TH_ENOSPC when the disk is full (nothing written, the cache
+ *          keeps its changes: calling again once space returns commits them);
+ *          TH_ESTATE (nothing written; the cache keeps its changes).
  */
 int th_state_commit(struct th_state *st, int64_t input_offset);
 /** @brief Forget every change since the last commit. */
