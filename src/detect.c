@@ -520,15 +520,12 @@ static void token_record_use(struct th_token *t, const struct th_call *c, enum v
 	char name[96];
 	const char *svc = c->event_source;
 	const char *dot = strstr(svc, ".amazonaws.com");
-	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc), nl = strlen(c->event_name);
+	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc);
 	if (sl > 40)
 		sl = 40;
-	if (nl > sizeof(name) - sl - 2)
-		nl = sizeof(name) - sl - 2;
-	memcpy(name, svc, sl);
+	sl = th_copy_utf8n(name, sl + 1, svc, sl);
 	name[sl] = ':';
-	memcpy(name + sl + 1, c->event_name, nl);
-	name[sl + 1 + nl] = '\0';
+	th_copy_utf8(name + sl + 1, sizeof(name) - sl - 1, c->event_name);
 	int oldest = -1;
 	for (int i = 0; i < t->n_calls; i++) {
 		if (strcmp(t->calls[i].name, name) == 0) {
@@ -731,7 +728,7 @@ static int resolve_role(struct th_detector *d, const char *role_arn)
 		char *acct, *akid;
 		if (!split2(d->collected[i], &acct, &akid))
 			continue;
-		char a[64], k[64];
+		char a[TH_KEY_PART_MAX + 1], k[TH_KEY_PART_MAX + 1];
 		th_strlcpy(a, acct, sizeof(a));
 		th_strlcpy(k, akid, sizeof(k));
 		if ((rc = resolve_key(d, a, k, false)))
@@ -775,7 +772,7 @@ static int expire_lapsed(struct th_detector *d, const char *acct, const char *ak
 		return rc;
 	size_t nk = d->ncollected;
 	for (size_t i = 0; i < nk; i++) {
-		char *a, *k, ab[64], kb[64];
+		char *a, *k, ab[TH_KEY_PART_MAX + 1], kb[TH_KEY_PART_MAX + 1];
 		if (!split2(d->collected[i], &a, &k))
 			continue;
 		th_strlcpy(ab, a, sizeof(ab));
@@ -890,7 +887,7 @@ static int expire_held(struct th_detector *d, int64_t now, bool final)
 		qsort(d->collected, n, sizeof(d->collected[0]),
 		      (int (*)(const void *, const void *))strcmp);
 		for (size_t i = 0; i < n; i++) {
-			char *acct, *akid, a[64], k[64];
+			char *acct, *akid, a[TH_KEY_PART_MAX + 1], k[TH_KEY_PART_MAX + 1];
 			if (!split2(d->collected[i], &acct, &akid))
 				continue;
 			th_strlcpy(a, acct, sizeof(a));

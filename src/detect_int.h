@@ -95,7 +95,7 @@ struct th_detector {
 	struct th_alert alert;
 	char k1[1024], k2[1024];
 	/* keys collected by scans before acting on them */
-	char (*collected)[160];
+	char (*collected)[2 * (TH_KEY_PART_MAX + 1)]; /* "<acct>\x1f<akid>" as keyed */
 	size_t ncollected;
 };
 

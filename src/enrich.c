@@ -599,18 +599,6 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 	return 0;
 }
 
-static void th_copy_utf8(char *dst, size_t dst_size, const char *src, size_t len)
-{
-	if (len >= dst_size) {
-		len = dst_size - 1;
-		/* Do not leave half a UTF-8 sequence at the cut. */
-		while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
-			len--;
-	}
-	memcpy(dst, src, len);
-	dst[len] = '\0';
-}
-
 static void th_lookup_asn(const struct th_enrich *en, const struct sockaddr *sa,
 			  struct th_netinfo *out)
 {
@@ -631,7 +619,7 @@ static void th_lookup_asn(const struct th_enrich *en, const struct sockaddr *sa,
 	}
 	if (MMDB_aget_value(&res.entry, &data, org_path) == MMDB_SUCCESS && data.has_data &&
 	    data.type == MMDB_DATA_TYPE_UTF8_STRING)
-		th_copy_utf8(out->as_org, sizeof(out->as_org), data.utf8_string, data.data_size);
+		th_copy_utf8n(out->as_org, sizeof(out->as_org), data.utf8_string, data.data_size);
 }
 
 static int th_asn_cmp(const void *pa, const void *pb)

@@ -5,6 +5,7 @@
  */
 #include "trailhound/records.h"
 
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -20,20 +21,79 @@ const char *th_origin_name(enum th_origin o)
 	return "unknown";
 }
 
+_Static_assert(1 + TH_KEY_MAX_PARTS * (1 + TH_KEY_PART_MAX) <= TH_KEY_MAX,
+	       "the longest key must fit LMDB's key size limit");
+_Static_assert(TH_KEY_PREFIX_KEEP > 0, "a digested part keeps a readable prefix");
+
+/* Whether a part is stored as it is: short, and without the separator
+ * (which would make the split between parts ambiguous). */
+static bool part_is_plain(const char *part, size_t len)
+{
+	return len <= TH_KEY_PART_MAX && !memchr(part, TH_KEY_SEP, len);
+}
+
+/* The digested form; out has room for TH_KEY_PART_MAX bytes. */
+static size_t part_digest(char *out, const char *part, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE] = {0};
+	unsigned int mdlen = 0;
+	size_t n = 0;
+
+	for (; n < TH_KEY_PREFIX_KEEP; n++)
+		out[n] = part[n] == TH_KEY_SEP ? '?' : part[n];
+	out[n++] = TH_KEY_DIGEST_MARK;
+	if (!EVP_Digest(part, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		memset(md, 0, sizeof(md)); /* cannot happen with a working libcrypto */
+	for (int i = 0; i < TH_KEY_DIGEST_HEX / 2; i++) {
+		out[n++] = hex[md[i] >> 4];
+		out[n++] = hex[md[i] & 15];
+	}
+	return n;
+}
+
+size_t th_key_part(char out[TH_KEY_PART_MAX + 1], const char *part)
+{
+	size_t len = part ? strlen(part) : 0, n;
+	if (part_is_plain(part ? part : "", len)) {
+		memcpy(out, part ? part : "", len);
+		n = len;
+	} else {
+		n = part_digest(out, part, len);
+	}
+	out[n] = '\0';
+	return n;
+}
+
 size_t th_key(char *buf, size_t size, char type, int nparts, ...)
 {
 	va_list ap;
 	size_t n = 0;
+
+	if (!size)
+		return 0;
+	buf[0] = '\0';
+	if (nparts < 0 || nparts > TH_KEY_MAX_PARTS || size < 2)
+		return 0;
 	buf[n++] = type;
 	va_start(ap, nparts);
 	for (int i = 0; i < nparts; i++) {
 		const char *part = va_arg(ap, const char *);
 		size_t len = part ? strlen(part) : 0;
-		if (n + 1 + len >= size)
-			len = size - n - 2;
+		bool plain = part_is_plain(part ? part : "", len);
+		size_t out = plain ? len : TH_KEY_PART_MAX;
+		/* separator + part + the final NUL must fit */
+		if (size - n < out + 2) {
+			va_end(ap);
+			buf[0] = '\0';
+			return 0;
+		}
 		buf[n++] = TH_KEY_SEP;
-		memcpy(buf + n, part ? part : "", len);
-		n += len;
+		if (plain)
+			memcpy(buf + n, part ? part : "", len);
+		else
+			part_digest(buf + n, part, len);
+		n += out;
 	}
 	va_end(ap);
 	buf[n] = '\0';
