@@ -360,10 +360,18 @@ static int inspect_one(struct out *o, const char *dir, const char *what, const c
 {
 	struct th_state *st;
 	char errstr[512];
-	if (th_state_open(&st, dir, 0, errstr, sizeof(errstr))) {
+	/* Read-only: inspect never writes, and must work on a store on a
+	 * read-only directory or filesystem (a mounted backup, a copy). */
+	if (th_state_open_readonly(&st, dir, errstr, sizeof(errstr))) {
 		fprintf(stderr, "trailhound inspect: %s\n", errstr);
 		return TH_EXIT_RUNTIME;
 	}
+	/* IDs are compared as they appear in keys (a long ARN is keyed by
+	 * its prefix and digest: th_key()). */
+	char keyed[TH_KEY_PART_MAX + 1];
+	if (id)
+		th_key_part(keyed, id);
+	id = id ? keyed : NULL;
 	struct role_ctx rc = {o, st, id, false};
 	if (strcmp(what, "key") == 0 || strcmp(what, "keys") == 0) {
 		struct key_ctx kc = {o, id};
