@@ -30,6 +30,10 @@
 
 #define TH_ENRICH_COMP "enrich"
 
+/* The widest prefixes accepted from ip-ranges.json (see th_on_prefix()). */
+#define TH_AWS_MIN_PREFIX_V4 8
+#define TH_AWS_MIN_PREFIX_V6 12
+
 /* A stop whose range is covered by no AWS prefix. */
 #define TH_AWS_NOTAG UINT16_MAX
 /* Region and service ids share a 16-bit tag; 255 is kept out of both halves
@@ -304,6 +308,18 @@ static int th_on_prefix(void *ctx, int ip_version, const char *prefix, const cha
 				 prefix);
 		return rc;
 	}
+	/* No one network holds more than IANA gives a whole regional registry
+	 * (an IPv4 /8, an IPv6 /12); AWS's widest prefixes are about /11 and
+	 * /32. A wider one (0.0.0.0/0, ::/0) would make every address AWS's
+	 * and silence every alert, so the file is refused, not trusted. */
+	if (p.len < (ip_version == 4 ? TH_AWS_MIN_PREFIX_V4 : TH_AWS_MIN_PREFIX_V6)) {
+		th_errstr(b->err, sizeof(b->err),
+			  "prefix \"%s\" (%s, %s) is wider than /%d: no single network is "
+			  "that large, refusing the file (it would make every address look like AWS)",
+			  prefix, region, service,
+			  ip_version == 4 ? TH_AWS_MIN_PREFIX_V4 : TH_AWS_MIN_PREFIX_V6);
+		return TH_EPARSE;
+	}
 	/* A cut region would never equal a function's region: refuse it. */
 	rc = th_intern(en->regions, &en->nregions, region, false, &p.region);
 	if (rc == 0)
@@ -565,6 +581,122 @@ cleanup:
 
 /* --- ASN database -------------------------------------------------------- */
 
+/*
+ * The MaxMind DB format has no checksum, and libmaxminddb checks only the
+ * records a lookup happens to follow: a corrupt search tree otherwise gives
+ * wrong ASNs (or none) silently for as long as the process runs. So the
+ * whole tree is walked once at load: every record must be a node, empty, or
+ * a data pointer whose entry decodes; every node must be reachable from the
+ * root (a redirected pointer orphans the subtree it used to point to); no
+ * path may be deeper than the address has bits (a cycle). Aliases (the IPv4
+ * subtree reached again from ::ffff:0:0/96 and 2002::/16) make the tree a
+ * DAG, so the number of visits is bounded rather than required to equal
+ * node_count. About 50 ms for a GeoLite2-ASN database.
+ */
+static int th_verify_mmdb(const MMDB_s *mmdb, char *errstr, size_t errstr_size)
+{
+	const uint32_t nodes = mmdb->metadata.node_count;
+	const unsigned max_depth = mmdb->metadata.ip_version == 6 ? 128 : 32;
+	uint8_t *reached = calloc(nodes / 8 + 1, 1);
+	uint8_t *decoded = calloc(mmdb->data_section_size / 8 + 1, 1);
+	struct {
+		uint32_t node;
+		uint8_t depth, side;
+	} stack[130];
+	uint64_t visits = 0;
+	int sp = 0, rc = 0;
+
+	if (!reached || !decoded) {
+		rc = TH_ENOMEM;
+		th_errstr(errstr, errstr_size, "out of memory");
+		goto cleanup;
+	}
+	if (!nodes) {
+		rc = TH_EPARSE;
+		th_errstr(errstr, errstr_size, "empty search tree");
+		goto cleanup;
+	}
+	stack[sp].node = 0;
+	stack[sp].depth = 0;
+	stack[sp].side = 0;
+	sp = 1;
+	reached[0] = 1;
+	while (sp > 0) {
+		MMDB_search_node_s sn;
+		uint32_t n = stack[sp - 1].node;
+		uint8_t side = stack[sp - 1].side++;
+		if (side > 1) {
+			sp--;
+			continue;
+		}
+		if (MMDB_read_node(mmdb, n, &sn) != MMDB_SUCCESS) {
+			th_errstr(errstr, errstr_size, "search tree node %u unreadable", n);
+			rc = TH_EPARSE;
+			goto cleanup;
+		}
+		uint64_t rec = side ? sn.right_record : sn.left_record;
+		uint8_t type = side ? sn.right_record_type : sn.left_record_type;
+		MMDB_entry_s entry = side ? sn.right_record_entry : sn.left_record_entry;
+		if (type == MMDB_RECORD_TYPE_SEARCH_NODE) {
+			if (rec == 0 || rec >= nodes || stack[sp - 1].depth + 1u >= max_depth ||
+			    ++visits > 4ull * nodes) {
+				th_errstr(errstr, errstr_size,
+					  "search tree node %u points to node %llu at depth %u "
+					  "(a loop or a pointer out of the tree)",
+					  n, (unsigned long long)rec, stack[sp - 1].depth + 1u);
+				rc = TH_EPARSE;
+				goto cleanup;
+			}
+			reached[rec / 8] |= (uint8_t)(1u << (rec % 8));
+			stack[sp].node = (uint32_t)rec;
+			stack[sp].depth = (uint8_t)(stack[sp - 1].depth + 1);
+			stack[sp].side = 0;
+			sp++;
+		} else if (type == MMDB_RECORD_TYPE_DATA) {
+			uint32_t off = entry.offset;
+			if (off >= mmdb->data_section_size) {
+				th_errstr(errstr, errstr_size, "search tree node %u: data offset %u "
+					  "outside the data section", n, off);
+				rc = TH_EPARSE;
+				goto cleanup;
+			}
+			if (!(decoded[off / 8] & (1u << (off % 8)))) {
+				MMDB_entry_data_list_s *list = NULL;
+				int st = MMDB_get_entry_data_list(&entry, &list);
+				MMDB_free_entry_data_list(list);
+				if (st != MMDB_SUCCESS) {
+					th_errstr(errstr, errstr_size,
+						  "search tree node %u: data at offset %u: %s", n, off,
+						  MMDB_strerror(st));
+					rc = TH_EPARSE;
+					goto cleanup;
+				}
+				decoded[off / 8] |= (uint8_t)(1u << (off % 8));
+			}
+		} else if (type != MMDB_RECORD_TYPE_EMPTY) {
+			th_errstr(errstr, errstr_size,
+				  "search tree node %u: record %llu is neither a node nor data", n,
+				  (unsigned long long)rec);
+			rc = TH_EPARSE;
+			goto cleanup;
+		}
+	}
+	for (uint32_t n = 0; n < nodes; n++) {
+		if (!(reached[n / 8] & (1u << (n % 8)))) {
+			th_errstr(errstr, errstr_size,
+				  "search tree node %u is not reachable from the root (a pointer "
+				  "was changed)",
+				  n);
+			rc = TH_EPARSE;
+			goto cleanup;
+		}
+	}
+cleanup:
+	free(reached);
+	free(decoded);
+	return rc;
+}
+
 static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 			size_t errstr_size)
 {
@@ -591,6 +723,12 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 		}
 	}
 	en->have_mmdb = true;
+	if ((status = th_verify_mmdb(&en->mmdb, errstr, errstr_size))) {
+		char why[200];
+		th_copy_utf8(why, sizeof(why), errstr);
+		th_errstr(errstr, errstr_size, "%s: corrupt database: %s", path, why);
+		return status;
+	}
 	/* Other ASN databases (DB-IP, IPinfo) use the same two fields; only warn. */
 	if (!en->mmdb.metadata.database_type ||
 	    !strstr(en->mmdb.metadata.database_type, "ASN"))
