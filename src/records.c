@@ -32,7 +32,8 @@ static bool part_is_plain(const char *part, size_t len)
 	return len <= TH_KEY_PART_MAX && !memchr(part, TH_KEY_SEP, len);
 }
 
-/* The digested form; out has room for TH_KEY_PART_MAX bytes. */
+/* The digested form (at most TH_KEY_PART_MAX bytes, no separator); returns
+ * its length. */
 static size_t part_digest(char *out, const char *part, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -40,7 +41,7 @@ static size_t part_digest(char *out, const char *part, size_t len)
 	unsigned int mdlen = 0;
 	size_t n = 0;
 
-	for (; n < TH_KEY_PREFIX_KEEP; n++)
+	for (; n < TH_KEY_PREFIX_KEEP && n < len; n++)
 		out[n] = part[n] == TH_KEY_SEP ? '?' : part[n];
 	out[n++] = TH_KEY_DIGEST_MARK;
 	if (!EVP_Digest(part, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
@@ -80,8 +81,9 @@ size_t th_key(char *buf, size_t size, char type, int nparts, ...)
 	for (int i = 0; i < nparts; i++) {
 		const char *part = va_arg(ap, const char *);
 		size_t len = part ? strlen(part) : 0;
+		char mapped[TH_KEY_PART_MAX];
 		bool plain = part_is_plain(part ? part : "", len);
-		size_t out = plain ? len : TH_KEY_PART_MAX;
+		size_t out = plain ? len : part_digest(mapped, part, len);
 		/* separator + part + the final NUL must fit */
 		if (size - n < out + 2) {
 			va_end(ap);
@@ -89,10 +91,7 @@ size_t th_key(char *buf, size_t size, char type, int nparts, ...)
 			return 0;
 		}
 		buf[n++] = TH_KEY_SEP;
-		if (plain)
-			memcpy(buf + n, part ? part : "", len);
-		else
-			part_digest(buf + n, part, len);
+		memcpy(buf + n, plain ? (part ? part : "") : mapped, out);
 		n += out;
 	}
 	va_end(ap);
@@ -143,6 +142,13 @@ int th_call_decode(struct th_rbuf *r, struct th_call *c)
 	th_get_str(r, c->src_region, sizeof(c->src_region));
 	c->net_kind = th_get_u8(r);
 	return r->bad ? TH_EPARSE : 0;
+}
+
+/* A record decodes only when every byte was read, no more and no fewer:
+ * trailing bytes mean the value is not what its version byte says. */
+static int done(const struct th_rbuf *r)
+{
+	return r->bad || r->p != r->end ? TH_EPARSE : 0;
 }
 
 static int check_version(struct th_rbuf *r)
@@ -244,7 +250,7 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 		if (th_call_decode(&r, &t->alerts[i].call))
 			return TH_EPARSE;
 	}
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
@@ -289,7 +295,7 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 		return TH_EPARSE;
 	for (int j = 0; j < ro->n_service_regions; j++)
 		th_get_str(&r, ro->service_regions[j], sizeof(ro->service_regions[j]));
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s)
@@ -312,7 +318,7 @@ int th_sighting_decode(const void *p, size_t n, struct th_sighting *s)
 	s->last_ms = th_get_i64(&r);
 	s->other_ms = th_get_i64(&r);
 	s->first_ms = th_get_i64(&r);
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_sighting_update(struct th_sighting *s, const char *key, int64_t t)
@@ -393,7 +399,7 @@ int th_held_decode(const void *p, size_t n, struct th_held *h)
 		h->asns[i] = (uint32_t)th_get_varint(&r);
 		h->asn_ms[i] = th_get_i64(&r);
 	}
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_dedup_encode(struct th_wbuf *w, const struct th_dedup *d)
@@ -414,5 +420,5 @@ int th_dedup_decode(const void *p, size_t n, struct th_dedup *d)
 	d->last_alert_ms = th_get_i64(&r);
 	d->count = th_get_varint(&r);
 	th_get_str(&r, d->alert_id, sizeof(d->alert_id));
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }

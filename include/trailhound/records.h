@@ -151,7 +151,11 @@ void th_token_clear(struct th_token *t);
 void th_role_clear(struct th_role *ro);
 void th_held_clear(struct th_held *h);
 
-/* Encoders append to w (after th_wbuf_reset); decoders return 0 or TH_EPARSE. */
+/* Encoders append to w (after th_wbuf_reset). Decoders read untrusted bytes
+ * (a store, a changelog record): they never read outside [p, p + n) and
+ * return 0, or TH_EPARSE for a truncated, over-long or garbled value (a
+ * wrong version byte, a count over its array's size, a string holding a NUL,
+ * trailing bytes). On TH_EPARSE the output struct holds no meaning. */
 void th_call_encode(struct th_wbuf *w, const struct th_call *c);
 int th_call_decode(struct th_rbuf *r, struct th_call *c);
 void th_token_encode(struct th_wbuf *w, const struct th_token *t);
@@ -176,7 +180,7 @@ int64_t th_sighting_other(const struct th_sighting *s, const char *key);
  * Each part is mapped on its own: one of at most TH_KEY_PART_MAX bytes
  * without a TH_KEY_SEP is kept as it is; any other becomes its first
  * TH_KEY_PREFIX_KEEP bytes (0x1f bytes shown as '?'), '~' and the 64 hex
- * digits of the SHA-256 of the whole part: exactly TH_KEY_PART_MAX bytes.
+ * digits of the SHA-256 of the whole part: at most TH_KEY_PART_MAX bytes.
  * So distinct long parts give distinct keys (no truncation into collisions),
  * a key built from fewer parts is a prefix of one built from more (prefix
  * scans), and mapping a mapped part again leaves it as it is (a part read
