@@ -234,9 +234,11 @@ static int th_intern(char names[][TH_AWS_NAME_SIZE], size_t *n, const char *name
 	size_t len = strlen(name);
 
 	if (len >= TH_AWS_NAME_SIZE) {
+		char cut[TH_AWS_NAME_SIZE];
 		if (!truncate)
 			return TH_EPARSE;
-		len = TH_AWS_NAME_SIZE - 1;
+		/* on a character boundary: the name ends up in alerts */
+		len = th_copy_utf8(cut, sizeof(cut), name);
 	}
 	for (size_t i = 0; i < *n; i++) {
 		if (strncmp(names[i], name, len) == 0 && names[i][len] == '\0') {

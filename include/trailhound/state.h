@@ -45,7 +45,13 @@ struct th_state_stats {
 
 /**
  * @brief Open (creating if needed) the store in directory @p dir.
- * @param map_size LMDB map size in bytes (0 = 4 GiB).
+ *
+ * An existing store is verified first, in a forked child (a structural walk
+ * of data.mdb and a cursor over every record: liblmdb crashes on corrupt
+ * pages, the child may, this process does not), and its open marker
+ * (TH_STATE_OPEN_MARKER) is checked against the boot id. See
+ * docs/state-format.md for the failure each check covers.
+ * @param map_size initial LMDB map size in bytes (0 = 4 GiB); it grows when full.
  * @returns 0; TH_EUNTRUSTED when the store exists but cannot be trusted
  *          (not closed cleanly across a system crash, corrupt, another
  *          program's file, another format version): the caller rebuilds it
