@@ -63,6 +63,7 @@ def test_legal_long_role_arn_is_processed(tmp_path, arn_len):
     assert q.returncode == 0, q.stderr.decode()
     roles = json.loads(q.stdout)
     assert roles and roles[0]["functions"][0]["name"] == "orders-api"
+    assert roles[0]["role_arn"] == alerts[0]["role_arn"]  # shown in full
 
 
 def avro_messages(path):

@@ -604,7 +604,10 @@ static void test_disk_full_keeps_changes(void **state)
 		rmdir(mnt);
 		if (geteuid() == 0)
 			fail_msg("mount tmpfs as root failed: %s", strerror(e));
-		skip(); /* only when not root: mounting needs CAP_SYS_ADMIN */
+		/* only when not root: mounting needs CAP_SYS_ADMIN */
+		print_message("SKIPPED: cannot mount a tmpfs (%s) as uid %d; run as root\n",
+			      strerror(e), (int)geteuid());
+		skip();
 		return;
 	}
 	snprintf(sdir, sizeof(sdir), "%s/st", mnt);
@@ -671,6 +674,8 @@ static void test_readonly_open(void **state)
 		rmdir(mnt);
 		if (geteuid() == 0)
 			fail_msg("read-only bind mount as root failed: %s", strerror(e));
+		print_message("SKIPPED: cannot bind-mount read-only (%s) as uid %d; run as root\n",
+			      strerror(e), (int)geteuid());
 		skip();
 		return;
 	}
