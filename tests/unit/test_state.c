@@ -636,6 +636,14 @@ static void test_disk_full_keeps_changes(void **state)
 	check_value(st, "big-0399", v);
 	/* still full: still TH_ENOSPC, never a crash */
 	assert_int_equal(th_state_commit(st, 400), TH_ENOSPC);
+	/* Some room, not enough: the write runs out part-way, which liblmdb
+	 * reports as a short write (EIO); still TH_ENOSPC, still nothing lost. */
+	struct stat fsb;
+	assert_int_equal(stat(filler, &fsb), 0);
+	assert_int_equal(truncate(filler, fsb.st_size - 64 * 1024), 0);
+	assert_int_equal(th_state_commit(st, 400), TH_ENOSPC);
+	th_state_get_stats(st, &ss);
+	assert_int_equal(ss.dirty, 400);
 	/* space returns: the same call commits everything */
 	assert_int_equal(unlink(filler), 0);
 	E(th_state_commit(st, 400));
