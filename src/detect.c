@@ -1326,8 +1326,11 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 {
 	struct th_token *t;
 	const char *akid = ev->cred.access_key_id;
-	const char *who = ev->ui.arn ? ev->ui.arn : ev->ui.principal_id ? ev->ui.principal_id
-									 : ev->ui.type;
+	/* A service that assumed the role has no ARN: it is named by invokedBy. */
+	const char *who = ev->ui.arn           ? ev->ui.arn
+			  : ev->ui.invoked_by   ? ev->ui.invoked_by
+			  : ev->ui.principal_id ? ev->ui.principal_id
+						: ev->ui.type;
 	char was_role[sizeof(t->role_arn)], was_function[sizeof(t->function)];
 	int rc;
 	/* The credentials belong to the role's account (which may differ from
@@ -1425,9 +1428,12 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 
 	if (!ev->error_code && streq(ev->event_source, "sts.amazonaws.com") &&
 	    streq(ev->event_name, "AssumeRole") && ev->req.role_arn) {
+		/* Lambda's issuance, or an assumption by any other identity, other
+		 * AWS services (ec2.amazonaws.com, ...) included (spec v2: "any
+		 * identity other than the Lambda service"). */
 		if (streq(type, "AWSService") && streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
 			rc = learn_issuance(d, ev, acct);
-		else if (!streq(type, "AWSService") && ev->cred.access_key_id)
+		else if (ev->cred.access_key_id && *ev->cred.access_key_id)
 			rc = learn_assumption(d, ev, acct);
 		if (rc)
 			return rc;

@@ -273,6 +273,33 @@ def test_twin_session_named_after_a_function_issued_by_lambda(tmp_path):
         assert verdicts(alerts) == [(4, "Informational", use["eventID"])], order
 
 
+def service_assumption(key, session, when, service):
+    """sts:AssumeRole of the role by an AWS service (a role several services trust)."""
+    ev = issuance(key, session, when)
+    ev["userIdentity"]["invokedBy"] = service
+    ev["sourceIPAddress"] = ev["userAgent"] = service
+    return ev
+
+
+@pytest.mark.parametrize("order", ["assumption_first", "use_first"])
+@pytest.mark.parametrize("service, want", [("ec2.amazonaws.com", [5]),
+                                           ("lambda.amazonaws.com", [4])])
+def test_another_service_is_an_assumer_too(tmp_path, order, service, want):
+    # "Any identity other than the Lambda service": EC2 assuming the role with
+    # the function's name as session is the role's other session (5); the twin,
+    # Lambda's own issuance, is the function's token (4).
+    key = "ASIASERVICE000000001"
+    ar = service_assumption(key, "orders", ts(DAY), service)
+    use = call(key, "orders", ts(DAY, 10, 20), DO)
+    evs = [baseline_event()] + function_token() + (
+        [ar, use] if order == "assumption_first" else [use, ar])
+    alerts, _ = scan(tmp_path, evs)
+    assert alerts[-1]["variation"] == want[-1]
+    assert all(a["event_id"] == use["eventID"] for a in alerts)
+    if want == [5]:
+        assert "ec2.amazonaws.com" in " ".join(alerts[-1]["evidence"])
+
+
 def test_assumer_decides_over_a_conflicting_issuance(tmp_path):
     # One key, both an AssumeRole by bob and a Lambda issuance (only a forged
     # record does this): the assumer decides in both orders.
