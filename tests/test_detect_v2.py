@@ -9,6 +9,7 @@ binary), TH_SHARED (../shared/data, used in place) and TH_SRC (the repo).
 """
 import json
 import os
+import re
 import subprocess
 import uuid
 
@@ -345,33 +346,18 @@ def test_unrecognised_source_through_own_vpc_endpoint_is_still_remote(tmp_path):
 
 
 def test_unrecognised_sources_are_counted(tmp_path):
+    # Three unrecognised sources (one of them missing) and one service name.
     key = "ASIAFUNCORDERS000001"
     evs = [baseline_event()] + function_token() + [
         call(key, "orders", ts(DAY, 10, 20), s) for s in ("aws internal", "", _MISSING)] + [
         call(key, "orders", ts(DAY, 10, 30), "AWS Internal")]
-    path = tmp_path / "in.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in evs))
-    p = subprocess.run([BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
-                        "--summary-json", str(path)], capture_output=True)
-    if p.returncode not in (0, 1):
-        pytest.skip("scan has no --summary-json yet (input helper's part)")
-    text = p.stderr.decode()
-    counts = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            obj = json.loads(line)
-            stack = [obj]
-            while stack:
-                o = stack.pop()
-                if isinstance(o, dict):
-                    for k, v in o.items():
-                        if k == "source_unrecognised":
-                            counts.append(v)
-                        stack.append(v)
-    if not counts:
+    _, err = scan(tmp_path, evs)
+    # scan's summary line for the counter is the input helper's part; until it
+    # prints one, there is nothing to check here.
+    m = re.search(r"(?:source_)?unrecognised\D{0,24}?(\d+)", err)
+    if not m:
         pytest.skip("scan's summary does not report source_unrecognised yet")
-    assert counts == [3]
+    assert int(m.group(1)) == 3, err
 
 
 def test_ipv6_without_asn_data_is_remote_with_unknown_asn(tmp_path):
