@@ -1228,7 +1228,8 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 		return found;
 	/* A function may carry a poller-shaped name; once it is known (function
 	 * management), its issuance is a function's. */
-	bool poller = !sess || !*sess || (is_poller_name(sess) && (!found || find_function(ro, sess) < 0));
+	bool poller = !sess || !*sess ||
+		      (is_poller_name(sess) && (!found || find_function(ro, sess) < 0));
 	/* Only a change to the role can decide other keys' holds; checking the
 	 * role's held keys on every issuance would cost a scan per event. */
 	bool will_change = !found || !ro->is_lambda;
@@ -1302,7 +1303,8 @@ static int redecide_as_other(struct th_detector *d, const char *acct, const char
 	snprintf(why, sizeof(why),
 		 "the key was assumed by %s, so it is the role's other session, not function "
 		 "%s's token",
-		 t->identity[0] ? t->identity : "an identity", was_function[0] ? was_function : "?");
+		 t->identity[0] ? t->identity : "an identity",
+		 was_function[0] ? was_function : "?");
 	int n = t->n_alerts;
 	for (int i = 0; i < n; i++) {
 		struct th_alert_ref *r = &t->alerts[i];
@@ -1321,7 +1323,8 @@ static int redecide_as_other(struct th_detector *d, const char *acct, const char
 		if (c.net_kind == TH_NET_PUBLIC && c.asn) {
 			char asn[16];
 			th_dmem_asn_str(asn, sizeof(asn), c.asn);
-			if ((rc = th_dmem_teach_sighting(d, 'n', role_arn, asn, akid, c.event_time_ms)))
+			rc = th_dmem_teach_sighting(d, 'n', role_arn, asn, akid, c.event_time_ms);
+			if (rc)
 				return rc;
 		}
 	}
