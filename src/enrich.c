@@ -970,12 +970,44 @@ void th_enrich_lookup_addr(const struct th_enrich *en, int family, const void *a
 	}
 }
 
+/* A service name as AWS writes it in sourceIPAddress: "AWS Internal", or
+ * "<service>.amazonaws.com" where <service> is one or more lowercase DNS
+ * labels ("lambda", "streams.dynamodb"). Exact case: CloudTrail never writes
+ * "Lambda.amazonaws.com" or "aws internal", so such strings are not Lambda's
+ * own traffic and must not be excluded as if they were. */
+static bool th_is_service_name(const char *s)
+{
+	static const char suffix[] = ".amazonaws.com";
+	const size_t sl = sizeof(suffix) - 1;
+	size_t n = strlen(s), label = 0;
+
+	if (strcmp(s, "AWS Internal") == 0)
+		return true;
+	/* 253 is the longest DNS name. */
+	if (n <= sl || n > 253 || strcmp(s + n - sl, suffix) != 0)
+		return false;
+	for (size_t i = 0; i < n - sl; i++) {
+		char c = s[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
 void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct th_netinfo *out)
 {
 	unsigned char addr[sizeof(struct in6_addr)];
 
 	if (!source_ip || !source_ip[0]) {
 		th_netinfo_clear(out);
+		out->kind = TH_NET_UNRECOGNISED;
 		return;
 	}
 	/* Parsed once, here; the binary form serves the range match and
@@ -985,8 +1017,11 @@ void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct 
 		th_enrich_lookup_addr(en, AF_INET, addr, out);
 	else if (inet_pton(AF_INET6, source_ip, addr) == 1)
 		th_enrich_lookup_addr(en, AF_INET6, addr, out);
-	else
-		th_netinfo_clear(out); /* "lambda.amazonaws.com", "AWS Internal", ... */
+	else {
+		th_netinfo_clear(out);
+		if (!th_is_service_name(source_ip))
+			out->kind = TH_NET_UNRECOGNISED;
+	}
 }
 
 size_t th_enrich_aws_prefix_count(const struct th_enrich *en, int family)

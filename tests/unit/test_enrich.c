@@ -56,7 +56,7 @@ static struct th_enrich *full; /* both files */
 
 static const char *kind_name(enum th_net_kind kind)
 {
-	static const char *const names[] = {"SERVICE", "PRIVATE", "AWS", "PUBLIC"};
+	static const char *const names[] = {"SERVICE", "PRIVATE", "AWS", "PUBLIC", "UNRECOGNISED"};
 
 	return (unsigned)kind < TH_ARRAY_SIZE(names) ? names[kind] : "?";
 }
@@ -228,13 +228,26 @@ static void test_service(void **state)
 	static const struct row rows[] = {
 		{"lambda.amazonaws.com", TH_NET_SERVICE, 0, "", "", 0, "", false},
 		{"AWS Internal", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{NULL, TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"54.158.64", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{" 54.158.64.105", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"54.158.64.105 ", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"fe80::1%eth0", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"2600:1f18::/33", TH_NET_SERVICE, 0, "", "", 0, "", false},
+		{"streams.dynamodb.amazonaws.com", TH_NET_SERVICE, 0, "", "", 0, "", false},
+		{"access-analyzer.amazonaws.com", TH_NET_SERVICE, 0, "", "", 0, "", false},
+		/* Spec v2: anything else is unrecognised (judged remote by the
+		 * detector), never a service. */
+		{"", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{NULL, TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"aws internal", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"AWS Internal ", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"Lambda.amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{".amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"a..amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"lambda.amazonaws.com.evil.example", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"lambda_x.amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"evil.example.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"54.158.64", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{" 54.158.64.105", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"54.158.64.105 ", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"fe80::1%eth0", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"2600:1f18::/33", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
 	};
 
 	(void)state;
