@@ -1727,11 +1727,11 @@ def _(c):
 # =======================================================================================
 # eventtime: records dated outside CloudTrail's life never move the clock (spec v2 §5)
 # =======================================================================================
-def late_record(c, t, acct=None):
-    """alice lists buckets from the office, dated `t` (an ISO string, possibly absurd)."""
+def late_record(c, t, acct=None, ip="office"):
+    """alice lists buckets from `ip`, dated `t` (an ISO string, possibly absurd)."""
     if acct:
         c.account(acct)
-    c.office_start(at(0, 9))
+    c.office_start(at(0, 9), ip=ip)
     ev = c.events.pop()          # keep only the ListBuckets of office_start
     c.events.pop()
     c.events.append(ev)
@@ -1744,10 +1744,10 @@ def late_record(c, t, acct=None):
 def _(c):
     """Spec v2: an attack story with two absurd records in the middle. Account 111122223333:
     a key of orders-api-role (session orders-api) is used from the office (AS174) at 10:20
-    while the role is not yet known (held); then a record dated 9999-12-31 (if accepted it
-    would expire the hold and prune the AS174 baseline); then the key's issuance (10:00)
+    while the role is not yet known (held); then a record dated 9999-12-31 (alice from Vultr;
+    if accepted it would expire the hold and prune the AS174 baseline); then the key's issuance (10:00)
     arrives -> V3. Account 444455556666 started on day 10 (not active on day 20); a record of
-    it dated 1970-01-01 (if accepted it would age the account past activation); its token used
+    it dated 1970-01-02 (if accepted it would age the account past activation); its token used
     from DigitalOcean on day 20 -> suppressed. Both records are rejected
     (event_time_out_of_range: 2); 1 held, 1 resolved, 1 activation suppression."""
     c.office_start()
@@ -1756,8 +1756,8 @@ def _(c):
     c.account(ACCT)
     k = key("ENV1")
     r = c.call(at(ATTACK, 10, 20), k, "office2", "laptop_boto3", "table", creation=at(ATTACK, 10))
-    p1 = late_record(c, "9999-12-31T23:59:59Z")
-    p2 = late_record(c, "1970-01-01T00:00:00Z", "444455556666")
+    p1 = late_record(c, "9999-12-31T23:59:59Z", ip="vultr")
+    p2 = late_record(c, "1970-01-02T03:04:05Z", "444455556666")
     c.account("444455556666")
     theft(c, ATTACK, "BENV1", "do", hh=11)
     c.account(ACCT)
@@ -1772,13 +1772,14 @@ def _(c):
     d.counters(rejected=0, held=1, held_resolved=1, held_expired=0, suppressed_activation=1)
 
 
-@case("eventtime", "future_9999_keeps_baseline")
+@case("eventtime", "future_9999_keeps_baseline", args=["--batch", "1"])
 def _(c):
-    """Spec v2: a record dated 9999-12-31 arrives between the account's first events and the
-    theft; if it moved the clock, the office AS174 would leave the 30-day baseline. The
+    """Spec v2: a record dated 9999-12-31 (alice from Vultr) arrives between the account's
+    first events and the theft; if it moved the clock, the office AS174 would leave the 30-day
+    baseline (pruned). Scanned with --batch 1 so that pruning runs after every event. The
     token used from the office on day 20 -> V3 (event_time_out_of_range: 1, 0 pruned)."""
     c.office_start()
-    late_record(c, "9999-12-31T23:59:59Z")
+    late_record(c, "9999-12-31T23:59:59Z", ip="vultr")
     r = theft(c, ATTACK, "ENV1", "office2")
     c.expect(r, 3)
     c.counters(rejected=1, rejected_by={"event_time_out_of_range": 1}, pruned=0)
@@ -1786,11 +1787,11 @@ def _(c):
 
 @case("eventtime", "epoch_1970_does_not_age_account")
 def _(c):
-    """Spec v2: the account starts on day 0; a record of it dated 1970-01-01 arrives before a
+    """Spec v2: the account starts on day 0; a record of it dated 1970-01-02 arrives before a
     theft on day 13 09:00. Rejected (event_time_out_of_range: 1), it does not make the account
     older: the activation period is not over -> no alert (1 activation suppression)."""
     c.office_start(at(0, 9))
-    p = late_record(c, "1970-01-01T00:00:00Z")
+    p = late_record(c, "1970-01-02T03:04:05Z")
     theft(c, 13, "ENV1", "do", hh=8)
     r = c.events[-1]
     c.counters(rejected=1, rejected_by={"event_time_out_of_range": 1}, suppressed_activation=1)
