@@ -8,9 +8,13 @@ says which alerts the detector must raise (docs/detections.md).  Running
 
 (re)writes, for every case, `<group>/<name>.jsonl` (the events, one per line, in
 arrival order), `<name>.expected.jsonl` (the alerts; empty = no alert) and, when
-needed, `<name>.args` (extra `scan` arguments, one token per line), plus
+needed, `<name>.args` (extra `scan` arguments, one token per line),
+`<name>.counters.json` (the `scan --summary-json` counters the story names,
+Case.counters) and `<name>.twin` (a no-alert case's positive twin: the same
+events with one field of one event changed, which must alert; Case.twin), plus
 `INDEX.md` (the list of cases and what each expects).  Output is deterministic:
-the generated files are committed and are what tests/run_cases.py reads.
+the generated files are committed and are what tests/run_cases.py reads;
+`make_cases.py --check` fails when they are out of date.
 
 Every case stands alone: it starts with the account's first event (an IAM user's
 ConsoleLogin + ListBuckets from the office, which also starts the activation
@@ -1642,16 +1646,36 @@ def _(c):
 def _(c):
     """Spec v2, other arrival order: the use of bob's session named orders-api from
     DigitalOcean arrives before bob's AssumeRole (delivered late). The spec: the name counts as
-    a function only while no AssumeRole by another identity is known, and held uses wait for
-    it as usual. Our reading: a remote use whose key has no known issuance is held even when
-    its session name is a function's; the AssumeRole by bob arrives within the hold -> one V5
-    and no V4 (1 held, 1 resolved, 0 upgrades). A V4 raised at once and followed by a V5 would
-    make the alerts depend on arrival order; a V4 alone would be the downgrade the spec forbids."""
+    a function only while no AssumeRole by another identity is known. When the use arrives,
+    role and function are known and no AssumeRole is: it is decided at once as orders-api's
+    token -> V4. The AssumeRole by bob then makes the key an other session; the stronger
+    variation fires as its own alert on the same event, naming the V4 (the spec's rule for
+    later evidence, as in late/remote_then_inside_v4) -> V4, then V5 upgrade of V4 (0 held,
+    1 upgrade). Our choice, not holding every function-named use until an AssumeRole might
+    come: a real function's stolen key whose issuance is late or never seen would otherwise
+    alert only hours later; the caller's downgrade lasts only until its AssumeRole arrives."""
     c.office_start()
     c.issue(at(1, 8), key("ENV0"))
     r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session=FN,
                creation=at(ATTACK, 14))
     c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), FN)
+    c.expect(r, 4)
+    c.expect(r, 5, upgrade_of=4)
+    c.counters(held=0, upgrades=1)
+
+
+@case("sessions", "user_session_named_function_use_first_role_unknown")
+def _(c):
+    """Spec v2, held uses wait for the AssumeRole as usual: the use of a session named
+    orders-api from DigitalOcean arrives while the role is not yet known as Lambda's (held);
+    bob's AssumeRole of it arrives, then Lambda's issuance of another key to orders-api makes
+    the role Lambda's: the held use is bob's session -> V5 only, never V4 (1 held, 1 resolved,
+    0 upgrades)."""
+    c.office_start()
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session=FN,
+               creation=at(ATTACK, 14))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), FN)
+    c.issue(at(ATTACK, 14, 10), key("ENV1"))
     c.expect(r, 5)
     c.counters(held=1, held_resolved=1, held_expired=0, upgrades=0)
 
