@@ -206,19 +206,51 @@ def test_help_and_version():
     assert subprocess.run([BIN, "scan", "--set", "nope=1"], capture_output=True).returncode == 4
 
 
-def test_state_dir_is_kept_and_reused(tmp_path, sample):
-    events, want = sample
+def test_state_dir_is_kept_and_reused(tmp_path):
+    """The second scan alerts only because the first one's state was kept: the
+    learning (account age, office ASN baseline, issuance, inside use, function)
+    is in one file, the remote uses in another."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_cases", os.path.join(SRC, "tests/cases/make_cases.py"))
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    c = mc.Case("state", "kept_and_reused", "")
+    day, k1, k2 = mc.ATTACK, mc.key("ENV1"), mc.key("ENV2")
+    c.office_start()                      # account age, AS174 in the baseline
+    c.issue(mc.at(day, 10), k1)           # ENV1 is orders-api's, in us-east-1
+    c.call(mc.at(day, 10, 5), k1, "aws_use1", "runtime", "secret", creation=mc.at(day, 10))
+    learning = len(c.events)
+    # ENV1 stolen: used from DigitalOcean -> V1 only if its inside use is remembered
+    v1 = c.call(mc.at(day, 10, 30), k1, "do", "boto3", "secrets", creation=mc.at(day, 10))
+    # ENV2 (issuance never seen) from the office -> V3 only if orders-api and AS174 are remembered
+    v3 = c.call(mc.at(day, 11, 20), k2, "office2", "laptop_boto3", "table", creation=mc.at(day, 11))
+    first, second, whole = tmp_path / "learning.jsonl", tmp_path / "uses.jsonl", tmp_path / "whole.jsonl"
+    for path, evs in ((first, c.events[:learning]), (second, c.events[learning:]), (whole, c.events)):
+        path.write_text("".join(json.dumps(e) + "\n" for e in evs))
+
     state = tmp_path / "state"
-    p = scan([events], "--state", str(state))
-    assert p.returncode == 1
+    p = scan([first], "--state", str(state))
+    assert p.returncode == 0 and alerts_of(p) == [], p.stderr.decode()
     assert (state / "data.mdb").exists()
-    # Held uses were all decided at the end of the first scan: reopening the
-    # kept state with no new input raises nothing.
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    again = scan([empty], "--state", str(state))
-    assert again.returncode == 0, again.stderr.decode()
-    assert alerts_of(again) == []
+    again = scan([second], "--state", str(state))
+    assert again.returncode == 1, again.stderr.decode()
+    got = {(a["event_id"], a["variation"]) for a in alerts_of(again)}
+    assert got == {(v1["eventID"], 1), (v3["eventID"], 3)}, alerts_of(again)
+    # the same as one scan of the whole story, alert ids included
+    one = scan([whole])
+    assert sorted(a["alert_id"] for a in alerts_of(one)) == sorted(a["alert_id"] for a in alerts_of(again))
+
+    # negative twin: the uses alone, with a fresh state, raise nothing (the account
+    # is new, so activation alone would silence them; the role is not even Lambda's)
+    alone = scan([second], "--state", str(tmp_path / "fresh"))
+    assert alone.returncode == 0 and alerts_of(alone) == [], alone.stdout.decode()
+    # a state reopened more than once keeps working: the learning scanned twice
+    # raises nothing, and the uses then give the same alerts as before
+    state2 = tmp_path / "state2"
+    scan([first], "--state", str(state2))
+    assert alerts_of(scan([first], "--state", str(state2))) == []
+    third = alerts_of(scan([second], "--state", str(state2)))
+    assert sorted(a["alert_id"] for a in third) == sorted(a["alert_id"] for a in alerts_of(again))
 
 
 def test_inspect_answers_the_investigative_questions(tmp_path, sample):
