@@ -1290,7 +1290,7 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 static int redecide_as_other(struct th_detector *d, const char *acct, const char *akid,
 			     struct th_token *t, const char *role_arn, const char *was_function)
 {
-	char why[400], reason[400];
+	char why[1400], reason[400]; /* why names an identity ARN (up to 2048 bytes, cut) */
 	struct th_role *ro;
 	struct regions rs;
 	int rc = th_dmem_load_role(d, role_arn, &ro);
