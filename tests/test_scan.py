@@ -330,3 +330,53 @@ def test_records_file_with_one_record_per_line_in_column_0(tmp_path):
     path.write_text('{"Records":[\n' + ",\n".join(ev(i) for i in range(5)) + "\n]}\n" + ev(9) + "\n")
     p = scan([path])
     assert summary_count(p, "parsed") == 6 and summary_count(p, "rejected") == 0, p.stderr.decode()
+
+
+def summary_json(p, path):
+    assert path.exists(), p.stderr.decode()
+    return json.loads(path.read_text())
+
+
+DETECTOR_KEYS = ["events", "candidates", "inside_uses", "remote_uses", "excluded",
+                 "source_unrecognised", "held", "held_resolved", "held_expired", "upgrades",
+                 "suppressed_activation", "suppressed_dedup", "pruned"]
+REJECT_NAMES = ["malformed_json", "invalid_utf8", "too_large", "wrong_type", "missing_field",
+                "bad_timestamp", "not_cloudtrail", "event_time_out_of_range",
+                "identifier_too_long", "invalid_identifier", "processing_failed"]
+
+
+def test_summary_json_has_every_counter(sample, tmp_path):
+    """--summary-json writes one object with every counter under stable names,
+    each reject reason listed (zeros included), agreeing with the text summary."""
+    events, want = sample
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_bytes(open(events, "rb").read() + b'{"eventTime": "x", "eventSource": "a", "eventName": "b"}\n'
+                    + b"not json\n")
+    out = tmp_path / "summary.json"
+    p = scan([bad], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()
+    s = summary_json(p, out)
+    assert sorted(s) == ["alerts", "detector", "records"]
+    r = s["records"]
+    assert sorted(r) == ["parsed", "read", "rejected", "rejected_by"]
+    assert sorted(r["rejected_by"]) == sorted(REJECT_NAMES)
+    assert r["rejected_by"]["bad_timestamp"] == 1 and r["rejected_by"]["malformed_json"] == 1
+    assert r["rejected"] == sum(r["rejected_by"].values()) == 2
+    assert r["read"] == summary_count(p, "read") == r["parsed"] + 2
+    assert r["parsed"] == summary_count(p, "parsed")
+    a = s["alerts"]
+    assert sorted(a["by_variation"]) == ["1", "2", "3", "4", "5", "6"]
+    assert a["total"] == len(alerts_of(p)) == len(want) == sum(a["by_variation"].values())
+    for v in range(1, 7):
+        assert a["by_variation"][str(v)] == sum(1 for w in want if w["variation"] == v), v
+    assert list(s["detector"]) == DETECTOR_KEYS
+    assert s["detector"]["events"] == r["parsed"]
+    assert all(isinstance(x, int) and x >= 0 for x in s["detector"].values())
+    assert s["detector"]["candidates"] > 0 and s["detector"]["held"] >= s["detector"]["held_resolved"]
+    assert "source unrecognised" in p.stderr.decode()
+
+
+def test_summary_json_write_failure_is_an_error(sample, tmp_path):
+    events, _ = sample
+    p = scan([events], "--summary-json", "/dev/full")
+    assert p.returncode == 5 and b"/dev/full" in p.stderr, p.stderr.decode()
