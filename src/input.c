@@ -261,7 +261,17 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 		th_input_close(in);
 		return errno == ENOENT ? TH_ENOTFOUND : TH_EIO;
 	}
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+	if (fstat(fd, &st) != 0)
+		st.st_mode = 0;
+	if (S_ISDIR(st.st_mode)) {
+		/* open() takes a directory; the first read would then fail with
+		 * a bare "input/output error". */
+		snprintf(errstr, errstr_size, "%s: is a directory", path);
+		close(fd);
+		th_input_close(in);
+		return TH_EINVAL;
+	}
+	if (S_ISREG(st.st_mode))
 		in->size_hint = (uint64_t)st.st_size;
 	in->gz = gzdopen(fd, "rb");
 	if (!in->gz) {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,12 +30,16 @@ struct scan {
 	struct th_state *st;
 	struct th_wbuf out;
 	FILE *dead;
+	const char *dead_path;
+	int dead_err; /* errno of the first failed dead-letter write, 0 = none */
+	int out_err;  /* errno of the first failed write to stdout */
 	struct th_avro_alert *avro; /* --avro-out */
 	FILE *avro_out;
 	struct th_wbuf avro_msg;
 	const char *input_name;
 	uint64_t read, parsed, rejected_by[TH_REJECT__COUNT], alerts;
 	uint64_t since_commit, batch;
+	uint64_t inputs_failed; /* inputs that could not be opened or read to the end */
 	int fatal;
 	bool progress, quiet_rejects, parse_only;
 	double t0, last_progress;
@@ -66,8 +71,13 @@ static int on_alert(void *ctx, const struct th_alert *a)
 	th_wbuf_reset(&s->out);
 	th_alert_to_json(a, &s->out);
 	th_put_u8(&s->out, '\n');
-	if (s->out.oom || fwrite(s->out.p, 1, s->out.len, stdout) != s->out.len)
+	if (s->out.oom)
+		return TH_ENOMEM;
+	if (fwrite(s->out.p, 1, s->out.len, stdout) != s->out.len) {
+		/* An alert that cannot be written is lost: stop (exit 5), never go on. */
+		s->out_err = errno ? errno : EIO;
 		return TH_EIO;
+	}
 	if (s->avro_out) {
 		/* Length-prefixed so a reader can split the file back into the
 		 * exact Kafka message values the worker would produce. */
@@ -148,8 +158,16 @@ static void on_reject(void *ctx, enum th_reject why, const char *detail, const c
 			free(b64);
 		}
 		TH_PUT_LIT(&w, "\"}\n");
-		if (!w.oom)
-			fwrite(w.p, 1, w.len, s->dead);
+		if (w.oom || fwrite(w.p, 1, w.len, s->dead) != w.len) {
+			/* Report once; the scan goes on (its alerts are still good)
+			 * and exits 5 because the dead letters are incomplete. */
+			s->dead_err = w.oom ? ENOMEM : errno ? errno : EIO;
+			fprintf(stderr, "trailhound scan: dead letter %s: %s; rejected records are "
+					"no longer written\n",
+				s->dead_path, strerror(s->dead_err));
+			fclose(s->dead);
+			s->dead = NULL;
+		}
 		th_wbuf_free(&w);
 	}
 }
@@ -187,6 +205,49 @@ static void scan_usage(FILE *out)
 		"\n"
 		"Exit codes: 0 no alerts, 1 alerts raised, 2 usage error, 3 an input could not be\n"
 		"read, 4 configuration/reference data error, 5 runtime failure (state store).\n");
+}
+
+/* A CLI count: digits only (no sign, blanks or suffix), within [min, max].
+ * strtoull alone takes "10abc" as 10 and "-1" as 2^64-1. */
+static int parse_count(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t n = 0;
+	const char *q = v;
+	for (; *q >= '0' && *q <= '9'; q++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			break;
+		n = n * 10 + (uint64_t)(*q - '0');
+	}
+	if (q == v || *q || n < min || n > max) {
+		fprintf(stderr,
+			"trailhound scan: %s \"%s\": want a whole number in [%" PRIu64 ", %" PRIu64
+			"]\n",
+			opt, v, min, max);
+		return TH_EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+/* Outputs (dead letters, Avro, summary) are opened for writing, which
+ * truncates: refuse one that names an input before anything is opened. */
+static int refuse_input_as_output(const char *what, const char *out, char **inputs, int ninputs)
+{
+	struct stat so, si;
+	if (!out || stat(out, &so) != 0 || !S_ISREG(so.st_mode))
+		return 0;
+	for (int i = 0; i < ninputs; i++) {
+		bool same = strcmp(inputs[i], "-") == 0
+				    ? fstat(STDIN_FILENO, &si) == 0
+				    : stat(inputs[i], &si) == 0;
+		if (same && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+			fprintf(stderr,
+				"trailhound scan: %s %s is also an input; refusing to overwrite it\n",
+				what, out);
+			return TH_EINVAL;
+		}
+	}
+	return 0;
 }
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -325,6 +386,8 @@ static void print_summary(struct scan *s, double secs)
 	fprintf(stderr, "trailhound scan: %" PRIu64 " records read, %" PRIu64 " parsed, %" PRIu64
 			" rejected\n",
 		s->read, s->parsed, rejected);
+	if (s->inputs_failed)
+		fprintf(stderr, "  inputs not read %" PRIu64 "\n", s->inputs_failed);
 	for (int i = 1; i < TH_REJECT__COUNT; i++)
 		if (s->rejected_by[i])
 			fprintf(stderr, "  rejected %-16s %" PRIu64 "\n", th_reject_name(i),
@@ -376,7 +439,7 @@ int th_cmd_scan(int argc, char **argv)
 	struct th_enrich *en = NULL;
 	char errstr[512], tmpdir[256] = "";
 	const char *state_dir = NULL, *dead_path = NULL, *avro_path = NULL, *summary_path = NULL;
-	size_t record_max = TH_RECORD_MAX_DEFAULT;
+	uint64_t n;
 	bool no_progress = false;
 	int ret = TH_EXIT_OK, rc = 0, c;
 
@@ -392,10 +455,22 @@ int th_cmd_scan(int argc, char **argv)
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
 		case O_SET: rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
 		case O_HELPCONF: th_config_help(stdout); goto out;
-		case O_DEAD: dead_path = optarg; break;
+		case O_DEAD: dead_path = s.dead_path = optarg; break;
 		case O_AVRO: avro_path = optarg; break;
-		case O_RECMAX: record_max = (size_t)strtoull(optarg, NULL, 10); break;
-		case O_BATCH: s.batch = strtoull(optarg, NULL, 10); break;
+		case O_RECMAX:
+			/* the bounds of the record_max setting, which this overrides */
+			if (parse_count("--record-max", optarg, 1024, 104857600, &n)) {
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			cf.record_max = (long)n;
+			break;
+		case O_BATCH:
+			if (parse_count("--batch", optarg, 1, 100000000, &s.batch)) {
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			break;
 		case O_QUIET: s.quiet_rejects = true; break;
 		case O_NOPROG: no_progress = true; break;
 		case O_PARSEONLY: s.parse_only = true; break;
@@ -409,8 +484,9 @@ int th_cmd_scan(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!s.batch || !record_max) {
-		fprintf(stderr, "trailhound scan: --batch and --record-max must be positive\n");
+	if (refuse_input_as_output("--dead-letter", dead_path, argv + optind, argc - optind) ||
+	    refuse_input_as_output("--avro-out", avro_path, argv + optind, argc - optind) ||
+	    refuse_input_as_output("--summary-json", summary_path, argv + optind, argc - optind)) {
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
@@ -449,12 +525,13 @@ int th_cmd_scan(int argc, char **argv)
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
-	if (th_parser_new(&s.parser, record_max) ||
+	if (th_parser_new(&s.parser, (size_t)cf.record_max) ||
 	    th_detector_new(&s.det, &cf.detect, en, s.st, on_alert, &s)) {
 		fprintf(stderr, "trailhound scan: out of memory\n");
 		ret = TH_EXIT_RUNTIME;
 		goto out;
 	}
+	th_parser_set_max_future_skew(s.parser, cf.max_future_skew_ms);
 	s.progress = !no_progress && isatty(STDERR_FILENO);
 	s.t0 = now_s();
 
@@ -465,6 +542,7 @@ int th_cmd_scan(int argc, char **argv)
 		s.input_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
 		if ((rc = th_input_open(&s.in, path, 0, errstr, sizeof(errstr)))) {
 			fprintf(stderr, "trailhound scan: %s\n", errstr);
+			s.inputs_failed++;
 			ret = TH_EXIT_INPUT;
 			continue;
 		}
@@ -478,6 +556,7 @@ int th_cmd_scan(int argc, char **argv)
 		if (rc) {
 			fprintf(stderr, "trailhound scan: %s: read error (%s)\n", s.input_name,
 				th_strerror(rc));
+			s.inputs_failed++;
 			ret = TH_EXIT_INPUT;
 		}
 	}
@@ -488,7 +567,22 @@ int th_cmd_scan(int argc, char **argv)
 			s.fatal = rc;
 		}
 	}
-	fflush(stdout);
+	/* Alerts sit in stdio's buffer until here: a full disk or closed pipe
+	 * shows up only now, and must not pass as "no more alerts". */
+	if ((fflush(stdout) || ferror(stdout)) && !s.out_err)
+		s.out_err = errno ? errno : EIO;
+	if (s.out_err) {
+		fprintf(stderr, "trailhound scan: writing alerts to stdout: %s\n", strerror(s.out_err));
+		if (!s.fatal)
+			s.fatal = TH_EIO;
+	}
+	if (s.dead && (fflush(s.dead) || ferror(s.dead)) && !s.dead_err) {
+		s.dead_err = errno ? errno : EIO;
+		fprintf(stderr, "trailhound scan: dead letter %s: %s\n", dead_path,
+			strerror(s.dead_err));
+	}
+	if (s.dead_err && !s.fatal)
+		s.fatal = TH_EIO;
 	print_summary(&s, now_s() - s.t0);
 	if (summary_path && write_summary_json(&s, summary_path) && !s.fatal)
 		s.fatal = TH_EIO;
@@ -503,8 +597,10 @@ out:
 	th_wbuf_free(&s.out);
 	th_enrich_destroy(en);
 	th_config_free(&cf);
-	if (s.dead)
-		fclose(s.dead);
+	if (s.dead && fclose(s.dead) && ret != TH_EXIT_RUNTIME) {
+		fprintf(stderr, "trailhound scan: dead letter %s: %s\n", dead_path, strerror(errno));
+		ret = TH_EXIT_RUNTIME;
+	}
 	if (s.avro_out && fclose(s.avro_out) && ret != TH_EXIT_RUNTIME) {
 		fprintf(stderr, "trailhound scan: %s: %s\n", avro_path, strerror(errno));
 		ret = TH_EXIT_RUNTIME;

@@ -72,7 +72,7 @@ struct th_input;
 /**
  * @brief Open a file ("-" = stdin); gzip is detected automatically.
  * @param doc_max largest top-level value held in memory (a {"Records":[…]} file).
- * @returns 0, or TH_ENOTFOUND / TH_EIO with errstr set.
+ * @returns 0, or TH_ENOTFOUND / TH_EIO / TH_EINVAL (a directory) with errstr set.
  */
 int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
 		  size_t errstr_size);

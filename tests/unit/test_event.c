@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -305,8 +306,17 @@ static const struct accept_case {
 	 "eventID", "deep"},
 	{"huge integers elsewhere", "{" REQ ",\"n\":1e999,\"m\":-123456789012345678901234567890}",
 	 "eventName", "N"},
-	{"account from recipientAccountId", "{" REQ ",\"recipientAccountId\":\"123\"}", "account",
-	 "123"},
+	{"account from recipientAccountId", "{" REQ ",\"recipientAccountId\":\"123456789012\"}",
+	 "account", "123456789012"},
+	/* S3 data events name an anonymous caller instead of an account. */
+	{"anonymous S3 caller", "{" REQ ",\"userIdentity\":{\"type\":\"AWSAccount\","
+				"\"accountId\":\"ANONYMOUS_PRINCIPAL\"}}",
+	 "account", "ANONYMOUS_PRINCIPAL"},
+	{"UTF-8 byte-order mark before the record", "\xEF\xBB\xBF{" REQ ",\"eventID\":\"bom\"}",
+	 "eventID", "bom"},
+	{"CloudTrail's first day", "{\"eventTime\":\"2013-11-01T00:00:00Z\",\"eventSource\":\"s\","
+				   "\"eventName\":\"First\"}",
+	 "eventName", "First"},
 	{"UTF-8 in values", "{" REQ ",\"userAgent\":\"\xe6\x97\xa5\xe6\x9c\xac\"}", "userAgent",
 	 "\xe6\x97\xa5\xe6\x9c\xac"},
 };
@@ -433,6 +443,37 @@ static const struct reject_case {
 	 "{\"detail-type\":\"AWS API Call via CloudTrail\",\"source\":\"aws.sts\"}",
 	 TH_REJECT_NOT_CLOUDTRAIL, 0, true},
 	{"Records is not an array", "{\"Records\":{}}", TH_REJECT_WRONG_TYPE, 0, true},
+	{"detail-type that only contains via CloudTrail",
+	 "{\"detail-type\":\"Not via CloudTrail at all\",\"detail\":{" REQ "}}",
+	 TH_REJECT_NOT_CLOUDTRAIL, 0, true},
+	/* spec v2 §5: event-time bounds */
+	{"eventTime in 9999", "{\"eventTime\":\"9999-01-01T00:00:00Z\",\"eventSource\":\"s\","
+			      "\"eventName\":\"N\"}",
+	 TH_REJECT_EVENT_TIME_OUT_OF_RANGE, 0, false},
+	{"eventTime in 1970", "{\"eventTime\":\"1970-01-01T00:00:00Z\",\"eventSource\":\"s\","
+			      "\"eventName\":\"N\"}",
+	 TH_REJECT_EVENT_TIME_OUT_OF_RANGE, 0, false},
+	{"eventTime a second before CloudTrail",
+	 "{\"eventTime\":\"2013-10-31T23:59:59Z\",\"eventSource\":\"s\",\"eventName\":\"N\"}",
+	 TH_REJECT_EVENT_TIME_OUT_OF_RANGE, 0, false},
+	/* spec v2 §5: account IDs are 12 digits */
+	{"13-digit accountId", "{" REQ ",\"userIdentity\":{\"accountId\":\"1234567890123\"}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"11-digit accountId", "{" REQ ",\"userIdentity\":{\"accountId\":\"12345678901\"}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"non-digit recipientAccountId", "{" REQ ",\"recipientAccountId\":\"12345678901a\"}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"empty recipientAccountId", "{" REQ ",\"recipientAccountId\":\"\"}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"sessionIssuer.accountId with spaces",
+	 "{" REQ ",\"userIdentity\":{\"sessionContext\":{\"sessionIssuer\":{\"accountId\":"
+	 "\" 123456789012\"}}}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"vpcEndpointAccountId not digits", "{" REQ ",\"vpcEndpointAccountId\":\"AWS Internal\"}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"Unicode digits in accountId",
+	 "{" REQ ",\"userIdentity\":{\"accountId\":\"12345678901\xd9\xa1\"}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
 };
 
 static void test_reject_table(void **state)
@@ -527,8 +568,13 @@ static void test_iso_table(void **state)
 		struct th_event ev;
 		enum th_reject why = TH_REJECT_NONE;
 		rc = th_parser_parse(p, b, (size_t)n, &ev, &why, NULL, 0);
-		if (c->ms < 0 ? (rc != TH_EPARSE || why != TH_REJECT_BAD_TIMESTAMP)
-			      : (rc != 0 || ev.event_time_ms != c->ms))
+		/* Valid times before CloudTrail's launch are out of range (spec v2 §5). */
+		if (c->ms >= 0 && c->ms < TH_EVENT_TIME_MIN_MS) {
+			if (rc != TH_EPARSE || why != TH_REJECT_EVENT_TIME_OUT_OF_RANGE)
+				fail_msg("eventTime \"%s\": rc=%d why=%s, want out of range", c->s,
+					 rc, th_reject_name(why));
+		} else if (c->ms < 0 ? (rc != TH_EPARSE || why != TH_REJECT_BAD_TIMESTAMP)
+				     : (rc != 0 || ev.event_time_ms != c->ms))
 			fail_msg("eventTime \"%s\": rc=%d why=%s", c->s, rc, th_reject_name(why));
 		free(b);
 	}
@@ -770,6 +816,151 @@ static void test_eventbridge(void **state)
 	assert_int_equal(s3.nev, 0);
 	assert_int_equal(s3.nrej, 1);
 	assert_int_equal(s3.rej[0].why, TH_REJECT_MISSING_FIELD);
+
+	/* Every "... via CloudTrail" detail-type carries a CloudTrail record. */
+	static const char *const via[] = {"AWS Console Sign In via CloudTrail",
+					  "AWS Service Event via CloudTrail",
+					  "AWS Console Action via CloudTrail"};
+	for (size_t i = 0; i < TH_ARRAY_SIZE(via); i++) {
+		n = snprintf(doc, sizeof(doc), "{\"detail-type\":\"%s\",\"detail\":%s}", via[i],
+			     ev_a);
+		struct seen s4 = {0};
+		assert_int_equal(feed(p, doc, (size_t)n, 0, &s4), 0);
+		if (s4.nev != 1)
+			fail_msg("detail-type \"%s\" not accepted", via[i]);
+		expect_ids(&s4, a, 1);
+	}
+	th_parser_destroy(p);
+}
+
+/* ---- spec v2 §5: event-time bounds against the wall clock ---- */
+
+static int parse_at(struct th_parser *p, int64_t ms, enum th_reject *why)
+{
+	char t[40], json[200];
+	struct th_event ev;
+	th_time_format(ms, t, sizeof(t));
+	int n = snprintf(json, sizeof(json),
+			 "{\"eventTime\":\"%s\",\"eventSource\":\"s\",\"eventName\":\"N\"}", t);
+	char *b = padded(json, (size_t)n);
+	*why = TH_REJECT_NONE;
+	int rc = th_parser_parse(p, b, (size_t)n, &ev, why, NULL, 0);
+	free(b);
+	return rc;
+}
+
+static void test_event_time_future_bound(void **state)
+{
+	struct th_parser *p;
+	enum th_reject why;
+	struct timespec ts;
+	(void)state;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000;
+	E(th_parser_new(&p, 0));
+	/* the default skew is an hour: half an hour ahead passes, two hours do not */
+	E(parse_at(p, now + 1800 * 1000LL, &why));
+	assert_int_equal(parse_at(p, now + 7200 * 1000LL, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	/* a tighter bound */
+	th_parser_set_max_future_skew(p, 60 * 1000);
+	assert_int_equal(parse_at(p, now + 1800 * 1000LL, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	/* 0 disables the future bound, not the lower one */
+	th_parser_set_max_future_skew(p, 0);
+	E(parse_at(p, now + 7200 * 1000LL, &why));
+	E(parse_at(p, 253402300799000LL, &why)); /* 9999-12-31T23:59:59Z */
+	assert_int_equal(parse_at(p, TH_EVENT_TIME_MIN_MS - 1000, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	E(parse_at(p, TH_EVENT_TIME_MIN_MS, &why));
+	th_parser_destroy(p);
+}
+
+/* ---- spec v2 §5: identifier sizes, every legal length accepted ---- */
+
+static const struct id_case {
+	const char *name;
+	const char *source;        /* eventSource */
+	const char *before, *after; /* JSON around the identifier */
+	const char *prefix;        /* the identifier's start; padded with 'a' to len */
+	size_t len;
+	enum th_reject why; /* TH_REJECT_NONE: accepted */
+} id_cases[] = {
+#define UI_ARN "{\"userIdentity\":{\"arn\":\""
+#define ROLE_ARN "{\"requestParameters\":{\"roleArn\":\""
+#define ARN_PFX "arn:aws:iam::111122223333:role/"
+	{"600-char role ARN (512-char path)", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 600,
+	 TH_REJECT_NONE},
+	{"2048-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 2048, TH_REJECT_NONE},
+	{"2049-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 2049,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"2049-char role ARN of another service", "glue.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX,
+	 2049, TH_REJECT_NONE},
+	{"2048-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 2048,
+	 TH_REJECT_NONE},
+	{"2049-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 2049,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"2049-char sessionIssuer.arn", "s3.amazonaws.com",
+	 "{\"userIdentity\":{\"sessionContext\":{\"sessionIssuer\":{\"arn\":\"", "\"}}}", ARN_PFX,
+	 2049, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"2049-char lambda role", "lambda.amazonaws.com", "{\"requestParameters\":{\"role\":\"", "\"}",
+	 ARN_PFX, 2049, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"128-char access key", "s3.amazonaws.com", "{\"userIdentity\":{\"accessKeyId\":\"", "\"}",
+	 "ASIA", 128, TH_REJECT_NONE},
+	{"129-char access key", "s3.amazonaws.com", "{\"userIdentity\":{\"accessKeyId\":\"", "\"}",
+	 "ASIA", 129, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"129-char issued access key", "sts.amazonaws.com",
+	 "{\"responseElements\":{\"credentials\":{\"accessKeyId\":\"", "\"}}", "ASIA", 129,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"64-char session name", "sts.amazonaws.com", "{\"requestParameters\":{\"roleSessionName\":\"",
+	 "\"}", "s", 64, TH_REJECT_NONE},
+	{"65-char session name", "sts.amazonaws.com", "{\"requestParameters\":{\"roleSessionName\":\"",
+	 "\"}", "s", 65, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"170-char function ARN", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"functionName\":\"", "\"}",
+	 "arn:aws:lambda:us-east-1:111122223333:function:", 170, TH_REJECT_NONE},
+	{"171-char function ARN", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"functionName\":\"", "\"}",
+	 "arn:aws:lambda:us-east-1:111122223333:function:", 171, TH_REJECT_IDENTIFIER_TOO_LONG},
+#undef UI_ARN
+#undef ROLE_ARN
+#undef ARN_PFX
+};
+
+static void test_identifier_sizes(void **state)
+{
+	struct th_parser *p;
+	(void)state;
+
+	E(th_parser_new(&p, 0));
+	for (size_t i = 0; i < TH_ARRAY_SIZE(id_cases); i++) {
+		const struct id_case *c = &id_cases[i];
+		char id[4096], json[8192];
+		size_t pl = strlen(c->prefix);
+		assert_true(c->len < sizeof(id) && pl <= c->len);
+		memcpy(id, c->prefix, pl);
+		memset(id + pl, 'a', c->len - pl);
+		id[c->len] = '\0';
+		/* the identifier object is the first member; the required fields follow */
+		int n = snprintf(json, sizeof(json),
+				 "%.*s%s%s,\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":"
+				 "\"%s\",\"eventName\":\"AssumeRole\"}",
+				 (int)strlen(c->before) - 1, c->before + 1, id, c->after, c->source);
+		assert_true(n > 0 && (size_t)n < sizeof(json));
+		/* "{" + before-without-its-"{" */
+		char doc[8200];
+		int m = snprintf(doc, sizeof(doc), "{%s", json);
+		assert_true(m > 0 && (size_t)m < sizeof(doc));
+		struct seen s = {0};
+		assert_int_equal(feed(p, doc, (size_t)m, 0, &s), 0);
+		if (c->why == TH_REJECT_NONE ? s.nev != 1
+					     : (s.nrej != 1 || s.rej[0].why != c->why)) {
+			dump(&s);
+			fail_msg("%s: want %s", c->name,
+				 c->why ? th_reject_name(c->why) : "accepted");
+		}
+	}
 	th_parser_destroy(p);
 }
 
@@ -1387,6 +1578,8 @@ int main(void)
 		cmocka_unit_test(test_records_with_bad_record),
 		cmocka_unit_test(test_records_and_arrays),
 		cmocka_unit_test(test_eventbridge),
+		cmocka_unit_test(test_event_time_future_bound),
+		cmocka_unit_test(test_identifier_sizes),
 		cmocka_unit_test(test_feed_two_objects),
 		cmocka_unit_test(test_feed_whitespace),
 		cmocka_unit_test(test_feed_stop),
