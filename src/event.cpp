@@ -154,6 +154,11 @@ void th_parser_set_max_future_skew(struct th_parser *p, int64_t ms)
 	p->max_future_skew_ms = ms > 0 ? ms : 0;
 }
 
+size_t th_parser_record_max(const struct th_parser *p)
+{
+	return p->record_max;
+}
+
 void th_parser_destroy(struct th_parser *p)
 {
 	if (!p)

@@ -33,6 +33,14 @@
 #define READ_CHUNK (4u << 20)
 #endif
 
+/* Envelope bytes (EventBridge) a record may carry on top of record_max. */
+#define ENVELOPE_MAX (64u << 10)
+/* Bytes of an over-long run kept in its rejection (dead letter): enough to
+ * recognise it, bounded whatever its length. */
+#define GARBAGE_REPORT_MAX ((size_t)4096)
+/* Nesting depth up to which frame_one knows each container's kind. */
+#define KIND_MAX 64
+
 static inline int is_ws(char c)
 {
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
@@ -228,8 +236,24 @@ int th_split_container(struct th_parser *pr, const char *buf, size_t len, uint64
 
 /* ---- streaming over files ---- */
 
+/* Raw bytes are read in this size and inflated (or copied) into buf. */
+#define RAW_CHUNK (256u << 10)
+
+enum src_mode {
+	SRC_START, /* at the start of the input or after a gzip member: sniff */
+	SRC_PLAIN, /* copying bytes as they are */
+	SRC_GZIP,  /* inflating a gzip member */
+};
+
 struct th_input {
-	gzFile gz;
+	int fd;
+	enum src_mode mode;
+	bool z_ready; /* zs initialised */
+	bool raw_eof;
+	z_stream zs;
+	unsigned char *raw; /* RAW_CHUNK bytes read from fd, [raw_pos, raw_pos + raw_len) unused */
+	size_t raw_pos, raw_len;
+	uint64_t raw_read; /* bytes read from fd, for progress */
 	char *path;
 	char *buf;  /* holds [0, len) plus TH_PARSE_PADDING */
 	size_t cap, len;
@@ -248,6 +272,7 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 
 	if (!in)
 		return TH_ENOMEM;
+	in->fd = -1;
 	in->doc_max = doc_max ? doc_max : (size_t)256 << 20;
 	in->path = strdup(path);
 	if (!in->path)
@@ -273,12 +298,10 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 	}
 	if (S_ISREG(st.st_mode))
 		in->size_hint = (uint64_t)st.st_size;
-	in->gz = gzdopen(fd, "rb");
-	if (!in->gz) {
-		close(fd);
+	in->fd = fd;
+	in->raw = malloc(RAW_CHUNK);
+	if (!in->raw)
 		goto nomem;
-	}
-	gzbuffer(in->gz, 256 * 1024);
 	in->cap = READ_CHUNK;
 	in->buf = malloc(in->cap + TH_PARSE_PADDING);
 	if (!in->buf)
@@ -295,8 +318,11 @@ void th_input_close(struct th_input *in)
 {
 	if (!in)
 		return;
-	if (in->gz)
-		gzclose(in->gz);
+	if (in->fd >= 0)
+		close(in->fd);
+	if (in->z_ready)
+		inflateEnd(&in->zs);
+	free(in->raw);
 	free(in->buf);
 	free(in->path);
 	free(in);
@@ -304,13 +330,100 @@ void th_input_close(struct th_input *in)
 
 uint64_t th_input_bytes_read(const struct th_input *in)
 {
-	long off = in->gz ? gzoffset(in->gz) : 0;
-	return off > 0 ? (uint64_t)off : 0;
+	return in->raw_read;
 }
 
 uint64_t th_input_size_hint(const struct th_input *in)
 {
 	return in->size_hint;
+}
+
+/* Append raw bytes from the file. 0 ok, 1 at end of file, or TH_EIO. */
+static int raw_more(struct th_input *in)
+{
+	ssize_t n;
+	if (in->raw_eof)
+		return 1;
+	if (in->raw_pos) {
+		memmove(in->raw, in->raw + in->raw_pos, in->raw_len);
+		in->raw_pos = 0;
+	}
+	do
+		n = read(in->fd, in->raw + in->raw_len, RAW_CHUNK - in->raw_len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return TH_EIO;
+	if (n == 0) {
+		in->raw_eof = true;
+		return 1;
+	}
+	in->raw_len += (size_t)n;
+	in->raw_read += (uint64_t)n;
+	return 0;
+}
+
+/* Decoded bytes into dst: plain text as is, gzip members inflated. Unlike
+ * gzread, which silently drops whatever follows a gzip member when it is not
+ * another member, plain text after a member is passed on like any other input
+ * (concatenated files must not lose their tail). Returns the byte count, 0 at
+ * end of input, or TH_EIO (read error, corrupt or truncated gzip). */
+static int src_read(struct th_input *in, char *dst, size_t room)
+{
+	int r;
+	for (;;) {
+		if (in->mode == SRC_START) {
+			while (in->raw_len < 2 && (r = raw_more(in)) == 0)
+				;
+			if (in->raw_len < 2 && r < 0)
+				return r;
+			if (in->raw_len == 0)
+				return 0;
+			const unsigned char *b = in->raw + in->raw_pos;
+			if (in->raw_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
+				/* 16 + MAX_WBITS: a gzip wrapper, one member at a time */
+				if (!in->z_ready) {
+					if (inflateInit2(&in->zs, 16 + MAX_WBITS) != Z_OK)
+						return TH_ENOMEM;
+					in->z_ready = true;
+				} else if (inflateReset(&in->zs) != Z_OK) {
+					return TH_EIO;
+				}
+				in->mode = SRC_GZIP;
+			} else {
+				in->mode = SRC_PLAIN;
+			}
+		}
+		if (in->raw_len == 0) {
+			r = raw_more(in);
+			if (r < 0)
+				return r;
+			if (r == 1)
+				/* end of file inside a gzip member: truncated */
+				return in->mode == SRC_GZIP ? TH_EIO : 0;
+		}
+		if (in->mode == SRC_PLAIN) {
+			size_t n = in->raw_len < room ? in->raw_len : room;
+			memcpy(dst, in->raw + in->raw_pos, n);
+			in->raw_pos += n;
+			in->raw_len -= n;
+			return (int)n;
+		}
+		in->zs.next_in = in->raw + in->raw_pos;
+		in->zs.avail_in = (uInt)in->raw_len;
+		in->zs.next_out = (unsigned char *)dst;
+		in->zs.avail_out = (uInt)room;
+		int zr = inflate(&in->zs, Z_NO_FLUSH);
+		size_t used = in->raw_len - in->zs.avail_in;
+		size_t made = room - in->zs.avail_out;
+		in->raw_pos += used;
+		in->raw_len -= used;
+		if (zr == Z_STREAM_END)
+			in->mode = SRC_START; /* another member, plain text, or the end */
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return TH_EIO;
+		if (made)
+			return (int)made;
+	}
 }
 
 /* Read more bytes; grows the buffer when it is full. 0 ok, TH_EIO, or 1 at EOF. */
@@ -331,14 +444,10 @@ static int fill(struct th_input *in, size_t want)
 	size_t room = in->cap - in->len;
 	if (room > (1u << 30))
 		room = 1u << 30;
-	int n = gzread(in->gz, in->buf + in->len, (unsigned)room);
+	int n = src_read(in, in->buf + in->len, room);
 	if (n < 0)
-		return TH_EIO;
+		return n;
 	if (n == 0) {
-		int zerr = 0;
-		gzerror(in->gz, &zerr);
-		if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-			return TH_EIO;
 		in->eof = 1;
 		return 1;
 	}
@@ -354,6 +463,7 @@ struct line_guard {
 	const char *line;
 	size_t line_len;
 	int whole_line_rejected;
+	bool utf8_too; /* also intercept invalid_utf8 (a guess that spans several records) */
 	enum th_reject why;
 	char detail[256];
 };
@@ -369,7 +479,8 @@ static void guard_reject(void *ctx, enum th_reject why, const char *detail, cons
 			 size_t raw_len, uint64_t offset)
 {
 	struct line_guard *g = ctx;
-	if (raw == g->line && raw_len == g->line_len && why == TH_REJECT_MALFORMED_JSON) {
+	if (raw == g->line && raw_len == g->line_len &&
+	    (why == TH_REJECT_MALFORMED_JSON || (g->utf8_too && why == TH_REJECT_INVALID_UTF8))) {
 		g->whole_line_rejected = 1;
 		g->why = why;
 		snprintf(g->detail, sizeof(g->detail), "%s", detail);
@@ -443,6 +554,51 @@ static bool is_records_key(const char *start, const char *p)
 	       memcmp(q - (sizeof(key) - 1), key, sizeof(key) - 1) == 0;
 }
 
+/* The value at s was continued past a '{' in column 0 on a guess (see
+ * frame_one) and turned out broken: the part before the guess is the cut
+ * record, and framing resumes at the guess. */
+static int end_at_guess(struct th_parser *pr, const struct th_sink *sink, const char *buf,
+			const char *s, const char *guess, uint64_t off, size_t *pos, int *stop)
+{
+	const char *e = guess;
+	while (e > s && is_ws(e[-1]))
+		e--;
+	if (give_up_value(pr, sink, s, e, off,
+			  "record cut short (the next record starts on a later line)", stop) < 0)
+		return -1;
+	*pos = (size_t)(guess - buf);
+	return 1;
+}
+
+/* A top-level array whose element at [.., el_end) is followed by neither ','
+ * nor ']'. Before any ',' the '[' opened no array at all (a stray line before
+ * JSON lines): it alone is rejected and its "elements" are framed as the
+ * values they are. After a ',' the complete elements are delivered and framing
+ * resumes after the last one. */
+static int end_broken_array(struct th_parser *pr, const struct th_sink *sink, const char *buf,
+			    const char *s, const char *first_el, bool comma, const char *el_end,
+			    uint64_t off, size_t *pos, int *stop)
+{
+	if (!comma && first_el) {
+		const char *e = first_el;
+		while (e > s && is_ws(e[-1]))
+			e--;
+		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+				"'[' that opens no array (no ',' after its first element); the "
+				"values after it are read on their own",
+				s, (size_t)(e - s), off);
+		*pos = (size_t)(first_el - buf);
+		return 1;
+	}
+	if (give_up_value(pr, sink, s, el_end, off,
+			  "array elements not separated by ','; the values after it are read on "
+			  "their own",
+			  stop) < 0)
+		return -1;
+	*pos = (size_t)(el_end - buf);
+	return 1;
+}
+
 /* Frame one value starting at *pos. Returns 1 when a value (or a rejected
  * fragment) was consumed, 0 when more input is needed, or a negative error /
  * the callback's stop value (as negative). */
@@ -453,15 +609,41 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	const char *end = buf + in->len;
 	const char *s = buf + *pos;
 	uint64_t off = in->base + *pos;
+	/* A value that is not a container is one record (perhaps in an
+	 * EventBridge envelope): past this size it cannot be accepted, so it is
+	 * not buffered any further. */
+	size_t obj_max = th_parser_record_max(pr) + ENVELOPE_MAX;
 
+	if ((unsigned char)*s == 0xEF) {
+		/* A UTF-8 byte-order mark at the start of the file or of a line
+		 * (files joined with cat) says nothing about the value after it. */
+		if (end - s < 3 && !in->eof)
+			return 0;
+		if (end - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+			*pos += 3;
+			return 1;
+		}
+	}
 	if (*s != '{' && *s != '[') {
 		/* Garbage between values: report up to the end of the line. */
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
-		if (!nl && !in->eof)
-			return 0;
+		if (!nl && !in->eof) {
+			if ((size_t)(end - s) <= obj_max)
+				return 0;
+			/* No line end in sight (a run of zeros, binary data): report
+			 * its start once and skip the rest as it arrives, so memory
+			 * stays bounded whatever its length. */
+			sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+					"text outside any JSON object or array, with no line end "
+					"within the record size limit; skipped to the next line that "
+					"starts a value",
+					s, GARBAGE_REPORT_MAX, off);
+			return -2;
+		}
 		const char *e = nl ? nl : end;
 		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
-				"text outside any JSON object or array", s, (size_t)(e - s), off);
+				"text outside any JSON object or array", s,
+				(size_t)(e - s) > obj_max ? obj_max : (size_t)(e - s), off);
 		*pos = (size_t)(e - buf);
 		return 1;
 	}
@@ -509,8 +691,21 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	/* Structural scan with the resync rules of the file comment. */
 	int depth = 0, top_is_obj = *s == '{';
 	/* The top-level object's "Records" array is open (depth 2): the one place
-	 * where a '{' in column 0 continues the value, see continues_value(). */
+	 * where a '{' in column 0 surely continues the value, see continues_value(). */
 	bool in_records = false;
+	/* kind[d]: '{' or '[' for the container open at depth d (up to KIND_MAX);
+	 * last: the last byte outside strings that is not whitespace. Together
+	 * they say whether a '{' may legally stand where it is. */
+	char kind[KIND_MAX], last = 0;
+	/* The first '{' in column 0 taken as part of the value on a guess: it may
+	 * legally stand there (json.dumps(indent=0) puts every object in an array
+	 * in column 0), but it may also be the next record after a cut one. If the
+	 * value then turns out broken, the guess was wrong and the value ends here. */
+	const char *guess = NULL;
+	/* A top-level array: where its first element starts, whether a ',' has
+	 * separated two of them. */
+	const char *first_el = NULL;
+	bool comma = false;
 	const char *p = s;
 	while (p < end) {
 		char c = *p;
@@ -528,6 +723,8 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 			if (q >= end)
 				break; /* need more input */
 			if (*q == '\n') {
+				if (guess)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
 				/* A raw newline cannot be in a JSON string: the record
 				 * was cut here. A pretty-printed value goes on over the
 				 * next lines, up to pretty_value_end(). */
@@ -547,34 +744,82 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 				return 1;
 			}
 			p = q + 1;
+			last = '"';
 			continue;
 		}
 		if (c == '{' || c == '[') {
 			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{' &&
 			    !(in_records && depth == 2 && continues_value(s, p - 1))) {
-				if (give_up_value(pr, sink, s, p - 1, off,
-						  "unterminated object (a new record starts on the next "
-						  "line)",
-						  stop) < 0)
-					return -1;
-				*pos = (size_t)(p - buf);
-				return 1;
+				/* After ':' a value is due; after ',' or '[' only inside
+				 * an array. Anywhere else a '{' is the next record. */
+				bool legal = last == ':' || ((last == ',' || last == '[') &&
+							     depth < KIND_MAX && kind[depth] == '[');
+				if (!legal && guess)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
+				if (!legal) {
+					if (give_up_value(pr, sink, s, p - 1, off,
+							  "unterminated object (a new record starts on "
+							  "the next line)",
+							  stop) < 0)
+						return -1;
+					*pos = (size_t)(p - buf);
+					return 1;
+				}
+				if (!guess)
+					guess = p;
 			}
 			if (c == '[' && depth == 1 && top_is_obj && is_records_key(s, p))
 				in_records = true;
+			if (!top_is_obj && depth == 1 && !first_el)
+				first_el = p;
 			depth++;
+			if (depth < KIND_MAX)
+				kind[depth] = c;
 		} else if (c == '}' || c == ']') {
 			if (--depth == 0) {
-				int rc = th_parser_feed(pr, s, (size_t)(p + 1 - s), off, sink);
+				size_t n = (size_t)(p + 1 - s);
+				if (guess && n > obj_max && !in_records)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
+				/* On a guess, a whole-value syntax error means the guess was
+				 * wrong: intercept it and end the value at the guess. */
+				struct line_guard g = {.sink = sink, .line = s, .line_len = n,
+						       .utf8_too = true};
+				struct th_sink gs = {guard_event, guard_reject, &g};
+				int rc = th_parser_feed(pr, s, n, off, guess ? &gs : sink);
 				if (rc) {
 					*stop = rc;
 					return -1;
 				}
+				if (g.whole_line_rejected)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
 				*pos = (size_t)(p + 1 - buf);
 				return 1;
 			}
+			if (!top_is_obj && depth == 1) {
+				/* An array's elements are separated by ','. A '[' line
+				 * before JSON lines opens no array: without this, every
+				 * later record would be taken as part of it. */
+				const char *q = skip_ws(p + 1, end);
+				if (q < end && *q != ',' && *q != ']')
+					return end_broken_array(pr, sink, buf, s, first_el, comma, p + 1,
+								off, pos, stop);
+			}
+		} else if (c == ',' && depth == 1) {
+			comma = true;
 		}
+		if (!is_ws(c))
+			last = c;
 		p++;
+	}
+	if (guess && ((size_t)(end - s) > obj_max || in->eof))
+		return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
+	if (top_is_obj && !in_records && (size_t)(end - s) > obj_max) {
+		/* One record over the limit: rejected without buffering it whole. */
+		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
+				"record over the record size limit; skipped to the next line that "
+				"starts a value",
+				s, GARBAGE_REPORT_MAX, off);
+		return -2; /* caller skips */
 	}
 	if ((size_t)(end - s) > in->doc_max) {
 		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
@@ -601,11 +846,21 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink *sink)
 {
 	size_t pos = 0;
+	/* 1: skipping to the end of the line; 2: at the start of a line, which
+	 * ends the skip if it starts a value (decided once its byte is read,
+	 * also when the line end was the last byte of a read) */
 	int skipping = 0;
 
 	for (;;) {
 		/* Skip whitespace, and in skip mode everything up to a line starting a value. */
 		while (pos < in->len) {
+			if (skipping == 2) {
+				if (in->buf[pos] == '{' || in->buf[pos] == '[') {
+					skipping = 0;
+					continue;
+				}
+				skipping = 1;
+			}
 			if (skipping) {
 				char *nl = memchr(in->buf + pos, '\n', in->len - pos);
 				if (!nl) {
@@ -613,8 +868,7 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 					break;
 				}
 				pos = (size_t)(nl - in->buf) + 1;
-				if (pos < in->len && (in->buf[pos] == '{' || in->buf[pos] == '['))
-					skipping = 0;
+				skipping = 2;
 				continue;
 			}
 			if (!is_ws(in->buf[pos]))
@@ -629,9 +883,10 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 			if (r == -1)
 				return stop;
 			if (r == -2) {
-				/* Oversized value: drop what is buffered and resync. */
+				/* Oversized value or endless garbage at pos: skip it as it
+				 * arrives, up to a line that starts a value. */
 				skipping = 1;
-				pos = in->len;
+				continue;
 			}
 			/* r == 0: need more input */
 		} else if (in->eof) {

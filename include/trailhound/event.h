@@ -87,6 +87,9 @@ void th_parser_destroy(struct th_parser *p);
  */
 void th_parser_set_max_future_skew(struct th_parser *p, int64_t ms);
 
+/** @brief The per-record size limit the parser was created with. */
+size_t th_parser_record_max(const struct th_parser *p);
+
 /**
  * @brief Parse one CloudTrail event record.
  * @param buf the record's JSON; TH_PARSE_PADDING readable bytes must follow buf+len.

@@ -1526,8 +1526,291 @@ static void test_input_open_errors(void **state)
 	assert_int_equal(th_input_open(&in, "/nonexistent/th-no-such-file", 0, errstr, sizeof(errstr)),
 			 TH_ENOTFOUND);
 	assert_non_null(strstr(errstr, "/nonexistent/th-no-such-file"));
+	/* a directory says so (it used to fail later as "input/output error") */
+	errstr[0] = '\0';
+	assert_int_equal(th_input_open(&in, "/", 0, errstr, sizeof(errstr)), TH_EINVAL);
+	assert_non_null(strstr(errstr, "is a directory"));
 	th_input_close(NULL);
 	th_parser_destroy(NULL);
+}
+
+
+/* ---- issue 8: framing that lost or misread valid records ---- */
+
+/* A stray '[' line before JSON lines opens no array: it alone is rejected and
+ * every record after it is read (it used to swallow the rest of the file). */
+static void test_input_stray_bracket(void **state)
+{
+	(void)state;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct text t = {0};
+		puts_(&t, "[\n");
+		jsonl(&t, 1000, -1, 0, NULL);
+		struct seen s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &s));
+		if (s.nev != 1000 || s.nrej != 1)
+			dump(&s);
+		assert_int_equal(s.nev, 1000);
+		assert_int_equal(s.nrej, 1);
+		assert_int_equal(s.rej[0].offset, 0);
+		assert_string_equal(s.ev[0].id, "id-0");
+		free(t.p);
+	}
+	/* A real array after the stray line's records still reads as an array, and
+	 * an array whose elements lack commas after the first keeps those before. */
+	static const char mixed[] =
+		"[\n"
+		"{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"a\"}\n"
+		"[{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"b\"},\n"
+		"{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"c\"}\n"
+		"{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"d\"}\n";
+	static const char *const want[] = {"a", "b", "c", "d"};
+	struct seen m = {0};
+	E(run_input(mixed, strlen(mixed), false, 0, 0, &m));
+	expect_ids(&m, want, 4);
+}
+
+/* What json.dumps(event, indent=0) writes: every line in column 0, so the
+ * objects of an array start there too. */
+static const char indent0_event[] =
+	"{\n"
+	"\"eventVersion\": \"1.08\",\n"
+	"\"userIdentity\": {\n"
+	"\"type\": \"AssumedRole\",\n"
+	"\"sessionContext\": {\n"
+	"\"attributes\": {\n"
+	"\"creationDate\": \"2023-07-10T12:00:00Z\"\n"
+	"}\n"
+	"}\n"
+	"},\n"
+	"\"eventTime\": \"2023-07-10T12:25:32Z\",\n"
+	"\"eventSource\": \"s3.amazonaws.com\",\n"
+	"\"eventName\": \"GetObject\",\n"
+	"\"resources\": [\n"
+	"{\n"
+	"\"accountId\": \"111122223333\",\n"
+	"\"ARN\": \"arn:aws:s3:::b\"\n"
+	"},\n"
+	"{\n"
+	"\"ARN\": \"arn:aws:s3:::b/k\"\n"
+	"}\n"
+	"],\n"
+	"\"tags\": [[\n"
+	"{\n"
+	"\"k\": {\n"
+	"\"v\": [\n"
+	"{}\n"
+	"]\n"
+	"}\n"
+	"}\n"
+	"]],\n"
+	"\"eventID\": \"%s\"\n"
+	"}\n";
+
+static void test_input_indent0(void **state)
+{
+	(void)state;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct text t = {0};
+		char ev[2048];
+		for (int i = 0; i < 14; i++) {
+			char id[16];
+			snprintf(id, sizeof(id), "i%d", i);
+			snprintf(ev, sizeof(ev), indent0_event, id);
+			puts_(&t, ev);
+		}
+		struct seen s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &s));
+		if (s.nev != 14 || s.nrej)
+			dump(&s);
+		assert_int_equal(s.nev, 14);
+		assert_int_equal(s.nrej, 0);
+		assert_string_equal(s.ev[13].id, "i13");
+		free(t.p);
+	}
+	/* The same inside a Records file written with indent=0. */
+	struct text r = {0};
+	char ev[2048];
+	puts_(&r, "{\n\"Records\": [\n");
+	for (int i = 0; i < 3; i++) {
+		snprintf(ev, sizeof(ev), indent0_event, i == 0 ? "r0" : i == 1 ? "r1" : "r2");
+		ev[strlen(ev) - 1] = '\0'; /* drop the newline */
+		puts_(&r, ev);
+		puts_(&r, i < 2 ? ",\n" : "\n");
+	}
+	puts_(&r, "]\n}\n");
+	static const char *const want[] = {"r0", "r1", "r2"};
+	struct seen s = {0};
+	E(run_input(r.p, r.n, false, 0, 0, &s));
+	expect_ids(&s, want, 3);
+	assert_int_equal(s.nrej, 0);
+	free(r.p);
+}
+
+/* A JSON line cut where a '{' could legally follow (after ',' in an array, or
+ * after ':') still costs only itself: the next line is taken as a continuation
+ * only on a guess, dropped when the value turns out broken. */
+static void test_input_cut_where_an_object_may_follow(void **state)
+{
+	static const char *const tails[] = {
+		"{\"a\":[{\"x\":1},",  /* after ',' in an array */
+		"{\"a\":[",            /* after '[' */
+		"{\"a\":",             /* after ':' */
+		"{\"a\":{\"b\":[[",    /* deeper */
+	};
+	(void)state;
+	for (size_t i = 0; i < TH_ARRAY_SIZE(tails); i++) {
+		for (int last = 0; last <= 1; last++) {
+			/* the cut line before the last record, or before all but one */
+			int n = 12, cut = last ? n - 2 : 3;
+			struct text t = {0};
+			for (int k = 0; k < n; k++) {
+				char line[512];
+				if (k == cut) {
+					puts_(&t, tails[i]);
+					puts_(&t, "\n");
+				}
+				put(&t, line, small_event(line, sizeof(line), k));
+				puts_(&t, "\n");
+			}
+			struct seen s = {0};
+			print_message("cut \"%s\" before record %d\n", tails[i], cut);
+			E(run_input(t.p, t.n, false, 0, 0, &s));
+			expect_all_but(&s, n, -1);
+			if (s.nrej != 1)
+				dump(&s);
+			assert_int_equal(s.nrej, 1);
+			assert_int_equal(s.rej[0].why, TH_REJECT_MALFORMED_JSON);
+			free(t.p);
+		}
+	}
+}
+
+/* A UTF-8 byte-order mark at the start of the file, or of a line (files joined
+ * with cat), costs nothing. */
+static void test_input_bom(void **state)
+{
+	(void)state;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct text t = {0};
+		char line[512];
+		puts_(&t, "\xEF\xBB\xBF");
+		for (int i = 0; i < 4; i++) {
+			if (i == 2)
+				puts_(&t, "\xEF\xBB\xBF");
+			put(&t, line, small_event(line, sizeof(line), i));
+			puts_(&t, "\n");
+		}
+		struct seen s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &s));
+		expect_all_but(&s, 4, -1);
+		assert_int_equal(s.nrej, 0);
+		free(t.p);
+	}
+	/* a pretty-printed file with a BOM */
+	char ev[2048];
+	int n = snprintf(ev, sizeof(ev), "\xEF\xBB\xBF%s", indent0_event);
+	char doc[2048];
+	n = snprintf(doc, sizeof(doc), ev, "bom");
+	static const char *const want[] = {"bom"};
+	struct seen s = {0};
+	E(run_input(doc, (size_t)n, false, 0, 0, &s));
+	expect_ids(&s, want, 1);
+	assert_int_equal(s.nrej, 0);
+}
+
+/* Text after a gzip member is read, not dropped (zlib's gzread ignores it);
+ * so is a second member. */
+static void test_input_gzip_then_plain(void **state)
+{
+	struct text a = {0}, b = {0};
+	(void)state;
+	jsonl(&a, 5, -1, 0, NULL);
+	for (int i = 5; i < 10; i++) {
+		char line[512];
+		put(&b, line, small_event(line, sizeof(line), i));
+		puts_(&b, "\n");
+	}
+	char *gz_path = write_tmp(a.p, a.n, true);
+	char *gz2_path = write_tmp(b.p, b.n, true);
+	for (int second_gz = 0; second_gz <= 1; second_gz++) {
+		struct text all = {0};
+		FILE *f = fopen(gz_path, "rb");
+		assert_non_null(f);
+		char chunk[4096];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			put(&all, chunk, n);
+		fclose(f);
+		if (second_gz) {
+			f = fopen(gz2_path, "rb");
+			assert_non_null(f);
+			while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+				put(&all, chunk, n);
+			fclose(f);
+		} else {
+			put(&all, b.p, b.n);
+		}
+		struct seen s = {0};
+		E(run_input(all.p, all.n, false, 0, 0, &s));
+		expect_all_but(&s, 10, -1);
+		assert_int_equal(s.nrej, 0);
+		free(all.p);
+	}
+	unlink(gz_path);
+	unlink(gz2_path);
+	free(gz_path);
+	free(gz2_path);
+	free(a.p);
+	free(b.p);
+}
+
+/* Over-long runs are rejected once and skipped without being buffered; the
+ * records after them are read. (Memory itself is checked by the scan tests.) */
+static void test_input_over_long_runs(void **state)
+{
+	(void)state;
+	for (int kind = 0; kind < 3; kind++) {
+		for (int gz = 0; gz <= 1; gz++) {
+			struct text t = {0};
+			char line[512];
+			put(&t, line, small_event(line, sizeof(line), 0));
+			puts_(&t, "\n");
+			size_t big = 300000;
+			char *run = malloc(big);
+			assert_non_null(run);
+			if (kind == 0)
+				memset(run, 0, big); /* zeros, no newline */
+			else if (kind == 1)
+				memset(run, 'x', big); /* text, no newline */
+			else {
+				/* one JSON line far over the record limit */
+				memset(run, 'a', big);
+				memcpy(run, "{\"userAgent\":\"", 14);
+				memcpy(run + big - 2, "\"}", 2);
+			}
+			put(&t, run, big);
+			free(run);
+			puts_(&t, "\n");
+			for (int i = 1; i < 5; i++) {
+				put(&t, line, small_event(line, sizeof(line), i));
+				puts_(&t, "\n");
+			}
+			struct seen s = {0};
+			E(run_input(t.p, t.n, gz, 1024, 0, &s));
+			expect_all_but(&s, 5, -1);
+			if (s.nrej != 1)
+				dump(&s);
+			assert_int_equal(s.nrej, 1);
+			assert_int_equal(s.rej[0].why, kind == 2 ? TH_REJECT_TOO_LARGE
+								 : TH_REJECT_MALFORMED_JSON);
+			free(t.p);
+		}
+	}
 }
 
 /* A gzip stream cut short is an I/O error after the records before the cut. */
@@ -1593,6 +1876,12 @@ int main(void)
 		cmocka_unit_test(test_input_large),
 		cmocka_unit_test(test_input_open_errors),
 		cmocka_unit_test(test_input_truncated_gzip),
+		cmocka_unit_test(test_input_stray_bracket),
+		cmocka_unit_test(test_input_indent0),
+		cmocka_unit_test(test_input_cut_where_an_object_may_follow),
+		cmocka_unit_test(test_input_bom),
+		cmocka_unit_test(test_input_gzip_then_plain),
+		cmocka_unit_test(test_input_over_long_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
