@@ -10,9 +10,21 @@
  *  - a raw newline inside a string ends the broken value at that newline
  *    (JSON forbids raw newlines in strings, so the line was cut);
  *  - inside an unfinished top-level object, a line that starts with '{' in
- *    column 0 starts a new value (pretty-printers indent nested values).
+ *    column 0 starts a new value (pretty-printers indent nested values) --
+ *    unless a '{' may legally stand there (after ':', or after ',' or '['
+ *    inside an array, as json.dumps(indent=0) writes): then the value goes on
+ *    on a guess, and ends at that line after all if it turns out broken;
+ *  - a top-level '[' whose first element is not followed by ',' or ']' opens no
+ *    array (a stray line before JSON lines): it alone is rejected.
+ * Memory is bounded whatever the input: a value that is not a container may
+ * take record_max plus an envelope's worth of bytes, text outside values
+ * without a line end as much, and a container doc_max; past that, the rest is
+ * rejected once and skipped as it arrives. A UTF-8 byte-order mark before a
+ * value is skipped.
  * JSON lines take a fast path: a line that starts with '{' and ends with '}'
  * goes to the parser whole, found with memchr instead of a byte-by-byte scan.
+ * gzip is decoded here rather than with gzread, which drops whatever follows
+ * a gzip member when it is not another member.
  */
 #include "trailhound/input.h"
 
@@ -392,6 +404,21 @@ static int src_read(struct th_input *in, char *dst, size_t room)
 			} else {
 				in->mode = SRC_PLAIN;
 			}
+		}
+		if (in->mode == SRC_PLAIN && in->raw_len == 0) {
+			/* plain text: straight into the caller's buffer, no copy */
+			ssize_t n;
+			if (in->raw_eof)
+				return 0;
+			do
+				n = read(in->fd, dst, room);
+			while (n < 0 && errno == EINTR);
+			if (n < 0)
+				return TH_EIO;
+			if (n == 0)
+				in->raw_eof = true;
+			in->raw_read += (uint64_t)n;
+			return (int)n;
 		}
 		if (in->raw_len == 0) {
 			r = raw_more(in);

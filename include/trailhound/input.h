@@ -10,7 +10,8 @@
  *
  * Bad input never stops the stream: each rejected record is reported through
  * the sink's on_reject with its byte offset and reason, and framing resyncs at
- * the next line that starts a JSON value.
+ * the next line that starts a JSON value. Memory stays bounded whatever the
+ * input (see src/input.c).
  */
 #ifndef TRAILHOUND_INPUT_H
 #define TRAILHOUND_INPUT_H
@@ -71,7 +72,9 @@ struct th_input;
 
 /**
  * @brief Open a file ("-" = stdin); gzip is detected automatically.
- * @param doc_max largest top-level value held in memory (a {"Records":[…]} file).
+ * @param doc_max largest container held in memory (a {"Records":[…]} file);
+ *        0 = 256 MiB. Any other value is bounded by the parser's record_max
+ *        (plus 64 KiB of envelope): longer ones are rejected and skipped unbuffered.
  * @returns 0, or TH_ENOTFOUND / TH_EIO / TH_EINVAL (a directory) with errstr set.
  */
 int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
