@@ -132,6 +132,51 @@ static int deliver_one(struct th_parser *pr, const char *buf, size_t len, uint64
 	return 0;
 }
 
+/* For a record at p that starts in column 0: the first later '{' in column 0
+ * that cannot continue it -- where JSON allows no object (after a complete
+ * value, or after ',' in an object), or anywhere after a raw newline in a
+ * string cut it. NULL when there is none before the record ends or end. */
+static const char *column0_break(const char *p, const char *end)
+{
+	char kind[KIND_MAX], last = 0;
+	int depth = 0;
+	bool cut = false;
+	for (const char *q = p; q < end; q++) {
+		char c = *q;
+		if (c == '"') {
+			q++;
+			while (q < end && *q != '"' && *q != '\n') {
+				if (*q == '\\')
+					q++;
+				q++;
+			}
+			if (q >= end)
+				return NULL;
+			if (*q == '\n')
+				cut = true; /* a raw newline: the value was cut here */
+			else
+				last = '"';
+			continue;
+		}
+		if (c == '{' && depth > 0 && q[-1] == '\n') {
+			bool legal = !cut && (last == ':' || ((last == ',' || last == '[') &&
+							      depth < KIND_MAX && kind[depth] == '['));
+			if (!legal)
+				return q;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+			if (depth < KIND_MAX)
+				kind[depth] = c;
+		} else if ((c == '}' || c == ']') && --depth <= 0) {
+			return NULL;
+		}
+		if (!is_ws(c))
+			last = c;
+	}
+	return NULL;
+}
+
 /* In a pretty-printed container every record starts on its own line with the
  * same indentation, nested values are indented further, and a raw newline
  * cannot occur inside a string. So when a record was cut short, the next line
@@ -146,6 +191,11 @@ static const char *next_sibling(const char *base, const char *p, const char *end
 	if (ls == base || ls[-1] != '\n')
 		return NULL;
 	size_t ind = (size_t)(p - ls);
+	/* Records in column 0 (one per line, or json.dumps(indent=0), where the
+	 * objects of nested arrays are in column 0 too): only a '{' that cannot
+	 * continue the record is its successor. */
+	if (ind == 0)
+		return column0_break(p, end);
 	for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL;) {
 		q++;
 		if ((size_t)(end - q) > ind && memcmp(q, ls, ind) == 0 && q[ind] == '{')
@@ -822,6 +872,10 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 				*pos = (size_t)(p + 1 - buf);
 				return 1;
 			}
+			if (in_records && depth == 2)
+				/* A log file's record closed: a guess inside it is settled
+				 * (a broken record is split out by th_split_container). */
+				guess = NULL;
 			if (!top_is_obj && depth == 1) {
 				/* An array's elements are separated by ','. A '[' line
 				 * before JSON lines opens no array: without this, every

@@ -1649,6 +1649,34 @@ static void test_input_indent0(void **state)
 	expect_ids(&s, want, 3);
 	assert_int_equal(s.nrej, 0);
 	free(r.p);
+
+	/* ... with its middle record cut short: that record alone is lost. */
+	struct text c = {0};
+	puts_(&c, "{\n\"Records\": [\n");
+	for (int i = 0; i < 3; i++) {
+		snprintf(ev, sizeof(ev), indent0_event, i == 0 ? "r0" : i == 1 ? "r1" : "r2");
+		if (i == 1)
+			*strstr(ev, "\"eventName\"") = '\0'; /* cut after "eventSource": ...,\n */
+		else
+			ev[strlen(ev) - 1] = '\0';
+		puts_(&c, ev);
+		puts_(&c, i < 2 ? (i == 1 ? "" : ",\n") : "\n");
+	}
+	puts_(&c, "]\n}\n");
+	/* (The container's closing lines are then reported as stray text.) */
+	static const char *const want2[] = {"r0", "r2"};
+	struct seen s2 = {0};
+	E(run_input(c.p, c.n, false, 0, 0, &s2));
+	expect_ids(&s2, want2, 2);
+	assert_true(s2.nrej >= 1);
+	assert_int_equal(s2.rej[0].offset, offset_of(c.p, "{\n\"eventVersion\": \"1.08\",\n\"userIdentity"
+							   "\": {\n\"type\": \"AssumedRole\",\n\"sessionContext"
+							   "\": {\n\"attributes\": {\n\"creationDate\": \"2023-07-10"
+							   "T12:00:00Z\"\n}\n}\n},\n\"eventTime\": \"2023-07-10T12:25:"
+							   "32Z\",\n\"eventSource\": \"s3.amazonaws.com\",\n{"));
+	for (int i = 0; i < s2.nrej; i++)
+		assert_int_equal(s2.rej[i].why, TH_REJECT_MALFORMED_JSON);
+	free(c.p);
 }
 
 /* A JSON line cut where a '{' could legally follow (after ',' in an array, or
