@@ -323,6 +323,10 @@ struct th_input {
 	uint64_t base; /* input offset of buf[0] */
 	uint64_t size_hint;
 	int eof;
+	/* Streaming a log file's "Records" array (see frame_one): skipping an
+	 * over-long record structurally, then resuming the array after it. */
+	bool sk_active, sk_str, sk_esc, resume_records;
+	long sk_depth;
 };
 
 int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
@@ -676,6 +680,62 @@ static int end_broken_array(struct th_parser *pr, const struct th_sink *sink, co
 	return 1;
 }
 
+/* What a streamed log file's remainder is given to read as a value again. */
+#define RECORDS_OPEN "{\"Records\":["
+
+/* Skip the bytes of an over-long record from pos (structure only: strings,
+ * escapes, depth). Returns the position after what was consumed; clears
+ * sk_active at the record's end. */
+static size_t skip_record(struct th_input *in, size_t pos)
+{
+	const char *b = in->buf;
+	for (; pos < in->len; pos++) {
+		char c = b[pos];
+		if (in->sk_str) {
+			if (in->sk_esc)
+				in->sk_esc = false;
+			else if (c == '\\')
+				in->sk_esc = true;
+			else if (c == '"' || c == '\n') /* a raw newline: the string was cut */
+				in->sk_str = false;
+			continue;
+		}
+		if (c == '"')
+			in->sk_str = true;
+		else if (c == '{' || c == '[')
+			in->sk_depth++;
+		else if ((c == '}' || c == ']') && --in->sk_depth <= 0) {
+			in->sk_active = false;
+			in->resume_records = true;
+			return pos + 1;
+		}
+	}
+	return pos;
+}
+
+/* After a skipped record: the rest of the "Records" array reads as a value of
+ * its own again, RECORDS_OPEN put in front of it (the ',' that followed the
+ * skipped record becomes a blank). Offsets stay those of the input. */
+static int resume_records(struct th_input *in, size_t *pos)
+{
+	const size_t n = sizeof(RECORDS_OPEN) - 1;
+	if (in->cap - in->len < n) {
+		char *nb = realloc(in->buf, in->cap + n + TH_PARSE_PADDING);
+		if (!nb)
+			return TH_ENOMEM;
+		in->buf = nb;
+		in->cap += n;
+	}
+	memmove(in->buf + *pos + n, in->buf + *pos, in->len - *pos);
+	memcpy(in->buf + *pos, RECORDS_OPEN, n);
+	if (in->buf[*pos + n] == ',')
+		in->buf[*pos + n] = ' ';
+	in->len += n;
+	in->base -= n;
+	in->resume_records = false;
+	return 0;
+}
+
 /* Frame one value starting at *pos. Returns 1 when a value (or a rejected
  * fragment) was consumed, 0 when more input is needed, or a negative error /
  * the callback's stop value (as negative). */
@@ -770,6 +830,8 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	/* The top-level object's "Records" array is open (depth 2): the one place
 	 * where a '{' in column 0 surely continues the value, see continues_value(). */
 	bool in_records = false;
+	/* The "Records" '[', and the start of the record open inside it. */
+	const char *rec_open = NULL, *el_start = NULL;
 	/* kind[d]: '{' or '[' for the container open at depth d (up to KIND_MAX);
 	 * last: the last byte outside strings that is not whitespace. Together
 	 * they say whether a '{' may legally stand where it is. */
@@ -845,8 +907,12 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 				if (!guess)
 					guess = p;
 			}
-			if (c == '[' && depth == 1 && top_is_obj && is_records_key(s, p))
+			if (c == '[' && depth == 1 && top_is_obj && is_records_key(s, p)) {
 				in_records = true;
+				rec_open = p;
+			}
+			if (in_records && depth == 2)
+				el_start = p;
 			if (!top_is_obj && depth == 1 && !first_el)
 				first_el = p;
 			depth++;
@@ -887,10 +953,43 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 			}
 		} else if (c == ',' && depth == 1) {
 			comma = true;
+		} else if (c == ',' && depth == 2 && in_records && !guess &&
+			   (size_t)(p - s) > obj_max) {
+			/* A log file streams: the records before this ',' are delivered
+			 * now, and the value goes on as if it started here, so memory
+			 * holds about one record, not the file. The bytes before the ','
+			 * (delivered records) are overwritten with the array's opening. */
+			int r = split_array(pr, s, rec_open, p + 1, off, sink);
+			if (r < 0) {
+				*stop = -r;
+				return -1;
+			}
+			char *w = in->buf + (p - buf);
+			memcpy(w - (sizeof(RECORDS_OPEN) - 2), RECORDS_OPEN, sizeof(RECORDS_OPEN) - 1);
+			*pos = (size_t)(p - buf) - (sizeof(RECORDS_OPEN) - 2);
+			return 1;
 		}
 		if (!is_ws(c))
 			last = c;
 		p++;
+	}
+	if (in_records && depth >= 3 && el_start && (size_t)(end - el_start) > obj_max) {
+		/* One record of a log file over the limit: the records before it
+		 * are delivered, it is rejected and skipped structurally as it
+		 * arrives, and the array goes on after it. */
+		int r = split_array(pr, s, rec_open, el_start, off, sink);
+		if (r < 0) {
+			*stop = -r;
+			return -1;
+		}
+		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
+				"record over the record size limit; skipped", el_start,
+				GARBAGE_REPORT_MAX, off + (uint64_t)(el_start - s));
+		in->sk_active = true;
+		in->sk_str = in->sk_esc = false;
+		in->sk_depth = 0;
+		*pos = (size_t)(el_start - buf);
+		return 1;
 	}
 	if (guess && ((size_t)(end - s) > obj_max || in->eof))
 		return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
@@ -935,6 +1034,10 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 	for (;;) {
 		/* Skip whitespace, and in skip mode everything up to a line starting a value. */
 		while (pos < in->len) {
+			if (in->sk_active) {
+				pos = skip_record(in, pos);
+				continue;
+			}
 			if (skipping == 2) {
 				if (in->buf[pos] == '{' || in->buf[pos] == '[') {
 					skipping = 0;
@@ -958,6 +1061,11 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 		}
 		if (pos < in->len) {
 			int stop = 0;
+			if (in->resume_records) {
+				int rc = resume_records(in, &pos);
+				if (rc)
+					return rc;
+			}
 			int r = frame_one(in, pr, sink, &pos, &stop);
 			if (r == 1)
 				continue;

@@ -707,3 +707,30 @@ def test_directory_input_is_reported_and_the_rest_is_read(tmp_path):
     assert (str(d) + ": is a directory").encode() in p.stderr
     assert b"inputs not read 1" in p.stderr
     assert summary_count(p, "parsed") == 3
+
+
+def test_log_files_stream_with_bounded_memory_and_true_offsets(tmp_path):
+    """A {"Records":[...]} file is read record by record: memory holds about a
+    record, not the file; one record over the limit is rejected and skipped;
+    offsets of later rejections are still those of the file."""
+    recs = [json.loads(l) for l in good_lines(300000).splitlines()]
+    for r in recs:
+        r["requestParameters"] = {"pad": "p" * 700}
+    recs[5000]["userAgent"] = "u" * (3 << 20)            # too large
+    recs[250000]["eventName"] = 7                         # wrong type, far into the file
+    path = tmp_path / "big.json"
+    parts = [json.dumps(r) for r in recs]
+    body = '{"Records":[' + ",".join(parts) + "]}\n"
+    offset = lambda i: len('{"Records":[') + sum(len(x) + 1 for x in parts[:i])
+    path.write_text(body)
+    assert path.stat().st_size > 250 << 20  # more than the RSS bound
+    dead, out = tmp_path / "dead.jsonl", tmp_path / "s.json"
+    rc, rss, err = scan_rss([path], "--dead-letter", str(dead), "--summary-json", str(out))
+    assert rc == 0, err
+    assert rss < RSS_BOUND_KB, (rss, err)
+    r = json.loads(out.read_text())["records"]
+    assert (r["parsed"], r["rejected_by"]["too_large"], r["rejected_by"]["wrong_type"]) == \
+        (len(recs) - 2, 1, 1), r
+    letters = {l["reason"]: l for l in map(json.loads, open(dead))}
+    assert letters["wrong_type"]["offset"] == offset(250000)
+    assert letters["too_large"]["offset"] == offset(5000)

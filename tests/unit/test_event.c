@@ -1504,8 +1504,21 @@ static void test_input_large(void **state)
 	assert_int_equal(s.nev, n + 1);
 	assert_int_equal(s.nrej, 0);
 
-	/* Over the document limit: skipped with one report, the stream resyncs on
-	 * the next line. */
+	/* A log file streams: its records are delivered as the file is read, so
+	 * the document limit does not apply to it. */
+	struct seen s1 = {0};
+	E(run_input(r.p, r.n, false, 0, 1 << 20, &s1));
+	assert_int_equal(s1.nev, n + 1);
+	assert_int_equal(s1.nrej, 0);
+	assert_int_equal(s1.ev[1].offset, offset_of(r.p, "},{") + 2);
+
+	/* Any other container over the document limit: skipped with one report,
+	 * the stream resyncs on the next line. */
+	r.p[0] = '[';
+	memset(r.p + 1, ' ', strlen("{\"Records\":[") - 1);
+	char *close = strstr(r.p, "]}\n");
+	assert_non_null(close);
+	close[1] = ' ';
 	struct seen s2 = {0};
 	E(run_input(r.p, r.n, false, 0, 1 << 20, &s2));
 	if (s2.nev != 1 || s2.nrej != 1)
@@ -1516,6 +1529,43 @@ static void test_input_large(void **state)
 	assert_int_equal(s2.rej[0].offset, 0);
 	free(r.p);
 	free(t.p);
+}
+
+/* Log files stream: memory holds about a record, not the file; one record
+ * over the limit is rejected and skipped, and the records after it count. */
+static void test_input_records_stream(void **state)
+{
+	const int n = 20000; /* ~5.5 MB */
+	(void)state;
+	for (int pretty = 0; pretty <= 1; pretty++) {
+		struct text r = {0};
+		puts_(&r, pretty ? "{\n  \"Records\": [\n    " : "{\"Records\":[");
+		for (int i = 0; i < n; i++) {
+			char line[512];
+			if (i)
+				puts_(&r, pretty ? ",\n    " : ",");
+			if (i == 7000) {
+				/* one record of 3 MB, nested and with escapes */
+				puts_(&r, "{\"eventTime\":\"2023-07-10T12:25:32Z\",\"x\":[{\"a\":\"\\\"]}\",\"b\":\"");
+				for (int k = 0; k < 3 << 20; k += 64)
+					puts_(&r, "0123456789012345678901234567890123456789012345678901234567890123");
+				puts_(&r, "\"}],\"eventSource\":\"s\",\"eventName\":\"N\"},");
+			}
+			put(&r, line, small_event(line, sizeof(line), i));
+		}
+		puts_(&r, pretty ? "\n  ]\n}\n" : "]}\n");
+		for (int gz = 0; gz <= 1; gz++) {
+			struct seen s = {0};
+			E(run_input(r.p, r.n, gz, 0, 0, &s));
+			if (s.nev != n || s.nrej != 1)
+				dump(&s);
+			assert_int_equal(s.nev, n);
+			assert_int_equal(s.nrej, 1);
+			assert_int_equal(s.rej[0].why, TH_REJECT_TOO_LARGE);
+			assert_int_equal(s.rej[0].offset, offset_of(r.p, "{\"eventTime\":\"2023-07-10T12:25:32Z\",\"x\""));
+		}
+		free(r.p);
+	}
 }
 
 static void test_input_open_errors(void **state)
@@ -1910,6 +1960,7 @@ int main(void)
 		cmocka_unit_test(test_input_bom),
 		cmocka_unit_test(test_input_gzip_then_plain),
 		cmocka_unit_test(test_input_over_long_runs),
+		cmocka_unit_test(test_input_records_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
