@@ -18,9 +18,11 @@
  *    array (a stray line before JSON lines): it alone is rejected.
  * Memory is bounded whatever the input: a value that is not a container may
  * take record_max plus an envelope's worth of bytes, text outside values
- * without a line end as much, and a container doc_max; past that, the rest is
- * rejected once and skipped as it arrives. A UTF-8 byte-order mark before a
- * value is skipped.
+ * without a line end as much; past that, the rest is rejected once and skipped
+ * as it arrives. Containers (a log file's "Records", a top-level array) stream:
+ * their records are delivered as they are read, an over-long one is rejected
+ * and skipped structurally, and doc_max is only a last bound. A UTF-8
+ * byte-order mark before a value is skipped.
  * JSON lines take a fast path: a line that starts with '{' and ends with '}'
  * goes to the parser whole, found with memchr instead of a byte-by-byte scan.
  * gzip is decoded here rather than with gzread, which drops whatever follows
@@ -325,7 +327,8 @@ struct th_input {
 	int eof;
 	/* Streaming a log file's "Records" array (see frame_one): skipping an
 	 * over-long record structurally, then resuming the array after it. */
-	bool sk_active, sk_str, sk_esc, resume_records;
+	bool sk_active, sk_str, sk_esc;
+	const char *resume; /* RECORDS_OPEN or "[": how the container goes on; NULL */
 	long sk_depth;
 };
 
@@ -706,19 +709,18 @@ static size_t skip_record(struct th_input *in, size_t pos)
 			in->sk_depth++;
 		else if ((c == '}' || c == ']') && --in->sk_depth <= 0) {
 			in->sk_active = false;
-			in->resume_records = true;
 			return pos + 1;
 		}
 	}
 	return pos;
 }
 
-/* After a skipped record: the rest of the "Records" array reads as a value of
- * its own again, RECORDS_OPEN put in front of it (the ',' that followed the
+/* After a skipped record: the rest of its container reads as a value of its
+ * own again, in->resume put in front of it (the ',' that followed the
  * skipped record becomes a blank). Offsets stay those of the input. */
-static int resume_records(struct th_input *in, size_t *pos)
+static int resume_container(struct th_input *in, size_t *pos)
 {
-	const size_t n = sizeof(RECORDS_OPEN) - 1;
+	const size_t n = strlen(in->resume);
 	if (in->cap - in->len < n) {
 		char *nb = realloc(in->buf, in->cap + n + TH_PARSE_PADDING);
 		if (!nb)
@@ -727,12 +729,12 @@ static int resume_records(struct th_input *in, size_t *pos)
 		in->cap += n;
 	}
 	memmove(in->buf + *pos + n, in->buf + *pos, in->len - *pos);
-	memcpy(in->buf + *pos, RECORDS_OPEN, n);
+	memcpy(in->buf + *pos, in->resume, n);
 	if (in->buf[*pos + n] == ',')
 		in->buf[*pos + n] = ' ';
 	in->len += n;
 	in->base -= n;
-	in->resume_records = false;
+	in->resume = NULL;
 	return 0;
 }
 
@@ -830,8 +832,9 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	/* The top-level object's "Records" array is open (depth 2): the one place
 	 * where a '{' in column 0 surely continues the value, see continues_value(). */
 	bool in_records = false;
-	/* The "Records" '[', and the start of the record open inside it. */
-	const char *rec_open = NULL, *el_start = NULL;
+	/* The '[' of the records of a container (a log file's "Records", or a
+	 * top-level array), and the start of the record open inside it. */
+	const char *rec_open = top_is_obj ? NULL : s, *el_start = NULL;
 	/* kind[d]: '{' or '[' for the container open at depth d (up to KIND_MAX);
 	 * last: the last byte outside strings that is not whitespace. Together
 	 * they say whether a '{' may legally stand where it is. */
@@ -911,7 +914,7 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 				in_records = true;
 				rec_open = p;
 			}
-			if (in_records && depth == 2)
+			if (depth == (in_records ? 2 : top_is_obj ? -1 : 1))
 				el_start = p;
 			if (!top_is_obj && depth == 1 && !first_el)
 				first_el = p;
@@ -951,32 +954,35 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 					return end_broken_array(pr, sink, buf, s, first_el, comma, p + 1,
 								off, pos, stop);
 			}
-		} else if (c == ',' && depth == 1) {
+		} else if (c == ',' && depth == (in_records ? 2 : top_is_obj ? -1 : 1)) {
 			comma = true;
-		} else if (c == ',' && depth == 2 && in_records && !guess &&
-			   (size_t)(p - s) > obj_max) {
-			/* A log file streams: the records before this ',' are delivered
-			 * now, and the value goes on as if it started here, so memory
-			 * holds about one record, not the file. The bytes before the ','
-			 * (delivered records) are overwritten with the array's opening. */
-			int r = split_array(pr, s, rec_open, p + 1, off, sink);
-			if (r < 0) {
-				*stop = -r;
-				return -1;
+			if (!guess && (size_t)(p - s) > obj_max) {
+				/* A container streams: the records before this ',' are
+				 * delivered now, and the value goes on as if it started
+				 * here, so memory holds about one record, not the file.
+				 * The bytes before the ',' (delivered records) are
+				 * overwritten with the container's opening. */
+				const char *open = in_records ? RECORDS_OPEN : "[";
+				size_t n = strlen(open);
+				int r = split_array(pr, s, rec_open, p + 1, off, sink);
+				if (r < 0) {
+					*stop = -r;
+					return -1;
+				}
+				memcpy(in->buf + (p - buf) - (n - 1), open, n);
+				*pos = (size_t)(p - buf) - (n - 1);
+				return 1;
 			}
-			char *w = in->buf + (p - buf);
-			memcpy(w - (sizeof(RECORDS_OPEN) - 2), RECORDS_OPEN, sizeof(RECORDS_OPEN) - 1);
-			*pos = (size_t)(p - buf) - (sizeof(RECORDS_OPEN) - 2);
-			return 1;
 		}
 		if (!is_ws(c))
 			last = c;
 		p++;
 	}
-	if (in_records && depth >= 3 && el_start && (size_t)(end - el_start) > obj_max) {
-		/* One record of a log file over the limit: the records before it
+	if ((in_records ? depth >= 3 : !top_is_obj && depth >= 2) && el_start &&
+	    (size_t)(end - el_start) > obj_max) {
+		/* One record of a container over the limit: the records before it
 		 * are delivered, it is rejected and skipped structurally as it
-		 * arrives, and the array goes on after it. */
+		 * arrives, and the container goes on after it. */
 		int r = split_array(pr, s, rec_open, el_start, off, sink);
 		if (r < 0) {
 			*stop = -r;
@@ -988,6 +994,7 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 		in->sk_active = true;
 		in->sk_str = in->sk_esc = false;
 		in->sk_depth = 0;
+		in->resume = in_records ? RECORDS_OPEN : "[";
 		*pos = (size_t)(el_start - buf);
 		return 1;
 	}
@@ -1061,8 +1068,8 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 		}
 		if (pos < in->len) {
 			int stop = 0;
-			if (in->resume_records) {
-				int rc = resume_records(in, &pos);
+			if (in->resume && !in->sk_active) {
+				int rc = resume_container(in, &pos);
 				if (rc)
 					return rc;
 			}

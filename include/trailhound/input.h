@@ -72,9 +72,10 @@ struct th_input;
 
 /**
  * @brief Open a file ("-" = stdin); gzip is detected automatically.
- * @param doc_max largest container held in memory (a {"Records":[…]} file);
- *        0 = 256 MiB. Any other value is bounded by the parser's record_max
- *        (plus 64 KiB of envelope): longer ones are rejected and skipped unbuffered.
+ * @param doc_max last bound on a top-level value held in memory; 0 = 256 MiB.
+ *        Values are in practice bounded by the parser's record_max (plus 64 KiB
+ *        of envelope): containers stream record by record, and a longer record
+ *        is rejected and skipped without being buffered.
  * @returns 0, or TH_ENOTFOUND / TH_EIO / TH_EINVAL (a directory) with errstr set.
  */
 int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
