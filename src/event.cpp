@@ -576,6 +576,19 @@ const id_rule id_rules[] = {
  * (Amazon S3 User Guide, "Logging Amazon S3 API calls using AWS CloudTrail"). */
 const char anonymous_principal[] = "ANONYMOUS_PRINCIPAL";
 
+/* How many bytes of s to quote in a detail: at most max, cut on a UTF-8
+ * character boundary so the dead letter's detail stays valid UTF-8. */
+int quote_len(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	if (n <= max)
+		return int(n);
+	n = max;
+	while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
+		n--;
+	return int(n);
+}
+
 bool is_account_id(const char *s, bool user_identity)
 {
 	size_t i = 0;
@@ -600,8 +613,8 @@ int check_identifiers(const th_event *ev, enum th_reject *why, char *detail, siz
 				continue;
 			*why = TH_REJECT_INVALID_IDENTIFIER;
 			if (detail && detail_size)
-				snprintf(detail, detail_size, "%s \"%.40s%s\" is not a 12-digit account ID",
-					 r.name, v, strlen(v) > 40 ? "..." : "");
+				snprintf(detail, detail_size, "%s \"%.*s%s\" is not a 12-digit account ID",
+					 r.name, quote_len(v, 40), v, strlen(v) > 40 ? "..." : "");
 			return TH_EPARSE;
 		}
 		size_t n = strlen(v);
@@ -639,8 +652,9 @@ int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, const char 
 	}
 	if (th_time_parse_iso(ev->event_time, strlen(ev->event_time), &ev->event_time_ms)) {
 		*why = TH_REJECT_BAD_TIMESTAMP;
-		set_detail(detail, detail_size, "eventTime \"%.64s\" is not an ISO-8601 UTC time%s",
-			   ev->event_time, nullptr);
+		if (detail && detail_size)
+			snprintf(detail, detail_size, "eventTime \"%.*s\" is not an ISO-8601 UTC time",
+				 quote_len(ev->event_time, 64), ev->event_time);
 		return TH_EPARSE;
 	}
 	/* One record dated 9999 (or 1970) must not move the detector's clock:

@@ -833,6 +833,59 @@ static void test_eventbridge(void **state)
 	th_parser_destroy(p);
 }
 
+
+/* A detail quotes the bad value cut on a character boundary: dead letters
+ * carry it as a JSON string, which must stay valid UTF-8. */
+static bool valid_utf8(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	while (*u) {
+		int n = *u < 0x80 ? 0 : (*u & 0xE0) == 0xC0 ? 1 : (*u & 0xF0) == 0xE0 ? 2 : (*u & 0xF8) == 0xF0 ? 3 : -1;
+		if (n < 0)
+			return false;
+		u++;
+		for (; n > 0; n--, u++)
+			if ((*u & 0xC0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+static void test_detail_is_valid_utf8(void **state)
+{
+	struct th_parser *p;
+	(void)state;
+	E(th_parser_new(&p, 0));
+	for (int shift = 0; shift < 3; shift++) {
+		char json[512], val[200] = "";
+		size_t n = 0;
+		for (int i = 0; i < shift; i++)
+			val[n++] = 'x';
+		for (int i = 0; i < 40; i++) {
+			memcpy(val + n, "\xe2\x82\xac", 3); /* the euro sign */
+			n += 3;
+		}
+		val[n] = '\0';
+		const char *const fmts[] = {
+			"{\"eventTime\":\"%s\",\"eventSource\":\"s\",\"eventName\":\"N\"}",
+			"{" REQ ",\"recipientAccountId\":\"%s\"}",
+		};
+		for (size_t f = 0; f < TH_ARRAY_SIZE(fmts); f++) {
+			int len = snprintf(json, sizeof(json), fmts[f], val);
+			char *b = padded(json, (size_t)len);
+			struct th_event ev;
+			enum th_reject why;
+			char detail[256] = "";
+			assert_int_equal(th_parser_parse(p, b, (size_t)len, &ev, &why, detail, sizeof(detail)),
+					 TH_EPARSE);
+			if (!valid_utf8(detail))
+				fail_msg("detail not UTF-8: %s", detail);
+			free(b);
+		}
+	}
+	th_parser_destroy(p);
+}
+
 /* ---- spec v2 §5: event-time bounds against the wall clock ---- */
 
 static int parse_at(struct th_parser *p, int64_t ms, enum th_reject *why)
@@ -1934,6 +1987,7 @@ int main(void)
 		cmocka_unit_test(test_eventbridge),
 		cmocka_unit_test(test_event_time_future_bound),
 		cmocka_unit_test(test_identifier_sizes),
+		cmocka_unit_test(test_detail_is_valid_utf8),
 		cmocka_unit_test(test_feed_two_objects),
 		cmocka_unit_test(test_feed_whitespace),
 		cmocka_unit_test(test_feed_stop),
