@@ -109,8 +109,9 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 	if (s->parse_only)
 		return 0;
 	if ((rc = th_detector_process(s->det, ev, &ref))) {
-		fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n",
-			s->input_name, offset, th_strerror(rc));
+		if (!s->out_err) /* a failed alert write is reported once, at the end */
+			fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n",
+				s->input_name, offset, th_strerror(rc));
 		s->fatal = rc;
 		return rc;
 	}
