@@ -724,10 +724,6 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 		goto drop;
 	}
 	enum th_cred_class cls = classify(ro, true, t, tok_found, h->n ? h->calls[0].session : NULL);
-	/* Tied to a function by its name only: keep waiting for the key's
-	 * AssumeRole (or issuance, or runtime use) until the hold ends. */
-	if (cls == TH_CRED_TOKEN && t->origin == TH_ORIGIN_SESSION && !expire)
-		return 0;
 	if (cls == TH_CRED_UNKNOWN) {
 		if (!expire)
 			return 0;
@@ -1170,12 +1166,13 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	} else if (vd == NET_REMOTE) {
 		d->stats.remote_uses++;
 		call_complete(ev, ref, c);
-		/* A key tied to a function by its session name alone is held like
-		 * an unknown one: its AssumeRole, if any, decides (spec v2), and
-		 * it may arrive after this use. Decided by the name when the hold
-		 * ends with nothing better known. */
-		bool name_only = cls == TH_CRED_TOKEN && t->origin == TH_ORIGIN_SESSION;
-		if (cls != TH_CRED_UNKNOWN && role_found && ro->is_lambda && !name_only) {
+		/* A key tied to a function by its session name alone is decided at
+		 * once, as the function's token: holding it until an AssumeRole
+		 * might arrive would delay a real stolen key's alert by up to the
+		 * key's 12 hours whenever its issuance was not seen. If an
+		 * AssumeRole by another identity arrives later, the use is decided
+		 * again as the role's other session (redecide_as_other). */
+		if (cls != TH_CRED_UNKNOWN && role_found && ro->is_lambda) {
 			token_record_use(t, c, vd);
 			if ((rc = decide(d, acct, akid, cls, t, role_arn, c, reason, NULL, NULL)))
 				return rc;

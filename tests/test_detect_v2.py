@@ -238,17 +238,22 @@ def test_session_named_after_a_function_assumed_by_a_user_first(tmp_path):
 
 def test_session_named_after_a_function_assumed_by_a_user_later(tmp_path):
     # The use arrives first: tied to function orders by its name only, it is
-    # held for the key's AssumeRole, which decides: the same single variation 5
-    # (same alert ID) as the AssumeRole-first order.
+    # decided at once as the function's token (variation 2, CLI) -- a real
+    # stolen key whose issuance was never seen must not wait 12 hours. The
+    # AssumeRole by bob then decides it again as the role's other session:
+    # variation 5 naming the earlier alert, with the same alert ID as the
+    # AssumeRole-first order gives.
     key = "ASIABOBORDERS0000001"
     use = call(key, "orders", ts(DAY, 10, 20), DO, ua=CLI)
     later = [baseline_event()] + function_token() + [use, assumption(key, "orders", ts(DAY))]
     first = [baseline_event()] + function_token() + [assumption(key, "orders", ts(DAY)), use]
     alerts_later, _ = scan(tmp_path, later, name="later.jsonl")
     alerts_first, _ = scan(tmp_path, first, name="first.jsonl")
-    assert verdicts(alerts_later) == [(5, "Medium", use["eventID"])]
-    assert [a["alert_id"] for a in alerts_later] == [a["alert_id"] for a in alerts_first]
-    assert alerts_later[0]["history"]["origin"] == "assumed-by-identity"
+    assert verdicts(alerts_later) == [(2, "High", use["eventID"]), (5, "Medium", use["eventID"])]
+    assert alerts_later[1]["upgrade_of"] == alerts_later[0]["alert_id"]
+    assert verdicts(alerts_first) == [(5, "Medium", use["eventID"])]
+    assert alerts_later[1]["alert_id"] == alerts_first[0]["alert_id"]
+    assert alerts_later[1]["history"]["origin"] == "assumed-by-identity"
 
 
 def test_session_named_after_a_function_assumption_after_the_hold(tmp_path):
@@ -315,9 +320,14 @@ def test_another_service_is_an_assumer_too(tmp_path, order, service, want):
     evs = [baseline_event()] + function_token() + (
         [ar, use] if order == "assumption_first" else [use, ar])
     alerts, _ = scan(tmp_path, evs)
+    # Use first: decided at once by the name (4), then again by the
+    # assumption (5, naming the 4). Either order ends on the same verdict.
+    if order == "use_first" and want == [5]:
+        want = [4, 5]
+        assert alerts[1]["upgrade_of"] == alerts[0]["alert_id"]
     assert [a["variation"] for a in alerts] == want
     assert all(a["event_id"] == use["eventID"] for a in alerts)
-    if want == [5]:
+    if want[-1] == 5:
         assert "ec2.amazonaws.com" in " ".join(alerts[-1]["evidence"])
 
 
