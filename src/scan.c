@@ -507,9 +507,12 @@ int th_cmd_scan(int argc, char **argv)
 		}
 		state_dir = tmpdir;
 	}
-	if (th_state_open(&s.st, state_dir, 0, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound scan: %s\n", errstr);
-		ret = TH_EXIT_RUNTIME;
+	if ((rc = th_state_open(&s.st, state_dir, 0, errstr, sizeof(errstr)))) {
+		/* An untrusted store is the user's to remove: scan has no
+		 * changelog to rebuild it from, and never deletes their files. */
+		fprintf(stderr, "trailhound scan: %s%s\n", errstr,
+			rc == TH_EUNTRUSTED ? " (move it away or delete it, then scan again)" : "");
+		ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
 		goto out;
 	}
 	if (dead_path && !(s.dead = fopen(dead_path, "w"))) {
