@@ -322,6 +322,16 @@ static int th_on_prefix(void *ctx, int ip_version, const char *prefix, const cha
 			  ip_version == 4 ? TH_AWS_MIN_PREFIX_V4 : TH_AWS_MIN_PREFIX_V6);
 		return TH_EPARSE;
 	}
+	/* Lookups turn ::ffff:a.b.c.d into IPv4 first, so an IPv4-mapped
+	 * prefix in the IPv6 list would load and never match: the file is not
+	 * what AWS publishes. */
+	if (ip_version == 6 && p.start.hi == 0 && p.start.lo >> 32 == 0xffff) {
+		th_errstr(b->err, sizeof(b->err),
+			  "prefix \"%s\" (%s, %s) is an IPv4-mapped IPv6 prefix: list it under "
+			  "\"prefixes\" as IPv4, refusing the file",
+			  prefix, region, service);
+		return TH_EPARSE;
+	}
 	/* A cut region would never equal a function's region: refuse it. */
 	rc = th_intern(en->regions, &en->nregions, region, false, &p.region);
 	if (rc == 0)

@@ -762,6 +762,13 @@ static void test_too_wide_ranges_are_refused(void **state)
 		conf.aws_ranges_path = write_tmp("wide.json", wide[i], strlen(wide[i]));
 		expect_refusal(&conf, "wider than", wide[i]);
 	}
+	/* an IPv4-mapped IPv6 prefix would load and never match (lookups map
+	 * ::ffff:a.b.c.d to IPv4 first): refused too (fuzz finding 5) */
+	static const char mapped[] =
+		"{\"prefixes\": [], \"ipv6_prefixes\": [{\"ipv6_prefix\": \"::ffff:3.4.12.0/120\", "
+		"\"region\": \"r\", \"service\": \"EC2\"}]}";
+	conf.aws_ranges_path = write_tmp("mapped.json", mapped, sizeof(mapped) - 1);
+	expect_refusal(&conf, "IPv4-mapped", mapped);
 	/* the bounds themselves are accepted: a /8 and an IPv6 /12 */
 	static const char edge[] =
 		"{\"prefixes\": [{\"ip_prefix\": \"3.0.0.0/8\", \"region\": \"r\", "
