@@ -140,10 +140,19 @@ struct th_held {
 	int64_t asn_ms[TH_HELD_MAX];
 };
 
+/* The dedup ledger of one key: every alert raised for it that an event
+ * still to come could fall within the dedup window of (docs/state-format.md).
+ * Alerts of one key are at least the dedup period apart, so the entries kept
+ * for a bounded lateness are few; when full, the oldest gives way. */
+#define TH_DEDUP_VERSION 2 /* version 1 held the last alert only */
+#define TH_DEDUP_MAX 16
 struct th_dedup {
-	int64_t last_alert_ms;
-	uint64_t count; /* matches in the window, suppressed ones included */
-	char alert_id[33];
+	uint8_t n;
+	struct {
+		int64_t alert_ms; /* event time of the alert */
+		uint64_t count;   /* matches it covers, itself and suppressed ones */
+		char alert_id[33];
+	} alerts[TH_DEDUP_MAX]; /* sorted by alert_ms, oldest first */
 };
 
 /* Reset to an empty record (cheaper than zeroing the whole struct). */
