@@ -1,6 +1,7 @@
 /*
  * Encoding of the detector's records (records.h, docs/state-format.md).
- * Each value starts with TH_REC_VERSION; a decoder refuses other versions
+ * Each value starts with TH_REC_VERSION (the dedup ledger: TH_DEDUP_VERSION,
+ * and its version-1 form still decodes); a decoder refuses other versions
  * rather than guess, and the store as a whole is versioned by state.c.
  */
 #include "trailhound/records.h"

@@ -1,7 +1,9 @@
 /*
  * The detector's records and their keys in the state store. Layouts are
  * documented in docs/state-format.md; every value starts with a format
- * version byte, and every key with a one-letter record type:
+ * version byte (TH_REC_VERSION; TH_DEDUP_VERSION for the dedup ledger, whose
+ * decoder also reads version-1 values), and every key with a one-letter
+ * record type:
  *
  *   a|<account>                          account: first event time
  *   b|<account>|<asn>                    account egress ASN baseline: last seen
