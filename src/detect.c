@@ -346,6 +346,63 @@ static const char *network_name(const struct th_call *c)
 	return "service";
 }
 
+/* ---- the dedup ledger ---- */
+
+/* Ledger entries at or before this time can no longer matter: an event still
+ * to come is at most DEDUP_LATENESS_MS behind the watermark @p now, so it
+ * cannot fall within the dedup window of an alert that old. */
+static int64_t dedup_horizon(const struct th_detector *d, int64_t now)
+{
+	return now - d->conf.dedup_ms - DEDUP_LATENESS_MS;
+}
+
+/* The alert whose window (before or after it) holds time t: the nearest one,
+ * the earlier on a tie; -1 when none. Alerts of a key are at least the dedup
+ * period apart, so at most two windows can hold t. */
+static int dedup_near(const struct th_dedup *dd, int64_t t, int64_t window)
+{
+	int best = -1;
+	int64_t best_dist = 0;
+	for (int i = 0; i < dd->n; i++) {
+		int64_t a = dd->alerts[i].alert_ms;
+		int64_t dist = t > a ? t - a : a - t;
+		if (dist < window && (best < 0 || dist < best_dist)) {
+			best = i;
+			best_dist = dist;
+		}
+	}
+	return best;
+}
+
+/* Record an alert raised at time t, in time order. Entries at or before the
+ * horizon go first; if the ledger is still full, the oldest alert (possibly
+ * this one, when it is the latest arrival of the oldest time) gives way: the
+ * one an event still to come is least likely to fall near. */
+static void dedup_add(struct th_dedup *dd, int64_t t, const char *alert_id, int64_t horizon)
+{
+	int keep = 0;
+	for (int i = 0; i < dd->n; i++)
+		if (dd->alerts[i].alert_ms > horizon)
+			dd->alerts[keep++] = dd->alerts[i];
+	dd->n = (uint8_t)keep;
+	int pos = dd->n;
+	while (pos > 0 && dd->alerts[pos - 1].alert_ms > t)
+		pos--;
+	if (dd->n == TH_DEDUP_MAX) {
+		if (pos == 0)
+			return; /* older than every alert kept, and no room */
+		memmove(&dd->alerts[0], &dd->alerts[1], (size_t)(pos - 1) * sizeof(dd->alerts[0]));
+		pos--;
+	} else {
+		memmove(&dd->alerts[pos + 1], &dd->alerts[pos],
+			(size_t)(dd->n - pos) * sizeof(dd->alerts[0]));
+		dd->n++;
+	}
+	dd->alerts[pos].alert_ms = t;
+	dd->alerts[pos].count = 1;
+	th_strlcpy(dd->alerts[pos].alert_id, alert_id, sizeof(dd->alerts[pos].alert_id));
+}
+
 /* Activation and dedup, then emission. *raised tells whether it fired. */
 static int raise_alert(struct th_detector *d, const struct th_variation *v, const char *acct,
 		       const char *akid, enum th_cred_class cls, const struct th_token *t,
@@ -358,7 +415,7 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 	const char *fn_or_sess = fn ? fn : c->session;
 	int64_t first = 0, tm = c->event_time_ms;
 	char asn[16], dkey[1024];
-	struct th_dedup dd;
+	struct th_dedup dd; /* ~1 KB: fine on the stack */
 	const void *val;
 	size_t vlen, dkl;
 	int rc;
@@ -377,21 +434,23 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 		snprintf(var, sizeof(var), "%d", v->id);
 		dkl = th_key(dkey, sizeof(dkey), 'd', 5, var, acct, role_arn, fn_or_sess, asn);
 	}
-	memset(&dd, 0, sizeof(dd));
 	rc = th_state_get(d->st, dkey, dkl, &val, &vlen);
-	if (rc == 0 && th_dedup_decode(val, vlen, &dd) == 0 && dd.last_alert_ms &&
-	    llabs(tm - dd.last_alert_ms) < d->conf.dedup_ms) {
-		dd.count++;
+	if (rc && rc != TH_ENOTFOUND)
+		return rc;
+	/* A garbled ledger is started again: at worst one alert too many. */
+	if (rc == TH_ENOTFOUND || th_dedup_decode(val, vlen, &dd))
+		dd.n = 0;
+	/* Before or after in event time, whatever the arrival order (spec v2). */
+	int near = dedup_near(&dd, tm, d->conf.dedup_ms);
+	if (near >= 0) {
+		dd.alerts[near].count++;
 		th_wbuf_reset(&d->w);
 		th_dedup_encode(&d->w, &dd);
 		d->stats.suppressed_dedup++;
 		return th_dmem_put(d, dkey, dkl);
 	}
-	if (rc && rc != TH_ENOTFOUND)
-		return rc;
-	dd.last_alert_ms = tm;
-	dd.count = 1;
-	th_strlcpy(dd.alert_id, alert_id, sizeof(dd.alert_id));
+	dedup_add(&dd, tm, alert_id,
+		  dedup_horizon(d, d->clock.watermark > tm ? d->clock.watermark : tm));
 	th_wbuf_reset(&d->w);
 	th_dedup_encode(&d->w, &dd);
 	if ((rc = th_dmem_put(d, dkey, dkl)))
@@ -904,9 +963,12 @@ static int prune_cb(void *ctx, const void *key, size_t klen, const void *val, si
 		break;
 	}
 	case 'd': {
+		/* Whole records go once their latest alert is past the horizon;
+		 * older entries of a live record are dropped when it is next
+		 * written (dedup_add), and the record is bounded either way. */
 		struct th_dedup dd;
 		if (th_dedup_decode(val, vlen, &dd) == 0)
-			drop = dd.last_alert_ms < pc->cutoff;
+			drop = dd.n == 0 || dd.alerts[dd.n - 1].alert_ms <= pc->cutoff;
 		break;
 	}
 	}
@@ -928,7 +990,7 @@ static int prune(struct th_detector *d, int64_t now)
 		char prefix[2] = {kinds[i].type, TH_KEY_SEP};
 		int64_t cutoff = kinds[i].which == 0   ? now
 				 : kinds[i].which == 1 ? now - d->conf.training_ms
-						       : now - d->conf.dedup_ms;
+						       : dedup_horizon(d, now);
 		struct prune_ctx pc = {.d = d, .type = kinds[i].type, .cutoff = cutoff};
 		int rc = th_state_scan(d->st, prefix, 2, prune_cb, &pc);
 		if (pc.err)

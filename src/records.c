@@ -1,6 +1,7 @@
 /*
  * Encoding of the detector's records (records.h, docs/state-format.md).
- * Each value starts with TH_REC_VERSION; a decoder refuses other versions
+ * Each value starts with TH_REC_VERSION (the dedup ledger: TH_DEDUP_VERSION,
+ * and its version-1 form still decodes); a decoder refuses other versions
  * rather than guess, and the store as a whole is versioned by state.c.
  */
 #include "trailhound/records.h"
@@ -404,21 +405,46 @@ int th_held_decode(const void *p, size_t n, struct th_held *h)
 
 void th_dedup_encode(struct th_wbuf *w, const struct th_dedup *d)
 {
-	th_put_u8(w, TH_REC_VERSION);
-	th_put_i64(w, d->last_alert_ms);
-	th_put_varint(w, d->count);
-	th_put_str(w, d->alert_id);
+	th_put_u8(w, TH_DEDUP_VERSION);
+	th_put_u8(w, d->n);
+	for (int i = 0; i < d->n; i++) {
+		th_put_i64(w, d->alerts[i].alert_ms);
+		th_put_varint(w, d->alerts[i].count);
+		th_put_str(w, d->alerts[i].alert_id);
+	}
 }
 
 int th_dedup_decode(const void *p, size_t n, struct th_dedup *d)
 {
 	struct th_rbuf r;
 	th_rbuf_init(&r, p, n);
-	memset(d, 0, sizeof(*d));
-	if (check_version(&r))
+	d->n = 0;
+	uint8_t version = th_get_u8(&r);
+	if (r.bad)
 		return TH_EPARSE;
-	d->last_alert_ms = th_get_i64(&r);
-	d->count = th_get_varint(&r);
-	th_get_str(&r, d->alert_id, sizeof(d->alert_id));
+	if (version == TH_REC_VERSION) {
+		/* Stores written before the ledger kept every alert: the last
+		 * alert is the one entry (so an upgrade keeps deduplicating). */
+		d->n = 1;
+		d->alerts[0].alert_ms = th_get_i64(&r);
+		d->alerts[0].count = th_get_varint(&r);
+		th_get_str(&r, d->alerts[0].alert_id, sizeof(d->alerts[0].alert_id));
+		if (!d->alerts[0].alert_ms)
+			d->n = 0; /* never written so by a detector; nothing to keep */
+		return done(&r);
+	}
+	if (version != TH_DEDUP_VERSION)
+		return TH_EPARSE;
+	d->n = th_get_u8(&r);
+	if (d->n > TH_DEDUP_MAX)
+		return TH_EPARSE;
+	for (int i = 0; i < d->n; i++) {
+		d->alerts[i].alert_ms = th_get_i64(&r);
+		d->alerts[i].count = th_get_varint(&r);
+		th_get_str(&r, d->alerts[i].alert_id, sizeof(d->alerts[i].alert_id));
+		/* sorted, as the detector writes them: its search relies on it */
+		if (i && d->alerts[i].alert_ms < d->alerts[i - 1].alert_ms)
+			return TH_EPARSE;
+	}
 	return done(&r);
 }

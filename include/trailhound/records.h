@@ -1,7 +1,9 @@
 /*
  * The detector's records and their keys in the state store. Layouts are
  * documented in docs/state-format.md; every value starts with a format
- * version byte, and every key with a one-letter record type:
+ * version byte (TH_REC_VERSION; TH_DEDUP_VERSION for the dedup ledger, whose
+ * decoder also reads version-1 values), and every key with a one-letter
+ * record type:
  *
  *   a|<account>                          account: first event time
  *   b|<account>|<asn>                    account egress ASN baseline: last seen
@@ -140,10 +142,19 @@ struct th_held {
 	int64_t asn_ms[TH_HELD_MAX];
 };
 
+/* The dedup ledger of one key: every alert raised for it that an event
+ * still to come could fall within the dedup window of (docs/state-format.md).
+ * Alerts of one key are at least the dedup period apart, so the entries kept
+ * for a bounded lateness are few; when full, the oldest gives way. */
+#define TH_DEDUP_VERSION 2 /* version 1 held the last alert only */
+#define TH_DEDUP_MAX 16
 struct th_dedup {
-	int64_t last_alert_ms;
-	uint64_t count; /* matches in the window, suppressed ones included */
-	char alert_id[33];
+	uint8_t n;
+	struct {
+		int64_t alert_ms; /* event time of the alert */
+		uint64_t count;   /* matches it covers, itself and suppressed ones */
+		char alert_id[33];
+	} alerts[TH_DEDUP_MAX]; /* sorted by alert_ms, oldest first */
 };
 
 /* Reset to an empty record (cheaper than zeroing the whole struct). */

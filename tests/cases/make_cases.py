@@ -1857,6 +1857,140 @@ def _(c):
     c.counters(suppressed_dedup=1)
 
 
+# Dedup in any arrival order (spec v2, issue 11). Each case's events are in arrival order;
+# `theft` issues a key and uses it 20 minutes later from the same DigitalOcean address, so every
+# theft below shares one dedup key (V4, account, role, orders-api, AS14061) and has its own key
+# and alert ID.
+
+@case("periods", "dedup_5_days_in_order")
+def _(c):
+    """Thefts on day 20 and day 25, arriving in time order -> one V4 (day 20), the day-25
+    use deduplicated (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK, "ENV1")
+    theft(c, ATTACK + 5, "ENV2")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_5_days_reversed")
+def _(c):
+    """The same thefts arriving in the other order (day 25, then day 20 from a backlog) -> one
+    V4 (day 25, the first to arrive), the day-20 use, 5 days BEFORE the alert, deduplicated
+    (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK + 5, "ENV2")
+    theft(c, ATTACK, "ENV1")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_8_days_reversed")
+def _(c):
+    """Thefts 8 days apart arriving latest first (day 28, then day 20) -> two V4, as in time
+    order (0 dedup suppressions)."""
+    c.office_start()
+    r2 = theft(c, ATTACK + 8, "ENV2")
+    r1 = theft(c, ATTACK, "ENV1")
+    c.expect(r2, 4)
+    c.expect(r1, 4)
+    c.counters(suppressed_dedup=0)
+
+
+def chain(c, order):
+    """Thefts on days 20, 25 and 30 (ENV0, ENV5, ENV10) arriving in `order` (day offsets)."""
+    return {d: theft(c, ATTACK + d, "ENV%d" % d) for d in order}
+
+
+@case("periods", "dedup_chain_in_order")
+def _(c):
+    """Thefts on days 20, 25, 30 in time order -> V4 on day 20, day 25 deduplicated, V4 on
+    day 30 (10 days after the first alert) (1 dedup suppression)."""
+    c.office_start()
+    r = chain(c, (0, 5, 10))
+    c.expect(r[0], 4)
+    c.expect(r[10], 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_chain_reversed")
+def _(c):
+    """The same thefts arriving latest first (30, 25, 20) -> V4 on day 30, day 25
+    deduplicated (5 days before it), V4 on day 20 (10 days before it): the same two alerts
+    as in time order (1 dedup suppression)."""
+    c.office_start()
+    r = chain(c, (10, 5, 0))
+    c.expect(r[10], 4)
+    c.expect(r[0], 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_chain_ends_first")
+def _(c):
+    """Days 20 and 30 arrive first (two V4, 10 days apart), day 25 last: within 7 days of
+    both alerts -> deduplicated (1 dedup suppression)."""
+    c.office_start()
+    r = chain(c, (0, 10, 5))
+    c.expect(r[0], 4)
+    c.expect(r[10], 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_chain_middle_first")
+def _(c):
+    """The order-dependent case, decided by the rule as written: day 25 arrives first and
+    alerts; day 20 and day 30 are each within 7 days of that alert -> deduplicated. One V4
+    (day 25) where time order gives two (days 20, 30): an alert is never retracted, and a
+    match within 7 days of a raised alert never alerts (2 dedup suppressions)."""
+    c.office_start()
+    r = chain(c, (5, 0, 10))
+    c.expect(r[5], 4)
+    c.counters(suppressed_dedup=2)
+
+
+@case("periods", "dedup_every_alert_is_kept")
+def _(c):
+    """Day 28 alerts, day 20 arrives next (8 days before: alerts too), then day 33: 5 days
+    after the day-28 alert -> deduplicated. (A ledger holding only the last alert raised,
+    day 20, let day 33 alert a second time within 7 days of day 28.) (1 dedup
+    suppression)."""
+    c.office_start()
+    r28 = theft(c, ATTACK + 8, "ENV8")
+    r20 = theft(c, ATTACK, "ENV0")
+    theft(c, ATTACK + 13, "ENV13")
+    c.expect(r28, 4)
+    c.expect(r20, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_backlog_after_prune")
+def _(c):
+    """V4 on day 20; the account's other events move the detector's clock to day 45 (a
+    daily prune runs); a theft of day 22 then arrives from a region's backlog, 23 days late
+    -> deduplicated against the day-20 alert, which the ledger keeps for 30 days of lateness
+    past its window (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK, "ENV1")
+    c.office_start(at(45, 9))
+    theft(c, ATTACK + 2, "ENV2")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_backlog_beyond_lateness")
+def _(c):
+    """The documented bound: V4 on day 20, the clock moves to day 58 (more than 7 + 30 days
+    past the alert, so its ledger entry is pruned), then a theft of day 22 arrives 36 days
+    late -> a second V4 (0 dedup suppressions)."""
+    c.office_start()
+    r1 = theft(c, ATTACK, "ENV1")
+    c.office_start(at(58, 9))
+    r2 = theft(c, ATTACK + 2, "ENV2")
+    c.expect(r1, 4)
+    c.expect(r2, 4)
+    c.counters(suppressed_dedup=0)
+
+
 # =======================================================================================
 # output
 # =======================================================================================

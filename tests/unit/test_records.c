@@ -313,12 +313,35 @@ static void test_decoders_reject_truncated_and_garbled(void **state)
 	th_held_encode(&w, &h);
 	check_decoder("held", &w, dec_held, &h2);
 
-	d.last_alert_ms = 5;
-	d.count = 7;
-	th_strlcpy(d.alert_id, "00112233445566778899aabbccddeeff", sizeof(d.alert_id));
+	d.n = TH_DEDUP_MAX;
+	for (int i = 0; i < d.n; i++) {
+		d.alerts[i].alert_ms = 5 + i;
+		d.alerts[i].count = 7;
+		th_strlcpy(d.alerts[i].alert_id, "00112233445566778899aabbccddeeff",
+			   sizeof(d.alerts[i].alert_id));
+	}
 	th_wbuf_reset(&w);
 	th_dedup_encode(&w, &d);
 	check_decoder("dedup", &w, dec_dedup, &d2);
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), 0);
+	assert_int_equal(d2.n, TH_DEDUP_MAX);
+	assert_int_equal(d2.alerts[TH_DEDUP_MAX - 1].alert_ms, 5 + TH_DEDUP_MAX - 1);
+	/* entries out of time order are not what the detector writes */
+	d.alerts[1].alert_ms = 1;
+	th_wbuf_reset(&w);
+	th_dedup_encode(&w, &d);
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), TH_EPARSE);
+	/* a version-1 ledger (the last alert only) still decodes, as one entry */
+	th_wbuf_reset(&w);
+	th_put_u8(&w, TH_REC_VERSION);
+	th_put_i64(&w, 1700000000000LL);
+	th_put_varint(&w, 3);
+	th_put_str(&w, "00112233445566778899aabbccddeeff");
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), 0);
+	assert_int_equal(d2.n, 1);
+	assert_int_equal(d2.alerts[0].alert_ms, 1700000000000LL);
+	assert_int_equal(d2.alerts[0].count, 3);
+	assert_string_equal(d2.alerts[0].alert_id, "00112233445566778899aabbccddeeff");
 
 	/* counts over the arrays' sizes are refused, not trusted */
 	th_wbuf_reset(&w);
