@@ -162,7 +162,8 @@ static void show_progress(struct scan *s, bool done)
 	s->last_progress = t;
 	uint64_t bytes = s->bytes_done + (s->in ? th_input_bytes_read(s->in) : 0);
 	char eta[32] = "";
-	if (s->bytes_total && bytes && !done) {
+	/* an estimate from under two seconds of reading says little */
+	if (s->bytes_total && bytes && !done && t - s->t0 >= 2) {
 		double left = (t - s->t0) * (double)(s->bytes_total - (bytes < s->bytes_total
 									? bytes
 									: s->bytes_total)) /
@@ -1351,8 +1352,6 @@ int th_cmd_scan(int argc, char **argv)
 	}
 	if (!s.fatal && (rc = first_fatal(&s)))
 		s.fatal = rc;
-	if (s.progress)
-		show_progress(&s, true);
 	if (!s.fatal && !s.parse_only) {
 		/* End of input: decide every use still held for late attribution. */
 		for (int i = 0; i < s.nparts && !s.fatal; i++)
@@ -1363,6 +1362,8 @@ int th_cmd_scan(int argc, char **argv)
 				s.fatal = rc;
 			}
 	}
+	if (s.progress)
+		show_progress(&s, true);
 	if (!s.fatal && fents_retire(&s)) {
 		fprintf(stderr, "trailhound scan: writing files.done: %s\n", strerror(errno));
 		s.fatal = TH_EIO;

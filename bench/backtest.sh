@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Backtest throughput over an S3 trail archive on 1, 2 and all cores
+# (`scan TREE --jobs N`). A benchmark that prints figures; it asserts nothing.
+#
+#   bench/backtest.sh [EVENTS] [RUNS]      (default 1000000 events, best of 2)
+#
+# The archive is the generator's corpus written as S3 lays it out
+# (tools/s3_layout.py: one gzip file per account, region and 5-minute
+# window), cached under ~/.cache/trailhound/bench/. Wall time is what a
+# backtest waits for; each --jobs figure is the best of RUNS runs, and the
+# alerts of every run are checked to be identical (a correctness guard of
+# the benchmark itself, printed, not a test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+events=${1:-1000000}
+runs=${2:-2}
+build=${BUILD_DIR:-build}
+cache="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
+corpus="$cache/corpus-$events.jsonl"
+tree="$cache/s3-tree-$events"
+shared=${TH_SHARED:-$(cd .. && pwd)/shared/data}
+
+mkdir -p "$cache"
+if [ ! -s "$corpus" ]; then
+	echo "bench: generating $corpus (once; ~20 s per million events)"
+	python3 tools/gen_sample.py --seed 7 --accounts 12 --target-events "$events" \
+		--out "$corpus.tmp" -q
+	mv "$corpus.tmp" "$corpus"
+fi
+if [ ! -f "$tree/.complete" ]; then
+	echo "bench: writing the S3 tree $tree (once)"
+	rm -rf "$tree"
+	python3 tools/s3_layout.py "$corpus" "$tree" --digest
+	touch "$tree/.complete"
+fi
+[ -x "$build/trailhound" ] || cmake --build "$build" --target trailhound
+
+ref=()
+[ -f "$shared/asn/asn.mmdb" ] && ref+=(--asn-db "$shared/asn/asn.mmdb")
+[ -f "$shared/aws-ip-ranges/ip-ranges.json" ] && ref+=(--aws-ranges "$shared/aws-ip-ranges/ip-ranges.json")
+nfiles=$(find "$tree/AWSLogs" -path '*/CloudTrail/*' -name '*.json.gz' | wc -l)
+mb=$(du -sm "$tree/AWSLogs" | cut -f1)
+count=$(wc -l <"$corpus")
+echo "bench: $count events in $nfiles files ($mb MB gzip), $(nproc) cores"
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+best() { # best wall seconds of $runs runs of: scan --jobs $1
+	local b="" t0 t1 s
+	for _ in $(seq "$runs"); do
+		t0=$(date +%s.%N)
+		"$build/trailhound" scan --no-progress --quiet-rejects "${ref[@]}" --jobs "$1" \
+			"$tree/AWSLogs" >"$out/alerts-$1" 2>"$out/err-$1" || true
+		t1=$(date +%s.%N)
+		s=$(echo "$t1 - $t0" | bc -l)
+		if [ -z "$b" ] || [ "$(echo "$s < $b" | bc -l)" = 1 ]; then b=$s; fi
+	done
+	echo "$b"
+}
+base=""
+for j in 1 2 "$(nproc)"; do
+	[ "$j" = 2 ] && [ "$(nproc)" = 2 ] && [ -n "$base" ] && [ -f "$out/alerts-2" ] && continue
+	s=$(best "$j")
+	[ -z "$base" ] && base=$s
+	same=$(cmp -s "$out/alerts-1" "$out/alerts-$j" && echo "same alerts" || echo "ALERTS DIFFER")
+	printf 'scan --jobs %-3s %7.2f s  %9.0f events/s  speed-up %.2fx  (%s, %s alerts)\n' \
+		"$j" "$s" "$(echo "$count / $s" | bc -l)" "$(echo "$base / $s" | bc -l)" "$same" \
+		"$(wc -l <"$out/alerts-$j")"
+done
