@@ -383,7 +383,9 @@ static int part_enqueue(struct part *p, const char *raw, size_t len, uint64_t of
 	}
 	if (p->filling->w.oom)
 		return TH_ENOMEM;
-	if (file_end || p->filling->w.len >= BATCH_BYTES)
+	/* A file's end rides in the batch like a record: an archive holds a few
+	 * events per file, and a hand-over per file would cost more than them. */
+	if (p->filling->w.len >= BATCH_BYTES)
 		return part_push(p);
 	return 0;
 }
@@ -563,7 +565,8 @@ static int fents_retire(struct scan *s)
 		upto = s->nfents;
 	for (; s->fents_freed < upto && s->fents_freed < s->nfents; s->fents_freed++) {
 		struct fent *f = s->fents[s->fents_freed];
-		if (f && f->ledger && s->ledger && !rc &&
+		/* --parse-only detected nothing: its files are not done */
+		if (f && f->ledger && s->ledger && !s->parse_only && !rc &&
 		    (fprintf(s->ledger, "%s\n", f->ledger) < 0 || fflush(s->ledger)))
 			rc = TH_EIO;
 		if (f) {
