@@ -624,7 +624,9 @@ static int merge_alerts(struct scan *s, struct merged *m)
 	if (!(m->v = calloc(n + 1, sizeof(*m->v))))
 		return TH_ENOMEM;
 	for (int i = 0; i < s->nparts; i++) {
-		memcpy(m->v + m->n, s->parts[i].alerts, s->parts[i].nalerts * sizeof(*m->v));
+		if (s->parts[i].nalerts) /* a partition without alerts has no array */
+			memcpy(m->v + m->n, s->parts[i].alerts,
+			       s->parts[i].nalerts * sizeof(*m->v));
 		m->n += s->parts[i].nalerts;
 	}
 	sort_scan = s;
