@@ -54,7 +54,8 @@ best() {
 		/usr/bin/time -o "$out/time" -f '%e %U %S' "$build/trailhound" scan --no-progress \
 			--quiet-rejects "${ref[@]}" --jobs "$1" "$tree/AWSLogs" \
 			>"$out/alerts-$1" 2>"$out/err-$1" || true
-		read -r w u s <"$out/time"
+		# the last line: time says "Command exited with non-zero status 1" first
+		read -r w u s < <(tail -n1 "$out/time")
 		if [ -z "$b" ] || [ "$(echo "$w < $b" | bc -l)" = 1 ]; then
 			b=$w
 			c=$(echo "$u + $s" | bc -l)
