@@ -220,3 +220,36 @@ def test_a_store_keeps_its_partition_count(archive, tmp_path):
     p = scan(some, "--state", state, "--jobs", "3")
     assert p.returncode == 2 and b"--jobs 2" in p.stderr, p.stderr.decode()
     assert sorted(os.listdir(state)) == ["files.done", "p0", "p1", "partitions"]
+
+
+def test_progress_line_on_a_terminal_only(archive):
+    """On a terminal, stderr gets a progress line (files, events, alerts; an
+    ETA once there is something to estimate from); not through a pipe, and not
+    with --no-progress."""
+    import pty
+    tree, _, want = archive
+    cmd = [os.path.abspath(BIN), "scan", "--quiet-rejects", "--asn-db", ASN, "--aws-ranges", RANGES,
+           "--jobs", "2", "AWSLogs"]
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, cwd=tree)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not b:
+            break
+        chunks.append(b)
+    out = p.stdout.read()
+    assert p.wait(timeout=300) == 1
+    os.close(master)
+    tty = b"".join(chunks).decode(errors="replace")
+    n = len(log_files(tree))
+    assert f"\r{n} files, " in tty and " alerts, " in tty, tty[-2000:]
+    assert out == want
+    piped = scan(["AWSLogs"], "--jobs", "2", cwd=tree)  # scan() passes --no-progress
+    assert " files, " not in piped.stderr.decode()
+    no_flag = subprocess.run([c for c in cmd], capture_output=True, cwd=tree)
+    assert "\r" not in no_flag.stderr.decode()
