@@ -30,3 +30,7 @@ fi
 # scan next to parser-only on the same >= 1M-event corpus, as a ratio
 echo
 bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}"
+
+# backtest over an S3 tree of the same size on 1, 2 and all cores
+echo
+bench/backtest.sh "${SCAN_EVENTS:-1000000}"

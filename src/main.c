@@ -16,7 +16,7 @@ static void usage(FILE *out)
 		"Catches stolen AWS Lambda credentials in CloudTrail.\n"
 		"\n"
 		"Commands:\n"
-		"  scan [FILE...|-]   run the detector over CloudTrail files, alerts as JSON lines\n"
+		"  scan [FILE|DIR...|-]  run the detector over CloudTrail files or an S3 archive\n"
 		"  inspect --state DIR  show what the detector knows (keys, roles, accounts)\n"
 		"  run -c FILE        the Kafka stream worker (consumer group, exactly-once)\n"
 		"  produce FILE...    publish CloudTrail files to Kafka, one message per event\n"

@@ -1,16 +1,35 @@
 /*
- * `trailhound scan`: the offline pipeline. Reads CloudTrail files (or stdin),
- * runs parser → detector over one state store, writes alerts as JSON lines on
- * stdout and a summary on stderr. The same detector runs in the Kafka worker;
- * scan is how investigators and tests run it over files.
+ * `trailhound scan`: the offline pipeline. Reads CloudTrail files, directories
+ * of them (an S3 archive, in delivery order: see archive.h) or stdin, runs
+ * parser → detector, writes alerts as JSON lines on stdout and a summary on
+ * stderr. The same detector runs in the Kafka worker; scan is how
+ * investigators, backtests and tests run it over files.
+ *
+ * --jobs N splits the events by account the way `trailhound produce` keys
+ * them for Kafka (murmur2 of the account, N partitions), one detector and one
+ * state store per partition, each in its own thread. The reading thread
+ * frames and parses every record (rejects and dead letters stay in one
+ * place) and hands the raw record to its partition's queue; the partition
+ * parses it again (cheap next to detection) so no parsed event crosses
+ * threads. Alerts are buffered and written at the end ordered by eventTime,
+ * then upgrade order (an upgrade after the alert it upgrades), alert ID and
+ * JSON text: the output is byte-identical for any N.
+ *
+ * With --state DIR, every file read to the end is appended to DIR/files.done
+ * once every partition has committed its events; a later run skips those
+ * files, so a nightly backtest of an archive reads only the new ones.
  */
 #include "trailhound/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <librdkafka/rdkafka.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +37,106 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "trailhound/archive.h"
 #include "trailhound/avro_alert.h"
 #include "trailhound/config.h"
 #include "trailhound/detect.h"
+#include "trailhound/hash.h"
 #include "trailhound/input.h"
 #include "trailhound/variation.h"
 
-struct scan {
+#define TH_SCAN_MAX_JOBS 256
+#define BATCH_BYTES (1u << 20)
+#define QUEUE_MAX 4
+#define ITEM_FILE_END UINT32_MAX
+
+/* One input file; owned by the reading thread, freed once every partition
+ * is past it. Partitions borrow the path for the alerts' input field. */
+struct fent {
+	char *path, *ledger;
+	uint64_t idx;
+};
+
+/* A queued record: header, then len bytes and TH_PARSE_PADDING spare bytes. */
+struct item {
+	uint32_t len; /* ITEM_FILE_END marks the end of file f */
+	uint32_t pad_;
+	uint64_t offset;
+	struct fent *f;
+};
+
+struct batch {
+	struct th_wbuf w;
+	struct batch *next;
+};
+
+/* One buffered alert: its sort key and where its bytes sit in the blobs. */
+struct abuf {
+	int64_t t;
+	char id[TH_ALERT_ID_LEN + 1];
+	int variation;
+	int depth; /* place in an upgrade chain: an upgrade comes after what it upgrades */
+	char *account;
+	size_t json_off, json_len, avro_off, avro_len;
+	int part;
+};
+
+struct scan;
+
+struct part {
+	int idx;
+	struct scan *s;
 	struct th_parser *parser;
 	struct th_detector *det;
 	struct th_state *st;
-	struct th_wbuf out;
+	struct th_avro_alert *avro;
+	pthread_t thr;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch *qhead, *qtail, *filling;
+	int qlen;
+	bool eof;
+	struct abuf *alerts;
+	size_t nalerts, cap;
+	struct th_wbuf json, avro_blob, msg;
+	const struct fent *cur;
+	uint64_t since_commit;
+	_Atomic uint64_t files_done, nalert_atomic;
+	_Atomic int fatal;
+};
+
+struct scan {
+	struct part *parts;
+	int nparts;
+	bool threaded, persistent;
 	FILE *dead;
 	const char *dead_path;
 	int dead_err; /* errno of the first failed dead-letter write, 0 = none */
 	int out_err;  /* errno of the first failed write to stdout */
-	struct th_avro_alert *avro; /* --avro-out */
 	FILE *avro_out;
-	struct th_wbuf avro_msg;
 	const char *input_name;
 	uint64_t read, parsed, rejected_by[TH_REJECT__COUNT], alerts;
-	uint64_t since_commit, batch;
-	uint64_t inputs_failed; /* inputs that could not be opened or read to the end */
+	uint64_t batch;
+	uint64_t inputs_failed; /* explicit inputs that could not be opened or read to the end */
+	uint64_t files_read, skipped_by[TH_SKIP__COUNT];
+	uint64_t bytes_total, bytes_done;
 	int fatal;
-	bool progress, quiet_rejects, parse_only;
+	bool progress, quiet_rejects, parse_only, counting;
 	double t0, last_progress;
+	struct th_parser *parser;
 	struct th_input *in;
+	struct fent *curf;
+	/* resume ledger */
+	FILE *ledger;
+	struct ledger_ent *done;
+	struct fent **fents;
+	size_t nfents, capfents, fents_freed;
+};
+
+struct ledger_ent {
+	UT_hash_handle hh;
+	char key[];
 };
 
 static double now_s(void)
@@ -53,76 +146,285 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static uint64_t alerts_so_far(const struct scan *s)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < s->nparts; i++)
+		n += atomic_load(&s->parts[i].nalert_atomic);
+	return n;
+}
+
 static void show_progress(struct scan *s, bool done)
 {
 	double t = now_s();
 	if (!done && t - s->last_progress < 0.5)
 		return;
 	s->last_progress = t;
-	double mb = s->in ? (double)th_input_bytes_read(s->in) / 1e6 : 0;
-	fprintf(stderr, "\r%s: %" PRIu64 " events, %.1f MB, %" PRIu64 " alerts, %.0f events/s%s",
-		s->input_name, s->read, mb, s->alerts, (double)s->read / (t - s->t0 + 1e-9),
-		done ? "\n" : "   ");
+	uint64_t bytes = s->bytes_done + (s->in ? th_input_bytes_read(s->in) : 0);
+	char eta[32] = "";
+	/* an estimate from under two seconds of reading says little */
+	if (s->bytes_total && bytes && !done && t - s->t0 >= 2) {
+		double left = (t - s->t0) * (double)(s->bytes_total - (bytes < s->bytes_total
+									? bytes
+									: s->bytes_total)) /
+			      (double)bytes;
+		snprintf(eta, sizeof(eta), ", ETA %dm%02ds", (int)(left / 60), (int)left % 60);
+	}
+	fprintf(stderr,
+		"\r%" PRIu64 " files, %" PRIu64 " events, %.1f MB, %" PRIu64
+		" alerts, %.0f events/s%s%s",
+		s->files_read, s->read, (double)bytes / 1e6, alerts_so_far(s),
+		(double)s->read / (t - s->t0 + 1e-9), eta, done ? "\n" : "   ");
+}
+
+/* ---- partitions ---- */
+
+/* The partition `trailhound produce` sends an account to: librdkafka's
+ * murmur2 partitioner (the Java client's), so scan --jobs N and a topic of
+ * N partitions split the accounts alike. */
+static int partition_of(const struct th_event *ev, int n)
+{
+	const char *acct = th_event_account(ev);
+	if (n <= 1)
+		return 0;
+	if (!acct)
+		acct = "";
+	return (int)rd_kafka_msg_partitioner_murmur2(NULL, acct, strlen(acct), n, NULL, NULL);
 }
 
 static int on_alert(void *ctx, const struct th_alert *a)
 {
-	struct scan *s = ctx;
-	th_wbuf_reset(&s->out);
-	th_alert_to_json(a, &s->out);
-	th_put_u8(&s->out, '\n');
-	if (s->out.oom)
-		return TH_ENOMEM;
-	if (fwrite(s->out.p, 1, s->out.len, stdout) != s->out.len) {
-		/* An alert that cannot be written is lost: stop (exit 5), never go on. */
-		s->out_err = errno ? errno : EIO;
-		return TH_EIO;
+	struct part *p = ctx;
+	struct scan *s = p->s;
+	struct abuf *ab;
+	if (p->nalerts == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 64;
+		struct abuf *q = realloc(p->alerts, nc * sizeof(*q));
+		if (!q)
+			return TH_ENOMEM;
+		p->alerts = q;
+		p->cap = nc;
 	}
+	ab = &p->alerts[p->nalerts];
+	memset(ab, 0, sizeof(*ab));
+	ab->t = a->event_time_ms;
+	memcpy(ab->id, a->alert_id, sizeof(ab->id));
+	ab->variation = a->variation;
+	ab->part = p->idx;
+	if (a->upgrade_of)
+		for (size_t i = p->nalerts; i-- > 0;)
+			if (strcmp(p->alerts[i].id, a->upgrade_of) == 0) {
+				ab->depth = p->alerts[i].depth + 1;
+				break;
+			}
+	if (!(ab->account = strdup(a->account_id ? a->account_id : "")))
+		return TH_ENOMEM;
+	ab->json_off = p->json.len;
+	th_alert_to_json(a, &p->json);
+	th_put_u8(&p->json, '\n');
+	ab->json_len = p->json.len - ab->json_off;
 	if (s->avro_out) {
 		/* Length-prefixed so a reader can split the file back into the
 		 * exact Kafka message values the worker would produce. */
-		int rc = th_avro_alert_encode(s->avro, a, &s->avro_msg);
-		if (rc)
+		int rc = th_avro_alert_encode(p->avro, a, &p->msg);
+		if (rc) {
+			free(ab->account);
 			return rc;
-		uint32_t n = (uint32_t)s->avro_msg.len;
+		}
+		uint32_t n = (uint32_t)p->msg.len;
 		uint8_t len[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
 				  (uint8_t)n};
-		if (fwrite(len, 1, 4, s->avro_out) != 4 ||
-		    fwrite(s->avro_msg.p, 1, n, s->avro_out) != n)
-			return TH_EIO;
+		ab->avro_off = p->avro_blob.len;
+		th_put_bytes(&p->avro_blob, len, 4);
+		th_put_bytes(&p->avro_blob, p->msg.p, n);
+		ab->avro_len = p->avro_blob.len - ab->avro_off;
 	}
-	s->alerts++;
+	if (p->json.oom || p->avro_blob.oom) {
+		free(ab->account);
+		return TH_ENOMEM;
+	}
+	p->nalerts++;
+	atomic_fetch_add(&p->nalert_atomic, 1);
 	return 0;
 }
+
+static int part_commit(struct part *p)
+{
+	int rc = th_detector_checkpoint(p->det);
+	if (!rc)
+		rc = th_state_commit(p->st, TH_STATE_NO_OFFSET);
+	return rc;
+}
+
+static int part_event(struct part *p, const struct th_event *ev, uint64_t offset)
+{
+	struct th_input_ref ref = {.topic = p->cur ? p->cur->path : "<stdin>", .partition = -1,
+				   .offset = (int64_t)offset};
+	int rc;
+	if ((rc = th_detector_process(p->det, ev, &ref))) {
+		fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n", ref.topic,
+			offset, th_strerror(rc));
+		return rc;
+	}
+	/* Coalesced writes: LMDB sees one put per distinct key per batch. */
+	if (++p->since_commit >= p->s->batch) {
+		p->since_commit = 0;
+		if ((rc = part_commit(p)))
+			return rc;
+	}
+	return 0;
+}
+
+/* End of a file: its events are committed before the ledger may name it. */
+static int part_file_end(struct part *p, const struct fent *f)
+{
+	int rc = 0;
+	if (p->s->persistent) {
+		p->since_commit = 0;
+		rc = part_commit(p);
+	}
+	if (!rc)
+		atomic_store(&p->files_done, f->idx + 1);
+	return rc;
+}
+
+static int reparse_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
+			 uint64_t offset)
+{
+	(void)raw;
+	(void)raw_len;
+	return part_event(ctx, ev, offset);
+}
+
+static void reparse_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
+			   size_t raw_len, uint64_t offset)
+{
+	/* The reading thread accepted this record; the same parser cannot
+	 * disagree except on memory. Said, never silent. */
+	(void)ctx, (void)raw, (void)raw_len;
+	fprintf(stderr, "trailhound scan: byte %" PRIu64 ": partition re-parse rejected (%s): %s\n",
+		offset, th_reject_name(why), detail);
+}
+
+static void *part_main(void *arg)
+{
+	struct part *p = arg;
+	struct th_sink sink = {reparse_event, reparse_reject, p};
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->qhead && !p->eof)
+			pthread_cond_wait(&p->cv, &p->mu);
+		struct batch *b = p->qhead;
+		if (b) {
+			p->qhead = b->next;
+			if (!p->qhead)
+				p->qtail = NULL;
+			p->qlen--;
+			pthread_cond_broadcast(&p->cv);
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (!b)
+			break;
+		size_t at = 0;
+		while (at < b->w.len && !atomic_load(&p->fatal)) {
+			struct item it;
+			memcpy(&it, b->w.p + at, sizeof(it));
+			at += sizeof(it);
+			int rc;
+			if (it.len == ITEM_FILE_END) {
+				rc = part_file_end(p, it.f);
+			} else {
+				p->cur = it.f;
+				rc = th_parser_feed(p->parser, (const char *)b->w.p + at, it.len,
+						    it.offset, &sink);
+				at += ((size_t)it.len + TH_PARSE_PADDING + 7) & ~(size_t)7;
+			}
+			if (rc)
+				atomic_store(&p->fatal, rc);
+		}
+		th_wbuf_free(&b->w);
+		free(b);
+	}
+	return NULL;
+}
+
+static int part_push(struct part *p)
+{
+	struct batch *b = p->filling;
+	if (!b)
+		return 0;
+	p->filling = NULL;
+	pthread_mutex_lock(&p->mu);
+	while (p->qlen >= QUEUE_MAX)
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (p->qtail)
+		p->qtail->next = b;
+	else
+		p->qhead = b;
+	p->qtail = b;
+	p->qlen++;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+static int part_enqueue(struct part *p, const char *raw, size_t len, uint64_t offset,
+			struct fent *f, bool file_end)
+{
+	static const char zeros[TH_PARSE_PADDING + 8];
+	if (!p->filling && !(p->filling = calloc(1, sizeof(*p->filling))))
+		return TH_ENOMEM;
+	struct item it = {file_end ? ITEM_FILE_END : (uint32_t)len, 0, offset, f};
+	th_put_bytes(&p->filling->w, &it, sizeof(it));
+	if (!file_end) {
+		th_put_bytes(&p->filling->w, raw, len);
+		size_t padded = (len + TH_PARSE_PADDING + 7) & ~(size_t)7;
+		th_put_bytes(&p->filling->w, zeros, padded - len);
+	}
+	if (p->filling->w.oom)
+		return TH_ENOMEM;
+	/* A file's end rides in the batch like a record: an archive holds a few
+	 * events per file, and a hand-over per file would cost more than them. */
+	if (p->filling->w.len >= BATCH_BYTES)
+		return part_push(p);
+	return 0;
+}
+
+static int first_fatal(struct scan *s)
+{
+	for (int i = 0; i < s->nparts; i++) {
+		int rc = atomic_load(&s->parts[i].fatal);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- the reading thread ---- */
 
 static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
 		    uint64_t offset)
 {
 	struct scan *s = ctx;
-	struct th_input_ref ref = {.topic = s->input_name, .partition = -1,
-				   .offset = (int64_t)offset};
 	int rc;
-	(void)raw;
-	(void)raw_len;
 	s->read++;
 	s->parsed++;
 	if (s->parse_only)
 		return 0;
-	if ((rc = th_detector_process(s->det, ev, &ref))) {
-		if (!s->out_err) /* a failed alert write is reported once, at the end */
-			fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n",
-				s->input_name, offset, th_strerror(rc));
+	struct part *p = &s->parts[partition_of(ev, s->nparts)];
+	if (!s->threaded) {
+		p->cur = s->curf;
+		rc = part_event(p, ev, offset);
+	} else if (raw_len >= ITEM_FILE_END) {
+		rc = TH_ETOOBIG;
+	} else {
+		rc = part_enqueue(p, raw, raw_len, offset, s->curf, false);
+		if (!rc)
+			rc = first_fatal(s);
+	}
+	if (rc) {
 		s->fatal = rc;
 		return rc;
-	}
-	/* Coalesced writes: LMDB sees one put per distinct key per batch. */
-	if (++s->since_commit >= s->batch) {
-		s->since_commit = 0;
-		if ((rc = th_detector_checkpoint(s->det)) ||
-		    (rc = th_state_commit(s->st, TH_STATE_NO_OFFSET))) {
-			s->fatal = rc;
-			return rc;
-		}
 	}
 	if (s->progress && (s->read & 4095) == 0)
 		show_progress(s, false);
@@ -173,14 +475,225 @@ static void on_reject(void *ctx, enum th_reject why, const char *detail, const c
 	}
 }
 
+static void on_skip(void *ctx, const char *path, enum th_archive_skip why, const char *detail)
+{
+	struct scan *s = ctx;
+	if (s->counting)
+		return;
+	s->skipped_by[why]++;
+	/* Digest files, dot files and other files are expected in an archive:
+	 * counted only. What the user may want to fix is said. */
+	if (why == TH_SKIP_SYMLINK_LOOP || why == TH_SKIP_UNREADABLE ||
+	    why == TH_SKIP_NOT_REGULAR)
+		fprintf(stderr, "trailhound scan: skipped %s (%s%s%s)\n", path,
+			th_archive_skip_name(why), detail && *detail ? ": " : "",
+			detail ? detail : "");
+}
+
+/* ---- the resume ledger (DIR/files.done) ---- */
+
+static bool ledger_has(struct scan *s, const char *key)
+{
+	struct ledger_ent *e;
+	HASH_FIND_STR(s->done, key, e);
+	return e != NULL;
+}
+
+static int ledger_add_mem(struct scan *s, const char *key)
+{
+	size_t n = strlen(key) + 1;
+	struct ledger_ent *e;
+	if (ledger_has(s, key))
+		return 0;
+	if (!(e = calloc(1, sizeof(*e) + n)))
+		return TH_ENOMEM;
+	memcpy(e->key, key, n);
+	HASH_ADD_STR(s->done, key, e);
+	return 0;
+}
+
+static int ledger_open(struct scan *s, const char *dir, char *errstr, size_t errstr_size)
+{
+	char path[4096], *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	snprintf(path, sizeof(path), "%s/files.done", dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		while ((n = getline(&line, &cap, f)) > 0) {
+			/* a torn last line (crash mid-write) ends without '\n': not done */
+			if (line[n - 1] != '\n')
+				break;
+			line[n - 1] = 0;
+			if ((rc = ledger_add_mem(s, line)))
+				break;
+		}
+		free(line);
+		fclose(f);
+		if (rc)
+			return rc;
+	}
+	if (!(s->ledger = fopen(path, "a"))) {
+		snprintf(errstr, errstr_size, "%.400s/files.done: %s", dir, strerror(errno));
+		return TH_EIO;
+	}
+	return 0;
+}
+
+static void ledger_free(struct scan *s)
+{
+	struct ledger_ent *e, *t;
+	HASH_ITER(hh, s->done, e, t)
+	{
+		HASH_DEL(s->done, e);
+		free(e);
+	}
+}
+
+/* Name in the ledger (and free) every file that all partitions are past. */
+static int fents_retire(struct scan *s)
+{
+	uint64_t upto = UINT64_MAX;
+	int rc = 0;
+	for (int i = 0; i < s->nparts; i++) {
+		uint64_t d = atomic_load(&s->parts[i].files_done);
+		if (d < upto)
+			upto = d;
+	}
+	if (s->parse_only)
+		upto = s->nfents;
+	for (; s->fents_freed < upto && s->fents_freed < s->nfents; s->fents_freed++) {
+		struct fent *f = s->fents[s->fents_freed];
+		/* --parse-only detected nothing: its files are not done */
+		if (f && f->ledger && s->ledger && !s->parse_only && !rc &&
+		    (fprintf(s->ledger, "%s\n", f->ledger) < 0 || fflush(s->ledger)))
+			rc = TH_EIO;
+		if (f) {
+			free(f->path);
+			free(f->ledger);
+			free(f);
+		}
+		s->fents[s->fents_freed] = NULL;
+	}
+	return rc;
+}
+
+/* ---- alerts out, in one order for any --jobs ---- */
+
+static int cmp_abuf_ctx_less(const struct abuf *x, const struct abuf *y, struct scan *s)
+{
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
+	int c = strcmp(x->id, y->id);
+	if (c)
+		return c;
+	const struct part *px = &s->parts[x->part], *py = &s->parts[y->part];
+	size_t n = x->json_len < y->json_len ? x->json_len : y->json_len;
+	c = memcmp(px->json.p + x->json_off, py->json.p + y->json_off, n);
+	if (c)
+		return c;
+	return x->json_len < y->json_len ? -1 : x->json_len > y->json_len;
+}
+
+static struct scan *sort_scan; /* qsort has no context argument in C11 */
+
+static int cmp_abuf(const void *x, const void *y)
+{
+	return cmp_abuf_ctx_less(x, y, sort_scan);
+}
+
+static int cmp_str_p(const void *x, const void *y)
+{
+	return strcmp(((const struct abuf *)x)->account, ((const struct abuf *)y)->account);
+}
+
+struct merged {
+	struct abuf *v;
+	size_t n;
+};
+
+static int merge_alerts(struct scan *s, struct merged *m)
+{
+	size_t n = 0;
+	for (int i = 0; i < s->nparts; i++)
+		n += s->parts[i].nalerts;
+	m->n = 0;
+	if (!(m->v = calloc(n + 1, sizeof(*m->v))))
+		return TH_ENOMEM;
+	for (int i = 0; i < s->nparts; i++) {
+		if (s->parts[i].nalerts) /* a partition without alerts has no array */
+			memcpy(m->v + m->n, s->parts[i].alerts,
+			       s->parts[i].nalerts * sizeof(*m->v));
+		m->n += s->parts[i].nalerts;
+	}
+	sort_scan = s;
+	qsort(m->v, m->n, sizeof(*m->v), cmp_abuf);
+	for (size_t i = 0; i < m->n; i++) {
+		const struct abuf *ab = &m->v[i];
+		const struct part *p = &s->parts[ab->part];
+		if (!s->out_err && fwrite(p->json.p + ab->json_off, 1, ab->json_len, stdout) !=
+					   ab->json_len)
+			s->out_err = errno ? errno : EIO;
+		if (s->avro_out &&
+		    fwrite(p->avro_blob.p + ab->avro_off, 1, ab->avro_len, s->avro_out) !=
+			    ab->avro_len)
+			return TH_EIO;
+	}
+	s->alerts = m->n;
+	return 0;
+}
+
+static void sum_stats(struct scan *s, struct th_detect_stats *ds)
+{
+	memset(ds, 0, sizeof(*ds));
+	for (int i = 0; i < s->nparts; i++) {
+		struct th_detect_stats one;
+		if (!s->parts[i].det)
+			continue;
+		th_detector_get_stats(s->parts[i].det, &one);
+		uint64_t *a = (uint64_t *)ds, *b = (uint64_t *)&one;
+		/* every field is a uint64_t counter: sum them all */
+		for (size_t k = 0; k < sizeof(*ds) / sizeof(uint64_t); k++)
+			a[k] += b[k];
+	}
+}
+
+/* Per-account counts of the merged alerts: sorted by account, reused by
+ * both summaries. Calls @p fn once per account. */
+static void by_account(const struct merged *m, void (*fn)(void *, const char *, uint64_t),
+		       void *ctx)
+{
+	if (!m->n)
+		return;
+	struct abuf *v = malloc(m->n * sizeof(*v));
+	if (!v)
+		return;
+	memcpy(v, m->v, m->n * sizeof(*v));
+	qsort(v, m->n, sizeof(*v), cmp_str_p);
+	for (size_t i = 0, j; i < m->n; i = j) {
+		for (j = i; j < m->n && strcmp(v[j].account, v[i].account) == 0; j++)
+			;
+		fn(ctx, v[i].account, j - i);
+	}
+	free(v);
+}
+
 static void scan_usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: trailhound scan [options] [FILE...|-]\n"
+		"Usage: trailhound scan [options] [FILE|DIR...|-]\n"
 		"\n"
 		"Runs the detector over CloudTrail files: JSON lines, pretty-printed JSON,\n"
 		"{\"Records\":[...]} log files, arrays, EventBridge envelopes; gzip or not.\n"
-		"Alerts go to stdout as JSON lines; a summary goes to stderr.\n"
+		"Directories are walked (an S3 archive: AWSLogs/...), and all files are\n"
+		"read in CloudTrail delivery order, by the timestamp in their S3 names\n"
+		"(else their first eventTime). With --state, files already read are\n"
+		"skipped: a second run reads only new files.\n"
+		"Alerts go to stdout as JSON lines, ordered by eventTime then alert ID,\n"
+		"the same for any --jobs; a summary goes to stderr.\n"
 		"\n"
 		"Options:\n"
 		"  --state DIR          keep the detector state in DIR (default: a temporary\n"
@@ -202,6 +715,9 @@ static void scan_usage(FILE *out)
 		"  --quiet-rejects      do not print each rejected record\n"
 		"  --parse-only         parse and count, no detection (the benchmark baseline)\n"
 		"  --summary-json FILE  also write every counter as one JSON object to FILE\n"
+		"  -j, --jobs N         N detectors, one per account partition, each in its\n"
+		"                       own thread (default: the number of cores; with --state,\n"
+		"                       the count the store was made with, 1 for a new one)\n"
 		"  --no-progress        no progress line even on a terminal\n"
 		"  -h, --help           this text\n"
 		"\n"
@@ -261,13 +777,13 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 }
 
 /* The --avro-out encoder and its schema id: configured, registered, or 1. */
-static int avro_setup(struct scan *s, const struct th_config *cf, char *errstr,
-		      size_t errstr_size)
+static int avro_setup(struct th_avro_alert **aap, int32_t *idp, const struct th_config *cf,
+		      char *errstr, size_t errstr_size)
 {
 	int32_t id = (int32_t)cf->schema_id;
 	int rc;
 
-	if ((rc = th_avro_alert_new(&s->avro, th_config_alert_schema(cf), id, errstr, errstr_size)))
+	if ((rc = th_avro_alert_new(aap, th_config_alert_schema(cf), id, errstr, errstr_size)))
 		return rc;
 	if (!id && cf->schema_registry_url && *cf->schema_registry_url) {
 		char subject[512];
@@ -275,7 +791,7 @@ static int avro_setup(struct scan *s, const struct th_config *cf, char *errstr,
 		snprintf(subject, sizeof(subject), "%s-value",
 			 cf->output_topic ? cf->output_topic : "");
 		if ((rc = th_schema_register(cf->schema_registry_url, subject,
-					     th_avro_alert_schema_json(s->avro), &id, errstr,
+					     th_avro_alert_schema_json(*aap), &id, errstr,
 					     errstr_size)))
 			return rc;
 		fprintf(stderr, "trailhound scan: alert schema registered as %s, id %" PRId32 "\n",
@@ -285,23 +801,48 @@ static int avro_setup(struct scan *s, const struct th_config *cf, char *errstr,
 		fprintf(stderr, "trailhound scan: no schema_id or schema_registry_url set; "
 				"--avro-out messages carry schema id 1\n");
 	}
-	th_avro_alert_set_schema_id(s->avro, id);
+	th_avro_alert_set_schema_id(*aap, id);
+	*idp = id;
 	return 0;
 }
 
-/* --summary-json: every counter as one JSON object, for scripts and tests that
- * must not parse the text summary. Keys are stable names; every reject reason
- * is listed, zeros included, so a consumer can tell 0 from "not counted". */
-static int write_summary_json(struct scan *s, const char *path)
+struct jctx {
+	struct th_wbuf *w;
+	bool first;
+};
+
+static void json_account(void *ctx, const char *acct, uint64_t n)
 {
-	struct th_detect_stats ds;
+	struct jctx *j = ctx;
+	char num[32];
+	if (!j->first)
+		th_put_u8(j->w, ',');
+	j->first = false;
+	th_json_put_string(j->w, acct);
+	int k = snprintf(num, sizeof(num), ":%" PRIu64, n);
+	th_put_bytes(j->w, num, (size_t)k);
+}
+
+static void text_account(void *ctx, const char *acct, uint64_t n)
+{
+	(void)ctx;
+	fprintf(stderr, "    account %-14s %" PRIu64 "\n", *acct ? acct : "(none)", n);
+}
+
+/* --summary-json: every counter as one JSON object, for scripts and tests that
+ * must not parse the text summary. Keys are stable names; every reject and
+ * skip reason is listed, zeros included, so a consumer can tell 0 from "not
+ * counted". */
+static int write_summary_json(struct scan *s, const struct th_detect_stats *dsp,
+			      const struct merged *m, const char *path)
+{
+	struct th_detect_stats ds = *dsp;
 	struct th_wbuf w = {0};
 	uint64_t rejected = 0;
 	char num[64];
 	FILE *f = NULL;
 	int rc = 0, err = 0;
 
-	th_detector_get_stats(s->det, &ds);
 	for (int i = 0; i < TH_REJECT__COUNT; i++)
 		rejected += s->rejected_by[i];
 #define PUT_NUM(fmt, v)                                                                            \
@@ -322,7 +863,20 @@ static int write_summary_json(struct scan *s, const char *path)
 		th_json_put_string(&w, th_reject_name(i));
 		PUT_NUM(":%" PRIu64, s->rejected_by[i]);
 	}
-	TH_PUT_LIT(&w, "}},\"alerts\":{\"total\":");
+	TH_PUT_LIT(&w, "}},\"files\":{\"read\":");
+	PUT_NUM("%" PRIu64, s->files_read);
+	TH_PUT_LIT(&w, ",\"failed\":");
+	PUT_NUM("%" PRIu64, s->inputs_failed);
+	TH_PUT_LIT(&w, ",\"skipped_by\":{");
+	for (int i = 0; i < TH_SKIP__COUNT; i++) {
+		if (i)
+			th_put_u8(&w, ',');
+		th_json_put_string(&w, th_archive_skip_name(i));
+		PUT_NUM(":%" PRIu64, s->skipped_by[i]);
+	}
+	TH_PUT_LIT(&w, "}},\"jobs\":");
+	PUT_NUM("%d", s->nparts);
+	TH_PUT_LIT(&w, ",\"alerts\":{\"total\":");
 	PUT_NUM("%" PRIu64, s->alerts);
 	TH_PUT_LIT(&w, ",\"by_variation\":{");
 	for (int v = 1; v <= 6; v++) {
@@ -330,6 +884,9 @@ static int write_summary_json(struct scan *s, const char *path)
 				 ds.alerts[v]);
 		th_put_bytes(&w, num, (size_t)n);
 	}
+	TH_PUT_LIT(&w, "},\"by_account\":{");
+	struct jctx jc = {&w, true};
+	by_account(m, json_account, &jc);
 	TH_PUT_LIT(&w, "}},\"detector\":{");
 	const struct {
 		const char *name;
@@ -378,16 +935,23 @@ cleanup:
 	return rc;
 }
 
-static void print_summary(struct scan *s, double secs)
+static void print_summary(struct scan *s, const struct th_detect_stats *dsp,
+			  const struct merged *m, double secs)
 {
-	struct th_detect_stats ds;
-	uint64_t rejected = 0;
-	th_detector_get_stats(s->det, &ds);
+	const struct th_detect_stats ds = *dsp;
+	uint64_t rejected = 0, skipped = 0;
 	for (int i = 0; i < TH_REJECT__COUNT; i++)
 		rejected += s->rejected_by[i];
+	for (int i = 0; i < TH_SKIP__COUNT; i++)
+		skipped += s->skipped_by[i];
 	fprintf(stderr, "trailhound scan: %" PRIu64 " records read, %" PRIu64 " parsed, %" PRIu64
 			" rejected\n",
 		s->read, s->parsed, rejected);
+	fprintf(stderr, "  files read %" PRIu64 ", skipped %" PRIu64 "\n", s->files_read, skipped);
+	for (int i = 0; i < TH_SKIP__COUNT; i++)
+		if (s->skipped_by[i])
+			fprintf(stderr, "    skipped %-16s %" PRIu64 "\n", th_archive_skip_name(i),
+				s->skipped_by[i]);
 	if (s->inputs_failed)
 		fprintf(stderr, "  inputs not read %" PRIu64 "\n", s->inputs_failed);
 	for (int i = 1; i < TH_REJECT__COUNT; i++)
@@ -401,6 +965,7 @@ static void print_summary(struct scan *s, double secs)
 			fprintf(stderr, "    %d %-50s %-13s %" PRIu64 "\n", v->id, v->name, v->severity,
 				ds.alerts[v->id]);
 	}
+	by_account(m, text_account, NULL);
 	fprintf(stderr,
 		"  candidates %" PRIu64 " (inside %" PRIu64 ", remote %" PRIu64 ", excluded %" PRIu64
 		"), held %" PRIu64 " (resolved %" PRIu64 ", expired %" PRIu64 "), upgrades %" PRIu64
@@ -411,13 +976,120 @@ static void print_summary(struct scan *s, double secs)
 	fprintf(stderr,
 		"  suppressed: activation %" PRIu64 ", dedup %" PRIu64 "; pruned %" PRIu64 "\n",
 		ds.suppressed_activation, ds.suppressed_dedup, ds.pruned);
-	fprintf(stderr, "  %.2f s, %.0f records/s\n", secs, (double)s->read / (secs + 1e-9));
+	fprintf(stderr, "  %.2f s, %.0f records/s, %d job%s\n", secs,
+		(double)s->read / (secs + 1e-9), s->nparts, s->nparts == 1 ? "" : "s");
+}
+
+/* The partition count a store was made with: DIR/partitions, else 1 for a
+ * store made before --jobs (its data sits in DIR itself), else 0 (new). */
+static int store_partitions(const char *dir)
+{
+	char path[4096];
+	int n = 0;
+	snprintf(path, sizeof(path), "%s/partitions", dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%d", &n) != 1 || n < 1 || n > TH_SCAN_MAX_JOBS)
+			n = -1;
+		fclose(f);
+		return n;
+	}
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	return access(path, F_OK) == 0 ? 1 : 0;
+}
+
+static int read_one(struct scan *s, const struct th_archive_file *af, const struct th_sink *sink,
+		    char *errstr, size_t errstr_size)
+{
+	struct fent *f = NULL;
+	bool bad = false;
+	int rc;
+	if (s->ledger && !af->stream && ledger_has(s, af->ledger)) {
+		s->skipped_by[TH_SKIP_DONE]++;
+		return 0;
+	}
+	s->input_name = strcmp(af->path, "-") == 0 ? "<stdin>" : af->path;
+	if ((rc = th_input_open(&s->in, af->path, 0, errstr, errstr_size))) {
+		fprintf(stderr, "trailhound scan: %s\n", errstr);
+		if (af->explicit_arg) {
+			s->inputs_failed++;
+			return TH_EIO;
+		}
+		/* found by walking, gone or unreadable since: reported, skipped */
+		s->skipped_by[TH_SKIP_UNREADABLE]++;
+		return 0;
+	}
+	if (s->nfents == s->capfents) {
+		size_t nc = s->capfents ? s->capfents * 2 : 256;
+		struct fent **p = realloc(s->fents, nc * sizeof(*p));
+		if (!p)
+			goto oom;
+		s->fents = p;
+		s->capfents = nc;
+	}
+	if (!(f = calloc(1, sizeof(*f))) || !(f->path = strdup(s->input_name)))
+		goto oom;
+	/* stdin and pipes cannot be recognised again: never in the ledger */
+	if (!af->stream && !(f->ledger = strdup(af->ledger)))
+		goto oom;
+	f->idx = s->nfents;
+	s->fents[s->nfents++] = f;
+	s->curf = f;
+	rc = th_input_run(s->in, s->parser, sink);
+	if (s->progress)
+		show_progress(s, false);
+	s->bytes_done += af->size;
+	th_input_close(s->in);
+	s->in = NULL;
+	s->files_read++;
+	if (s->fatal)
+		return s->fatal;
+	if (rc) {
+		fprintf(stderr, "trailhound scan: %s: read error (%s)\n", s->input_name,
+			th_strerror(rc));
+		if (af->explicit_arg)
+			s->inputs_failed++, bad = true;
+		else
+			s->skipped_by[TH_SKIP_UNREADABLE]++;
+		/* what was read is kept; the file is not named done */
+		free(f->ledger);
+		f->ledger = NULL;
+	}
+	/* end of file: every partition commits, then the ledger may name it */
+	for (int i = 0; i < s->nparts && !s->parse_only; i++) {
+		struct part *p = &s->parts[i];
+		int frc = s->threaded ? part_enqueue(p, NULL, 0, 0, f, true) : part_file_end(p, f);
+		if (frc) {
+			s->fatal = frc;
+			return frc;
+		}
+	}
+	if ((rc = fents_retire(s))) {
+		fprintf(stderr, "trailhound scan: writing files.done: %s\n", strerror(errno));
+		s->fatal = rc;
+		return rc;
+	}
+	return bad ? TH_EIO : 0;
+oom:
+	if (f) {
+		free(f->path);
+		free(f);
+	}
+	th_input_close(s->in);
+	s->in = NULL;
+	return TH_ENOMEM;
+}
+
+static int ncores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > TH_SCAN_MAX_JOBS ? TH_SCAN_MAX_JOBS : (int)n;
 }
 
 int th_cmd_scan(int argc, char **argv)
 {
 	enum { O_STATE = 256, O_ASN, O_RANGES, O_DEAD, O_RECMAX, O_BATCH, O_QUIET, O_NOPROG,
-	       O_SET, O_HELPCONF, O_AVRO, O_PARSEONLY, O_SUMMARY };
+	       O_SET, O_HELPCONF, O_AVRO, O_PARSEONLY, O_SUMMARY, O_JOBS };
 	static const struct option opts[] = {
 		{"state", required_argument, NULL, O_STATE},
 		{"asn-db", required_argument, NULL, O_ASN},
@@ -433,21 +1105,26 @@ int th_cmd_scan(int argc, char **argv)
 		{"no-progress", no_argument, NULL, O_NOPROG},
 		{"parse-only", no_argument, NULL, O_PARSEONLY},
 		{"summary-json", required_argument, NULL, O_SUMMARY},
+		{"jobs", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct scan s = {.batch = 5000};
 	struct th_config cf;
 	struct th_enrich *en = NULL;
-	char errstr[512], tmpdir[256] = "";
+	struct th_archive *ar = NULL;
+	struct merged m = {0};
+	struct th_detect_stats ds;
+	char errstr[512], tmpdir[256] = "", pdir[4096];
 	const char *state_dir = NULL, *dead_path = NULL, *avro_path = NULL, *summary_path = NULL;
-	uint64_t n;
+	uint64_t n, jobs = 0;
+	int32_t schema_id = 0;
 	bool no_progress = false;
 	int ret = TH_EXIT_OK, rc = 0, c;
 
 	th_config_init(&cf);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hc:j:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_STATE: state_dir = optarg; break;
 		case O_ASN: rc = th_config_set(&cf, "asn_db", optarg, errstr, sizeof(errstr)); break;
@@ -473,6 +1150,12 @@ int th_cmd_scan(int argc, char **argv)
 				goto out;
 			}
 			break;
+		case 'j':
+			if (parse_count("--jobs", optarg, 1, TH_SCAN_MAX_JOBS, &jobs)) {
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			break;
 		case O_QUIET: s.quiet_rejects = true; break;
 		case O_NOPROG: no_progress = true; break;
 		case O_PARSEONLY: s.parse_only = true; break;
@@ -492,6 +1175,31 @@ int th_cmd_scan(int argc, char **argv)
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
+	if (state_dir) {
+		/* A store keeps the partition count it was made with: the same
+		 * account must find its state in the same partition next time. A
+		 * new store without --jobs is one partition, the layout
+		 * `trailhound inspect` reads. */
+		int have = store_partitions(state_dir);
+		if (have < 0) {
+			fprintf(stderr, "trailhound scan: %s/partitions is not a partition count\n",
+				state_dir);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+		if (have && jobs && (int)jobs != have) {
+			fprintf(stderr,
+				"trailhound scan: the store in %s was made with --jobs %d; scan it "
+				"with --jobs %d (or start a new --state)\n",
+				state_dir, have, have);
+			ret = TH_EXIT_USAGE;
+			goto out;
+		}
+		s.nparts = have ? have : jobs ? (int)jobs : 1;
+		s.persistent = true;
+	} else {
+		s.nparts = jobs ? (int)jobs : ncores();
+	}
 	if (th_config_open_enrich(&cf, &en, errstr, sizeof(errstr))) {
 		fprintf(stderr, "trailhound scan: %s\n", errstr);
 		ret = TH_EXIT_CONFIG;
@@ -506,13 +1214,74 @@ int th_cmd_scan(int argc, char **argv)
 			goto out;
 		}
 		state_dir = tmpdir;
+	} else if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "trailhound scan: %s: %s\n", state_dir, strerror(errno));
+		ret = TH_EXIT_RUNTIME;
+		goto out;
 	}
-	if ((rc = th_state_open(&s.st, state_dir, 0, errstr, sizeof(errstr)))) {
-		/* An untrusted store is the user's to remove: scan has no
-		 * changelog to rebuild it from, and never deletes their files. */
-		fprintf(stderr, "trailhound scan: %s%s\n", errstr,
-			rc == TH_EUNTRUSTED ? " (move it away or delete it, then scan again)" : "");
-		ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
+	if (s.persistent && s.nparts > 1) {
+		snprintf(pdir, sizeof(pdir), "%s/partitions", state_dir);
+		FILE *pf = fopen(pdir, "w");
+		if (!pf || fprintf(pf, "%d\n", s.nparts) < 0 || fclose(pf)) {
+			fprintf(stderr, "trailhound scan: %s: %s\n", pdir, strerror(errno));
+			ret = TH_EXIT_RUNTIME;
+			goto out;
+		}
+	}
+	if (!(s.parts = calloc((size_t)s.nparts, sizeof(*s.parts)))) {
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	if (avro_path && avro_setup(&s.parts[0].avro, &schema_id, &cf, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound scan: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
+	for (int i = 0; i < s.nparts; i++) {
+		struct part *p = &s.parts[i];
+		const char *dir = state_dir;
+		p->idx = i;
+		p->s = &s;
+		pthread_mutex_init(&p->mu, NULL);
+		pthread_cond_init(&p->cv, NULL);
+		if (s.nparts > 1) {
+			snprintf(pdir, sizeof(pdir), "%s/p%d", state_dir, i);
+			if (mkdir(pdir, 0700) != 0 && errno != EEXIST) {
+				fprintf(stderr, "trailhound scan: %s: %s\n", pdir, strerror(errno));
+				ret = TH_EXIT_RUNTIME;
+				goto out;
+			}
+			dir = pdir;
+		}
+		if ((rc = th_state_open(&p->st, dir, 0, errstr, sizeof(errstr)))) {
+			/* An untrusted store is the user's to remove: scan has no
+			 * changelog to rebuild it from, and never deletes their files. */
+			fprintf(stderr, "trailhound scan: %s%s\n", errstr,
+				rc == TH_EUNTRUSTED ? " (move it away or delete it, then scan again)"
+						    : "");
+			ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
+			goto out;
+		}
+		if (avro_path && i > 0 &&
+		    th_avro_alert_new(&p->avro, th_config_alert_schema(&cf), schema_id, errstr,
+				      sizeof(errstr))) {
+			fprintf(stderr, "trailhound scan: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+		/* The reading thread checked the event-time bound against the
+		 * wall clock; a partition must not decide it again later. */
+		if (th_parser_new(&p->parser, (size_t)cf.record_max) ||
+		    th_detector_new(&p->det, &cf.detect, en, p->st, on_alert, p)) {
+			fprintf(stderr, "trailhound scan: out of memory\n");
+			ret = TH_EXIT_RUNTIME;
+			goto out;
+		}
+		th_parser_set_max_future_skew(p->parser, 0);
+	}
+	if (s.persistent && ledger_open(&s, state_dir, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound scan: %s\n", errstr);
+		ret = TH_EXIT_RUNTIME;
 		goto out;
 	}
 	if (dead_path && !(s.dead = fopen(dead_path, "w"))) {
@@ -520,18 +1289,12 @@ int th_cmd_scan(int argc, char **argv)
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
-	if (avro_path && avro_setup(&s, &cf, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound scan: %s\n", errstr);
-		ret = TH_EXIT_CONFIG;
-		goto out;
-	}
 	if (avro_path && !(s.avro_out = fopen(avro_path, "wb"))) {
 		fprintf(stderr, "trailhound scan: %s: %s\n", avro_path, strerror(errno));
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
-	if (th_parser_new(&s.parser, (size_t)cf.record_max) ||
-	    th_detector_new(&s.det, &cf.detect, en, s.st, on_alert, &s)) {
+	if (th_parser_new(&s.parser, (size_t)cf.record_max)) {
 		fprintf(stderr, "trailhound scan: out of memory\n");
 		ret = TH_EXIT_RUNTIME;
 		goto out;
@@ -540,38 +1303,78 @@ int th_cmd_scan(int argc, char **argv)
 	s.progress = !no_progress && isatty(STDERR_FILENO);
 	s.t0 = now_s();
 
-	struct th_sink sink = {on_event, on_reject, &s};
-	int nfiles = argc - optind;
-	for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
-		const char *path = nfiles ? argv[optind + i] : "-";
-		s.input_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
-		if ((rc = th_input_open(&s.in, path, 0, errstr, sizeof(errstr)))) {
-			fprintf(stderr, "trailhound scan: %s\n", errstr);
-			s.inputs_failed++;
-			ret = TH_EXIT_INPUT;
-			continue;
-		}
-		rc = th_input_run(s.in, s.parser, &sink);
-		if (s.progress)
-			show_progress(&s, true);
-		th_input_close(s.in);
-		s.in = NULL;
-		if (s.fatal)
+	char *dash[] = {"-"};
+	char **inputs = argc > optind ? argv + optind : dash;
+	int ninputs = argc > optind ? argc - optind : 1;
+	const struct th_archive_file *af;
+	if (s.progress) {
+		/* The ETA needs the total: one listing pass (names and sizes only
+		 * for S3-named files), done only for a person watching. */
+		s.counting = true;
+		if (th_archive_new(&ar, inputs, ninputs, on_skip, &s) == 0)
+			while (th_archive_next(ar, &af) == 0)
+				if (!af->stream && !(s.ledger && ledger_has(&s, af->ledger)))
+					s.bytes_total += af->size;
+		th_archive_destroy(ar);
+		ar = NULL;
+		s.counting = false;
+	}
+	if (th_archive_new(&ar, inputs, ninputs, on_skip, &s)) {
+		fprintf(stderr, "trailhound scan: out of memory\n");
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	s.threaded = s.nparts > 1 && !s.parse_only;
+	for (int i = 0; s.threaded && i < s.nparts; i++) {
+		if (pthread_create(&s.parts[i].thr, NULL, part_main, &s.parts[i])) {
+			fprintf(stderr, "trailhound scan: cannot start a thread\n");
+			s.fatal = TH_EFATAL;
 			break;
-		if (rc) {
-			fprintf(stderr, "trailhound scan: %s: read error (%s)\n", s.input_name,
-				th_strerror(rc));
-			s.inputs_failed++;
+		}
+		s.parts[i].started = true;
+	}
+	struct th_sink sink = {on_event, on_reject, &s};
+	while (!s.fatal && (rc = th_archive_next(ar, &af)) == 0) {
+		rc = read_one(&s, af, &sink, errstr, sizeof(errstr));
+		if (rc == TH_EIO && !s.fatal)
 			ret = TH_EXIT_INPUT;
-		}
-	}
-	if (!s.fatal) {
-		/* End of input: decide every use still held for late attribution. */
-		if ((rc = th_detector_advance(s.det, true)) || (rc = th_state_commit(s.st, 0))) {
-			fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+		else if (rc && !s.fatal)
 			s.fatal = rc;
-		}
 	}
+	if (rc == TH_ENOMEM && !s.fatal)
+		s.fatal = rc;
+	for (int i = 0; i < s.nparts; i++) {
+		struct part *p = &s.parts[i];
+		if (!p->started)
+			continue;
+		part_push(p);
+		pthread_mutex_lock(&p->mu);
+		p->eof = true;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->thr, NULL);
+		p->started = false;
+	}
+	if (!s.fatal && (rc = first_fatal(&s)))
+		s.fatal = rc;
+	if (!s.fatal && !s.parse_only) {
+		/* End of input: decide every use still held for late attribution. */
+		for (int i = 0; i < s.nparts && !s.fatal; i++)
+			if ((rc = th_detector_advance(s.parts[i].det, true)) ||
+			    (rc = th_detector_checkpoint(s.parts[i].det)) ||
+			    (rc = th_state_commit(s.parts[i].st, 0))) {
+				fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+				s.fatal = rc;
+			}
+	}
+	if (s.progress)
+		show_progress(&s, true);
+	if (!s.fatal && fents_retire(&s)) {
+		fprintf(stderr, "trailhound scan: writing files.done: %s\n", strerror(errno));
+		s.fatal = TH_EIO;
+	}
+	if (merge_alerts(&s, &m) && !s.fatal)
+		s.fatal = TH_EIO;
 	/* Alerts sit in stdio's buffer until here: a full disk or closed pipe
 	 * shows up only now, and must not pass as "no more alerts". */
 	if ((fflush(stdout) || ferror(stdout)) && !s.out_err)
@@ -588,18 +1391,60 @@ int th_cmd_scan(int argc, char **argv)
 	}
 	if (s.dead_err && !s.fatal)
 		s.fatal = TH_EIO;
-	print_summary(&s, now_s() - s.t0);
-	if (summary_path && write_summary_json(&s, summary_path) && !s.fatal)
+	sum_stats(&s, &ds);
+	print_summary(&s, &ds, &m, now_s() - s.t0);
+	if (summary_path && write_summary_json(&s, &ds, &m, summary_path) && !s.fatal)
 		s.fatal = TH_EIO;
 	if (s.fatal)
 		ret = TH_EXIT_RUNTIME;
 	else if (ret == TH_EXIT_OK && s.alerts)
 		ret = TH_EXIT_ALERTS;
 out:
-	th_detector_destroy(s.det);
+	for (int i = 0; s.parts && i < s.nparts; i++) {
+		struct part *p = &s.parts[i];
+		if (p->started) {
+			pthread_mutex_lock(&p->mu);
+			p->eof = true;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+			pthread_join(p->thr, NULL);
+		}
+		th_detector_destroy(p->det);
+		th_parser_destroy(p->parser);
+		th_state_close(p->st);
+		th_avro_alert_destroy(p->avro);
+		for (size_t k = 0; k < p->nalerts; k++)
+			free(p->alerts[k].account);
+		free(p->alerts);
+		th_wbuf_free(&p->json);
+		th_wbuf_free(&p->avro_blob);
+		th_wbuf_free(&p->msg);
+		for (struct batch *b = p->qhead, *nb; b; b = nb) {
+			nb = b->next;
+			th_wbuf_free(&b->w);
+			free(b);
+		}
+		if (p->filling) {
+			th_wbuf_free(&p->filling->w);
+			free(p->filling);
+		}
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->cv);
+	}
+	free(s.parts);
+	free(m.v);
+	th_archive_destroy(ar);
 	th_parser_destroy(s.parser);
-	th_state_close(s.st);
-	th_wbuf_free(&s.out);
+	for (size_t i = s.fents_freed; i < s.nfents; i++)
+		if (s.fents[i]) {
+			free(s.fents[i]->path);
+			free(s.fents[i]->ledger);
+			free(s.fents[i]);
+		}
+	free(s.fents);
+	if (s.ledger)
+		fclose(s.ledger);
+	ledger_free(&s);
 	th_enrich_destroy(en);
 	th_config_free(&cf);
 	if (s.dead && fclose(s.dead) && ret != TH_EXIT_RUNTIME) {
@@ -610,8 +1455,6 @@ out:
 		fprintf(stderr, "trailhound scan: %s: %s\n", avro_path, strerror(errno));
 		ret = TH_EXIT_RUNTIME;
 	}
-	th_avro_alert_destroy(s.avro);
-	th_wbuf_free(&s.avro_msg);
 	if (tmpdir[0])
 		nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 	return ret;

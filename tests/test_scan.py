@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -388,7 +389,8 @@ def test_summary_json_has_every_counter(sample, tmp_path):
     p = scan([bad], "--summary-json", str(out))
     assert p.returncode == 1, p.stderr.decode()
     s = summary_json(p, out)
-    assert sorted(s) == ["alerts", "detector", "records"]
+    assert sorted(s) == ["alerts", "detector", "files", "jobs", "records"]
+    assert s["files"]["read"] == 1 and sum(s["files"]["skipped_by"].values()) == 0
     r = s["records"]
     assert sorted(r) == ["parsed", "read", "rejected", "rejected_by"]
     assert sorted(r["rejected_by"]) == sorted(REJECT_NAMES)
@@ -401,6 +403,10 @@ def test_summary_json_has_every_counter(sample, tmp_path):
     assert a["total"] == len(alerts_of(p)) == len(want) == sum(a["by_variation"].values())
     for v in range(1, 7):
         assert a["by_variation"][str(v)] == sum(1 for w in want if w["variation"] == v), v
+    accounts = sorted({w["account_id"] for w in want})
+    assert sorted(a["by_account"]) == accounts
+    for acct in accounts:
+        assert a["by_account"][acct] == sum(1 for w in want if w["account_id"] == acct), acct
     assert list(s["detector"]) == DETECTOR_KEYS
     assert s["detector"]["events"] == r["parsed"]
     assert all(isinstance(x, int) and x >= 0 for x in s["detector"].values())
@@ -729,15 +735,18 @@ def test_empty_input_topics_is_a_configuration_error():
     assert p.returncode == 4 and b"input_topics" in p.stderr, p.stderr.decode()
 
 
-def test_directory_input_is_reported_and_the_rest_is_read(tmp_path):
+def test_a_directory_is_walked_next_to_files(tmp_path):
+    # A directory is an input (issue 11): walked, its CloudTrail files read,
+    # other files counted and skipped; an empty one is not an error.
     d = tmp_path / "dir"
     d.mkdir()
+    (d / "notes.txt").write_text("not cloudtrail\n")
     path = tmp_path / "e.jsonl"
     path.write_text(good_lines(3))
     p = scan([d, path])
-    assert p.returncode == 3, p.stderr.decode()
-    assert (str(d) + ": is a directory").encode() in p.stderr
-    assert b"inputs not read 1" in p.stderr
+    assert p.returncode == 0, p.stderr.decode()
+    assert b"inputs not read" not in p.stderr
+    assert re.search(rb"skipped not_cloudtrail +1\n", p.stderr), p.stderr.decode()
     assert summary_count(p, "parsed") == 3
 
 
