@@ -25,10 +25,6 @@
  * several input topics can share one changelog topic. */
 #define CHANGELOG_SEP '\x1e'
 #define MAX_PARTS 1024
-/* Timeout of the transactional API calls: bounded so a stop signal is seen
- * during a broker outage; a timed-out commit or abort is retried (it is
- * resumable), a timed-out send_offsets aborts. */
-#define TXN_API_TIMEOUT_MS 30000
 
 struct worker;
 
@@ -75,6 +71,10 @@ struct worker {
 	int fail_err;
 	int max_attempts;
 	long disk_retry_ms;
+	/* Timeout of the transactional API calls: bounded so a stop signal is
+	 * seen during a broker outage; a timed-out commit or abort is retried
+	 * (librdkafka lets them resume), a timed-out send_offsets aborts. */
+	int txn_timeout_ms;
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -453,7 +453,7 @@ static int abort_only(struct worker *w)
 	w->n_aborts++;
 	w->txn_open = false;
 	for (;;) {
-		error = rd_kafka_abort_transaction(w->producer, TXN_API_TIMEOUT_MS);
+		error = rd_kafka_abort_transaction(w->producer, w->txn_timeout_ms);
 		if (!error)
 			return 0;
 		if (rd_kafka_error_is_retriable(error) && !rd_kafka_error_is_fatal(error) &&
@@ -581,7 +581,7 @@ static int commit_txn(struct worker *w)
 	}
 	cgmd = rd_kafka_consumer_group_metadata(w->consumer);
 	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd,
-						     TXN_API_TIMEOUT_MS);
+						     w->txn_timeout_ms);
 	if (error) {
 		if (rd_kafka_error_is_fatal(error)) {
 			set_fatal(w, "send_offsets_to_transaction", rd_kafka_error_string(error));
@@ -599,7 +599,7 @@ static int commit_txn(struct worker *w)
 		goto abortable;
 	}
 	for (;;) {
-		error = rd_kafka_commit_transaction(w->producer, TXN_API_TIMEOUT_MS);
+		error = rd_kafka_commit_transaction(w->producer, w->txn_timeout_ms);
 		if (!error)
 			break;
 		if (rd_kafka_error_txn_requires_abort(error)) {
@@ -1176,6 +1176,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	char errstr[512] = "";
 	w.max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
 	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : 5000;
+	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : 30000;
 	int rc = setup(&w, errstr, sizeof(errstr));
 	bool drained = false;
 
@@ -1236,12 +1237,17 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		}
 		if (opts->exit_when_idle_ms > 0 && !w.disk_full && caught_up(&w) &&
 		    (now_s() - w.last_msg_at) * 1000.0 >= (double)opts->exit_when_idle_ms) {
+			uint64_t aborts = w.n_aborts;
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
+			if (w.n_aborts != aborts)
+				continue; /* aborted and rewound: read the batch again */
 			if (opts->drain && !drained) {
-				drained = true;
 				if (drain(&w))
 					break;
+				if (w.n_aborts != aborts)
+					continue; /* the drain's decisions were rolled back too */
+				drained = true;
 			}
 			th_log_info("worker", "caught up; exiting");
 			break;

@@ -66,6 +66,8 @@ struct th_worker_opts {
 	int max_attempts;
 	/* Disk full: retry the pending state commit this often (ms); 0 = 5000. */
 	long disk_retry_ms;
+	/* Timeout of each transactional API call (ms); 0 = 30000. */
+	long txn_timeout_ms;
 	/* Optional: receives the run's counters. */
 	struct th_worker_stats *stats;
 	/* Tests only (fault injection): called before each input message is
