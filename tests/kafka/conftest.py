@@ -12,8 +12,8 @@ Environment (set by tests/kafka.cmake under CTest, like tests/pytest.cmake):
   TH_KEEP_TOPICS=1    keep each test's topics (default: deleted after the test)
   TH_KAFKA_PORT, TH_KAFKA_DIR  passed on to scripts/kafka-local.sh (another broker,
                       e.g. one per developer: port 29092 and its own directory)
-  TH_CRASH_EVENTS     size of the crash test's sample (default 200000; the
-                      sanitizer pass uses fewer)
+  TH_CRASH_EVENTS     size of the big sample (crash, fencing and rebalance tests;
+                      default 200000; the sanitizer pass uses fewer)
 
 The session fixture `broker` reuses a running local broker or starts one (and
 then stops it again at the end of the session); the CTest fixture
@@ -225,7 +225,9 @@ def sample_200k(tmp_path_factory):
     """A >= 200k-event sample (seed 1; the same attack cases, more background);
     TH_CRASH_EVENTS makes it smaller (the sanitizer pass)."""
     s = _gen(tmp_path_factory, "sample200k", "--target-events", str(CRASH_EVENTS))
-    assert s.n_events >= CRASH_EVENTS
+    # the generator lands near its target (50000 gives 49256); the default
+    # size is a promise of the tests that use it
+    assert s.n_events >= (200000 if CRASH_EVENTS == 200000 else 0.9 * CRASH_EVENTS)
     return s
 
 
