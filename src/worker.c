@@ -1255,6 +1255,9 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	}
 	if (!w.fatal && w.txn_open && w.msgs_in_txn > 0)
 		commit_txn(&w);
+	if (w.disk_full)
+		th_log_warn("state", "stopping with state commits pending (disk full): the next "
+				     "owner of those partitions restores them from the changelog");
 	rc = w.fatal;
 	log_stats(&w);
 out:
