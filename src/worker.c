@@ -1124,9 +1124,10 @@ static void log_stats(struct worker *w)
 	}
 	th_log_info("stats",
 		    "partitions=%d messages=%" PRIu64 " alerts=%" PRIu64 " rejected=%" PRIu64
-		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64,
+		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64
+		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s",
 		    w->nparts, w->n_msgs, w->n_alerts, w->n_rejects, reasons, w->n_txn, w->n_aborts,
-		    w->n_restored);
+		    w->n_restored, w->n_lost, w->n_disk_full, w->disk_full ? " (paused: disk full)" : "");
 }
 
 /* An error from the consumer. A fatal one (e.g. a static member fenced by

@@ -358,7 +358,7 @@ def run_to_end(start, input_topic, pipe, tid, state_dir, timeout=240, **kw):
     rc = w.wait(timeout)
     assert rc == 0, f"{w.name} exited {rc}:\n{w.tail()}"
     log(f"worker {w.name} ran to the end in {time.monotonic() - t:.1f} s: "
-        f"{(w.lines('messages,') or ['?'])[-1].split('] ')[-1]}")
+        f"{(w.lines('messages=') or ['?'])[-1].split('] ')[-1]}")
     return w
 
 
