@@ -36,10 +36,10 @@ if [ -z "${TH_SKIP_SANITIZE:-}" ] && [ $# -eq 0 ]; then
 	# Everything, the Kafka and end-to-end tests included (the worker binary
 	# they start is the sanitized one). To keep CI time sane there, the big
 	# sample (crash, fencing, rebalance) has 50k events instead of 200k and
-	# the broker outage lasts 15 s instead of 25 (still longer than the
-	# test's session and transaction timeouts).
+	# the broker outages last 15 s instead of 25 (still longer than the
+	# test's session and transaction timeouts), only with a batch in flight.
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		TH_CRASH_EVENTS=${TH_CRASH_EVENTS_SANITIZE:-50000} TH_OUTAGE_S=15 \
+		TH_CRASH_EVENTS=${TH_CRASH_EVENTS_SANITIZE:-50000} TH_OUTAGE_S=15 TH_OUTAGE_QUICK=1 \
 		ctest --test-dir "$asan" --output-on-failure --no-tests=error -j2 \
 		-L 'unit|fuzz-replay|cases|e2e|kafka' || rc=$?
 fi
