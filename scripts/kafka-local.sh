@@ -10,6 +10,7 @@
 #   status                             exit 0 if the broker runs and answers a metadata request
 #   create-topic NAME PARTITIONS [compact]   create a topic (idempotent)
 #   bootstrap                          print the bootstrap servers (e.g. 127.0.0.1:19092)
+#   pid                                print the running broker's pid (tests pause it with SIGSTOP)
 #   reset                              stop + wipe the data/runtime directory
 #   log [N]                            print the last N (default 100) lines of the broker log
 #
@@ -410,6 +411,7 @@ main() {
     status)       cmd_status ;;
     create-topic) cmd_create_topic "$@" ;;
     bootstrap)    echo "$HOST:$PORT" ;;
+    pid)          broker_pid ;;
     reset)        cmd_reset ;;
     log)          tail -n "${1:-100}" "$LOG_FILE" ;;
     -h|--help|help) usage ;;

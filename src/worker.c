@@ -5,6 +5,7 @@
  */
 #include "trailhound/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
@@ -36,6 +37,10 @@ struct part {
 	struct th_detector *det;
 	bool active; /* processed messages in the open transaction */
 	bool eof;    /* consumed up to the end of the partition */
+	/* Kafka committed up to stuck_offset but the LMDB commit found the disk
+	 * full: the changes wait in the store's cache until it has room. */
+	bool stuck;
+	int64_t stuck_offset;
 };
 
 struct worker {
@@ -57,12 +62,29 @@ struct worker {
 	double txn_started;
 	bool txn_open;
 	int fatal; /* TH_EXIT_* to exit with, 0 = none */
+	/* the input message whose processing failed last, and how often in a
+	 * row: a deterministic failure must not abort → rewind → retry forever */
+	char fail_topic[256];
+	int32_t fail_partition;
+	int64_t fail_offset;
+	int fail_count;
+	int fail_err;
+	int max_attempts;
+	long disk_retry_ms;
+	/* Timeout of the transactional API calls: bounded so a stop signal is
+	 * seen during a broker outage; a timed-out commit or abort is retried
+	 * (librdkafka lets them resume), a timed-out send_offsets aborts. */
+	int txn_timeout_ms;
+	/* disk full: consumption paused until the stuck state commits succeed */
+	bool disk_full;
+	double disk_retry_at;
 	/* scratch */
 	struct th_wbuf out, key;
 	char *padded;
 	size_t padded_cap;
 	/* counters */
 	uint64_t n_msgs, n_alerts, n_rejects, n_txn, n_aborts, n_restored;
+	uint64_t n_lost, n_disk_full, n_part_restores;
 	uint64_t rejects_by[TH_REJECT__COUNT];
 	double last_stats;
 	double last_msg_at;
@@ -162,24 +184,76 @@ static struct part *part_find(struct worker *w, const char *topic, int32_t parti
 	return NULL;
 }
 
-static int part_open(struct worker *w, const char *topic, int32_t partition, struct part **out)
+/* Delete the files of a partition's state directory (an untrusted store);
+ * its contents come back from the changelog. */
+static int wipe_dir(const char *dir)
 {
-	char dir[1024], errstr[512];
+	char path[1280];
+	int rc = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : TH_ESTATE;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+		    (unlink(path) != 0 && errno != ENOENT)) {
+			th_log_err("state", "cannot remove %s: %s", path, strerror(errno));
+			rc = TH_ESTATE;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Open a partition's store; *untrusted is set when the store there could not
+ * be trusted and was wiped (the caller must restore it from the changelog). */
+static int part_open(struct worker *w, const char *topic, int32_t partition, struct part **out,
+		     bool *untrusted)
+{
+	char dir[1024], errstr[512] = "";
+	int rc;
 	struct part *p = calloc(1, sizeof(*p));
+	*untrusted = false;
 	if (!p)
 		return TH_ENOMEM;
 	p->w = w;
 	p->partition = partition;
 	p->topic = strdup(topic);
-	snprintf(dir, sizeof(dir), "%s/%s-%d", w->cf->state_dir, topic, (int)partition);
-	if (!p->topic || th_state_open(&p->st, dir, 0, errstr, sizeof(errstr)) ||
-	    th_detector_new(&p->det, &w->cf->detect, w->en, p->st, on_alert, p)) {
-		th_log_err("state", "%s[%d]: %s", topic, (int)partition, errstr);
-		part_close(p);
-		return TH_ESTATE;
+	if (!p->topic) {
+		rc = TH_ENOMEM;
+		goto fail;
+	}
+	if (snprintf(dir, sizeof(dir), "%s/%s-%d", w->cf->state_dir, topic, (int)partition) >=
+	    (int)sizeof(dir)) {
+		snprintf(errstr, sizeof(errstr), "state directory name too long");
+		rc = TH_ESTATE;
+		goto fail;
+	}
+	rc = th_state_open(&p->st, dir, 0, errstr, sizeof(errstr));
+	if (rc == TH_EUNTRUSTED) {
+		/* Not closed cleanly across a crash, corrupt, or not ours: its
+		 * offset proves nothing. Start empty; the changelog has the state. */
+		th_log_warn("state", "%s[%d]: %s: store cannot be trusted (%s): wiping it, restoring "
+				     "from the changelog",
+			    topic, (int)partition, dir, errstr);
+		*untrusted = true;
+		errstr[0] = '\0';
+		if ((rc = wipe_dir(dir)) == 0)
+			rc = th_state_open(&p->st, dir, 0, errstr, sizeof(errstr));
+	}
+	if (rc)
+		goto fail;
+	if ((rc = th_detector_new(&p->det, &w->cf->detect, w->en, p->st, on_alert, p))) {
+		snprintf(errstr, sizeof(errstr), "detector: %s", th_strerror(rc));
+		goto fail;
 	}
 	*out = p;
 	return 0;
+fail:
+	th_log_err("state", "%s[%d]: %s", topic, (int)partition, errstr[0] ? errstr : th_strerror(rc));
+	part_close(p);
+	return rc;
 }
 
 /* Read the partition's changelog from the start (read_committed) into the
@@ -311,54 +385,174 @@ static int changelog_cb(void *ctx, const void *key, size_t klen, const void *val
 }
 
 /* Roll every partition back to its last committed state and seek the
- * consumer to the committed offsets. */
+ * consumer to the committed offsets (examples/transactions.c's
+ * rewind_consumer). A rewind that fails is fatal: going on from the current
+ * positions would skip the aborted batch. The store of a partition whose
+ * LMDB commit waits for disk space (stuck) holds changes Kafka has already
+ * committed: those are kept. */
 static int rewind_all(struct worker *w)
 {
 	rd_kafka_topic_partition_list_t *assigned = NULL;
+	rd_kafka_error_t *error = NULL;
 	rd_kafka_resp_err_t err;
+	int rc = 0;
+
 	for (int i = 0; i < w->nparts; i++) {
-		th_state_rollback(w->parts[i]->st);
-		th_detector_reset(w->parts[i]->det);
-		w->parts[i]->active = false;
+		struct part *p = w->parts[i];
+		if (!p->stuck)
+			th_state_rollback(p->st);
+		th_detector_reset(p->det);
+		p->active = false;
+		p->eof = false;
 	}
-	if ((err = rd_kafka_assignment(w->consumer, &assigned)))
-		return TH_EKAFKA;
+	w->last_msg_at = now_s();
+	if ((err = rd_kafka_assignment(w->consumer, &assigned))) {
+		set_fatal(w, "rewind: assignment", rd_kafka_err2str(err));
+		return TH_EFATAL;
+	}
 	if (assigned->cnt) {
 		if ((err = rd_kafka_committed(w->consumer, assigned, 10000))) {
-			rd_kafka_topic_partition_list_destroy(assigned);
-			return TH_EKAFKA;
+			set_fatal(w, "rewind: committed offsets", rd_kafka_err2str(err));
+			rc = TH_EFATAL;
+			goto out;
+		}
+		for (int i = 0; i < assigned->cnt; i++) {
+			rd_kafka_topic_partition_t *tp = &assigned->elems[i];
+			if (tp->err) {
+				set_fatal(w, "rewind: committed offset", rd_kafka_err2str(tp->err));
+				rc = TH_EFATAL;
+				goto out;
+			}
+			if (tp->offset < 0)
+				tp->offset = RD_KAFKA_OFFSET_BEGINNING;
+		}
+		if ((error = rd_kafka_seek_partitions(w->consumer, assigned, -1))) {
+			set_fatal(w, "rewind: seek", rd_kafka_error_string(error));
+			rc = TH_EFATAL;
+			goto out;
 		}
 		for (int i = 0; i < assigned->cnt; i++)
-			if (assigned->elems[i].offset < 0)
-				assigned->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-		rd_kafka_error_t *error = rd_kafka_seek_partitions(w->consumer, assigned, -1);
-		if (error) {
-			th_log_err("worker", "seek: %s", rd_kafka_error_string(error));
-			rd_kafka_error_destroy(error);
-			rd_kafka_topic_partition_list_destroy(assigned);
-			return TH_EKAFKA;
-		}
+			if (assigned->elems[i].err) {
+				set_fatal(w, "rewind: seek", rd_kafka_err2str(assigned->elems[i].err));
+				rc = TH_EFATAL;
+				goto out;
+			}
 	}
+out:
+	if (error)
+		rd_kafka_error_destroy(error);
 	rd_kafka_topic_partition_list_destroy(assigned);
+	return rc;
+}
+
+/* Abort the open transaction (retrying a timed-out abort, as librdkafka
+ * allows); without rewinding. */
+static int abort_only(struct worker *w)
+{
+	rd_kafka_error_t *error;
+	w->n_aborts++;
+	w->txn_open = false;
+	for (;;) {
+		error = rd_kafka_abort_transaction(w->producer, w->txn_timeout_ms);
+		if (!error)
+			return 0;
+		if (rd_kafka_error_is_retriable(error) && !rd_kafka_error_is_fatal(error) &&
+		    *w->run) {
+			th_log_warn("worker", "abort_transaction: %s: retrying",
+				    rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			continue;
+		}
+		set_fatal(w, "abort_transaction", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		return TH_EFATAL;
+	}
+}
+
+/* Abort, rewind the consumer to the committed offsets, roll the state back. */
+static int abort_txn(struct worker *w)
+{
+	int rc = abort_only(w);
+	return rc ? rc : rewind_all(w);
+}
+
+/* Pause (or resume) every assigned partition. Paused, the consumer still
+ * polls, so it keeps its place in the group. */
+static int pause_all(struct worker *w, bool pause)
+{
+	rd_kafka_topic_partition_list_t *assigned = NULL;
+	rd_kafka_resp_err_t err = rd_kafka_assignment(w->consumer, &assigned);
+	if (!err)
+		err = pause ? rd_kafka_pause_partitions(w->consumer, assigned)
+			    : rd_kafka_resume_partitions(w->consumer, assigned);
+	if (assigned)
+		rd_kafka_topic_partition_list_destroy(assigned);
+	if (err) {
+		set_fatal(w, pause ? "pause" : "resume", rd_kafka_err2str(err));
+		return TH_EFATAL;
+	}
 	return 0;
 }
 
-static int abort_txn(struct worker *w)
+/* A state commit found the disk full after Kafka had committed. Kafka's
+ * side (alerts, changelog, offsets) is durable; the store keeps the changes
+ * in its cache and is behind until a retry succeeds. Stop consuming (more
+ * input would only pile up more uncommitted state), stay in the group, and
+ * retry. A crash meanwhile loses nothing: the store's offset is behind the
+ * group's, so the next assignment restores it from the changelog. */
+static void disk_full_begin(struct worker *w, const struct part *p)
 {
-	rd_kafka_error_t *error = rd_kafka_abort_transaction(w->producer, -1);
-	w->n_aborts++;
-	w->txn_open = false;
-	if (error) {
-		set_fatal(w, "abort_transaction", rd_kafka_error_string(error));
-		rd_kafka_error_destroy(error);
-		return TH_EKAFKA;
+	w->disk_retry_at = now_s() + (double)w->disk_retry_ms / 1000.0;
+	if (w->disk_full)
+		return;
+	w->disk_full = true;
+	w->n_disk_full++;
+	th_log_err("state",
+		   "%s[%d]: state_dir %s is full: the LMDB commit waits (Kafka has committed "
+		   "it, nothing is lost); consumption paused, retrying every %ld ms",
+		   p->topic, (int)p->partition, w->cf->state_dir, w->disk_retry_ms);
+	pause_all(w, true);
+}
+
+/* Retry the stuck state commits; once all succeed, resume from the
+ * committed offsets (messages fetched while paused were not processed). */
+static void disk_full_retry(struct worker *w)
+{
+	bool still = false;
+	if (!w->disk_full || now_s() < w->disk_retry_at)
+		return;
+	for (int i = 0; i < w->nparts; i++) {
+		struct part *p = w->parts[i];
+		if (!p->stuck)
+			continue;
+		int rc = th_state_commit(p->st, p->stuck_offset);
+		if (rc == TH_ENOSPC) {
+			still = true;
+			continue;
+		}
+		if (rc) {
+			set_fatal(w, "state commit", th_strerror(rc));
+			return;
+		}
+		p->stuck = false;
 	}
-	return rewind_all(w);
+	if (still) {
+		w->disk_retry_at = now_s() + (double)w->disk_retry_ms / 1000.0;
+		th_log_warn("state", "state_dir %s still full: consumption stays paused",
+			    w->cf->state_dir);
+		return;
+	}
+	w->disk_full = false;
+	th_log_info("state", "state_dir %s has room again: state committed, consumption resumed",
+		    w->cf->state_dir);
+	if (!pause_all(w, false))
+		rewind_all(w);
 }
 
 /* Commit the open transaction: state changes to the changelog, consumer
- * positions with the group metadata, EndTxn; then LMDB. Returns 0 when
- * committed (or aborted and rewound), TH_EFATAL when the worker must stop. */
+ * positions with the group metadata, EndTxn; then LMDB. The errors are
+ * handled as in examples/transactions.c. Returns 0 when committed (or
+ * aborted and rewound), TH_EFATAL when the worker must stop. */
 static int commit_txn(struct worker *w)
 {
 	rd_kafka_topic_partition_list_t *positions = NULL;
@@ -379,32 +573,53 @@ static int commit_txn(struct worker *w)
 		    (rc = th_state_dirty_foreach(p->st, changelog_cb, &cc)) || (rc = cc.err))
 			goto abortable;
 	}
-	if (rd_kafka_assignment(w->consumer, &positions) ||
+	if (rd_kafka_assignment(w->consumer, &positions) || positions->cnt == 0 ||
 	    rd_kafka_position(w->consumer, positions)) {
-		rc = TH_EKAFKA;
+		/* no assignment (most likely lost): nothing to commit offsets for */
+		th_log_warn("worker", "no assignment to commit: aborting the transaction");
 		goto abortable;
 	}
 	cgmd = rd_kafka_consumer_group_metadata(w->consumer);
-	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd, -1);
-	if (!error)
-		error = rd_kafka_commit_transaction(w->producer, -1);
+	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd,
+						     w->txn_timeout_ms);
 	if (error) {
+		if (rd_kafka_error_is_fatal(error)) {
+			set_fatal(w, "send_offsets_to_transaction", rd_kafka_error_string(error));
+			rc = TH_EFATAL;
+			goto out;
+		}
+		/* Abortable, or retriable (e.g. timed out): the offsets may not be
+		 * part of the transaction, and committing it anyway would commit its
+		 * output without its input offsets. Abort and redo the batch. */
+		th_log_warn("worker", "send_offsets_to_transaction: %s%s: aborting",
+			    rd_kafka_error_string(error),
+			    rd_kafka_error_is_retriable(error) ? " (retriable)" : "");
+		rd_kafka_error_destroy(error);
+		error = NULL;
+		goto abortable;
+	}
+	for (;;) {
+		error = rd_kafka_commit_transaction(w->producer, w->txn_timeout_ms);
+		if (!error)
+			break;
 		if (rd_kafka_error_txn_requires_abort(error)) {
-			th_log_warn("worker", "transaction aborted: %s", rd_kafka_error_string(error));
+			th_log_warn("worker", "commit_transaction: %s: aborting",
+				    rd_kafka_error_string(error));
 			rd_kafka_error_destroy(error);
 			error = NULL;
 			goto abortable;
 		}
-		if (rd_kafka_error_is_retriable(error)) {
-			/* e.g. a commit timeout: retry the commit itself */
+		if (rd_kafka_error_is_retriable(error) && !rd_kafka_error_is_fatal(error) &&
+		    *w->run) {
+			/* e.g. a timeout: the commit itself may be retried */
+			th_log_warn("worker", "commit_transaction: %s: retrying",
+				    rd_kafka_error_string(error));
 			rd_kafka_error_destroy(error);
-			error = rd_kafka_commit_transaction(w->producer, -1);
+			continue;
 		}
-		if (error) {
-			set_fatal(w, "commit_transaction", rd_kafka_error_string(error));
-			rc = TH_EFATAL;
-			goto out;
-		}
+		set_fatal(w, "commit_transaction", rd_kafka_error_string(error));
+		rc = TH_EFATAL;
+		goto out;
 	}
 	w->txn_open = false;
 	w->n_txn++;
@@ -414,13 +629,20 @@ static int commit_txn(struct worker *w)
 		struct part *p = part_find(w, tp->topic, tp->partition);
 		if (!p || !p->active)
 			continue;
-		if (th_state_commit(p->st, tp->offset)) {
+		p->active = false;
+		rc = th_state_commit(p->st, tp->offset);
+		if (rc == TH_ENOSPC) {
+			p->stuck = true;
+			p->stuck_offset = tp->offset;
+			disk_full_begin(w, p);
+			continue;
+		}
+		if (rc) {
 			/* The changelog has it; the next assignment restores. */
-			set_fatal(w, "state commit", "LMDB commit failed");
+			set_fatal(w, "state commit", th_strerror(rc));
 			rc = TH_EFATAL;
 			goto out;
 		}
-		p->active = false;
 	}
 	rc = begin_txn(w) ? TH_EFATAL : 0;
 	goto out;
@@ -448,55 +670,71 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	for (int i = 0; i < parts->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &parts->elems[i];
 		struct part *p;
-		if (w->nparts >= MAX_PARTS || part_open(w, tp->topic, tp->partition, &p)) {
+		bool untrusted;
+		if (tp->err) {
+			set_fatal(w, "committed offset", rd_kafka_err2str(tp->err));
+			return;
+		}
+		if (w->nparts >= MAX_PARTS ||
+		    part_open(w, tp->topic, tp->partition, &p, &untrusted)) {
 			set_fatal(w, "assign", "cannot open the partition's state");
 			return;
 		}
 		w->parts[w->nparts++] = p;
 		int64_t committed = tp->offset >= 0 ? tp->offset : TH_STATE_NO_OFFSET;
 		int64_t local = th_state_offset(p->st);
-		if (local != committed) {
+		if (untrusted || local != committed) {
 			char lb[24] = "none", cb[24] = "none";
 			if (local != TH_STATE_NO_OFFSET)
 				snprintf(lb, sizeof(lb), "%" PRId64, local);
 			if (committed != TH_STATE_NO_OFFSET)
 				snprintf(cb, sizeof(cb), "%" PRId64, committed);
-			th_log_info("worker", "%s[%d]: local state at offset %s, group committed %s: "
+			th_log_info("worker", "%s[%d]: local state %s offset %s, group committed %s: "
 					      "restoring",
-				    tp->topic, (int)tp->partition, lb, cb);
+				    tp->topic, (int)tp->partition,
+				    untrusted ? "untrusted (wiped), was at" : "at", lb, cb);
 			if (part_restore(w, p, committed)) {
 				set_fatal(w, "restore", "changelog restore failed");
 				return;
 			}
+			w->n_part_restores++;
 		}
 		/* start from the committed offset (INVALID lets the group decide) */
 		tp->offset = RD_KAFKA_OFFSET_INVALID;
 	}
-	rd_kafka_assign(w->consumer, parts);
+	if ((err = rd_kafka_assign(w->consumer, parts)))
+		set_fatal(w, "assign", rd_kafka_err2str(err));
+	w->last_msg_at = now_s();
 }
 
 static void revoke_partitions(struct worker *w, bool lost)
 {
 	if (w->txn_open && w->msgs_in_txn > 0) {
 		if (lost) {
-			rd_kafka_error_t *error = rd_kafka_abort_transaction(w->producer, -1);
-			if (error) {
-				set_fatal(w, "abort on lost assignment", rd_kafka_error_string(error));
-				rd_kafka_error_destroy(error);
-			}
-			w->txn_open = false;
-			for (int i = 0; i < w->nparts; i++)
-				th_state_rollback(w->parts[i]->st);
-			if (!w->fatal)
+			/* Another member may own these partitions now: their offsets
+			 * can no longer be committed (examples/transactions.c). Abort,
+			 * and drop the uncommitted state with the partitions. */
+			w->n_lost++;
+			th_log_warn("worker", "assignment lost with a transaction open: aborting it");
+			if (!abort_only(w))
 				begin_txn(w);
 		} else {
 			commit_txn(w);
 		}
 	}
-	for (int i = 0; i < w->nparts; i++)
+	for (int i = 0; i < w->nparts; i++) {
+		if (w->parts[i]->stuck)
+			th_log_warn("state", "%s[%d]: revoked with its state commit pending (disk "
+					     "full): its next owner restores it from the changelog",
+				    w->parts[i]->topic, (int)w->parts[i]->partition);
+		th_state_rollback(w->parts[i]->st);
 		part_close(w->parts[i]);
+	}
 	w->nparts = 0;
-	rd_kafka_assign(w->consumer, NULL);
+	w->disk_full = false;
+	rd_kafka_resp_err_t err = rd_kafka_assign(w->consumer, NULL);
+	if (err)
+		set_fatal(w, "unassign", rd_kafka_err2str(err));
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -506,9 +744,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	(void)rk;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		th_log_info("worker", "assigned %d partition(s)", parts->cnt);
+		if (w->fatal) {
+			/* a fatal worker takes on nothing: it is about to exit */
+			rd_kafka_assign(w->consumer, NULL);
+			return;
+		}
 		assign_partitions(w, parts);
 	} else {
-		bool lost = rd_kafka_assignment_lost(w->consumer);
+		bool lost = rd_kafka_assignment_lost(w->consumer) ||
+			    err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS;
 		th_log_info("worker", "revoked %d partition(s)%s", parts->cnt,
 			    lost ? " (assignment lost)" : "");
 		revoke_partitions(w, lost);
@@ -592,6 +836,28 @@ static void sink_reject(void *ctx, enum th_reject why, const char *detail, const
 		w->cur_err = TH_EKAFKA;
 }
 
+static bool is_poison(const struct worker *w, const char *topic, const rd_kafka_message_t *m)
+{
+	return w->fail_count >= w->max_attempts && w->fail_partition == m->partition &&
+	       w->fail_offset == m->offset && strcmp(w->fail_topic, topic) == 0;
+}
+
+/* Count consecutive failures of the same input message. */
+static void note_failure(struct worker *w, const rd_kafka_message_t *m, int err)
+{
+	const char *topic = rd_kafka_topic_name(m->rkt);
+	if (w->fail_count > 0 && w->fail_partition == m->partition && w->fail_offset == m->offset &&
+	    strcmp(w->fail_topic, topic) == 0) {
+		w->fail_count++;
+	} else {
+		snprintf(w->fail_topic, sizeof(w->fail_topic), "%s", topic);
+		w->fail_partition = m->partition;
+		w->fail_offset = m->offset;
+		w->fail_count = 1;
+	}
+	w->fail_err = err;
+}
+
 static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 {
 	const char *topic = rd_kafka_topic_name(m->rkt);
@@ -618,10 +884,25 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 	p->active = true;
 	p->eof = false;
 	struct th_sink sink = {sink_event, sink_reject, w};
-	if (m->len == 0)
+	if (is_poison(w, topic, m)) {
+		/* It failed max_attempts times in a row (each time the batch was
+		 * aborted and redone): set it aside so the partition moves on. */
+		char detail[128];
+		snprintf(detail, sizeof(detail), "processing failed %d times (last: %s)",
+			 w->fail_count, th_strerror(w->fail_err));
+		th_log_err("worker", "%s[%d]@%" PRId64 ": %s: dead-lettered", topic,
+			   (int)m->partition, m->offset, detail);
+		sink_reject(w, TH_REJECT_PROCESSING_FAILED, detail, m->len ? m->payload : "",
+			    m->len, 0);
+	} else if (w->opts->test_hook &&
+		   (w->cur_err = w->opts->test_hook(w->opts->test_ctx, topic, m->partition,
+						    m->offset))) {
+		/* fault injection (tests) */
+	} else if (m->len == 0) {
 		sink_reject(w, TH_REJECT_MALFORMED_JSON, "empty message", "", 0, 0);
-	else
+	} else {
 		th_parser_feed(w->parser, w->padded, m->len, 0, &sink);
+	}
 	w->cur = NULL;
 	w->cur_msg = NULL;
 	w->n_msgs++;
@@ -844,9 +1125,29 @@ static void log_stats(struct worker *w)
 	}
 	th_log_info("stats",
 		    "partitions=%d messages=%" PRIu64 " alerts=%" PRIu64 " rejected=%" PRIu64
-		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64,
+		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64
+		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s",
 		    w->nparts, w->n_msgs, w->n_alerts, w->n_rejects, reasons, w->n_txn, w->n_aborts,
-		    w->n_restored);
+		    w->n_restored, w->n_lost, w->n_disk_full, w->disk_full ? " (paused: disk full)" : "");
+}
+
+/* An error from the consumer. A fatal one (e.g. a static member fenced by
+ * another with the same group.instance.id) leaves the consumer unusable: it
+ * would sit without partitions for good, so exit for a restart. */
+static void consumer_error(struct worker *w, const rd_kafka_message_t *m)
+{
+	char buf[512] = "";
+	rd_kafka_resp_err_t err = m ? m->err : RD_KAFKA_RESP_ERR__FATAL;
+	if (err == RD_KAFKA_RESP_ERR__FATAL || err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID ||
+	    err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	    rd_kafka_fatal_error(w->consumer, NULL, 0)) {
+		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(w->consumer, buf, sizeof(buf));
+		if (!ferr)
+			snprintf(buf, sizeof(buf), "%s", m ? rd_kafka_message_errstr(m) : "");
+		set_fatal(w, "fatal consumer error", buf);
+		return;
+	}
+	th_log_warn("kafka", "consume: %s", rd_kafka_message_errstr(m));
 }
 
 static bool caught_up(struct worker *w)
@@ -875,6 +1176,9 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 {
 	struct worker w = {.cf = cf, .opts = opts, .run = run};
 	char errstr[512] = "";
+	w.max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
+	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : 5000;
+	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : 30000;
 	int rc = setup(&w, errstr, sizeof(errstr));
 	bool drained = false;
 
@@ -885,21 +1189,31 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	w.last_msg_at = w.last_stats = now_s();
 	while (*run && !w.fatal) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 50);
+		/* the producer's error events (error_cb: fatal errors) */
+		rd_kafka_poll(w.producer, 0);
 		if (m) {
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 				struct part *p = part_find(&w, rd_kafka_topic_name(m->rkt), m->partition);
-				if (p)
+				if (p && !w.disk_full)
 					p->eof = true;
 			} else if (m->err) {
-				th_log_warn("kafka", "consume: %s", rd_kafka_message_errstr(m));
+				consumer_error(&w, m);
+			} else if (w.disk_full) {
+				/* fetched before the pause: not processed now; the resume
+				 * rewinds to the committed offsets */
 			} else {
 				w.last_msg_at = now_s();
-				if (handle_message(&w, m)) {
-					/* state store or produce failure: abort this batch and retry
-					 * it; a persistent failure turns fatal below */
-					th_log_err("worker", "processing %s[%d]@%" PRId64 " failed",
+				int err = handle_message(&w, m);
+				if (err) {
+					/* Abort the batch and redo it from the committed offsets.
+					 * A message that keeps failing is dead-lettered after
+					 * max_attempts (see is_poison). */
+					note_failure(&w, m, err);
+					th_log_err("worker", "processing %s[%d]@%" PRId64 " failed (%s), "
+							     "attempt %d of %d: aborting the batch",
 						   rd_kafka_topic_name(m->rkt), (int)m->partition,
-						   m->offset);
+						   m->offset, th_strerror(err), w.fail_count,
+						   w.max_attempts);
 					rd_kafka_message_destroy(m);
 					if (abort_txn(&w) || begin_txn(&w))
 						break;
@@ -908,6 +1222,11 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			}
 			rd_kafka_message_destroy(m);
 		}
+		if (!w.fatal && rd_kafka_fatal_error(w.consumer, NULL, 0))
+			consumer_error(&w, NULL);
+		if (w.fatal)
+			break;
+		disk_full_retry(&w);
 		if (w.msgs_in_txn >= cf->batch_size ||
 		    (w.msgs_in_txn > 0 &&
 		     (now_s() - w.txn_started) * 1000.0 >= (double)cf->commit_interval_ms)) {
@@ -918,14 +1237,19 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			w.last_stats = now_s();
 			log_stats(&w);
 		}
-		if (opts->exit_when_idle_ms > 0 && caught_up(&w) &&
+		if (opts->exit_when_idle_ms > 0 && !w.disk_full && caught_up(&w) &&
 		    (now_s() - w.last_msg_at) * 1000.0 >= (double)opts->exit_when_idle_ms) {
+			uint64_t aborts = w.n_aborts;
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
+			if (w.n_aborts != aborts)
+				continue; /* aborted and rewound: read the batch again */
 			if (opts->drain && !drained) {
-				drained = true;
 				if (drain(&w))
 					break;
+				if (w.n_aborts != aborts)
+					continue; /* the drain's decisions were rolled back too */
+				drained = true;
 			}
 			th_log_info("worker", "caught up; exiting");
 			break;
@@ -933,9 +1257,24 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	}
 	if (!w.fatal && w.txn_open && w.msgs_in_txn > 0)
 		commit_txn(&w);
+	if (w.disk_full)
+		th_log_warn("state", "stopping with state commits pending (disk full): the next "
+				     "owner of those partitions restores them from the changelog");
 	rc = w.fatal;
 	log_stats(&w);
 out:
+	if (opts->stats) {
+		struct th_worker_stats *s = opts->stats;
+		memset(s, 0, sizeof(*s));
+		s->messages = w.n_msgs;
+		s->alerts = w.n_alerts;
+		s->transactions = w.n_txn;
+		s->aborts = w.n_aborts;
+		s->lost = w.n_lost;
+		s->disk_full = w.n_disk_full;
+		s->restores = w.n_part_restores;
+		memcpy(s->rejects_by, w.rejects_by, sizeof(s->rejects_by));
+	}
 	if (w.consumer) {
 		/* A fatal worker must not commit anything more: no consumer close
 		 * (its revoke would try to commit), just go. */

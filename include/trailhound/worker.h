@@ -15,19 +15,43 @@
  * compacted changelog topic (co-partitioned with the input) inside the same
  * transaction; LMDB commits, with the input offset, only after Kafka commits.
  * On assignment a store whose offset differs from the group's committed
- * offset is wiped and restored from the changelog (read_committed).
+ * offset, or that th_state_open() cannot trust, is wiped and restored from
+ * the changelog (read_committed).
+ *
+ * Errors (as examples/transactions.c): an abortable error, or a retriable
+ * one from send_offsets_to_transaction, aborts, rewinds and rolls back; a
+ * retriable commit error retries the commit; anything fatal (fenced
+ * producer, fatal consumer error such as a fenced static member, a rewind
+ * that cannot read the committed offsets) exits 5 for the supervisor to
+ * restart. A lost assignment aborts the open transaction. A disk full at the
+ * LMDB commit (after Kafka committed) pauses consumption and retries the
+ * commit until space returns.
  */
 #ifndef TRAILHOUND_WORKER_H
 #define TRAILHOUND_WORKER_H
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "trailhound/config.h"
+#include "trailhound/event.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* What a run did (filled in when th_worker_run returns, if asked for). */
+struct th_worker_stats {
+	uint64_t messages;     /* processed (including reprocessing after an abort) */
+	uint64_t alerts;       /* produced (including in transactions later aborted) */
+	uint64_t transactions; /* committed */
+	uint64_t aborts;       /* transactions aborted (and the input rewound) */
+	uint64_t lost;         /* assignments lost with a transaction open */
+	uint64_t disk_full;    /* times a state commit found the disk full */
+	uint64_t restores;     /* partitions restored from the changelog */
+	uint64_t rejects_by[TH_REJECT__COUNT];
+};
 
 struct th_worker_opts {
 	/* Exit once every assigned partition is caught up and nothing arrived
@@ -36,6 +60,20 @@ struct th_worker_opts {
 	/* With exit_when_idle_ms: before exiting, decide every held use as at end
 	 * of input (what `scan` does), so a finite replay matches `scan`. */
 	bool drain;
+	/* A message whose processing fails this many times in a row (each
+	 * failure aborts the transaction and rewinds) is dead-lettered as
+	 * processing_failed instead of processed again; 0 = 3. */
+	int max_attempts;
+	/* Disk full: retry the pending state commit this often (ms); 0 = 5000. */
+	long disk_retry_ms;
+	/* Timeout of each transactional API call (ms); 0 = 30000. */
+	long txn_timeout_ms;
+	/* Optional: receives the run's counters. */
+	struct th_worker_stats *stats;
+	/* Tests only (fault injection): called before each input message is
+	 * processed; a non-zero return makes its processing fail. */
+	int (*test_hook)(void *ctx, const char *topic, int32_t partition, int64_t offset);
+	void *test_ctx;
 };
 
 /**

@@ -17,6 +17,12 @@ How the states are compared (both must hold):
      changelog. This is what a new worker would restore; batch boundaries differ
      between the runs, so only the folded state, not the record sequence, can be
      compared.
+The kills must have landed inside transactions (not only between them, where
+exactly-once would be trivial): records of a transaction a kill cut short are
+aborted by the restarted worker's init_transactions, so read_uncommitted sees
+them and read_committed does not. The test counts the changelog's records both
+ways and requires strictly more read_uncommitted.
+
 Comparing inspect's text rather than parsed JSON avoids depending on its JSON
 being well-formed, and every field it prints (counts, first/last seen, API calls,
 baselines, alerts raised per key) is derived from the input only.
@@ -113,4 +119,16 @@ def test_kill9_at_random_points(broker, topics, workers, sample_200k):
     got, ref = changelog_state(broker, crash.changelog), changelog_state(broker, clean.changelog)
     assert len(ref) > 100
     assert_same_state(got, ref, "changelog")
+
+    # the kills landed inside transactions: their records were aborted
+    committed = len(read_topic(broker, crash.changelog, timeout=120))
+    uncommitted = len(read_topic(broker, crash.changelog, timeout=120,
+                                 isolation="read_uncommitted"))
+    alerts_c = len(read_topic(broker, crash.output))
+    alerts_u = len(read_topic(broker, crash.output, isolation="read_uncommitted"))
+    log(f"changelog records: {uncommitted} read_uncommitted, {committed} read_committed; "
+        f"alerts: {alerts_u} read_uncommitted, {alerts_c} read_committed")
+    assert uncommitted > committed, \
+        "no kill landed inside a transaction that had written to the changelog"
+    assert alerts_u >= alerts_c
     log(f"crash test: {len(ref)} state keys equal, {time.monotonic() - t0:.1f} s")

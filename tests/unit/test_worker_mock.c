@@ -1,0 +1,470 @@
+/*
+ * The worker's error paths against librdkafka's mock cluster (in process):
+ * errors injected with rd_kafka_mock_push_request_errors() reach every branch
+ * of the transaction loop (abort and rewind, retriable and fatal commit
+ * errors, a retriable send_offsets error, lost assignment, a fatal consumer
+ * error, a failed rewind, a poison message).
+ *
+ * The mock cluster of librdkafka 2.0.2 is for fault injection only: it keeps
+ * no transaction markers (read_committed sees aborted records too) and does
+ * not store offsets sent with a transaction (committed() stays INVALID, so a
+ * rewind goes back to the beginning). So each test runs its whole input as
+ * ONE transaction (huge batch, long commit interval, commit when idle): a
+ * rewind to the beginning is then exactly the rewind to the committed
+ * offsets, and every record the mock stored on the alert topic counts one
+ * produced alert, aborted or committed. The exactly-once proofs against a
+ * real broker are tests/kafka/.
+ *
+ * Each test asserts the worker's exit code and counters and what landed on
+ * the topics; a watchdog ends a worker that would otherwise never stop (the
+ * old zombie) so that the test fails instead of hanging.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+
+#include "trailhound/cli.h"
+#include "trailhound/config.h"
+#include "trailhound/worker.h"
+
+/* Kafka API keys (2.0.2's public headers do not export RD_KAFKAP_*) */
+enum {
+	API_PRODUCE = 0,
+	API_OFFSET_FETCH = 9,
+	API_JOIN_GROUP = 11,
+	API_HEARTBEAT = 12,
+	API_ADD_OFFSETS_TO_TXN = 25,
+	API_END_TXN = 26,
+	API_TXN_OFFSET_COMMIT = 28,
+};
+
+#define INPUT TH_TEST_DIR "/cases/variations/v1_two_networks.jsonl"
+#define WATCHDOG_S 60
+/* the worker's transactional API timeout, and a broker answer slower than it */
+#define TXN_TIMEOUT_MS 1500
+#define SLOW_MS 3000
+
+struct mock {
+	rd_kafka_t *rk; /* owns the cluster */
+	rd_kafka_mock_cluster_t *mc;
+	char bootstraps[256];
+	char state_dir[64];
+	int n_input;
+	struct th_config cf;
+	struct th_worker_opts wo;
+	struct th_worker_stats stats;
+	volatile sig_atomic_t run;
+	/* test hook */
+	int hook_calls;
+	int64_t poison_offset;
+	int hook_action;
+};
+
+enum { HOOK_NONE, HOOK_POISON, HOOK_LOSE_ASSIGNMENT, HOOK_BREAK_REWIND };
+
+static void set(struct mock *m, const char *fmt, ...)
+{
+	char kv[512], err[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(kv, sizeof(kv), fmt, ap);
+	va_end(ap);
+	int rc = th_config_set_kv(&m->cf, kv, err, sizeof(err));
+	if (rc)
+		fail_msg("%s: %s", kv, err);
+}
+
+static void produce_input(struct mock *m)
+{
+	char errstr[512], line[65536];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", m->bootstraps, errstr,
+					   sizeof(errstr)),
+			 RD_KAFKA_CONF_OK);
+	rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	assert_non_null(p);
+	FILE *f = fopen(INPUT, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strlen(line);
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (!n)
+			continue;
+		assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("in"), RD_KAFKA_V_PARTITION(0),
+						   RD_KAFKA_V_KEY("k", 1), RD_KAFKA_V_VALUE(line, n),
+						   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+						   RD_KAFKA_V_END),
+				 0);
+		m->n_input++;
+	}
+	fclose(f);
+	assert_int_equal(rd_kafka_flush(p, 10000), 0);
+	rd_kafka_destroy(p);
+	assert_true(m->n_input >= 3);
+}
+
+static int setup(void **state)
+{
+	static struct mock m;
+	char errstr[512];
+	memset(&m, 0, sizeof(m));
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+	m.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	assert_non_null(m.rk);
+	m.mc = rd_kafka_mock_cluster_new(m.rk, 1);
+	assert_non_null(m.mc);
+	snprintf(m.bootstraps, sizeof(m.bootstraps), "%s", rd_kafka_mock_cluster_bootstraps(m.mc));
+	const char *topics[] = {"in", "alerts", "changelog", "dead"};
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(rd_kafka_mock_topic_create(m.mc, topics[i], 1, 1), 0);
+	produce_input(&m);
+
+	snprintf(m.state_dir, sizeof(m.state_dir), "/tmp/th-mock-XXXXXX");
+	assert_non_null(mkdtemp(m.state_dir));
+	th_config_init(&m.cf);
+	set(&m, "brokers=%s", m.bootstraps);
+	set(&m, "input_topics=in");
+	set(&m, "output_topic=alerts");
+	set(&m, "changelog_topic=changelog");
+	set(&m, "dead_letter_topic=dead");
+	set(&m, "group_id=g1");
+	set(&m, "transactional_id=t1");
+	set(&m, "state_dir=%s", m.state_dir);
+	set(&m, "schema_id=1");
+	set(&m, "asn_db=%s", TH_SHARED_DATA "/asn/asn.mmdb");
+	set(&m, "aws_ranges=%s", TH_SHARED_DATA "/aws-ip-ranges/ip-ranges.json");
+	/* the whole input in one transaction (see the top of the file) */
+	set(&m, "batch_size=1000000");
+	set(&m, "commit_interval_ms=600000");
+	set(&m, "kafka.consumer.heartbeat.interval.ms=100");
+	set(&m, "kafka.consumer.session.timeout.ms=6000");
+	m.wo.exit_when_idle_ms = 700;
+	m.wo.drain = true;
+	m.wo.stats = &m.stats;
+	m.wo.txn_timeout_ms = TXN_TIMEOUT_MS;
+	m.poison_offset = -1;
+	m.run = 1;
+	*state = &m;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct mock *m = *state;
+	char cmd[128];
+	th_config_free(&m->cf);
+	rd_kafka_mock_cluster_destroy(m->mc);
+	rd_kafka_destroy(m->rk);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", m->state_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", m->state_dir);
+	return 0;
+}
+
+static void *watchdog(void *arg)
+{
+	struct mock *m = arg;
+	for (int i = 0; i < WATCHDOG_S * 10 && m->run; i++)
+		usleep(100000);
+	if (m->run)
+		fprintf(stderr, "watchdog: worker still running after %d s: stopping it\n",
+			WATCHDOG_S);
+	m->run = 0;
+	return NULL;
+}
+
+static int hook(void *ctx, const char *topic, int32_t partition, int64_t offset)
+{
+	struct mock *m = ctx;
+	(void)topic;
+	(void)partition;
+	m->hook_calls++;
+	switch (m->hook_action) {
+	case HOOK_POISON:
+		return offset == m->poison_offset ? TH_ESTATE : 0;
+	case HOOK_LOSE_ASSIGNMENT:
+		if (m->hook_calls == 2) {
+			/* the group coordinator says our generation is gone: the
+			 * next heartbeat loses the assignment, with the transaction
+			 * holding this batch open */
+			rd_kafka_mock_push_request_errors(m->mc, API_HEARTBEAT, 1,
+							  RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION);
+			usleep(600000);
+		}
+		return 0;
+	case HOOK_BREAK_REWIND:
+		if (m->hook_calls == 2) {
+			/* the committed offsets become unreadable, then processing
+			 * fails: the abort's rewind cannot read them */
+			rd_kafka_mock_push_request_errors(
+				m->mc, API_OFFSET_FETCH, 8, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+			return TH_ESTATE;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int run_worker(struct mock *m)
+{
+	pthread_t t;
+	m->wo.test_hook = hook;
+	m->wo.test_ctx = m;
+	assert_int_equal(pthread_create(&t, NULL, watchdog, m), 0);
+	int rc = th_worker_run(&m->cf, &m->wo, &m->run);
+	m->run = 0;
+	pthread_join(t, NULL);
+	fprintf(stderr,
+		"worker exit %d: messages=%llu alerts=%llu transactions=%llu aborts=%llu lost=%llu\n",
+		rc, (unsigned long long)m->stats.messages, (unsigned long long)m->stats.alerts,
+		(unsigned long long)m->stats.transactions, (unsigned long long)m->stats.aborts,
+		(unsigned long long)m->stats.lost);
+	return rc;
+}
+
+/* Records the mock stored on a topic (aborted ones included: no markers). */
+static int64_t topic_records(struct mock *m, const char *topic)
+{
+	char errstr[512];
+	int64_t lo = 0, hi = 0;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "bootstrap.servers", m->bootstraps, errstr, sizeof(errstr));
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	assert_non_null(rk);
+	assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 10000), 0);
+	rd_kafka_destroy(rk);
+	return hi - lo;
+}
+
+/* The dead-letter records: how many, and whether each has reason @p reason
+ * and source.offset @p offset. */
+static int dead_letters(struct mock *m, const char *reason, int64_t offset)
+{
+	char errstr[512], want_off[32];
+	int n = 0;
+	int64_t total = topic_records(m, "dead");
+	if (total == 0)
+		return 0;
+	snprintf(want_off, sizeof(want_off), "%lld", (long long)offset);
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "bootstrap.servers", m->bootstraps, errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "group.id", "reader", errstr, sizeof(errstr));
+	rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	assert_non_null(c);
+	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(tp, "dead", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	assert_int_equal(rd_kafka_assign(c, tp), 0);
+	rd_kafka_topic_partition_list_destroy(tp);
+	for (int tries = 0; n < total && tries < 200; tries++) {
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 100);
+		if (!msg)
+			continue;
+		if (!msg->err) {
+			rd_kafka_headers_t *h = NULL;
+			const void *v;
+			size_t vlen;
+			assert_int_equal(rd_kafka_message_headers(msg, &h), 0);
+			assert_int_equal(rd_kafka_header_get_last(h, "reason", &v, &vlen), 0);
+			assert_int_equal(vlen, strlen(reason));
+			assert_memory_equal(v, reason, vlen);
+			assert_int_equal(rd_kafka_header_get_last(h, "source.offset", &v, &vlen), 0);
+			assert_int_equal(vlen, strlen(want_off));
+			assert_memory_equal(v, want_off, vlen);
+			n++;
+		}
+		rd_kafka_message_destroy(msg);
+	}
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	return n;
+}
+
+/* No fault: one transaction, one alert, no abort. The reference for the
+ * counts below. */
+static void test_clean_run(void **state)
+{
+	struct mock *m = *state;
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.aborts, 0);
+	assert_true(m->stats.transactions >= 1);
+	assert_int_equal(m->stats.messages, m->n_input);
+	assert_int_equal(m->stats.alerts, 1);
+	assert_int_equal(topic_records(m, "alerts"), 1);
+	assert_int_equal(topic_records(m, "dead"), 0);
+}
+
+/* An abortable error from @p api: abort, rewind, redo everything, commit. */
+static void abortable(struct mock *m, int api, rd_kafka_resp_err_t err)
+{
+	rd_kafka_mock_push_request_errors(m->mc, api, 1, err);
+	assert_int_equal(run_worker(m), 0);
+	assert_true(m->stats.aborts >= 1);
+	assert_true(m->stats.transactions >= 1);
+	/* rewound to the start and read everything again */
+	assert_true(m->stats.messages >= 2 * (uint64_t)m->n_input);
+	/* the last transaction committed the alert again after the abort */
+	assert_true(m->stats.alerts >= 2);
+}
+
+static void test_abortable_produce(void **state)
+{
+	abortable(*state, API_PRODUCE, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+}
+
+static void test_abortable_add_offsets(void **state)
+{
+	abortable(*state, API_ADD_OFFSETS_TO_TXN, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+}
+
+static void test_abortable_txn_offset_commit(void **state)
+{
+	abortable(*state, API_TXN_OFFSET_COMMIT, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+}
+
+static void test_abortable_end_txn(void **state)
+{
+	abortable(*state, API_END_TXN, RD_KAFKA_RESP_ERR_POLICY_VIOLATION);
+}
+
+/* A retriable error from send_offsets_to_transaction must abort: committing
+ * would commit the batch's output without its input offsets (the old code
+ * fell into "retry commit" and did). */
+static void test_retriable_send_offsets_aborts(void **state)
+{
+	struct mock *m = *state;
+	/* the answer comes after the call's timeout: a retriable error */
+	rd_kafka_mock_broker_push_request_error_rtts(m->mc, 1, API_ADD_OFFSETS_TO_TXN, 1,
+						     RD_KAFKA_RESP_ERR_NO_ERROR, SLOW_MS);
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.aborts, 1);
+	assert_true(m->stats.transactions >= 1);
+	/* the batch was redone from the start, its alert produced again (the
+	 * mock keeps the aborted copy too if it was sent before the abort) */
+	assert_int_equal(m->stats.messages, 2 * m->n_input);
+	assert_int_equal(m->stats.alerts, 2);
+	assert_true(topic_records(m, "alerts") >= 1);
+}
+
+/* A retriable commit error retries the commit: no abort, no reprocessing. */
+static void test_retriable_commit_retries(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_broker_push_request_error_rtts(m->mc, 1, API_END_TXN, 1,
+						     RD_KAFKA_RESP_ERR_NO_ERROR, SLOW_MS);
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.aborts, 0);
+	assert_true(m->stats.transactions >= 1);
+	assert_int_equal(m->stats.messages, m->n_input);
+	assert_int_equal(topic_records(m, "alerts"), 1);
+}
+
+/* A fatal commit error (fenced producer): exit 5, nothing committed. */
+static void test_fatal_commit_exits_5(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_push_request_errors(m->mc, API_END_TXN, 1,
+					  RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+	assert_int_equal(run_worker(m), TH_EXIT_RUNTIME);
+	assert_int_equal(m->stats.transactions, 0);
+}
+
+/* A fatal consumer error (a static member fenced by another with the same
+ * group.instance.id): exit 5 at once, not sit without partitions until the
+ * watchdog stops it (the old code's zombie, exit 0). */
+static void test_fatal_consumer_error_exits_5(void **state)
+{
+	struct mock *m = *state;
+	set(m, "kafka.consumer.group.instance.id=i1");
+	rd_kafka_mock_push_request_errors(m->mc, API_JOIN_GROUP, 1,
+					  RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID);
+	assert_int_equal(run_worker(m), TH_EXIT_RUNTIME);
+	assert_int_equal(m->stats.messages, 0);
+}
+
+/* The assignment is lost while the transaction is open: abort it, drop the
+ * uncommitted state, take the partitions back and redo the batch. */
+static void test_lost_assignment_aborts(void **state)
+{
+	struct mock *m = *state;
+	m->hook_action = HOOK_LOSE_ASSIGNMENT;
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.lost, 1);
+	assert_int_equal(m->stats.aborts, 1);
+	assert_true(m->stats.transactions >= 1);
+	/* the aborted batch (at least 2 messages in) was read again from the
+	 * start */
+	assert_true(m->stats.messages >= (uint64_t)m->n_input + 2);
+	assert_true(m->stats.alerts >= 1);
+}
+
+/* A rewind that cannot read the committed offsets ends the worker with 5
+ * (the old code ended its loop with exit code 0). */
+static void test_failed_rewind_exits_5(void **state)
+{
+	struct mock *m = *state;
+	m->hook_action = HOOK_BREAK_REWIND;
+	assert_int_equal(run_worker(m), TH_EXIT_RUNTIME);
+	assert_int_equal(m->stats.transactions, 0);
+}
+
+/* A message whose processing always fails: 3 attempts (each aborts and
+ * rewinds), then it is dead-lettered as processing_failed and the rest of
+ * the partition is processed and committed (the old code looped forever). */
+static void test_poison_message_dead_lettered(void **state)
+{
+	struct mock *m = *state;
+	m->hook_action = HOOK_POISON;
+	m->poison_offset = 2;
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.aborts, 3);
+	assert_true(m->stats.transactions >= 1);
+	assert_int_equal(m->stats.rejects_by[TH_REJECT_PROCESSING_FAILED], 1);
+	/* 3 failed passes up to the poison message, then the whole input */
+	assert_int_equal(m->stats.messages, 3 * 3 + m->n_input);
+	assert_int_equal(dead_letters(m, "processing_failed", 2), 1);
+}
+
+int main(void)
+{
+	th_log_level = TH_LOG_WARN;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_clean_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abortable_produce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abortable_add_offsets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abortable_txn_offset_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abortable_end_txn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retriable_send_offsets_aborts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retriable_commit_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fatal_commit_exits_5, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fatal_consumer_error_exits_5, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_assignment_aborts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_rewind_exits_5, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poison_message_dead_lettered, setup, teardown),
+	};
+	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
+	if (getenv("TH_MOCK_FILTER"))
+		cmocka_set_test_filter(getenv("TH_MOCK_FILTER"));
+	if (getenv("TH_MOCK_VERBOSE"))
+		th_log_level = TH_LOG_DEBUG;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
