@@ -212,11 +212,20 @@ int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const
 int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
 			  const char *key, int64_t t)
 {
-	struct th_sighting s;
+	struct th_sighting s, before;
 	int rc = th_dmem_load_sighting(d, type, a, b, &s);
 	if (rc < 0)
 		return rc;
+	before = s;
 	th_sighting_update(&s, key, t);
+	/* Most sightings repeat one already stored (the account's office ASN
+	 * many times a second; CloudTrail times have whole seconds): writing the
+	 * same record again cost an encode, a second cache lookup and a dirty
+	 * key per event. Both structs are fully initialised (decode and the
+	 * not-found path memset them), so comparing the fields is exact. */
+	if (rc == 1 && before.last_ms == s.last_ms && before.other_ms == s.other_ms &&
+	    before.first_ms == s.first_ms && strcmp(before.key, s.key) == 0)
+		return 0;
 	th_wbuf_reset(&d->w);
 	th_sighting_encode(&d->w, &s);
 	return th_dmem_put(d, d->k2, strlen(d->k2));
@@ -224,7 +233,26 @@ int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, cons
 
 void th_dmem_asn_str(char *buf, size_t n, uint32_t asn)
 {
-	snprintf(buf, n, "%u", asn);
+	/* Once per event from a public address: snprintf's format machinery
+	 * cost more than the rest of the account-baseline update. */
+	char tmp[10];
+	size_t len = 0;
+	if (!n)
+		return;
+	do {
+		tmp[len++] = (char)('0' + asn % 10);
+		asn /= 10;
+	} while (asn);
+	if (len >= n) { /* what snprintf keeps: the leading digits */
+		size_t keep = n - 1;
+		for (size_t i = 0; i < keep; i++)
+			buf[i] = tmp[len - 1 - i];
+		buf[keep] = '\0';
+		return;
+	}
+	for (size_t i = 0; i < len; i++)
+		buf[i] = tmp[len - 1 - i];
+	buf[len] = '\0';
 }
 
 int th_dmem_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t)
