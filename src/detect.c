@@ -69,6 +69,7 @@ void th_detector_destroy(struct th_detector *d)
 		return;
 	th_dmem_clear_accounts(d);
 	th_dmem_clear_objects(d);
+	th_dmem_free_spares(d);
 	th_dmem_clear_held(d);
 	th_wbuf_free(&d->w);
 	free(d->ipcache);
@@ -1528,7 +1529,7 @@ int th_detector_checkpoint(struct th_detector *d)
 	int rc = th_dmem_flush(d);
 	if (rc)
 		return rc;
-	if (d->nobjs > OBJS_MAX)
+	if (d->nobjs > OBJS_MAX || d->nbsights > OBJS_MAX)
 		th_dmem_clear_objects(d);
 	if (!d->clock_loaded || !d->clock_dirty)
 		return 0;
