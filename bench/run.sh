@@ -27,9 +27,13 @@ if [ ! -x "$build/bench_parse" ]; then
 fi
 "$build/bench_parse" "$corpus" "$runs"
 
-# scan next to parser-only on the same >= 1M-event corpus, as a ratio
+# scan next to parser-only on the same >= 1M-event corpus, as a ratio, on
+# both mixes: the benchmark corpus and the Lambda-heavy one (half the events
+# Lambda-credential calls)
 echo
-bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}"
+bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}" bench
+echo
+bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}" lambda
 
 # backtest over an S3 tree of the same size on 1, 2 and all cores
 echo

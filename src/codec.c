@@ -50,12 +50,7 @@ void th_put_bytes(struct th_wbuf *w, const void *b, size_t n)
 	w->len += n;
 }
 
-void th_put_u8(struct th_wbuf *w, uint8_t v)
-{
-	th_put_bytes(w, &v, 1);
-}
-
-void th_put_varint(struct th_wbuf *w, uint64_t v)
+void th_put_varint_slow(struct th_wbuf *w, uint64_t v)
 {
 	uint8_t b[10];
 	size_t n = 0;
@@ -69,49 +64,11 @@ void th_put_varint(struct th_wbuf *w, uint64_t v)
 	th_put_bytes(w, b, n);
 }
 
-void th_put_i64(struct th_wbuf *w, int64_t v)
-{
-	/* zigzag so small negatives stay short */
-	th_put_varint(w, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-}
-
 void th_put_str(struct th_wbuf *w, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 	th_put_varint(w, n);
 	th_put_bytes(w, s, n);
-}
-
-uint8_t th_get_u8(struct th_rbuf *r)
-{
-	if (r->p >= r->end) {
-		r->bad = true;
-		return 0;
-	}
-	return *r->p++;
-}
-
-uint64_t th_get_varint(struct th_rbuf *r)
-{
-	uint64_t v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (r->p >= r->end) {
-			r->bad = true;
-			return 0;
-		}
-		uint8_t b = *r->p++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return v;
-	}
-	r->bad = true;
-	return 0;
-}
-
-int64_t th_get_i64(struct th_rbuf *r)
-{
-	uint64_t u = th_get_varint(r);
-	return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
 }
 
 void th_get_str(struct th_rbuf *r, char *dst, size_t dstsz)

@@ -69,6 +69,7 @@ void th_detector_destroy(struct th_detector *d)
 		return;
 	th_dmem_clear_accounts(d);
 	th_dmem_clear_objects(d);
+	th_dmem_free_spares(d);
 	th_dmem_clear_held(d);
 	th_wbuf_free(&d->w);
 	free(d->ipcache);
@@ -1071,17 +1072,18 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 			    const struct th_input_ref *ref, struct th_call *c)
 {
 	(void)d;
-	th_strlcpy(c->event_id, ev->event_id, sizeof(c->event_id));
+	(void)session;
 	th_strlcpy(c->event_name, ev->event_name, sizeof(c->event_name));
 	th_strlcpy(c->event_source, ev->event_source, sizeof(c->event_source));
 	th_strlcpy(c->aws_region, ev->aws_region, sizeof(c->aws_region));
 	th_strlcpy(c->source_ip, ev->source_ip, sizeof(c->source_ip));
-	/* The user agent and the input name matter only for remote calls (held
-	 * or judged): call_complete() copies them then. */
-	c->user_agent[0] = '\0';
+	/* The event id, session, user agent and input name matter only for
+	 * remote calls (held or judged, and named in alerts): call_complete()
+	 * copies them then. Copying them for every inside call was a tenth of
+	 * the detector's work on a Lambda-heavy stream. */
+	c->event_id[0] = c->session[0] = c->user_agent[0] = '\0';
 	th_strlcpy(c->vpce_id, ev->vpc_endpoint_id, sizeof(c->vpce_id));
 	th_strlcpy(c->vpce_account, ev->vpc_endpoint_account_id, sizeof(c->vpce_account));
-	th_strlcpy(c->session, session, sizeof(c->session));
 	c->input_topic[0] = '\0';
 	c->input_partition = ref ? ref->partition : -1;
 	c->input_offset = ref ? ref->offset : -1;
@@ -1097,14 +1099,23 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 			 ? ev->ui.creation_ms
 			 : 0;
 	c->asn = ni->asn;
-	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
+	/* The AS name: in net_verdict()'s reason for a public source, and in
+	 * alerts (call_complete()). */
+	if (ni->kind == TH_NET_PUBLIC)
+		th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
+	else
+		c->as_org[0] = '\0';
 	th_strlcpy(c->src_region, ni->aws_region, sizeof(c->src_region));
 	c->net_kind = (uint8_t)ni->kind;
 }
 
-static void call_complete(const struct th_event *ev, const struct th_input_ref *ref,
+static void call_complete(const struct th_event *ev, const struct th_netinfo *ni,
+			  const char *session, const struct th_input_ref *ref,
 			  struct th_call *c)
 {
+	th_strlcpy(c->event_id, ev->event_id, sizeof(c->event_id));
+	th_strlcpy(c->session, session, sizeof(c->session));
+	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
 	th_strlcpy(c->user_agent, ev->user_agent, sizeof(c->user_agent));
 	th_strlcpy(c->input_topic, ref ? ref->topic : NULL, sizeof(c->input_topic));
 }
@@ -1227,7 +1238,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 		}
 	} else if (vd == NET_REMOTE) {
 		d->stats.remote_uses++;
-		call_complete(ev, ref, c);
+		call_complete(ev, ni, session, ref, c);
 		/* A key tied to a function by its session name alone is decided at
 		 * once, as the function's token: holding it until an AssumeRole
 		 * might arrive would delay a real stolen key's alert by up to the
@@ -1528,7 +1539,7 @@ int th_detector_checkpoint(struct th_detector *d)
 	int rc = th_dmem_flush(d);
 	if (rc)
 		return rc;
-	if (d->nobjs > OBJS_MAX)
+	if (d->nobjs > OBJS_MAX || d->nbsights > OBJS_MAX)
 		th_dmem_clear_objects(d);
 	if (!d->clock_loaded || !d->clock_dirty)
 		return 0;

@@ -60,6 +60,21 @@ struct obj {
 
 #define OBJS_MAX 8192
 
+/* Account-baseline sightings ("b|account|asn"), cached decoded like the
+ * objects above: every event of a non-Lambda identity from a public address
+ * updates one, nearly always the same few per account, and reading,
+ * decoding, encoding and writing it back per event cost a sixth of the
+ * detector's work on a mixed stream. Written by th_dmem_flush(), dropped
+ * with the objects. */
+struct bsight {
+	UT_hash_handle hh;
+	bool dirty;
+	bool exists; /* in the store, or taught since */
+	struct th_sighting s;
+	size_t klen;
+	char key[];
+};
+
 
 /* Keys with held uses ("p" records), mirrored in memory: every issuance asks
  * whether its key has held uses, and the answer is nearly always no. */
@@ -84,6 +99,14 @@ struct th_detector {
 	struct ip_slot *ipcache;
 	struct obj *objs;
 	size_t nobjs;
+	/* Payloads of dropped objects, kept for reuse (a token is ~10 KB, a
+	 * role ~20 KB): dropping the cache every few thousand keys and
+	 * allocating it again showed in profiles as malloc/free and fresh
+	 * pages. Linked through their first bytes; at most OBJS_MAX each. */
+	struct bsight *bsights;
+	size_t nbsights;
+	void *spare_tok, *spare_role;
+	size_t nspare_tok, nspare_role;
 	struct th_detect_conf conf;
 	const struct th_enrich *en;
 	struct th_state *st;
@@ -125,6 +148,7 @@ int th_dmem_clock_load(struct th_detector *d);
 int th_dmem_clock_save(struct th_detector *d);
 int th_dmem_flush(struct th_detector *d);
 void th_dmem_clear_objects(struct th_detector *d);
+void th_dmem_free_spares(struct th_detector *d);
 int th_dmem_load_role(struct th_detector *d, const char *arn, struct th_role **ro);
 int th_dmem_save_role(struct th_detector *d, const char *arn, const struct th_role *ro);
 int th_dmem_load_token(struct th_detector *d, const char *acct, const char *akid,

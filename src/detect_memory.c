@@ -60,6 +60,49 @@ int th_dmem_clock_save(struct th_detector *d)
 /* ---- records ---- */
 
 
+/* A payload for a new object: a spare one (its content is garbage, like
+ * malloc's; decode or clear below sets what is read), else a new one. */
+static void *spare_take(struct th_detector *d, char type)
+{
+	void **head = type == 'k' ? &d->spare_tok : &d->spare_role;
+	size_t *n = type == 'k' ? &d->nspare_tok : &d->nspare_role;
+	void *p = *head;
+	if (p) {
+		memcpy(head, p, sizeof(void *));
+		(*n)--;
+		return p;
+	}
+	return malloc(type == 'k' ? sizeof(struct th_token) : sizeof(struct th_role));
+}
+
+static void spare_put(struct th_detector *d, char type, void *p)
+{
+	void **head = type == 'k' ? &d->spare_tok : &d->spare_role;
+	size_t *n = type == 'k' ? &d->nspare_tok : &d->nspare_role;
+	if (*n >= OBJS_MAX) {
+		free(p);
+		return;
+	}
+	memcpy(p, head, sizeof(void *));
+	*head = p;
+	(*n)++;
+}
+
+void th_dmem_free_spares(struct th_detector *d)
+{
+	void *p, *next;
+	for (p = d->spare_tok; p; p = next) {
+		memcpy(&next, p, sizeof(void *));
+		free(p);
+	}
+	for (p = d->spare_role; p; p = next) {
+		memcpy(&next, p, sizeof(void *));
+		free(p);
+	}
+	d->spare_tok = d->spare_role = NULL;
+	d->nspare_tok = d->nspare_role = 0;
+}
+
 static struct obj *obj_get(struct th_detector *d, char type, const char *key, size_t klen,
 			   int *found)
 {
@@ -75,7 +118,7 @@ static struct obj *obj_get(struct th_detector *d, char type, const char *key, si
 	o = calloc(1, sizeof(*o) + klen + 1);
 	if (!o)
 		return NULL;
-	o->payload = malloc(type == 'k' ? sizeof(struct th_token) : sizeof(struct th_role));
+	o->payload = spare_take(d, type);
 	if (!o->payload) {
 		free(o);
 		return NULL;
@@ -123,6 +166,18 @@ int th_dmem_flush(struct th_detector *d)
 			return rc;
 		o->dirty = false;
 	}
+	struct bsight *b, *btmp;
+	HASH_ITER(hh, d->bsights, b, btmp)
+	{
+		if (!b->dirty)
+			continue;
+		th_wbuf_reset(&d->w);
+		th_sighting_encode(&d->w, &b->s);
+		int rc = th_dmem_put(d, b->key, b->klen);
+		if (rc)
+			return rc;
+		b->dirty = false;
+	}
 	return 0;
 }
 
@@ -133,10 +188,17 @@ void th_dmem_clear_objects(struct th_detector *d)
 	HASH_ITER(hh, d->objs, o, tmp)
 	{
 		HASH_DEL(d->objs, o);
-		free(o->payload);
+		spare_put(d, o->key[0] == 'k' ? 'k' : 'r', o->payload);
 		free(o);
 	}
 	d->nobjs = 0;
+	struct bsight *b, *btmp;
+	HASH_ITER(hh, d->bsights, b, btmp)
+	{
+		HASH_DEL(d->bsights, b);
+		free(b);
+	}
+	d->nbsights = 0;
 }
 
 static void obj_mark(struct th_detector *d, const char *key, size_t klen)
@@ -202,6 +264,14 @@ int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const
 	const void *v;
 	size_t n;
 	size_t kl = th_key(d->k2, sizeof(d->k2), type, 2, a, b);
+	if (type == 'b') {
+		struct bsight *bs;
+		HASH_FIND(hh, d->bsights, d->k2, kl, bs);
+		if (bs) {
+			*s = bs->s;
+			return bs->exists;
+		}
+	}
 	int rc = th_state_get(d->st, d->k2, kl, &v, &n);
 	if (rc == 0 && th_sighting_decode(v, n, s) == 0)
 		return 1;
@@ -212,11 +282,20 @@ int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const
 int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
 			  const char *key, int64_t t)
 {
-	struct th_sighting s;
+	struct th_sighting s, before;
 	int rc = th_dmem_load_sighting(d, type, a, b, &s);
 	if (rc < 0)
 		return rc;
+	before = s;
 	th_sighting_update(&s, key, t);
+	/* Most sightings repeat one already stored (the account's office ASN
+	 * many times a second; CloudTrail times have whole seconds): writing the
+	 * same record again cost an encode, a second cache lookup and a dirty
+	 * key per event. Both structs are fully initialised (decode and the
+	 * not-found path memset them), so comparing the fields is exact. */
+	if (rc == 1 && before.last_ms == s.last_ms && before.other_ms == s.other_ms &&
+	    before.first_ms == s.first_ms && strcmp(before.key, s.key) == 0)
+		return 0;
 	th_wbuf_reset(&d->w);
 	th_sighting_encode(&d->w, &s);
 	return th_dmem_put(d, d->k2, strlen(d->k2));
@@ -224,16 +303,63 @@ int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, cons
 
 void th_dmem_asn_str(char *buf, size_t n, uint32_t asn)
 {
-	snprintf(buf, n, "%u", asn);
+	/* Once per event from a public address: snprintf's format machinery
+	 * cost more than the rest of the account-baseline update. */
+	char tmp[10];
+	size_t len = 0;
+	if (!n)
+		return;
+	do {
+		tmp[len++] = (char)('0' + asn % 10);
+		asn /= 10;
+	} while (asn);
+	if (len >= n) { /* what snprintf keeps: the leading digits */
+		size_t keep = n - 1;
+		for (size_t i = 0; i < keep; i++)
+			buf[i] = tmp[len - 1 - i];
+		buf[keep] = '\0';
+		return;
+	}
+	for (size_t i = 0; i < len; i++)
+		buf[i] = tmp[len - 1 - i];
+	buf[len] = '\0';
 }
 
 int th_dmem_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t)
 {
 	char a[16];
+	struct bsight *bs;
 	if (!asn || !acct)
 		return 0;
 	th_dmem_asn_str(a, sizeof(a), asn);
-	return th_dmem_teach_sighting(d, 'b', acct, a, "", t);
+	size_t kl = th_key(d->k2, sizeof(d->k2), 'b', 2, acct, a);
+	HASH_FIND(hh, d->bsights, d->k2, kl, bs);
+	if (!bs) {
+		struct th_sighting s;
+		int rc = th_dmem_load_sighting(d, 'b', acct, a, &s);
+		if (rc < 0)
+			return rc;
+		/* load_sighting rebuilt the same key in d->k2 */
+		bs = malloc(sizeof(*bs) + kl + 1);
+		if (!bs)
+			return TH_ENOMEM;
+		bs->dirty = false;
+		bs->exists = rc == 1;
+		bs->s = s;
+		bs->klen = kl;
+		memcpy(bs->key, d->k2, kl + 1);
+		HASH_ADD(hh, d->bsights, key, kl, bs);
+		d->nbsights++;
+	}
+	struct th_sighting before = bs->s;
+	th_sighting_update(&bs->s, "", t);
+	/* Written at the next flush only if it changed (see teach_sighting). */
+	if (!bs->exists || before.last_ms != bs->s.last_ms || before.other_ms != bs->s.other_ms ||
+	    before.first_ms != bs->s.first_ms || strcmp(before.key, bs->s.key) != 0) {
+		bs->dirty = true;
+		bs->exists = true;
+	}
+	return 0;
 }
 
 void th_dmem_clear_accounts(struct th_detector *d)
