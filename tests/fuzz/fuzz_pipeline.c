@@ -47,7 +47,8 @@ static struct {
 	struct th_state *st;
 	const char *dir;
 	char schema[1024];
-	unsigned long inputs;
+	bool enriched;
+	unsigned long inputs, events, rejects, alerts;
 } g;
 
 struct run {
@@ -69,6 +70,11 @@ static void open_store(void)
 /* Free what the process keeps, so LeakSanitizer reports only real leaks. */
 static void teardown(void)
 {
+	/* FUZZ_STATS=1: show that the replay reaches the detector and alerts. */
+	if (getenv("FUZZ_STATS"))
+		fprintf(stderr, "fuzz_pipeline: %lu inputs, %lu events, %lu rejected, %lu alerts, "
+				"enrichment %s\n",
+			g.inputs, g.events, g.rejects, g.alerts, g.enriched ? "from TH_SHARED_DATA" : "fallback");
 	th_state_close(g.st);
 	th_avro_alert_destroy(g.avro);
 	th_enrich_destroy(g.en);
@@ -91,6 +97,8 @@ static void setup(void)
 		if (th_enrich_new(&g.en, &ec, err, sizeof(err))) {
 			fprintf(stderr, "fuzz_pipeline: %s; no enrichment data\n", err);
 			memset(&ec, 0, sizeof(ec));
+		} else {
+			g.enriched = true;
 		}
 	}
 	if (!g.en && th_enrich_new(&g.en, &ec, err, sizeof(err)))
@@ -126,6 +134,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		fuzz_fail("alert %s: Avro encode failed: %s", a->alert_id, th_strerror(rc));
 	fuzz_avro_check(g.schema, a, r->avro.p, r->avro.len, SCHEMA_ID);
 	r->alerts++;
+	g.alerts++;
 	return 0;
 }
 
@@ -147,6 +156,7 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 	(void)raw;
 	(void)raw_len;
 	(void)offset;
+	g.events++;
 	if ((rc = th_detector_process(r->det, ev, &ref)))
 		fuzz_fail("detector failed on line %lld: %s", (long long)r->line, th_strerror(rc));
 	if (++r->since_commit >= BATCH) {
@@ -163,6 +173,7 @@ static void on_reject(void *ctx, enum th_reject why, const char *detail, const c
 	(void)raw;
 	(void)raw_len;
 	(void)offset;
+	g.rejects++;
 	if (why <= TH_REJECT_NONE || why >= TH_REJECT__COUNT || !detail)
 		fuzz_fail("reject with reason %d", (int)why);
 }

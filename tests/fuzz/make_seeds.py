@@ -8,6 +8,11 @@
       for config, awsranges, records and avro. Files are named seed-*, so a
       corpus merge can add to them without clobbering.
 
+  make_seeds.py --stress --out OUT
+      Writes detection-case stories with fields at and past the lengths AWS
+      allows into OUT/pipeline/stress-* (campaign time: several of them
+      crash until the defects in FINDINGS.md are fixed).
+
   make_seeds.py --shared DIR --out OUT
       Writes seeds derived from the shared reference data into OUT/<target>/,
       at campaign time only: those files are never committed. Stratus
@@ -174,6 +179,31 @@ def pipeline_seeds():
         write(os.path.join(d, name), open(path, "rb").read())
 
 
+def stress_seeds(out):
+    """Detection-case stories with fields at and past AWS's lengths: what
+    a mutator reaches only slowly (long runs of bytes in the right field)."""
+    story = open(os.path.join(REPO, "tests", "cases", "variations", "v2_cli.jsonl")).read()
+    role = "service-role/orders-api-role-7k2p9x1q"
+    variants = {
+        # IAM paths reach 512 characters: a legal ARN of ~560 bytes
+        "role-path-512": story.replace("service-role/", "/".join(["p" * 63] * 8)[:510] + "/"),
+        "role-name-64": story.replace(role, "service-role/" + "r" * 64),
+        "account-1021": story.replace("111122223333", "1" * 1021),
+        "session-64": story.replace('"roleSessionName":"orders-api"', '"roleSessionName":"' + "s" * 64 + '"'),
+        "function-64": story.replace("orders-api", "f" * 64),
+        "akid-128": story.replace("ASIAQ3ENV10000000000", "ASIA" + "Q" * 124),
+        # a user agent cut at 511 bytes lands inside a 2-byte character
+        "ua-multibyte-600": story.replace("aws-cli/2.", "aws-cli/" + "\u00e9" * 300 + "2."),
+        "ua-4byte-600": story.replace("aws-cli/2.", "aws-cli/" + "\U0001F600" * 150 + "2."),
+        "time-9999": story + story.splitlines()[0].replace("2026-03-02T09:00:00Z", "9999-12-31T23:59:59Z") + "\n",
+        "time-1970": story.splitlines()[0].replace("2026-03-02T09:00:00Z", "1970-01-01T00:00:00Z") + "\n" + story,
+        "rollback": "\n".join(story.splitlines()[:3] + ["#rollback"] + story.splitlines()) + "\n",
+    }
+    for name, text in variants.items():
+        write(os.path.join(out, "pipeline", "stress-" + name + ".jsonl"), text)
+    print("wrote %d stress seeds under %s" % (len(variants), out))
+
+
 def shared_seeds(shared, out):
     n = 0
     for path in sorted(glob.glob(os.path.join(shared, "stratus-detonation-logs", "*.json"))):
@@ -217,7 +247,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", action="store_true", help="rewrite the committed seeds")
     ap.add_argument("--shared", help="the shared reference data directory")
-    ap.add_argument("--out", help="where --shared seeds go (not committed)")
+    ap.add_argument("--out", help="where --shared/--stress seeds go (not committed)")
+    ap.add_argument("--stress", action="store_true",
+                    help="case stories with fields at and past AWS's lengths (known crashes)")
     a = ap.parse_args()
     if a.repo:
         pipeline_seeds()
@@ -229,8 +261,12 @@ def main():
         if not a.out:
             ap.error("--shared needs --out")
         shared_seeds(a.shared, a.out)
-    if not a.repo and not a.shared:
-        ap.error("nothing to do: --repo and/or --shared")
+    if a.stress:
+        if not a.out:
+            ap.error("--stress needs --out")
+        stress_seeds(a.out)
+    if not a.repo and not a.shared and not a.stress:
+        ap.error("nothing to do: --repo, --shared and/or --stress")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ fi
 secs=$1
 shift
 mkdir -p "$B/logs"
-[ -d "$SHARED" ] && python3 tests/fuzz/make_seeds.py --shared "$SHARED" --out "$B/seeds" >/dev/null
+if [ -d "$SHARED" ]; then
+	python3 tests/fuzz/make_seeds.py --shared "$SHARED" --out "$B/seeds" >/dev/null
+fi
+python3 tests/fuzz/make_seeds.py --stress --out "$B/seeds" >/dev/null
 run() {
 	t=$1
 	c=$(corpus "$t")
