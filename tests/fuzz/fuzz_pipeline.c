@@ -138,13 +138,27 @@ static int on_alert(void *ctx, const struct th_alert *a)
 	return 0;
 }
 
+/* For the failure message: which keys LMDB cannot take (over 511 bytes). */
+static int long_key(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)ctx;
+	(void)vlen;
+	if (klen > 511)
+		fprintf(stderr, "fuzz_pipeline: %s of a %zu-byte key '%c': %.*s\n",
+			val ? "put" : "delete", klen, *(const char *)key, (int)(klen < 300 ? klen : 300),
+			(const char *)key);
+	return 0;
+}
+
 static void commit(struct run *r, int64_t offset)
 {
 	int rc;
 	if ((rc = th_detector_checkpoint(r->det)))
 		fuzz_fail("checkpoint: %s", th_strerror(rc));
-	if ((rc = th_state_commit(g.st, offset)))
+	if ((rc = th_state_commit(g.st, offset))) {
+		th_state_dirty_foreach(g.st, long_key, NULL);
 		fuzz_fail("state commit: %s", th_strerror(rc));
+	}
 }
 
 static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
