@@ -6,25 +6,41 @@
 #include "trailhound/event.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+
+static void digest_str(EVP_MD_CTX *ctx, const char *s, bool sep)
+{
+	if (sep)
+		EVP_DigestUpdate(ctx, "|", 1);
+	if (s)
+		EVP_DigestUpdate(ctx, s, strlen(s));
+}
 
 void th_alert_id(char out[TH_ALERT_ID_LEN + 1], int variation, const char *account,
 		 const char *role_arn, const char *fn_or_session, uint32_t asn, const char *key)
 {
 	static const char hex[] = "0123456789abcdef";
-	char buf[2048];
-	unsigned char md[EVP_MAX_MD_SIZE];
+	char num[32];
+	unsigned char md[EVP_MAX_MD_SIZE] = {0};
 	unsigned int mdlen = 0;
-	int n = snprintf(buf, sizeof(buf), "trailhound/v1|%d|%s|%s|%s|%" PRIu32 "|%s", variation,
-			 account ? account : "", role_arn ? role_arn : "",
-			 fn_or_session ? fn_or_session : "", asn, key ? key : "");
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(buf))
-		n = sizeof(buf) - 1;
-	EVP_Digest(buf, (size_t)n, md, &mdlen, EVP_sha256(), NULL);
+	/* Hashed piece by piece: the same bytes as the documented string, of
+	 * any length, never cut into a colliding prefix. */
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		snprintf(num, sizeof(num), "trailhound/v1|%d", variation);
+		digest_str(ctx, num, false);
+		digest_str(ctx, account, true);
+		digest_str(ctx, role_arn, true);
+		digest_str(ctx, fn_or_session, true);
+		snprintf(num, sizeof(num), "%" PRIu32, asn);
+		digest_str(ctx, num, true);
+		digest_str(ctx, key, true);
+		EVP_DigestFinal_ex(ctx, md, &mdlen);
+	}
+	EVP_MD_CTX_free(ctx);
 	for (int i = 0; i < TH_ALERT_ID_LEN / 2; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];
@@ -35,14 +51,29 @@ void th_alert_id(char out[TH_ALERT_ID_LEN + 1], int variation, const char *accou
 void th_json_put_string(struct th_wbuf *w, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	const unsigned char *end = p + strlen((const char *)p);
 	th_put_u8(w, '"');
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+	while (p < end) {
 		const unsigned char *run = p;
-		while (*p >= 0x20 && *p != '"' && *p != '\\')
-			p++;
+		size_t l;
+		/* Runs of printable ASCII and whole valid UTF-8 characters go out
+		 * as they are; an invalid byte becomes U+FFFD, so a strict
+		 * consumer never drops the alert over one bad byte. */
+		for (;;) {
+			if (p >= end || *p == '"' || *p == '\\' || *p < 0x20)
+				break;
+			if (*p < 0x80) {
+				p++;
+				continue;
+			}
+			if (!(l = th_utf8_char_len(p, (size_t)(end - p))))
+				break;
+			p += l;
+		}
 		if (p > run)
 			th_put_bytes(w, run, (size_t)(p - run));
-		if (!*p)
+		if (p >= end)
 			break;
 		char esc[7] = {'\\', 0};
 		size_t n = 2;
@@ -53,6 +84,11 @@ void th_json_put_string(struct th_wbuf *w, const char *s)
 		case '\r': esc[1] = 'r'; break;
 		case '\t': esc[1] = 't'; break;
 		default:
+			if (*p >= 0x80) {
+				TH_PUT_LIT(w, "\\ufffd");
+				p++;
+				continue;
+			}
 			esc[1] = 'u';
 			esc[2] = '0';
 			esc[3] = '0';
@@ -61,6 +97,7 @@ void th_json_put_string(struct th_wbuf *w, const char *s)
 			n = 6;
 		}
 		th_put_bytes(w, esc, n);
+		p++;
 	}
 	th_put_u8(w, '"');
 }

@@ -293,7 +293,22 @@ struct fill {
 	const struct th_avro_alert *aa;
 	int err;      /* avro-c's errno-style code, or -1 for ours */
 	enum fid bad; /* the field that failed */
+	struct th_wbuf fix; /* scratch for a string that is not valid UTF-8 */
 };
+
+/* Avro strings are UTF-8 by definition: a strict reader rejects the whole
+ * record over one invalid byte, so invalid sequences become U+FFFD. Valid
+ * strings (all of them, in practice) are passed through untouched. */
+static const char *utf8_text(struct fill *f, const char *s)
+{
+	size_t n;
+	if (!s || th_utf8_valid(s, n = strlen(s)))
+		return s;
+	th_wbuf_reset(&f->fix);
+	th_put_utf8(&f->fix, s, n);
+	th_put_u8(&f->fix, '\0');
+	return f->fix.oom ? "" : (const char *)f->fix.p;
+}
 
 static bool field(struct fill *f, avro_value_t *rec, enum fid id, avro_value_t *out)
 {
@@ -327,6 +342,7 @@ static void put_str(struct fill *f, avro_value_t *rec, enum fid id, const char *
 		return;
 	if (fdesc[id].kind == K_OPT_STR && !branch(f, id, &v, s != NULL))
 		return;
+	s = utf8_text(f, s);
 	if ((f->err = avro_value_set_string(&v, s ? s : "")))
 		f->bad = id;
 }
@@ -352,7 +368,7 @@ static void put_strs(struct fill *f, avro_value_t *rec, enum fid id, const char 
 		return;
 	for (int i = 0; s && (n < 0 ? s[i] != NULL : i < n); i++) {
 		if ((f->err = avro_value_append(&v, &item, NULL)) ||
-		    (f->err = avro_value_set_string(&item, s[i] ? s[i] : ""))) {
+		    (f->err = avro_value_set_string(&item, s[i] ? utf8_text(f, s[i]) : ""))) {
 			f->bad = id;
 			return;
 		}
@@ -434,6 +450,7 @@ int th_avro_alert_encode(struct th_avro_alert *aa, const struct th_alert *a, str
 	/* Reset empties the arrays; everything else is overwritten below. */
 	avro_value_reset(&aa->rec);
 	fill(&f, &aa->rec, a);
+	th_wbuf_free(&f.fix);
 	if (f.err) {
 		if (f.err < 0)
 			th_log_err("avro", "alert %s: severity \"%s\" is not in the Severity enum",

@@ -119,18 +119,38 @@ void th_get_str(struct th_rbuf *r, char *dst, size_t dstsz)
 			dst[0] = '\0';
 		return;
 	}
-	size_t c = n < dstsz ? (size_t)n : dstsz - 1;
-	memcpy(dst, r->p, c);
-	dst[c] = '\0';
+	if (dstsz) {
+		/* A stored string longer than the field (an older, wider
+		 * layout) is cut on a character boundary like any other. */
+		size_t c = (size_t)n;
+		if (memchr(r->p, '\0', c)) {
+			r->bad = true; /* strings are stored without NULs */
+			dst[0] = '\0';
+			return;
+		}
+		th_copy_utf8n(dst, dstsz, (const char *)r->p, c);
+	}
 	r->p += n;
 }
 
 void th_strlcpy(char *dst, const char *src, size_t dstsz)
 {
-	size_t n = src ? strlen(src) : 0;
-	if (n >= dstsz)
-		n = dstsz - 1;
-	if (n)
-		memcpy(dst, src, n);
-	dst[n] = '\0';
+	th_copy_utf8(dst, dstsz, src);
+}
+
+void th_put_utf8(struct th_wbuf *w, const char *s, size_t n)
+{
+	static const unsigned char repl[3] = {0xEF, 0xBF, 0xBD}; /* U+FFFD */
+	const unsigned char *p = (const unsigned char *)s, *run = p, *end = p + n;
+	while (p < end) {
+		size_t l = *p < 0x80 ? 1 : th_utf8_char_len(p, (size_t)(end - p));
+		if (l) {
+			p += l;
+			continue;
+		}
+		th_put_bytes(w, run, (size_t)(p - run));
+		th_put_bytes(w, repl, sizeof(repl));
+		run = ++p;
+	}
+	th_put_bytes(w, run, (size_t)(p - run));
 }

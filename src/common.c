@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
 #include <time.h>
 
 int th_log_level = TH_LOG_INFO;
@@ -32,6 +33,87 @@ const char *th_strerror(int err)
 			return strerror(-err);
 		return "unknown error";
 	}
+}
+
+size_t th_utf8_char_len(const unsigned char *p, size_t avail)
+{
+	unsigned char c;
+	size_t n;
+	if (!avail)
+		return 0;
+	c = p[0];
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		n = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		n = 4;
+	else
+		return 0; /* continuation byte, overlong lead C0/C1, or F5..FF */
+	if (avail < n)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	/* The second byte's range rules out overlongs, surrogates and > U+10FFFF. */
+	if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) ||
+	    (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))
+		return 0;
+	return n;
+}
+
+int th_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t l = th_utf8_char_len(p + i, n - i);
+		if (!l)
+			return 0;
+		i += l;
+	}
+	return 1;
+}
+
+size_t th_copy_utf8n(char *dst, size_t dst_size, const char *src, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	if (!dst_size)
+		return 0;
+	if (!src)
+		len = 0;
+	else
+		len = strnlen(src, len);
+	if (len >= dst_size) {
+		len = dst_size - 1;
+		/* s[len] is the first byte left out. If it continues a character,
+		 * back up to that character's lead byte so the character is left
+		 * out whole (at most 3 continuation bytes follow a lead byte). */
+		size_t back = 0;
+		while (len > 0 && back < 3 && (s[len] & 0xC0) == 0x80) {
+			len--;
+			back++;
+		}
+		/* Invalid input (a 4th continuation byte): the run is not a
+		 * character anyway; cut where the bytes ran out. */
+		if ((s[len] & 0xC0) == 0x80)
+			len = dst_size - 1;
+	}
+	if (len)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
+	return len;
+}
+
+size_t th_copy_utf8(char *dst, size_t dst_size, const char *src)
+{
+	return th_copy_utf8n(dst, dst_size, src, SIZE_MAX);
 }
 
 void th_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)

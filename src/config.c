@@ -15,6 +15,7 @@
 enum conf_type {
 	T_DAYS,   /* int64 ms, given in days */
 	T_HOURS,  /* int64 ms, given in hours */
+	T_DURATION, /* int64 ms, given as <n>[ms|s|m|h|d]; a bare number is seconds */
 	T_LONG,   /* long */
 	T_STR,    /* char * */
 	T_TOPICS, /* char *[] + count */
@@ -54,6 +55,10 @@ static const struct conf_item items[] = {
 	 "ASNs that mark AWS addresses when aws_ranges is not set; empty = the built-in table"},
 	{"trusted_asns", T_ASNS, "", 0, 0, D(trusted_asns),
 	 "ASNs treated as known (e.g. VPN / Direct Connect egress): variation 3 instead of 4"},
+	/* max is in seconds: a week is far more than any clock is off by */
+	{"max_future_skew", T_DURATION, "1h", 0, 7 * 86400, C(max_future_skew_ms),
+	 "reject events whose eventTime is this far ahead of the wall clock (5m, 1h, ...; "
+	 "0 = no limit); events before 2013-11-01 are always rejected"},
 	/* reference data */
 	{"asn_db", T_STR, "", 0, 0, C(asn_db), "ASN database (.mmdb, GeoLite2-ASN schema)"},
 	{"aws_ranges", T_STR, "", 0, 0, C(aws_ranges),
@@ -224,6 +229,36 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 			*(int64_t *)(base + it->off) =
 				(int64_t)v * (it->type == T_DAYS ? TH_DAY_MS : 3600LL * 1000);
 		return 0;
+	case T_DURATION: {
+		/* strtoll would take "-5", " 5" and "5x"; accept digits and one unit */
+		static const struct {
+			const char *unit;
+			int64_t ms;
+		} units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+			     {"d", 86400000}};
+		const char *q = value;
+		uint64_t n = 0;
+		size_t u;
+		while (*q >= '0' && *q <= '9' && n <= (uint64_t)it->max * 1000)
+			n = n * 10 + (uint64_t)(*q++ - '0');
+		for (u = 0; u < TH_ARRAY_SIZE(units); u++)
+			if (strcmp(q, units[u].unit) == 0)
+				break;
+		if (q == value || u == TH_ARRAY_SIZE(units)) {
+			snprintf(errstr, errstr_size,
+				 "%s: \"%s\" is not a duration (a number with ms, s, m, h or d)",
+				 it->name, value);
+			return TH_ECONFIG;
+		}
+		if (n > (uint64_t)it->max * 1000 ||
+		    n * (uint64_t)units[u].ms > (uint64_t)it->max * 1000) {
+			snprintf(errstr, errstr_size, "%s: \"%s\" is over the %lds limit", it->name,
+				 value, it->max);
+			return TH_ECONFIG;
+		}
+		*(int64_t *)(base + it->off) = (int64_t)(n * (uint64_t)units[u].ms);
+		return 0;
+	}
 	case T_STR: {
 		char **slot = (char **)(base + it->off);
 		char *p = strdup(value);
@@ -240,6 +275,14 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		memcpy(old, cf->input_topics, sizeof(old));
 		cf->n_input_topics = 0;
 		rc = each_item(value, add_topic, &lc);
+		if (!rc && cf->n_input_topics == 0) {
+			/* a worker with no topic would sit idle forever */
+			snprintf(errstr, errstr_size, "%s: no topic given (at least one is required)",
+				 it->name);
+			cf->n_input_topics = nold;
+			memcpy(cf->input_topics, old, sizeof(old));
+			return TH_ECONFIG;
+		}
 		int keep = rc ? nold : 0;
 		for (int i = 0; i < (rc ? cf->n_input_topics : nold); i++)
 			free(rc ? cf->input_topics[i] : old[i]);
@@ -357,7 +400,12 @@ int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t 
 {
 	char buf[4096];
 	const char *eq = strchr(kv, '=');
-	if (!eq || strlen(kv) >= sizeof(buf)) {
+	if (strlen(kv) >= sizeof(buf)) {
+		snprintf(errstr, errstr_size, "setting longer than %zu bytes: \"%.60s...\"",
+			 sizeof(buf) - 1, kv);
+		return TH_ECONFIG;
+	}
+	if (!eq) {
 		snprintf(errstr, errstr_size, "expected KEY=VALUE, got \"%.200s\"", kv);
 		return TH_ECONFIG;
 	}
@@ -383,6 +431,16 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 	}
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
+		size_t n = strlen(line);
+		int next = n == sizeof(line) - 1 && line[n - 1] != '\n' ? getc(f) : EOF;
+		if (next != EOF) {
+			/* fgets would hand over the rest as the next "line": a long
+			 * comment's tail would be applied as a setting. */
+			snprintf(errstr, errstr_size, "%s:%d: line longer than %zu bytes", path, lineno,
+				 sizeof(line) - 2);
+			rc = TH_ECONFIG;
+			break;
+		}
 		char *s = trim(line);
 		if (!*s || *s == '#' || *s == '[')
 			continue;

@@ -136,6 +136,33 @@ static int role_add_function(struct th_role *ro, const char *name, const char *r
 	return i;
 }
 
+/* Lambda's own service sessions (event-source pollers) are named
+ * "awslambda_<n>_<yyyymmddHHMMSSmmm>". The name alone decides nothing (anyone
+ * may pass it to AssumeRole, and a function may be called "awslambda_orders"):
+ * it only tells a Lambda-issued poller session, which names no function,
+ * from a Lambda-issued function session, and keeps such a name from ever
+ * being learned as a function. */
+static bool is_poller_name(const char *s)
+{
+	static const char prefix[] = "awslambda_";
+	if (!starts_with(s, prefix))
+		return false;
+	s += sizeof(prefix) - 1;
+	size_t n = strspn(s, "0123456789");
+	if (n == 0 || s[n] != '_')
+		return false;
+	s += n + 1;
+	n = strspn(s, "0123456789");
+	return n > 0 && s[n] == '\0';
+}
+
+/* The function a token belongs to, or NULL for a Lambda service session
+ * (a poller), which is judged against the role's regions. */
+static const char *token_function(const struct th_token *t)
+{
+	return t->function[0] ? t->function : NULL;
+}
+
 /* The region set a source address is judged against. */
 struct regions {
 	int n;
@@ -192,6 +219,16 @@ static enum verdict net_verdict(const struct th_call *c, const char *acct,
 				const struct regions *rs, char *reason, size_t rsz)
 {
 	reason[0] = '\0';
+	/* Before the endpoint check: the spec judges every unrecognised source
+	 * remote, and a string AWS never writes says nothing trustworthy about
+	 * the rest of the record. */
+	if ((enum th_net_kind)c->net_kind == TH_NET_UNRECOGNISED) {
+		snprintf(reason, rsz,
+			 "source \"%s\" is neither an IP address nor an AWS service name: judged "
+			 "remote, ASN unknown",
+			 c->source_ip);
+		return NET_REMOTE;
+	}
 	if (c->vpce_id[0]) {
 		if (c->vpce_account[0] && !streq(c->vpce_account, acct)) {
 			snprintf(reason, rsz,
@@ -224,6 +261,8 @@ static enum verdict net_verdict(const struct th_call *c, const char *acct,
 		snprintf(reason, rsz, "source %s is a public non-AWS address (AS%u %s)", c->source_ip,
 			 c->asn, c->as_org[0] ? c->as_org : "unknown organisation");
 		return NET_REMOTE;
+	case TH_NET_UNRECOGNISED:
+		break; /* decided above */
 	}
 	return NET_NONE;
 }
@@ -301,9 +340,67 @@ static const char *network_name(const struct th_call *c)
 	case TH_NET_PRIVATE: return "private";
 	case TH_NET_AWS: return "aws";
 	case TH_NET_PUBLIC: return "public";
+	case TH_NET_UNRECOGNISED: return "unrecognised";
 	case TH_NET_SERVICE: break;
 	}
 	return "service";
+}
+
+/* ---- the dedup ledger ---- */
+
+/* Ledger entries at or before this time can no longer matter: an event still
+ * to come is at most DEDUP_LATENESS_MS behind the watermark @p now, so it
+ * cannot fall within the dedup window of an alert that old. */
+static int64_t dedup_horizon(const struct th_detector *d, int64_t now)
+{
+	return now - d->conf.dedup_ms - DEDUP_LATENESS_MS;
+}
+
+/* The alert whose window (before or after it) holds time t: the nearest one,
+ * the earlier on a tie; -1 when none. Alerts of a key are at least the dedup
+ * period apart, so at most two windows can hold t. */
+static int dedup_near(const struct th_dedup *dd, int64_t t, int64_t window)
+{
+	int best = -1;
+	int64_t best_dist = 0;
+	for (int i = 0; i < dd->n; i++) {
+		int64_t a = dd->alerts[i].alert_ms;
+		int64_t dist = t > a ? t - a : a - t;
+		if (dist < window && (best < 0 || dist < best_dist)) {
+			best = i;
+			best_dist = dist;
+		}
+	}
+	return best;
+}
+
+/* Record an alert raised at time t, in time order. Entries at or before the
+ * horizon go first; if the ledger is still full, the oldest alert (possibly
+ * this one, when it is the latest arrival of the oldest time) gives way: the
+ * one an event still to come is least likely to fall near. */
+static void dedup_add(struct th_dedup *dd, int64_t t, const char *alert_id, int64_t horizon)
+{
+	int keep = 0;
+	for (int i = 0; i < dd->n; i++)
+		if (dd->alerts[i].alert_ms > horizon)
+			dd->alerts[keep++] = dd->alerts[i];
+	dd->n = (uint8_t)keep;
+	int pos = dd->n;
+	while (pos > 0 && dd->alerts[pos - 1].alert_ms > t)
+		pos--;
+	if (dd->n == TH_DEDUP_MAX) {
+		if (pos == 0)
+			return; /* older than every alert kept, and no room */
+		memmove(&dd->alerts[0], &dd->alerts[1], (size_t)(pos - 1) * sizeof(dd->alerts[0]));
+		pos--;
+	} else {
+		memmove(&dd->alerts[pos + 1], &dd->alerts[pos],
+			(size_t)(dd->n - pos) * sizeof(dd->alerts[0]));
+		dd->n++;
+	}
+	dd->alerts[pos].alert_ms = t;
+	dd->alerts[pos].count = 1;
+	th_strlcpy(dd->alerts[pos].alert_id, alert_id, sizeof(dd->alerts[pos].alert_id));
 }
 
 /* Activation and dedup, then emission. *raised tells whether it fired. */
@@ -313,10 +410,12 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 		       char alert_id[33], bool *raised)
 {
 	struct th_alert *a = &d->alert;
-	const char *fn_or_sess = cls == TH_CRED_TOKEN ? t->function : c->session;
+	/* A poller's token names no function: its session stands in (dedup, ID). */
+	const char *fn = cls == TH_CRED_TOKEN ? token_function(t) : NULL;
+	const char *fn_or_sess = fn ? fn : c->session;
 	int64_t first = 0, tm = c->event_time_ms;
 	char asn[16], dkey[1024];
-	struct th_dedup dd;
+	struct th_dedup dd; /* ~1 KB: fine on the stack */
 	const void *val;
 	size_t vlen, dkl;
 	int rc;
@@ -335,21 +434,23 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 		snprintf(var, sizeof(var), "%d", v->id);
 		dkl = th_key(dkey, sizeof(dkey), 'd', 5, var, acct, role_arn, fn_or_sess, asn);
 	}
-	memset(&dd, 0, sizeof(dd));
 	rc = th_state_get(d->st, dkey, dkl, &val, &vlen);
-	if (rc == 0 && th_dedup_decode(val, vlen, &dd) == 0 && dd.last_alert_ms &&
-	    llabs(tm - dd.last_alert_ms) < d->conf.dedup_ms) {
-		dd.count++;
+	if (rc && rc != TH_ENOTFOUND)
+		return rc;
+	/* A garbled ledger is started again: at worst one alert too many. */
+	if (rc == TH_ENOTFOUND || th_dedup_decode(val, vlen, &dd))
+		dd.n = 0;
+	/* Before or after in event time, whatever the arrival order (spec v2). */
+	int near = dedup_near(&dd, tm, d->conf.dedup_ms);
+	if (near >= 0) {
+		dd.alerts[near].count++;
 		th_wbuf_reset(&d->w);
 		th_dedup_encode(&d->w, &dd);
 		d->stats.suppressed_dedup++;
 		return th_dmem_put(d, dkey, dkl);
 	}
-	if (rc && rc != TH_ENOTFOUND)
-		return rc;
-	dd.last_alert_ms = tm;
-	dd.count = 1;
-	th_strlcpy(dd.alert_id, alert_id, sizeof(dd.alert_id));
+	dedup_add(&dd, tm, alert_id,
+		  dedup_horizon(d, d->clock.watermark > tm ? d->clock.watermark : tm));
 	th_wbuf_reset(&d->w);
 	th_dedup_encode(&d->w, &dd);
 	if ((rc = th_dmem_put(d, dkey, dkl)))
@@ -365,7 +466,7 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 	a->account_id = acct;
 	a->region = c->aws_region[0] ? c->aws_region : NULL;
 	a->role_arn = role_arn;
-	a->function_name = cls == TH_CRED_TOKEN ? t->function : NULL;
+	a->function_name = fn;
 	a->session_name = c->session[0] ? c->session : NULL;
 	a->access_key_id = akid;
 	a->event_id = c->event_id;
@@ -395,11 +496,48 @@ static int raise_alert(struct th_detector *d, const struct th_variation *v, cons
 	return d->on_alert(d->ctx, a);
 }
 
+/* Remember a token's remote decision, so later evidence can decide the
+ * call again: an inside use (upgrade to variation 1) or an AssumeRole by an
+ * identity (the key was never the function's: variations 5-6). Raised alerts
+ * keep their ID (empty when activation or dedup suppressed the alert: there
+ * is no earlier alert to name, but the call must still be re-decided to give
+ * what the other arrival order gives). Suppressed decisions are kept once per
+ * (ASN, AWS region, VPC endpoint, user agent), the facts a verdict depends
+ * on, and give way to raised ones when the slots are full. */
+static void remember_decision(struct th_token *t, int variation, const char *alert_id,
+			      const struct th_call *c)
+{
+	int slot = -1;
+	bool raised = alert_id && alert_id[0];
+	for (int i = 0; i < t->n_alerts; i++) {
+		const struct th_alert_ref *r = &t->alerts[i];
+		if (r->alert_id[0])
+			continue;
+		if (slot < 0)
+			slot = i; /* a suppressed one a raised one may replace */
+		if (!raised && r->call.asn == c->asn && streq(r->call.src_region, c->src_region) &&
+		    streq(r->call.vpce_id, c->vpce_id) && streq(r->call.user_agent, c->user_agent))
+			return;
+	}
+	if (t->n_alerts < TH_TOKEN_MAX_ALERTS)
+		slot = t->n_alerts++;
+	else if (!raised || slot < 0)
+		return;
+	struct th_alert_ref *r = &t->alerts[slot];
+	r->variation = (uint8_t)variation;
+	r->upgraded = 0;
+	th_strlcpy(r->alert_id, raised ? alert_id : "", sizeof(r->alert_id));
+	r->call = *c;
+}
+
 /* Gather the facts, run the variations, raise the winner. Updates t's alert
- * refs (the caller saves t). */
+ * refs (the caller saves t). A re-decision of an earlier call (later
+ * evidence) passes @p why, and @p upgrade_of when that call had raised an
+ * alert. */
 static int decide(struct th_detector *d, const char *acct, const char *akid,
 		  enum th_cred_class cls, struct th_token *t, const char *role_arn,
-		  const struct th_call *c, const char *remote_reason, const char *upgrade_of)
+		  const struct th_call *c, const char *remote_reason, const char *upgrade_of,
+		  const char *why)
 {
 	struct th_match_ctx m = {0};
 	struct th_sighting s;
@@ -447,20 +585,16 @@ static int decide(struct th_detector *d, const char *acct, const char *akid,
 		char id[33];
 		bool raised;
 		if (upgrade_of)
-			th_evidence_add(&d->evid, "upgrades alert %s now that the key's inside use is known",
-					upgrade_of);
+			th_evidence_add(&d->evid, "upgrades alert %s: %s", upgrade_of, why);
+		else if (why)
+			th_evidence_add(&d->evid, "decided again: %s", why);
 		rc = raise_alert(d, v, acct, akid, cls, t, role_arn, c, upgrade_of, id, &raised);
 		if (rc)
 			return rc;
-		/* Remember alerts a later inside use could upgrade. */
-		if (raised && cls == TH_CRED_TOKEN && v->id >= 2 && v->id <= 4 &&
-		    t->n_alerts < TH_TOKEN_MAX_ALERTS) {
-			struct th_alert_ref *r = &t->alerts[t->n_alerts++];
-			r->variation = (uint8_t)v->id;
-			r->upgraded = 0;
-			th_strlcpy(r->alert_id, id, sizeof(r->alert_id));
-			r->call = *c;
-		}
+		/* First decisions only: a re-decision is reached through the
+		 * original call's entry. */
+		if (cls == TH_CRED_TOKEN && !why)
+			remember_decision(t, v->id, raised ? id : NULL, c);
 		return 0;
 	}
 	return 0;
@@ -473,7 +607,9 @@ static int upgrade_alerts(struct th_detector *d, const char *acct, const char *a
 	int n = t->n_alerts;
 	for (int i = 0; i < n; i++) {
 		struct th_alert_ref *r = &t->alerts[i];
-		if (r->upgraded || r->variation < 2 || r->variation > 4)
+		/* Variation 1 has nothing stronger; a suppressed decision has no
+		 * alert to upgrade (the dedup ledger already holds that case). */
+		if (r->upgraded || r->variation < 2 || r->variation > 4 || !r->alert_id[0])
 			continue;
 		r->upgraded = 1;
 		char prior[33], reason[400];
@@ -484,9 +620,10 @@ static int upgrade_alerts(struct th_detector *d, const char *acct, const char *a
 		int rc = th_dmem_load_role(d, t->role_arn, &ro);
 		if (rc < 0)
 			return rc;
-		regions_of(ro, t->function, &rs);
+		regions_of(ro, token_function(t), &rs);
 		net_verdict(&c, acct, &rs, reason, sizeof(reason));
-		if ((rc = decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason, prior)))
+		if ((rc = decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason, prior,
+				 "the key's inside use is now known")))
 			return rc;
 	}
 	return 0;
@@ -520,15 +657,12 @@ static void token_record_use(struct th_token *t, const struct th_call *c, enum v
 	char name[96];
 	const char *svc = c->event_source;
 	const char *dot = strstr(svc, ".amazonaws.com");
-	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc), nl = strlen(c->event_name);
+	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc);
 	if (sl > 40)
 		sl = 40;
-	if (nl > sizeof(name) - sl - 2)
-		nl = sizeof(name) - sl - 2;
-	memcpy(name, svc, sl);
+	sl = th_copy_utf8n(name, sl + 1, svc, sl);
 	name[sl] = ':';
-	memcpy(name + sl + 1, c->event_name, nl);
-	name[sl + 1 + nl] = '\0';
+	th_copy_utf8(name + sl + 1, sizeof(name) - sl - 1, c->event_name);
 	int oldest = -1;
 	for (int i = 0; i < t->n_calls; i++) {
 		if (strcmp(t->calls[i].name, name) == 0) {
@@ -665,11 +799,11 @@ static int resolve_key(struct th_detector *d, const char *acct, const char *akid
 	for (int i = 0; i < h->n; i++) {
 		struct th_call c = h->calls[i];
 		struct regions rs;
-		regions_of(ro, cls == TH_CRED_TOKEN ? t->function : NULL, &rs);
+		regions_of(ro, cls == TH_CRED_TOKEN ? token_function(t) : NULL, &rs);
 		enum verdict vd = net_verdict(&c, acct, &rs, reason, sizeof(reason));
 		token_record_use(t, &c, vd);
 		if (vd == NET_REMOTE &&
-		    (rc = decide(d, acct, akid, cls, t, h->role_arn, &c, reason, NULL)))
+		    (rc = decide(d, acct, akid, cls, t, h->role_arn, &c, reason, NULL, NULL)))
 			return rc;
 	}
 	if ((rc = th_dmem_save_token(d, acct, akid, t)))
@@ -731,7 +865,7 @@ static int resolve_role(struct th_detector *d, const char *role_arn)
 		char *acct, *akid;
 		if (!split2(d->collected[i], &acct, &akid))
 			continue;
-		char a[64], k[64];
+		char a[TH_KEY_PART_MAX + 1], k[TH_KEY_PART_MAX + 1];
 		th_strlcpy(a, acct, sizeof(a));
 		th_strlcpy(k, akid, sizeof(k));
 		if ((rc = resolve_key(d, a, k, false)))
@@ -775,7 +909,7 @@ static int expire_lapsed(struct th_detector *d, const char *acct, const char *ak
 		return rc;
 	size_t nk = d->ncollected;
 	for (size_t i = 0; i < nk; i++) {
-		char *a, *k, ab[64], kb[64];
+		char *a, *k, ab[TH_KEY_PART_MAX + 1], kb[TH_KEY_PART_MAX + 1];
 		if (!split2(d->collected[i], &a, &k))
 			continue;
 		th_strlcpy(ab, a, sizeof(ab));
@@ -829,9 +963,12 @@ static int prune_cb(void *ctx, const void *key, size_t klen, const void *val, si
 		break;
 	}
 	case 'd': {
+		/* Whole records go once their latest alert is past the horizon;
+		 * older entries of a live record are dropped when it is next
+		 * written (dedup_add), and the record is bounded either way. */
 		struct th_dedup dd;
 		if (th_dedup_decode(val, vlen, &dd) == 0)
-			drop = dd.last_alert_ms < pc->cutoff;
+			drop = dd.n == 0 || dd.alerts[dd.n - 1].alert_ms <= pc->cutoff;
 		break;
 	}
 	}
@@ -853,7 +990,7 @@ static int prune(struct th_detector *d, int64_t now)
 		char prefix[2] = {kinds[i].type, TH_KEY_SEP};
 		int64_t cutoff = kinds[i].which == 0   ? now
 				 : kinds[i].which == 1 ? now - d->conf.training_ms
-						       : now - d->conf.dedup_ms;
+						       : dedup_horizon(d, now);
 		struct prune_ctx pc = {.d = d, .type = kinds[i].type, .cutoff = cutoff};
 		int rc = th_state_scan(d->st, prefix, 2, prune_cb, &pc);
 		if (pc.err)
@@ -890,7 +1027,7 @@ static int expire_held(struct th_detector *d, int64_t now, bool final)
 		qsort(d->collected, n, sizeof(d->collected[0]),
 		      (int (*)(const void *, const void *))strcmp);
 		for (size_t i = 0; i < n; i++) {
-			char *acct, *akid, a[64], k[64];
+			char *acct, *akid, a[TH_KEY_PART_MAX + 1], k[TH_KEY_PART_MAX + 1];
 			if (!split2(d->collected[i], &acct, &akid))
 				continue;
 			th_strlcpy(a, acct, sizeof(a));
@@ -949,7 +1086,16 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 	c->input_partition = ref ? ref->partition : -1;
 	c->input_offset = ref ? ref->offset : -1;
 	c->event_time_ms = ev->event_time_ms;
-	c->creation_ms = ev->ui.creation_ms;
+	/* A session is created before its calls and lives at most 12 hours
+	 * (5 minutes of clock skew allowed): a creationDate outside that is not
+	 * believed, so one record cannot stretch or cut short a hold or a
+	 * token's life (time poisoning through a field the eventTime bounds do
+	 * not cover). */
+	c->creation_ms = ev->ui.creation_ms &&
+				 ev->ui.creation_ms <= ev->event_time_ms + 5 * 60 * 1000LL &&
+				 ev->ui.creation_ms >= ev->event_time_ms - 12 * HOUR_MS
+			 ? ev->ui.creation_ms
+			 : 0;
 	c->asn = ni->asn;
 	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
 	th_strlcpy(c->src_region, ni->aws_region, sizeof(c->src_region));
@@ -996,8 +1142,11 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 
 	if (!role_arn)
 		return 0;
-	/* Lambda's own service traffic never alerts. */
-	if (ev->ui.invoked_by || ni->kind == TH_NET_SERVICE || starts_with(session, "awslambda_")) {
+	/* Lambda's own service traffic never alerts. Only what AWS writes
+	 * excludes (invokedBy, a service name as the source), never a name the
+	 * caller chose: a session called "awslambda_..." is judged like any
+	 * other (spec v2). */
+	if (ev->ui.invoked_by || ni->kind == TH_NET_SERVICE) {
 		d->stats.excluded++;
 		return 0;
 	}
@@ -1013,8 +1162,14 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	/* Runtime learning: the function's SDK from inside its environment. The
 	 * UA only labels the benign side; the network must agree. */
 	int fn_idx = session && role_found ? find_function(ro, session) : -1;
-	bool learns_role = !role_found || !ro->is_lambda || fn_idx < 0;
-	bool learns_key = !tok_found || t->origin == TH_ORIGIN_UNKNOWN;
+	/* The session name may teach a function only while nothing better is
+	 * known of the key: an AssumeRole by an identity or Lambda's issuance
+	 * decides what the key is, and a poller's name is never a function. */
+	bool name_may_teach = session && *session && !is_poller_name(session) &&
+			      (!tok_found || (t->origin != TH_ORIGIN_ASSUMED &&
+					      t->origin != TH_ORIGIN_ISSUED));
+	bool learns_role = name_may_teach && (!role_found || !ro->is_lambda || fn_idx < 0);
+	bool learns_key = name_may_teach && (!tok_found || t->origin == TH_ORIGIN_UNKNOWN);
 	/* Nothing to learn (the common case: a known function's known key) is
 	 * checked first: the user-agent search is the costly part. */
 	if ((learns_role || learns_key) && session && ev->user_agent &&
@@ -1052,7 +1207,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 
 	enum th_cred_class cls = classify(ro, role_found, t, tok_found, session);
 	struct regions rs;
-	regions_of(ro, cls == TH_CRED_TOKEN ? t->function : NULL, &rs);
+	regions_of(ro, cls == TH_CRED_TOKEN ? token_function(t) : NULL, &rs);
 	enum verdict vd = net_verdict(c, acct, &rs, reason, sizeof(reason));
 
 	if (cls != TH_CRED_UNKNOWN || (role_found && ro->is_lambda)) {
@@ -1073,9 +1228,15 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	} else if (vd == NET_REMOTE) {
 		d->stats.remote_uses++;
 		call_complete(ev, ref, c);
+		/* A key tied to a function by its session name alone is decided at
+		 * once, as the function's token: holding it until an AssumeRole
+		 * might arrive would delay a real stolen key's alert by up to the
+		 * key's 12 hours whenever its issuance was not seen. If an
+		 * AssumeRole by another identity arrives later, the use is decided
+		 * again as the role's other session (redecide_as_other). */
 		if (cls != TH_CRED_UNKNOWN && role_found && ro->is_lambda) {
 			token_record_use(t, c, vd);
-			if ((rc = decide(d, acct, akid, cls, t, role_arn, c, reason, NULL)))
+			if ((rc = decide(d, acct, akid, cls, t, role_arn, c, reason, NULL, NULL)))
 				return rc;
 			if ((rc = th_dmem_save_token(d, acct, akid, t)))
 				return rc;
@@ -1097,7 +1258,20 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	return 0;
 }
 
-/* Lambda's sts:AssumeRole for a function (or for its own service session). */
+/* A credential's expiry from an AssumeRole response, within what STS can
+ * issue (at most 12 hours): a record claiming more (or an expiry before its
+ * own event) must not keep the key, or prune it, on its say-so. */
+static int64_t issued_expiry(const struct th_event *ev)
+{
+	int64_t t = ev->event_time_ms, e = ev->cred.expiration_ms;
+	return e > t && e <= t + 12 * HOUR_MS ? e : t + 12 * HOUR_MS;
+}
+
+/* Lambda's sts:AssumeRole: credentials for a function, or for one of
+ * Lambda's own service sessions (an event-source poller). Either way the key
+ * is a Lambda credential, judged as a Lambda token when used remotely (spec
+ * v2); a poller session names no function, so it is judged against the
+ * role's regions and teaches no function. */
 static int learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct)
 {
 	struct th_role *ro;
@@ -1108,12 +1282,16 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 	bool changed = false;
 	if ((found = th_dmem_load_role(d, role_arn, &ro)) < 0)
 		return found;
+	/* A function may carry a poller-shaped name; once it is known (function
+	 * management), its issuance is a function's. */
+	bool poller = !sess || !*sess ||
+		      (is_poller_name(sess) && (!found || find_function(ro, sess) < 0));
 	/* Only a change to the role can decide other keys' holds; checking the
 	 * role's held keys on every issuance would cost a scan per event. */
 	bool will_change = !found || !ro->is_lambda;
-	if (!will_change && starts_with(sess, "awslambda_")) {
+	if (!will_change && poller) {
 		will_change = !has_region(ro->service_regions, ro->n_service_regions, ev->aws_region);
-	} else if (!will_change && sess && *sess) {
+	} else if (!will_change) {
 		int i = find_function(ro, sess);
 		will_change = i < 0 || !has_region(ro->functions[i].regions,
 						   ro->functions[i].n_regions, ev->aws_region);
@@ -1128,11 +1306,11 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 		ro->is_lambda = 1;
 		changed = true;
 	}
-	if (starts_with(sess, "awslambda_")) {
+	if (poller) {
 		uint8_t before = ro->n_service_regions;
 		add_region(ro->service_regions, &ro->n_service_regions, ev->aws_region);
 		changed = changed || before != ro->n_service_regions;
-	} else if (sess && *sess) {
+	} else {
 		int i = find_function(ro, sess);
 		uint8_t before = i >= 0 ? ro->functions[i].n_regions : 0;
 		i = role_add_function(ro, sess, ev->aws_region);
@@ -1140,31 +1318,88 @@ static int learn_issuance(struct th_detector *d, const struct th_event *ev, cons
 	}
 	if (changed && (rc = th_dmem_save_role(d, role_arn, ro)))
 		return rc;
-	if (akid && *akid && sess && *sess && !starts_with(sess, "awslambda_")) {
-		if ((rc = th_dmem_load_token(d, acct, akid, &t)) < 0)
-			return rc;
-		t->origin = TH_ORIGIN_ISSUED;
-		th_strlcpy(t->role_arn, role_arn, sizeof(t->role_arn));
-		th_strlcpy(t->session, sess, sizeof(t->session));
-		th_strlcpy(t->function, sess, sizeof(t->function));
-		t->issued_ms = ev->event_time_ms;
-		t->expiry_ms = ev->cred.expiration_ms ? ev->cred.expiration_ms
-						      : ev->event_time_ms + 12 * HOUR_MS;
-		if ((rc = th_dmem_save_token(d, acct, akid, t)))
-			return rc;
+	if (akid && *akid) {
+		int tf = th_dmem_load_token(d, acct, akid, &t);
+		if (tf < 0)
+			return tf;
+		/* An AssumeRole by an identity decides whichever arrives first:
+		 * "an assumer other than Lambda decides" (one key has one issuer in
+		 * real CloudTrail, so only a forged record gets here). */
+		if (tf == 0 || t->origin != TH_ORIGIN_ASSUMED) {
+			t->origin = TH_ORIGIN_ISSUED;
+			th_strlcpy(t->role_arn, role_arn, sizeof(t->role_arn));
+			th_strlcpy(t->session, sess, sizeof(t->session));
+			th_strlcpy(t->function, poller ? NULL : sess, sizeof(t->function));
+			t->issued_ms = ev->event_time_ms;
+			t->expiry_ms = issued_expiry(ev);
+			if ((rc = th_dmem_save_token(d, acct, akid, t)))
+				return rc;
+		}
 		if ((rc = resolve_key(d, acct, akid, false)))
 			return rc;
 	}
 	return changed ? resolve_role(d, role_arn) : 0;
 }
 
-/* sts:AssumeRole by an identity: the key is that identity's session. */
+/* The key, decided earlier as a Lambda token on weaker evidence (its session
+ * name, or its runtime-looking use), turns out to be an identity's session:
+ * decide its remembered remote calls again as the role's other session, as
+ * they would have been had the AssumeRole arrived first. Each raised alert is
+ * named by the new one (upgrade_of). */
+static int redecide_as_other(struct th_detector *d, const char *acct, const char *akid,
+			     struct th_token *t, const char *role_arn, const char *was_function)
+{
+	char why[1400], reason[400]; /* why names an identity ARN (up to 2048 bytes, cut) */
+	struct th_role *ro;
+	struct regions rs;
+	int rc = th_dmem_load_role(d, role_arn, &ro);
+	if (rc < 0)
+		return rc;
+	regions_of(ro, NULL, &rs);
+	snprintf(why, sizeof(why),
+		 "the key was assumed by %s, so it is the role's other session, not function "
+		 "%s's token",
+		 t->identity[0] ? t->identity : "an identity",
+		 was_function[0] ? was_function : "?");
+	int n = t->n_alerts;
+	for (int i = 0; i < n; i++) {
+		struct th_alert_ref *r = &t->alerts[i];
+		if (r->upgraded == 2)
+			continue;
+		r->upgraded = 2; /* decided as another session: nothing more to upgrade */
+		struct th_call c = r->call;
+		char prior[33];
+		memcpy(prior, r->alert_id, sizeof(prior));
+		if (net_verdict(&c, acct, &rs, reason, sizeof(reason)) != NET_REMOTE)
+			continue;
+		if ((rc = decide(d, acct, akid, TH_CRED_OTHER, t, role_arn, &c, reason,
+				 prior[0] ? prior : NULL, why)))
+			return rc;
+		/* What process_call teaches for another session's call. */
+		if (c.net_kind == TH_NET_PUBLIC && c.asn) {
+			char asn[16];
+			th_dmem_asn_str(asn, sizeof(asn), c.asn);
+			rc = th_dmem_teach_sighting(d, 'n', role_arn, asn, akid, c.event_time_ms);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* sts:AssumeRole by an identity: the key is that identity's session,
+ * whatever its name (spec v2: a session named after a function, or
+ * "awslambda_...", is still the role's other session). */
 static int learn_assumption(struct th_detector *d, const struct th_event *ev, const char *acct)
 {
 	struct th_token *t;
 	const char *akid = ev->cred.access_key_id;
-	const char *who = ev->ui.arn ? ev->ui.arn : ev->ui.principal_id ? ev->ui.principal_id
-									 : ev->ui.type;
+	/* A service that assumed the role has no ARN: it is named by invokedBy. */
+	const char *who = ev->ui.arn           ? ev->ui.arn
+			  : ev->ui.invoked_by   ? ev->ui.invoked_by
+			  : ev->ui.principal_id ? ev->ui.principal_id
+						: ev->ui.type;
+	char was_role[sizeof(t->role_arn)], was_function[sizeof(t->function)];
 	int rc;
 	/* The credentials belong to the role's account (which may differ from
 	 * the caller's); their uses are keyed by the role's account. */
@@ -1177,16 +1412,22 @@ static int learn_assumption(struct th_detector *d, const struct th_event *ev, co
 	if ((rc = th_dmem_teach_sighting(d, 'i', ev->req.role_arn, who ? who : "unknown", akid,
 				 ev->event_time_ms)))
 		return rc;
-	if ((rc = th_dmem_load_token(d, acct, akid, &t)) < 0)
-		return rc;
+	int found = th_dmem_load_token(d, acct, akid, &t);
+	if (found < 0)
+		return found;
+	/* Decided as a Lambda token before this arrived: decide it again. */
+	bool was_token = found && t->origin != TH_ORIGIN_UNKNOWN && t->origin != TH_ORIGIN_ASSUMED;
+	th_strlcpy(was_role, t->role_arn[0] ? t->role_arn : ev->req.role_arn, sizeof(was_role));
+	th_strlcpy(was_function, t->function, sizeof(was_function));
 	t->origin = TH_ORIGIN_ASSUMED;
 	th_strlcpy(t->role_arn, ev->req.role_arn, sizeof(t->role_arn));
 	th_strlcpy(t->session, ev->req.role_session_name, sizeof(t->session));
 	th_strlcpy(t->identity, who, sizeof(t->identity));
 	t->function[0] = '\0';
 	t->issued_ms = ev->event_time_ms;
-	t->expiry_ms = ev->cred.expiration_ms ? ev->cred.expiration_ms
-					      : ev->event_time_ms + 12 * HOUR_MS;
+	t->expiry_ms = issued_expiry(ev);
+	if (was_token && (rc = redecide_as_other(d, acct, akid, t, was_role, was_function)))
+		return rc;
 	if ((rc = th_dmem_save_token(d, acct, akid, t)))
 		return rc;
 	return resolve_key(d, acct, akid, false);
@@ -1237,6 +1478,8 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	if ((rc = th_dmem_account_seen(d, acct, ev->event_time_ms, &first)))
 		return rc;
 	th_dmem_enrich(d, ev->source_ip, &ni);
+	if (ni.kind == TH_NET_UNRECOGNISED)
+		d->stats.source_unrecognised++;
 
 	const char *type = ev->ui.type;
 	const char *akid = ev->ui.access_key_id;
@@ -1253,9 +1496,12 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 
 	if (!ev->error_code && streq(ev->event_source, "sts.amazonaws.com") &&
 	    streq(ev->event_name, "AssumeRole") && ev->req.role_arn) {
+		/* Lambda's issuance, or an assumption by any other identity, other
+		 * AWS services (ec2.amazonaws.com, ...) included (spec v2: "any
+		 * identity other than the Lambda service"). */
 		if (streq(type, "AWSService") && streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
 			rc = learn_issuance(d, ev, acct);
-		else if (!streq(type, "AWSService") && ev->cred.access_key_id)
+		else if (ev->cred.access_key_id && *ev->cred.access_key_id)
 			rc = learn_assumption(d, ev, acct);
 		if (rc)
 			return rc;

@@ -23,6 +23,13 @@
 /* Tokens are kept this long past their expiry for late-delivered events. */
 #define TOKEN_GRACE_MS (24 * HOUR_MS)
 #define MAX_RESOLVE 4096
+/* How late (behind the watermark, in event time) an event may arrive and
+ * still be deduplicated against every alert of its key: the ledger keeps an
+ * alert until the watermark is this far past its dedup window. 30 days covers
+ * a region's backlog or an archive read prefix by prefix over a month, and
+ * matches the training window, the longest any other evidence is kept; a
+ * later event may re-alert a key whose alert was pruned (docs/detections.md). */
+#define DEDUP_LATENESS_MS (30 * TH_DAY_MS)
 
 enum verdict { NET_NONE = 0, NET_INSIDE, NET_REMOTE };
 
@@ -95,7 +102,7 @@ struct th_detector {
 	struct th_alert alert;
 	char k1[1024], k2[1024];
 	/* keys collected by scans before acting on them */
-	char (*collected)[160];
+	char (*collected)[2 * (TH_KEY_PART_MAX + 1)]; /* "<acct>\x1f<akid>" as keyed */
 	size_t ncollected;
 };
 

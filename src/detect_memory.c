@@ -309,7 +309,9 @@ int th_dmem_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *ha
 
 void th_dmem_enrich(struct th_detector *d, const char *ip, struct th_netinfo *out)
 {
-	if (!ip || !d->ipcache || strlen(ip) >= sizeof(d->ipcache[0].ip)) {
+	/* "" bypasses the cache: an unused slot holds "" too, with a zeroed
+	 * (service) verdict, which would exclude a call that has no source. */
+	if (!ip || !*ip || !d->ipcache || strlen(ip) >= sizeof(d->ipcache[0].ip)) {
 		th_enrich_lookup(d->en, ip, out);
 		return;
 	}

@@ -30,6 +30,10 @@
 
 #define TH_ENRICH_COMP "enrich"
 
+/* The widest prefixes accepted from ip-ranges.json (see th_on_prefix()). */
+#define TH_AWS_MIN_PREFIX_V4 8
+#define TH_AWS_MIN_PREFIX_V6 12
+
 /* A stop whose range is covered by no AWS prefix. */
 #define TH_AWS_NOTAG UINT16_MAX
 /* Region and service ids share a 16-bit tag; 255 is kept out of both halves
@@ -230,9 +234,11 @@ static int th_intern(char names[][TH_AWS_NAME_SIZE], size_t *n, const char *name
 	size_t len = strlen(name);
 
 	if (len >= TH_AWS_NAME_SIZE) {
+		char cut[TH_AWS_NAME_SIZE];
 		if (!truncate)
 			return TH_EPARSE;
-		len = TH_AWS_NAME_SIZE - 1;
+		/* on a character boundary: the name ends up in alerts */
+		len = th_copy_utf8(cut, sizeof(cut), name);
 	}
 	for (size_t i = 0; i < *n; i++) {
 		if (strncmp(names[i], name, len) == 0 && names[i][len] == '\0') {
@@ -303,6 +309,28 @@ static int th_on_prefix(void *ctx, int ip_version, const char *prefix, const cha
 		th_errstr(b->err, sizeof(b->err), "bad IPv%d prefix \"%s\"", ip_version,
 				 prefix);
 		return rc;
+	}
+	/* No one network holds more than IANA gives a whole regional registry
+	 * (an IPv4 /8, an IPv6 /12); AWS's widest prefixes are about /11 and
+	 * /32. A wider one (0.0.0.0/0, ::/0) would make every address AWS's
+	 * and silence every alert, so the file is refused, not trusted. */
+	if (p.len < (ip_version == 4 ? TH_AWS_MIN_PREFIX_V4 : TH_AWS_MIN_PREFIX_V6)) {
+		th_errstr(b->err, sizeof(b->err),
+			  "prefix \"%s\" (%s, %s) is wider than /%d: no single network is "
+			  "that large, refusing the file (it would make every address look like AWS)",
+			  prefix, region, service,
+			  ip_version == 4 ? TH_AWS_MIN_PREFIX_V4 : TH_AWS_MIN_PREFIX_V6);
+		return TH_EPARSE;
+	}
+	/* Lookups turn ::ffff:a.b.c.d into IPv4 first, so an IPv4-mapped
+	 * prefix in the IPv6 list would load and never match: the file is not
+	 * what AWS publishes. */
+	if (ip_version == 6 && p.start.hi == 0 && p.start.lo >> 32 == 0xffff) {
+		th_errstr(b->err, sizeof(b->err),
+			  "prefix \"%s\" (%s, %s) is an IPv4-mapped IPv6 prefix: list it under "
+			  "\"prefixes\" as IPv4, refusing the file",
+			  prefix, region, service);
+		return TH_EPARSE;
 	}
 	/* A cut region would never equal a function's region: refuse it. */
 	rc = th_intern(en->regions, &en->nregions, region, false, &p.region);
@@ -565,6 +593,122 @@ cleanup:
 
 /* --- ASN database -------------------------------------------------------- */
 
+/*
+ * The MaxMind DB format has no checksum, and libmaxminddb checks only the
+ * records a lookup happens to follow: a corrupt search tree otherwise gives
+ * wrong ASNs (or none) silently for as long as the process runs. So the
+ * whole tree is walked once at load: every record must be a node, empty, or
+ * a data pointer whose entry decodes; every node must be reachable from the
+ * root (a redirected pointer orphans the subtree it used to point to); no
+ * path may be deeper than the address has bits (a cycle). Aliases (the IPv4
+ * subtree reached again from ::ffff:0:0/96 and 2002::/16) make the tree a
+ * DAG, so the number of visits is bounded rather than required to equal
+ * node_count. About 50 ms for a GeoLite2-ASN database.
+ */
+static int th_verify_mmdb(const MMDB_s *mmdb, char *errstr, size_t errstr_size)
+{
+	const uint32_t nodes = mmdb->metadata.node_count;
+	const unsigned max_depth = mmdb->metadata.ip_version == 6 ? 128 : 32;
+	uint8_t *reached = calloc(nodes / 8 + 1, 1);
+	uint8_t *decoded = calloc(mmdb->data_section_size / 8 + 1, 1);
+	struct {
+		uint32_t node;
+		uint8_t depth, side;
+	} stack[130];
+	uint64_t visits = 0;
+	int sp = 0, rc = 0;
+
+	if (!reached || !decoded) {
+		rc = TH_ENOMEM;
+		th_errstr(errstr, errstr_size, "out of memory");
+		goto cleanup;
+	}
+	if (!nodes) {
+		rc = TH_EPARSE;
+		th_errstr(errstr, errstr_size, "empty search tree");
+		goto cleanup;
+	}
+	stack[sp].node = 0;
+	stack[sp].depth = 0;
+	stack[sp].side = 0;
+	sp = 1;
+	reached[0] = 1;
+	while (sp > 0) {
+		MMDB_search_node_s sn;
+		uint32_t n = stack[sp - 1].node;
+		uint8_t side = stack[sp - 1].side++;
+		if (side > 1) {
+			sp--;
+			continue;
+		}
+		if (MMDB_read_node(mmdb, n, &sn) != MMDB_SUCCESS) {
+			th_errstr(errstr, errstr_size, "search tree node %u unreadable", n);
+			rc = TH_EPARSE;
+			goto cleanup;
+		}
+		uint64_t rec = side ? sn.right_record : sn.left_record;
+		uint8_t type = side ? sn.right_record_type : sn.left_record_type;
+		MMDB_entry_s entry = side ? sn.right_record_entry : sn.left_record_entry;
+		if (type == MMDB_RECORD_TYPE_SEARCH_NODE) {
+			if (rec == 0 || rec >= nodes || stack[sp - 1].depth + 1u >= max_depth ||
+			    ++visits > 4ull * nodes) {
+				th_errstr(errstr, errstr_size,
+					  "search tree node %u points to node %llu at depth %u "
+					  "(a loop or a pointer out of the tree)",
+					  n, (unsigned long long)rec, stack[sp - 1].depth + 1u);
+				rc = TH_EPARSE;
+				goto cleanup;
+			}
+			reached[rec / 8] |= (uint8_t)(1u << (rec % 8));
+			stack[sp].node = (uint32_t)rec;
+			stack[sp].depth = (uint8_t)(stack[sp - 1].depth + 1);
+			stack[sp].side = 0;
+			sp++;
+		} else if (type == MMDB_RECORD_TYPE_DATA) {
+			uint32_t off = entry.offset;
+			if (off >= mmdb->data_section_size) {
+				th_errstr(errstr, errstr_size, "search tree node %u: data offset %u "
+					  "outside the data section", n, off);
+				rc = TH_EPARSE;
+				goto cleanup;
+			}
+			if (!(decoded[off / 8] & (1u << (off % 8)))) {
+				MMDB_entry_data_list_s *list = NULL;
+				int st = MMDB_get_entry_data_list(&entry, &list);
+				MMDB_free_entry_data_list(list);
+				if (st != MMDB_SUCCESS) {
+					th_errstr(errstr, errstr_size,
+						  "search tree node %u: data at offset %u: %s", n, off,
+						  MMDB_strerror(st));
+					rc = TH_EPARSE;
+					goto cleanup;
+				}
+				decoded[off / 8] |= (uint8_t)(1u << (off % 8));
+			}
+		} else if (type != MMDB_RECORD_TYPE_EMPTY) {
+			th_errstr(errstr, errstr_size,
+				  "search tree node %u: record %llu is neither a node nor data", n,
+				  (unsigned long long)rec);
+			rc = TH_EPARSE;
+			goto cleanup;
+		}
+	}
+	for (uint32_t n = 0; n < nodes; n++) {
+		if (!(reached[n / 8] & (1u << (n % 8)))) {
+			th_errstr(errstr, errstr_size,
+				  "search tree node %u is not reachable from the root (a pointer "
+				  "was changed)",
+				  n);
+			rc = TH_EPARSE;
+			goto cleanup;
+		}
+	}
+cleanup:
+	free(reached);
+	free(decoded);
+	return rc;
+}
+
 static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 			size_t errstr_size)
 {
@@ -591,24 +735,18 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 		}
 	}
 	en->have_mmdb = true;
+	if ((status = th_verify_mmdb(&en->mmdb, errstr, errstr_size))) {
+		char why[200];
+		th_copy_utf8(why, sizeof(why), errstr);
+		th_errstr(errstr, errstr_size, "%s: corrupt database: %s", path, why);
+		return status;
+	}
 	/* Other ASN databases (DB-IP, IPinfo) use the same two fields; only warn. */
 	if (!en->mmdb.metadata.database_type ||
 	    !strstr(en->mmdb.metadata.database_type, "ASN"))
 		th_log_warn(TH_ENRICH_COMP, "%s: database_type \"%s\" is not an ASN database", path,
 			    en->mmdb.metadata.database_type ? en->mmdb.metadata.database_type : "");
 	return 0;
-}
-
-static void th_copy_utf8(char *dst, size_t dst_size, const char *src, size_t len)
-{
-	if (len >= dst_size) {
-		len = dst_size - 1;
-		/* Do not leave half a UTF-8 sequence at the cut. */
-		while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
-			len--;
-	}
-	memcpy(dst, src, len);
-	dst[len] = '\0';
 }
 
 static void th_lookup_asn(const struct th_enrich *en, const struct sockaddr *sa,
@@ -631,7 +769,7 @@ static void th_lookup_asn(const struct th_enrich *en, const struct sockaddr *sa,
 	}
 	if (MMDB_aget_value(&res.entry, &data, org_path) == MMDB_SUCCESS && data.has_data &&
 	    data.type == MMDB_DATA_TYPE_UTF8_STRING)
-		th_copy_utf8(out->as_org, sizeof(out->as_org), data.utf8_string, data.data_size);
+		th_copy_utf8n(out->as_org, sizeof(out->as_org), data.utf8_string, data.data_size);
 }
 
 static int th_asn_cmp(const void *pa, const void *pb)
@@ -842,12 +980,44 @@ void th_enrich_lookup_addr(const struct th_enrich *en, int family, const void *a
 	}
 }
 
+/* A service name as AWS writes it in sourceIPAddress: "AWS Internal", or
+ * "<service>.amazonaws.com" where <service> is one or more lowercase DNS
+ * labels ("lambda", "streams.dynamodb"). Exact case: CloudTrail never writes
+ * "Lambda.amazonaws.com" or "aws internal", so such strings are not Lambda's
+ * own traffic and must not be excluded as if they were. */
+static bool th_is_service_name(const char *s)
+{
+	static const char suffix[] = ".amazonaws.com";
+	const size_t sl = sizeof(suffix) - 1;
+	size_t n = strlen(s), label = 0;
+
+	if (strcmp(s, "AWS Internal") == 0)
+		return true;
+	/* 253 is the longest DNS name. */
+	if (n <= sl || n > 253 || strcmp(s + n - sl, suffix) != 0)
+		return false;
+	for (size_t i = 0; i < n - sl; i++) {
+		char c = s[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
 void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct th_netinfo *out)
 {
 	unsigned char addr[sizeof(struct in6_addr)];
 
 	if (!source_ip || !source_ip[0]) {
 		th_netinfo_clear(out);
+		out->kind = TH_NET_UNRECOGNISED;
 		return;
 	}
 	/* Parsed once, here; the binary form serves the range match and
@@ -857,8 +1027,11 @@ void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct 
 		th_enrich_lookup_addr(en, AF_INET, addr, out);
 	else if (inet_pton(AF_INET6, source_ip, addr) == 1)
 		th_enrich_lookup_addr(en, AF_INET6, addr, out);
-	else
-		th_netinfo_clear(out); /* "lambda.amazonaws.com", "AWS Internal", ... */
+	else {
+		th_netinfo_clear(out);
+		if (!th_is_service_name(source_ip))
+			out->kind = TH_NET_UNRECOGNISED;
+	}
 }
 
 size_t th_enrich_aws_prefix_count(const struct th_enrich *en, int family)

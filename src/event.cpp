@@ -18,6 +18,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <cstddef>
 #include <new>
 #include <utility>
 #include <string_view>
@@ -111,6 +113,7 @@ struct th_parser {
 	ondemand::parser inner;
 	arena strings;
 	size_t record_max;
+	int64_t max_future_skew_ms = TH_MAX_FUTURE_SKEW_DEFAULT_MS;
 	std::string detail_type_copy;
 };
 
@@ -144,6 +147,16 @@ int th_parser_new(struct th_parser **pp, size_t record_max)
 	p->record_max = record_max ? record_max : TH_RECORD_MAX_DEFAULT;
 	*pp = p;
 	return 0;
+}
+
+void th_parser_set_max_future_skew(struct th_parser *p, int64_t ms)
+{
+	p->max_future_skew_ms = ms > 0 ? ms : 0;
+}
+
+size_t th_parser_record_max(const struct th_parser *p)
+{
+	return p->record_max;
 }
 
 void th_parser_destroy(struct th_parser *p)
@@ -272,6 +285,10 @@ bool parse_session_context(ondemand::object obj, th_event *ev, arena &a, failure
 					if (KEYIS("arn") &&
 					    !get_str(f.value(), a, &ev->ui.session_issuer_arn, fail,
 						     "sessionIssuer.arn", true))
+						return false;
+					if (KEYIS("accountId") &&
+					    !get_str(f.value(), a, &ev->ui.session_issuer_account_id,
+						     fail, "sessionIssuer.accountId", true))
 						return false;
 				});
 			}
@@ -508,10 +525,121 @@ void set_detail(char *detail, size_t size, const char *fmt, const char *a, const
 		snprintf(detail, size, fmt, a ? a : "", b ? b : "");
 }
 
+/* Identifier sizes (spec v2 §5): the longest value AWS allows for each
+ * identifier the detector keys its state by. Longer values are rejected as
+ * identifier_too_long; an account ID that is not 12 digits as
+ * invalid_identifier. Every legal length is accepted. */
+enum id_kind { ID_ACCOUNT, ID_LENGTH };
+enum id_scope { IN_ANY, IN_STS_LAMBDA };
+struct id_rule {
+	const char *name;
+	size_t off; /* of the const char * in th_event */
+	enum id_kind kind;
+	size_t max; /* ID_LENGTH: the longest value AWS allows */
+	enum id_scope scope;
+};
+
+/* requestParameters belong to each service; these names carry the limits below
+ * only in STS AssumeRole and the Lambda API, the only events the detector reads
+ * them from, so another service's "role" of any length is not ours to judge. */
+const id_rule id_rules[] = {
+	/* Account IDs are 12 decimal digits (AWS Account Management reference,
+	 * "AccountId": pattern ^\d{12}$). */
+	{"userIdentity.accountId", offsetof(th_event, ui.account_id), ID_ACCOUNT, 12, IN_ANY},
+	{"recipientAccountId", offsetof(th_event, recipient_account_id), ID_ACCOUNT, 12, IN_ANY},
+	{"sessionIssuer.accountId", offsetof(th_event, ui.session_issuer_account_id), ID_ACCOUNT, 12,
+	 IN_ANY},
+	{"vpcEndpointAccountId", offsetof(th_event, vpc_endpoint_account_id), ID_ACCOUNT, 12, IN_ANY},
+	/* ARNs: STS/IAM arnType, "Length Constraints: Minimum length of 20.
+	 * Maximum length of 2048." An IAM role ARN with a 512-character path and a
+	 * 64-character name is about 600 characters and must pass. */
+	{"userIdentity.arn", offsetof(th_event, ui.arn), ID_LENGTH, 2048, IN_ANY},
+	{"sessionIssuer.arn", offsetof(th_event, ui.session_issuer_arn), ID_LENGTH, 2048, IN_ANY},
+	{"requestParameters.roleArn", offsetof(th_event, req.role_arn), ID_LENGTH, 2048,
+	 IN_STS_LAMBDA},
+	{"requestParameters.role", offsetof(th_event, req.role), ID_LENGTH, 2048, IN_STS_LAMBDA},
+	/* Access key IDs: STS Credentials.AccessKeyId and IAM accessKeyIdType,
+	 * "Minimum length of 16. Maximum length of 128." */
+	{"userIdentity.accessKeyId", offsetof(th_event, ui.access_key_id), ID_LENGTH, 128, IN_ANY},
+	{"responseElements.credentials.accessKeyId", offsetof(th_event, cred.access_key_id),
+	 ID_LENGTH, 128, IN_STS_LAMBDA},
+	/* STS AssumeRole RoleSessionName: "Minimum length of 2. Maximum length of 64." */
+	{"requestParameters.roleSessionName", offsetof(th_event, req.role_session_name), ID_LENGTH,
+	 64, IN_STS_LAMBDA},
+	/* Lambda FunctionName: 64 characters as a name, "Maximum length of 170"
+	 * in ARN form (GetFunction, Invoke, UpdateFunctionConfiguration). */
+	{"requestParameters.functionName", offsetof(th_event, req.function_name), ID_LENGTH, 170,
+	 IN_STS_LAMBDA},
+};
+
+/* S3 data events name an anonymous caller this way instead of an account ID
+ * (Amazon S3 User Guide, "Logging Amazon S3 API calls using AWS CloudTrail"). */
+const char anonymous_principal[] = "ANONYMOUS_PRINCIPAL";
+
+/* How many bytes of s to quote in a detail: at most max, cut on a UTF-8
+ * character boundary so the dead letter's detail stays valid UTF-8. */
+int quote_len(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	if (n <= max)
+		return int(n);
+	n = max;
+	while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
+		n--;
+	return int(n);
+}
+
+bool is_account_id(const char *s, bool user_identity)
+{
+	size_t i = 0;
+	while (i < 12 && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i == 12 && s[12] == '\0')
+		return true;
+	return user_identity && strcmp(s, anonymous_principal) == 0;
+}
+
+int check_identifiers(const th_event *ev, enum th_reject *why, char *detail, size_t detail_size)
+{
+	bool sts_lambda = strcmp(ev->event_source, "sts.amazonaws.com") == 0 ||
+			  strcmp(ev->event_source, "lambda.amazonaws.com") == 0;
+	for (const id_rule &r : id_rules) {
+		const char *v = *reinterpret_cast<const char *const *>(
+			reinterpret_cast<const char *>(ev) + r.off);
+		if (!v || (r.scope == IN_STS_LAMBDA && !sts_lambda))
+			continue;
+		if (r.kind == ID_ACCOUNT) {
+			if (is_account_id(v, r.off == offsetof(th_event, ui.account_id)))
+				continue;
+			*why = TH_REJECT_INVALID_IDENTIFIER;
+			if (detail && detail_size)
+				snprintf(detail, detail_size, "%s \"%.*s%s\" is not a 12-digit account ID",
+					 r.name, quote_len(v, 40), v, strlen(v) > 40 ? "..." : "");
+			return TH_EPARSE;
+		}
+		size_t n = strlen(v);
+		if (n <= r.max)
+			continue;
+		*why = TH_REJECT_IDENTIFIER_TOO_LONG;
+		if (detail && detail_size)
+			snprintf(detail, detail_size, "%s of %zu bytes is longer than AWS allows (%zu)",
+				 r.name, n, r.max);
+		return TH_EPARSE;
+	}
+	return 0;
+}
+
+int64_t wall_clock_ms()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Required fields, timestamps and the synthesized eventID: the checks that
  * turn a pass over the keys into an event. */
-int finish_event(th_event *ev, arena &a, const char *buf, size_t len, enum th_reject *why,
-		 char *detail, size_t detail_size)
+int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, const char *buf, size_t len,
+		 enum th_reject *why, char *detail, size_t detail_size)
 {
 	const char *missing = !ev->event_time     ? "eventTime"
 			      : !ev->event_source ? "eventSource"
@@ -524,10 +652,27 @@ int finish_event(th_event *ev, arena &a, const char *buf, size_t len, enum th_re
 	}
 	if (th_time_parse_iso(ev->event_time, strlen(ev->event_time), &ev->event_time_ms)) {
 		*why = TH_REJECT_BAD_TIMESTAMP;
-		set_detail(detail, detail_size, "eventTime \"%.64s\" is not an ISO-8601 UTC time%s",
+		if (detail && detail_size)
+			snprintf(detail, detail_size, "eventTime \"%.*s\" is not an ISO-8601 UTC time",
+				 quote_len(ev->event_time, 64), ev->event_time);
+		return TH_EPARSE;
+	}
+	/* One record dated 9999 (or 1970) must not move the detector's clock:
+	 * it would expire every held use and prune every baseline (spec v2 §5).
+	 * The wall clock is read here and nowhere else in the decision path. */
+	if (ev->event_time_ms < TH_EVENT_TIME_MIN_MS ||
+	    (max_future_skew_ms > 0 && ev->event_time_ms > wall_clock_ms() + max_future_skew_ms)) {
+		*why = TH_REJECT_EVENT_TIME_OUT_OF_RANGE;
+		set_detail(detail, detail_size,
+			   ev->event_time_ms < TH_EVENT_TIME_MIN_MS
+				   ? "eventTime %.64s is before CloudTrail existed (2013-11-01)%s"
+				   : "eventTime %.64s is further ahead of the clock than "
+				     "max_future_skew%s",
 			   ev->event_time, nullptr);
 		return TH_EPARSE;
 	}
+	if (int rc = check_identifiers(ev, why, detail, detail_size))
+		return rc;
 	if (ev->ui.creation_date &&
 	    th_time_parse_iso(ev->ui.creation_date, strlen(ev->ui.creation_date), &ev->ui.creation_ms))
 		ev->ui.creation_ms = 0;
@@ -557,6 +702,11 @@ int parse_object(ondemand::parser &parser, arena &a, size_t record_max, const ch
 	 * strings are not kept, so the arena only needs one record's worth. */
 	if (!a.reserve(len + 64))
 		return TH_ENOMEM;
+	/* A UTF-8 byte-order mark before the value (see th_parser_feed). */
+	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+		buf += 3;
+		len -= 3;
+	}
 	ondemand::document doc;
 	error_code err = parser.iterate(buf, len, len + TH_PARSE_PADDING).get(doc);
 	if (err) {
@@ -627,7 +777,8 @@ int th_parser_parse(struct th_parser *p, const char *buf, size_t len, struct th_
 		describe_failure(fail, detail, detail_size);
 		return TH_EPARSE;
 	}
-	return finish_event(ev, p->strings, buf, len, why, detail, detail_size);
+	return finish_event(ev, p->strings, p->max_future_skew_ms, buf, len, why, detail,
+			    detail_size);
 }
 
 /* The bytes of a container element that starts at p, clamped to the buffer. */
@@ -719,6 +870,14 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 	size_t i = 0;
 	while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t'))
 		i++;
+	/* A UTF-8 byte-order mark (Windows editors, some exporters) is not JSON
+	 * but says nothing about the value: skip it rather than lose the record. */
+	if (len - i >= 3 && memcmp(buf + i, "\xEF\xBB\xBF", 3) == 0) {
+		i += 3;
+		while (i < len &&
+		       (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t'))
+			i++;
+	}
 	buf += i;
 	len -= i;
 	offset += i;
@@ -772,8 +931,14 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 		return 0;
 	}
 	if (ci.has_detail_type) {
-		static const char cloudtrail[] = "AWS API Call via CloudTrail";
-		if (ci.detail_type == std::string_view(cloudtrail) && ci.has_detail)
+		/* Every CloudTrail detail-type ("AWS API Call via CloudTrail", "AWS
+		 * Console Sign In via CloudTrail", "AWS Service Event via CloudTrail",
+		 * "AWS Console Action via CloudTrail") carries the record in detail. */
+		static const char via[] = " via CloudTrail";
+		const std::string_view dt = ci.detail_type, suffix(via, sizeof(via) - 1);
+		bool cloudtrail = dt.size() > suffix.size() &&
+				  dt.compare(dt.size() - suffix.size(), suffix.size(), suffix) == 0;
+		if (cloudtrail && ci.has_detail)
 			return deliver(p, ci.detail.p, ci.detail.n, offset + uint64_t(ci.detail.p - buf),
 				       sink);
 		p->detail_type_copy.assign(ci.detail_type.data(), ci.detail_type.size());
@@ -790,7 +955,8 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 		return 0;
 	}
 	enum th_reject why = TH_REJECT_NONE;
-	if (finish_event(&ev, p->strings, buf, len, &why, detail, sizeof(detail))) {
+	if (finish_event(&ev, p->strings, p->max_future_skew_ms, buf, len, &why, detail,
+			 sizeof(detail))) {
 		sink->on_reject(sink->ctx, why, detail, buf, len, offset);
 		return 0;
 	}

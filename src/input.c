@@ -10,9 +10,23 @@
  *  - a raw newline inside a string ends the broken value at that newline
  *    (JSON forbids raw newlines in strings, so the line was cut);
  *  - inside an unfinished top-level object, a line that starts with '{' in
- *    column 0 starts a new value (pretty-printers indent nested values).
+ *    column 0 starts a new value (pretty-printers indent nested values) --
+ *    unless a '{' may legally stand there (after ':', or after ',' or '['
+ *    inside an array, as json.dumps(indent=0) writes): then the value goes on
+ *    on a guess, and ends at that line after all if it turns out broken;
+ *  - a top-level '[' whose first element is not followed by ',' or ']' opens no
+ *    array (a stray line before JSON lines): it alone is rejected.
+ * Memory is bounded whatever the input: a value that is not a container may
+ * take record_max plus an envelope's worth of bytes, text outside values
+ * without a line end as much; past that, the rest is rejected once and skipped
+ * as it arrives. Containers (a log file's "Records", a top-level array) stream:
+ * their records are delivered as they are read, an over-long one is rejected
+ * and skipped structurally, and doc_max is only a last bound. A UTF-8
+ * byte-order mark before a value is skipped.
  * JSON lines take a fast path: a line that starts with '{' and ends with '}'
  * goes to the parser whole, found with memchr instead of a byte-by-byte scan.
+ * gzip is decoded here rather than with gzread, which drops whatever follows
+ * a gzip member when it is not another member.
  */
 #include "trailhound/input.h"
 
@@ -32,6 +46,14 @@
 #else
 #define READ_CHUNK (4u << 20)
 #endif
+
+/* Envelope bytes (EventBridge) a record may carry on top of record_max. */
+#define ENVELOPE_MAX (64u << 10)
+/* Bytes of an over-long run kept in its rejection (dead letter): enough to
+ * recognise it, bounded whatever its length. */
+#define GARBAGE_REPORT_MAX ((size_t)4096)
+/* Nesting depth up to which frame_one knows each container's kind. */
+#define KIND_MAX 64
 
 static inline int is_ws(char c)
 {
@@ -112,6 +134,51 @@ static int deliver_one(struct th_parser *pr, const char *buf, size_t len, uint64
 	return 0;
 }
 
+/* For a record at p that starts in column 0: the first later '{' in column 0
+ * that cannot continue it -- where JSON allows no object (after a complete
+ * value, or after ',' in an object), or anywhere after a raw newline in a
+ * string cut it. NULL when there is none before the record ends or end. */
+static const char *column0_break(const char *p, const char *end)
+{
+	char kind[KIND_MAX], last = 0;
+	int depth = 0;
+	bool cut = false;
+	for (const char *q = p; q < end; q++) {
+		char c = *q;
+		if (c == '"') {
+			q++;
+			while (q < end && *q != '"' && *q != '\n') {
+				if (*q == '\\')
+					q++;
+				q++;
+			}
+			if (q >= end)
+				return NULL;
+			if (*q == '\n')
+				cut = true; /* a raw newline: the value was cut here */
+			else
+				last = '"';
+			continue;
+		}
+		if (c == '{' && depth > 0 && q[-1] == '\n') {
+			bool legal = !cut && (last == ':' || ((last == ',' || last == '[') &&
+							      depth < KIND_MAX && kind[depth] == '['));
+			if (!legal)
+				return q;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+			if (depth < KIND_MAX)
+				kind[depth] = c;
+		} else if ((c == '}' || c == ']') && --depth <= 0) {
+			return NULL;
+		}
+		if (!is_ws(c))
+			last = c;
+	}
+	return NULL;
+}
+
 /* In a pretty-printed container every record starts on its own line with the
  * same indentation, nested values are indented further, and a raw newline
  * cannot occur inside a string. So when a record was cut short, the next line
@@ -126,6 +193,11 @@ static const char *next_sibling(const char *base, const char *p, const char *end
 	if (ls == base || ls[-1] != '\n')
 		return NULL;
 	size_t ind = (size_t)(p - ls);
+	/* Records in column 0 (one per line, or json.dumps(indent=0), where the
+	 * objects of nested arrays are in column 0 too): only a '{' that cannot
+	 * continue the record is its successor. */
+	if (ind == 0)
+		return column0_break(p, end);
 	for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL;) {
 		q++;
 		if ((size_t)(end - q) > ind && memcmp(q, ls, ind) == 0 && q[ind] == '{')
@@ -228,8 +300,24 @@ int th_split_container(struct th_parser *pr, const char *buf, size_t len, uint64
 
 /* ---- streaming over files ---- */
 
+/* Raw bytes are read in this size and inflated (or copied) into buf. */
+#define RAW_CHUNK (256u << 10)
+
+enum src_mode {
+	SRC_START, /* at the start of the input or after a gzip member: sniff */
+	SRC_PLAIN, /* copying bytes as they are */
+	SRC_GZIP,  /* inflating a gzip member */
+};
+
 struct th_input {
-	gzFile gz;
+	int fd;
+	enum src_mode mode;
+	bool z_ready; /* zs initialised */
+	bool raw_eof;
+	z_stream zs;
+	unsigned char *raw; /* RAW_CHUNK bytes read from fd, [raw_pos, raw_pos + raw_len) unused */
+	size_t raw_pos, raw_len;
+	uint64_t raw_read; /* bytes read from fd, for progress */
 	char *path;
 	char *buf;  /* holds [0, len) plus TH_PARSE_PADDING */
 	size_t cap, len;
@@ -237,6 +325,11 @@ struct th_input {
 	uint64_t base; /* input offset of buf[0] */
 	uint64_t size_hint;
 	int eof;
+	/* Streaming a log file's "Records" array (see frame_one): skipping an
+	 * over-long record structurally, then resuming the array after it. */
+	bool sk_active, sk_str, sk_esc;
+	const char *resume; /* RECORDS_OPEN or "[": how the container goes on; NULL */
+	long sk_depth;
 };
 
 int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
@@ -248,6 +341,7 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 
 	if (!in)
 		return TH_ENOMEM;
+	in->fd = -1;
 	in->doc_max = doc_max ? doc_max : (size_t)256 << 20;
 	in->path = strdup(path);
 	if (!in->path)
@@ -261,14 +355,22 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 		th_input_close(in);
 		return errno == ENOENT ? TH_ENOTFOUND : TH_EIO;
 	}
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		in->size_hint = (uint64_t)st.st_size;
-	in->gz = gzdopen(fd, "rb");
-	if (!in->gz) {
+	if (fstat(fd, &st) != 0)
+		st.st_mode = 0;
+	if (S_ISDIR(st.st_mode)) {
+		/* open() takes a directory; the first read would then fail with
+		 * a bare "input/output error". */
+		snprintf(errstr, errstr_size, "%s: is a directory", path);
 		close(fd);
-		goto nomem;
+		th_input_close(in);
+		return TH_EINVAL;
 	}
-	gzbuffer(in->gz, 256 * 1024);
+	if (S_ISREG(st.st_mode))
+		in->size_hint = (uint64_t)st.st_size;
+	in->fd = fd;
+	in->raw = malloc(RAW_CHUNK);
+	if (!in->raw)
+		goto nomem;
 	in->cap = READ_CHUNK;
 	in->buf = malloc(in->cap + TH_PARSE_PADDING);
 	if (!in->buf)
@@ -285,8 +387,11 @@ void th_input_close(struct th_input *in)
 {
 	if (!in)
 		return;
-	if (in->gz)
-		gzclose(in->gz);
+	if (in->fd >= 0)
+		close(in->fd);
+	if (in->z_ready)
+		inflateEnd(&in->zs);
+	free(in->raw);
 	free(in->buf);
 	free(in->path);
 	free(in);
@@ -294,13 +399,115 @@ void th_input_close(struct th_input *in)
 
 uint64_t th_input_bytes_read(const struct th_input *in)
 {
-	long off = in->gz ? gzoffset(in->gz) : 0;
-	return off > 0 ? (uint64_t)off : 0;
+	return in->raw_read;
 }
 
 uint64_t th_input_size_hint(const struct th_input *in)
 {
 	return in->size_hint;
+}
+
+/* Append raw bytes from the file. 0 ok, 1 at end of file, or TH_EIO. */
+static int raw_more(struct th_input *in)
+{
+	ssize_t n;
+	if (in->raw_eof)
+		return 1;
+	if (in->raw_pos) {
+		memmove(in->raw, in->raw + in->raw_pos, in->raw_len);
+		in->raw_pos = 0;
+	}
+	do
+		n = read(in->fd, in->raw + in->raw_len, RAW_CHUNK - in->raw_len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return TH_EIO;
+	if (n == 0) {
+		in->raw_eof = true;
+		return 1;
+	}
+	in->raw_len += (size_t)n;
+	in->raw_read += (uint64_t)n;
+	return 0;
+}
+
+/* Decoded bytes into dst: plain text as is, gzip members inflated. Unlike
+ * gzread, which silently drops whatever follows a gzip member when it is not
+ * another member, plain text after a member is passed on like any other input
+ * (concatenated files must not lose their tail). Returns the byte count, 0 at
+ * end of input, or TH_EIO (read error, corrupt or truncated gzip). */
+static int src_read(struct th_input *in, char *dst, size_t room)
+{
+	int r;
+	for (;;) {
+		if (in->mode == SRC_START) {
+			while (in->raw_len < 2 && (r = raw_more(in)) == 0)
+				;
+			if (in->raw_len < 2 && r < 0)
+				return r;
+			if (in->raw_len == 0)
+				return 0;
+			const unsigned char *b = in->raw + in->raw_pos;
+			if (in->raw_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
+				/* 16 + MAX_WBITS: a gzip wrapper, one member at a time */
+				if (!in->z_ready) {
+					if (inflateInit2(&in->zs, 16 + MAX_WBITS) != Z_OK)
+						return TH_ENOMEM;
+					in->z_ready = true;
+				} else if (inflateReset(&in->zs) != Z_OK) {
+					return TH_EIO;
+				}
+				in->mode = SRC_GZIP;
+			} else {
+				in->mode = SRC_PLAIN;
+			}
+		}
+		if (in->mode == SRC_PLAIN && in->raw_len == 0) {
+			/* plain text: straight into the caller's buffer, no copy */
+			ssize_t n;
+			if (in->raw_eof)
+				return 0;
+			do
+				n = read(in->fd, dst, room);
+			while (n < 0 && errno == EINTR);
+			if (n < 0)
+				return TH_EIO;
+			if (n == 0)
+				in->raw_eof = true;
+			in->raw_read += (uint64_t)n;
+			return (int)n;
+		}
+		if (in->raw_len == 0) {
+			r = raw_more(in);
+			if (r < 0)
+				return r;
+			if (r == 1)
+				/* end of file inside a gzip member: truncated */
+				return in->mode == SRC_GZIP ? TH_EIO : 0;
+		}
+		if (in->mode == SRC_PLAIN) {
+			size_t n = in->raw_len < room ? in->raw_len : room;
+			memcpy(dst, in->raw + in->raw_pos, n);
+			in->raw_pos += n;
+			in->raw_len -= n;
+			return (int)n;
+		}
+		in->zs.next_in = in->raw + in->raw_pos;
+		in->zs.avail_in = (uInt)in->raw_len;
+		in->zs.next_out = (unsigned char *)dst;
+		in->zs.avail_out = (uInt)room;
+		int zr = inflate(&in->zs, Z_NO_FLUSH);
+		size_t used = in->raw_len - in->zs.avail_in;
+		size_t made = room - in->zs.avail_out;
+		in->raw_pos += used;
+		in->raw_len -= used;
+		if (zr == Z_STREAM_END)
+			in->mode = SRC_START; /* another member, plain text, or the end */
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return TH_EIO;
+		if (made)
+			return (int)made;
+	}
 }
 
 /* Read more bytes; grows the buffer when it is full. 0 ok, TH_EIO, or 1 at EOF. */
@@ -321,14 +528,10 @@ static int fill(struct th_input *in, size_t want)
 	size_t room = in->cap - in->len;
 	if (room > (1u << 30))
 		room = 1u << 30;
-	int n = gzread(in->gz, in->buf + in->len, (unsigned)room);
+	int n = src_read(in, in->buf + in->len, room);
 	if (n < 0)
-		return TH_EIO;
+		return n;
 	if (n == 0) {
-		int zerr = 0;
-		gzerror(in->gz, &zerr);
-		if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-			return TH_EIO;
 		in->eof = 1;
 		return 1;
 	}
@@ -344,6 +547,7 @@ struct line_guard {
 	const char *line;
 	size_t line_len;
 	int whole_line_rejected;
+	bool utf8_too; /* also intercept invalid_utf8 (a guess that spans several records) */
 	enum th_reject why;
 	char detail[256];
 };
@@ -359,7 +563,8 @@ static void guard_reject(void *ctx, enum th_reject why, const char *detail, cons
 			 size_t raw_len, uint64_t offset)
 {
 	struct line_guard *g = ctx;
-	if (raw == g->line && raw_len == g->line_len && why == TH_REJECT_MALFORMED_JSON) {
+	if (raw == g->line && raw_len == g->line_len &&
+	    (why == TH_REJECT_MALFORMED_JSON || (g->utf8_too && why == TH_REJECT_INVALID_UTF8))) {
 		g->whole_line_rejected = 1;
 		g->why = why;
 		snprintf(g->detail, sizeof(g->detail), "%s", detail);
@@ -433,6 +638,106 @@ static bool is_records_key(const char *start, const char *p)
 	       memcmp(q - (sizeof(key) - 1), key, sizeof(key) - 1) == 0;
 }
 
+/* The value at s was continued past a '{' in column 0 on a guess (see
+ * frame_one) and turned out broken: the part before the guess is the cut
+ * record, and framing resumes at the guess. */
+static int end_at_guess(struct th_parser *pr, const struct th_sink *sink, const char *buf,
+			const char *s, const char *guess, uint64_t off, size_t *pos, int *stop)
+{
+	const char *e = guess;
+	while (e > s && is_ws(e[-1]))
+		e--;
+	if (give_up_value(pr, sink, s, e, off,
+			  "record cut short (the next record starts on a later line)", stop) < 0)
+		return -1;
+	*pos = (size_t)(guess - buf);
+	return 1;
+}
+
+/* A top-level array whose element at [.., el_end) is followed by neither ','
+ * nor ']'. Before any ',' the '[' opened no array at all (a stray line before
+ * JSON lines): it alone is rejected and its "elements" are framed as the
+ * values they are. After a ',' the complete elements are delivered and framing
+ * resumes after the last one. */
+static int end_broken_array(struct th_parser *pr, const struct th_sink *sink, const char *buf,
+			    const char *s, const char *first_el, bool comma, const char *el_end,
+			    uint64_t off, size_t *pos, int *stop)
+{
+	if (!comma && first_el) {
+		const char *e = first_el;
+		while (e > s && is_ws(e[-1]))
+			e--;
+		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+				"'[' that opens no array (no ',' after its first element); the "
+				"values after it are read on their own",
+				s, (size_t)(e - s), off);
+		*pos = (size_t)(first_el - buf);
+		return 1;
+	}
+	if (give_up_value(pr, sink, s, el_end, off,
+			  "array elements not separated by ','; the values after it are read on "
+			  "their own",
+			  stop) < 0)
+		return -1;
+	*pos = (size_t)(el_end - buf);
+	return 1;
+}
+
+/* What a streamed log file's remainder is given to read as a value again. */
+#define RECORDS_OPEN "{\"Records\":["
+
+/* Skip the bytes of an over-long record from pos (structure only: strings,
+ * escapes, depth). Returns the position after what was consumed; clears
+ * sk_active at the record's end. */
+static size_t skip_record(struct th_input *in, size_t pos)
+{
+	const char *b = in->buf;
+	for (; pos < in->len; pos++) {
+		char c = b[pos];
+		if (in->sk_str) {
+			if (in->sk_esc)
+				in->sk_esc = false;
+			else if (c == '\\')
+				in->sk_esc = true;
+			else if (c == '"' || c == '\n') /* a raw newline: the string was cut */
+				in->sk_str = false;
+			continue;
+		}
+		if (c == '"')
+			in->sk_str = true;
+		else if (c == '{' || c == '[')
+			in->sk_depth++;
+		else if ((c == '}' || c == ']') && --in->sk_depth <= 0) {
+			in->sk_active = false;
+			return pos + 1;
+		}
+	}
+	return pos;
+}
+
+/* After a skipped record: the rest of its container reads as a value of its
+ * own again, in->resume put in front of it (the ',' that followed the
+ * skipped record becomes a blank). Offsets stay those of the input. */
+static int resume_container(struct th_input *in, size_t *pos)
+{
+	const size_t n = strlen(in->resume);
+	if (in->cap - in->len < n) {
+		char *nb = realloc(in->buf, in->cap + n + TH_PARSE_PADDING);
+		if (!nb)
+			return TH_ENOMEM;
+		in->buf = nb;
+		in->cap += n;
+	}
+	memmove(in->buf + *pos + n, in->buf + *pos, in->len - *pos);
+	memcpy(in->buf + *pos, in->resume, n);
+	if (in->buf[*pos + n] == ',')
+		in->buf[*pos + n] = ' ';
+	in->len += n;
+	in->base -= n;
+	in->resume = NULL;
+	return 0;
+}
+
 /* Frame one value starting at *pos. Returns 1 when a value (or a rejected
  * fragment) was consumed, 0 when more input is needed, or a negative error /
  * the callback's stop value (as negative). */
@@ -443,15 +748,41 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	const char *end = buf + in->len;
 	const char *s = buf + *pos;
 	uint64_t off = in->base + *pos;
+	/* A value that is not a container is one record (perhaps in an
+	 * EventBridge envelope): past this size it cannot be accepted, so it is
+	 * not buffered any further. */
+	size_t obj_max = th_parser_record_max(pr) + ENVELOPE_MAX;
 
+	if ((unsigned char)*s == 0xEF) {
+		/* A UTF-8 byte-order mark at the start of the file or of a line
+		 * (files joined with cat) says nothing about the value after it. */
+		if (end - s < 3 && !in->eof)
+			return 0;
+		if (end - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+			*pos += 3;
+			return 1;
+		}
+	}
 	if (*s != '{' && *s != '[') {
 		/* Garbage between values: report up to the end of the line. */
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
-		if (!nl && !in->eof)
-			return 0;
+		if (!nl && !in->eof) {
+			if ((size_t)(end - s) <= obj_max)
+				return 0;
+			/* No line end in sight (a run of zeros, binary data): report
+			 * its start once and skip the rest as it arrives, so memory
+			 * stays bounded whatever its length. */
+			sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
+					"text outside any JSON object or array, with no line end "
+					"within the record size limit; skipped to the next line that "
+					"starts a value",
+					s, GARBAGE_REPORT_MAX, off);
+			return -2;
+		}
 		const char *e = nl ? nl : end;
 		sink->on_reject(sink->ctx, TH_REJECT_MALFORMED_JSON,
-				"text outside any JSON object or array", s, (size_t)(e - s), off);
+				"text outside any JSON object or array", s,
+				(size_t)(e - s) > obj_max ? obj_max : (size_t)(e - s), off);
 		*pos = (size_t)(e - buf);
 		return 1;
 	}
@@ -499,8 +830,24 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 	/* Structural scan with the resync rules of the file comment. */
 	int depth = 0, top_is_obj = *s == '{';
 	/* The top-level object's "Records" array is open (depth 2): the one place
-	 * where a '{' in column 0 continues the value, see continues_value(). */
+	 * where a '{' in column 0 surely continues the value, see continues_value(). */
 	bool in_records = false;
+	/* The '[' of the records of a container (a log file's "Records", or a
+	 * top-level array), and the start of the record open inside it. */
+	const char *rec_open = top_is_obj ? NULL : s, *el_start = NULL;
+	/* kind[d]: '{' or '[' for the container open at depth d (up to KIND_MAX);
+	 * last: the last byte outside strings that is not whitespace. Together
+	 * they say whether a '{' may legally stand where it is. */
+	char kind[KIND_MAX], last = 0;
+	/* The first '{' in column 0 taken as part of the value on a guess: it may
+	 * legally stand there (json.dumps(indent=0) puts every object in an array
+	 * in column 0), but it may also be the next record after a cut one. If the
+	 * value then turns out broken, the guess was wrong and the value ends here. */
+	const char *guess = NULL;
+	/* A top-level array: where its first element starts, whether a ',' has
+	 * separated two of them. */
+	const char *first_el = NULL;
+	bool comma = false;
 	const char *p = s;
 	while (p < end) {
 		char c = *p;
@@ -518,6 +865,8 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 			if (q >= end)
 				break; /* need more input */
 			if (*q == '\n') {
+				if (guess)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
 				/* A raw newline cannot be in a JSON string: the record
 				 * was cut here. A pretty-printed value goes on over the
 				 * next lines, up to pretty_value_end(). */
@@ -537,34 +886,127 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 				return 1;
 			}
 			p = q + 1;
+			last = '"';
 			continue;
 		}
 		if (c == '{' || c == '[') {
 			if (top_is_obj && depth > 0 && p[-1] == '\n' && c == '{' &&
 			    !(in_records && depth == 2 && continues_value(s, p - 1))) {
-				if (give_up_value(pr, sink, s, p - 1, off,
-						  "unterminated object (a new record starts on the next "
-						  "line)",
-						  stop) < 0)
-					return -1;
-				*pos = (size_t)(p - buf);
-				return 1;
+				/* After ':' a value is due; after ',' or '[' only inside
+				 * an array. Anywhere else a '{' is the next record. */
+				bool legal = last == ':' || ((last == ',' || last == '[') &&
+							     depth < KIND_MAX && kind[depth] == '[');
+				if (!legal && guess)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
+				if (!legal) {
+					if (give_up_value(pr, sink, s, p - 1, off,
+							  "unterminated object (a new record starts on "
+							  "the next line)",
+							  stop) < 0)
+						return -1;
+					*pos = (size_t)(p - buf);
+					return 1;
+				}
+				if (!guess)
+					guess = p;
 			}
-			if (c == '[' && depth == 1 && top_is_obj && is_records_key(s, p))
+			if (c == '[' && depth == 1 && top_is_obj && is_records_key(s, p)) {
 				in_records = true;
+				rec_open = p;
+			}
+			if (depth == (in_records ? 2 : top_is_obj ? -1 : 1))
+				el_start = p;
+			if (!top_is_obj && depth == 1 && !first_el)
+				first_el = p;
 			depth++;
+			if (depth < KIND_MAX)
+				kind[depth] = c;
 		} else if (c == '}' || c == ']') {
 			if (--depth == 0) {
-				int rc = th_parser_feed(pr, s, (size_t)(p + 1 - s), off, sink);
+				size_t n = (size_t)(p + 1 - s);
+				if (guess && n > obj_max && !in_records)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
+				/* On a guess, a whole-value syntax error means the guess was
+				 * wrong: intercept it and end the value at the guess. */
+				struct line_guard g = {.sink = sink, .line = s, .line_len = n,
+						       .utf8_too = true};
+				struct th_sink gs = {guard_event, guard_reject, &g};
+				int rc = th_parser_feed(pr, s, n, off, guess ? &gs : sink);
 				if (rc) {
 					*stop = rc;
 					return -1;
 				}
+				if (g.whole_line_rejected)
+					return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
 				*pos = (size_t)(p + 1 - buf);
 				return 1;
 			}
+			if (in_records && depth == 2)
+				/* A log file's record closed: a guess inside it is settled
+				 * (a broken record is split out by th_split_container). */
+				guess = NULL;
+			if (!top_is_obj && depth == 1) {
+				/* An array's elements are separated by ','. A '[' line
+				 * before JSON lines opens no array: without this, every
+				 * later record would be taken as part of it. */
+				const char *q = skip_ws(p + 1, end);
+				if (q < end && *q != ',' && *q != ']')
+					return end_broken_array(pr, sink, buf, s, first_el, comma, p + 1,
+								off, pos, stop);
+			}
+		} else if (c == ',' && depth == (in_records ? 2 : top_is_obj ? -1 : 1)) {
+			comma = true;
+			if (!guess && (size_t)(p - s) > obj_max) {
+				/* A container streams: the records before this ',' are
+				 * delivered now, and the value goes on as if it started
+				 * here, so memory holds about one record, not the file.
+				 * The bytes before the ',' (delivered records) are
+				 * overwritten with the container's opening. */
+				const char *open = in_records ? RECORDS_OPEN : "[";
+				size_t n = strlen(open);
+				int r = split_array(pr, s, rec_open, p + 1, off, sink);
+				if (r < 0) {
+					*stop = -r;
+					return -1;
+				}
+				memcpy(in->buf + (p - buf) - (n - 1), open, n);
+				*pos = (size_t)(p - buf) - (n - 1);
+				return 1;
+			}
 		}
+		if (!is_ws(c))
+			last = c;
 		p++;
+	}
+	if ((in_records ? depth >= 3 : !top_is_obj && depth >= 2) && el_start &&
+	    (size_t)(end - el_start) > obj_max) {
+		/* One record of a container over the limit: the records before it
+		 * are delivered, it is rejected and skipped structurally as it
+		 * arrives, and the container goes on after it. */
+		int r = split_array(pr, s, rec_open, el_start, off, sink);
+		if (r < 0) {
+			*stop = -r;
+			return -1;
+		}
+		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
+				"record over the record size limit; skipped", el_start,
+				GARBAGE_REPORT_MAX, off + (uint64_t)(el_start - s));
+		in->sk_active = true;
+		in->sk_str = in->sk_esc = false;
+		in->sk_depth = 0;
+		in->resume = in_records ? RECORDS_OPEN : "[";
+		*pos = (size_t)(el_start - buf);
+		return 1;
+	}
+	if (guess && ((size_t)(end - s) > obj_max || in->eof))
+		return end_at_guess(pr, sink, buf, s, guess, off, pos, stop);
+	if (top_is_obj && !in_records && (size_t)(end - s) > obj_max) {
+		/* One record over the limit: rejected without buffering it whole. */
+		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
+				"record over the record size limit; skipped to the next line that "
+				"starts a value",
+				s, GARBAGE_REPORT_MAX, off);
+		return -2; /* caller skips */
 	}
 	if ((size_t)(end - s) > in->doc_max) {
 		sink->on_reject(sink->ctx, TH_REJECT_TOO_LARGE,
@@ -591,11 +1033,25 @@ static int frame_one(struct th_input *in, struct th_parser *pr, const struct th_
 int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink *sink)
 {
 	size_t pos = 0;
+	/* 1: skipping to the end of the line; 2: at the start of a line, which
+	 * ends the skip if it starts a value (decided once its byte is read,
+	 * also when the line end was the last byte of a read) */
 	int skipping = 0;
 
 	for (;;) {
 		/* Skip whitespace, and in skip mode everything up to a line starting a value. */
 		while (pos < in->len) {
+			if (in->sk_active) {
+				pos = skip_record(in, pos);
+				continue;
+			}
+			if (skipping == 2) {
+				if (in->buf[pos] == '{' || in->buf[pos] == '[') {
+					skipping = 0;
+					continue;
+				}
+				skipping = 1;
+			}
 			if (skipping) {
 				char *nl = memchr(in->buf + pos, '\n', in->len - pos);
 				if (!nl) {
@@ -603,8 +1059,7 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 					break;
 				}
 				pos = (size_t)(nl - in->buf) + 1;
-				if (pos < in->len && (in->buf[pos] == '{' || in->buf[pos] == '['))
-					skipping = 0;
+				skipping = 2;
 				continue;
 			}
 			if (!is_ws(in->buf[pos]))
@@ -613,15 +1068,21 @@ int th_input_run(struct th_input *in, struct th_parser *pr, const struct th_sink
 		}
 		if (pos < in->len) {
 			int stop = 0;
+			if (in->resume && !in->sk_active) {
+				int rc = resume_container(in, &pos);
+				if (rc)
+					return rc;
+			}
 			int r = frame_one(in, pr, sink, &pos, &stop);
 			if (r == 1)
 				continue;
 			if (r == -1)
 				return stop;
 			if (r == -2) {
-				/* Oversized value: drop what is buffered and resync. */
+				/* Oversized value or endless garbage at pos: skip it as it
+				 * arrives, up to a line that starts a value. */
 				skipping = 1;
-				pos = in->len;
+				continue;
 			}
 			/* r == 0: need more input */
 		} else if (in->eof) {

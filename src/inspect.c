@@ -279,7 +279,8 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 struct role_ctx {
 	struct out *o;
 	struct th_state *st;
-	const char *arn;
+	const char *arn;   /* the asked-for ID as keyed (th_key_part) */
+	const char *asked; /* ... and as given, shown in full */
 	bool list_only;
 };
 
@@ -300,7 +301,8 @@ static int role_cb(void *ctx, const void *key, size_t klen, const void *val, siz
 		rc->o->nfound++;
 		return 0;
 	}
-	show_role(rc->o, rc->st, arn, &ro);
+	/* a long ARN is keyed by prefix and digest: show the one asked for */
+	show_role(rc->o, rc->st, rc->asked ? rc->asked : arn, &ro);
 	return 0;
 }
 
@@ -360,11 +362,19 @@ static int inspect_one(struct out *o, const char *dir, const char *what, const c
 {
 	struct th_state *st;
 	char errstr[512];
-	if (th_state_open(&st, dir, 0, errstr, sizeof(errstr))) {
+	/* Read-only: inspect never writes, and must work on a store on a
+	 * read-only directory or filesystem (a mounted backup, a copy). */
+	if (th_state_open_readonly(&st, dir, errstr, sizeof(errstr))) {
 		fprintf(stderr, "trailhound inspect: %s\n", errstr);
 		return TH_EXIT_RUNTIME;
 	}
-	struct role_ctx rc = {o, st, id, false};
+	/* IDs are compared as they appear in keys (a long ARN is keyed by
+	 * its prefix and digest: th_key()). */
+	char keyed[TH_KEY_PART_MAX + 1];
+	if (id)
+		th_key_part(keyed, id);
+	struct role_ctx rc = {o, st, id ? keyed : NULL, id, false};
+	id = id ? keyed : NULL;
 	if (strcmp(what, "key") == 0 || strcmp(what, "keys") == 0) {
 		struct key_ctx kc = {o, id};
 		th_state_scan(st, "k\x1f", 2, key_cb, &kc);

@@ -249,6 +249,7 @@ int th_cmd_produce(int argc, char **argv)
 		ret = TH_EXIT_RUNTIME;
 		goto out;
 	}
+	th_parser_set_max_future_skew(parser, cf.max_future_skew_ms);
 	struct th_sink sink = {produce_event, produce_reject, &p};
 	int nfiles = argc - optind;
 	for (int i = 0; i < (nfiles ? nfiles : 1) && run; i++) {

@@ -1,10 +1,12 @@
 /*
  * Encoding of the detector's records (records.h, docs/state-format.md).
- * Each value starts with TH_REC_VERSION; a decoder refuses other versions
+ * Each value starts with TH_REC_VERSION (the dedup ledger: TH_DEDUP_VERSION,
+ * and its version-1 form still decodes); a decoder refuses other versions
  * rather than guess, and the store as a whole is versioned by state.c.
  */
 #include "trailhound/records.h"
 
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -20,20 +22,78 @@ const char *th_origin_name(enum th_origin o)
 	return "unknown";
 }
 
+_Static_assert(1 + TH_KEY_MAX_PARTS * (1 + TH_KEY_PART_MAX) <= TH_KEY_MAX,
+	       "the longest key must fit LMDB's key size limit");
+_Static_assert(TH_KEY_PREFIX_KEEP > 0, "a digested part keeps a readable prefix");
+
+/* Whether a part is stored as it is: short, and without the separator
+ * (which would make the split between parts ambiguous). */
+static bool part_is_plain(const char *part, size_t len)
+{
+	return len <= TH_KEY_PART_MAX && !memchr(part, TH_KEY_SEP, len);
+}
+
+/* The digested form (at most TH_KEY_PART_MAX bytes, no separator); returns
+ * its length. */
+static size_t part_digest(char *out, const char *part, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE] = {0};
+	unsigned int mdlen = 0;
+	size_t n = 0;
+
+	for (; n < TH_KEY_PREFIX_KEEP && n < len; n++)
+		out[n] = part[n] == TH_KEY_SEP ? '?' : part[n];
+	out[n++] = TH_KEY_DIGEST_MARK;
+	if (!EVP_Digest(part, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		memset(md, 0, sizeof(md)); /* cannot happen with a working libcrypto */
+	for (int i = 0; i < TH_KEY_DIGEST_HEX / 2; i++) {
+		out[n++] = hex[md[i] >> 4];
+		out[n++] = hex[md[i] & 15];
+	}
+	return n;
+}
+
+size_t th_key_part(char out[TH_KEY_PART_MAX + 1], const char *part)
+{
+	size_t len = part ? strlen(part) : 0, n;
+	if (part_is_plain(part ? part : "", len)) {
+		memcpy(out, part ? part : "", len);
+		n = len;
+	} else {
+		n = part_digest(out, part, len);
+	}
+	out[n] = '\0';
+	return n;
+}
+
 size_t th_key(char *buf, size_t size, char type, int nparts, ...)
 {
 	va_list ap;
 	size_t n = 0;
+
+	if (!size)
+		return 0;
+	buf[0] = '\0';
+	if (nparts < 0 || nparts > TH_KEY_MAX_PARTS || size < 2)
+		return 0;
 	buf[n++] = type;
 	va_start(ap, nparts);
 	for (int i = 0; i < nparts; i++) {
 		const char *part = va_arg(ap, const char *);
 		size_t len = part ? strlen(part) : 0;
-		if (n + 1 + len >= size)
-			len = size - n - 2;
+		char mapped[TH_KEY_PART_MAX];
+		bool plain = part_is_plain(part ? part : "", len);
+		size_t out = plain ? len : part_digest(mapped, part, len);
+		/* separator + part + the final NUL must fit */
+		if (size - n < out + 2) {
+			va_end(ap);
+			buf[0] = '\0';
+			return 0;
+		}
 		buf[n++] = TH_KEY_SEP;
-		memcpy(buf + n, part ? part : "", len);
-		n += len;
+		memcpy(buf + n, plain ? (part ? part : "") : mapped, out);
+		n += out;
 	}
 	va_end(ap);
 	buf[n] = '\0';
@@ -83,6 +143,13 @@ int th_call_decode(struct th_rbuf *r, struct th_call *c)
 	th_get_str(r, c->src_region, sizeof(c->src_region));
 	c->net_kind = th_get_u8(r);
 	return r->bad ? TH_EPARSE : 0;
+}
+
+/* A record decodes only when every byte was read, no more and no fewer:
+ * trailing bytes mean the value is not what its version byte says. */
+static int done(const struct th_rbuf *r)
+{
+	return r->bad || r->p != r->end ? TH_EPARSE : 0;
 }
 
 static int check_version(struct th_rbuf *r)
@@ -184,7 +251,7 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 		if (th_call_decode(&r, &t->alerts[i].call))
 			return TH_EPARSE;
 	}
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
@@ -229,7 +296,7 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 		return TH_EPARSE;
 	for (int j = 0; j < ro->n_service_regions; j++)
 		th_get_str(&r, ro->service_regions[j], sizeof(ro->service_regions[j]));
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s)
@@ -252,7 +319,7 @@ int th_sighting_decode(const void *p, size_t n, struct th_sighting *s)
 	s->last_ms = th_get_i64(&r);
 	s->other_ms = th_get_i64(&r);
 	s->first_ms = th_get_i64(&r);
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_sighting_update(struct th_sighting *s, const char *key, int64_t t)
@@ -333,26 +400,51 @@ int th_held_decode(const void *p, size_t n, struct th_held *h)
 		h->asns[i] = (uint32_t)th_get_varint(&r);
 		h->asn_ms[i] = th_get_i64(&r);
 	}
-	return r.bad ? TH_EPARSE : 0;
+	return done(&r);
 }
 
 void th_dedup_encode(struct th_wbuf *w, const struct th_dedup *d)
 {
-	th_put_u8(w, TH_REC_VERSION);
-	th_put_i64(w, d->last_alert_ms);
-	th_put_varint(w, d->count);
-	th_put_str(w, d->alert_id);
+	th_put_u8(w, TH_DEDUP_VERSION);
+	th_put_u8(w, d->n);
+	for (int i = 0; i < d->n; i++) {
+		th_put_i64(w, d->alerts[i].alert_ms);
+		th_put_varint(w, d->alerts[i].count);
+		th_put_str(w, d->alerts[i].alert_id);
+	}
 }
 
 int th_dedup_decode(const void *p, size_t n, struct th_dedup *d)
 {
 	struct th_rbuf r;
 	th_rbuf_init(&r, p, n);
-	memset(d, 0, sizeof(*d));
-	if (check_version(&r))
+	d->n = 0;
+	uint8_t version = th_get_u8(&r);
+	if (r.bad)
 		return TH_EPARSE;
-	d->last_alert_ms = th_get_i64(&r);
-	d->count = th_get_varint(&r);
-	th_get_str(&r, d->alert_id, sizeof(d->alert_id));
-	return r.bad ? TH_EPARSE : 0;
+	if (version == TH_REC_VERSION) {
+		/* Stores written before the ledger kept every alert: the last
+		 * alert is the one entry (so an upgrade keeps deduplicating). */
+		d->n = 1;
+		d->alerts[0].alert_ms = th_get_i64(&r);
+		d->alerts[0].count = th_get_varint(&r);
+		th_get_str(&r, d->alerts[0].alert_id, sizeof(d->alerts[0].alert_id));
+		if (!d->alerts[0].alert_ms)
+			d->n = 0; /* never written so by a detector; nothing to keep */
+		return done(&r);
+	}
+	if (version != TH_DEDUP_VERSION)
+		return TH_EPARSE;
+	d->n = th_get_u8(&r);
+	if (d->n > TH_DEDUP_MAX)
+		return TH_EPARSE;
+	for (int i = 0; i < d->n; i++) {
+		d->alerts[i].alert_ms = th_get_i64(&r);
+		d->alerts[i].count = th_get_varint(&r);
+		th_get_str(&r, d->alerts[i].alert_id, sizeof(d->alerts[i].alert_id));
+		/* sorted, as the detector writes them: its search relies on it */
+		if (i && d->alerts[i].alert_ms < d->alerts[i - 1].alert_ms)
+			return TH_EPARSE;
+	}
+	return done(&r);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,12 +30,16 @@ struct scan {
 	struct th_state *st;
 	struct th_wbuf out;
 	FILE *dead;
+	const char *dead_path;
+	int dead_err; /* errno of the first failed dead-letter write, 0 = none */
+	int out_err;  /* errno of the first failed write to stdout */
 	struct th_avro_alert *avro; /* --avro-out */
 	FILE *avro_out;
 	struct th_wbuf avro_msg;
 	const char *input_name;
 	uint64_t read, parsed, rejected_by[TH_REJECT__COUNT], alerts;
 	uint64_t since_commit, batch;
+	uint64_t inputs_failed; /* inputs that could not be opened or read to the end */
 	int fatal;
 	bool progress, quiet_rejects, parse_only;
 	double t0, last_progress;
@@ -66,8 +71,13 @@ static int on_alert(void *ctx, const struct th_alert *a)
 	th_wbuf_reset(&s->out);
 	th_alert_to_json(a, &s->out);
 	th_put_u8(&s->out, '\n');
-	if (s->out.oom || fwrite(s->out.p, 1, s->out.len, stdout) != s->out.len)
+	if (s->out.oom)
+		return TH_ENOMEM;
+	if (fwrite(s->out.p, 1, s->out.len, stdout) != s->out.len) {
+		/* An alert that cannot be written is lost: stop (exit 5), never go on. */
+		s->out_err = errno ? errno : EIO;
 		return TH_EIO;
+	}
 	if (s->avro_out) {
 		/* Length-prefixed so a reader can split the file back into the
 		 * exact Kafka message values the worker would produce. */
@@ -99,8 +109,9 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 	if (s->parse_only)
 		return 0;
 	if ((rc = th_detector_process(s->det, ev, &ref))) {
-		fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n",
-			s->input_name, offset, th_strerror(rc));
+		if (!s->out_err) /* a failed alert write is reported once, at the end */
+			fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n",
+				s->input_name, offset, th_strerror(rc));
 		s->fatal = rc;
 		return rc;
 	}
@@ -148,8 +159,16 @@ static void on_reject(void *ctx, enum th_reject why, const char *detail, const c
 			free(b64);
 		}
 		TH_PUT_LIT(&w, "\"}\n");
-		if (!w.oom)
-			fwrite(w.p, 1, w.len, s->dead);
+		if (w.oom || fwrite(w.p, 1, w.len, s->dead) != w.len) {
+			/* Report once; the scan goes on (its alerts are still good)
+			 * and exits 5 because the dead letters are incomplete. */
+			s->dead_err = w.oom ? ENOMEM : errno ? errno : EIO;
+			fprintf(stderr, "trailhound scan: dead letter %s: %s; rejected records are "
+					"no longer written\n",
+				s->dead_path, strerror(s->dead_err));
+			fclose(s->dead);
+			s->dead = NULL;
+		}
 		th_wbuf_free(&w);
 	}
 }
@@ -177,15 +196,60 @@ static void scan_usage(FILE *out)
 		"                       each prefixed by its 4-byte big-endian length; the\n"
 		"                       schema id is schema_id, or registered with\n"
 		"                       schema_registry_url, or 1\n"
-		"  --record-max BYTES   per-record size limit (default 1048576)\n"
+		"  --record-max BYTES   per-record size limit, 1024..104857600 (default: the\n"
+		"                       record_max setting, 1048576)\n"
 		"  --batch N            events per state commit (default 5000)\n"
 		"  --quiet-rejects      do not print each rejected record\n"
 		"  --parse-only         parse and count, no detection (the benchmark baseline)\n"
+		"  --summary-json FILE  also write every counter as one JSON object to FILE\n"
 		"  --no-progress        no progress line even on a terminal\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"Exit codes: 0 no alerts, 1 alerts raised, 2 usage error, 3 an input could not be\n"
 		"read, 4 configuration/reference data error, 5 runtime failure (state store).\n");
+}
+
+/* A CLI count: digits only (no sign, blanks or suffix), within [min, max].
+ * strtoull alone takes "10abc" as 10 and "-1" as 2^64-1. */
+static int parse_count(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t n = 0;
+	const char *q = v;
+	for (; *q >= '0' && *q <= '9'; q++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			break;
+		n = n * 10 + (uint64_t)(*q - '0');
+	}
+	if (q == v || *q || n < min || n > max) {
+		fprintf(stderr,
+			"trailhound scan: %s \"%s\": want a whole number in [%" PRIu64 ", %" PRIu64
+			"]\n",
+			opt, v, min, max);
+		return TH_EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+/* Outputs (dead letters, Avro, summary) are opened for writing, which
+ * truncates: refuse one that names an input before anything is opened. */
+static int refuse_input_as_output(const char *what, const char *out, char **inputs, int ninputs)
+{
+	struct stat so, si;
+	if (!out || stat(out, &so) != 0 || !S_ISREG(so.st_mode))
+		return 0;
+	for (int i = 0; i < ninputs; i++) {
+		bool same = strcmp(inputs[i], "-") == 0
+				    ? fstat(STDIN_FILENO, &si) == 0
+				    : stat(inputs[i], &si) == 0;
+		if (same && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+			fprintf(stderr,
+				"trailhound scan: %s %s is also an input; refusing to overwrite it\n",
+				what, out);
+			return TH_EINVAL;
+		}
+	}
+	return 0;
 }
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -225,6 +289,95 @@ static int avro_setup(struct scan *s, const struct th_config *cf, char *errstr,
 	return 0;
 }
 
+/* --summary-json: every counter as one JSON object, for scripts and tests that
+ * must not parse the text summary. Keys are stable names; every reject reason
+ * is listed, zeros included, so a consumer can tell 0 from "not counted". */
+static int write_summary_json(struct scan *s, const char *path)
+{
+	struct th_detect_stats ds;
+	struct th_wbuf w = {0};
+	uint64_t rejected = 0;
+	char num[64];
+	FILE *f = NULL;
+	int rc = 0, err = 0;
+
+	th_detector_get_stats(s->det, &ds);
+	for (int i = 0; i < TH_REJECT__COUNT; i++)
+		rejected += s->rejected_by[i];
+#define PUT_NUM(fmt, v)                                                                            \
+	do {                                                                                       \
+		int n_ = snprintf(num, sizeof(num), fmt, v);                                       \
+		th_put_bytes(&w, num, (size_t)n_);                                                 \
+	} while (0)
+	TH_PUT_LIT(&w, "{\"records\":{\"read\":");
+	PUT_NUM("%" PRIu64, s->read);
+	TH_PUT_LIT(&w, ",\"parsed\":");
+	PUT_NUM("%" PRIu64, s->parsed);
+	TH_PUT_LIT(&w, ",\"rejected\":");
+	PUT_NUM("%" PRIu64, rejected);
+	TH_PUT_LIT(&w, ",\"rejected_by\":{");
+	for (int i = 1; i < TH_REJECT__COUNT; i++) {
+		if (i > 1)
+			th_put_u8(&w, ',');
+		th_json_put_string(&w, th_reject_name(i));
+		PUT_NUM(":%" PRIu64, s->rejected_by[i]);
+	}
+	TH_PUT_LIT(&w, "}},\"alerts\":{\"total\":");
+	PUT_NUM("%" PRIu64, s->alerts);
+	TH_PUT_LIT(&w, ",\"by_variation\":{");
+	for (int v = 1; v <= 6; v++) {
+		int n = snprintf(num, sizeof(num), "%s\"%d\":%" PRIu64, v > 1 ? "," : "", v,
+				 ds.alerts[v]);
+		th_put_bytes(&w, num, (size_t)n);
+	}
+	TH_PUT_LIT(&w, "}},\"detector\":{");
+	const struct {
+		const char *name;
+		uint64_t v;
+	} det[] = {
+		{"events", ds.events},
+		{"candidates", ds.candidates},
+		{"inside_uses", ds.inside_uses},
+		{"remote_uses", ds.remote_uses},
+		{"excluded", ds.excluded},
+		{"source_unrecognised", ds.source_unrecognised},
+		{"held", ds.held},
+		{"held_resolved", ds.held_resolved},
+		{"held_expired", ds.held_expired},
+		{"upgrades", ds.upgrades},
+		{"suppressed_activation", ds.suppressed_activation},
+		{"suppressed_dedup", ds.suppressed_dedup},
+		{"pruned", ds.pruned},
+	};
+	for (size_t i = 0; i < sizeof(det) / sizeof(det[0]); i++) {
+		if (i)
+			th_put_u8(&w, ',');
+		th_json_put_string(&w, det[i].name);
+		PUT_NUM(":%" PRIu64, det[i].v);
+	}
+	TH_PUT_LIT(&w, "}}\n");
+#undef PUT_NUM
+	if (w.oom) {
+		rc = TH_ENOMEM;
+		goto cleanup;
+	}
+	if (!(f = fopen(path, "w")) || fwrite(w.p, 1, w.len, f) != w.len) {
+		err = errno;
+		rc = TH_EIO;
+		goto cleanup;
+	}
+cleanup:
+	if (f && fclose(f) && !rc) {
+		err = errno;
+		rc = TH_EIO;
+	}
+	if (rc)
+		fprintf(stderr, "trailhound scan: %s: %s\n", path,
+			err ? strerror(err) : th_strerror(rc));
+	th_wbuf_free(&w);
+	return rc;
+}
+
 static void print_summary(struct scan *s, double secs)
 {
 	struct th_detect_stats ds;
@@ -235,6 +388,8 @@ static void print_summary(struct scan *s, double secs)
 	fprintf(stderr, "trailhound scan: %" PRIu64 " records read, %" PRIu64 " parsed, %" PRIu64
 			" rejected\n",
 		s->read, s->parsed, rejected);
+	if (s->inputs_failed)
+		fprintf(stderr, "  inputs not read %" PRIu64 "\n", s->inputs_failed);
 	for (int i = 1; i < TH_REJECT__COUNT; i++)
 		if (s->rejected_by[i])
 			fprintf(stderr, "  rejected %-16s %" PRIu64 "\n", th_reject_name(i),
@@ -252,6 +407,7 @@ static void print_summary(struct scan *s, double secs)
 		"\n",
 		ds.candidates, ds.inside_uses, ds.remote_uses, ds.excluded, ds.held, ds.held_resolved,
 		ds.held_expired, ds.upgrades);
+	fprintf(stderr, "  source unrecognised %" PRIu64 "\n", ds.source_unrecognised);
 	fprintf(stderr,
 		"  suppressed: activation %" PRIu64 ", dedup %" PRIu64 "; pruned %" PRIu64 "\n",
 		ds.suppressed_activation, ds.suppressed_dedup, ds.pruned);
@@ -261,7 +417,7 @@ static void print_summary(struct scan *s, double secs)
 int th_cmd_scan(int argc, char **argv)
 {
 	enum { O_STATE = 256, O_ASN, O_RANGES, O_DEAD, O_RECMAX, O_BATCH, O_QUIET, O_NOPROG,
-	       O_SET, O_HELPCONF, O_AVRO, O_PARSEONLY };
+	       O_SET, O_HELPCONF, O_AVRO, O_PARSEONLY, O_SUMMARY };
 	static const struct option opts[] = {
 		{"state", required_argument, NULL, O_STATE},
 		{"asn-db", required_argument, NULL, O_ASN},
@@ -276,6 +432,7 @@ int th_cmd_scan(int argc, char **argv)
 		{"quiet-rejects", no_argument, NULL, O_QUIET},
 		{"no-progress", no_argument, NULL, O_NOPROG},
 		{"parse-only", no_argument, NULL, O_PARSEONLY},
+		{"summary-json", required_argument, NULL, O_SUMMARY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -283,8 +440,8 @@ int th_cmd_scan(int argc, char **argv)
 	struct th_config cf;
 	struct th_enrich *en = NULL;
 	char errstr[512], tmpdir[256] = "";
-	const char *state_dir = NULL, *dead_path = NULL, *avro_path = NULL;
-	size_t record_max = TH_RECORD_MAX_DEFAULT;
+	const char *state_dir = NULL, *dead_path = NULL, *avro_path = NULL, *summary_path = NULL;
+	uint64_t n;
 	bool no_progress = false;
 	int ret = TH_EXIT_OK, rc = 0, c;
 
@@ -300,13 +457,26 @@ int th_cmd_scan(int argc, char **argv)
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
 		case O_SET: rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
 		case O_HELPCONF: th_config_help(stdout); goto out;
-		case O_DEAD: dead_path = optarg; break;
+		case O_DEAD: dead_path = s.dead_path = optarg; break;
 		case O_AVRO: avro_path = optarg; break;
-		case O_RECMAX: record_max = (size_t)strtoull(optarg, NULL, 10); break;
-		case O_BATCH: s.batch = strtoull(optarg, NULL, 10); break;
+		case O_RECMAX:
+			/* the bounds of the record_max setting, which this overrides */
+			if (parse_count("--record-max", optarg, 1024, 104857600, &n)) {
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			cf.record_max = (long)n;
+			break;
+		case O_BATCH:
+			if (parse_count("--batch", optarg, 1, 100000000, &s.batch)) {
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			break;
 		case O_QUIET: s.quiet_rejects = true; break;
 		case O_NOPROG: no_progress = true; break;
 		case O_PARSEONLY: s.parse_only = true; break;
+		case O_SUMMARY: summary_path = optarg; break;
 		case 'h': scan_usage(stdout); goto out;
 		default: scan_usage(stderr); ret = TH_EXIT_USAGE; goto out;
 		}
@@ -316,8 +486,9 @@ int th_cmd_scan(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!s.batch || !record_max) {
-		fprintf(stderr, "trailhound scan: --batch and --record-max must be positive\n");
+	if (refuse_input_as_output("--dead-letter", dead_path, argv + optind, argc - optind) ||
+	    refuse_input_as_output("--avro-out", avro_path, argv + optind, argc - optind) ||
+	    refuse_input_as_output("--summary-json", summary_path, argv + optind, argc - optind)) {
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
@@ -336,9 +507,12 @@ int th_cmd_scan(int argc, char **argv)
 		}
 		state_dir = tmpdir;
 	}
-	if (th_state_open(&s.st, state_dir, 0, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound scan: %s\n", errstr);
-		ret = TH_EXIT_RUNTIME;
+	if ((rc = th_state_open(&s.st, state_dir, 0, errstr, sizeof(errstr)))) {
+		/* An untrusted store is the user's to remove: scan has no
+		 * changelog to rebuild it from, and never deletes their files. */
+		fprintf(stderr, "trailhound scan: %s%s\n", errstr,
+			rc == TH_EUNTRUSTED ? " (move it away or delete it, then scan again)" : "");
+		ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
 		goto out;
 	}
 	if (dead_path && !(s.dead = fopen(dead_path, "w"))) {
@@ -356,12 +530,13 @@ int th_cmd_scan(int argc, char **argv)
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
-	if (th_parser_new(&s.parser, record_max) ||
+	if (th_parser_new(&s.parser, (size_t)cf.record_max) ||
 	    th_detector_new(&s.det, &cf.detect, en, s.st, on_alert, &s)) {
 		fprintf(stderr, "trailhound scan: out of memory\n");
 		ret = TH_EXIT_RUNTIME;
 		goto out;
 	}
+	th_parser_set_max_future_skew(s.parser, cf.max_future_skew_ms);
 	s.progress = !no_progress && isatty(STDERR_FILENO);
 	s.t0 = now_s();
 
@@ -372,6 +547,7 @@ int th_cmd_scan(int argc, char **argv)
 		s.input_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
 		if ((rc = th_input_open(&s.in, path, 0, errstr, sizeof(errstr)))) {
 			fprintf(stderr, "trailhound scan: %s\n", errstr);
+			s.inputs_failed++;
 			ret = TH_EXIT_INPUT;
 			continue;
 		}
@@ -385,6 +561,7 @@ int th_cmd_scan(int argc, char **argv)
 		if (rc) {
 			fprintf(stderr, "trailhound scan: %s: read error (%s)\n", s.input_name,
 				th_strerror(rc));
+			s.inputs_failed++;
 			ret = TH_EXIT_INPUT;
 		}
 	}
@@ -395,8 +572,25 @@ int th_cmd_scan(int argc, char **argv)
 			s.fatal = rc;
 		}
 	}
-	fflush(stdout);
+	/* Alerts sit in stdio's buffer until here: a full disk or closed pipe
+	 * shows up only now, and must not pass as "no more alerts". */
+	if ((fflush(stdout) || ferror(stdout)) && !s.out_err)
+		s.out_err = errno ? errno : EIO;
+	if (s.out_err) {
+		fprintf(stderr, "trailhound scan: writing alerts to stdout: %s\n", strerror(s.out_err));
+		if (!s.fatal)
+			s.fatal = TH_EIO;
+	}
+	if (s.dead && (fflush(s.dead) || ferror(s.dead)) && !s.dead_err) {
+		s.dead_err = errno ? errno : EIO;
+		fprintf(stderr, "trailhound scan: dead letter %s: %s\n", dead_path,
+			strerror(s.dead_err));
+	}
+	if (s.dead_err && !s.fatal)
+		s.fatal = TH_EIO;
 	print_summary(&s, now_s() - s.t0);
+	if (summary_path && write_summary_json(&s, summary_path) && !s.fatal)
+		s.fatal = TH_EIO;
 	if (s.fatal)
 		ret = TH_EXIT_RUNTIME;
 	else if (ret == TH_EXIT_OK && s.alerts)
@@ -408,8 +602,10 @@ out:
 	th_wbuf_free(&s.out);
 	th_enrich_destroy(en);
 	th_config_free(&cf);
-	if (s.dead)
-		fclose(s.dead);
+	if (s.dead && fclose(s.dead) && ret != TH_EXIT_RUNTIME) {
+		fprintf(stderr, "trailhound scan: dead letter %s: %s\n", dead_path, strerror(errno));
+		ret = TH_EXIT_RUNTIME;
+	}
 	if (s.avro_out && fclose(s.avro_out) && ret != TH_EXIT_RUNTIME) {
 		fprintf(stderr, "trailhound scan: %s: %s\n", avro_path, strerror(errno));
 		ret = TH_EXIT_RUNTIME;

@@ -715,6 +715,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_EXIT_CONFIG;
 	if (th_parser_new(&w->parser, (size_t)cf->record_max))
 		return TH_EXIT_RUNTIME;
+	th_parser_set_max_future_skew(w->parser, cf->max_future_skew_ms);
 	if (!schema_id && cf->schema_registry_url && *cf->schema_registry_url) {
 		struct th_avro_alert *tmp = NULL;
 		char subject[512];

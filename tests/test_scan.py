@@ -35,7 +35,7 @@ def alerts_of(p):
 
 def summary_count(p, label):
     for line in p.stderr.decode().splitlines():
-        if line.startswith("trailhound scan:"):
+        if line.startswith("trailhound scan:") and "records read" in line:
             # "trailhound scan: N records read, N parsed, N rejected"
             words = line.replace(",", "").split()
             i = words.index(label) - 1
@@ -206,19 +206,51 @@ def test_help_and_version():
     assert subprocess.run([BIN, "scan", "--set", "nope=1"], capture_output=True).returncode == 4
 
 
-def test_state_dir_is_kept_and_reused(tmp_path, sample):
-    events, want = sample
+def test_state_dir_is_kept_and_reused(tmp_path):
+    """The second scan alerts only because the first one's state was kept: the
+    learning (account age, office ASN baseline, issuance, inside use, function)
+    is in one file, the remote uses in another."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_cases", os.path.join(SRC, "tests/cases/make_cases.py"))
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    c = mc.Case("state", "kept_and_reused", "")
+    day, k1, k2 = mc.ATTACK, mc.key("ENV1"), mc.key("ENV2")
+    c.office_start()                      # account age, AS174 in the baseline
+    c.issue(mc.at(day, 10), k1)           # ENV1 is orders-api's, in us-east-1
+    c.call(mc.at(day, 10, 5), k1, "aws_use1", "runtime", "secret", creation=mc.at(day, 10))
+    learning = len(c.events)
+    # ENV1 stolen: used from DigitalOcean -> V1 only if its inside use is remembered
+    v1 = c.call(mc.at(day, 10, 30), k1, "do", "boto3", "secrets", creation=mc.at(day, 10))
+    # ENV2 (issuance never seen) from the office -> V3 only if orders-api and AS174 are remembered
+    v3 = c.call(mc.at(day, 11, 20), k2, "office2", "laptop_boto3", "table", creation=mc.at(day, 11))
+    first, second, whole = tmp_path / "learning.jsonl", tmp_path / "uses.jsonl", tmp_path / "whole.jsonl"
+    for path, evs in ((first, c.events[:learning]), (second, c.events[learning:]), (whole, c.events)):
+        path.write_text("".join(json.dumps(e) + "\n" for e in evs))
+
     state = tmp_path / "state"
-    p = scan([events], "--state", str(state))
-    assert p.returncode == 1
+    p = scan([first], "--state", str(state))
+    assert p.returncode == 0 and alerts_of(p) == [], p.stderr.decode()
     assert (state / "data.mdb").exists()
-    # Held uses were all decided at the end of the first scan: reopening the
-    # kept state with no new input raises nothing.
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    again = scan([empty], "--state", str(state))
-    assert again.returncode == 0, again.stderr.decode()
-    assert alerts_of(again) == []
+    again = scan([second], "--state", str(state))
+    assert again.returncode == 1, again.stderr.decode()
+    got = {(a["event_id"], a["variation"]) for a in alerts_of(again)}
+    assert got == {(v1["eventID"], 1), (v3["eventID"], 3)}, alerts_of(again)
+    # the same as one scan of the whole story, alert ids included
+    one = scan([whole])
+    assert sorted(a["alert_id"] for a in alerts_of(one)) == sorted(a["alert_id"] for a in alerts_of(again))
+
+    # negative twin: the uses alone, with a fresh state, raise nothing (the account
+    # is new, so activation alone would silence them; the role is not even Lambda's)
+    alone = scan([second], "--state", str(tmp_path / "fresh"))
+    assert alone.returncode == 0 and alerts_of(alone) == [], alone.stdout.decode()
+    # a state reopened more than once keeps working: the learning scanned twice
+    # raises nothing, and the uses then give the same alerts as before
+    state2 = tmp_path / "state2"
+    scan([first], "--state", str(state2))
+    assert alerts_of(scan([first], "--state", str(state2))) == []
+    third = alerts_of(scan([second], "--state", str(state2)))
+    assert sorted(a["alert_id"] for a in third) == sorted(a["alert_id"] for a in alerts_of(again))
 
 
 def test_inspect_answers_the_investigative_questions(tmp_path, sample):
@@ -330,3 +362,407 @@ def test_records_file_with_one_record_per_line_in_column_0(tmp_path):
     path.write_text('{"Records":[\n' + ",\n".join(ev(i) for i in range(5)) + "\n]}\n" + ev(9) + "\n")
     p = scan([path])
     assert summary_count(p, "parsed") == 6 and summary_count(p, "rejected") == 0, p.stderr.decode()
+
+
+def summary_json(p, path):
+    assert path.exists(), p.stderr.decode()
+    return json.loads(path.read_text())
+
+
+DETECTOR_KEYS = ["events", "candidates", "inside_uses", "remote_uses", "excluded",
+                 "source_unrecognised", "held", "held_resolved", "held_expired", "upgrades",
+                 "suppressed_activation", "suppressed_dedup", "pruned"]
+REJECT_NAMES = ["malformed_json", "invalid_utf8", "too_large", "wrong_type", "missing_field",
+                "bad_timestamp", "not_cloudtrail", "event_time_out_of_range",
+                "identifier_too_long", "invalid_identifier", "processing_failed"]
+
+
+def test_summary_json_has_every_counter(sample, tmp_path):
+    """--summary-json writes one object with every counter under stable names,
+    each reject reason listed (zeros included), agreeing with the text summary."""
+    events, want = sample
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_bytes(open(events, "rb").read() + b'{"eventTime": "x", "eventSource": "a", "eventName": "b"}\n'
+                    + b"not json\n")
+    out = tmp_path / "summary.json"
+    p = scan([bad], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()
+    s = summary_json(p, out)
+    assert sorted(s) == ["alerts", "detector", "records"]
+    r = s["records"]
+    assert sorted(r) == ["parsed", "read", "rejected", "rejected_by"]
+    assert sorted(r["rejected_by"]) == sorted(REJECT_NAMES)
+    assert r["rejected_by"]["bad_timestamp"] == 1 and r["rejected_by"]["malformed_json"] == 1
+    assert r["rejected"] == sum(r["rejected_by"].values()) == 2
+    assert r["read"] == summary_count(p, "read") == r["parsed"] + 2
+    assert r["parsed"] == summary_count(p, "parsed")
+    a = s["alerts"]
+    assert sorted(a["by_variation"]) == ["1", "2", "3", "4", "5", "6"]
+    assert a["total"] == len(alerts_of(p)) == len(want) == sum(a["by_variation"].values())
+    for v in range(1, 7):
+        assert a["by_variation"][str(v)] == sum(1 for w in want if w["variation"] == v), v
+    assert list(s["detector"]) == DETECTOR_KEYS
+    assert s["detector"]["events"] == r["parsed"]
+    assert all(isinstance(x, int) and x >= 0 for x in s["detector"].values())
+    assert s["detector"]["candidates"] > 0 and s["detector"]["held"] >= s["detector"]["held_resolved"]
+    assert "source unrecognised" in p.stderr.decode()
+
+
+def test_summary_json_write_failure_is_an_error(sample, tmp_path):
+    events, _ = sample
+    p = scan([events], "--summary-json", "/dev/full")
+    assert p.returncode == 5 and b"/dev/full" in p.stderr, p.stderr.decode()
+
+
+# ---- issue 8: hostile input, silent loss, misread JSON, spec v2 bounds ----
+
+# Run a command and report its peak RSS (kB): a wrapper process measures only
+# its own child, so earlier scans of this test session do not count.
+RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
+    "sys.stderr.buffer.write(p.stderr)\n"
+    "sys.stdout.buffer.write(p.stdout)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode, file=sys.stderr)\n"
+)
+RSS_BOUND_KB = 200 * 1024
+
+
+def scan_rss(paths, *extra, stdin=None):
+    cmd = [sys.executable, "-c", RSS_WRAPPER, BIN, "scan", "--no-progress", "--asn-db", ASN,
+           "--aws-ranges", RANGES] + list(extra) + [str(x) for x in paths]
+    p = subprocess.run(cmd, stdin=stdin, capture_output=True)
+    *err, last = p.stderr.decode(errors="replace").rstrip("\n").split("\n")
+    rss, rc = (int(x) for x in last.split())
+    return rc, rss, "\n".join(err)
+
+
+def good_lines(n, start=0):
+    return "".join(json.dumps({"eventTime": "2026-09-01T00:00:%02dZ" % (i % 60),
+                               "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+                               "eventID": "good-%d" % i, "userIdentity": {"type": "IAMUser"}}) + "\n"
+                   for i in range(start, start + n))
+
+
+def counts_of(err):
+    """(read, parsed, rejected) from the text summary."""
+    for line in err.splitlines():
+        if line.startswith("trailhound scan:") and "records read" in line:
+            w = line.replace(",", "").split()
+            return int(w[2]), int(w[5]), int(w[7])
+    raise AssertionError("no summary:\n" + err)
+
+
+def test_gzip_bomb_of_zeros_stays_bounded(tmp_path):
+    """1 MB of gzip holding 1 GB of zeros took ~1 GB RSS: the zeros are one
+    rejected run, skipped as they arrive; the records after them are read."""
+    import zlib
+    path = tmp_path / "bomb.jsonl.gz"
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + 15)
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as f:
+        f.write(z.compress(good_lines(1).encode()))
+        for _ in range(1024):
+            f.write(z.compress(zeros))
+        f.write(z.compress(b"\n" + good_lines(3, 1).encode()))
+        f.write(z.flush())
+    assert path.stat().st_size < 2 << 20
+    rc, rss, err = scan_rss([path], "--quiet-rejects")
+    assert rc == 0, err
+    assert rss < RSS_BOUND_KB, (rss, err)
+    assert counts_of(err) == (5, 4, 1), err
+
+
+def test_record_max_on_dev_zero_stays_bounded():
+    """--record-max 1024 on 300 MB of zeros grew past 3 GB."""
+    head = subprocess.Popen(["head", "-c", "300M", "/dev/zero"], stdout=subprocess.PIPE)
+    rc, rss, err = scan_rss(["-"], "--record-max", "1024", stdin=head.stdout)
+    head.stdout.close()
+    head.wait()
+    assert rc == 0, err
+    assert rss < RSS_BOUND_KB, (rss, err)
+    assert counts_of(err) == (1, 0, 1), err
+
+
+def test_text_without_newline_stays_bounded_and_later_records_count(tmp_path):
+    """Non-JSON bytes without a newline grew the buffer without limit."""
+    path = tmp_path / "x.txt"
+    with open(path, "wb") as f:
+        f.write(good_lines(2).encode())
+        chunk = b"x" * (1 << 20)
+        for _ in range(300):
+            f.write(chunk)
+        f.write(b"\n" + good_lines(2, 2).encode())
+    rc, rss, err = scan_rss([path], "--quiet-rejects")
+    assert rc == 0, err
+    assert rss < RSS_BOUND_KB, (rss, err)
+    assert counts_of(err) == (5, 4, 1), err
+
+
+def test_one_over_long_record_is_too_large_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "big.jsonl"
+    big = json.dumps({"eventTime": "2026-09-01T00:00:00Z", "eventSource": "s", "eventName": "N",
+                      "userAgent": "a" * (3 << 20)})
+    path.write_text(good_lines(2) + big + "\n" + good_lines(3, 2))
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    s = summary_json(p, out)["records"]
+    assert (s["read"], s["parsed"], s["rejected_by"]["too_large"]) == (6, 5, 1), p.stderr.decode()
+
+
+def test_stdout_write_error_is_reported(sample):
+    """`scan > /dev/full` exited 1 with the alerts lost and no error."""
+    events, _ = sample
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
+                            str(events)], stdout=full, stderr=subprocess.PIPE)
+    assert p.returncode == 5, p.stderr.decode()
+    assert b"stdout" in p.stderr and b"No space left" in p.stderr
+
+
+def test_dead_letter_write_error_is_reported(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(good_lines(1) + "not json\n" * 5000 + good_lines(1, 1))
+    p = scan([path], "--quiet-rejects", "--dead-letter", "/dev/full")
+    assert p.returncode == 5, p.stderr.decode()
+    assert b"dead letter /dev/full" in p.stderr and b"No space left" in p.stderr
+    assert summary_count(p, "parsed") == 2  # the scan itself went on
+
+
+def test_outputs_naming_an_input_are_refused_before_truncating(tmp_path):
+    path = tmp_path / "in.jsonl"
+    data = good_lines(3)
+    path.write_text(data)
+    link = tmp_path / "link.jsonl"
+    os.link(path, link)
+    for opt, out in (("--dead-letter", path), ("--dead-letter", link), ("--avro-out", path),
+                     ("--summary-json", link)):
+        p = scan([path], opt, str(out))
+        assert p.returncode == 2, (opt, out, p.stderr.decode())
+        assert b"is also an input" in p.stderr
+        assert path.read_text() == data, (opt, out)
+    # stdin is an input too
+    with open(path, "rb") as f:
+        p = subprocess.run([BIN, "scan", "--no-progress", "--asn-db", ASN, "--dead-letter", str(path),
+                            "-"], stdin=f, capture_output=True)
+    assert p.returncode == 2 and path.read_text() == data
+
+
+def test_stray_bracket_before_json_lines_loses_nothing(tmp_path):
+    """A '[' line before JSON lines cost every later record ("1 read, 1 rejected")."""
+    path = tmp_path / "bracket.jsonl"
+    path.write_text("[\n" + good_lines(1000))
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == 1000 and r["rejected"] == 1, p.stderr.decode()
+
+
+def test_json_dumps_indent_0_gives_the_same_alerts(sample, tmp_path):
+    """json.dumps(indent=0) puts a '{' in column 0 inside valid objects (arrays of
+    objects): such records were split and the attack missed."""
+    events, want = sample
+    path = tmp_path / "indent0.json"
+    n = 0
+    with open(events) as src, open(path, "w") as dst:
+        for line in src:
+            dst.write(json.dumps(json.loads(line), indent=0) + "\n")
+            n += 1
+    assert "\n{\n" in path.read_text()[:200000]  # the shape that was misread
+    p = scan([path])
+    assert summary_count(p, "parsed") == n and summary_count(p, "rejected") == 0, p.stderr.decode()[-2000:]
+    assert sorted(a["alert_id"] for a in alerts_of(p)) == sorted(w["alert_id"] for w in want)
+
+
+def test_byte_order_marks_lose_nothing(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    lines = good_lines(4).splitlines(keepends=True)
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(lines[:2]).encode() + b"\xef\xbb\xbf" +
+                     "".join(lines[2:]).encode())
+    p = scan([path])
+    assert summary_count(p, "parsed") == 4 and summary_count(p, "rejected") == 0, p.stderr.decode()
+    pretty = tmp_path / "bom.json"
+    pretty.write_bytes(b"\xef\xbb\xbf" + json.dumps({"Records": [json.loads(l) for l in lines]},
+                                                      indent=2).encode())
+    p = scan([pretty])
+    assert summary_count(p, "parsed") == 4 and summary_count(p, "rejected") == 0, p.stderr.decode()
+
+
+def test_gzip_member_followed_by_plain_text_is_read(tmp_path):
+    path = tmp_path / "mixed.gz"
+    path.write_bytes(gzip.compress(good_lines(3).encode()) + good_lines(2, 3).encode())
+    p = scan([path])
+    assert p.returncode == 0, p.stderr.decode()
+    assert summary_count(p, "parsed") == 5 and summary_count(p, "rejected") == 0
+
+
+def with_long_role_paths(src, dst):
+    """Every IAM role ARN given a 512-character path (IAM's maximum): ~600 characters."""
+    path = "/" + "p" * 510 + "/"
+    n = 0
+    with open(src) as f, open(dst, "w") as out:
+        for line in f:
+            out.write(line.replace(":role/", ":role" + path))
+            n += 1
+    return n
+
+
+def test_legal_600_char_role_arns_are_processed_end_to_end(sample, tmp_path):
+    """An IAM role ARN legally reaches ~600 characters; such records must be
+    parsed and processed (they crashed the key builder or stopped the state
+    store). Same attack, same alerts by variation and event."""
+    events, want = sample
+    path = tmp_path / "long-roles.jsonl"
+    n = with_long_role_paths(events, path)
+    first = next(json.loads(l) for l in open(path) if ":role/" in l)
+    role = first["requestParameters"]["roleArn"] if first.get("requestParameters", {}).get("roleArn") \
+        else first["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"]
+    assert 540 <= len(role) <= 2048, len(role)  # past the old 511-byte key limits
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    assert p.returncode in (0, 1), p.stderr.decode()[-3000:]
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == n and r["rejected"] == 0, r
+    got = sorted((a["variation"], a["event_id"]) for a in alerts_of(p))
+    assert got == sorted((w["variation"], w["event_id"]) for w in want)
+
+
+def test_identifiers_longer_than_aws_allows_are_rejected(tmp_path):
+    base = {"eventTime": "2026-09-01T00:00:00Z", "eventSource": "sts.amazonaws.com",
+            "eventName": "AssumeRole"}
+    arn = lambda n: "arn:aws:iam::123456789012:role/" + "r" * (n - 31)
+    cases = [
+        (dict(base, requestParameters={"roleArn": arn(2049)}), "identifier_too_long"),
+        (dict(base, userIdentity={"arn": arn(2049)}), "identifier_too_long"),
+        (dict(base, userIdentity={"accessKeyId": "ASIA" + "K" * 125}), "identifier_too_long"),
+        (dict(base, userIdentity={"accountId": "1234567890123"}), "invalid_identifier"),
+        (dict(base, userIdentity={"accountId": "12345678901x"}), "invalid_identifier"),
+        (dict(base, recipientAccountId="12345"), "invalid_identifier"),
+        (dict(base, requestParameters={"roleArn": arn(2048)}), None),
+        (dict(base, requestParameters={"roleArn": arn(600)}), None),
+    ]
+    path = tmp_path / "ids.jsonl"
+    path.write_text("".join(json.dumps(dict(c, eventID="c%d" % i)) + "\n" for i, (c, _) in enumerate(cases)))
+    dead, out = tmp_path / "dead.jsonl", tmp_path / "s.json"
+    p = scan([path], "--dead-letter", str(dead), "--summary-json", str(out))
+    assert p.returncode in (0, 1), p.stderr.decode()
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == 2
+    assert r["rejected_by"]["identifier_too_long"] == 3 and r["rejected_by"]["invalid_identifier"] == 3
+    import base64
+    letters = {json.loads(base64.b64decode(json.loads(l)["raw_base64"]))["eventID"]: json.loads(l)["reason"]
+               for l in open(dead)}
+    assert letters == {"c%d" % i: why for i, (_, why) in enumerate(cases) if why}
+
+
+def test_event_times_out_of_range_are_rejected_and_change_nothing(sample, tmp_path):
+    """One record dated 9999 expired every held use and pruned every baseline;
+    one dated 1970 aged an account past its activation period (spec v2 §5)."""
+    events, want = sample
+    lines = open(events).read().splitlines()
+    bogus = []
+    for i, t in enumerate(("9999-01-01T00:00:00Z", "1970-01-01T00:00:00Z")):
+        e = json.loads(lines[len(lines) // 3])
+        e["eventTime"], e["eventID"] = t, "bogus-%d" % i
+        bogus.append(json.dumps(e))
+    path = tmp_path / "poisoned.jsonl"
+    mid = len(lines) // 3
+    path.write_text("\n".join(lines[:mid] + bogus + lines[mid:]) + "\n")
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()[-2000:]
+    r = summary_json(p, out)["records"]
+    assert r["rejected_by"]["event_time_out_of_range"] == 2 and r["rejected"] == 2
+    assert r["parsed"] == len(lines)
+    assert sorted(a["alert_id"] for a in alerts_of(p)) == sorted(w["alert_id"] for w in want)
+
+
+def test_max_future_skew(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    soon = (datetime.now(timezone.utc) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "future.jsonl"
+    path.write_text("".join(json.dumps({"eventTime": t, "eventSource": "s3.amazonaws.com",
+                                        "eventName": "GetObject", "eventID": t}) + "\n"
+                            for t in (soon, "9999-01-01T00:00:00Z")))
+    for setting, parsed in ((None, 0), ("max_future_skew=3h", 1), ("max_future_skew=0", 2)):
+        out = tmp_path / "s.json"
+        extra = ["--set", setting] if setting else []
+        p = scan([path], "--summary-json", str(out), *extra)
+        r = summary_json(p, out)["records"]
+        assert (r["parsed"], r["rejected_by"]["event_time_out_of_range"]) == (parsed, 2 - parsed), setting
+    p = scan([path], "--set", "max_future_skew=-1")
+    assert p.returncode == 4
+
+
+def test_set_record_max_takes_effect(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"eventTime": "2026-09-01T00:00:00Z", "eventSource": "s",
+                                "eventName": "N", "userAgent": "u" * 2000}) + "\n")
+    p = scan([path], "--set", "record_max=1024")
+    assert summary_count(p, "parsed") == 0 and b"rejected (too_large)" in p.stderr, p.stderr.decode()
+    p = scan([path])
+    assert summary_count(p, "parsed") == 1
+
+
+@pytest.mark.parametrize("args", [["--record-max", "10abc"], ["--record-max", "0"],
+                                  ["--record-max", "-5"], ["--record-max", ""],
+                                  ["--batch", "-1"], ["--batch", "0"], ["--batch", " 5"],
+                                  ["--batch", "99999999999999999999999"],
+                                  ["--record-max", "18446744073709551617"]])
+def test_cli_numbers_are_parsed_strictly(tmp_path, args):
+    path = tmp_path / "e.jsonl"
+    path.write_text(good_lines(1))
+    p = scan([path], *args)
+    assert p.returncode == 2, (args, p.stderr.decode())
+    assert args[0].encode() in p.stderr
+
+
+def test_over_long_config_line_is_an_error(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("# " + "x" * 4094 + "record_max = 1024\n")
+    p = subprocess.run([BIN, "scan", "-c", str(conf), "--help-config"], capture_output=True)
+    assert p.returncode == 4 and b"longer than" in p.stderr, p.stderr.decode()
+
+
+def test_empty_input_topics_is_a_configuration_error():
+    p = subprocess.run([BIN, "run", "--set", "input_topics="], capture_output=True, timeout=30)
+    assert p.returncode == 4 and b"input_topics" in p.stderr, p.stderr.decode()
+
+
+def test_directory_input_is_reported_and_the_rest_is_read(tmp_path):
+    d = tmp_path / "dir"
+    d.mkdir()
+    path = tmp_path / "e.jsonl"
+    path.write_text(good_lines(3))
+    p = scan([d, path])
+    assert p.returncode == 3, p.stderr.decode()
+    assert (str(d) + ": is a directory").encode() in p.stderr
+    assert b"inputs not read 1" in p.stderr
+    assert summary_count(p, "parsed") == 3
+
+
+def test_log_files_stream_with_bounded_memory_and_true_offsets(tmp_path):
+    """A {"Records":[...]} file is read record by record: memory holds about a
+    record, not the file; one record over the limit is rejected and skipped;
+    offsets of later rejections are still those of the file."""
+    recs = [json.loads(l) for l in good_lines(300000).splitlines()]
+    for r in recs:
+        r["requestParameters"] = {"pad": "p" * 700}
+    recs[5000]["userAgent"] = "u" * (3 << 20)            # too large
+    recs[250000]["eventName"] = 7                         # wrong type, far into the file
+    path = tmp_path / "big.json"
+    parts = [json.dumps(r) for r in recs]
+    body = '{"Records":[' + ",".join(parts) + "]}\n"
+    offset = lambda i: len('{"Records":[') + sum(len(x) + 1 for x in parts[:i])
+    path.write_text(body)
+    assert path.stat().st_size > 250 << 20  # more than the RSS bound
+    dead, out = tmp_path / "dead.jsonl", tmp_path / "s.json"
+    rc, rss, err = scan_rss([path], "--dead-letter", str(dead), "--summary-json", str(out))
+    assert rc == 0, err
+    assert rss < RSS_BOUND_KB, (rss, err)
+    r = json.loads(out.read_text())["records"]
+    assert (r["parsed"], r["rejected_by"]["too_large"], r["rejected_by"]["wrong_type"]) == \
+        (len(recs) - 2, 1, 1), r
+    letters = {l["reason"]: l for l in map(json.loads, open(dead))}
+    assert letters["wrong_type"]["offset"] == offset(250000)
+    assert letters["too_large"]["offset"] == offset(5000)

@@ -52,8 +52,13 @@ int64_t th_get_i64(struct th_rbuf *r);
 /* Copies into dst (size dstsz, always NUL-terminated, truncating). */
 void th_get_str(struct th_rbuf *r, char *dst, size_t dstsz);
 
-/* Copy a C string into a fixed buffer, truncating; NULL → "". */
+/* Copy a C string into a fixed buffer, truncating on a UTF-8 character
+ * boundary (th_copy_utf8()); NULL → "". */
 void th_strlcpy(char *dst, const char *src, size_t dstsz);
+
+/* Append @p n bytes of text, each invalid UTF-8 sequence replaced by U+FFFD:
+ * what leaves the process as text (alerts) is always valid UTF-8. */
+void th_put_utf8(struct th_wbuf *w, const char *s, size_t n);
 
 #ifdef __cplusplus
 }

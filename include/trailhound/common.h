@@ -69,6 +69,32 @@ void th_log_write(int level, const char *component, const char *fmt, ...)
 #define th_log_info(comp, ...) th_log(TH_LOG_INFO, comp, __VA_ARGS__)
 #define th_log_debug(comp, ...) th_log(TH_LOG_DEBUG, comp, __VA_ARGS__)
 
+/**
+ * @brief Copy at most @p len bytes of @p src into @p dst (size @p dst_size,
+ *        always NUL-terminated when dst_size > 0), cutting on a UTF-8
+ *        character boundary: when the text does not fit, the cut never
+ *        leaves the lead bytes of a multibyte character without its
+ *        continuation bytes, so valid UTF-8 in gives valid UTF-8 out (spec v2
+ *        §5: alert text is valid UTF-8). A NUL in the first @p len bytes ends
+ *        the copy. NULL src copies "".
+ * @returns the number of bytes copied (excluding the NUL).
+ */
+size_t th_copy_utf8n(char *dst, size_t dst_size, const char *src, size_t len);
+
+/** @brief th_copy_utf8n() of the whole C string @p src. */
+size_t th_copy_utf8(char *dst, size_t dst_size, const char *src);
+
+/**
+ * @brief Length of the well-formed UTF-8 character at @p p (RFC 3629: no
+ *        overlong forms, no surrogates, nothing above U+10FFFF), reading at
+ *        most @p avail bytes.
+ * @returns 1..4, or 0 when the bytes at p are not a whole valid character.
+ */
+size_t th_utf8_char_len(const unsigned char *p, size_t avail);
+
+/** @brief Whether the @p n bytes at @p s are entirely valid UTF-8. */
+int th_utf8_valid(const char *s, size_t n);
+
 #define TH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #ifdef __cplusplus

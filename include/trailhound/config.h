@@ -31,6 +31,8 @@ struct th_config {
 	char *asn_db, *aws_ranges;
 	uint32_t amazon_asns[64]; /* empty = the built-in table */
 	int n_amazon_asns;
+	/* parser: eventTime bound ahead of the wall clock, ms; 0 = none (spec v2 §5) */
+	int64_t max_future_skew_ms;
 	/* the Kafka worker (`run`) */
 	char *brokers;
 	char *group_id;

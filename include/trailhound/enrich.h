@@ -27,10 +27,14 @@ extern "C" {
 
 
 enum th_net_kind {
-	TH_NET_SERVICE = 0, /* not an address: "lambda.amazonaws.com", "AWS Internal", empty */
+	TH_NET_SERVICE = 0, /* an AWS service name: "AWS Internal", "<service>.amazonaws.com" */
 	TH_NET_PRIVATE,     /* RFC 1918, CGNAT, loopback, link-local, ULA, ... */
 	TH_NET_AWS,         /* an AWS address (ip-ranges.json, else an Amazon ASN) */
 	TH_NET_PUBLIC,      /* a public address that is not AWS's */
+	/* Neither an address nor a service name as AWS writes it ("aws internal",
+	 * "Lambda.amazonaws.com", "evil.example.com", empty, missing). Last, so
+	 * the stored values of the others do not change. */
+	TH_NET_UNRECOGNISED,
 };
 
 struct th_netinfo {
@@ -69,7 +73,11 @@ void th_enrich_destroy(struct th_enrich *en);
 
 /**
  * @brief Classify @p source_ip (a CloudTrail sourceIPAddress value, NUL-terminated).
- * Never fails: anything that is not an IPv4/IPv6 literal is TH_NET_SERVICE.
+ * Never fails. An IPv4/IPv6 literal is an address; exactly "AWS Internal", or
+ * one or more lowercase DNS labels ([a-z0-9-]) followed by ".amazonaws.com",
+ * is TH_NET_SERVICE; anything else, NULL and "" included, is
+ * TH_NET_UNRECOGNISED (the caller counts it and judges it remote: a name
+ * AWS does not write must never pass for Lambda's own traffic).
  */
 void th_enrich_lookup(const struct th_enrich *en, const char *source_ip, struct th_netinfo *out);
 

@@ -25,6 +25,11 @@ extern "C" {
 #define TH_PARSE_PADDING 64
 /* Default per-record size limit. */
 #define TH_RECORD_MAX_DEFAULT (1024 * 1024)
+/* Default max_future_skew (spec v2 §5): how far past the wall clock an
+ * eventTime may lie before the event is rejected as out of range. */
+#define TH_MAX_FUTURE_SKEW_DEFAULT_MS (3600LL * 1000)
+/* CloudTrail's launch, 2013-11-01T00:00:00Z: no real event is older. */
+#define TH_EVENT_TIME_MIN_MS 1383264000000LL
 
 /* Why a record was rejected. The names (th_reject_name) are the metric labels. */
 enum th_reject {
@@ -54,6 +59,7 @@ struct th_event {
 	struct {
 		const char *type, *arn, *account_id, *access_key_id, *invoked_by, *principal_id;
 		const char *session_issuer_arn; /* sessionContext.sessionIssuer.arn */
+		const char *session_issuer_account_id; /* sessionContext.sessionIssuer.accountId */
 		const char *creation_date;      /* sessionContext.attributes.creationDate */
 		int64_t creation_ms;            /* 0 when absent or unparsable */
 	} ui;
@@ -71,6 +77,18 @@ struct th_parser;
 /** @brief Create a parser. @returns 0 or TH_ENOMEM. Free with th_parser_destroy(). */
 int th_parser_new(struct th_parser **pp, size_t record_max);
 void th_parser_destroy(struct th_parser *p);
+
+/**
+ * @brief Set how far ahead of the wall clock an eventTime may be (spec v2 §5);
+ *        later events are rejected as TH_REJECT_EVENT_TIME_OUT_OF_RANGE, as are
+ *        events before TH_EVENT_TIME_MIN_MS. 0 disables the future bound (the
+ *        lower bound always holds). A new parser uses TH_MAX_FUTURE_SKEW_DEFAULT_MS.
+ *        This bound is the only place the parser reads the wall clock.
+ */
+void th_parser_set_max_future_skew(struct th_parser *p, int64_t ms);
+
+/** @brief The per-record size limit the parser was created with. */
+size_t th_parser_record_max(const struct th_parser *p);
 
 /**
  * @brief Parse one CloudTrail event record.

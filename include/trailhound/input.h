@@ -10,7 +10,8 @@
  *
  * Bad input never stops the stream: each rejected record is reported through
  * the sink's on_reject with its byte offset and reason, and framing resyncs at
- * the next line that starts a JSON value.
+ * the next line that starts a JSON value. Memory stays bounded whatever the
+ * input (see src/input.c).
  */
 #ifndef TRAILHOUND_INPUT_H
 #define TRAILHOUND_INPUT_H
@@ -71,8 +72,11 @@ struct th_input;
 
 /**
  * @brief Open a file ("-" = stdin); gzip is detected automatically.
- * @param doc_max largest top-level value held in memory (a {"Records":[…]} file).
- * @returns 0, or TH_ENOTFOUND / TH_EIO with errstr set.
+ * @param doc_max last bound on a top-level value held in memory; 0 = 256 MiB.
+ *        Values are in practice bounded by the parser's record_max (plus 64 KiB
+ *        of envelope): containers stream record by record, and a longer record
+ *        is rejected and skipped without being buffered.
+ * @returns 0, or TH_ENOTFOUND / TH_EIO / TH_EINVAL (a directory) with errstr set.
  */
 int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char *errstr,
 		  size_t errstr_size);

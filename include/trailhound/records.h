@@ -1,7 +1,9 @@
 /*
  * The detector's records and their keys in the state store. Layouts are
  * documented in docs/state-format.md; every value starts with a format
- * version byte, and every key with a one-letter record type:
+ * version byte (TH_REC_VERSION; TH_DEDUP_VERSION for the dedup ledger, whose
+ * decoder also reads version-1 values), and every key with a one-letter
+ * record type:
  *
  *   a|<account>                          account: first event time
  *   b|<account>|<asn>                    account egress ASN baseline: last seen
@@ -14,6 +16,9 @@
  *   q|<role ARN>|<account>|<access key>  index of held keys by role
  *
  * '|' is the byte 0x1f in real keys (it cannot occur in ARNs or key IDs).
+ * A part longer than TH_KEY_PART_MAX bytes (or holding a 0x1f) is stored as
+ * its first bytes, '~' and the hex SHA-256 of the whole part, so that every
+ * key fits LMDB's 511-byte limit whatever the input (th_key()).
  */
 #ifndef TRAILHOUND_RECORDS_H
 #define TRAILHOUND_RECORDS_H
@@ -30,6 +35,24 @@ extern "C" {
 
 #define TH_REC_VERSION 1
 #define TH_KEY_SEP '\x1f'
+
+/* Keys: LMDB's compiled-in maximum key size (mdb_env_get_maxkeysize()) is
+ * 511 bytes. The longest key has 5 parts (the dedup ledger), so with every
+ * part mapped to at most TH_KEY_PART_MAX bytes a key is at most
+ * 1 + 5 * (1 + 101) = 511 bytes, whatever the input. */
+#define TH_KEY_MAX 511
+#define TH_KEY_SIZE (TH_KEY_MAX + 1) /* a buffer for any key, with its NUL */
+#define TH_KEY_MAX_PARTS 5
+#define TH_KEY_PART_MAX ((TH_KEY_MAX - 1) / TH_KEY_MAX_PARTS - 1)
+/* A long part becomes <prefix>~<64 hex digits of SHA-256(part)>. */
+#define TH_KEY_DIGEST_MARK '~'
+#define TH_KEY_DIGEST_HEX 64
+#define TH_KEY_PREFIX_KEEP (TH_KEY_PART_MAX - 1 - TH_KEY_DIGEST_HEX)
+
+/* Room for an ARN of any length AWS allows: an IAM role or user ARN reaches
+ * about 600 characters (512-character path + 64-character name); the
+ * parser rejects longer ones, so these fields never cut a legal ARN. */
+#define TH_ARN_SIZE 1024
 
 /* Summary of one call event: what an alert (or a deferred decision) needs. */
 struct th_call {
@@ -66,7 +89,7 @@ struct th_alert_ref {
 
 struct th_token {
 	uint8_t origin; /* enum th_origin */
-	char role_arn[256], session[128], function[128], identity[256];
+	char role_arn[TH_ARN_SIZE], session[128], function[128], identity[TH_ARN_SIZE];
 	int64_t issued_ms, expiry_ms, first_seen_ms, last_seen_ms;
 	uint32_t inside, outside;
 	uint8_t n_ips;
@@ -109,7 +132,7 @@ struct th_sighting {
 #define TH_HELD_MAX 8
 struct th_held {
 	int64_t expiry_ms;
-	char role_arn[256];
+	char role_arn[TH_ARN_SIZE];
 	uint8_t n;
 	struct th_call calls[TH_HELD_MAX];
 	/* ASNs seen from public addresses while held: taught to the account
@@ -119,10 +142,19 @@ struct th_held {
 	int64_t asn_ms[TH_HELD_MAX];
 };
 
+/* The dedup ledger of one key: every alert raised for it that an event
+ * still to come could fall within the dedup window of (docs/state-format.md).
+ * Alerts of one key are at least the dedup period apart, so the entries kept
+ * for a bounded lateness are few; when full, the oldest gives way. */
+#define TH_DEDUP_VERSION 2 /* version 1 held the last alert only */
+#define TH_DEDUP_MAX 16
 struct th_dedup {
-	int64_t last_alert_ms;
-	uint64_t count; /* matches in the window, suppressed ones included */
-	char alert_id[33];
+	uint8_t n;
+	struct {
+		int64_t alert_ms; /* event time of the alert */
+		uint64_t count;   /* matches it covers, itself and suppressed ones */
+		char alert_id[33];
+	} alerts[TH_DEDUP_MAX]; /* sorted by alert_ms, oldest first */
 };
 
 /* Reset to an empty record (cheaper than zeroing the whole struct). */
@@ -130,7 +162,11 @@ void th_token_clear(struct th_token *t);
 void th_role_clear(struct th_role *ro);
 void th_held_clear(struct th_held *h);
 
-/* Encoders append to w (after th_wbuf_reset); decoders return 0 or TH_EPARSE. */
+/* Encoders append to w (after th_wbuf_reset). Decoders read untrusted bytes
+ * (a store, a changelog record): they never read outside [p, p + n) and
+ * return 0, or TH_EPARSE for a truncated, over-long or garbled value (a
+ * wrong version byte, a count over its array's size, a string holding a NUL,
+ * trailing bytes). On TH_EPARSE the output struct holds no meaning. */
 void th_call_encode(struct th_wbuf *w, const struct th_call *c);
 int th_call_decode(struct th_rbuf *r, struct th_call *c);
 void th_token_encode(struct th_wbuf *w, const struct th_token *t);
@@ -149,8 +185,32 @@ void th_sighting_update(struct th_sighting *s, const char *key, int64_t t);
 /* Last time seen by a key other than @p key (0 when never). */
 int64_t th_sighting_other(const struct th_sighting *s, const char *key);
 
-/* Build a key "<type><sep>part<sep>part..." into buf; returns its length. */
+/**
+ * @brief Build the key "<type><sep>part<sep>part..." into @p buf.
+ *
+ * Each part is mapped on its own: one of at most TH_KEY_PART_MAX bytes
+ * without a TH_KEY_SEP is kept as it is; any other becomes its first
+ * TH_KEY_PREFIX_KEEP bytes (0x1f bytes shown as '?'), '~' and the 64 hex
+ * digits of the SHA-256 of the whole part: at most TH_KEY_PART_MAX bytes.
+ * So distinct long parts give distinct keys (no truncation into collisions),
+ * a key built from fewer parts is a prefix of one built from more (prefix
+ * scans), and mapping a mapped part again leaves it as it is (a part read
+ * back out of a key rebuilds the same key). NULL parts are empty.
+ *
+ * @param size   room in buf; TH_KEY_SIZE always suffices
+ * @param nparts 0..TH_KEY_MAX_PARTS
+ * @returns the key's length (<= TH_KEY_MAX), or 0 with buf "" when nparts is
+ *          out of range or the key does not fit in @p size: never a
+ *          truncated key, which could collide with another.
+ */
 size_t th_key(char *buf, size_t size, char type, int nparts, ...);
+
+/**
+ * @brief Map one key part as th_key() does into @p out (TH_KEY_PART_MAX + 1
+ *        bytes), e.g. to compare a user-given ARN with parts read from keys.
+ * @returns the mapped length.
+ */
+size_t th_key_part(char out[TH_KEY_PART_MAX + 1], const char *part);
 
 #ifdef __cplusplus
 }

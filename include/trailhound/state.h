@@ -31,6 +31,9 @@ extern "C" {
 #endif
 
 #define TH_STATE_FORMAT_VERSION 1
+/* In the store's directory while it is open for writing: the boot id of the
+ * machine that opened it (a clean close removes it). */
+#define TH_STATE_OPEN_MARKER "trailhound.open"
 #define TH_STATE_NO_OFFSET INT64_MIN
 
 struct th_state;
@@ -42,7 +45,13 @@ struct th_state_stats {
 
 /**
  * @brief Open (creating if needed) the store in directory @p dir.
- * @param map_size LMDB map size in bytes (0 = 4 GiB).
+ *
+ * An existing store is verified first, in a forked child (a structural walk
+ * of data.mdb and a cursor over every record: liblmdb crashes on corrupt
+ * pages, the child may, this process does not), and its open marker
+ * (TH_STATE_OPEN_MARKER) is checked against the boot id. See
+ * docs/state-format.md for the failure each check covers.
+ * @param map_size initial LMDB map size in bytes (0 = 4 GiB); it grows when full.
  * @returns 0; TH_EUNTRUSTED when the store exists but cannot be trusted
  *          (not closed cleanly across a system crash, corrupt, another
  *          program's file, another format version): the caller rebuilds it
@@ -51,6 +60,25 @@ struct th_state_stats {
  */
 int th_state_open(struct th_state **stp, const char *dir, size_t map_size, char *errstr,
 		  size_t errstr_size);
+/**
+ * @brief Open an existing store read-only (`trailhound inspect`): works on a
+ *        read-only directory or filesystem (without LMDB's lock file when it
+ *        cannot be created), checks trust as th_state_open() does, and never
+ *        writes. put/del only touch the cache; commit and wipe return
+ *        TH_EINVAL.
+ * @returns as th_state_open(); TH_ESTATE also when there is no store.
+ */
+int th_state_open_readonly(struct th_state **stp, const char *dir, char *errstr,
+			   size_t errstr_size);
+
+/**
+ * @brief Delete a store's files in @p dir (data, lock file, open marker), so
+ *        that th_state_open() creates a new one: how a caller rebuilds a
+ *        store that was TH_EUNTRUSTED. The store must not be open.
+ * @returns 0 or a negative errno.
+ */
+int th_state_remove_files(const char *dir);
+
 /** @brief Sync and close; uncommitted changes are dropped. NULL is a no-op. */
 void th_state_close(struct th_state *st);
 

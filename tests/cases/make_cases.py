@@ -8,9 +8,13 @@ says which alerts the detector must raise (docs/detections.md).  Running
 
 (re)writes, for every case, `<group>/<name>.jsonl` (the events, one per line, in
 arrival order), `<name>.expected.jsonl` (the alerts; empty = no alert) and, when
-needed, `<name>.args` (extra `scan` arguments, one token per line), plus
+needed, `<name>.args` (extra `scan` arguments, one token per line),
+`<name>.counters.json` (the `scan --summary-json` counters the story names,
+Case.counters) and `<name>.twin` (a no-alert case's positive twin: the same
+events with one field of one event changed, which must alert; Case.twin), plus
 `INDEX.md` (the list of cases and what each expects).  Output is deterministic:
-the generated files are committed and are what tests/run_cases.py reads.
+the generated files are committed and are what tests/run_cases.py reads;
+`make_cases.py --check` fails when they are out of date.
 
 Every case stands alone: it starts with the account's first event (an IAM user's
 ConsoleLogin + ListBuckets from the office, which also starts the activation
@@ -31,12 +35,16 @@ ip-ranges.json; same blocks as tools/gen_sample.py):
   AWS eu-west-1 EC2  54.75.163.40 (AS16509)   -- "another region"
   private      10.20.3.41, 172.31.40.7   (ASN 0)
 """
+import argparse
 import calendar
+import copy
+import filecmp
 import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -176,11 +184,19 @@ def token(*parts):
 CASES = []
 
 
+DELETE = object()  # a twin's new value that removes the field
+OMIT = object()    # expect(): do not pin this field
+
+
 class Case:
     def __init__(self, group, name, doc, args=()):
         self.group, self.name, self.doc, self.args = group, name, doc, list(args)
         self.events = []
         self.expected = []
+        self.counter_want = {}   # subset of `scan --summary-json`, checked exactly
+        self.twin_name = None    # no-alert case: its positive twin (same group)
+        self.twin_of = None      # a twin: the no-alert case it answers
+        self.derived = []        # twins and controls, written after this case
         self.account(ACCT)
 
     def account(self, acct):
@@ -190,7 +206,9 @@ class Case:
 
     # ---- plumbing ----------------------------------------------------------------------
     def _add(self, ev):
-        n = len(self.events) + 1
+        # numbered by creation, not position: a story may pop events it built (late_record)
+        self._n = getattr(self, "_n", 0) + 1
+        n = self._n
         ev["requestID"] = uuid_of(self.group, self.name, "req", str(n))
         ev["eventID"] = uuid_of(self.group, self.name, "event", str(n))
         # keep CloudTrail's field order: ids after the parameters
@@ -335,14 +353,22 @@ class Case:
                            "clientProvidedHostHeader": "lambda.%s.amazonaws.com" % region}})
 
     # ---- expectations ------------------------------------------------------------------
-    def expect(self, ev, variation, function=FN, session=None, upgrade_of=None, asn=None):
+    def expect(self, ev, variation, function=FN, session=None, upgrade_of=None, asn=None, source_ip=None):
+        """An alert of `variation` on event `ev`.  function=None: a token that names no
+        function (Lambda's poller sessions); the runner accepts null, "" or absent.
+        asn=0 for sources that are no address; source_ip=OMIT leaves it unpinned
+        (empty or missing sourceIPAddress)."""
         name, sev = ALERT[variation]
-        ip = ev["sourceIPAddress"]
+        ip = ev.get("sourceIPAddress")
         if asn is None:
             asn = {v[0]: v[1] for v in IP.values()}[ip]
         want = {"variation": variation, "alert_name": name, "severity": sev, "event_id": ev["eventID"],
                 "account_id": ev["userIdentity"]["accountId"], "role_arn": ev["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"],
                 "access_key_id": ev["userIdentity"]["accessKeyId"], "source_ip": ip, "asn": asn}
+        if source_ip is OMIT:
+            del want["source_ip"]
+        elif source_ip is not None:
+            want["source_ip"] = source_ip
         if variation <= 4:
             want["function_name"] = function
         else:
@@ -351,6 +377,60 @@ class Case:
             want["upgrade_of_variation"] = upgrade_of
         self.expected.append(want)
 
+    def counters(self, **kw):
+        """Counters of `scan --summary-json` this story names; compared exactly.
+        detector counters by name; rejected_by={reason: n} / rejected=n for records."""
+        for k, v in kw.items():
+            if k in ("rejected", "rejected_by", "read", "parsed"):
+                self.counter_want.setdefault("records", {})[k] = v
+            elif k == "alerts_total":
+                self.counter_want.setdefault("alerts", {})["total"] = v
+            else:
+                self.counter_want.setdefault("detector", {})[k] = v
+
+    def derive(self, suffix, doc, mutate=None, drop=()):
+        """A copy of this case's events (same IDs) named <name>_<suffix>, with one field of
+        one event changed (mutate=(event, "dotted.path", value or DELETE)) or some events
+        left out (drop).  Returns it for its own expect()/counters(); map events of this
+        case to the copy with .ev(event)."""
+        d = Case(self.group, "%s_%s" % (self.name, suffix), doc, self.args)
+        d.account(self.acct)
+        idx = {id(e): i for i, e in enumerate(self.events)}
+        dropped = {idx[id(e)] for e in drop}
+        d._map = {}
+        for i, e in enumerate(self.events):
+            if i in dropped:
+                continue
+            d._map[i] = len(d.events)
+            d.events.append(copy.deepcopy(e))
+        d._src = idx
+        if mutate is not None:
+            ev, path, value = mutate
+            target = d.events[d._map[idx[id(ev)]]]
+            *parents, leaf = path.split(".")
+            for p in parents:
+                target = target[p]
+            if value is DELETE:
+                del target[leaf]
+            else:
+                assert target.get(leaf, DELETE) != value, "a twin must change its field"
+                target[leaf] = value
+        self.derived.append(d)
+        return d
+
+    def ev(self, original):
+        """In a derived case: its copy of the parent's event `original`."""
+        return self.events[self._map[self._src[id(original)]]]
+
+    def twin(self, ev, path, value, doc):
+        """The positive twin of this no-alert case: the same story with one field of one
+        event changed, which must alert (tests/run_cases.py checks both)."""
+        t = self.derive("twin", "Positive twin of %s: %s" % (self.name, " ".join(doc.split())),
+                        mutate=(ev, path, value))
+        self.twin_name = t.name
+        t.twin_of = self.name
+        return t
+
 
 def case(group, name, args=()):
     """Decorator: the function's docstring is the case's description."""
@@ -358,6 +438,7 @@ def case(group, name, args=()):
         c = Case(group, name, " ".join(f.__doc__.split()), args)
         f(c)
         CASES.append(c)
+        CASES.extend(c.derived)
         return f
     return deco
 
@@ -435,12 +516,17 @@ def _(c):
 @case("variations", "v2_negative_cli_exec_env_inside")
 def _(c):
     """The function shells out to aws-cli inside Lambda (aws-cli UA with exec-env/), from two
-    us-east-1 EC2 addresses: inside use, not V2 -> no alert."""
+    us-east-1 EC2 addresses: inside use, not V2 -> no alert (2 inside uses, 0 remote)."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
     c.call(at(ATTACK, 10, 1), k, "aws_use1", "cli_in_lambda", "buckets", creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 2), k, "aws_use1_b", "cli_in_lambda", "param", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 2), k, "aws_use1_b", "cli_in_lambda", "param", creation=at(ATTACK, 10))
+    c.counters(inside_uses=2, remote_uses=0)
+    t = c.twin(r, "sourceIPAddress", IP["do"][0],
+               """the second call comes from DigitalOcean: the key was used inside and the remote
+               call claims exec-env/ -> V1, not V2.""")
+    t.expect(t.ev(r), 1)
 
 
 @case("variations", "v3_corporate_asn")
@@ -556,6 +642,7 @@ def _(c):
     c.call(at(ATTACK, 14, 6), key("BOB2"), "do", "laptop_boto3", "secrets", session="bob-debug",
            creation=at(ATTACK, 14))
     c.expect(r, 5)
+    c.counters(suppressed_dedup=1)
 
 
 @case("variations", "v5_other_session_aws_other_region")
@@ -577,85 +664,125 @@ def _(c):
 @case("exclusions", "invoked_by")
 def _(c):
     """A call with the issued key carrying userIdentity.invokedBy (a service acting on the
-    function's behalf), even from a public address -> no alert."""
+    function's behalf), even from a public address -> no alert (1 excluded)."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
-    c.call(at(ATTACK, 10, 30), k, "do", "boto3", "decrypt", creation=at(ATTACK, 10),
-           invoked_by="lambda.amazonaws.com")
+    r = c.call(at(ATTACK, 10, 30), k, "do", "boto3", "decrypt", creation=at(ATTACK, 10),
+               invoked_by="lambda.amazonaws.com")
+    c.counters(excluded=1)
+    t = c.twin(r, "userIdentity.invokedBy", DELETE,
+               "the call carries no invokedBy: a remote use of the token -> V4 (0 excluded).")
+    t.expect(t.ev(r), 4)
+    t.counters(excluded=0)
 
 
 @case("exclusions", "source_service_names")
 def _(c):
-    """Calls with the issued key whose sourceIPAddress is a service name:
-    lambda.amazonaws.com, AWS Internal, kms.amazonaws.com -> no alert."""
+    """Calls with the issued key whose sourceIPAddress is a service name as AWS writes it
+    (exact case): lambda.amazonaws.com, AWS Internal, kms.amazonaws.com -> no alert (3
+    excluded, 0 source_unrecognised). Issuance events are not calls: not counted as excluded."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
     c.call(at(ATTACK, 10, 10), k, "lambda.amazonaws.com", "lambda.amazonaws.com", "decrypt",
            creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 11), k, "AWS Internal", "AWS Internal", "table", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 11), k, "AWS Internal", "AWS Internal", "table", creation=at(ATTACK, 10))
     c.call(at(ATTACK, 10, 12), k, "kms.amazonaws.com", "kms.amazonaws.com", "decrypt", creation=at(ATTACK, 10))
+    c.counters(excluded=3, source_unrecognised=0)
+    t = c.twin(r, "sourceIPAddress", "aws internal",
+               """spec v2: `aws internal` (wrong case) is no service name AWS writes: counted as
+               source_unrecognised, judged remote with unknown ASN -> V4, ASN 0 (2 excluded,
+               1 source_unrecognised).""")
+    t.expect(t.ev(r), 4, asn=0)
+    t.counters(excluded=2, source_unrecognised=1)
 
 
 @case("exclusions", "awslambda_session")
 def _(c):
-    """Lambda's service session (awslambda_<n>_<time>, an event-source poller) of the
-    function's role, used from a public address -- once with its issuance, once a key
-    whose issuance was never seen -> no alert."""
+    """Spec v2 (was: no alert, the name excluded the session). Lambda's service sessions
+    (awslambda_<n>_<time>, event-source pollers) of the function's role, used from public
+    addresses with the poller's aws-internal/ UA. POLLER1 was issued by Lambda: a Lambda
+    token naming no function, its remote use claims an AWS-internal UA -> V1 (function none).
+    POLLER2's issuance is never seen: its name decides nothing, so it is held and, at the end
+    of input, judged an other session of the Lambda role with unknown identity -> V5."""
     c.office_start()
     s1 = "awslambda_292_20260322100000334"
     s2 = "awslambda_744_20260322101500896"
     k1, k2 = key("POLLER1"), key("POLLER2")
     c.issue(at(ATTACK, 10), k1, fn=s1)
-    c.call(at(ATTACK, 10, 5), k1, "do", "poller", "table", session=s1, creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 20), k2, "ovh", "poller", "table", session=s2, creation=at(ATTACK, 10, 15))
+    r1 = c.call(at(ATTACK, 10, 5), k1, "do", "poller", "table", session=s1, creation=at(ATTACK, 10))
+    r2 = c.call(at(ATTACK, 10, 20), k2, "ovh", "poller", "table", session=s2, creation=at(ATTACK, 10, 15))
+    c.expect(r1, 1, function=None)
+    c.expect(r2, 5)
+    c.counters(excluded=0, held=1)
 
 
 @case("exclusions", "inside_aws_same_region")
 def _(c):
     """Issued key used from AWS EC2 addresses of us-east-1 (the function's region, from the
-    issuance), IPv4 and IPv6, with a custom runtime's UA (no exec-env/) -> inside, no alert."""
+    issuance), IPv4 and IPv6, with a custom runtime's UA (no exec-env/) -> inside, no alert
+    (3 inside uses, 0 remote)."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
     c.call(at(ATTACK, 10, 1), k, "aws_use1", "custom_runtime", "secret", creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 2), k, "aws_use1_b", "custom_runtime", "secret", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 2), k, "aws_use1_b", "custom_runtime", "secret", creation=at(ATTACK, 10))
     c.call(at(ATTACK, 10, 3), k, "aws_use1_v6", "custom_runtime", "secret", creation=at(ATTACK, 10))
+    c.counters(inside_uses=3, remote_uses=0)
+    t = c.twin(r, "sourceIPAddress", IP["aws_euw1"][0],
+               """the second call comes from eu-west-1 EC2, where the function never runs: the key
+               is used from two networks -> V1 (AS16509).""")
+    t.expect(t.ev(r), 1)
 
 
 @case("exclusions", "vpce_own_account")
 def _(c):
     """VPC function: calls through a VPC endpoint of the account itself, with
-    vpcEndpointAccountId = the account and without vpcEndpointAccountId -> inside, no alert."""
+    vpcEndpointAccountId = the account and without vpcEndpointAccountId -> inside, no alert
+    (2 inside uses, 0 remote)."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
-    c.call(at(ATTACK, 10, 1), k, "private10", "runtime", "secret", creation=at(ATTACK, 10),
-           vpce="vpce-0a1b2c3d4e5f60718", vpce_acct=ACCT)
+    r = c.call(at(ATTACK, 10, 1), k, "private10", "runtime", "secret", creation=at(ATTACK, 10),
+               vpce="vpce-0a1b2c3d4e5f60718", vpce_acct=ACCT)
     c.call(at(ATTACK, 10, 2), k, "private10", "runtime", "param", creation=at(ATTACK, 10),
            vpce="vpce-0a1b2c3d4e5f60718")
+    c.counters(inside_uses=2, remote_uses=0)
+    t = c.twin(r, "vpcEndpointAccountId", FOREIGN_ACCT,
+               """the first call's endpoint belongs to another account: remote, claiming exec-env/
+               -> V1, ASN 0.""")
+    t.expect(t.ev(r), 1, asn=0)
 
 
 @case("exclusions", "private_no_endpoint")
 def _(c):
-    """Calls from a private address without vpcEndpointId (172.31/16, 10/8) -> inside, no alert."""
+    """Calls from a private address without vpcEndpointId (172.31/16, 10/8) -> inside, no alert
+    (2 inside uses, 0 remote)."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
     c.call(at(ATTACK, 10, 1), k, "private172", "boto3", "secret", creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 2), k, "private10", "boto3", "secret", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 2), k, "private10", "boto3", "secret", creation=at(ATTACK, 10))
+    c.counters(inside_uses=2, remote_uses=0)
+    t = c.twin(r, "sourceIPAddress", IP["do"][0],
+               "the second call comes from DigitalOcean: two networks -> V1.")
+    t.expect(t.ev(r), 1)
 
 
 @case("exclusions", "other_session_inside_role_region")
 def _(c):
     """bob's session of the Lambda role used from an EC2 address of us-east-1 (the role's
-    function region, e.g. bob's instance) -> inside -> no alert."""
+    function region, e.g. bob's instance) -> inside -> no alert (1 inside use, 0 remote)."""
     c.office_start()
     c.issue(at(1, 8), key("ENV0"))
     c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "bob-debug")
-    c.call(at(ATTACK, 14, 5), key("BOB2"), "aws_use1_b", "boto3", "secret", session="bob-debug",
-           creation=at(ATTACK, 14))
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "aws_use1_b", "boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 14))
+    c.counters(inside_uses=1, remote_uses=0)
+    t = c.twin(r, "sourceIPAddress", IP["aws_euw1"][0],
+               "bob's session is used from eu-west-1 EC2, outside the role's regions -> V5 (AS16509).")
+    t.expect(t.ev(r), 5)
 
 
 # =======================================================================================
@@ -676,16 +803,29 @@ def _(c):
     c.office_start(at(0, 9))
     k = key("ENV1")
     c.issue(at(13, 8, 50), k)
-    c.call(at(13, 9), k, "do", "boto3", "secrets", creation=at(13, 8, 50))
+    r = c.call(at(13, 9), k, "do", "boto3", "secrets", creation=at(13, 8, 50))
+    c.counters(suppressed_activation=1)
+    t = c.twin(c.events[0], "eventTime", iso(at(-1, 9)),
+               """the account's first event (alice's ConsoleLogin) is a day earlier: the use is
+               exactly 14 days after it -> V4 (0 activation suppressions).""")
+    t.expect(t.ev(r), 4)
+    t.counters(suppressed_activation=0)
 
 
 @case("periods", "activation_1s_short")
 def _(c):
-    """Remote use 13 d 23:59:59 after the account's first event -> no alert."""
+    """Remote use 13 d 23:59:59 after the account's first event -> no alert (1 activation
+    suppression)."""
     c.office_start(at(0, 9))
     k = key("ENV1")
     c.issue(at(13, 8, 50), k)
-    c.call(at(14, 8, 59, 59), k, "do", "boto3", "secrets", creation=at(13, 8, 50))
+    r = c.call(at(14, 8, 59, 59), k, "do", "boto3", "secrets", creation=at(13, 8, 50))
+    c.counters(suppressed_activation=1)
+    t = c.twin(c.events[0], "eventTime", iso(at(0, 8, 59, 59)),
+               """the account's first event is one second earlier: the use is exactly 14 days
+               after it -> V4 (0 activation suppressions).""")
+    t.expect(t.ev(r), 4)
+    t.counters(suppressed_activation=0)
 
 
 @case("periods", "activation_day14")
@@ -701,21 +841,25 @@ def _(c):
 @case("periods", "dedup_6_days")
 def _(c):
     """orders-api's key stolen and used from DigitalOcean on day 20 (V4), another key of the
-    same function used from another DigitalOcean address 6 days later -> deduplicated."""
+    same function used from another DigitalOcean address 6 days later -> deduplicated (1
+    dedup suppression)."""
     c.office_start()
     r = theft(c, ATTACK, "ENV1", "do")
     theft(c, ATTACK + 6, "ENV2", "do2")
     c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
 
 
 @case("periods", "dedup_7_days_exact")
 def _(c):
-    """Same as dedup_6_days but exactly 7 days later: outside the window -> two V4."""
+    """Same as dedup_6_days but exactly 7 days later: outside the window -> two V4 (0 dedup
+    suppressions)."""
     c.office_start()
     r1 = theft(c, ATTACK, "ENV1", "do")
     r2 = theft(c, ATTACK + 7, "ENV2", "do2")
     c.expect(r1, 4)
     c.expect(r2, 4)
+    c.counters(suppressed_dedup=0)
 
 
 @case("periods", "dedup_8_days")
@@ -836,6 +980,7 @@ def _(c):
     c.account(ACCT)
     r = theft(c, ATTACK, "ENV1", "do", hh=11)
     c.expect(r, 4)
+    c.counters(suppressed_activation=1)
 
 
 # =======================================================================================
@@ -1050,12 +1195,17 @@ def _(c):
 @case("network", "no_ranges_aws_other_region_with_inside", args=["@NO_RANGES@"])
 def _(c):
     """As aws_other_region_with_inside, without ip-ranges.json: AWS addresses are known by
-    Amazon ASN only, their region is unknown, so eu-west-1 EC2 counts as inside -> no alert."""
+    Amazon ASN only, their region is unknown, so eu-west-1 EC2 counts as inside -> no alert
+    (2 inside uses, 0 remote)."""
     c.office_start()
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
     c.call(at(ATTACK, 10, 5), k, "aws_use1", "runtime", "secret", creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 20), k, "aws_euw1", "boto3", "secrets", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 20), k, "aws_euw1", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.counters(inside_uses=2, remote_uses=0)
+    t = c.twin(r, "sourceIPAddress", IP["do"][0],
+               "without ip-ranges.json, the second call comes from DigitalOcean: still remote -> V1.")
+    t.expect(t.ev(r), 1)
 
 
 @case("network", "no_ranges_public_with_inside", args=["@NO_RANGES@"])
@@ -1084,12 +1234,18 @@ def _(c):
 def _(c):
     """orders-api is deployed in us-east-1 and eu-west-1 with the same role (issuances in both
     regions): a us-east-1 key used from eu-west-1 EC2 is in a region where the function runs
-    -> inside, no alert."""
+    -> inside, no alert (1 inside use, 0 remote)."""
     c.office_start()
     k = key("ENV1")
-    c.issue(at(ATTACK, 9), key("ENVEU1"), region="eu-west-1")
+    eu = c.issue(at(ATTACK, 9), key("ENVEU1"), region="eu-west-1")
     c.issue(at(ATTACK, 10), k)
-    c.call(at(ATTACK, 10, 20), k, "aws_euw1", "runtime", "secret", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 20), k, "aws_euw1", "runtime", "secret", creation=at(ATTACK, 10))
+    c.counters(inside_uses=1, remote_uses=0)
+    t = c.twin(eu, "awsRegion", REGION,
+               """the first issuance is in us-east-1 too: eu-west-1 is no region of the
+               function, so its use from eu-west-1 EC2 is remote and claims exec-env/ -> V1
+               (AS16509).""")
+    t.expect(t.ev(r), 1)
 
 
 @case("network", "other_session_role_region_from_service_session")
@@ -1160,10 +1316,17 @@ def _(c):
 @case("learning", "exec_env_claim_public_no_learning")
 def _(c):
     """An exec-env/ UA from a public address teaches nothing (the UA is attacker-controlled):
-    the role never becomes Lambda's, the held use is dropped -> no alert."""
+    the role never becomes Lambda's, both held uses (keys ENV1, ENV2) expire and are dropped
+    -> no alert (2 held, 2 expired, 0 resolved)."""
     c.office_start()
-    c.call(at(ATTACK, 10, 20), key("ENV1"), "do", "runtime", "secrets", creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 25), key("ENV2"), "do", "boto3", "secrets", creation=at(ATTACK, 10, 5))
+    r = c.call(at(ATTACK, 10, 20), key("ENV1"), "do", "runtime", "secrets", creation=at(ATTACK, 10))
+    r2 = c.call(at(ATTACK, 10, 25), key("ENV2"), "do", "boto3", "secrets", creation=at(ATTACK, 10, 5))
+    c.counters(held=2, held_expired=2, held_resolved=0)
+    t = c.twin(r, "sourceIPAddress", IP["aws_use1"][0],
+               """ENV1's exec-env/ call comes from us-east-1 EC2: runtime learning makes the role
+               Lambda's and orders-api its function; ENV2 (session orders-api, no AssumeRole
+               seen) used from DigitalOcean is a token -> V4.""")
+    t.expect(t.ev(r2), 4)
 
 
 @case("learning", "unknown_key_known_role_held")
@@ -1250,11 +1413,582 @@ def _(c):
 def _(c):
     """Runtime learning only (exec-env/ call from us-east-1 EC2) never adds a region: the same
     key then used from eu-west-1 EC2 is still inside (no region of the function known) -> no
-    alert (documented limit)."""
+    alert (documented limit; 2 inside uses, 0 remote)."""
     c.office_start()
     k = key("ENV1")
     c.call(at(ATTACK, 10, 5), k, "aws_use1", "runtime", "secret", creation=at(ATTACK, 10))
-    c.call(at(ATTACK, 10, 20), k, "aws_euw1", "boto3", "secrets", creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 20), k, "aws_euw1", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.counters(inside_uses=2, remote_uses=0)
+    t = c.twin(r, "sourceIPAddress", IP["do"][0],
+               "the second call comes from DigitalOcean: two networks -> V1.")
+    t.expect(t.ev(r), 1)
+
+
+# =======================================================================================
+# sessions (spec v2 §5): who issued a session decides, never its name
+# =======================================================================================
+POLLER = "awslambda_292_20260322100000334"
+
+
+@case("sessions", "poller_issued_then_remote")
+def _(c):
+    """Spec v2: Lambda issues a key to its event-source poller (roleSessionName
+    awslambda_292_<timestamp>); the key is then used from OVH with plain boto3: a Lambda token
+    naming no function, judged against the role's regions (us-east-1) -> V4, function none."""
+    c.office_start()
+    k = key("POLLER1")
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    r = c.call(at(ATTACK, 10, 20), k, "ovh", "boto3", "secret", session=POLLER, creation=at(ATTACK, 10))
+    c.expect(r, 4, function=None)
+    c.counters(held=0, excluded=0)
+
+
+@case("sessions", "poller_remote_then_issued")
+def _(c):
+    """Spec v2, other arrival order: the role is Lambda's (orders-api's issuance, day 1); the
+    poller key's use from OVH (boto3) arrives before its issuance by Lambda: held (the name
+    decides nothing), then the issuance makes it a Lambda token -> V4, function none
+    (1 held, 1 resolved)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    k = key("POLLER1")
+    r = c.call(at(ATTACK, 10, 20), k, "ovh", "boto3", "secret", session=POLLER, creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    c.expect(r, 4, function=None)
+    c.counters(held=1, held_resolved=1, held_expired=0)
+
+
+@case("sessions", "poller_remote_then_issued_role_unknown")
+def _(c):
+    """Spec v2: as poller_remote_then_issued, but nothing made the role Lambda's before: the
+    poller's issuance is the first sign of it -> V4, function none (1 held, 1 resolved)."""
+    c.office_start()
+    k = key("POLLER1")
+    r = c.call(at(ATTACK, 10, 20), k, "ovh", "boto3", "secret", session=POLLER, creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    c.expect(r, 4, function=None)
+    c.counters(held=1, held_resolved=1, held_expired=0)
+
+
+@case("sessions", "poller_inside_role_region")
+def _(c):
+    """Spec v2: the poller key (issued by Lambda in us-east-1) is used from us-east-1 EC2 with
+    the poller's aws-internal/ UA: an AWS address of the role's region -> inside, no alert
+    (1 inside use, 0 remote, 0 excluded)."""
+    c.office_start()
+    k = key("POLLER1")
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    r = c.call(at(ATTACK, 10, 5), k, "aws_use1", "poller", "table", session=POLLER, creation=at(ATTACK, 10))
+    c.counters(inside_uses=1, remote_uses=0, excluded=0)
+    t = c.twin(r, "sourceIPAddress", IP["aws_euw1"][0],
+               """the poller key is used from eu-west-1 EC2, outside the role's regions: remote,
+               and the aws-internal/ UA claim makes it V1 (AS16509, function none).""")
+    t.expect(t.ev(r), 1, function=None)
+
+
+@case("sessions", "poller_service_source")
+def _(c):
+    """Spec v2: the poller key's calls made by the service itself (sourceIPAddress `AWS
+    Internal`, aws-internal/ UA) never alert -> no alert (1 excluded)."""
+    c.office_start()
+    k = key("POLLER1")
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    r = c.call(at(ATTACK, 10, 5), k, "AWS Internal", "poller", "table", session=POLLER,
+               creation=at(ATTACK, 10))
+    c.counters(excluded=1)
+    t = c.twin(r, "sourceIPAddress", IP["ovh"][0],
+               """the same call comes from OVH: a remote use of the poller's Lambda token claiming
+               an AWS-internal UA -> V1, function none (0 excluded).""")
+    t.expect(t.ev(r), 1, function=None)
+    t.counters(excluded=0)
+
+
+@case("sessions", "poller_inside_then_remote")
+def _(c):
+    """Spec v2: the poller key is used from us-east-1 EC2 (inside, the role's region) and then
+    from DigitalOcean with boto3: two networks within its lifetime -> V1, function none."""
+    c.office_start()
+    k = key("POLLER1")
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    c.call(at(ATTACK, 10, 5), k, "aws_use1", "poller", "table", session=POLLER, creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 30), k, "do", "boto3", "secrets", session=POLLER, creation=at(ATTACK, 10))
+    c.expect(r, 1, function=None)
+
+
+@case("sessions", "poller_name_teaches_no_function")
+def _(c):
+    """Spec v2: a poller session's name never teaches a function. Lambda issues POLLER1 with
+    session awslambda_292_<ts>; another key with that same session name, whose AssumeRole is
+    never seen, is used from DigitalOcean: not a known function's session, so held and, at
+    the end of input, an other session of the Lambda role with unknown identity -> V5 (not V4)."""
+    c.office_start()
+    c.issue(at(ATTACK, 10), key("POLLER1"), fn=POLLER)
+    r = c.call(at(ATTACK, 10, 20), key("ODD1"), "do", "boto3", "secrets", session=POLLER,
+               creation=at(ATTACK, 10, 10))
+    c.expect(r, 5)
+    c.counters(held=1)
+
+
+@case("sessions", "user_awslambda_session_assume_first")
+def _(c):
+    """Spec v2: bob assumes the Lambda role (AssumeRole by an IAM user) naming his session
+    awslambda_x, then uses it from DigitalOcean: the name hides nothing, bob is new for the
+    role -> V5, session awslambda_x (0 excluded, 0 held)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "awslambda_x")
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="awslambda_x",
+               creation=at(ATTACK, 14))
+    c.expect(r, 5)
+    c.counters(excluded=0, held=0)
+
+
+@case("sessions", "user_awslambda_session_use_first")
+def _(c):
+    """Spec v2, other arrival order: the use of bob's awslambda_x session from DigitalOcean
+    arrives before bob's AssumeRole: held, then classified with the assuming identity -> V5
+    (1 held, 1 resolved, 0 excluded)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="awslambda_x",
+               creation=at(ATTACK, 14))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "awslambda_x")
+    c.expect(r, 5)
+    c.counters(excluded=0, held=1, held_resolved=1, held_expired=0)
+
+
+@case("sessions", "user_awslambda_session_trained")
+def _(c):
+    """Spec v2: bob assumed the Lambda role as awslambda_x on day 5 (key BOB1) and used it from
+    his DigitalOcean droplet; on day 20 he does it again (key BOB2): identity and ASN seen in
+    training -> V6 (the name excludes nothing)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(5, 14), "bob", key("BOB1"), "awslambda_x")
+    c.call(at(5, 14, 5), key("BOB1"), "do2", "laptop_boto3", "table", session="awslambda_x",
+           creation=at(5, 14))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "awslambda_x")
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="awslambda_x",
+               creation=at(ATTACK, 14))
+    c.expect(r, 6)
+
+
+@case("sessions", "function_awslambda_orders_issued_first")
+def _(c):
+    """Spec v2: a function named awslambda_orders (Lambda's AssumeRole with roleSessionName
+    awslambda_orders) is a function like any other: its key used from OVH with boto3 -> V4,
+    function awslambda_orders."""
+    c.office_start()
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k, fn="awslambda_orders")
+    r = c.call(at(ATTACK, 10, 20), k, "ovh", "boto3", "secret", session="awslambda_orders",
+               creation=at(ATTACK, 10))
+    c.expect(r, 4, function="awslambda_orders")
+    c.counters(excluded=0)
+
+
+@case("sessions", "function_awslambda_orders_use_first")
+def _(c):
+    """Spec v2, other arrival order: awslambda_orders' key is used from DigitalOcean with
+    aws-cli before its issuance arrives: held, then a token of function awslambda_orders -> V2
+    (1 held, 1 resolved)."""
+    c.office_start()
+    k = key("ENV1")
+    r = c.call(at(ATTACK, 10, 20), k, "do", "cli", "whoami", session="awslambda_orders",
+               creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn="awslambda_orders")
+    c.expect(r, 2, function="awslambda_orders")
+    c.counters(held=1, held_resolved=1, held_expired=0, excluded=0)
+
+
+@case("sessions", "function_awslambda_orders_created")
+def _(c):
+    """Spec v2: alice creates function awslambda_orders with the role (no issuance seen); a key
+    of the role with session awslambda_orders is used from OVH -> token of a known function
+    -> V4, function awslambda_orders."""
+    c.office_start()
+    c.manage_function(at(10, 15), "CreateFunction20150331", "awslambda_orders")
+    r = c.call(at(ATTACK, 10, 20), key("ENV1"), "ovh", "boto3", "secret", session="awslambda_orders",
+               creation=at(ATTACK, 10))
+    c.expect(r, 4, function="awslambda_orders")
+
+
+@case("sessions", "function_awslambda_orders_inside")
+def _(c):
+    """Spec v2: awslambda_orders' key used by its runtime from us-east-1 EC2 (its region) ->
+    inside, no alert: counted as an inside use, not as excluded (1 inside, 0 excluded)."""
+    c.office_start()
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k, fn="awslambda_orders")
+    r = c.call(at(ATTACK, 10, 5), k, "aws_use1", "custom_runtime", "secret", session="awslambda_orders",
+               creation=at(ATTACK, 10))
+    c.counters(inside_uses=1, remote_uses=0, excluded=0)
+    t = c.twin(r, "sourceIPAddress", IP["ovh"][0],
+               "the key is used from OVH: remote -> V4, function awslambda_orders.")
+    t.expect(t.ev(r), 4, function="awslambda_orders")
+
+
+@case("sessions", "user_session_named_function_assume_first")
+def _(c):
+    """Spec v2: bob assumes the Lambda role with roleSessionName orders-api (the name of the
+    role's function) and uses it from the office (AS174, in the account baseline): an
+    AssumeRole by a user decides, not the name -> V5 (Medium), not V3 (Informational)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), FN)
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "office2", "laptop_boto3", "secret", session=FN,
+               creation=at(ATTACK, 14))
+    c.expect(r, 5)
+    c.counters(held=0)
+
+
+@case("sessions", "user_session_named_function_use_first")
+def _(c):
+    """Spec v2, other arrival order: the use of bob's session named orders-api from
+    DigitalOcean arrives before bob's AssumeRole (delivered late). The spec: the name counts as
+    a function only while no AssumeRole by another identity is known. When the use arrives,
+    role and function are known and no AssumeRole is: it is decided at once as orders-api's
+    token -> V4. The AssumeRole by bob then makes the key an other session; the stronger
+    variation fires as its own alert on the same event, naming the V4 (the spec's rule for
+    later evidence, as in late/remote_then_inside_v4) -> V4, then V5 upgrade of V4 (0 held,
+    1 upgrade). Our choice, not holding every function-named use until an AssumeRole might
+    come: a real function's stolen key whose issuance is late or never seen would otherwise
+    alert only hours later; the caller's downgrade lasts only until its AssumeRole arrives."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session=FN,
+               creation=at(ATTACK, 14))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), FN)
+    c.expect(r, 4)
+    c.expect(r, 5, upgrade_of=4)
+    c.counters(held=0, upgrades=1)
+
+
+@case("sessions", "user_session_named_function_use_first_role_unknown")
+def _(c):
+    """Spec v2, held uses wait for the AssumeRole as usual: the use of a session named
+    orders-api from DigitalOcean arrives while the role is not yet known as Lambda's (held);
+    bob's AssumeRole of it arrives, then Lambda's issuance of another key to orders-api makes
+    the role Lambda's: the held use is bob's session -> V5 only, never V4 (1 held, 1 resolved,
+    0 upgrades)."""
+    c.office_start()
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session=FN,
+               creation=at(ATTACK, 14))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), FN)
+    c.issue(at(ATTACK, 14, 10), key("ENV1"))
+    c.expect(r, 5)
+    c.counters(held=1, held_resolved=1, held_expired=0, upgrades=0)
+
+
+@case("sessions", "user_session_named_function_trained")
+def _(c):
+    """Spec v2: bob assumed the Lambda role as orders-api on day 5 (key BOB1) and used it from
+    DigitalOcean; on day 20 again (key BOB2) from DigitalOcean: identity and ASN seen in
+    training -> V6, not V4."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(5, 14), "bob", key("BOB1"), FN)
+    c.call(at(5, 14, 5), key("BOB1"), "do2", "laptop_boto3", "table", session=FN, creation=at(5, 14))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), FN)
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session=FN,
+               creation=at(ATTACK, 14))
+    c.expect(r, 6)
+
+
+# =======================================================================================
+# network: source address forms (spec v2 §3, §5)
+# =======================================================================================
+UNRECOGNISED = [("wrong_case_aws_internal", "aws internal"),
+                ("wrong_case_lambda", "Lambda.amazonaws.com"),
+                ("hostname", "evil.example.com"),
+                ("empty", ""),
+                ("missing", None)]
+
+
+def unrecognised_case(label, src):
+    def story(c):
+        c.office_start()
+        k = key("ENV1")
+        c.issue(at(ATTACK, 10), k)
+        r = c.call(at(ATTACK, 10, 20), k, src or "", "boto3", "secrets", creation=at(ATTACK, 10))
+        if src is None:
+            del r["sourceIPAddress"]
+        c.expect(r, 4, asn=0, source_ip=None if src else OMIT)
+        c.counters(source_unrecognised=1, excluded=0)
+    what = "no sourceIPAddress" if src is None else "sourceIPAddress %s" % json.dumps(src)
+    story.__doc__ = ("Spec v2: the issued key is used with %s, neither an address nor a service "
+                     "name as AWS writes it: counted (1 source_unrecognised, 0 excluded) and "
+                     "judged remote with unknown ASN -> V4, ASN 0." % what)
+    case("network", "source_unrecognised_" + label)(story)
+
+
+for _label, _src in UNRECOGNISED:
+    unrecognised_case(_label, _src)
+
+
+@case("network", "source_unrecognised_all")
+def _(c):
+    """Spec v2: the five unrecognised forms (aws internal, Lambda.amazonaws.com,
+    evil.example.com, empty, missing) in one story, then the exact AWS Internal and
+    lambda.amazonaws.com: 5 source_unrecognised, 2 excluded; each unrecognised use is remote
+    (5 remote uses) with ASN 0 -> one V4, the other four deduplicated (4 dedup suppressions)."""
+    c.office_start()
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    first = None
+    for i, (_, src) in enumerate(UNRECOGNISED):
+        r = c.call(at(ATTACK, 10, 20 + i), k, src or "", "boto3", "secrets", creation=at(ATTACK, 10))
+        if src is None:
+            del r["sourceIPAddress"]
+        first = first or r
+    c.call(at(ATTACK, 10, 30), k, "AWS Internal", "AWS Internal", "table", creation=at(ATTACK, 10))
+    c.call(at(ATTACK, 10, 31), k, "lambda.amazonaws.com", "lambda.amazonaws.com", "decrypt",
+           creation=at(ATTACK, 10))
+    c.expect(first, 4, asn=0)
+    c.counters(source_unrecognised=5, excluded=2, remote_uses=5, suppressed_dedup=4, alerts_total=1)
+
+
+# =======================================================================================
+# eventtime: records dated outside CloudTrail's life never move the clock (spec v2 §5)
+# =======================================================================================
+def late_record(c, t, acct=None, ip="office"):
+    """alice lists buckets from `ip`, dated `t` (an ISO string, possibly absurd)."""
+    if acct:
+        c.account(acct)
+    c.office_start(at(0, 9), ip=ip)
+    ev = c.events.pop()          # keep only the ListBuckets of office_start
+    c.events.pop()
+    c.events.append(ev)
+    ev["eventTime"] = t
+    c.account(ACCT)
+    return ev
+
+
+@case("eventtime", "poison_9999_and_1970")
+def _(c):
+    """Spec v2: an attack story with two absurd records in the middle. Account 111122223333:
+    a key of orders-api-role (session orders-api) is used from the office (AS174) at 10:20
+    while the role is not yet known (held); then a record dated 9999-12-31 (alice from Vultr;
+    if accepted it would expire the hold and prune the AS174 baseline); then the key's issuance (10:00)
+    arrives -> V3. Account 444455556666 started on day 10 (not active on day 20); a record of
+    it dated 1970-01-02 (if accepted it would age the account past activation); its token used
+    from DigitalOcean on day 20 -> suppressed. Both records are rejected
+    (event_time_out_of_range: 2); 1 held, 1 resolved, 1 activation suppression."""
+    c.office_start()
+    c.account("444455556666")
+    c.office_start(at(10, 9))
+    c.account(ACCT)
+    k = key("ENV1")
+    r = c.call(at(ATTACK, 10, 20), k, "office2", "laptop_boto3", "table", creation=at(ATTACK, 10))
+    p1 = late_record(c, "9999-12-31T23:59:59Z", ip="vultr")
+    p2 = late_record(c, "1970-01-02T03:04:05Z", "444455556666")
+    c.account("444455556666")
+    theft(c, ATTACK, "BENV1", "do", hh=11)
+    c.account(ACCT)
+    c.issue(at(ATTACK, 10), k)
+    c.expect(r, 3)
+    c.counters(rejected=2, rejected_by={"event_time_out_of_range": 2}, held=1, held_resolved=1,
+               held_expired=0, suppressed_activation=1)
+    d = c.derive("control", """Control for poison_9999_and_1970: the same story without the two
+                 absurd records gives the same alerts -> V3 (0 rejected, 1 held, 1 resolved, 1
+                 activation suppression).""", drop=(p1, p2))
+    d.expect(d.ev(r), 3)
+    d.counters(rejected=0, held=1, held_resolved=1, held_expired=0, suppressed_activation=1)
+
+
+@case("eventtime", "future_9999_keeps_baseline", args=["--batch", "1"])
+def _(c):
+    """Spec v2: a record dated 9999-12-31 (alice from Vultr) arrives between the account's
+    first events and the theft; if it moved the clock, the office AS174 would leave the 30-day
+    baseline (pruned). Scanned with --batch 1 so that pruning runs after every event. The
+    token used from the office on day 20 -> V3 (event_time_out_of_range: 1, 0 pruned)."""
+    c.office_start()
+    late_record(c, "9999-12-31T23:59:59Z", ip="vultr")
+    r = theft(c, ATTACK, "ENV1", "office2")
+    c.expect(r, 3)
+    c.counters(rejected=1, rejected_by={"event_time_out_of_range": 1}, pruned=0)
+
+
+@case("eventtime", "epoch_1970_does_not_age_account")
+def _(c):
+    """Spec v2: the account starts on day 0; a record of it dated 1970-01-02 arrives before a
+    theft on day 13 09:00. Rejected (event_time_out_of_range: 1), it does not make the account
+    older: the activation period is not over -> no alert (1 activation suppression)."""
+    c.office_start(at(0, 9))
+    p = late_record(c, "1970-01-02T03:04:05Z")
+    theft(c, 13, "ENV1", "do", hh=8)
+    r = c.events[-1]
+    c.counters(rejected=1, rejected_by={"event_time_out_of_range": 1}, suppressed_activation=1)
+    t = c.twin(p, "eventTime", iso(at(-1, 8)),
+               """the extra record is dated a day before the account's first event (valid): the
+               account is 14 days old at the theft -> V4 (0 rejected, 0 activation
+               suppressions).""")
+    t.expect(t.ev(r), 4)
+    t.counters(rejected=0, suppressed_activation=0)
+
+
+@case("eventtime", "before_cloudtrail_launch")
+def _(c):
+    """Spec v2: a record dated 2013-10-31T23:59:59Z, one second before CloudTrail's launch,
+    is rejected (event_time_out_of_range: 1) and does not age the account: theft on day 13
+    -> no alert (1 activation suppression)."""
+    c.office_start(at(0, 9))
+    p = late_record(c, "2013-10-31T23:59:59Z")
+    theft(c, 13, "ENV1", "do", hh=8)
+    r = c.events[-1]
+    c.counters(rejected=1, rejected_by={"event_time_out_of_range": 1}, suppressed_activation=1)
+    t = c.twin(p, "eventTime", "2013-11-01T00:00:00Z",
+               """the record is dated exactly 2013-11-01T00:00:00Z, CloudTrail's launch: valid,
+               it makes the account years old -> V4 (0 rejected, 0 activation
+               suppressions).""")
+    t.expect(t.ev(r), 4)
+    t.counters(rejected=0, suppressed_activation=0)
+
+
+@case("periods", "dedup_6_days_earlier_arrives_later")
+def _(c):
+    """Spec v2 (dedup in any arrival order): a theft on day 26 is alerted (V4); a theft of
+    another key of the same function from another DigitalOcean address on day 20, 6 days
+    BEFORE it, arrives afterwards (a backlog) -> deduplicated (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK + 6, "ENV2", "do2")
+    theft(c, ATTACK, "ENV1", "do")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+# Dedup in any arrival order (spec v2, issue 11). Each case's events are in arrival order;
+# `theft` issues a key and uses it 20 minutes later from the same DigitalOcean address, so every
+# theft below shares one dedup key (V4, account, role, orders-api, AS14061) and has its own key
+# and alert ID.
+
+@case("periods", "dedup_5_days_in_order")
+def _(c):
+    """Thefts on day 20 and day 25, arriving in time order -> one V4 (day 20), the day-25
+    use deduplicated (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK, "ENV1")
+    theft(c, ATTACK + 5, "ENV2")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_5_days_reversed")
+def _(c):
+    """The same thefts arriving in the other order (day 25, then day 20 from a backlog) -> one
+    V4 (day 25, the first to arrive), the day-20 use, 5 days BEFORE the alert, deduplicated
+    (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK + 5, "ENV2")
+    theft(c, ATTACK, "ENV1")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_8_days_reversed")
+def _(c):
+    """Thefts 8 days apart arriving latest first (day 28, then day 20) -> two V4, as in time
+    order (0 dedup suppressions)."""
+    c.office_start()
+    r2 = theft(c, ATTACK + 8, "ENV2")
+    r1 = theft(c, ATTACK, "ENV1")
+    c.expect(r2, 4)
+    c.expect(r1, 4)
+    c.counters(suppressed_dedup=0)
+
+
+def chain(c, order):
+    """Thefts on days 20, 25 and 30 (ENV0, ENV5, ENV10) arriving in `order` (day offsets)."""
+    return {d: theft(c, ATTACK + d, "ENV%d" % d) for d in order}
+
+
+@case("periods", "dedup_chain_in_order")
+def _(c):
+    """Thefts on days 20, 25, 30 in time order -> V4 on day 20, day 25 deduplicated, V4 on
+    day 30 (10 days after the first alert) (1 dedup suppression)."""
+    c.office_start()
+    r = chain(c, (0, 5, 10))
+    c.expect(r[0], 4)
+    c.expect(r[10], 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_chain_reversed")
+def _(c):
+    """The same thefts arriving latest first (30, 25, 20) -> V4 on day 30, day 25
+    deduplicated (5 days before it), V4 on day 20 (10 days before it): the same two alerts
+    as in time order (1 dedup suppression)."""
+    c.office_start()
+    r = chain(c, (10, 5, 0))
+    c.expect(r[10], 4)
+    c.expect(r[0], 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_chain_ends_first")
+def _(c):
+    """Days 20 and 30 arrive first (two V4, 10 days apart), day 25 last: within 7 days of
+    both alerts -> deduplicated (1 dedup suppression)."""
+    c.office_start()
+    r = chain(c, (0, 10, 5))
+    c.expect(r[0], 4)
+    c.expect(r[10], 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_chain_middle_first")
+def _(c):
+    """The order-dependent case, decided by the rule as written: day 25 arrives first and
+    alerts; day 20 and day 30 are each within 7 days of that alert -> deduplicated. One V4
+    (day 25) where time order gives two (days 20, 30): an alert is never retracted, and a
+    match within 7 days of a raised alert never alerts (2 dedup suppressions)."""
+    c.office_start()
+    r = chain(c, (5, 0, 10))
+    c.expect(r[5], 4)
+    c.counters(suppressed_dedup=2)
+
+
+@case("periods", "dedup_every_alert_is_kept")
+def _(c):
+    """Day 28 alerts, day 20 arrives next (8 days before: alerts too), then day 33: 5 days
+    after the day-28 alert -> deduplicated. (A ledger holding only the last alert raised,
+    day 20, let day 33 alert a second time within 7 days of day 28.) (1 dedup
+    suppression)."""
+    c.office_start()
+    r28 = theft(c, ATTACK + 8, "ENV8")
+    r20 = theft(c, ATTACK, "ENV0")
+    theft(c, ATTACK + 13, "ENV13")
+    c.expect(r28, 4)
+    c.expect(r20, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_backlog_after_prune")
+def _(c):
+    """V4 on day 20; the account's other events move the detector's clock to day 45 (a
+    daily prune runs); a theft of day 22 then arrives from a region's backlog, 23 days late
+    -> deduplicated against the day-20 alert, which the ledger keeps for 30 days of lateness
+    past its window (1 dedup suppression)."""
+    c.office_start()
+    r = theft(c, ATTACK, "ENV1")
+    c.office_start(at(45, 9))
+    theft(c, ATTACK + 2, "ENV2")
+    c.expect(r, 4)
+    c.counters(suppressed_dedup=1)
+
+
+@case("periods", "dedup_backlog_beyond_lateness")
+def _(c):
+    """The documented bound: V4 on day 20, the clock moves to day 58 (more than 7 + 30 days
+    past the alert, so its ledger entry is pruned), then a theft of day 22 arrives 36 days
+    late -> a second V4 (0 dedup suppressions)."""
+    c.office_start()
+    r1 = theft(c, ATTACK, "ENV1")
+    c.office_start(at(58, 9))
+    r2 = theft(c, ATTACK + 2, "ENV2")
+    c.expect(r1, 4)
+    c.expect(r2, 4)
+    c.counters(suppressed_dedup=0)
 
 
 # =======================================================================================
@@ -1266,38 +2000,107 @@ def write(path, text):
         f.write(text)
 
 
-def main():
+def counters_text(want):
+    parts = []
+    for section in ("records", "alerts", "detector"):
+        for k, v in sorted(want.get(section, {}).items()):
+            if isinstance(v, dict):
+                parts += ["%s.%s=%d" % (k, r, n) for r, n in sorted(v.items())]
+            else:
+                parts.append("%s=%d" % (k, v))
+    return ", ".join(parts)
+
+
+def check_cases():
+    """Rules every generated case obeys (run_cases.py checks them again on the files)."""
     names = set()
     for c in CASES:
         assert (c.group, c.name) not in names, c.name
         names.add((c.group, c.name))
+    for c in CASES:
+        if not c.expected:
+            assert c.twin_name, "%s/%s: a no-alert case needs a positive twin (Case.twin)" % (c.group, c.name)
+            t = [d for d in CASES if d.group == c.group and d.name == c.twin_name]
+            assert t and t[0].expected, "%s/%s: its twin must alert" % (c.group, c.name)
+
+
+def generate(root):
+    """Write every case and INDEX.md under `root`."""
     for group in sorted({c.group for c in CASES}):
-        d = os.path.join(HERE, group)
+        d = os.path.join(root, group)
         if os.path.isdir(d):
             shutil.rmtree(d)
         os.makedirs(d)
     index = ["# Detection cases", "",
              "Generated by `make_cases.py` (edit that, then run it); run with",
              "`python3 tests/run_cases.py --trailhound build/trailhound --shared /work/shared/data tests/cases`.",
-             "Expected: `Vn` = an alert of variation n on the named event, `none` = no alert.", ""]
+             "Expected: `Vn` = an alert of variation n on the named event, `none` = no alert.",
+             "Every `none` case names its positive twin: the same story with ONE field of one event",
+             "changed, which must alert (`<name>.twin`; the runner checks the one-field difference and",
+             "runs the twin). Counters: the `scan --summary-json` values the story names",
+             "(`<name>.counters.json`, compared exactly; a reason or variation not listed must be 0).", ""]
     group = None
     for c in CASES:
         if c.group != group:
             group = c.group
-            index += ["", "## " + group, "", "| case | expected | story |", "|---|---|---|"]
-        base = os.path.join(HERE, c.group, c.name)
+            index += ["", "## " + group, "", "| case | expected | counters | story |", "|---|---|---|---|"]
+        base = os.path.join(root, c.group, c.name)
         write(base + ".jsonl", "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in c.events))
         write(base + ".expected.jsonl", "".join(json.dumps(w) + "\n" for w in c.expected))
         if c.args:
             write(base + ".args", "\n".join(c.args) + "\n")
+        if c.counter_want:
+            write(base + ".counters.json", json.dumps(c.counter_want, sort_keys=True) + "\n")
+        if c.twin_name:
+            write(base + ".twin", c.twin_name + ".jsonl\n")
         exp = ", ".join("V%d%s" % (w["variation"], " (upgrade of V%d)" % w["upgrade_of_variation"]
                                    if "upgrade_of_variation" in w else "") for w in c.expected) or "none"
+        if c.twin_name:
+            exp += " (twin: %s)" % c.twin_name
         if c.args:
             exp += " [args: %s]" % " ".join(c.args)
-        index.append("| %s | %s | %s |" % (c.name, exp, c.doc.replace("|", "/")))
-    write(os.path.join(HERE, "INDEX.md"), "\n".join(index) + "\n")
-    print("%d cases written" % len(CASES), file=sys.stderr)
+        index.append("| %s | %s | %s | %s |" % (c.name, exp, counters_text(c.counter_want),
+                                                c.doc.replace("|", "/")))
+    write(os.path.join(root, "INDEX.md"), "\n".join(index) + "\n")
+
+
+def same_tree(a, b):
+    """The generated files under a and b are identical (names and bytes)."""
+    diffs = []
+    for group in sorted({c.group for c in CASES}):
+        da, db = os.path.join(a, group), os.path.join(b, group)
+        fa = set(os.listdir(da)) if os.path.isdir(da) else set()
+        fb = set(os.listdir(db)) if os.path.isdir(db) else set()
+        diffs += ["%s/%s" % (group, f) for f in sorted(fa ^ fb)]
+        diffs += ["%s/%s" % (group, f) for f in sorted(fa & fb)
+                  if not filecmp.cmp(os.path.join(da, f), os.path.join(db, f), shallow=False)]
+    if not filecmp.cmp(os.path.join(a, "INDEX.md"), os.path.join(b, "INDEX.md"), shallow=False):
+        diffs.append("INDEX.md")
+    return diffs
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Generate tests/cases/ from the definitions in this file.")
+    ap.add_argument("--check", action="store_true",
+                    help="write nothing; fail if the committed files differ from what would be generated")
+    a = ap.parse_args()
+    check_cases()
+    if a.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(tmp)
+            diffs = same_tree(tmp, HERE)
+        if diffs:
+            print("tests/cases is out of date with make_cases.py (run it and commit): " + ", ".join(diffs),
+                  file=sys.stderr)
+            return 1
+        print("%d cases up to date" % len(CASES), file=sys.stderr)
+        return 0
+    generate(HERE)
+    print("%d cases written (%d no-alert, each with a positive twin; %d with counters)"
+          % (len(CASES), sum(not c.expected for c in CASES), sum(bool(c.counter_want) for c in CASES)),
+          file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

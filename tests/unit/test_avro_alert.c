@@ -4,6 +4,7 @@
  * independent parse of schemas/alert.avsc; every field is compared by name.
  * (tests/test_avro_python.py proves the same bytes decode with fastavro.)
  */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "trailhound/avro_alert.h"
+#include "trailhound/records.h"
 
 #define SCHEMA_PATH TH_SCHEMA_DIR "/alert.avsc"
 
@@ -385,6 +387,74 @@ static void test_alert_larger_than_the_buffer(void **state)
 	free(big);
 }
 
+/* The string field @p name of a decoded record, which must be valid UTF-8. */
+static const char *strict_str(avro_value_t *rec, const char *name)
+{
+	avro_value_t v = get(rec, name);
+	const char *s;
+	size_t size;
+	assert_true(unwrap(&v));
+	assert_int_equal(avro_value_get_string(&v, &s, &size), 0);
+	if (!th_utf8_valid(s, size - 1))
+		fail_msg("%s is not valid UTF-8", name);
+	return s;
+}
+
+/* Spec v2 §5 (issue 8): a user agent longer than the 512-byte field whose
+ * multibyte character straddles byte 511 is cut before that character, so
+ * the alert's JSON line and its Avro record are valid UTF-8. */
+static void test_cut_user_agent_is_valid_utf8(void **state)
+{
+	struct th_avro_alert *aa = NULL;
+	struct th_alert a;
+	struct th_call c;
+	struct th_wbuf w = {0};
+	struct decoded d;
+	char ua[700];
+	static const char *const chars[] = {"\xc3\xa9", "\xe6\x9d\xb1", "\xf0\x9f\xa6\x8a"};
+	(void)state;
+	E(th_avro_alert_new(&aa, SCHEMA_PATH, 9, errstr, sizeof(errstr)));
+	for (size_t ci = 0; ci < 3; ci++) {
+		size_t clen = strlen(chars[ci]);
+		/* the character starts at every offset that makes it straddle 511 */
+		for (size_t start = 511 - clen + 1; start <= 511; start++) {
+			memset(ua, 'A', start);
+			memcpy(ua + start, chars[ci], clen);
+			memset(ua + start + clen, 'Z', 50);
+			ua[start + clen + 50] = '\0';
+			memset(&c, 0, sizeof(c));
+			th_strlcpy(c.user_agent, ua, sizeof(c.user_agent)); /* the detector's copy */
+			assert_int_equal(strlen(c.user_agent), start); /* cut before it */
+			full_alert(&a);
+			a.user_agent = c.user_agent;
+			th_wbuf_reset(&w);
+			th_alert_to_json(&a, &w);
+			assert_true(th_utf8_valid((const char *)w.p, w.len));
+			E(th_avro_alert_encode(aa, &a, &w));
+			decode(&w, 9, &d);
+			assert_string_equal(strict_str(&d.rec, "user_agent"), c.user_agent);
+			decoded_free(&d);
+		}
+	}
+	/* invalid bytes that reach the encoders anyway become U+FFFD, never
+	 * an invalid record */
+	full_alert(&a);
+	a.user_agent = "bad \xc3 lead, \xff byte, \xed\xa0\x80 surrogate";
+	a.evidence[0] = "cut \xe6\x9d";
+	th_wbuf_reset(&w);
+	th_alert_to_json(&a, &w);
+	assert_true(th_utf8_valid((const char *)w.p, w.len));
+	assert_non_null(memmem(w.p, w.len, "bad \\ufffd lead", strlen("bad \\ufffd lead")));
+	E(th_avro_alert_encode(aa, &a, &w));
+	decode(&w, 9, &d);
+	assert_string_equal(strict_str(&d.rec, "user_agent"),
+			    "bad \xef\xbf\xbd lead, \xef\xbf\xbd byte, "
+			    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd surrogate");
+	decoded_free(&d);
+	th_wbuf_free(&w);
+	th_avro_alert_destroy(aa);
+}
+
 static void test_unknown_severity_fails(void **state)
 {
 	struct th_avro_alert *aa = NULL;
@@ -510,6 +580,7 @@ int main(void)
 		cmocka_unit_test(test_schema_id_setter_and_header),
 		cmocka_unit_test(test_full_lists_and_non_ascii),
 		cmocka_unit_test(test_alert_larger_than_the_buffer),
+		cmocka_unit_test(test_cut_user_agent_is_valid_utf8),
 		cmocka_unit_test(test_unknown_severity_fails),
 		cmocka_unit_test(test_schema_text_is_the_file),
 		cmocka_unit_test(test_bad_schemas_fail_at_load),

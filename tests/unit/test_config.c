@@ -34,6 +34,7 @@ static void test_defaults_are_the_spec(void **state)
 	assert_int_equal(cf.commit_interval_ms, 100);
 	assert_int_equal(cf.n_input_topics, 1);
 	assert_string_equal(cf.input_topics[0], "cloudtrail");
+	assert_int_equal(cf.max_future_skew_ms, 3600 * 1000LL);
 	th_config_free(&cf);
 }
 
@@ -57,6 +58,17 @@ static const struct {
 	{"kafka.=x", TH_ECONFIG},
 	{"no_such_setting=1", TH_ECONFIG},
 	{"novalue", TH_ECONFIG},
+	/* a worker with no topic would sit idle: a configuration error */
+	{"input_topics=", TH_ECONFIG},
+	{"input_topics= , ,", TH_ECONFIG},
+	{"max_future_skew=0", 0},
+	{"max_future_skew=1h", 0},
+	{"max_future_skew=-1", TH_ECONFIG},
+	{"max_future_skew=5x", TH_ECONFIG},
+	{"max_future_skew=h", TH_ECONFIG},
+	{"max_future_skew=8d", TH_ECONFIG},
+	{"max_future_skew=99999999999999999999999s", TH_ECONFIG},
+	{"max_future_skew=90s", 0},
 };
 
 static void test_set_table(void **state)
@@ -86,7 +98,65 @@ static void test_set_table(void **state)
 	assert_int_equal(cf.n_kafka, 1);
 	assert_string_equal(cf.kafka_keys[0], "security.protocol");
 	assert_string_equal(cf.kafka_values[0], "plaintext");
+	assert_int_equal(cf.max_future_skew_ms, 90 * 1000LL); /* bad values kept the last good */
 	th_config_free(&cf);
+}
+
+static void test_duration_units(void **state)
+{
+	static const struct {
+		const char *v;
+		int64_t ms;
+	} d[] = {{"0", 0}, {"30", 30000}, {"250ms", 250}, {"45s", 45000}, {"5m", 300000},
+		 {"2h", 7200000}, {"7d", 604800000}};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		if (th_config_set(&cf, "max_future_skew", d[i].v, err, sizeof(err)))
+			fail_msg("%s: %s", d[i].v, err);
+		assert_int_equal(cf.max_future_skew_ms, d[i].ms);
+	}
+	th_config_free(&cf);
+}
+
+/* A line longer than the reader's buffer must not be cut in two, with the
+ * tail of a comment then read as a setting. */
+static void test_over_long_line_is_an_error(void **state)
+{
+	struct th_config cf;
+	char path[] = "/tmp/th-test-conf-XXXXXX", err[256];
+	(void)state;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs("# ", f);
+	for (int i = 0; i < 4094; i++)
+		fputc('x', f);
+	fputs("batch_size = 7\n", f); /* the tail a 4096-byte reader would apply */
+	fclose(f);
+	th_config_init(&cf);
+	assert_int_equal(th_config_load(&cf, path, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, ":1:"));
+	assert_non_null(strstr(err, "longer than"));
+	assert_int_equal(cf.batch_size, 1000);
+	th_config_free(&cf);
+
+	/* a line of exactly the limit, last in the file without a newline, is fine */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("batch_size = 7", f);
+	for (int i = 0; i < 4095 - 14; i++)
+		fputc(' ', f);
+	fclose(f);
+	th_config_init(&cf);
+	if (th_config_load(&cf, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(cf.batch_size, 7);
+	th_config_free(&cf);
+	unlink(path);
 }
 
 static void test_file_with_line_numbers(void **state)
@@ -119,6 +189,8 @@ int main(void)
 		cmocka_unit_test(test_defaults_are_the_spec),
 		cmocka_unit_test(test_set_table),
 		cmocka_unit_test(test_file_with_line_numbers),
+		cmocka_unit_test(test_duration_units),
+		cmocka_unit_test(test_over_long_line_is_an_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <maxminddb.h>
+
 #include "trailhound/enrich.h"
 
 #include "../../src/awsranges_json.h"
@@ -54,7 +56,7 @@ static struct th_enrich *full; /* both files */
 
 static const char *kind_name(enum th_net_kind kind)
 {
-	static const char *const names[] = {"SERVICE", "PRIVATE", "AWS", "PUBLIC"};
+	static const char *const names[] = {"SERVICE", "PRIVATE", "AWS", "PUBLIC", "UNRECOGNISED"};
 
 	return (unsigned)kind < TH_ARRAY_SIZE(names) ? names[kind] : "?";
 }
@@ -121,7 +123,9 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	static const char *const files[] = {"synthetic.json", "v4only.json", "bad.json",
-					    "bad.mmdb"};
+					    "bad.mmdb", "wide.json", "edge.json",
+					    "ip-ranges-wide.json", "asn-copy.mmdb",
+					    "asn-flipped.mmdb"};
 	char path[128];
 
 	(void)state;
@@ -224,13 +228,26 @@ static void test_service(void **state)
 	static const struct row rows[] = {
 		{"lambda.amazonaws.com", TH_NET_SERVICE, 0, "", "", 0, "", false},
 		{"AWS Internal", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{NULL, TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"54.158.64", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{" 54.158.64.105", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"54.158.64.105 ", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"fe80::1%eth0", TH_NET_SERVICE, 0, "", "", 0, "", false},
-		{"2600:1f18::/33", TH_NET_SERVICE, 0, "", "", 0, "", false},
+		{"streams.dynamodb.amazonaws.com", TH_NET_SERVICE, 0, "", "", 0, "", false},
+		{"access-analyzer.amazonaws.com", TH_NET_SERVICE, 0, "", "", 0, "", false},
+		/* Spec v2: anything else is unrecognised (judged remote by the
+		 * detector), never a service. */
+		{"", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{NULL, TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"aws internal", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"AWS Internal ", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"Lambda.amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{".amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"a..amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"lambda.amazonaws.com.evil.example", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"lambda_x.amazonaws.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"evil.example.com", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"54.158.64", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{" 54.158.64.105", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"54.158.64.105 ", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"fe80::1%eth0", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
+		{"2600:1f18::/33", TH_NET_UNRECOGNISED, 0, "", "", 0, "", false},
 	};
 
 	(void)state;
@@ -688,6 +705,141 @@ static void test_bad_ranges(void **state)
 	free(real);
 }
 
+/* Expect TH_EPARSE with @p needle in errstr. */
+static void expect_refusal(struct th_enrich_conf *conf, const char *needle, const char *what)
+{
+	struct th_enrich *en = NULL;
+	char errstr[512] = "";
+	int rc = th_enrich_new(&en, conf, errstr, sizeof(errstr));
+	if (rc != TH_EPARSE)
+		fail_msg("%s: got %d (%s), want TH_EPARSE; errstr \"%s\"", what, rc,
+			 th_strerror(rc), errstr);
+	assert_null(en);
+	if (!strstr(errstr, needle))
+		fail_msg("%s: errstr \"%s\" does not say \"%s\"", what, errstr, needle);
+}
+
+static char *read_all(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	long size = ftell(f);
+	rewind(f);
+	char *buf = malloc((size_t)size + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+	buf[size] = '\0';
+	*n = (size_t)size;
+	return buf;
+}
+
+/* Issue 8: a range covering everything made every address AWS's, silently. */
+static void test_too_wide_ranges_are_refused(void **state)
+{
+	static const char *const wide[] = {
+		"{\"prefixes\": [{\"ip_prefix\": \"0.0.0.0/0\", \"region\": \"r\", "
+		"\"service\": \"AMAZON\"}]}",
+		"{\"prefixes\": [{\"ip_prefix\": \"128.0.0.0/1\", \"region\": \"r\", "
+		"\"service\": \"AMAZON\"}]}",
+		"{\"prefixes\": [{\"ip_prefix\": \"2.0.0.0/7\", \"region\": \"r\", "
+		"\"service\": \"EC2\"}]}",
+		"{\"prefixes\": [], \"ipv6_prefixes\": [{\"ipv6_prefix\": \"::/0\", "
+		"\"region\": \"r\", \"service\": \"AMAZON\"}]}",
+		"{\"prefixes\": [], \"ipv6_prefixes\": [{\"ipv6_prefix\": \"2000::/3\", "
+		"\"region\": \"r\", \"service\": \"AMAZON\"}]}",
+		"{\"prefixes\": [], \"ipv6_prefixes\": [{\"ipv6_prefix\": \"2600::/11\", "
+		"\"region\": \"r\", \"service\": \"AMAZON\"}]}",
+	};
+	struct th_enrich_conf conf = {0};
+	struct th_enrich *en = NULL;
+	char errstr[512] = "";
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < TH_ARRAY_SIZE(wide); i++) {
+		conf.aws_ranges_path = write_tmp("wide.json", wide[i], strlen(wide[i]));
+		expect_refusal(&conf, "wider than", wide[i]);
+	}
+	/* an IPv4-mapped IPv6 prefix would load and never match (lookups map
+	 * ::ffff:a.b.c.d to IPv4 first): refused too (fuzz finding 5) */
+	static const char mapped[] =
+		"{\"prefixes\": [], \"ipv6_prefixes\": [{\"ipv6_prefix\": \"::ffff:3.4.12.0/120\", "
+		"\"region\": \"r\", \"service\": \"EC2\"}]}";
+	conf.aws_ranges_path = write_tmp("mapped.json", mapped, sizeof(mapped) - 1);
+	expect_refusal(&conf, "IPv4-mapped", mapped);
+	/* the bounds themselves are accepted: a /8 and an IPv6 /12 */
+	static const char edge[] =
+		"{\"prefixes\": [{\"ip_prefix\": \"3.0.0.0/8\", \"region\": \"r\", "
+		"\"service\": \"AMAZON\"}], \"ipv6_prefixes\": [{\"ipv6_prefix\": "
+		"\"2600::/12\", \"region\": \"r\", \"service\": \"AMAZON\"}]}";
+	conf.aws_ranges_path = write_tmp("edge.json", edge, sizeof(edge) - 1);
+	E(th_enrich_new(&en, &conf, errstr, sizeof(errstr)));
+	th_enrich_destroy(en);
+	/* the real file with one 0.0.0.0/0 entry slipped in (a copy, made here) */
+	char *real = read_all(RANGES_PATH, &n);
+	char *at = strstr(real, "\"prefixes\": [");
+	assert_non_null(at);
+	static const char bad[] = "{\"ip_prefix\": \"0.0.0.0/0\", \"region\": \"us-east-1\", "
+				  "\"service\": \"AMAZON\", \"network_border_group\": \"us-east-1\"},";
+	size_t head = (size_t)(at - real) + strlen("\"prefixes\": [");
+	char *doc = malloc(n + sizeof(bad));
+	assert_non_null(doc);
+	memcpy(doc, real, head);
+	memcpy(doc + head, bad, sizeof(bad) - 1);
+	memcpy(doc + head + sizeof(bad) - 1, real + head, n - head);
+	conf.aws_ranges_path = write_tmp("ip-ranges-wide.json", doc, n + sizeof(bad) - 1);
+	expect_refusal(&conf, "0.0.0.0/0", "real file with 0.0.0.0/0");
+	free(doc);
+	free(real);
+}
+
+/* Issue 8: flipped bytes in the .mmdb search tree were accepted silently. */
+static void test_corrupt_mmdb_tree_is_refused(void **state)
+{
+	struct th_enrich_conf conf = {0};
+	struct th_enrich *en = NULL;
+	char errstr[512] = "";
+	MMDB_s mmdb;
+	size_t n;
+	int tested = 0;
+
+	(void)state;
+	assert_int_equal(MMDB_open(ASN_PATH, MMDB_MODE_MMAP, &mmdb), MMDB_SUCCESS);
+	uint32_t nodes = mmdb.metadata.node_count;
+	assert_int_equal(mmdb.metadata.record_size, 24); /* 6 bytes per node below */
+	char *good = read_all(ASN_PATH, &n);
+	/* the unmodified copy loads */
+	conf.asn_db_path = write_tmp("asn-copy.mmdb", good, n);
+	E(th_enrich_new(&en, &conf, errstr, sizeof(errstr)));
+	th_enrich_destroy(en);
+	/* Records that point to another node, spread over the tree: change
+	 * each one's low bit (another node: the old target is orphaned) or
+	 * its high bit (a pointer past the data section). */
+	for (uint32_t node = 1; node < nodes && tested < 12; node += nodes / 7) {
+		for (uint32_t m = node; m < nodes; m++) {
+			MMDB_search_node_s sn;
+			assert_int_equal(MMDB_read_node(&mmdb, m, &sn), MMDB_SUCCESS);
+			if (sn.left_record_type != MMDB_RECORD_TYPE_SEARCH_NODE)
+				continue;
+			for (int variant = 0; variant < 2; variant++) {
+				size_t at = (size_t)m * 6 + (variant ? 0 : 2);
+				unsigned char mask = variant ? 0x80 : 0x01;
+				good[at] ^= (char)mask;
+				conf.asn_db_path = write_tmp("asn-flipped.mmdb", good, n);
+				good[at] ^= (char)mask;
+				expect_refusal(&conf, "corrupt database", "flipped tree record");
+				tested++;
+			}
+			break;
+		}
+	}
+	assert_true(tested >= 10);
+	MMDB_close(&mmdb);
+	free(good);
+}
+
 static void test_bad_mmdb(void **state)
 {
 	static const char junk[] = "this is not a MaxMind DB file\n";
@@ -719,6 +871,8 @@ int main(void)
 		cmocka_unit_test(test_missing_files),
 		cmocka_unit_test(test_bad_ranges),
 		cmocka_unit_test(test_bad_mmdb),
+		cmocka_unit_test(test_too_wide_ranges_are_refused),
+		cmocka_unit_test(test_corrupt_mmdb_tree_is_refused),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

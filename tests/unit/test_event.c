@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -305,8 +306,17 @@ static const struct accept_case {
 	 "eventID", "deep"},
 	{"huge integers elsewhere", "{" REQ ",\"n\":1e999,\"m\":-123456789012345678901234567890}",
 	 "eventName", "N"},
-	{"account from recipientAccountId", "{" REQ ",\"recipientAccountId\":\"123\"}", "account",
-	 "123"},
+	{"account from recipientAccountId", "{" REQ ",\"recipientAccountId\":\"123456789012\"}",
+	 "account", "123456789012"},
+	/* S3 data events name an anonymous caller instead of an account. */
+	{"anonymous S3 caller", "{" REQ ",\"userIdentity\":{\"type\":\"AWSAccount\","
+				"\"accountId\":\"ANONYMOUS_PRINCIPAL\"}}",
+	 "account", "ANONYMOUS_PRINCIPAL"},
+	{"UTF-8 byte-order mark before the record", "\xEF\xBB\xBF{" REQ ",\"eventID\":\"bom\"}",
+	 "eventID", "bom"},
+	{"CloudTrail's first day", "{\"eventTime\":\"2013-11-01T00:00:00Z\",\"eventSource\":\"s\","
+				   "\"eventName\":\"First\"}",
+	 "eventName", "First"},
 	{"UTF-8 in values", "{" REQ ",\"userAgent\":\"\xe6\x97\xa5\xe6\x9c\xac\"}", "userAgent",
 	 "\xe6\x97\xa5\xe6\x9c\xac"},
 };
@@ -433,6 +443,37 @@ static const struct reject_case {
 	 "{\"detail-type\":\"AWS API Call via CloudTrail\",\"source\":\"aws.sts\"}",
 	 TH_REJECT_NOT_CLOUDTRAIL, 0, true},
 	{"Records is not an array", "{\"Records\":{}}", TH_REJECT_WRONG_TYPE, 0, true},
+	{"detail-type that only contains via CloudTrail",
+	 "{\"detail-type\":\"Not via CloudTrail at all\",\"detail\":{" REQ "}}",
+	 TH_REJECT_NOT_CLOUDTRAIL, 0, true},
+	/* spec v2 §5: event-time bounds */
+	{"eventTime in 9999", "{\"eventTime\":\"9999-01-01T00:00:00Z\",\"eventSource\":\"s\","
+			      "\"eventName\":\"N\"}",
+	 TH_REJECT_EVENT_TIME_OUT_OF_RANGE, 0, false},
+	{"eventTime in 1970", "{\"eventTime\":\"1970-01-01T00:00:00Z\",\"eventSource\":\"s\","
+			      "\"eventName\":\"N\"}",
+	 TH_REJECT_EVENT_TIME_OUT_OF_RANGE, 0, false},
+	{"eventTime a second before CloudTrail",
+	 "{\"eventTime\":\"2013-10-31T23:59:59Z\",\"eventSource\":\"s\",\"eventName\":\"N\"}",
+	 TH_REJECT_EVENT_TIME_OUT_OF_RANGE, 0, false},
+	/* spec v2 §5: account IDs are 12 digits */
+	{"13-digit accountId", "{" REQ ",\"userIdentity\":{\"accountId\":\"1234567890123\"}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"11-digit accountId", "{" REQ ",\"userIdentity\":{\"accountId\":\"12345678901\"}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"non-digit recipientAccountId", "{" REQ ",\"recipientAccountId\":\"12345678901a\"}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"empty recipientAccountId", "{" REQ ",\"recipientAccountId\":\"\"}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"sessionIssuer.accountId with spaces",
+	 "{" REQ ",\"userIdentity\":{\"sessionContext\":{\"sessionIssuer\":{\"accountId\":"
+	 "\" 123456789012\"}}}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"vpcEndpointAccountId not digits", "{" REQ ",\"vpcEndpointAccountId\":\"AWS Internal\"}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
+	{"Unicode digits in accountId",
+	 "{" REQ ",\"userIdentity\":{\"accountId\":\"12345678901\xd9\xa1\"}}",
+	 TH_REJECT_INVALID_IDENTIFIER, 0, false},
 };
 
 static void test_reject_table(void **state)
@@ -527,8 +568,13 @@ static void test_iso_table(void **state)
 		struct th_event ev;
 		enum th_reject why = TH_REJECT_NONE;
 		rc = th_parser_parse(p, b, (size_t)n, &ev, &why, NULL, 0);
-		if (c->ms < 0 ? (rc != TH_EPARSE || why != TH_REJECT_BAD_TIMESTAMP)
-			      : (rc != 0 || ev.event_time_ms != c->ms))
+		/* Valid times before CloudTrail's launch are out of range (spec v2 §5). */
+		if (c->ms >= 0 && c->ms < TH_EVENT_TIME_MIN_MS) {
+			if (rc != TH_EPARSE || why != TH_REJECT_EVENT_TIME_OUT_OF_RANGE)
+				fail_msg("eventTime \"%s\": rc=%d why=%s, want out of range", c->s,
+					 rc, th_reject_name(why));
+		} else if (c->ms < 0 ? (rc != TH_EPARSE || why != TH_REJECT_BAD_TIMESTAMP)
+				     : (rc != 0 || ev.event_time_ms != c->ms))
 			fail_msg("eventTime \"%s\": rc=%d why=%s", c->s, rc, th_reject_name(why));
 		free(b);
 	}
@@ -770,6 +816,204 @@ static void test_eventbridge(void **state)
 	assert_int_equal(s3.nev, 0);
 	assert_int_equal(s3.nrej, 1);
 	assert_int_equal(s3.rej[0].why, TH_REJECT_MISSING_FIELD);
+
+	/* Every "... via CloudTrail" detail-type carries a CloudTrail record. */
+	static const char *const via[] = {"AWS Console Sign In via CloudTrail",
+					  "AWS Service Event via CloudTrail",
+					  "AWS Console Action via CloudTrail"};
+	for (size_t i = 0; i < TH_ARRAY_SIZE(via); i++) {
+		n = snprintf(doc, sizeof(doc), "{\"detail-type\":\"%s\",\"detail\":%s}", via[i],
+			     ev_a);
+		struct seen s4 = {0};
+		assert_int_equal(feed(p, doc, (size_t)n, 0, &s4), 0);
+		if (s4.nev != 1)
+			fail_msg("detail-type \"%s\" not accepted", via[i]);
+		expect_ids(&s4, a, 1);
+	}
+	th_parser_destroy(p);
+}
+
+
+/* A detail quotes the bad value cut on a character boundary: dead letters
+ * carry it as a JSON string, which must stay valid UTF-8. */
+static bool valid_utf8(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	while (*u) {
+		int n = *u < 0x80 ? 0 : (*u & 0xE0) == 0xC0 ? 1 : (*u & 0xF0) == 0xE0 ? 2 : (*u & 0xF8) == 0xF0 ? 3 : -1;
+		if (n < 0)
+			return false;
+		u++;
+		for (; n > 0; n--, u++)
+			if ((*u & 0xC0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+static void test_detail_is_valid_utf8(void **state)
+{
+	struct th_parser *p;
+	(void)state;
+	E(th_parser_new(&p, 0));
+	for (int shift = 0; shift < 3; shift++) {
+		char json[512], val[200] = "";
+		size_t n = 0;
+		for (int i = 0; i < shift; i++)
+			val[n++] = 'x';
+		for (int i = 0; i < 40; i++) {
+			memcpy(val + n, "\xe2\x82\xac", 3); /* the euro sign */
+			n += 3;
+		}
+		val[n] = '\0';
+		const char *const fmts[] = {
+			"{\"eventTime\":\"%s\",\"eventSource\":\"s\",\"eventName\":\"N\"}",
+			"{" REQ ",\"recipientAccountId\":\"%s\"}",
+		};
+		for (size_t f = 0; f < TH_ARRAY_SIZE(fmts); f++) {
+			int len = snprintf(json, sizeof(json), fmts[f], val);
+			char *b = padded(json, (size_t)len);
+			struct th_event ev;
+			enum th_reject why;
+			char detail[256] = "";
+			assert_int_equal(th_parser_parse(p, b, (size_t)len, &ev, &why, detail, sizeof(detail)),
+					 TH_EPARSE);
+			if (!valid_utf8(detail))
+				fail_msg("detail not UTF-8: %s", detail);
+			free(b);
+		}
+	}
+	th_parser_destroy(p);
+}
+
+/* ---- spec v2 §5: event-time bounds against the wall clock ---- */
+
+static int parse_at(struct th_parser *p, int64_t ms, enum th_reject *why)
+{
+	char t[40], json[200];
+	struct th_event ev;
+	th_time_format(ms, t, sizeof(t));
+	int n = snprintf(json, sizeof(json),
+			 "{\"eventTime\":\"%s\",\"eventSource\":\"s\",\"eventName\":\"N\"}", t);
+	char *b = padded(json, (size_t)n);
+	*why = TH_REJECT_NONE;
+	int rc = th_parser_parse(p, b, (size_t)n, &ev, why, NULL, 0);
+	free(b);
+	return rc;
+}
+
+static void test_event_time_future_bound(void **state)
+{
+	struct th_parser *p;
+	enum th_reject why;
+	struct timespec ts;
+	(void)state;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000;
+	E(th_parser_new(&p, 0));
+	/* the default skew is an hour: half an hour ahead passes, two hours do not */
+	E(parse_at(p, now + 1800 * 1000LL, &why));
+	assert_int_equal(parse_at(p, now + 7200 * 1000LL, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	/* a tighter bound */
+	th_parser_set_max_future_skew(p, 60 * 1000);
+	assert_int_equal(parse_at(p, now + 1800 * 1000LL, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	/* 0 disables the future bound, not the lower one */
+	th_parser_set_max_future_skew(p, 0);
+	E(parse_at(p, now + 7200 * 1000LL, &why));
+	E(parse_at(p, 253402300799000LL, &why)); /* 9999-12-31T23:59:59Z */
+	assert_int_equal(parse_at(p, TH_EVENT_TIME_MIN_MS - 1000, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	E(parse_at(p, TH_EVENT_TIME_MIN_MS, &why));
+	th_parser_destroy(p);
+}
+
+/* ---- spec v2 §5: identifier sizes, every legal length accepted ---- */
+
+static const struct id_case {
+	const char *name;
+	const char *source;        /* eventSource */
+	const char *before, *after; /* JSON around the identifier */
+	const char *prefix;        /* the identifier's start; padded with 'a' to len */
+	size_t len;
+	enum th_reject why; /* TH_REJECT_NONE: accepted */
+} id_cases[] = {
+#define UI_ARN "{\"userIdentity\":{\"arn\":\""
+#define ROLE_ARN "{\"requestParameters\":{\"roleArn\":\""
+#define ARN_PFX "arn:aws:iam::111122223333:role/"
+	{"600-char role ARN (512-char path)", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 600,
+	 TH_REJECT_NONE},
+	{"2048-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 2048, TH_REJECT_NONE},
+	{"2049-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 2049,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"2049-char role ARN of another service", "glue.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX,
+	 2049, TH_REJECT_NONE},
+	{"2048-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 2048,
+	 TH_REJECT_NONE},
+	{"2049-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 2049,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"2049-char sessionIssuer.arn", "s3.amazonaws.com",
+	 "{\"userIdentity\":{\"sessionContext\":{\"sessionIssuer\":{\"arn\":\"", "\"}}}", ARN_PFX,
+	 2049, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"2049-char lambda role", "lambda.amazonaws.com", "{\"requestParameters\":{\"role\":\"", "\"}",
+	 ARN_PFX, 2049, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"128-char access key", "s3.amazonaws.com", "{\"userIdentity\":{\"accessKeyId\":\"", "\"}",
+	 "ASIA", 128, TH_REJECT_NONE},
+	{"129-char access key", "s3.amazonaws.com", "{\"userIdentity\":{\"accessKeyId\":\"", "\"}",
+	 "ASIA", 129, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"129-char issued access key", "sts.amazonaws.com",
+	 "{\"responseElements\":{\"credentials\":{\"accessKeyId\":\"", "\"}}", "ASIA", 129,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"64-char session name", "sts.amazonaws.com", "{\"requestParameters\":{\"roleSessionName\":\"",
+	 "\"}", "s", 64, TH_REJECT_NONE},
+	{"65-char session name", "sts.amazonaws.com", "{\"requestParameters\":{\"roleSessionName\":\"",
+	 "\"}", "s", 65, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"170-char function ARN", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"functionName\":\"", "\"}",
+	 "arn:aws:lambda:us-east-1:111122223333:function:", 170, TH_REJECT_NONE},
+	{"171-char function ARN", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"functionName\":\"", "\"}",
+	 "arn:aws:lambda:us-east-1:111122223333:function:", 171, TH_REJECT_IDENTIFIER_TOO_LONG},
+#undef UI_ARN
+#undef ROLE_ARN
+#undef ARN_PFX
+};
+
+static void test_identifier_sizes(void **state)
+{
+	struct th_parser *p;
+	(void)state;
+
+	E(th_parser_new(&p, 0));
+	for (size_t i = 0; i < TH_ARRAY_SIZE(id_cases); i++) {
+		const struct id_case *c = &id_cases[i];
+		char id[4096], json[8192];
+		size_t pl = strlen(c->prefix);
+		assert_true(c->len < sizeof(id) && pl <= c->len);
+		memcpy(id, c->prefix, pl);
+		memset(id + pl, 'a', c->len - pl);
+		id[c->len] = '\0';
+		/* the identifier object is the first member; the required fields follow */
+		int n = snprintf(json, sizeof(json),
+				 "%.*s%s%s,\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":"
+				 "\"%s\",\"eventName\":\"AssumeRole\"}",
+				 (int)strlen(c->before) - 1, c->before + 1, id, c->after, c->source);
+		assert_true(n > 0 && (size_t)n < sizeof(json));
+		/* "{" + before-without-its-"{" */
+		char doc[8200];
+		int m = snprintf(doc, sizeof(doc), "{%s", json);
+		assert_true(m > 0 && (size_t)m < sizeof(doc));
+		struct seen s = {0};
+		assert_int_equal(feed(p, doc, (size_t)m, 0, &s), 0);
+		if (c->why == TH_REJECT_NONE ? s.nev != 1
+					     : (s.nrej != 1 || s.rej[0].why != c->why)) {
+			dump(&s);
+			fail_msg("%s: want %s", c->name,
+				 c->why ? th_reject_name(c->why) : "accepted");
+		}
+	}
 	th_parser_destroy(p);
 }
 
@@ -1313,18 +1557,61 @@ static void test_input_large(void **state)
 	assert_int_equal(s.nev, n + 1);
 	assert_int_equal(s.nrej, 0);
 
-	/* Over the document limit: skipped with one report, the stream resyncs on
-	 * the next line. */
-	struct seen s2 = {0};
-	E(run_input(r.p, r.n, false, 0, 1 << 20, &s2));
-	if (s2.nev != 1 || s2.nrej != 1)
-		dump(&s2);
-	assert_int_equal(s2.nev, 1);
-	assert_int_equal(s2.nrej, 1);
-	assert_int_equal(s2.rej[0].why, TH_REJECT_TOO_LARGE);
-	assert_int_equal(s2.rej[0].offset, 0);
+	/* Containers stream: their records are delivered as the file is read, so
+	 * the document limit is never reached -- for a log file or an array. */
+	for (int array = 0; array <= 1; array++) {
+		if (array) {
+			r.p[0] = '[';
+			memset(r.p + 1, ' ', strlen("{\"Records\":[") - 1);
+			char *close = strstr(r.p, "]}\n");
+			assert_non_null(close);
+			close[1] = ' ';
+		}
+		struct seen s1 = {0};
+		E(run_input(r.p, r.n, false, 0, 1 << 20, &s1));
+		assert_int_equal(s1.nev, n + 1);
+		assert_int_equal(s1.nrej, 0);
+		assert_int_equal(s1.ev[1].offset, offset_of(r.p, "},{") + 2);
+	}
 	free(r.p);
 	free(t.p);
+}
+
+/* Log files and arrays stream: memory holds about a record, not the file; one
+ * record over the limit is rejected and skipped, and the records after it count. */
+static void test_input_records_stream(void **state)
+{
+	const int n = 20000; /* ~5.5 MB */
+	(void)state;
+	for (int pretty = 0; pretty <= 2; pretty++) {
+		struct text r = {0};
+		puts_(&r, pretty == 2 ? "[" : pretty ? "{\n  \"Records\": [\n    " : "{\"Records\":[");
+		for (int i = 0; i < n; i++) {
+			char line[512];
+			if (i)
+				puts_(&r, pretty ? ",\n    " : ",");
+			if (i == 7000) {
+				/* one record of 3 MB, nested and with escapes */
+				puts_(&r, "{\"eventTime\":\"2023-07-10T12:25:32Z\",\"x\":[{\"a\":\"\\\"]}\",\"b\":\"");
+				for (int k = 0; k < 3 << 20; k += 64)
+					puts_(&r, "0123456789012345678901234567890123456789012345678901234567890123");
+				puts_(&r, "\"}],\"eventSource\":\"s\",\"eventName\":\"N\"},");
+			}
+			put(&r, line, small_event(line, sizeof(line), i));
+		}
+		puts_(&r, pretty == 2 ? "]\n" : pretty ? "\n  ]\n}\n" : "]}\n");
+		for (int gz = 0; gz <= 1; gz++) {
+			struct seen s = {0};
+			E(run_input(r.p, r.n, gz, 0, 0, &s));
+			if (s.nev != n || s.nrej != 1)
+				dump(&s);
+			assert_int_equal(s.nev, n);
+			assert_int_equal(s.nrej, 1);
+			assert_int_equal(s.rej[0].why, TH_REJECT_TOO_LARGE);
+			assert_int_equal(s.rej[0].offset, offset_of(r.p, "{\"eventTime\":\"2023-07-10T12:25:32Z\",\"x\""));
+		}
+		free(r.p);
+	}
 }
 
 static void test_input_open_errors(void **state)
@@ -1335,8 +1622,319 @@ static void test_input_open_errors(void **state)
 	assert_int_equal(th_input_open(&in, "/nonexistent/th-no-such-file", 0, errstr, sizeof(errstr)),
 			 TH_ENOTFOUND);
 	assert_non_null(strstr(errstr, "/nonexistent/th-no-such-file"));
+	/* a directory says so (it used to fail later as "input/output error") */
+	errstr[0] = '\0';
+	assert_int_equal(th_input_open(&in, "/", 0, errstr, sizeof(errstr)), TH_EINVAL);
+	assert_non_null(strstr(errstr, "is a directory"));
 	th_input_close(NULL);
 	th_parser_destroy(NULL);
+}
+
+
+/* ---- issue 8: framing that lost or misread valid records ---- */
+
+/* A stray '[' line before JSON lines opens no array: it alone is rejected and
+ * every record after it is read (it used to swallow the rest of the file). */
+static void test_input_stray_bracket(void **state)
+{
+	(void)state;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct text t = {0};
+		puts_(&t, "[\n");
+		jsonl(&t, 1000, -1, 0, NULL);
+		struct seen s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &s));
+		if (s.nev != 1000 || s.nrej != 1)
+			dump(&s);
+		assert_int_equal(s.nev, 1000);
+		assert_int_equal(s.nrej, 1);
+		assert_int_equal(s.rej[0].offset, 0);
+		assert_string_equal(s.ev[0].id, "id-0");
+		free(t.p);
+	}
+	/* A real array after the stray line's records still reads as an array, and
+	 * an array whose elements lack commas after the first keeps those before. */
+	static const char mixed[] =
+		"[\n"
+		"{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"a\"}\n"
+		"[{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"b\"},\n"
+		"{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"c\"}\n"
+		"{\"eventTime\":\"2023-07-10T12:25:32Z\",\"eventSource\":\"s\",\"eventName\":\"N\","
+		"\"eventID\":\"d\"}\n";
+	static const char *const want[] = {"a", "b", "c", "d"};
+	struct seen m = {0};
+	E(run_input(mixed, strlen(mixed), false, 0, 0, &m));
+	expect_ids(&m, want, 4);
+}
+
+/* What json.dumps(event, indent=0) writes: every line in column 0, so the
+ * objects of an array start there too. */
+static const char indent0_event[] =
+	"{\n"
+	"\"eventVersion\": \"1.08\",\n"
+	"\"userIdentity\": {\n"
+	"\"type\": \"AssumedRole\",\n"
+	"\"sessionContext\": {\n"
+	"\"attributes\": {\n"
+	"\"creationDate\": \"2023-07-10T12:00:00Z\"\n"
+	"}\n"
+	"}\n"
+	"},\n"
+	"\"eventTime\": \"2023-07-10T12:25:32Z\",\n"
+	"\"eventSource\": \"s3.amazonaws.com\",\n"
+	"\"eventName\": \"GetObject\",\n"
+	"\"resources\": [\n"
+	"{\n"
+	"\"accountId\": \"111122223333\",\n"
+	"\"ARN\": \"arn:aws:s3:::b\"\n"
+	"},\n"
+	"{\n"
+	"\"ARN\": \"arn:aws:s3:::b/k\"\n"
+	"}\n"
+	"],\n"
+	"\"tags\": [[\n"
+	"{\n"
+	"\"k\": {\n"
+	"\"v\": [\n"
+	"{}\n"
+	"]\n"
+	"}\n"
+	"}\n"
+	"]],\n"
+	"\"eventID\": \"%s\"\n"
+	"}\n";
+
+static void test_input_indent0(void **state)
+{
+	(void)state;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct text t = {0};
+		char ev[2048];
+		for (int i = 0; i < 14; i++) {
+			char id[16];
+			snprintf(id, sizeof(id), "i%d", i);
+			snprintf(ev, sizeof(ev), indent0_event, id);
+			puts_(&t, ev);
+		}
+		struct seen s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &s));
+		if (s.nev != 14 || s.nrej)
+			dump(&s);
+		assert_int_equal(s.nev, 14);
+		assert_int_equal(s.nrej, 0);
+		assert_string_equal(s.ev[13].id, "i13");
+		free(t.p);
+	}
+	/* The same inside a Records file written with indent=0. */
+	struct text r = {0};
+	char ev[2048];
+	puts_(&r, "{\n\"Records\": [\n");
+	for (int i = 0; i < 3; i++) {
+		snprintf(ev, sizeof(ev), indent0_event, i == 0 ? "r0" : i == 1 ? "r1" : "r2");
+		ev[strlen(ev) - 1] = '\0'; /* drop the newline */
+		puts_(&r, ev);
+		puts_(&r, i < 2 ? ",\n" : "\n");
+	}
+	puts_(&r, "]\n}\n");
+	static const char *const want[] = {"r0", "r1", "r2"};
+	struct seen s = {0};
+	E(run_input(r.p, r.n, false, 0, 0, &s));
+	expect_ids(&s, want, 3);
+	assert_int_equal(s.nrej, 0);
+	free(r.p);
+
+	/* ... with its middle record cut short: that record alone is lost. */
+	struct text c = {0};
+	puts_(&c, "{\n\"Records\": [\n");
+	for (int i = 0; i < 3; i++) {
+		snprintf(ev, sizeof(ev), indent0_event, i == 0 ? "r0" : i == 1 ? "r1" : "r2");
+		if (i == 1)
+			*strstr(ev, "\"eventName\"") = '\0'; /* cut after "eventSource": ...,\n */
+		else
+			ev[strlen(ev) - 1] = '\0';
+		puts_(&c, ev);
+		puts_(&c, i < 2 ? (i == 1 ? "" : ",\n") : "\n");
+	}
+	puts_(&c, "]\n}\n");
+	/* (The container's closing lines are then reported as stray text.) */
+	static const char *const want2[] = {"r0", "r2"};
+	struct seen s2 = {0};
+	E(run_input(c.p, c.n, false, 0, 0, &s2));
+	expect_ids(&s2, want2, 2);
+	assert_true(s2.nrej >= 1);
+	assert_int_equal(s2.rej[0].offset, offset_of(c.p, "{\n\"eventVersion\": \"1.08\",\n\"userIdentity"
+							   "\": {\n\"type\": \"AssumedRole\",\n\"sessionContext"
+							   "\": {\n\"attributes\": {\n\"creationDate\": \"2023-07-10"
+							   "T12:00:00Z\"\n}\n}\n},\n\"eventTime\": \"2023-07-10T12:25:"
+							   "32Z\",\n\"eventSource\": \"s3.amazonaws.com\",\n{"));
+	for (int i = 0; i < s2.nrej; i++)
+		assert_int_equal(s2.rej[i].why, TH_REJECT_MALFORMED_JSON);
+	free(c.p);
+}
+
+/* A JSON line cut where a '{' could legally follow (after ',' in an array, or
+ * after ':') still costs only itself: the next line is taken as a continuation
+ * only on a guess, dropped when the value turns out broken. */
+static void test_input_cut_where_an_object_may_follow(void **state)
+{
+	static const char *const tails[] = {
+		"{\"a\":[{\"x\":1},",  /* after ',' in an array */
+		"{\"a\":[",            /* after '[' */
+		"{\"a\":",             /* after ':' */
+		"{\"a\":{\"b\":[[",    /* deeper */
+	};
+	(void)state;
+	for (size_t i = 0; i < TH_ARRAY_SIZE(tails); i++) {
+		for (int last = 0; last <= 1; last++) {
+			/* the cut line before the last record, or before all but one */
+			int n = 12, cut = last ? n - 2 : 3;
+			struct text t = {0};
+			for (int k = 0; k < n; k++) {
+				char line[512];
+				if (k == cut) {
+					puts_(&t, tails[i]);
+					puts_(&t, "\n");
+				}
+				put(&t, line, small_event(line, sizeof(line), k));
+				puts_(&t, "\n");
+			}
+			struct seen s = {0};
+			print_message("cut \"%s\" before record %d\n", tails[i], cut);
+			E(run_input(t.p, t.n, false, 0, 0, &s));
+			expect_all_but(&s, n, -1);
+			if (s.nrej != 1)
+				dump(&s);
+			assert_int_equal(s.nrej, 1);
+			assert_int_equal(s.rej[0].why, TH_REJECT_MALFORMED_JSON);
+			free(t.p);
+		}
+	}
+}
+
+/* A UTF-8 byte-order mark at the start of the file, or of a line (files joined
+ * with cat), costs nothing. */
+static void test_input_bom(void **state)
+{
+	(void)state;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct text t = {0};
+		char line[512];
+		puts_(&t, "\xEF\xBB\xBF");
+		for (int i = 0; i < 4; i++) {
+			if (i == 2)
+				puts_(&t, "\xEF\xBB\xBF");
+			put(&t, line, small_event(line, sizeof(line), i));
+			puts_(&t, "\n");
+		}
+		struct seen s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &s));
+		expect_all_but(&s, 4, -1);
+		assert_int_equal(s.nrej, 0);
+		free(t.p);
+	}
+	/* a pretty-printed file with a BOM */
+	char ev[2048];
+	int n = snprintf(ev, sizeof(ev), "\xEF\xBB\xBF%s", indent0_event);
+	char doc[2048];
+	n = snprintf(doc, sizeof(doc), ev, "bom");
+	static const char *const want[] = {"bom"};
+	struct seen s = {0};
+	E(run_input(doc, (size_t)n, false, 0, 0, &s));
+	expect_ids(&s, want, 1);
+	assert_int_equal(s.nrej, 0);
+}
+
+/* Text after a gzip member is read, not dropped (zlib's gzread ignores it);
+ * so is a second member. */
+static void test_input_gzip_then_plain(void **state)
+{
+	struct text a = {0}, b = {0};
+	(void)state;
+	jsonl(&a, 5, -1, 0, NULL);
+	for (int i = 5; i < 10; i++) {
+		char line[512];
+		put(&b, line, small_event(line, sizeof(line), i));
+		puts_(&b, "\n");
+	}
+	char *gz_path = write_tmp(a.p, a.n, true);
+	char *gz2_path = write_tmp(b.p, b.n, true);
+	for (int second_gz = 0; second_gz <= 1; second_gz++) {
+		struct text all = {0};
+		FILE *f = fopen(gz_path, "rb");
+		assert_non_null(f);
+		char chunk[4096];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			put(&all, chunk, n);
+		fclose(f);
+		if (second_gz) {
+			f = fopen(gz2_path, "rb");
+			assert_non_null(f);
+			while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+				put(&all, chunk, n);
+			fclose(f);
+		} else {
+			put(&all, b.p, b.n);
+		}
+		struct seen s = {0};
+		E(run_input(all.p, all.n, false, 0, 0, &s));
+		expect_all_but(&s, 10, -1);
+		assert_int_equal(s.nrej, 0);
+		free(all.p);
+	}
+	unlink(gz_path);
+	unlink(gz2_path);
+	free(gz_path);
+	free(gz2_path);
+	free(a.p);
+	free(b.p);
+}
+
+/* Over-long runs are rejected once and skipped without being buffered; the
+ * records after them are read. (Memory itself is checked by the scan tests.) */
+static void test_input_over_long_runs(void **state)
+{
+	(void)state;
+	for (int kind = 0; kind < 3; kind++) {
+		for (int gz = 0; gz <= 1; gz++) {
+			struct text t = {0};
+			char line[512];
+			put(&t, line, small_event(line, sizeof(line), 0));
+			puts_(&t, "\n");
+			size_t big = 300000;
+			char *run = malloc(big);
+			assert_non_null(run);
+			if (kind == 0)
+				memset(run, 0, big); /* zeros, no newline */
+			else if (kind == 1)
+				memset(run, 'x', big); /* text, no newline */
+			else {
+				/* one JSON line far over the record limit */
+				memset(run, 'a', big);
+				memcpy(run, "{\"userAgent\":\"", 14);
+				memcpy(run + big - 2, "\"}", 2);
+			}
+			put(&t, run, big);
+			free(run);
+			puts_(&t, "\n");
+			for (int i = 1; i < 5; i++) {
+				put(&t, line, small_event(line, sizeof(line), i));
+				puts_(&t, "\n");
+			}
+			struct seen s = {0};
+			E(run_input(t.p, t.n, gz, 1024, 0, &s));
+			expect_all_but(&s, 5, -1);
+			if (s.nrej != 1)
+				dump(&s);
+			assert_int_equal(s.nrej, 1);
+			assert_int_equal(s.rej[0].why, kind == 2 ? TH_REJECT_TOO_LARGE
+								 : TH_REJECT_MALFORMED_JSON);
+			free(t.p);
+		}
+	}
 }
 
 /* A gzip stream cut short is an I/O error after the records before the cut. */
@@ -1387,6 +1985,9 @@ int main(void)
 		cmocka_unit_test(test_records_with_bad_record),
 		cmocka_unit_test(test_records_and_arrays),
 		cmocka_unit_test(test_eventbridge),
+		cmocka_unit_test(test_event_time_future_bound),
+		cmocka_unit_test(test_identifier_sizes),
+		cmocka_unit_test(test_detail_is_valid_utf8),
 		cmocka_unit_test(test_feed_two_objects),
 		cmocka_unit_test(test_feed_whitespace),
 		cmocka_unit_test(test_feed_stop),
@@ -1400,6 +2001,13 @@ int main(void)
 		cmocka_unit_test(test_input_large),
 		cmocka_unit_test(test_input_open_errors),
 		cmocka_unit_test(test_input_truncated_gzip),
+		cmocka_unit_test(test_input_stray_bracket),
+		cmocka_unit_test(test_input_indent0),
+		cmocka_unit_test(test_input_cut_where_an_object_may_follow),
+		cmocka_unit_test(test_input_bom),
+		cmocka_unit_test(test_input_gzip_then_plain),
+		cmocka_unit_test(test_input_over_long_runs),
+		cmocka_unit_test(test_input_records_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,10 @@
 /*
  * Unit tests of the state store: the write-back cache in front of LMDB,
  * commits with the input offset, rollback, prefix scans over committed and
- * uncommitted keys, wipe, changelog application and the format version.
+ * uncommitted keys, wipe, changelog application and the format version;
+ * and what the machine can do to a store: keys of any length, corrupt or
+ * foreign files, a system crash while open, a full map, a full disk (on a
+ * small tmpfs mounted by the test), a read-only directory.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,10 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "trailhound/records.h"
 #include "trailhound/state.h"
 
 #define E(expr) assert_int_equal((expr), 0)
@@ -39,11 +50,10 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 	char path[128];
 	th_state_close(f->st);
-	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	th_state_remove_files(f->dir);
+	snprintf(path, sizeof(path), "%s/data.mdb.orig", f->dir);
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", f->dir);
-	unlink(path);
-	rmdir(f->dir);
+	assert_int_equal(rmdir(f->dir), 0); /* nothing else was left behind */
 	free(f);
 	return 0;
 }
@@ -237,13 +247,456 @@ static void test_format_version_is_checked(void **state)
 	E(th_state_commit(f->st, 1));
 	th_state_close(f->st);
 	f->st = NULL;
-	assert_int_equal(th_state_open(&other, f->dir, 64 << 20, err, sizeof(err)), TH_ESTATE);
+	assert_int_equal(th_state_open(&other, f->dir, 64 << 20, err, sizeof(err)),
+			 TH_EUNTRUSTED);
+	assert_null(other);
 	assert_non_null(strstr(err, "format version 7"));
-	/* leave a usable store for teardown */
-	char path[128];
-	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
-	unlink(path);
+	/* the caller's way out: remove the files, open a new store */
+	E(th_state_remove_files(f->dir));
 	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+	const void *v;
+	size_t vn;
+	E(th_state_get(f->st, "\0version", 8, &v, &vn));
+	assert_int_equal(vn, 1);
+	assert_int_equal(*(const unsigned char *)v, TH_STATE_FORMAT_VERSION);
+}
+
+/* ---- keys of any length (issue 8: MDB_BAD_VALSIZE stopped scan) ---- */
+
+static char *long_arn(size_t len, char fill)
+{
+	char *arn = malloc(len + 1);
+	int n = snprintf(arn, len + 1, "arn:aws:iam::123456789012:role/");
+	memset(arn + n, fill, len - (size_t)n);
+	arn[len] = '\0';
+	return arn;
+}
+
+static void test_long_keys_commit(void **state)
+{
+	struct fixture *f = *state;
+	char *arn600 = long_arn(600, 'p'), *arn2048 = long_arn(2048, 'q');
+	char k[6][TH_KEY_SIZE];
+	size_t kl[6];
+	/* every key type that carries a role ARN, at both lengths */
+	kl[0] = th_key(k[0], sizeof(k[0]), 'r', 1, arn600);
+	kl[1] = th_key(k[1], sizeof(k[1]), 'q', 3, arn600, "123456789012", "ASIAEXAMPLE");
+	kl[2] = th_key(k[2], sizeof(k[2]), 'd', 5, "5", "123456789012", arn600, arn600, "16509");
+	kl[3] = th_key(k[3], sizeof(k[3]), 'r', 1, arn2048);
+	kl[4] = th_key(k[4], sizeof(k[4]), 'i', 2, arn2048, arn2048);
+	kl[5] = th_key(k[5], sizeof(k[5]), 'd', 5, arn2048, arn2048, arn2048, arn2048, arn2048);
+	for (int i = 0; i < 6; i++) {
+		assert_true(kl[i] > 0 && kl[i] <= TH_KEY_MAX);
+		E(th_state_put(f->st, k[i], kl[i], "v", 1));
+	}
+	E(th_state_commit(f->st, 7));
+	reopen(f);
+	for (int i = 0; i < 6; i++) {
+		const void *v;
+		size_t n;
+		E(th_state_get(f->st, k[i], kl[i], &v, &n));
+	}
+	free(arn600);
+	free(arn2048);
+}
+
+/* ---- trust ---- */
+
+static void path_in(char *out, size_t n, const struct fixture *f, const char *name)
+{
+	snprintf(out, n, "%s/%s", f->dir, name);
+}
+
+static void fill_store(struct fixture *f, int nkeys)
+{
+	char k[32], v[64];
+	for (int i = 0; i < nkeys; i++) {
+		snprintf(k, sizeof(k), "key-%06d", i);
+		int n = snprintf(v, sizeof(v), "value-%06d-padding-padding", i);
+		E(th_state_put(f->st, k, strlen(k), v, (size_t)n));
+	}
+	E(th_state_commit(f->st, nkeys));
+}
+
+static void check_store(struct th_state *st, int nkeys)
+{
+	char k[32], v[64];
+	for (int i = 0; i < nkeys; i++) {
+		snprintf(k, sizeof(k), "key-%06d", i);
+		snprintf(v, sizeof(v), "value-%06d-padding-padding", i);
+		check_value(st, k, v);
+	}
+}
+
+static void test_clean_close_is_trusted(void **state)
+{
+	struct fixture *f = *state;
+	char path[128];
+	struct stat sb;
+	fill_store(f, 500);
+	path_in(path, sizeof(path), f, TH_STATE_OPEN_MARKER);
+	assert_int_equal(stat(path, &sb), 0); /* open: marked */
+	th_state_close(f->st);
+	f->st = NULL;
+	assert_int_not_equal(stat(path, &sb), 0); /* closed cleanly: unmarked */
+	reopen(f);
+	check_store(f->st, 500);
+	assert_int_equal(th_state_offset(f->st), 500);
+}
+
+/* In a forked child: crash for real, not into cmocka's handlers (which
+ * would go on running the rest of the tests in the child). */
+static void default_signals(void)
+{
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+}
+
+static void test_process_crash_is_trusted(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	int status;
+	th_state_close(f->st);
+	f->st = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct th_state *st;
+		default_signals();
+		if (th_state_open(&st, f->dir, 64 << 20, err, sizeof(err)))
+			_exit(2);
+		char k[32], v[64];
+		for (int i = 0; i < 300; i++) {
+			snprintf(k, sizeof(k), "key-%06d", i);
+			int n = snprintf(v, sizeof(v), "value-%06d-padding-padding", i);
+			th_state_put(st, k, strlen(k), v, (size_t)n);
+		}
+		if (th_state_commit(st, 300))
+			_exit(3);
+		th_state_put(st, "uncommitted", 11, "x", 1);
+		abort(); /* no close: the marker stays, from this boot */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	/* the same boot: the kernel still has every committed page */
+	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+	check_store(f->st, 300);
+	check_value(f->st, "uncommitted", NULL);
+	assert_int_equal(th_state_offset(f->st), 300);
+}
+
+static void test_system_crash_is_untrusted(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], err[256];
+	struct th_state *st = NULL;
+	fill_store(f, 100);
+	th_state_close(f->st);
+	f->st = NULL;
+	/* what a machine that went down with the store open leaves behind */
+	path_in(path, sizeof(path), f, TH_STATE_OPEN_MARKER);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("00000000-0000-4000-8000-000000000000\n", fp);
+	fclose(fp);
+	assert_int_equal(th_state_open(&st, f->dir, 64 << 20, err, sizeof(err)), TH_EUNTRUSTED);
+	assert_null(st);
+	assert_non_null(strstr(err, "machine went down"));
+	/* read-only opens judge it the same way */
+	assert_int_equal(th_state_open_readonly(&st, f->dir, err, sizeof(err)), TH_EUNTRUSTED);
+	/* rebuilt: a new, empty, trusted store */
+	E(th_state_remove_files(f->dir));
+	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+	check_value(f->st, "key-000001", NULL);
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+	close(fd);
+}
+
+static void *read_file(const char *path, size_t *n)
+{
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	char *p = malloc((size_t)sb.st_size);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, p, (size_t)sb.st_size), sb.st_size);
+	close(fd);
+	*n = (size_t)sb.st_size;
+	return p;
+}
+
+static void test_random_file_is_untrusted(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], err[256], junk[65536];
+	struct th_state *st = NULL;
+	th_state_close(f->st);
+	f->st = NULL;
+	th_state_remove_files(f->dir);
+	srand(8);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)rand();
+	path_in(path, sizeof(path), f, "data.mdb");
+	write_file(path, junk, sizeof(junk));
+	assert_int_equal(th_state_open(&st, f->dir, 64 << 20, err, sizeof(err)), TH_EUNTRUSTED);
+	assert_non_null(strstr(err, "not an LMDB file"));
+	/* a text file, as a misconfigured path would give */
+	write_file(path, "hello, world\n", 13);
+	assert_int_equal(th_state_open(&st, f->dir, 64 << 20, err, sizeof(err)), TH_EUNTRUSTED);
+	E(th_state_remove_files(f->dir));
+	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+}
+
+static void test_foreign_lmdb_is_untrusted(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	struct th_state *st = NULL;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {3, "foo"}, v = {3, "bar"};
+	th_state_close(f->st);
+	f->st = NULL;
+	th_state_remove_files(f->dir);
+	/* another program's LMDB store in the same directory */
+	E(mdb_env_create(&env));
+	E(mdb_env_open(env, f->dir, 0, 0640));
+	E(mdb_txn_begin(env, NULL, 0, &txn));
+	E(mdb_dbi_open(txn, NULL, 0, &dbi));
+	E(mdb_put(txn, dbi, &k, &v, 0));
+	E(mdb_txn_commit(txn));
+	mdb_env_close(env);
+	assert_int_equal(th_state_open(&st, f->dir, 64 << 20, err, sizeof(err)), TH_EUNTRUSTED);
+	assert_non_null(strstr(err, "without trailhound's format version"));
+	E(th_state_remove_files(f->dir));
+	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+}
+
+/* Flip bytes in every page header of a real store: th_state_open either
+ * refuses it (TH_EUNTRUSTED, or TH_ESTATE) or opens a store that then reads
+ * and commits without crashing. Before the verifying walk, several of these
+ * crashed inside liblmdb. */
+static int scan_count_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void test_flipped_page_headers_never_crash(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], orig[128], err[256];
+	static const unsigned char masks[] = {0x01, 0xff};
+	/* the header's fields: page number, flags, lower and upper bounds
+	 * (bytes 8-9 are padding) */
+	static const size_t offs[] = {0, 1, 7, 10, 11, 12, 13, 14, 15};
+	size_t n;
+	int refused = 0, opened = 0;
+	fill_store(f, 1000);
+	th_state_close(f->st);
+	f->st = NULL;
+	path_in(path, sizeof(path), f, "data.mdb");
+	path_in(orig, sizeof(orig), f, "data.mdb.orig");
+	unsigned char *good = read_file(path, &n);
+	write_file(orig, good, n);
+	assert_true(n >= 8 * 4096); /* several pages: branch, leaves, free */
+	for (size_t page = 0; page * 4096 < n; page++) {
+		for (size_t o = 0; o < sizeof(offs) / sizeof(offs[0]); o++) {
+			for (size_t m = 0; m < sizeof(masks); m++) {
+				size_t off = offs[o];
+				struct th_state *st = NULL;
+				good[page * 4096 + off] ^= masks[m];
+				write_file(path, good, n);
+				good[page * 4096 + off] ^= masks[m];
+				/* the test itself must survive a crash: run it in a child */
+				pid_t pid = fork();
+				assert_true(pid >= 0);
+				if (pid == 0) {
+					default_signals();
+					int rc = th_state_open(&st, f->dir, 64 << 20, err,
+							       sizeof(err));
+					if (rc == TH_EUNTRUSTED || rc == TH_ESTATE)
+						_exit(10);
+					if (rc)
+						_exit(3);
+					int cnt = 0;
+					th_state_scan(st, "", 0, scan_count_cb, &cnt);
+					th_state_put(st, "after", 5, "x", 1);
+					th_state_commit(st, 1);
+					th_state_close(st);
+					_exit(0);
+				}
+				int status;
+				assert_int_equal(waitpid(pid, &status, 0), pid);
+				if (!WIFEXITED(status))
+					fail_msg("page %zu byte %zu mask %02x: crashed (signal %d)",
+						 page, off, masks[m], WTERMSIG(status));
+				assert_true(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 10);
+				if (WEXITSTATUS(status) == 10)
+					refused++;
+				else
+					opened++;
+				th_state_remove_files(f->dir);
+			}
+		}
+	}
+	/* the flips that matter were caught (not everything was waved through) */
+	assert_true(refused > 0);
+	print_message("flipped headers: %d refused, %d opened safely\n", refused, opened);
+	/* the original reopens trusted, with its data */
+	write_file(path, good, n);
+	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+	check_store(f->st, 1000);
+	free(good);
+}
+
+/* ---- a full map grows ---- */
+
+static void test_map_full_grows(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	th_state_close(f->st);
+	th_state_remove_files(f->dir);
+	E(th_state_open(&f->st, f->dir, 64 << 10, err, sizeof(err)));
+	fill_store(f, 5000); /* ~300 KB of records into a 64 KiB map */
+	/* and again with a live read txn (gets before the commit) */
+	check_store(f->st, 5000);
+	char k[32];
+	for (int i = 5000; i < 9000; i++) {
+		snprintf(k, sizeof(k), "more-%06d", i);
+		E(th_state_put(f->st, k, strlen(k), "0123456789012345678901234567890123456789", 40));
+	}
+	E(th_state_commit(f->st, 9000));
+	th_state_close(f->st);
+	E(th_state_open(&f->st, f->dir, 64 << 10, err, sizeof(err)));
+	check_store(f->st, 5000);
+	check_value(f->st, "more-008999", "0123456789012345678901234567890123456789");
+	assert_int_equal(th_state_offset(f->st), 9000);
+}
+
+/* ---- a full disk: TH_ENOSPC, nothing lost, and the retry commits ---- */
+
+static void test_disk_full_keeps_changes(void **state)
+{
+	struct fixture *f = *state;
+	char mnt[128], sdir[160], filler[160], err[256], k[32], v[1024];
+	struct th_state *st = NULL;
+	int rc;
+	(void)state;
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", f->dir);
+	assert_int_equal(mkdir(mnt, 0750), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
+		int e = errno;
+		rmdir(mnt);
+		if (geteuid() == 0)
+			fail_msg("mount tmpfs as root failed: %s", strerror(e));
+		/* only when not root: mounting needs CAP_SYS_ADMIN */
+		print_message("SKIPPED: cannot mount a tmpfs (%s) as uid %d; run as root\n",
+			      strerror(e), (int)geteuid());
+		skip();
+		return;
+	}
+	snprintf(sdir, sizeof(sdir), "%s/st", mnt);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	E(th_state_open(&st, sdir, 64 << 20, err, sizeof(err)));
+	/* take every free byte */
+	int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	assert_true(fd >= 0);
+	memset(v, 'f', sizeof(v));
+	while (write(fd, v, sizeof(v)) > 0)
+		;
+	close(fd);
+	memset(v, 'v', sizeof(v));
+	v[sizeof(v) - 1] = '\0';
+	for (int i = 0; i < 400; i++) {
+		snprintf(k, sizeof(k), "big-%04d", i);
+		E(th_state_put(st, k, strlen(k), v, strlen(v)));
+	}
+	rc = th_state_commit(st, 400);
+	assert_int_equal(rc, TH_ENOSPC);
+	assert_int_equal(th_state_offset(st), TH_STATE_NO_OFFSET);
+	/* the cache kept every change */
+	struct th_state_stats ss;
+	th_state_get_stats(st, &ss);
+	assert_int_equal(ss.dirty, 400);
+	check_value(st, "big-0399", v);
+	/* still full: still TH_ENOSPC, never a crash */
+	assert_int_equal(th_state_commit(st, 400), TH_ENOSPC);
+	/* Some room, not enough: the write runs out part-way, which liblmdb
+	 * reports as a short write (EIO); still TH_ENOSPC, still nothing lost. */
+	struct stat fsb;
+	assert_int_equal(stat(filler, &fsb), 0);
+	assert_int_equal(truncate(filler, fsb.st_size - 64 * 1024), 0);
+	assert_int_equal(th_state_commit(st, 400), TH_ENOSPC);
+	th_state_get_stats(st, &ss);
+	assert_int_equal(ss.dirty, 400);
+	/* space returns: the same call commits everything */
+	assert_int_equal(unlink(filler), 0);
+	E(th_state_commit(st, 400));
+	th_state_close(st);
+	E(th_state_open(&st, sdir, 64 << 20, err, sizeof(err)));
+	assert_int_equal(th_state_offset(st), 400);
+	for (int i = 0; i < 400; i++) {
+		snprintf(k, sizeof(k), "big-%04d", i);
+		check_value(st, k, v);
+	}
+	th_state_close(st);
+	assert_int_equal(umount(mnt), 0);
+	rmdir(mnt);
+}
+
+/* ---- read-only ---- */
+
+static void test_readonly_open(void **state)
+{
+	struct fixture *f = *state;
+	char mnt[128], err[256];
+	struct th_state *st = NULL;
+	fill_store(f, 200);
+	th_state_close(f->st);
+	f->st = NULL;
+	/* a read-only view of the store's directory, without its lock file */
+	snprintf(mnt, sizeof(mnt), "%s.ro", f->dir);
+	char path[128];
+	path_in(path, sizeof(path), f, "lock.mdb");
+	unlink(path);
+	assert_int_equal(mkdir(mnt, 0750), 0);
+	if (mount(f->dir, mnt, NULL, MS_BIND, NULL) != 0 ||
+	    mount(NULL, mnt, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) {
+		int e = errno;
+		umount(mnt);
+		rmdir(mnt);
+		if (geteuid() == 0)
+			fail_msg("read-only bind mount as root failed: %s", strerror(e));
+		print_message("SKIPPED: cannot bind-mount read-only (%s) as uid %d; run as root\n",
+			      strerror(e), (int)geteuid());
+		skip();
+		return;
+	}
+	E(th_state_open_readonly(&st, mnt, err, sizeof(err)));
+	check_store(st, 200);
+	assert_int_equal(th_state_offset(st), 200);
+	assert_int_equal(th_state_commit(st, 1), TH_EINVAL);
+	th_state_close(st);
+	/* the writable open refuses to write there, with an error, not a crash */
+	assert_int_not_equal(th_state_open(&st, mnt, 0, err, sizeof(err)), 0);
+	assert_int_equal(umount(mnt), 0);
+	rmdir(mnt);
+	reopen(f);
 }
 
 int main(void)
@@ -258,6 +711,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_keys_and_clean_cache_eviction, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_format_version_is_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_keys_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clean_close_is_trusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_process_crash_is_trusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_system_crash_is_untrusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_file_is_untrusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_lmdb_is_untrusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flipped_page_headers_never_crash, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full_keeps_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_open, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,433 @@
+/*
+ * Tests for records.c and the UTF-8 helpers of common.c: state keys of any
+ * part length (issue 8: th_key overflowed its buffer on a 1,021-character
+ * account ID, and a 543-character role ARN made a key LMDB refuses), record
+ * decoders fed truncated and garbled bytes, and cuts on character
+ * boundaries. Run under ASan/UBSan too: an overflow is a failure there.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trailhound/records.h"
+
+static char *filled(size_t len, char c)
+{
+	char *s = malloc(len + 1);
+	assert_non_null(s);
+	memset(s, c, len);
+	s[len] = '\0';
+	return s;
+}
+
+/* ---- keys ---- */
+
+static void check_key_bytes(const char *k, size_t kl, int nparts)
+{
+	assert_true(kl <= TH_KEY_MAX);
+	assert_int_equal(strlen(k), kl);
+	int seps = 0;
+	for (size_t i = 0; i < kl; i++)
+		seps += k[i] == TH_KEY_SEP;
+	assert_int_equal(seps, nparts); /* parts never smuggle a separator in */
+}
+
+static void test_key_every_length_fits(void **state)
+{
+	(void)state;
+	/* an exact-size heap buffer: ASan reports any write past it */
+	char *buf = malloc(TH_KEY_SIZE);
+	assert_non_null(buf);
+	for (size_t len = 0; len <= 3000; len++) {
+		char *p = filled(len, 'a' + (char)(len % 26));
+		for (int np = 1; np <= TH_KEY_MAX_PARTS; np++) {
+			/* the long part in every position, beside short and long ones */
+			for (int pos = 0; pos < np; pos++) {
+				const char *parts[5] = {"123456789012", "ASIAEXAMPLE", "x", "", "16509"};
+				parts[pos] = p;
+				if (len % 97 == 0)
+					for (int i = 0; i < np; i++)
+						parts[i] = p; /* all of them long */
+				size_t kl = th_key(buf, TH_KEY_SIZE, 'd', np, parts[0], parts[1],
+						   parts[2], parts[3], parts[4]);
+				assert_true(kl > 0);
+				check_key_bytes(buf, kl, np);
+			}
+		}
+		free(p);
+	}
+	free(buf);
+}
+
+static void test_key_parts_kept_or_digested(void **state)
+{
+	char k[TH_KEY_SIZE], part[TH_KEY_PART_MAX + 1];
+	(void)state;
+	/* up to TH_KEY_PART_MAX bytes: the part as it is */
+	char *p = filled(TH_KEY_PART_MAX, 'r');
+	size_t kl = th_key(k, sizeof(k), 'r', 1, p);
+	assert_int_equal(kl, 2 + TH_KEY_PART_MAX);
+	assert_memory_equal(k + 2, p, TH_KEY_PART_MAX);
+	free(p);
+	/* one more: prefix, '~', 64 hex digits, exactly TH_KEY_PART_MAX long */
+	p = filled(TH_KEY_PART_MAX + 1, 'r');
+	kl = th_key(k, sizeof(k), 'r', 1, p);
+	assert_int_equal(kl, 2 + TH_KEY_PART_MAX);
+	assert_memory_equal(k + 2, p, TH_KEY_PREFIX_KEEP);
+	assert_int_equal(k[2 + TH_KEY_PREFIX_KEEP], TH_KEY_DIGEST_MARK);
+	for (int i = 0; i < TH_KEY_DIGEST_HEX; i++)
+		assert_non_null(strchr("0123456789abcdef", k[3 + TH_KEY_PREFIX_KEEP + i]));
+	/* th_key_part() maps the same way */
+	assert_int_equal(th_key_part(part, p), TH_KEY_PART_MAX);
+	assert_memory_equal(part, k + 2, TH_KEY_PART_MAX);
+	free(p);
+	/* a separator inside a part is digested, so parts cannot be shifted:
+	 * ("a\x1fb", "c") and ("a", "b\x1fc") are different keys */
+	char k2[TH_KEY_SIZE];
+	size_t l1 = th_key(k, sizeof(k), 'k', 2, "a\x1f" "b", "c");
+	size_t l2 = th_key(k2, sizeof(k2), 'k', 2, "a", "b\x1f" "c");
+	check_key_bytes(k, l1, 2);
+	check_key_bytes(k2, l2, 2);
+	assert_false(l1 == l2 && memcmp(k, k2, l1) == 0);
+	/* NULL is an empty part */
+	assert_int_equal(th_key(k, sizeof(k), 'a', 1, NULL), 2);
+}
+
+static void test_key_long_parts_never_collide(void **state)
+{
+	char k1[TH_KEY_SIZE], k2[TH_KEY_SIZE];
+	(void)state;
+	/* parts that differ only in their last byte, at every length past the cap */
+	for (size_t len = TH_KEY_PART_MAX; len <= 3000; len += 7) {
+		char *a = filled(len, 'p'), *b = filled(len, 'p');
+		b[len - 1] = 'q';
+		size_t l1 = th_key(k1, sizeof(k1), 'r', 1, a);
+		size_t l2 = th_key(k2, sizeof(k2), 'r', 1, b);
+		assert_false(l1 == l2 && memcmp(k1, k2, l1) == 0);
+		/* and a part is not confused with its own extension */
+		a[len - 1] = '\0';
+		size_t l3 = th_key(k2, sizeof(k2), 'r', 1, a);
+		assert_false(l1 == l3 && memcmp(k1, k2, l1) == 0);
+		free(a);
+		free(b);
+	}
+}
+
+static void test_key_prefixes_and_round_trip(void **state)
+{
+	char full[TH_KEY_SIZE], prefix[TH_KEY_SIZE], again[TH_KEY_SIZE];
+	(void)state;
+	for (size_t len = 0; len <= 2048; len += 31) {
+		char *role = filled(len, 'R'), *acct = filled(len / 3, '1'), *akid = filled(len / 2, 'K');
+		size_t fl = th_key(full, sizeof(full), 'q', 3, role, acct, akid);
+		size_t pl = th_key(prefix, sizeof(prefix), 'q', 1, role);
+		/* what a prefix scan for the role's held keys relies on */
+		assert_true(pl < fl);
+		assert_memory_equal(full, prefix, pl);
+		assert_int_equal(full[pl], TH_KEY_SEP);
+		/* the parts read back out of the key rebuild the same key */
+		char *a = full + pl + 1, *k = strchr(a, TH_KEY_SEP);
+		assert_non_null(k);
+		*k++ = '\0';
+		char rb[TH_KEY_PART_MAX + 1];
+		th_key_part(rb, role);
+		size_t al = th_key(again, sizeof(again), 'q', 3, rb, a, k);
+		full[pl + 1 + strlen(a)] = TH_KEY_SEP;
+		assert_int_equal(al, fl);
+		assert_memory_equal(again, full, fl);
+		free(role);
+		free(acct);
+		free(akid);
+	}
+}
+
+static void test_key_refuses_rather_than_truncates(void **state)
+{
+	char small[40];
+	(void)state;
+	/* does not fit: an empty key, never a cut one that could collide */
+	memset(small, 'x', sizeof(small));
+	assert_int_equal(th_key(small, sizeof(small), 'r', 1,
+				"arn:aws:iam::123456789012:role/a-role-name-too-long-for-40"),
+			 0);
+	assert_string_equal(small, "");
+	assert_int_equal(th_key(small, sizeof(small), 'r', 6, "a", "b", "c", "d", "e", "f"), 0);
+	assert_int_equal(th_key(small, 0, 'r', 1, "a"), 0);
+	assert_int_equal(th_key(small, sizeof(small), 'a', 1, "123456789012"), 14);
+}
+
+/* ---- record decoders ---- */
+
+static void fill_call(struct th_call *c, int i)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->event_id, sizeof(c->event_id), "event-%d", i);
+	th_strlcpy(c->event_name, "GetCallerIdentity", sizeof(c->event_name));
+	th_strlcpy(c->event_source, "sts.amazonaws.com", sizeof(c->event_source));
+	th_strlcpy(c->aws_region, "eu-west-1", sizeof(c->aws_region));
+	th_strlcpy(c->source_ip, "2001:db8::1", sizeof(c->source_ip));
+	th_strlcpy(c->user_agent, "aws-cli/2 \xc3\xa9", sizeof(c->user_agent));
+	th_strlcpy(c->vpce_id, "vpce-1", sizeof(c->vpce_id));
+	th_strlcpy(c->vpce_account, "210987654321", sizeof(c->vpce_account));
+	th_strlcpy(c->session, "fn", sizeof(c->session));
+	th_strlcpy(c->input_topic, "cloudtrail", sizeof(c->input_topic));
+	c->event_time_ms = 1718000000000 + i;
+	c->creation_ms = -5;
+	c->input_offset = INT64_MAX;
+	c->input_partition = 3;
+	c->asn = UINT32_MAX;
+	th_strlcpy(c->as_org, "Example", sizeof(c->as_org));
+	th_strlcpy(c->src_region, "us-east-1", sizeof(c->src_region));
+	c->net_kind = 3;
+}
+
+typedef int (*decode_fn)(const void *p, size_t n, void *out);
+
+/* Every strict prefix and every one-byte extension fails; random bytes
+ * never crash (ASan checks the bounds). */
+static void check_decoder(const char *what, const struct th_wbuf *w, decode_fn dec, void *out)
+{
+	assert_int_equal(dec(w->p, w->len, out), 0);
+	for (size_t n = 0; n < w->len; n++) {
+		/* a copy of exactly n bytes, so a read past it is caught */
+		void *cut = malloc(n ? n : 1);
+		memcpy(cut, w->p, n);
+		if (dec(cut, n, out) != TH_EPARSE)
+			fail_msg("%s: a truncation to %zu of %zu bytes decoded", what, n, w->len);
+		free(cut);
+	}
+	unsigned char *longer = malloc(w->len + 1);
+	memcpy(longer, w->p, w->len);
+	longer[w->len] = 0;
+	if (dec(longer, w->len + 1, out) != TH_EPARSE)
+		fail_msg("%s: a trailing byte was accepted", what);
+	/* another version */
+	longer[0] ^= 0x40;
+	assert_int_equal(dec(longer, w->len, out), TH_EPARSE);
+	free(longer);
+	srand(8);
+	for (int i = 0; i < 2000; i++) {
+		size_t n = (size_t)rand() % (w->len + 64);
+		unsigned char *junk = malloc(n ? n : 1);
+		for (size_t j = 0; j < n; j++)
+			junk[j] = (unsigned char)rand();
+		if (n)
+			junk[0] = TH_REC_VERSION; /* get past the first check */
+		int rc = dec(junk, n, out);
+		assert_true(rc == 0 || rc == TH_EPARSE);
+		free(junk);
+		/* and the real value with one byte changed */
+		unsigned char *flip = malloc(w->len);
+		memcpy(flip, w->p, w->len);
+		flip[(size_t)rand() % w->len] ^= (unsigned char)(1u << (rand() % 8));
+		rc = dec(flip, w->len, out);
+		assert_true(rc == 0 || rc == TH_EPARSE);
+		free(flip);
+	}
+}
+
+static int dec_token(const void *p, size_t n, void *o) { return th_token_decode(p, n, o); }
+static int dec_role(const void *p, size_t n, void *o) { return th_role_decode(p, n, o); }
+static int dec_sighting(const void *p, size_t n, void *o) { return th_sighting_decode(p, n, o); }
+static int dec_held(const void *p, size_t n, void *o) { return th_held_decode(p, n, o); }
+static int dec_dedup(const void *p, size_t n, void *o) { return th_dedup_decode(p, n, o); }
+
+static void test_decoders_reject_truncated_and_garbled(void **state)
+{
+	struct th_wbuf w = {0};
+	static struct th_token t, t2;
+	static struct th_role ro, ro2;
+	static struct th_held h, h2;
+	struct th_sighting s = {0}, s2;
+	struct th_dedup d = {0}, d2;
+	(void)state;
+
+	/* every array full, so every count and loop is exercised */
+	th_token_clear(&t);
+	t.origin = TH_ORIGIN_ISSUED;
+	th_strlcpy(t.role_arn, "arn:aws:iam::123456789012:role/r", sizeof(t.role_arn));
+	th_strlcpy(t.identity, "arn:aws:iam::123456789012:user/u", sizeof(t.identity));
+	t.n_ips = TH_TOKEN_MAX_IPS;
+	for (int i = 0; i < t.n_ips; i++)
+		snprintf(t.ips[i], sizeof(t.ips[i]), "192.0.2.%d", i);
+	t.n_calls = TH_TOKEN_MAX_CALLS;
+	for (int i = 0; i < t.n_calls; i++) {
+		snprintf(t.calls[i].name, sizeof(t.calls[i].name), "s3:Op%d", i);
+		t.calls[i].count = (uint32_t)i;
+	}
+	t.n_alerts = TH_TOKEN_MAX_ALERTS;
+	for (int i = 0; i < t.n_alerts; i++) {
+		t.alerts[i].variation = 1;
+		th_strlcpy(t.alerts[i].alert_id, "00112233445566778899aabbccddeeff",
+			   sizeof(t.alerts[i].alert_id));
+		fill_call(&t.alerts[i].call, i);
+	}
+	th_wbuf_reset(&w);
+	th_token_encode(&w, &t);
+	check_decoder("token", &w, dec_token, &t2);
+	assert_int_equal(th_token_decode(w.p, w.len, &t2), 0);
+	assert_string_equal(t2.alerts[3].call.user_agent, "aws-cli/2 \xc3\xa9");
+	assert_int_equal(t2.alerts[3].call.asn, UINT32_MAX);
+
+	th_role_clear(&ro);
+	ro.is_lambda = 1;
+	ro.n_functions = 3;
+	for (int i = 0; i < ro.n_functions; i++) {
+		snprintf(ro.functions[i].name, sizeof(ro.functions[i].name), "fn-%d", i);
+		ro.functions[i].n_regions = TH_MAX_REGIONS;
+		for (int j = 0; j < TH_MAX_REGIONS; j++)
+			snprintf(ro.functions[i].regions[j], 24, "region-%d", j);
+	}
+	ro.n_service_regions = 2;
+	th_strlcpy(ro.service_regions[0], "eu-west-1", 24);
+	th_strlcpy(ro.service_regions[1], "us-east-1", 24);
+	th_wbuf_reset(&w);
+	th_role_encode(&w, &ro);
+	check_decoder("role", &w, dec_role, &ro2);
+
+	th_sighting_update(&s, "ASIAONE", 100);
+	th_sighting_update(&s, "ASIATWO", 200);
+	th_wbuf_reset(&w);
+	th_sighting_encode(&w, &s);
+	check_decoder("sighting", &w, dec_sighting, &s2);
+
+	th_held_clear(&h);
+	h.expiry_ms = 99;
+	th_strlcpy(h.role_arn, "arn:aws:iam::123456789012:role/r", sizeof(h.role_arn));
+	h.n = TH_HELD_MAX;
+	for (int i = 0; i < h.n; i++)
+		fill_call(&h.calls[i], i);
+	h.n_asns = TH_HELD_MAX;
+	for (int i = 0; i < h.n_asns; i++) {
+		h.asns[i] = (uint32_t)(64496 + i);
+		h.asn_ms[i] = i;
+	}
+	th_wbuf_reset(&w);
+	th_held_encode(&w, &h);
+	check_decoder("held", &w, dec_held, &h2);
+
+	d.n = TH_DEDUP_MAX;
+	for (int i = 0; i < d.n; i++) {
+		d.alerts[i].alert_ms = 5 + i;
+		d.alerts[i].count = 7;
+		th_strlcpy(d.alerts[i].alert_id, "00112233445566778899aabbccddeeff",
+			   sizeof(d.alerts[i].alert_id));
+	}
+	th_wbuf_reset(&w);
+	th_dedup_encode(&w, &d);
+	check_decoder("dedup", &w, dec_dedup, &d2);
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), 0);
+	assert_int_equal(d2.n, TH_DEDUP_MAX);
+	assert_int_equal(d2.alerts[TH_DEDUP_MAX - 1].alert_ms, 5 + TH_DEDUP_MAX - 1);
+	/* entries out of time order are not what the detector writes */
+	d.alerts[1].alert_ms = 1;
+	th_wbuf_reset(&w);
+	th_dedup_encode(&w, &d);
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), TH_EPARSE);
+	/* a version-1 ledger (the last alert only) still decodes, as one entry */
+	th_wbuf_reset(&w);
+	th_put_u8(&w, TH_REC_VERSION);
+	th_put_i64(&w, 1700000000000LL);
+	th_put_varint(&w, 3);
+	th_put_str(&w, "00112233445566778899aabbccddeeff");
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), 0);
+	assert_int_equal(d2.n, 1);
+	assert_int_equal(d2.alerts[0].alert_ms, 1700000000000LL);
+	assert_int_equal(d2.alerts[0].count, 3);
+	assert_string_equal(d2.alerts[0].alert_id, "00112233445566778899aabbccddeeff");
+
+	/* counts over the arrays' sizes are refused, not trusted */
+	th_wbuf_reset(&w);
+	th_put_u8(&w, TH_REC_VERSION);
+	th_put_i64(&w, 0);
+	th_put_str(&w, "arn");
+	th_put_u8(&w, TH_HELD_MAX + 1);
+	assert_int_equal(th_held_decode(w.p, w.len, &h2), TH_EPARSE);
+	/* a string holding a NUL is not one we wrote */
+	th_wbuf_reset(&w);
+	th_put_u8(&w, TH_REC_VERSION);
+	th_put_i64(&w, 1);
+	th_put_varint(&w, 2);
+	th_put_str(&w, "");
+	w.p[w.len - 1] = 2; /* string of length 2 ... */
+	th_put_bytes(&w, "a\0", 2); /* ... holding a NUL */
+	assert_int_equal(th_dedup_decode(w.p, w.len, &d2), TH_EPARSE);
+	th_wbuf_free(&w);
+}
+
+/* ---- UTF-8 ---- */
+
+static void test_copy_utf8_cuts_on_boundaries(void **state)
+{
+	static const char *const chars[] = {"e", "\xc3\xa9", "\xe6\x9d\xb1", "\xf0\x9f\xa6\x8a"};
+	char src[64], dst[32];
+	(void)state;
+	for (size_t ci = 0; ci < 4; ci++) {
+		size_t cl = strlen(chars[ci]);
+		/* a run of the character, cut at every destination size */
+		size_t n = 0;
+		while (n + cl < sizeof(src)) {
+			memcpy(src + n, chars[ci], cl);
+			n += cl;
+		}
+		src[n] = '\0';
+		for (size_t size = 1; size <= sizeof(dst); size++) {
+			size_t got = th_copy_utf8(dst, size, src);
+			assert_int_equal(got, strlen(dst));
+			assert_true(th_utf8_valid(dst, got));
+			assert_int_equal(got % cl, 0);           /* whole characters */
+			assert_true(got + cl > size - 1);        /* as many as fit */
+			assert_memory_equal(dst, src, got);
+		}
+	}
+	/* NULL, exact fit, explicit length */
+	assert_int_equal(th_copy_utf8(dst, sizeof(dst), NULL), 0);
+	assert_string_equal(dst, "");
+	assert_int_equal(th_copy_utf8(dst, 4, "abc"), 3);
+	assert_int_equal(th_copy_utf8n(dst, sizeof(dst), "abcdef", 2), 2);
+	assert_string_equal(dst, "ab");
+	/* th_strlcpy is the same copy */
+	th_strlcpy(dst, "ab\xc3\xa9", 4);
+	assert_string_equal(dst, "ab");
+}
+
+static void test_utf8_validity(void **state)
+{
+	(void)state;
+	assert_true(th_utf8_valid("", 0));
+	assert_true(th_utf8_valid("a\xc3\xa9\xe6\x9d\xb1\xf0\x9f\xa6\x8a", 10));
+	assert_false(th_utf8_valid("\xc3", 1));              /* cut */
+	assert_false(th_utf8_valid("\xc0\xaf", 2));          /* overlong */
+	assert_false(th_utf8_valid("\xe0\x80\xaf", 3));      /* overlong */
+	assert_false(th_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
+	assert_false(th_utf8_valid("\xf4\x90\x80\x80", 4));  /* above U+10FFFF */
+	assert_false(th_utf8_valid("\x80", 1));              /* lone continuation */
+	assert_false(th_utf8_valid("\xff", 1));
+	struct th_wbuf w = {0};
+	th_put_utf8(&w, "a\xc3z\xff", 4);
+	assert_int_equal(w.len, 8);
+	assert_memory_equal(w.p, "a\xef\xbf\xbdz\xef\xbf\xbd", 8);
+	th_wbuf_free(&w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_every_length_fits),
+		cmocka_unit_test(test_key_parts_kept_or_digested),
+		cmocka_unit_test(test_key_long_parts_never_collide),
+		cmocka_unit_test(test_key_prefixes_and_round_trip),
+		cmocka_unit_test(test_key_refuses_rather_than_truncates),
+		cmocka_unit_test(test_decoders_reject_truncated_and_garbled),
+		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
+		cmocka_unit_test(test_utf8_validity),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
