@@ -80,18 +80,27 @@ static void encode(int kind, const void *in, struct th_wbuf *w)
 		fuzz_fail("encode: out of memory");
 }
 
+static size_t key_of(char *buf, size_t size, int n, const char *const *p)
+{
+	return th_key(buf, size, 'k', n, p[0], p[1], p[2], p[3], p[4]);
+}
+
+/* th_key()'s contract (records.h): a key fits LMDB whatever the parts, is
+ * never a truncation (0 and "" when it does not fit the buffer), has one
+ * separator per part, distinct parts give distinct keys, fewer parts give a
+ * prefix, and mapping a mapped part keeps it. */
 static void fuzz_key(const uint8_t *data, size_t size)
 {
 	const char *parts[5] = {NULL};
-	char *text, *buf;
+	char *text, *buf, full[TH_KEY_SIZE], other[TH_KEY_SIZE], fewer[TH_KEY_SIZE];
 	size_t bufsz;
 	int n = 0;
 
 	if (size < 2)
 		return;
-	/* 2..257 bytes, and the 512 the detector's key buffers have */
-	bufsz = data[0] == 0xff ? 512 : (size_t)data[0] + 2;
-	if (!(text = malloc(size)) || !(buf = malloc(bufsz)))
+	/* 2..256 bytes, or the TH_KEY_SIZE the detector's key buffers have */
+	bufsz = data[0] == 0xff ? TH_KEY_SIZE : (size_t)data[0] + 2;
+	if (!(text = malloc(size + 1)) || !(buf = malloc(bufsz)))
 		fuzz_fail("out of memory");
 	memcpy(text, data + 1, size - 1);
 	text[size - 1] = '\0';
@@ -105,9 +114,42 @@ static void fuzz_key(const uint8_t *data, size_t size)
 		*nl = '\0';
 		s = nl + 1;
 	}
-	size_t len = th_key(buf, bufsz, 'k', n, parts[0], parts[1], parts[2], parts[3], parts[4]);
-	if (len >= bufsz || buf[0] != 'k' || strlen(buf) > len)
-		fuzz_fail("th_key: length %zu in a %zu-byte buffer", len, bufsz);
+	size_t len = key_of(buf, bufsz, n, parts);
+	size_t flen = key_of(full, sizeof(full), n, parts);
+	if (flen == 0 || flen > TH_KEY_MAX || strlen(full) != flen || full[0] != 'k')
+		fuzz_fail("th_key: %zu-byte key from %d parts in a TH_KEY_SIZE buffer", flen, n);
+	size_t seps = 0;
+	for (size_t i = 0; i < flen; i++)
+		seps += full[i] == TH_KEY_SEP;
+	if (seps != (size_t)n)
+		fuzz_fail("th_key: %zu separators for %d parts", seps, n);
+	if (len == 0 ? (bufsz && buf[0] != '\0') || flen < bufsz
+		     : len != flen || memcmp(buf, full, flen + 1) != 0)
+		fuzz_fail("th_key: %zu bytes in a %zu-byte buffer, %zu in a full one", len, bufsz,
+			  flen);
+	/* fewer parts: a prefix */
+	size_t plen = key_of(fewer, sizeof(fewer), n - 1, parts);
+	if (plen > flen || memcmp(fewer, full, plen) != 0)
+		fuzz_fail("th_key: the %d-part key is not a prefix of the %d-part key", n - 1, n);
+	/* a last part one byte longer: another key */
+	size_t ll = strlen(parts[n - 1]);
+	char *longer = malloc(ll + 2);
+	if (!longer)
+		fuzz_fail("out of memory");
+	memcpy(longer, parts[n - 1], ll);
+	longer[ll] = 'x';
+	longer[ll + 1] = '\0';
+	const char *lp[5] = {parts[0], parts[1], parts[2], parts[3], parts[4]};
+	lp[n - 1] = longer;
+	size_t olen = key_of(other, sizeof(other), n, lp);
+	if (olen == flen && memcmp(other, full, flen) == 0)
+		fuzz_fail("th_key: two distinct parts map to the same key");
+	/* a mapped part maps to itself */
+	char m1[TH_KEY_PART_MAX + 1], m2[TH_KEY_PART_MAX + 1];
+	size_t l1 = th_key_part(m1, parts[0]), l2 = th_key_part(m2, m1);
+	if (l1 > TH_KEY_PART_MAX || l1 != l2 || memcmp(m1, m2, l1) != 0)
+		fuzz_fail("th_key_part: mapping a mapped part changes it");
+	free(longer);
 	free(buf);
 	free(text);
 }
