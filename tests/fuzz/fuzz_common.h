@@ -28,9 +28,10 @@ bool fuzz_json_valid(const char *s, size_t n);
 
 /**
  * @brief Decode a Confluent-framed Avro alert with avro-c's generic reader
- *        against @p schema_path and compare it with @p a: every string byte
- *        for byte (NULL as null in nullable fields, "" elsewhere), every
- *        number, every list. Calls fuzz_fail() on any difference.
+ *        against @p schema_path and compare it with @p a: every valid UTF-8
+ *        string byte for byte (NULL as null in nullable fields, "" elsewhere;
+ *        an invalid one must come back as valid UTF-8), every number, every
+ *        list. Calls fuzz_fail() on any difference.
  */
 void fuzz_avro_check(const char *schema_path, const struct th_alert *a, const uint8_t *msg,
 		     size_t len, int32_t schema_id);
