@@ -266,13 +266,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((rc = th_detector_advance(r.det, true)))
 		fuzz_fail("advance(final): %s", th_strerror(rc));
 	commit(&r, r.line);
-	/* One scan per record type: th_state_scan() refuses an empty prefix
-	 * (LMDB's MDB_SET_RANGE with a zero-length key; see FINDINGS.md). */
-	for (const char *t = "krbindp"; *t; t++) {
-		const char prefix[2] = {*t, TH_KEY_SEP};
-		if ((rc = th_state_scan(g.st, prefix, sizeof(prefix), check_record, NULL)))
-			fuzz_fail("state scan '%c': %s", *t, th_strerror(rc));
-	}
+	/* Every key: the empty prefix once failed in LMDB (FINDINGS.md). */
+	if ((rc = th_state_scan(g.st, "", 0, check_record, NULL)))
+		fuzz_fail("state scan: %s", th_strerror(rc));
 
 	th_detector_destroy(r.det);
 	th_parser_destroy(p);
