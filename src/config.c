@@ -420,24 +420,35 @@ int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t 
 	return th_config_set(cf, key, val, errstr, errstr_size);
 }
 
+/* The longest config line accepted; longer ones are an error, never split. */
+#define TH_CONFIG_LINE_MAX 4095
+
 int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t errstr_size)
 {
 	FILE *f = fopen(path, "r");
-	char line[4096], err[400];
+	char *line = NULL, err[400];
+	size_t cap = 0;
+	ssize_t n;
 	int lineno = 0, rc = 0;
 	if (!f) {
 		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
 		return errno == ENOENT ? TH_ENOTFOUND : TH_ECONFIG;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	/* getline reads a whole line, NUL bytes included: a line is judged as
+	 * the file holds it, never as the prefix a C string would show (a NUL in
+	 * a comment must not end the comment, a long comment's tail must not
+	 * come back as a setting). */
+	while ((n = getline(&line, &cap, f)) != -1) {
 		lineno++;
-		size_t n = strlen(line);
-		int next = n == sizeof(line) - 1 && line[n - 1] != '\n' ? getc(f) : EOF;
-		if (next != EOF) {
-			/* fgets would hand over the rest as the next "line": a long
-			 * comment's tail would be applied as a setting. */
-			snprintf(errstr, errstr_size, "%s:%d: line longer than %zu bytes", path, lineno,
-				 sizeof(line) - 2);
+		if ((size_t)n > TH_CONFIG_LINE_MAX + 1 ||
+		    ((size_t)n == TH_CONFIG_LINE_MAX + 1 && line[n - 1] != '\n')) {
+			snprintf(errstr, errstr_size, "%s:%d: line longer than %d bytes", path, lineno,
+				 TH_CONFIG_LINE_MAX);
+			rc = TH_ECONFIG;
+			break;
+		}
+		if (memchr(line, '\0', (size_t)n)) {
+			snprintf(errstr, errstr_size, "%s:%d: NUL byte (not a text file)", path, lineno);
 			rc = TH_ECONFIG;
 			break;
 		}
@@ -449,6 +460,11 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 			break;
 		}
 	}
+	if (rc == 0 && ferror(f)) {
+		snprintf(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
+		rc = TH_ECONFIG;
+	}
+	free(line);
 	fclose(f);
 	return rc;
 }

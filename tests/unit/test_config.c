@@ -144,6 +144,33 @@ static void test_over_long_line_is_an_error(void **state)
 	assert_int_equal(cf.batch_size, 1000);
 	th_config_free(&cf);
 
+	/* a NUL byte must not hide the rest of a line from the length check
+	 * (fuzz finding 7): "#", NUL, a long run, then a setting's text */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputc('#', f);
+	fputc('\0', f);
+	for (int i = 0; i < 5000; i++)
+		fputc('x', f);
+	fputs("batch_size = 7\n", f);
+	fclose(f);
+	th_config_init(&cf);
+	assert_int_equal(th_config_load(&cf, path, err, sizeof(err)), TH_ECONFIG);
+	assert_int_equal(cf.batch_size, 1000);
+	th_config_free(&cf);
+	/* and a short line with a NUL is refused too: a config is text */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("# note", f);
+	fputc('\0', f);
+	fputs("\nbatch_size = 7\n", f);
+	fclose(f);
+	th_config_init(&cf);
+	assert_int_equal(th_config_load(&cf, path, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, "NUL"));
+	assert_int_equal(cf.batch_size, 1000);
+	th_config_free(&cf);
+
 	/* a line of exactly the limit, last in the file without a newline, is fine */
 	f = fopen(path, "w");
 	assert_non_null(f);
