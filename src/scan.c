@@ -716,8 +716,8 @@ static void scan_usage(FILE *out)
 		"  --parse-only         parse and count, no detection (the benchmark baseline)\n"
 		"  --summary-json FILE  also write every counter as one JSON object to FILE\n"
 		"  -j, --jobs N         N detectors, one per account partition, each in its\n"
-		"                       own thread (default: the number of cores; with --state,\n"
-		"                       the count the store was made with, 1 for a new one)\n"
+		"                       own thread (default: the number of cores; an existing\n"
+		"                       --state store keeps the count it was made with)\n"
 		"  --no-progress        no progress line even on a terminal\n"
 		"  -h, --help           this text\n"
 		"\n"
@@ -1178,8 +1178,9 @@ int th_cmd_scan(int argc, char **argv)
 	if (state_dir) {
 		/* A store keeps the partition count it was made with: the same
 		 * account must find its state in the same partition next time. A
-		 * new store without --jobs is one partition, the layout
-		 * `trailhound inspect` reads. */
+		 * new store without --jobs gets one partition per core, like a
+		 * scan without --state; `trailhound inspect` reads every
+		 * partition below DIR. */
 		int have = store_partitions(state_dir);
 		if (have < 0) {
 			fprintf(stderr, "trailhound scan: %s/partitions is not a partition count\n",
@@ -1195,7 +1196,7 @@ int th_cmd_scan(int argc, char **argv)
 			ret = TH_EXIT_USAGE;
 			goto out;
 		}
-		s.nparts = have ? have : jobs ? (int)jobs : 1;
+		s.nparts = have ? have : jobs ? (int)jobs : ncores();
 		s.persistent = true;
 	} else {
 		s.nparts = jobs ? (int)jobs : ncores();

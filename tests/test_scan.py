@@ -232,7 +232,7 @@ def test_state_dir_is_kept_and_reused(tmp_path):
     state = tmp_path / "state"
     p = scan([first], "--state", str(state))
     assert p.returncode == 0 and alerts_of(p) == [], p.stderr.decode()
-    assert (state / "data.mdb").exists()
+    assert list(state.glob("**/data.mdb"))  # one store per scan partition
     again = scan([second], "--state", str(state))
     assert again.returncode == 1, again.stderr.decode()
     got = {(a["event_id"], a["variation"]) for a in alerts_of(again)}

@@ -113,7 +113,10 @@ def test_inspect_reads_a_store_on_a_read_only_mount(tmp_path):
     events = tmp_path / "events.jsonl"
     events.write_text(case_lines())
     assert scan([events], "--state", str(state)).returncode == 1
-    (state / "lock.mdb").unlink()  # as a copied backup has none
+    locks = list(state.glob("**/lock.mdb"))  # one store per scan partition
+    assert locks
+    for lock in locks:
+        lock.unlink()  # as a copied backup has none
     ro = tmp_path / "ro"
     ro.mkdir()
     if subprocess.run(["mount", "--bind", str(state), str(ro)]).returncode != 0:
@@ -127,6 +130,6 @@ def test_inspect_reads_a_store_on_a_read_only_mount(tmp_path):
         assert p.returncode == 0, p.stderr.decode()
         accounts = json.loads(p.stdout)
         assert any(a["account_id"] == "111122223333" for a in accounts)
-        assert not (ro / "lock.mdb").exists()
+        assert not list(ro.glob("**/lock.mdb"))
     finally:
         subprocess.run(["umount", str(ro)])
