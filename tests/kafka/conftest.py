@@ -231,6 +231,17 @@ def sample_200k(tmp_path_factory):
     return s
 
 
+@pytest.fixture(scope="session")
+def sample_200k_always(tmp_path_factory):
+    """The >= 200k-event sample whatever TH_CRASH_EVENTS says: the rebalance
+    scenario needs every partition big enough that a second worker joins
+    while its partitions still have input (the 50k sample leaves one small
+    partition that a worker can finish before another joins)."""
+    s = _gen(tmp_path_factory, "sample200kfull", "--target-events", "200000")
+    assert s.n_events >= 200000
+    return s
+
+
 def split_file(path, parts, outdir):
     """The lines of a file in `parts` consecutive pieces (files), in order."""
     lines = open(path, "rb").read().splitlines(keepends=True)

@@ -67,10 +67,13 @@ def test_kill9_at_random_points(broker, topics, workers, sample_200k):
     wipe = rng.randrange(KILLS // 2, KILLS)
     progress = Progress(broker, crash.group, names.input)
     restores = 0
+    wiped_parts = []
     try:
         for i in range(KILLS):
             before = progress()
             if i == wipe:
+                # the partitions with committed input have state to restore
+                wiped_parts = [p for p, n in enumerate(progress.parts()) if n > 0]
                 shutil.rmtree(sdir)
                 log(f"restart #{i + 1}: state dir wiped")
             w = workers(names.input, crash, tid, sdir, name=f"crash{i}")
@@ -103,7 +106,13 @@ def test_kill9_at_random_points(broker, topics, workers, sample_200k):
     assert rc == 0, clean_w.tail()
     log(f"{KILLS} kills, {restores} partition restores from the changelog; "
         f"{left} messages left for the final run")
-    assert restores >= 3, "the wiped restart restored nothing from the changelog"
+    # Every partition that had state when the disk was lost comes back from
+    # the changelog (in the wiped life, or in a later one if that life was
+    # killed before it finished restoring). How many partitions hold input
+    # depends on the sample's accounts, so the bound is counted, not fixed.
+    assert wiped_parts, "nothing was committed before the wipe"
+    assert restores >= len(wiped_parts), \
+        f"{restores} restores from the changelog for {len(wiped_parts)} wiped partitions"
 
     # exactly once: every expected alert, once, nothing else (read_committed)
     want = sample_200k.expected_ids

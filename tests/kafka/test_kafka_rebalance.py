@@ -17,7 +17,8 @@ def restored_partitions(w, topic):
     return sorted({int(m.group(1)) for l in w.lines("restored from") for m in [pat.search(l)] if m})
 
 
-def test_worker_joins_and_leaves(broker, topics, workers, sample_200k):
+def test_worker_joins_and_leaves(broker, topics, workers, sample_200k_always):
+    sample_200k = sample_200k_always
     t0 = time.monotonic()
     clean, pipe = topics.names.pipeline("clean"), topics.names.pipeline("rb")
     names = topics.create(clean, pipe)
@@ -29,8 +30,11 @@ def test_worker_joins_and_leaves(broker, topics, workers, sample_200k):
     # A exits only once idle for longer than B's session timeout (6 s): B is a
     # static member, so its clean close does not leave the group and A gets B's
     # partitions back only when the coordinator expires B's session.
+    # A commits every 200 messages (slower than the defaults): the scenario
+    # needs B to join while every partition still has input left, however
+    # small a partition the sample gives and however fast the build is.
     a = workers(names.input, pipe, pipe.tid_prefix + ".A", names.state_dir("A"),
-                "--exit-when-idle", "12000", "--drain", name="A")
+                "--exit-when-idle", "12000", "--drain", "--set", "batch_size=200", name="A")
     progress = Progress(broker, pipe.group, names.input)
     try:
         def wait_until(cond, what, timeout=120):
