@@ -114,6 +114,7 @@ struct th_parser {
 	arena strings;
 	size_t record_max;
 	int64_t max_future_skew_ms = TH_MAX_FUTURE_SKEW_DEFAULT_MS;
+	int64_t wall_ms = 0; /* the wall clock when last read (see finish_event) */
 	std::string detail_type_copy;
 };
 
@@ -638,8 +639,8 @@ int64_t wall_clock_ms()
 
 /* Required fields, timestamps and the synthesized eventID: the checks that
  * turn a pass over the keys into an event. */
-int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, const char *buf, size_t len,
-		 enum th_reject *why, char *detail, size_t detail_size)
+int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, int64_t *wall_ms,
+		 const char *buf, size_t len, enum th_reject *why, char *detail, size_t detail_size)
 {
 	const char *missing = !ev->event_time     ? "eventTime"
 			      : !ev->event_source ? "eventSource"
@@ -660,8 +661,16 @@ int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, const char 
 	/* One record dated 9999 (or 1970) must not move the detector's clock:
 	 * it would expire every held use and prune every baseline (spec v2 §5).
 	 * The wall clock is read here and nowhere else in the decision path. */
-	if (ev->event_time_ms < TH_EVENT_TIME_MIN_MS ||
-	    (max_future_skew_ms > 0 && ev->event_time_ms > wall_clock_ms() + max_future_skew_ms)) {
+	/* The clock is read only when an event looks too far ahead of the last
+	 * reading: the wall clock only moves forward, so a stale reading can
+	 * only make the bound stricter, and re-reading then gives the exact
+	 * answer without a system call per event. */
+	bool ahead = max_future_skew_ms > 0 && ev->event_time_ms > *wall_ms + max_future_skew_ms;
+	if (ahead) {
+		*wall_ms = wall_clock_ms();
+		ahead = ev->event_time_ms > *wall_ms + max_future_skew_ms;
+	}
+	if (ev->event_time_ms < TH_EVENT_TIME_MIN_MS || ahead) {
 		*why = TH_REJECT_EVENT_TIME_OUT_OF_RANGE;
 		set_detail(detail, detail_size,
 			   ev->event_time_ms < TH_EVENT_TIME_MIN_MS
@@ -777,7 +786,7 @@ int th_parser_parse(struct th_parser *p, const char *buf, size_t len, struct th_
 		describe_failure(fail, detail, detail_size);
 		return TH_EPARSE;
 	}
-	return finish_event(ev, p->strings, p->max_future_skew_ms, buf, len, why, detail,
+	return finish_event(ev, p->strings, p->max_future_skew_ms, &p->wall_ms, buf, len, why, detail,
 			    detail_size);
 }
 
@@ -955,7 +964,7 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 		return 0;
 	}
 	enum th_reject why = TH_REJECT_NONE;
-	if (finish_event(&ev, p->strings, p->max_future_skew_ms, buf, len, &why, detail,
+	if (finish_event(&ev, p->strings, p->max_future_skew_ms, &p->wall_ms, buf, len, &why, detail,
 			 sizeof(detail))) {
 		sink->on_reject(sink->ctx, why, detail, buf, len, offset);
 		return 0;
