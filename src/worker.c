@@ -28,6 +28,24 @@
 
 struct worker;
 
+/* Where the wall time goes, cumulative per phase (the [stats] line's
+ * time.*_ms): the loop should spend it working (consume, detect), not
+ * waiting on the transaction. */
+enum phase {
+	PH_CONSUME,      /* rd_kafka_consumer_poll (waiting for input included) */
+	PH_DETECT,       /* parse + detect, less the produce calls it makes */
+	PH_PRODUCE,      /* rd_kafka_producev of alerts and dead letters */
+	PH_CHANGELOG,    /* detector checkpoint + changelog records of dirty keys */
+	PH_SEND_OFFSETS, /* send_offsets_to_transaction */
+	PH_COMMIT,       /* commit_transaction (flushes the transaction's output) */
+	PH_LMDB,         /* LMDB commits after Kafka committed */
+	PH_BEGIN,        /* begin_transaction */
+	PH__COUNT
+};
+static const char *const phase_names[PH__COUNT] = {
+	"consume", "detect", "produce", "changelog", "send_offsets", "commit", "lmdb", "begin",
+};
+
 /* One assigned input partition and its state. */
 struct part {
 	struct worker *w;
@@ -88,6 +106,7 @@ struct worker {
 	uint64_t rejects_by[TH_REJECT__COUNT];
 	double last_stats;
 	double last_msg_at;
+	double phase_s[PH__COUNT];
 };
 
 static double now_s(void)
@@ -95,6 +114,14 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Charge the time since *t0 to a phase and restart the clock there. */
+static void phase_add(struct worker *w, enum phase ph, double *t0)
+{
+	double t = now_s();
+	w->phase_s[ph] += t - *t0;
+	*t0 = t;
 }
 
 static void set_fatal(struct worker *w, const char *what, const char *why)
@@ -344,7 +371,9 @@ out:
 
 static int begin_txn(struct worker *w)
 {
+	double t0 = now_s();
 	rd_kafka_error_t *error = rd_kafka_begin_transaction(w->producer);
+	phase_add(w, PH_BEGIN, &t0);
 	if (error) {
 		set_fatal(w, "begin_transaction", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
@@ -564,6 +593,7 @@ static int commit_txn(struct worker *w)
 		return 0;
 	if (w->msgs_in_txn == 0)
 		return 0; /* nothing to commit: keep the transaction open */
+	double t0 = now_s();
 	for (int i = 0; i < w->nparts; i++) {
 		struct part *p = w->parts[i];
 		struct changelog_ctx cc = {w, p, 0};
@@ -573,6 +603,7 @@ static int commit_txn(struct worker *w)
 		    (rc = th_state_dirty_foreach(p->st, changelog_cb, &cc)) || (rc = cc.err))
 			goto abortable;
 	}
+	phase_add(w, PH_CHANGELOG, &t0);
 	if (rd_kafka_assignment(w->consumer, &positions) || positions->cnt == 0 ||
 	    rd_kafka_position(w->consumer, positions)) {
 		/* no assignment (most likely lost): nothing to commit offsets for */
@@ -582,6 +613,7 @@ static int commit_txn(struct worker *w)
 	cgmd = rd_kafka_consumer_group_metadata(w->consumer);
 	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd,
 						     w->txn_timeout_ms);
+	phase_add(w, PH_SEND_OFFSETS, &t0);
 	if (error) {
 		if (rd_kafka_error_is_fatal(error)) {
 			set_fatal(w, "send_offsets_to_transaction", rd_kafka_error_string(error));
@@ -600,6 +632,7 @@ static int commit_txn(struct worker *w)
 	}
 	for (;;) {
 		error = rd_kafka_commit_transaction(w->producer, w->txn_timeout_ms);
+		phase_add(w, PH_COMMIT, &t0);
 		if (!error)
 			break;
 		if (rd_kafka_error_txn_requires_abort(error)) {
@@ -631,6 +664,7 @@ static int commit_txn(struct worker *w)
 			continue;
 		p->active = false;
 		rc = th_state_commit(p->st, tp->offset);
+		phase_add(w, PH_LMDB, &t0);
 		if (rc == TH_ENOSPC) {
 			p->stuck = true;
 			p->stuck_offset = tp->offset;
@@ -770,6 +804,7 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 	snprintf(off, sizeof(off), "%" PRId64, m->offset);
 	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
 	const char *reason = th_reject_name(why);
+	double t0 = now_s();
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
 		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE((void *)raw, raw_len),
@@ -779,6 +814,7 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 		RD_KAFKA_V_HEADER("source.partition", part, -1),
 		RD_KAFKA_V_HEADER("source.offset", off, -1),
 		RD_KAFKA_V_HEADER("record.byte_offset", roff, -1), RD_KAFKA_V_END);
+	phase_add(w, PH_PRODUCE, &t0);
 	return err ? TH_EKAFKA : 0;
 }
 
@@ -790,6 +826,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		return TH_EAVRO;
 	char variation[4];
 	snprintf(variation, sizeof(variation), "%d", a->variation);
+	double t0 = now_s();
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		w->producer, RD_KAFKA_V_TOPIC(w->cf->output_topic),
 		RD_KAFKA_V_KEY(a->account_id, strlen(a->account_id)),
@@ -798,6 +835,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		RD_KAFKA_V_HEADER("severity", a->severity, -1),
 		RD_KAFKA_V_HEADER("variation", variation, -1),
 		RD_KAFKA_V_HEADER("alert_id", a->alert_id, -1), RD_KAFKA_V_END);
+	phase_add(w, PH_PRODUCE, &t0);
 	if (err) {
 		th_log_warn("worker", "alert produce: %s", rd_kafka_err2str(err));
 		return TH_EKAFKA;
@@ -1123,12 +1161,22 @@ static void log_stats(struct worker *w)
 			break;
 		used += (size_t)n;
 	}
+	char times[320] = "";
+	used = 0;
+	for (int i = 0; i < PH__COUNT && used < sizeof(times); i++) {
+		int n = snprintf(times + used, sizeof(times) - used, " time.%s_ms=%.0f",
+				 phase_names[i], w->phase_s[i] * 1000.0);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
 	th_log_info("stats",
 		    "partitions=%d messages=%" PRIu64 " alerts=%" PRIu64 " rejected=%" PRIu64
 		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64
-		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s",
+		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s%s",
 		    w->nparts, w->n_msgs, w->n_alerts, w->n_rejects, reasons, w->n_txn, w->n_aborts,
-		    w->n_restored, w->n_lost, w->n_disk_full, w->disk_full ? " (paused: disk full)" : "");
+		    w->n_restored, w->n_lost, w->n_disk_full, times,
+		    w->disk_full ? " (paused: disk full)" : "");
 }
 
 /* An error from the consumer. A fatal one (e.g. a static member fenced by
@@ -1188,7 +1236,9 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	}
 	w.last_msg_at = w.last_stats = now_s();
 	while (*run && !w.fatal) {
+		double t0 = now_s();
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 50);
+		phase_add(&w, PH_CONSUME, &t0);
 		/* the producer's error events (error_cb: fatal errors) */
 		rd_kafka_poll(w.producer, 0);
 		if (m) {
@@ -1202,8 +1252,11 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 				/* fetched before the pause: not processed now; the resume
 				 * rewinds to the committed offsets */
 			} else {
-				w.last_msg_at = now_s();
+				double produced = w.phase_s[PH_PRODUCE];
+				w.last_msg_at = t0;
 				int err = handle_message(&w, m);
+				phase_add(&w, PH_DETECT, &t0);
+				w.phase_s[PH_DETECT] -= w.phase_s[PH_PRODUCE] - produced;
 				if (err) {
 					/* Abort the batch and redo it from the committed offsets.
 					 * A message that keeps failing is dead-lettered after
@@ -1273,6 +1326,8 @@ out:
 		s->lost = w.n_lost;
 		s->disk_full = w.n_disk_full;
 		s->restores = w.n_part_restores;
+		for (int i = 0; i < PH__COUNT && i < TH_WORKER_PHASES; i++)
+			s->phase_ms[i] = (uint64_t)(w.phase_s[i] * 1000.0);
 		memcpy(s->rejects_by, w.rejects_by, sizeof(s->rejects_by));
 	}
 	if (w.consumer) {

@@ -41,6 +41,11 @@
 extern "C" {
 #endif
 
+/* Phases of the loop whose wall time is measured (stats.phase_ms, and the
+ * [stats] line's time.<phase>_ms), in this order: consume, detect, produce,
+ * changelog, send_offsets, commit, lmdb, begin. */
+#define TH_WORKER_PHASES 8
+
 /* What a run did (filled in when th_worker_run returns, if asked for). */
 struct th_worker_stats {
 	uint64_t messages;     /* processed (including reprocessing after an abort) */
@@ -51,6 +56,7 @@ struct th_worker_stats {
 	uint64_t disk_full;    /* times a state commit found the disk full */
 	uint64_t restores;     /* partitions restored from the changelog */
 	uint64_t rejects_by[TH_REJECT__COUNT];
+	uint64_t phase_ms[TH_WORKER_PHASES]; /* cumulative wall time per phase */
 };
 
 struct th_worker_opts {
