@@ -66,6 +66,10 @@ struct worker {
 	const struct th_worker_opts *opts;
 	volatile sig_atomic_t *run;
 	rd_kafka_t *consumer, *producer, *restorer;
+	/* the producer's output topics, known (metadata) before the first
+	 * transaction: otherwise its first records to each wait for a metadata
+	 * refresh inside commit_transaction */
+	rd_kafka_topic_t *out_topics[3];
 	struct th_enrich *en;
 	struct th_parser *parser;
 	struct th_avro_alert *avro;
@@ -107,6 +111,8 @@ struct worker {
 	double last_stats;
 	double last_msg_at;
 	double phase_s[PH__COUNT];
+	double last_wake;
+	int wake_next;
 };
 
 static double now_s(void)
@@ -1067,6 +1073,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"auto.offset.reset", "earliest",
 		"partition.assignment.strategy", "range",
 		"enable.partition.eof", "true",
+		/* Fetching must keep ahead of a worker that processes ~300k
+		 * events/s: a modest prefetch (see wake_fetcher for how it is
+		 * refilled without librdkafka's ~1 s pause) and a bounded broker
+		 * wait once caught up. */
+		"queued.min.messages", "20000",
+		"fetch.wait.max.ms", "100",
 		NULL,
 	};
 	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
@@ -1107,6 +1119,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"transaction.timeout.ms", "60000",
 		"message.timeout.ms", "55000",
 		"linger.ms", "5",
+		/* After each commit the coordinator writes the transaction markers;
+		 * the next transaction's AddOffsetsToTxn/AddPartitionsToTxn gets
+		 * CONCURRENT_TRANSACTIONS until then and is retried after this
+		 * backoff. librdkafka's 100 ms cost ~25 ms per transaction in
+		 * send_offsets_to_transaction (the Java client uses 20 ms here). */
+		"retry.backoff.ms", "10",
 		NULL,
 	};
 	if (!(conf = base_conf(cf, "producer", producer_defaults, errstr, errstr_size)) ||
@@ -1126,6 +1144,16 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_EXIT_RUNTIME;
 	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
+	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
+	for (int i = 0; i < 3; i++) {
+		const struct rd_kafka_metadata *md = NULL;
+		if (!(w->out_topics[i] = rd_kafka_topic_new(w->producer, outs[i], NULL)))
+			continue;
+		if (rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, 10000) ==
+			    RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    md)
+			rd_kafka_metadata_destroy(md);
+	}
 	int crc = check_topics(w, errstr, errstr_size);
 	if (crc)
 		return crc;
@@ -1219,6 +1247,32 @@ static int drain(struct worker *w)
 	return commit_txn(w);
 }
 
+/* librdkafka 2.0.x stops fetching a partition while the consumer queue holds
+ * queued.min.messages or queued.max.messages.kbytes, and decides again only
+ * when its broker thread wakes up: up to a second later (2.1 added
+ * fetch.queue.backoff.ms for this). A worker that drains the queue faster
+ * would sit idle for most of that second. Any request to the broker wakes
+ * its thread, which then fetches again at once: when the queue ran dry
+ * before the end of the input, ask a partition's leader for its
+ * watermarks (read-only, one round trip), a different partition each time
+ * so that every broker gets woken. */
+static void wake_fetcher(struct worker *w)
+{
+	int64_t lo, hi;
+	double t = now_s();
+	if (w->disk_full || w->nparts == 0 || t - w->last_wake < 0.01 || t - w->last_msg_at > 1.0)
+		return;
+	for (int i = 0; i < w->nparts; i++) {
+		struct part *p = w->parts[(w->wake_next + i) % w->nparts];
+		if (p->eof)
+			continue;
+		w->wake_next = (w->wake_next + i + 1) % w->nparts;
+		w->last_wake = t;
+		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, 200);
+		return;
+	}
+}
+
 int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		  volatile sig_atomic_t *run)
 {
@@ -1237,7 +1291,11 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	w.last_msg_at = w.last_stats = now_s();
 	while (*run && !w.fatal) {
 		double t0 = now_s();
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 50);
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 5);
+		if (!m) {
+			wake_fetcher(&w);
+			m = rd_kafka_consumer_poll(w.consumer, 45);
+		}
 		phase_add(&w, PH_CONSUME, &t0);
 		/* the producer's error events (error_cb: fatal errors) */
 		rd_kafka_poll(w.producer, 0);
@@ -1254,6 +1312,10 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			} else {
 				double produced = w.phase_s[PH_PRODUCE];
 				w.last_msg_at = t0;
+				/* commit_interval_ms counts from the transaction's first
+				 * message: an idle open transaction is not "due" */
+				if (w.msgs_in_txn == 0)
+					w.txn_started = t0;
 				int err = handle_message(&w, m);
 				phase_add(&w, PH_DETECT, &t0);
 				w.phase_s[PH_DETECT] -= w.phase_s[PH_PRODUCE] - produced;
@@ -1351,6 +1413,9 @@ out:
 			if (e)
 				rd_kafka_error_destroy(e);
 		}
+		for (int i = 0; i < 3; i++)
+			if (w.out_topics[i])
+				rd_kafka_topic_destroy(w.out_topics[i]);
 		rd_kafka_destroy(w.producer);
 	}
 	th_avro_alert_destroy(w.avro);
