@@ -5,8 +5,10 @@
  *
  * The loop follows librdkafka's examples/transactions.c: one transactional
  * producer per worker (stable transactional.id, consumer group metadata sent
- * with the offsets, KIP-447); a transaction per batch (at most batch_size
- * messages or commit_interval_ms); abortable errors abort, rewind to the
+ * with the offsets, KIP-447); a transaction per batch, committed
+ * commit_interval_ms after its first message (batch_size is only a cap):
+ * the loop consumes and processes while the transaction is open and never
+ * flushes or waits per message; abortable errors abort, rewind to the
  * committed offsets and roll back the partitions' state; fatal errors (e.g.
  * fenced by a newer instance) end the worker with a non-zero exit code.
  *
