@@ -746,8 +746,13 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 			}
 			w->n_part_restores++;
 		}
-		/* start from the committed offset (INVALID lets the group decide) */
-		tp->offset = RD_KAFKA_OFFSET_INVALID;
+		/* Start from the committed offset just read, given explicitly:
+		 * with INVALID the consumer fetches the committed offsets again,
+		 * and when that fetch fails (e.g. "Not coordinator" right after a
+		 * broker outage) librdkafka 2.0.x leaves the partitions without a
+		 * fetch position for good: assigned, never fetching. No
+		 * committed offset: auto.offset.reset (earliest) decides. */
+		tp->offset = committed != TH_STATE_NO_OFFSET ? committed : RD_KAFKA_OFFSET_INVALID;
 	}
 	if ((err = rd_kafka_assign(w->consumer, parts)))
 		set_fatal(w, "assign", rd_kafka_err2str(err));

@@ -29,8 +29,12 @@ def test_worker_joins_and_leaves(broker, topics, workers, sample_200k):
     # A exits only once idle for longer than B's session timeout (6 s): B is a
     # static member, so its clean close does not leave the group and A gets B's
     # partitions back only when the coordinator expires B's session.
+    # A commits every 500 messages: at the default commit interval it reads the
+    # whole input in about a second, before B has even started, and B must find
+    # partitions with input left (the default speed is the equivalence and crash
+    # tests' business).
     a = workers(names.input, pipe, pipe.tid_prefix + ".A", names.state_dir("A"),
-                "--exit-when-idle", "12000", "--drain", name="A")
+                "--exit-when-idle", "12000", "--drain", "--set", "batch_size=500", name="A")
     progress = Progress(broker, pipe.group, names.input)
     try:
         def wait_until(cond, what, timeout=120):
