@@ -45,6 +45,7 @@ enum phase {
 static const char *const phase_names[PH__COUNT] = {
 	"consume", "detect", "produce", "changelog", "send_offsets", "commit", "lmdb", "begin",
 };
+_Static_assert(PH__COUNT == TH_WORKER_PHASES, "worker.h's TH_WORKER_PHASES names these phases");
 
 /* One assigned input partition and its state. */
 struct part {
