@@ -38,3 +38,7 @@ bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}" lambda
 # backtest over an S3 tree of the same size on 1, 2 and all cores
 echo
 bench/backtest.sh "${SCAN_EVENTS:-1000000}"
+
+# the stream worker (exactly-once) next to kcat and scan on the local broker
+echo
+bench/stream.sh "${STREAM_EVENTS:-1000000}"

@@ -25,7 +25,7 @@ PACKAGES=(
 	libsimdjson-dev libcmocka-dev zlib1g-dev libssl-dev uthash-dev libcurl4-openssl-dev
 	clang-14 libclang-rt-14-dev
 	libmaxmind-db-writer-perl mmdb-bin
-	python3-pytest time
+	python3-pytest time kcat
 )
 
 say() { printf 'setup: %s\n' "$*"; }

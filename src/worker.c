@@ -28,6 +28,25 @@
 
 struct worker;
 
+/* Where the wall time goes, cumulative per phase (the [stats] line's
+ * time.*_ms): the loop should spend it working (consume, detect), not
+ * waiting on the transaction. */
+enum phase {
+	PH_CONSUME,      /* rd_kafka_consumer_poll (waiting for input included) */
+	PH_DETECT,       /* parse + detect, less the produce calls it makes */
+	PH_PRODUCE,      /* rd_kafka_producev of alerts and dead letters */
+	PH_CHANGELOG,    /* detector checkpoint + changelog records of dirty keys */
+	PH_SEND_OFFSETS, /* send_offsets_to_transaction */
+	PH_COMMIT,       /* commit_transaction (flushes the transaction's output) */
+	PH_LMDB,         /* LMDB commits after Kafka committed */
+	PH_BEGIN,        /* begin_transaction */
+	PH__COUNT
+};
+static const char *const phase_names[PH__COUNT] = {
+	"consume", "detect", "produce", "changelog", "send_offsets", "commit", "lmdb", "begin",
+};
+_Static_assert(PH__COUNT == TH_WORKER_PHASES, "worker.h's TH_WORKER_PHASES names these phases");
+
 /* One assigned input partition and its state. */
 struct part {
 	struct worker *w;
@@ -48,6 +67,10 @@ struct worker {
 	const struct th_worker_opts *opts;
 	volatile sig_atomic_t *run;
 	rd_kafka_t *consumer, *producer, *restorer;
+	/* the producer's output topics, known (metadata) before the first
+	 * transaction: otherwise its first records to each wait for a metadata
+	 * refresh inside commit_transaction */
+	rd_kafka_topic_t *out_topics[3];
 	struct th_enrich *en;
 	struct th_parser *parser;
 	struct th_avro_alert *avro;
@@ -88,6 +111,12 @@ struct worker {
 	uint64_t rejects_by[TH_REJECT__COUNT];
 	double last_stats;
 	double last_msg_at;
+	double phase_s[PH__COUNT];
+	double last_wake;
+	int wake_next;
+	double first_assign_at; /* for the "caught up" line: assignment to caught up */
+	double data_committed_at; /* last commit that held new messages */
+	uint64_t msgs_committed;
 };
 
 static double now_s(void)
@@ -95,6 +124,14 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Charge the time since *t0 to a phase and restart the clock there. */
+static void phase_add(struct worker *w, enum phase ph, double *t0)
+{
+	double t = now_s();
+	w->phase_s[ph] += t - *t0;
+	*t0 = t;
 }
 
 static void set_fatal(struct worker *w, const char *what, const char *why)
@@ -344,7 +381,9 @@ out:
 
 static int begin_txn(struct worker *w)
 {
+	double t0 = now_s();
 	rd_kafka_error_t *error = rd_kafka_begin_transaction(w->producer);
+	phase_add(w, PH_BEGIN, &t0);
 	if (error) {
 		set_fatal(w, "begin_transaction", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
@@ -564,6 +603,7 @@ static int commit_txn(struct worker *w)
 		return 0;
 	if (w->msgs_in_txn == 0)
 		return 0; /* nothing to commit: keep the transaction open */
+	double t0 = now_s();
 	for (int i = 0; i < w->nparts; i++) {
 		struct part *p = w->parts[i];
 		struct changelog_ctx cc = {w, p, 0};
@@ -573,6 +613,7 @@ static int commit_txn(struct worker *w)
 		    (rc = th_state_dirty_foreach(p->st, changelog_cb, &cc)) || (rc = cc.err))
 			goto abortable;
 	}
+	phase_add(w, PH_CHANGELOG, &t0);
 	if (rd_kafka_assignment(w->consumer, &positions) || positions->cnt == 0 ||
 	    rd_kafka_position(w->consumer, positions)) {
 		/* no assignment (most likely lost): nothing to commit offsets for */
@@ -582,6 +623,7 @@ static int commit_txn(struct worker *w)
 	cgmd = rd_kafka_consumer_group_metadata(w->consumer);
 	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd,
 						     w->txn_timeout_ms);
+	phase_add(w, PH_SEND_OFFSETS, &t0);
 	if (error) {
 		if (rd_kafka_error_is_fatal(error)) {
 			set_fatal(w, "send_offsets_to_transaction", rd_kafka_error_string(error));
@@ -600,6 +642,7 @@ static int commit_txn(struct worker *w)
 	}
 	for (;;) {
 		error = rd_kafka_commit_transaction(w->producer, w->txn_timeout_ms);
+		phase_add(w, PH_COMMIT, &t0);
 		if (!error)
 			break;
 		if (rd_kafka_error_txn_requires_abort(error)) {
@@ -623,6 +666,10 @@ static int commit_txn(struct worker *w)
 	}
 	w->txn_open = false;
 	w->n_txn++;
+	if (w->n_msgs > w->msgs_committed) {
+		w->msgs_committed = w->n_msgs;
+		w->data_committed_at = now_s();
+	}
 	/* Kafka has committed: now LMDB, with the offsets it committed. */
 	for (int i = 0; i < positions->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &positions->elems[i];
@@ -631,6 +678,7 @@ static int commit_txn(struct worker *w)
 			continue;
 		p->active = false;
 		rc = th_state_commit(p->st, tp->offset);
+		phase_add(w, PH_LMDB, &t0);
 		if (rc == TH_ENOSPC) {
 			p->stuck = true;
 			p->stuck_offset = tp->offset;
@@ -699,12 +747,19 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 			}
 			w->n_part_restores++;
 		}
-		/* start from the committed offset (INVALID lets the group decide) */
-		tp->offset = RD_KAFKA_OFFSET_INVALID;
+		/* Start from the committed offset just read, given explicitly:
+		 * with INVALID the consumer fetches the committed offsets again,
+		 * and when that fetch fails (e.g. "Not coordinator" right after a
+		 * broker outage) librdkafka 2.0.x leaves the partitions without a
+		 * fetch position for good: assigned, never fetching. No
+		 * committed offset: auto.offset.reset (earliest) decides. */
+		tp->offset = committed != TH_STATE_NO_OFFSET ? committed : RD_KAFKA_OFFSET_INVALID;
 	}
 	if ((err = rd_kafka_assign(w->consumer, parts)))
 		set_fatal(w, "assign", rd_kafka_err2str(err));
 	w->last_msg_at = now_s();
+	if (w->first_assign_at == 0)
+		w->first_assign_at = w->last_msg_at;
 }
 
 static void revoke_partitions(struct worker *w, bool lost)
@@ -770,6 +825,7 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 	snprintf(off, sizeof(off), "%" PRId64, m->offset);
 	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
 	const char *reason = th_reject_name(why);
+	double t0 = now_s();
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
 		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE((void *)raw, raw_len),
@@ -779,6 +835,7 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 		RD_KAFKA_V_HEADER("source.partition", part, -1),
 		RD_KAFKA_V_HEADER("source.offset", off, -1),
 		RD_KAFKA_V_HEADER("record.byte_offset", roff, -1), RD_KAFKA_V_END);
+	phase_add(w, PH_PRODUCE, &t0);
 	return err ? TH_EKAFKA : 0;
 }
 
@@ -790,6 +847,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		return TH_EAVRO;
 	char variation[4];
 	snprintf(variation, sizeof(variation), "%d", a->variation);
+	double t0 = now_s();
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		w->producer, RD_KAFKA_V_TOPIC(w->cf->output_topic),
 		RD_KAFKA_V_KEY(a->account_id, strlen(a->account_id)),
@@ -798,6 +856,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		RD_KAFKA_V_HEADER("severity", a->severity, -1),
 		RD_KAFKA_V_HEADER("variation", variation, -1),
 		RD_KAFKA_V_HEADER("alert_id", a->alert_id, -1), RD_KAFKA_V_END);
+	phase_add(w, PH_PRODUCE, &t0);
 	if (err) {
 		th_log_warn("worker", "alert produce: %s", rd_kafka_err2str(err));
 		return TH_EKAFKA;
@@ -1029,6 +1088,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"auto.offset.reset", "earliest",
 		"partition.assignment.strategy", "range",
 		"enable.partition.eof", "true",
+		/* Fetching must keep ahead of a worker that processes ~300k
+		 * events/s: a modest prefetch (see wake_fetcher for how it is
+		 * refilled without librdkafka's ~1 s pause) and a bounded broker
+		 * wait once caught up. */
+		"queued.min.messages", "20000",
+		"fetch.wait.max.ms", "100",
 		NULL,
 	};
 	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
@@ -1069,6 +1134,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"transaction.timeout.ms", "60000",
 		"message.timeout.ms", "55000",
 		"linger.ms", "5",
+		/* After each commit the coordinator writes the transaction markers;
+		 * the next transaction's AddOffsetsToTxn/AddPartitionsToTxn gets
+		 * CONCURRENT_TRANSACTIONS until then and is retried after this
+		 * backoff. librdkafka's 100 ms cost ~25 ms per transaction in
+		 * send_offsets_to_transaction (the Java client uses 20 ms here). */
+		"retry.backoff.ms", "10",
 		NULL,
 	};
 	if (!(conf = base_conf(cf, "producer", producer_defaults, errstr, errstr_size)) ||
@@ -1088,6 +1159,16 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_EXIT_RUNTIME;
 	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
+	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
+	for (int i = 0; i < 3; i++) {
+		const struct rd_kafka_metadata *md = NULL;
+		if (!(w->out_topics[i] = rd_kafka_topic_new(w->producer, outs[i], NULL)))
+			continue;
+		if (rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, 10000) ==
+			    RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    md)
+			rd_kafka_metadata_destroy(md);
+	}
 	int crc = check_topics(w, errstr, errstr_size);
 	if (crc)
 		return crc;
@@ -1123,12 +1204,22 @@ static void log_stats(struct worker *w)
 			break;
 		used += (size_t)n;
 	}
+	char times[320] = "";
+	used = 0;
+	for (int i = 0; i < PH__COUNT && used < sizeof(times); i++) {
+		int n = snprintf(times + used, sizeof(times) - used, " time.%s_ms=%.0f",
+				 phase_names[i], w->phase_s[i] * 1000.0);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
 	th_log_info("stats",
 		    "partitions=%d messages=%" PRIu64 " alerts=%" PRIu64 " rejected=%" PRIu64
 		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64
-		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s",
+		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s%s",
 		    w->nparts, w->n_msgs, w->n_alerts, w->n_rejects, reasons, w->n_txn, w->n_aborts,
-		    w->n_restored, w->n_lost, w->n_disk_full, w->disk_full ? " (paused: disk full)" : "");
+		    w->n_restored, w->n_lost, w->n_disk_full, times,
+		    w->disk_full ? " (paused: disk full)" : "");
 }
 
 /* An error from the consumer. A fatal one (e.g. a static member fenced by
@@ -1171,6 +1262,32 @@ static int drain(struct worker *w)
 	return commit_txn(w);
 }
 
+/* librdkafka 2.0.x stops fetching a partition while the consumer queue holds
+ * queued.min.messages or queued.max.messages.kbytes, and decides again only
+ * when its broker thread wakes up: up to a second later (2.1 added
+ * fetch.queue.backoff.ms for this). A worker that drains the queue faster
+ * would sit idle for most of that second. Any request to the broker wakes
+ * its thread, which then fetches again at once: when the queue ran dry
+ * before the end of the input, ask a partition's leader for its
+ * watermarks (read-only, one round trip), a different partition each time
+ * so that every broker gets woken. */
+static void wake_fetcher(struct worker *w)
+{
+	int64_t lo, hi;
+	double t = now_s();
+	if (w->disk_full || w->nparts == 0 || t - w->last_wake < 0.01 || t - w->last_msg_at > 1.0)
+		return;
+	for (int i = 0; i < w->nparts; i++) {
+		struct part *p = w->parts[(w->wake_next + i) % w->nparts];
+		if (p->eof)
+			continue;
+		w->wake_next = (w->wake_next + i + 1) % w->nparts;
+		w->last_wake = t;
+		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, 200);
+		return;
+	}
+}
+
 int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		  volatile sig_atomic_t *run)
 {
@@ -1188,7 +1305,13 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	}
 	w.last_msg_at = w.last_stats = now_s();
 	while (*run && !w.fatal) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 50);
+		double t0 = now_s();
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 5);
+		if (!m) {
+			wake_fetcher(&w);
+			m = rd_kafka_consumer_poll(w.consumer, 45);
+		}
+		phase_add(&w, PH_CONSUME, &t0);
 		/* the producer's error events (error_cb: fatal errors) */
 		rd_kafka_poll(w.producer, 0);
 		if (m) {
@@ -1202,8 +1325,15 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 				/* fetched before the pause: not processed now; the resume
 				 * rewinds to the committed offsets */
 			} else {
-				w.last_msg_at = now_s();
+				double produced = w.phase_s[PH_PRODUCE];
+				w.last_msg_at = t0;
+				/* commit_interval_ms counts from the transaction's first
+				 * message: an idle open transaction is not "due" */
+				if (w.msgs_in_txn == 0)
+					w.txn_started = t0;
 				int err = handle_message(&w, m);
+				phase_add(&w, PH_DETECT, &t0);
+				w.phase_s[PH_DETECT] -= w.phase_s[PH_PRODUCE] - produced;
 				if (err) {
 					/* Abort the batch and redo it from the committed offsets.
 					 * A message that keeps failing is dead-lettered after
@@ -1251,7 +1381,14 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 					continue; /* the drain's decisions were rolled back too */
 				drained = true;
 			}
-			th_log_info("worker", "caught up; exiting");
+			/* from the first assignment to the commit of the last
+			 * message (bench/stream.sh reads this) */
+			th_log_info("worker", "caught up; exiting: %" PRIu64 " messages in %.3f s from "
+					      "assignment to caught up",
+				    w.n_msgs,
+				    w.data_committed_at > w.first_assign_at && w.first_assign_at > 0
+					    ? w.data_committed_at - w.first_assign_at
+					    : 0.0);
 			break;
 		}
 	}
@@ -1273,6 +1410,8 @@ out:
 		s->lost = w.n_lost;
 		s->disk_full = w.n_disk_full;
 		s->restores = w.n_part_restores;
+		for (int i = 0; i < PH__COUNT && i < TH_WORKER_PHASES; i++)
+			s->phase_ms[i] = (uint64_t)(w.phase_s[i] * 1000.0);
 		memcpy(s->rejects_by, w.rejects_by, sizeof(s->rejects_by));
 	}
 	if (w.consumer) {
@@ -1296,6 +1435,9 @@ out:
 			if (e)
 				rd_kafka_error_destroy(e);
 		}
+		for (int i = 0; i < 3; i++)
+			if (w.out_topics[i])
+				rd_kafka_topic_destroy(w.out_topics[i]);
 		rd_kafka_destroy(w.producer);
 	}
 	th_avro_alert_destroy(w.avro);

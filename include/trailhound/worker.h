@@ -5,8 +5,10 @@
  *
  * The loop follows librdkafka's examples/transactions.c: one transactional
  * producer per worker (stable transactional.id, consumer group metadata sent
- * with the offsets, KIP-447); a transaction per batch (at most batch_size
- * messages or commit_interval_ms); abortable errors abort, rewind to the
+ * with the offsets, KIP-447); a transaction per batch, committed
+ * commit_interval_ms after its first message (batch_size is only a cap):
+ * the loop consumes and processes while the transaction is open and never
+ * flushes or waits per message; abortable errors abort, rewind to the
  * committed offsets and roll back the partitions' state; fatal errors (e.g.
  * fenced by a newer instance) end the worker with a non-zero exit code.
  *
@@ -41,6 +43,11 @@
 extern "C" {
 #endif
 
+/* Phases of the loop whose wall time is measured (stats.phase_ms, and the
+ * [stats] line's time.<phase>_ms), in this order: consume, detect, produce,
+ * changelog, send_offsets, commit, lmdb, begin. */
+#define TH_WORKER_PHASES 8
+
 /* What a run did (filled in when th_worker_run returns, if asked for). */
 struct th_worker_stats {
 	uint64_t messages;     /* processed (including reprocessing after an abort) */
@@ -51,6 +58,7 @@ struct th_worker_stats {
 	uint64_t disk_full;    /* times a state commit found the disk full */
 	uint64_t restores;     /* partitions restored from the changelog */
 	uint64_t rejects_by[TH_REJECT__COUNT];
+	uint64_t phase_ms[TH_WORKER_PHASES]; /* cumulative wall time per phase */
 };
 
 struct th_worker_opts {

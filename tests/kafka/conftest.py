@@ -12,8 +12,10 @@ Environment (set by tests/kafka.cmake under CTest, like tests/pytest.cmake):
   TH_KEEP_TOPICS=1    keep each test's topics (default: deleted after the test)
   TH_KAFKA_PORT, TH_KAFKA_DIR  passed on to scripts/kafka-local.sh (another broker,
                       e.g. one per developer: port 29092 and its own directory)
-  TH_CRASH_EVENTS     size of the big sample (crash, fencing and rebalance tests;
+  TH_CRASH_EVENTS     size of the big sample (fencing and rebalance tests;
                       default 200000; the sanitizer pass uses fewer)
+  TH_CRASH_BIG_EVENTS size of the crash test's sample (default 1000000, or
+                      TH_CRASH_EVENTS when that is set smaller)
 
 The session fixture `broker` reuses a running local broker or starts one (and
 then stops it again at the end of the session); the CTest fixture
@@ -218,6 +220,21 @@ def sample(tmp_path_factory):
 
 
 CRASH_EVENTS = int(os.environ.get("TH_CRASH_EVENTS", "200000"))
+
+
+# The crash test's input: at the default commit interval the worker reads
+# 200k events in about a second, too little to spread ten kills across a run.
+CRASH_BIG_EVENTS = int(os.environ.get(
+    "TH_CRASH_BIG_EVENTS", "1000000" if CRASH_EVENTS == 200000 else str(CRASH_EVENTS)))
+
+
+@pytest.fixture(scope="session")
+def sample_1m(tmp_path_factory):
+    """A >= 1M-event sample for the crash test (TH_CRASH_BIG_EVENTS; with a
+    smaller TH_CRASH_EVENTS, that size)."""
+    s = _gen(tmp_path_factory, "sample1m", "--target-events", str(CRASH_BIG_EVENTS))
+    assert s.n_events >= 0.9 * CRASH_BIG_EVENTS
+    return s
 
 
 @pytest.fixture(scope="session")

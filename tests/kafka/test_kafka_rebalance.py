@@ -30,7 +30,8 @@ def test_worker_joins_and_leaves(broker, topics, workers, sample_200k_always):
     # A exits only once idle for longer than B's session timeout (6 s): B is a
     # static member, so its clean close does not leave the group and A gets B's
     # partitions back only when the coordinator expires B's session.
-    # A commits every 200 messages (slower than the defaults): the scenario
+    # A commits every 200 messages (at the defaults it reads the whole input in
+    # about a second, before B has even started): the scenario
     # needs B to join while every partition still has input left, however
     # small a partition the sample gives and however fast the build is.
     a = workers(names.input, pipe, pipe.tid_prefix + ".A", names.state_dir("A"),
