@@ -492,6 +492,33 @@ def end_offsets(broker, topic, partitions=PARTITIONS):
         c.close()
 
 
+class OpenTransactions:
+    """Whether a transaction that has written to the topic is still open: a
+    read_committed consumer's end offset is the last stable offset, which stops
+    at the first record of an open transaction, while read_uncommitted's is the
+    high watermark. LSO < high watermark on any partition means an open
+    transaction holds records there (ListOffsets, one round trip per partition)."""
+
+    def __init__(self, broker, topic, partitions=PARTITIONS):
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.stable = Consumer({"bootstrap.servers": broker, "group.id": "th-test.lso",
+                                "isolation.level": "read_committed"})
+        self.high = Consumer({"bootstrap.servers": broker, "group.id": "th-test.hw",
+                              "isolation.level": "read_uncommitted"})
+
+    def __call__(self):
+        for tp in self.tps:
+            lso = self.stable.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            hw = self.high.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            if lso < hw:
+                return True
+        return False
+
+    def close(self):
+        self.stable.close()
+        self.high.close()
+
+
 class Progress:
     """How many input messages the group has committed, in total. Reads the
     offsets read_uncommitted (require_stable off): a killed worker's pending

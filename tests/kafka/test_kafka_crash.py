@@ -17,11 +17,20 @@ How the states are compared (both must hold):
      changelog. This is what a new worker would restore; batch boundaries differ
      between the runs, so only the folded state, not the record sequence, can be
      compared.
-The kills must have landed inside transactions (not only between them, where
-exactly-once would be trivial): records of a transaction a kill cut short are
-aborted by the restarted worker's init_transactions, so read_uncommitted sees
-them and read_committed does not. The test counts the changelog's records both
-ways and requires strictly more read_uncommitted.
+The kills must land inside transactions (not only between them, where
+exactly-once would be trivial). At the default commit interval a transaction
+writes its changelog records only in its last few milliseconds (one record per
+changed key, just before the offsets and the commit), so a kill at a random
+moment would rarely catch one. Each kill after the first progress target is
+therefore aimed: the test watches the changelog's last stable offset (a
+read_committed consumer's end offset) against its high watermark and kills as
+soon as they differ, i.e. while a transaction holding changelog records is
+open. Right after the kill the same check tells whether the kill landed before
+the commit: the dead worker's transaction stays open until the restarted
+worker's init_transactions aborts it. The test requires at least one such
+landing, and, as a second proof independent of that check, that the changelog
+read_uncommitted (aborted records included) holds strictly more records than
+read_committed.
 
 Comparing inspect's text rather than parsed JSON avoids depending on its JSON
 being well-formed, and every field it prints (counts, first/last seen, API calls,
@@ -32,7 +41,7 @@ import random
 import shutil
 import time
 
-from conftest import (Progress, assert_caught_up, assert_exactly_once, assert_same_state,
+from conftest import (OpenTransactions, Progress, assert_caught_up, assert_exactly_once, assert_same_state,
                       changelog_state, inspect_state, log, produce_file, read_alerts,
                       read_topic, run_to_end)
 
@@ -70,6 +79,8 @@ def test_kill9_at_random_points(broker, topics, workers, sample_1m):
     # rarely hit the short window between the Kafka commit and the LMDB commit.
     wipe = rng.randrange(KILLS // 2, KILLS)
     progress = Progress(broker, crash.group, names.input)
+    open_txn = OpenTransactions(broker, crash.changelog)
+    aimed = landed = 0
     restores = 0
     wiped_parts = []
     try:
@@ -93,12 +104,21 @@ def test_kill9_at_random_points(broker, topics, workers, sample_1m):
                     assert w.poll() is None, f"worker exited {w.poll()}:\n{w.tail()}"
                     assert time.monotonic() < deadline, f"no progress to {goal}:\n{w.tail()}"
                     time.sleep(0.05)
-                # 0-150 ms: more than a whole transaction cycle at the default
-                # commit_interval_ms (100), so the kill lands at any point of one
-                time.sleep(rng.uniform(0, 0.15))
-                how = f"after committed >= {goal}"
+                # aim at the commit: wait until a transaction holding changelog
+                # records is open (bounded: the input may run out first)
+                aim_deadline = time.monotonic() + 10
+                while not open_txn() and time.monotonic() < aim_deadline and w.poll() is None:
+                    pass
+                how = f"after committed >= {goal}, aimed at an open transaction"
+                aimed += 1
             assert w.poll() is None, f"worker {i} exited early ({w.poll()}):\n{w.tail()}"
             w.kill9()
+            if i not in early:
+                if open_txn():
+                    landed += 1
+                    how += " (landed: the changelog's transaction is left open)"
+                else:
+                    how += " (missed: it committed first)"
             restores += len(w.lines("restored from"))
             log(f"kill -9 #{i + 1} {how}, {time.monotonic() - w.started:.1f} s after start; "
                 f"committed {before} -> {progress()} of {total}; "
@@ -106,7 +126,10 @@ def test_kill9_at_random_points(broker, topics, workers, sample_1m):
         left = total - progress()
     finally:
         progress.close()
+        open_txn.close()
     assert left > 0, "the input was done before the last kill: no kill was mid-run"
+    log(f"{landed} of {aimed} aimed kills landed inside an open transaction")
+    assert landed >= 1, "no aimed kill landed inside an open transaction"
 
     final = run_to_end(workers, names.input, crash, tid, sdir, name="crash-final")
     restores += len(final.lines("restored from"))
