@@ -3,6 +3,9 @@
 
   bench/kadmin.py BOOTSTRAP create NAME:PARTITIONS[:compact] ...
   bench/kadmin.py BOOTSTRAP delete NAME ...        (missing topics are skipped)
+  bench/kadmin.py BOOTSTRAP wait-committed GROUP TOPIC START TIMEOUT
+      wait until GROUP's committed offsets reach the end of every partition of
+      TOPIC; print the seconds from START (epoch seconds) to then
 """
 
 import sys
@@ -38,6 +41,26 @@ def main():
         if mine:
             for f in a.delete_topics(mine, operation_timeout=30).values():
                 f.result()
+    elif cmd == "wait-committed":
+        from confluent_kafka import Consumer, TopicPartition
+        group, topic, start, timeout = names[0], names[1], float(names[2]), float(names[3])
+        c = Consumer({"bootstrap.servers": boot, "group.id": group, "enable.auto.commit": False})
+        parts = sorted(a.list_topics(topic, timeout=10).topics[topic].partitions)
+        tps = [TopicPartition(topic, q) for q in parts]
+        ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in parts}
+        while time.time() < start + timeout:
+            try:
+                got = c.committed(tps, timeout=5)
+            except Exception:  # coordinator moving: ask again
+                got = []
+            t = time.time()
+            if got and all(tp.offset >= ends[tp.partition] for tp in got):
+                print(f"{t - start:.3f}")
+                c.close()
+                return
+            time.sleep(0.05)
+        c.close()
+        sys.exit("kadmin: group %s not caught up within %.0f s" % (group, timeout))
     else:
         sys.exit(__doc__)
 

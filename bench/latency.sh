@@ -58,6 +58,7 @@ WATCH_PID=
 kill -TERM "$WORKER_PID"
 wait "$WORKER_PID" || say "worker exited $?"
 WORKER_PID=
-grep '\[stats\]' "$WORK/run.log" | tail -1 | sed 's/.*\[stats\] /latency: worker [stats] /' >&2
+grep '\[stats\]' "$WORK/run.log" | tail -1 | sed 's/.*\[stats\] //' >"$RESULTS/latency_stats.txt"
+say "worker [stats] $(cat "$RESULTS/latency_stats.txt")"
 python3 bench/latency.py report --schema schemas/alert.avsc --produced "$WORK/produced.json" \
 	--watched "$WORK/watched.pkl" --csv "$RESULTS/latency.csv" --summary "$RESULTS/latency.json"

@@ -86,7 +86,7 @@ run_worker() {
 
 # ---- worker A: the 1M keys into an empty store ------------------------------
 worker_conf "$WORK/a.conf" "$RUN" "$IN" "$CL" "$OUT" "$DL" "$RUN.worker-0" "$WORK/state-a"
-run_worker "$WORK/a.conf" "$WORK/a.log" "$WORK/a.time" "$WORK/a.rss"
+run_worker "$WORK/a.conf" "$WORK/a.log" "$WORK/a.time" "$WORK/a.rss" ${BENCH_WORKER_ARGS:-}
 read -r A_WALL A_USER A_SYS A_RSS <"$WORK/a.time"
 read -r A_ANON A_FILE <"$WORK/a.rss" 2>/dev/null || { A_ANON=0; A_FILE=0; }
 read -r A_MSGS A_S <<<"$(caught_up "$WORK/a.log")"
