@@ -183,6 +183,9 @@ def main():
         w(f"| 1 | {st['one_s']:.2f} s | {n / st['one_s']:.0f} | {st['one_cpu_s']:.1f} s | 1.00 |")
         w(f"| 2 | {st['two_s']:.2f} s | {n / st['two_s']:.0f} | {st['two_cpu_s']:.1f} s | "
           f"{st['one_s'] / st['two_s']:.2f} |\n")
+        if st.get("two_split"):
+            w(f"With 2 workers: {st['two_split']} (the first to join starts alone; the second's join "
+              "rebalances both, eager protocol).\n")
         w(f"On {os.cpu_count()} cores the broker, the second worker and the first share the same CPUs, so a "
           "second worker can only buy what the first left idle; scaling out needs cores (or machines) for it.\n")
 
@@ -265,6 +268,7 @@ def main():
         w(f"| the restoring worker: process wall / max RSS | {keys['restore_worker_wall_s']} s / "
           f"{keys['restore_worker_rss_kb'] / 1024:.0f} MB | |")
         w("")
+        w(STATE_LIMITS)
 
     w(HISTORY)
     # another benchmark's section (scan against --parse-only) is kept as it is
@@ -277,6 +281,35 @@ def main():
         f.write("\n".join(out))
     print(f"report: wrote {a.out}" + (f" and {', '.join(plots.values())}" if plots else ""))
 
+
+STATE_LIMITS = """What blocks the missed targets (measured on this machine while writing the harness; product
+changes, not made here — the bench does not change `src/`):
+- **Resident memory** does not grow with the keys so much as with the partitions: the detector
+  keeps decoded tokens and roles between events (`src/detect_memory.c`), `struct th_token` is
+  9,992 B and `struct th_role` 20,760 B (gdb `sizeof`), up to `OBJS_MAX` 8,192 objects plus as
+  many spare payloads per partition's detector, so up to ~160 MB per assigned partition; the
+  state store's write-back cache adds up to `CACHE_MAX_CLEAN` 262,144 clean entries per
+  partition (`src/state.c`). `scan --jobs 1` holds 30 MB on 100 events and 151 MB on 50k keys;
+  the worker 400 MB on the same 50k keys over 4 partitions (peak anonymous 371 MB); cutting the
+  consumer's prefetch (`kafka.consumer.queued.max.messages.kbytes=8192`,
+  `fetch.max.bytes=4194304`, `queued.min.messages=1000`) changed nothing (395–415 MB). A bound on
+  the decoded cache per worker rather than per partition (or a smaller token with its lists
+  allocated as used) is what would reach 300 MB.
+- **LMDB bytes per key** are the `k␟<account>␟<access key>` record itself (role ARN, session,
+  function, times, IPs, recent calls; docs/state-format.md) plus LMDB's per-node header and
+  page fill after random-order inserts; records are ~all `k` records here (1 per key, plus
+  roles, accounts and the clock). Shrinking it needs a more compact token encoding (e.g. the role
+  ARN and function as a reference to the `r` record rather than repeated per key).
+- **Restore** reads each changelog partition in turn (`part_restore` in `src/worker.c`) and stops
+  on the end-of-partition event, which the restore reader only gets after an empty fetch has
+  waited librdkafka's default `fetch.wait.max.ms` (500 ms): about 0.5–1 s per partition whatever
+  its size. With the wait cut to 10 ms (`--set kafka.fetch.wait.max.ms=10`, row above) a small
+  store restores at ~180k keys/s; at 1M keys what remains is the apply rate itself (fetching,
+  `th_state_apply` into LMDB, a commit every 50k records) on the shared 2 cores. Product
+  changes that would help: set the restore reader's `fetch.wait.max.ms` low and stop at the high
+  watermark by position (the last record before it is the transaction marker, so
+  `off + 1 >= hi` never fires on data), and restore the partitions of one assignment together.
+"""
 
 HISTORY = """## What removed the waiting (issue 7; 199,502 events, 4 partitions, same machine, 2026-11-29)
 

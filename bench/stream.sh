@@ -159,8 +159,12 @@ group_run() {
 	# SIGTERM the workers themselves (time(1) passes no signal on)
 	for p in "${pids[@]}"; do pkill -TERM -P "$p" -x trailhound || true; done
 	for p in "${pids[@]}"; do wait "$p" || say "$name: a worker exited $?"; done
-	G_CPU=0
+	G_CPU=0 G_SPLIT=
 	for ((i = 0; i < k; i++)); do
+		local st
+		st=$(grep '\[stats\]' "$WORK/$name-$i.log" | tail -1)
+		G_SPLIT+="${G_SPLIT:+; }worker $i: $(sed -n 's/.* messages=\([0-9]*\).*/\1/p' <<<"$st") messages,"
+		G_SPLIT+=" $(grep -c 'assigned [0-9]* partition' "$WORK/$name-$i.log" || true) assignment(s)"
 		G_CPU=$(awk -v c="$G_CPU" -v u="$(cut -d' ' -f1 "$WORK/$name-$i.time" | tail -1)" \
 			-v s="$(cut -d' ' -f2 "$WORK/$name-$i.time" | tail -1)" 'BEGIN { print c + u + s }')
 		grep '\[stats\]' "$WORK/$name-$i.log" | tail -1 | sed "s/.*\[stats\] /$name worker $i: /" >&2
@@ -170,7 +174,7 @@ group_run() {
 group_run one 1
 ONE_S=$G_S ONE_CPU=$G_CPU
 group_run two 2
-TWO_S=$G_S TWO_CPU=$G_CPU
+TWO_S=$G_S TWO_CPU=$G_CPU TWO_SPLIT=$G_SPLIT
 say "1 worker: $ONE_S s ($(rate "$N" "$ONE_S")/s, CPU $ONE_CPU s); 2 workers: $TWO_S s ($(rate "$N" "$TWO_S")/s, CPU $TWO_CPU s)"
 
 # the 1M-event topic is done with: free the broker for the rest
@@ -180,7 +184,8 @@ cat >"$RESULTS/stream.json" <<EOF
 {"events": $N, "bytes": $BYTES, "kcat_s": $KCAT_S, "scan1_s": $SCAN1_S, "scann_s": $SCANN_S,
  "jobs": $(nproc), "run_s": $RUN_S, "run_wall_s": $RUN_WALL, "run_user_s": $RUN_USER,
  "run_sys_s": $RUN_SYS, "run_rss_kb": $RUN_RSS, "run_stats": "$STATS",
- "one_s": $ONE_S, "one_cpu_s": $ONE_CPU, "two_s": $TWO_S, "two_cpu_s": $TWO_CPU}
+ "one_s": $ONE_S, "one_cpu_s": $ONE_CPU, "two_s": $TWO_S, "two_cpu_s": $TWO_CPU,
+ "two_split": "$TWO_SPLIT"}
 EOF
 
 # ---- latency and the state store at scale -------------------------------------
