@@ -49,12 +49,26 @@ for _ in $(seq 300); do
 	kill -0 "$WORKER_PID" 2>/dev/null || { cat "$WORK/run.log" >&2; die "worker exited"; }
 	sleep 0.1
 done
+# Run-queue wait (ready to run, no CPU free) of the worker's main thread and of
+# the broker's threads over the run, from /proc/*/schedstat (ns): on a shared
+# machine the latency tail follows it.
+rq_wait() { cat "$@" 2>/dev/null | awk '{ n += $2 } END { printf "%.0f", n / 1e6 }'; }
+BROKER_PID=$("$KAFKA" pid || true)
+W0=$(rq_wait "/proc/$WORKER_PID/schedstat")
+B0=$(rq_wait /proc/"$BROKER_PID"/task/*/schedstat)
+T0=$(now)
 say "worker assigned; producing at $RATES events/s for $SECONDS_PER s"
 python3 bench/latency.py produce --bootstrap "$BOOT" --topic "$IN" --rates "$RATES" \
 	--seconds "$SECONDS_PER" --out "$WORK/produced.json"
+W1=$(rq_wait "/proc/$WORKER_PID/schedstat")
+B1=$(rq_wait /proc/"$BROKER_PID"/task/*/schedstat)
+RQ_S=$(secs "$T0" "$(now)")
 touch "$WORK/stop"
 wait "$WATCH_PID"
 WATCH_PID=
+say "run-queue wait over $RQ_S s: worker main thread $((W1 - W0)) ms, broker threads $((B1 - B0)) ms"
+echo "{\"seconds\": $RQ_S, \"worker_ms\": $((W1 - W0)), \"broker_ms\": $((B1 - B0)), \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" \
+	>"$RESULTS/latency_rq.json"
 kill -TERM "$WORKER_PID"
 wait "$WORKER_PID" || say "worker exited $?"
 WORKER_PID=
