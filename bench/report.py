@@ -226,9 +226,9 @@ def main():
           "right after detecting): *event → alert produced* is the input's delivery, the consumer's fetch and "
           "the detection; *alert produced → visible* is the rest of the transaction and its commit.  ")
         w("Alerts slower than 500 ms: " + "; ".join(
-            f"{r['rate'] // 1000}k/s {r.get('slow')} of {r['alerts']}, within {r.get('slow_seconds')} distinct "
-            f"second(s) of the phase"
-            + (f" (on average {r.get('slow_to_alert')} ms to the alert, {r.get('slow_to_visible')} ms to visible)"
+            f"{r['rate'] // 1000}k/s {r.get('slow')} of {r['alerts']}"
+            + (f", within {r.get('slow_seconds')} distinct second(s) of the phase (on average "
+               f"{r.get('slow_to_alert')} ms to the alert, {r.get('slow_to_visible')} ms to visible)"
                if r.get("slow") else "") for r in rows) + ".\n")
         txn = stats_field(lat_stats, "transactions")
         so = stats_field(lat_stats, "time.send_offsets_ms")
