@@ -178,6 +178,9 @@ def main():
         w("The same topic, a fresh group each, all workers launched together; time from the launch until the "
           "group's committed offsets reach the end of all 4 partitions (watched from outside, "
           "`bench/kadmin.py wait-committed`), so start-up, joining and the rebalance count.\n")
+        if st.get("repeat", 1) > 1:
+            w(f"Each row is the median of {st['repeat']} runs, 1 and 2 workers alternating (all runs: 1 worker "
+              f"{st['one_all']} s; 2 workers {st['two_all']} s).\n")
         w("| workers | launch → all committed | events/s | CPU (all workers) | speed-up |")
         w("|---|---|---|---|---|")
         w(f"| 1 | {st['one_s']:.2f} s | {n / st['one_s']:.0f} | {st['one_cpu_s']:.1f} s | 1.00 |")
@@ -192,7 +195,9 @@ def main():
     if commit:
         w("## Throughput against `commit_interval_ms`\n")
         w("The same events, `run --set commit_interval_ms=N`, each from assignment to caught up with its own "
-          "group and changelog (100 is the default).\n")
+          "group and changelog (100 is the default)"
+          + (f"; each row the median (by time) of {st['repeat']} runs" if st and st.get("repeat", 1) > 1 else "")
+          + ".\n")
         w("| commit_interval_ms | assignment → caught up | events/s | transactions | send_offsets ms | commit ms |")
         w("|---|---|---|---|---|---|")
         for r in commit:
