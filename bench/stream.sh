@@ -167,12 +167,15 @@ group_run() {
 	# SIGTERM the workers themselves (time(1) passes no signal on)
 	for p in "${pids[@]}"; do pkill -TERM -P "$p" -x trailhound || true; done
 	for p in "${pids[@]}"; do wait "$p" || say "$name: a worker exited $?"; done
-	G_CPU=0 G_SPLIT=
+	G_CPU=0 G_SPLIT= G_RESTORED=0
 	for ((i = 0; i < k; i++)); do
 		local st
 		st=$(grep '\[stats\]' "$WORK/$name-$i.log" | tail -1)
 		G_SPLIT+="${G_SPLIT:+; }worker $i: $(sed -n 's/.* messages=\([0-9]*\).*/\1/p' <<<"$st") messages,"
 		G_SPLIT+=" $(grep -c 'assigned [0-9]* partition' "$WORK/$name-$i.log" || true) assignment(s)"
+		local restored
+		restored=$(sed -n 's/.* restored_records=\([0-9]*\).*/\1/p' <<<"$st")
+		G_RESTORED=$((G_RESTORED + ${restored:-0}))
 		G_CPU=$(awk -v c="$G_CPU" -v u="$(cut -d' ' -f1 "$WORK/$name-$i.time" | tail -1)" \
 			-v s="$(cut -d' ' -f2 "$WORK/$name-$i.time" | tail -1)" 'BEGIN { print c + u + s }')
 		grep '\[stats\]' "$WORK/$name-$i.log" | tail -1 | sed "s/.*\[stats\] /$name worker $i: /" >&2
@@ -181,11 +184,13 @@ group_run() {
 }
 # alternating, REPEAT times each; the median run of each
 : >"$WORK/g1" && : >"$WORK/g2"
+TWO_RESTORED=
 for ((r = 0; r < REPEAT; r++)); do
 	group_run "one$r" 1
 	echo "x,$G_S,$G_CPU,$G_SPLIT" >>"$WORK/g1"
 	group_run "two$r" 2
 	echo "x,$G_S,$G_CPU,$G_SPLIT" >>"$WORK/g2"
+	TWO_RESTORED+="${TWO_RESTORED:+ }$G_RESTORED"
 	say "run $r: 1 worker $(tail -1 "$WORK/g1" | cut -d, -f2) s; 2 workers $G_S s ($G_SPLIT)"
 done
 IFS=, read -r _ ONE_S ONE_CPU _ <<<"$(median_line <"$WORK/g1")"
@@ -201,7 +206,8 @@ cat >"$RESULTS/stream.json" <<EOF
  "jobs": $(nproc), "run_s": $RUN_S, "run_wall_s": $RUN_WALL, "run_user_s": $RUN_USER,
  "run_sys_s": $RUN_SYS, "run_rss_kb": $RUN_RSS, "run_stats": "$STATS",
  "one_s": $ONE_S, "one_cpu_s": $ONE_CPU, "two_s": $TWO_S, "two_cpu_s": $TWO_CPU,
- "two_split": "$TWO_SPLIT", "repeat": $REPEAT, "one_all": "$ONE_ALL", "two_all": "$TWO_ALL"}
+ "two_split": "$TWO_SPLIT", "repeat": $REPEAT, "one_all": "$ONE_ALL", "two_all": "$TWO_ALL",
+ "two_restored_all": "$TWO_RESTORED"}
 EOF
 
 # ---- latency and the state store at scale -------------------------------------
