@@ -3,6 +3,8 @@
 # test). The corpus is cached: generating it takes longer than parsing it.
 #
 #   bench/run.sh [RUNS]          BUILD_DIR=build by default
+#   bench/run.sh stream [EVENTS] only the stream worker's benchmarks (bench/stream.sh:
+#                                writes docs/benchmarks.md and docs/bench/*.png)
 #
 # Build with -DTH_NATIVE=ON to see what the target's SIMD kernels give:
 # simdjson On-Demand is compiled into our code, so without -march it runs its
@@ -10,6 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = stream ]; then
+	shift
+	exec bench/stream.sh "$@"
+fi
 runs=${1:-3}
 build=${BUILD_DIR:-build}
 cache="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"

@@ -1,63 +1,64 @@
 #!/usr/bin/env bash
-# Streaming throughput on the local broker (a benchmark, not a test): the same
-# generated CloudTrail events read three ways, side by side in one run:
-#   kcat  -C -e          raw read of the topic (the broker's and client's ceiling)
-#   trailhound scan      the events as a file (the detector's own speed)
-#   trailhound run       exactly-once worker, from assignment to caught up
-# and the ratios. Writes docs/benchmarks.md (the table, the machine, the date).
+# The stream worker's benchmarks on the local broker (benchmarks, not tests),
+# in one command that writes docs/benchmarks.md and its plots (docs/bench/):
+#
+#   1. the same generated CloudTrail events read three ways, side by side:
+#        kcat -C -e          raw read of the topic (the broker's and client's ceiling)
+#        trailhound scan     the events as a file (the detector's own speed)
+#        trailhound run      exactly-once worker, from assignment to caught up
+#      and the ratios;
+#   2. 2 workers in one group against 1 (launch -> the group's committed
+#      offsets at the end of the topic, watched from outside);
+#   3. `run` throughput against commit_interval_ms (--set commit_interval_ms=N);
+#   4. produce -> alert latency at fixed input rates (bench/latency.sh);
+#   5. RSS and LMDB bytes per key with 1M live Lambda keys, restore keys/s
+#      (bench/state_keys.sh);
+#   then bench/report.py writes the markdown and the PNG plots.
 #
 #   bench/stream.sh [EVENTS]      default 1000000 (>= 1M for the issue's target)
 #
-# Environment: BUILD_DIR (default build), TH_KAFKA_PORT / TH_KAFKA_DIR /
-# TH_CACHE_DIR (scripts/kafka-local.sh; a broker already running there is
-# reused and left running, one started here is stopped), TH_SHARED (reference
-# data, default ../shared/data next to the repo), BENCH_OUT (markdown file,
-# default docs/benchmarks.md; "-" = do not write).
-# Needs kcat (scripts/setup.sh installs it).
+# Environment (and bench/lib.sh's): BENCH_OUT (markdown file, default
+# docs/benchmarks.md; "-" = print the figures only), BENCH_PLOTS (default
+# docs/bench), BENCH_KEYS (default 1000000), BENCH_INTERVALS (default
+# "20 50 100 250 1000"), BENCH_REPEAT (runs per commit interval and per
+# worker count, the median is shown; default 3), BENCH_RATES / BENCH_RATE_SECONDS (default
+# 5000,20000,50000 and 20,15,10), BENCH_NOTE (a line for the doc, e.g. that
+# the machine was shared). Needs kcat (scripts/setup.sh installs it); installs
+# confluent-kafka, fastavro and matplotlib with pip when missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
+BENCH_NAME=stream
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+T_START=$(now)
 
 EVENTS=${1:-1000000}
-BUILD_DIR=${BUILD_DIR:-build}
-BIN=$ROOT/$BUILD_DIR/trailhound
-KAFKA=$ROOT/scripts/kafka-local.sh
+KEYS=${BENCH_KEYS:-1000000}
+INTERVALS=${BENCH_INTERVALS:-20 50 100 250 1000}
 OUT_MD=${BENCH_OUT:-docs/benchmarks.md}
-CACHE="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
-SHARED=${TH_SHARED:-$ROOT/../shared/data}
-[[ -d $SHARED ]] || SHARED=/work/shared/data
-ASN_DB=${TH_ASN_DB:-$SHARED/asn/asn.mmdb}
-AWS_RANGES=${TH_AWS_RANGES:-$SHARED/aws-ip-ranges/ip-ranges.json}
-
-say() { printf 'stream: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-[[ -x $BIN ]] || die "$BIN not built"
+PLOTS=${BENCH_PLOTS:-docs/bench}
+RESULTS=${BENCH_RESULTS:-$(mktemp -d)}
+export BENCH_RESULTS=$RESULTS
+mkdir -p "$RESULTS"
+bench_check
 command -v kcat >/dev/null || die "kcat not installed (scripts/setup.sh)"
-[[ -s $ASN_DB ]] || die "no ASN database at $ASN_DB (TH_ASN_DB)"
+python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib >&2 ||
+	say "matplotlib missing and pip failed: no plots"
 
 # ---- broker ------------------------------------------------------------------
-STARTED=0
-if ! "$KAFKA" status >/dev/null 2>&1; then
-	"$KAFKA" start >&2
-	STARTED=1
-fi
-BOOT=$("$KAFKA" bootstrap)
+bench_up
 RUN=bench.$(date +%s).$$
-IN=$RUN.in CL=$RUN.changelog OUT=$RUN.alerts DL=$RUN.dead-letter
+IN=$RUN.in OUT=$RUN.alerts DL=$RUN.dead-letter
+TOPICS=("$IN" "$OUT" "$DL")
 WORK=$(mktemp -d)
+PIDS=()
 cleanup() {
-	# this run's topics (1M events are ~1.3 GB of broker log)
-	python3 - "$BOOT" "$IN" "$CL" "$OUT" "$DL" <<'PY' 2>/dev/null || true
-import sys
-from confluent_kafka.admin import AdminClient
-a = AdminClient({"bootstrap.servers": sys.argv[1]})
-have = a.list_topics(timeout=10).topics
-mine = [t for t in sys.argv[2:] if t in have]
-for f in (a.delete_topics(mine, operation_timeout=30).values() if mine else []):
-    f.result()
-PY
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	# this run's topics (1M events are ~1.6 GB of broker log)
+	topics_delete "${TOPICS[@]}"
 	rm -rf "$WORK"
-	if [[ $STARTED == 1 ]]; then "$KAFKA" stop >&2 || true; fi
+	[[ -n ${BENCH_RESULTS_KEEP:-} ]] || [[ $RESULTS != /tmp/tmp.* ]] || rm -rf "$RESULTS"
+	bench_down
 }
 trap cleanup EXIT
 
@@ -73,138 +74,150 @@ fi
 N=$(wc -l <"$CORPUS")
 BYTES=$(stat -c %s "$CORPUS")
 
-"$KAFKA" create-topic "$IN" 4 >&2
-"$KAFKA" create-topic "$CL" 4 compact >&2
-"$KAFKA" create-topic "$OUT" 4 >&2
-"$KAFKA" create-topic "$DL" 1 >&2
+topics_create "$IN:4" "$OUT:4" "$DL:1"
 say "producing $N events ($((BYTES / 1000000)) MB) to $IN"
-"$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" >&2 2> >(grep -v '^%' >&2)
-
-now() { date +%s.%N; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
+"$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" 2> >(grep -v '^%' >&2)
 
 # ---- kcat: raw read ----------------------------------------------------------
 t0=$(now)
 got=$(kcat -C -b "$BOOT" -t "$IN" -o beginning -e -q | wc -l)
-t1=$(now)
-KCAT_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+KCAT_S=$(secs "$t0" "$(now)")
 [[ $got == "$N" ]] || say "kcat read $got of $N messages"
 say "kcat: $N in $KCAT_S s"
 
 # ---- scan: the same events as a file, 1 job (as the worker) and all cores ----
 scan_s() {
-	local t0 t1
+	local t0 rc=0
 	t0=$(now)
-	local rc=0
 	"$BIN" scan --asn-db "$ASN_DB" --aws-ranges "$AWS_RANGES" --quiet-rejects "$@" "$CORPUS" \
 		>/dev/null 2>"$WORK/scan.err" || rc=$?
 	# 1 = alerts raised (the corpus has attacks)
 	[[ $rc -le 1 ]] || { cat "$WORK/scan.err" >&2; die "scan failed ($rc)"; }
-	t1=$(now)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+	secs "$t0" "$(now)"
 }
 SCAN1_S=$(scan_s --jobs 1)
 SCANN_S=$(scan_s)
 say "scan: $SCAN1_S s (1 job), $SCANN_S s ($(nproc) jobs)"
 
-# ---- run: exactly-once, default settings, from assignment to caught up -------
-cat >"$WORK/trailhound.conf" <<EOF
-brokers = "$BOOT"
-group_id = "$RUN"
-input_topics = "$IN"
-output_topic = "$OUT"
-changelog_topic = "$CL"
-dead_letter_topic = "$DL"
-transactional_id = "$RUN.worker-0"
-state_dir = "$WORK/state"
-schema_id = 1
-asn_db = "$ASN_DB"
-aws_ranges = "$AWS_RANGES"
-EOF
-/usr/bin/time -f "%e %U %S %M" -o "$WORK/run.time" \
-	"$BIN" run -c "$WORK/trailhound.conf" --exit-when-idle 1000 --drain 2>"$WORK/run.log" ||
-	{ grep -v '^%' "$WORK/run.log" >&2; die "run failed"; }
-RUN_LINE=$(grep 'caught up; exiting' "$WORK/run.log" | tail -1)
-STATS=$(grep '\[stats\]' "$WORK/run.log" | tail -1 | sed 's/.*\[stats\] //')
-RUN_S=$(sed -n 's/.* messages in \([0-9.]*\) s from assignment.*/\1/p' <<<"$RUN_LINE")
-RUN_MSGS=$(sed -n 's/.*exiting: \([0-9]*\) messages.*/\1/p' <<<"$RUN_LINE")
-read -r RUN_WALL RUN_USER RUN_SYS RUN_RSS <"$WORK/run.time"
-[[ -n $RUN_S ]] || die "no 'caught up' line in the worker's log"
-[[ $RUN_MSGS == "$N" ]] || say "run processed $RUN_MSGS messages of $N"
+# ---- run: exactly-once, from assignment to caught up --------------------------
+# run_once NAME [ARGS]: its own group, changelog and state; sets R_MSGS R_S
+# R_WALL R_USER R_SYS R_RSS R_STATS
+run_once() {
+	local name=$1
+	shift
+	TOPICS+=("$RUN.$name.changelog")
+	topics_create "$RUN.$name.changelog:4:compact"
+	worker_conf "$WORK/$name.conf" "$RUN.$name" "$IN" "$RUN.$name.changelog" "$OUT" "$DL" \
+		"$RUN.$name.worker-0" "$WORK/state-$name"
+	/usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" \
+		"$BIN" run -c "$WORK/$name.conf" --exit-when-idle 1000 --drain "$@" 2>"$WORK/$name.log" ||
+		{ grep -v '^%' "$WORK/$name.log" >&2; die "run $name failed"; }
+	read -r R_MSGS R_S <<<"$(caught_up "$WORK/$name.log")"
+	[[ -n $R_S ]] || die "no 'caught up' line in the worker's log"
+	[[ $R_MSGS == "$N" ]] || say "run $name processed $R_MSGS messages of $N"
+	read -r R_WALL R_USER R_SYS R_RSS <"$WORK/$name.time"
+	R_STATS=$(grep '\[stats\]' "$WORK/$name.log" | tail -1 | sed 's/.*\[stats\] //')
+	rm -rf "$WORK/state-$name"
+}
+stat_of() { sed -n "s/.*[ ^]$1=\([0-9]*\).*/\1/p" <<<" $R_STATS"; }
+
+run_once eos
+RUN_S=$R_S RUN_WALL=$R_WALL RUN_USER=$R_USER RUN_SYS=$R_SYS RUN_RSS=$R_RSS STATS=$R_STATS
 say "run: $N in $RUN_S s (process wall $RUN_WALL s, CPU $RUN_USER+$RUN_SYS s, RSS $RUN_RSS kB)"
 say "run stats: $STATS"
 
-KCAT_R=$(rate "$N" "$KCAT_S")
-SCAN1_R=$(rate "$N" "$SCAN1_S")
-SCANN_R=$(rate "$N" "$SCANN_S")
-RUN_R=$(rate "$N" "$RUN_S")
-LOWER=$((KCAT_R < SCAN1_R ? KCAT_R : SCAN1_R))
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+# ---- throughput against commit_interval_ms -----------------------------------
+# Each point is the median of BENCH_REPEAT runs (default 3): one run on a
+# shared machine is noise.
+REPEAT=${BENCH_REPEAT:-3}
+median_line() { sort -t, -k2 -g | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+echo "commit_interval_ms,seconds,events_per_s,transactions,send_offsets_ms,commit_ms,detect_ms,consume_ms" \
+	>"$RESULTS/commit.csv"
+for ms in $INTERVALS; do
+	for ((r = 0; r < REPEAT; r++)); do
+		run_once "ci$ms-$r" --set "commit_interval_ms=$ms"
+		echo "$ms,$R_S,$(rate "$N" "$R_S"),$(stat_of transactions),$(stat_of time.send_offsets_ms),$(stat_of time.commit_ms),$(stat_of time.detect_ms),$(stat_of time.consume_ms)" \
+			>>"$WORK/ci$ms.csv"
+		say "commit_interval_ms=$ms: $R_S s, $(rate "$N" "$R_S") events/s, $(stat_of transactions) transactions"
+	done
+	median_line <"$WORK/ci$ms.csv" >>"$RESULTS/commit.csv"
+done
 
-TABLE=$(cat <<EOF
-| same $N events ($((BYTES / 1000000)) MB, 4 partitions) | wall | events/s | run ÷ this |
-|---|---|---|---|
-| \`kcat -C -o beginning -e\`, raw read | $KCAT_S s | $KCAT_R | $(ratio "$RUN_R" "$KCAT_R") |
-| \`trailhound scan --jobs 1\` on the events as a file | $SCAN1_S s | $SCAN1_R | $(ratio "$RUN_R" "$SCAN1_R") |
-| \`trailhound scan\` ($(nproc) jobs) | $SCANN_S s | $SCANN_R | $(ratio "$RUN_R" "$SCANN_R") |
-| \`trailhound run\`, exactly-once, default config, assignment → caught up | $RUN_S s | $RUN_R | 1.00 |
+# ---- 2 workers in one group against 1 -----------------------------------------
+# Launch -> the group's committed offsets at the end of every partition, seen
+# from outside (so start-up, joining and the rebalance count for both), then
+# SIGTERM. A worker never exits on its own here: one leaving when its own
+# partitions are done would hand them to the other mid-run.
+# group_run NAME WORKERS: sets G_S (seconds) and G_CPU (CPU seconds, all workers)
+group_run() {
+	local name=$1 k=$2 t0 i
+	TOPICS+=("$RUN.$name.changelog")
+	topics_create "$RUN.$name.changelog:4:compact"
+	local pids=()
+	t0=$(now)
+	for ((i = 0; i < k; i++)); do
+		worker_conf "$WORK/$name-$i.conf" "$RUN.$name" "$IN" "$RUN.$name.changelog" "$OUT" "$DL" \
+			"$RUN.$name.worker-$i" "$WORK/state-$name-$i"
+		/usr/bin/time -f "%U %S" -o "$WORK/$name-$i.time" \
+			"$BIN" run -c "$WORK/$name-$i.conf" 2>"$WORK/$name-$i.log" &
+		pids+=($!)
+		PIDS+=($!)
+	done
+	G_S=$(python3 bench/kadmin.py "$BOOT" wait-committed "$RUN.$name" "$IN" "$t0" 600)
+	# SIGTERM the workers themselves (time(1) passes no signal on)
+	for p in "${pids[@]}"; do pkill -TERM -P "$p" -x trailhound || true; done
+	for p in "${pids[@]}"; do wait "$p" || say "$name: a worker exited $?"; done
+	G_CPU=0 G_SPLIT= G_RESTORED=0
+	for ((i = 0; i < k; i++)); do
+		local st
+		st=$(grep '\[stats\]' "$WORK/$name-$i.log" | tail -1)
+		G_SPLIT+="${G_SPLIT:+; }worker $i: $(sed -n 's/.* messages=\([0-9]*\).*/\1/p' <<<"$st") messages,"
+		G_SPLIT+=" $(grep -c 'assigned [0-9]* partition' "$WORK/$name-$i.log" || true) assignment(s)"
+		local restored
+		restored=$(sed -n 's/.* restored_records=\([0-9]*\).*/\1/p' <<<"$st")
+		G_RESTORED=$((G_RESTORED + ${restored:-0}))
+		G_CPU=$(awk -v c="$G_CPU" -v u="$(cut -d' ' -f1 "$WORK/$name-$i.time" | tail -1)" \
+			-v s="$(cut -d' ' -f2 "$WORK/$name-$i.time" | tail -1)" 'BEGIN { print c + u + s }')
+		grep '\[stats\]' "$WORK/$name-$i.log" | tail -1 | sed "s/.*\[stats\] /$name worker $i: /" >&2
+	done
+	rm -rf "$WORK"/state-"$name"-*
+}
+# alternating, REPEAT times each; the median run of each
+: >"$WORK/g1" && : >"$WORK/g2"
+TWO_RESTORED=
+for ((r = 0; r < REPEAT; r++)); do
+	group_run "one$r" 1
+	echo "x,$G_S,$G_CPU,$G_SPLIT" >>"$WORK/g1"
+	group_run "two$r" 2
+	echo "x,$G_S,$G_CPU,$G_SPLIT" >>"$WORK/g2"
+	TWO_RESTORED+="${TWO_RESTORED:+ }$G_RESTORED"
+	say "run $r: 1 worker $(tail -1 "$WORK/g1" | cut -d, -f2) s; 2 workers $G_S s ($G_SPLIT)"
+done
+IFS=, read -r _ ONE_S ONE_CPU _ <<<"$(median_line <"$WORK/g1")"
+IFS=, read -r _ TWO_S TWO_CPU TWO_SPLIT <<<"$(median_line <"$WORK/g2")"
+ONE_ALL=$(cut -d, -f2 "$WORK/g1" | paste -sd' ') TWO_ALL=$(cut -d, -f2 "$WORK/g2" | paste -sd' ')
+say "1 worker: $ONE_S s ($(rate "$N" "$ONE_S")/s, CPU $ONE_CPU s); 2 workers: $TWO_S s ($(rate "$N" "$TWO_S")/s, CPU $TWO_CPU s) (medians of $REPEAT)"
+
+# the 1M-event topic is done with: free the broker for the rest
+topics_delete "${TOPICS[@]}"
+
+cat >"$RESULTS/stream.json" <<EOF
+{"events": $N, "bytes": $BYTES, "kcat_s": $KCAT_S, "scan1_s": $SCAN1_S, "scann_s": $SCANN_S,
+ "jobs": $(nproc), "run_s": $RUN_S, "run_wall_s": $RUN_WALL, "run_user_s": $RUN_USER,
+ "run_sys_s": $RUN_SYS, "run_rss_kb": $RUN_RSS, "run_stats": "$STATS",
+ "one_s": $ONE_S, "one_cpu_s": $ONE_CPU, "two_s": $TWO_S, "two_cpu_s": $TWO_CPU,
+ "two_split": "$TWO_SPLIT", "repeat": $REPEAT, "one_all": "$ONE_ALL", "two_all": "$TWO_ALL",
+ "two_restored_all": "$TWO_RESTORED"}
 EOF
-)
-echo "$TABLE"
+
+# ---- latency and the state store at scale -------------------------------------
 echo
-echo "run ÷ min(kcat, scan --jobs 1) = $(ratio "$RUN_R" "$LOWER")  (target ≥ 0.7)"
-echo "run: process wall $RUN_WALL s (incl. start-up and the 1 s idle wait), CPU ${RUN_USER}+${RUN_SYS} s, max RSS $RUN_RSS kB"
-echo "run [stats]: $STATS"
+bench/latency.sh "${BENCH_RATES:-5000,20000,50000}" "${BENCH_RATE_SECONDS:-20,15,10}"
+echo
+bench/state_keys.sh "$KEYS"
 
-[[ $OUT_MD == - ]] && exit 0
-CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-MEM=$(free -h | awk '/^Mem:/ { print $2 }')
-cat >"$OUT_MD" <<EOF
-# Benchmarks
-
-Written by \`bench/stream.sh\` (also run by \`bench/run.sh\`); numbers from one run, not a test.
-
-Machine: $(nproc) cores ($CPU), $MEM RAM, $(uname -sr); Kafka 3.9.1 single node from
-\`scripts/kafka-local.sh\` on the same machine; librdkafka $(pkg-config --modversion rdkafka 2>/dev/null || echo '?').
-Date: $(date -u +%Y-%m-%dT%H:%MZ).
-
-## Streaming: \`run\` against \`scan\` and kcat
-
-Generated CloudTrail (\`tools/gen_sample.py --seed 3 --accounts 30\`), produced with
-\`trailhound produce\` (keyed by account) to a 4-partition topic; all three read the same events.
-
-$TABLE
-
-- \`run\` ÷ min(kcat, \`scan --jobs 1\`) = **$(ratio "$RUN_R" "$LOWER")** (target ≥ 0.7). The worker is one
-  thread, so \`scan --jobs 1\` is its like-for-like; kcat and the broker share the 2 cores with it.
-- \`run\`: process wall $RUN_WALL s (includes joining the group and the 1 s \`--exit-when-idle\`),
-  CPU ${RUN_USER} s user + ${RUN_SYS} s sys, max RSS $RUN_RSS kB.
-- Where the worker's wall time went (\`[stats]\`, cumulative ms per phase; \`consume\` includes
-  joining the group and the idle second):
-  \`$STATS\`
-
-## What removed the waiting (issue 7; 199,502 events, 4 partitions, same machine, 2026-11-29)
-
-| \`run\` with the defaults | transactions | assignment → caught up | events/s | where the time went (ms) |
-|---|---|---|---|---|
-| before: batch_size 1000 | 202 | ~8.8 s | ~22k | send_offsets 5459, commit 2602, consume 1189 (incl. 1 s idle), detect 442 |
-| after | 9 | 1.36 s | ~146k | consume 1339 (incl. 1 s idle), detect 551, send_offsets 254, commit 66 |
-
-Side by side then: kcat 0.89–0.93 s (~220k/s), \`scan\` 0.73 s. Each change and what it bought:
-1. Producer \`retry.backoff.ms\` 100 → 10: after a commit the next transaction's AddOffsetsToTxn
-   waits for the coordinator's markers (CONCURRENT_TRANSACTIONS, retried at this pace):
-   send_offsets fell from ~27 ms to ~3 ms per transaction.
-2. Commit by time: \`batch_size\` default 1000 → 100,000 (a cap), \`commit_interval_ms\` (100)
-   counted from the transaction's first message: ~200 transactions → ~9.
-3. The producer's output topics resolved before the first transaction: the first records to
-   each topic waited ~0.86 s for a metadata refresh inside commit_transaction (twice per start).
-4. The consumer's prefetch refilled at once: librdkafka 2.0.2 stops fetching while its queue
-   holds \`queued.max.messages.kbytes\` (64 MB, ~50k events) and resumes only when its broker
-   thread wakes, up to ~1 s later; the worker processed the queue in ~0.2 s and then waited
-   ~0.75 s, every 50k events. A watermark request to a partition leader when the queue runs dry
-   wakes that thread (\`wake_fetcher\`); \`queued.min.messages\` 20000 keeps the prefetch (and RSS) smaller.
-
-Not measured yet (issue 7): an at-least-once mode (none exists), produce→alert latency at fixed
-rates, 2 workers against 1, RSS and LMDB bytes per key at 1M keys, restore keys/s, the PNG plots.
-EOF
-say "wrote $OUT_MD"
+# ---- the figures, the doc, the plots -------------------------------------------
+TOTAL_S=$(secs "$T_START" "$(now)")
+python3 bench/report.py --results "$RESULTS" --out "$OUT_MD" --plots "$PLOTS" --total-s "$TOTAL_S" \
+	--note "${BENCH_NOTE:-}"
+say "total $TOTAL_S s"

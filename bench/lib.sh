@@ -1,0 +1,75 @@
+# Shared by the stream benchmarks (bench/stream.sh, bench/latency.sh,
+# bench/state_keys.sh); sourced, not run. Expects BENCH_NAME to be set.
+#
+# Environment: BUILD_DIR (default build), TH_KAFKA_PORT / TH_KAFKA_DIR /
+# TH_CACHE_DIR (scripts/kafka-local.sh; a broker already running there is
+# reused and left running, one started here is stopped), TH_SHARED (reference
+# data, default ../shared/data next to the repo), BENCH_RESULTS (directory the
+# figures go to as JSON/CSV for bench/report.py; default a temporary one).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-build}
+BIN=$ROOT/$BUILD_DIR/trailhound
+KAFKA=$ROOT/scripts/kafka-local.sh
+CACHE="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
+SHARED=${TH_SHARED:-$ROOT/../shared/data}
+[[ -d $SHARED ]] || SHARED=/work/shared/data
+ASN_DB=${TH_ASN_DB:-$SHARED/asn/asn.mmdb}
+AWS_RANGES=${TH_AWS_RANGES:-$SHARED/aws-ip-ranges/ip-ranges.json}
+
+say() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
+die() { say "$*"; exit 1; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+bench_check() {
+	[[ -x $BIN ]] || die "$BIN not built"
+	[[ -s $ASN_DB ]] || die "no ASN database at $ASN_DB (TH_ASN_DB)"
+	python3 -c 'import confluent_kafka, fastavro' 2>/dev/null ||
+		python3 -m pip install --quiet confluent-kafka fastavro >&2 ||
+		die "python3 needs confluent-kafka and fastavro (pip)"
+}
+
+# The broker: reuse a running one, else start it (and stop it in bench_down).
+BENCH_STARTED=0
+bench_up() {
+	if ! "$KAFKA" status >/dev/null 2>&1; then
+		"$KAFKA" start >&2
+		BENCH_STARTED=1
+	fi
+	BOOT=$("$KAFKA" bootstrap)
+}
+bench_down() {
+	if [[ $BENCH_STARTED == 1 ]]; then "$KAFKA" stop >&2 || true; fi
+}
+
+topics_create() { python3 "$ROOT/bench/kadmin.py" "$BOOT" create "$@"; }
+topics_delete() { python3 "$ROOT/bench/kadmin.py" "$BOOT" delete "$@" 2>/dev/null || true; }
+
+# worker_conf FILE GROUP INPUT CHANGELOG ALERTS DEADLETTER TRANSACTIONAL_ID STATE_DIR
+worker_conf() {
+	cat >"$1" <<EOF
+brokers = "$BOOT"
+group_id = "$2"
+input_topics = "$3"
+changelog_topic = "$4"
+output_topic = "$5"
+dead_letter_topic = "$6"
+transactional_id = "$7"
+state_dir = "$8"
+schema_id = 1
+asn_db = "$ASN_DB"
+aws_ranges = "$AWS_RANGES"
+EOF
+}
+
+# Prefix each line with the wall clock (s.µs): the worker's own log has
+# whole seconds only, too coarse for a restore of a few seconds.
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+
+# "N messages in S s from assignment to caught up" of a worker's log: "N S"
+caught_up() {
+	sed -n 's/.*exiting: \([0-9]*\) messages in \([0-9.]*\) s from assignment.*/\1 \2/p' "$1" | tail -1
+}

@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md and its plots from the figures bench/stream.sh,
+bench/latency.sh and bench/state_keys.sh left in a results directory
+(stream.json, commit.csv, latency.json, latency.csv, latency_stats.txt,
+keys.json; a missing file leaves its section out). A section of the existing
+document whose heading names `--parse-only` (written by another benchmark) is
+kept, at the end.
+
+    bench/report.py --results DIR --out docs/benchmarks.md --plots docs/bench [--note TEXT]
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+
+TARGET_RUN_RATIO = 0.7
+TARGET_P99_MS = 500
+TARGET_RSS_MB = 300
+TARGET_LMDB_B = 300
+TARGET_RESTORE = 200000
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f) if path.endswith(".json") else f.read()
+    except OSError:
+        return None
+
+
+def stats_field(line, name):
+    m = re.search(r"(?:^| )" + re.escape(name) + r"=(\d+)", line or "")
+    return int(m.group(1)) if m else None
+
+
+def machine():
+    cpu = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))
+    try:
+        rdk = subprocess.run(["pkg-config", "--modversion", "rdkafka"], capture_output=True,
+                             text=True).stdout.strip() or "?"
+    except OSError:
+        rdk = "?"
+    return (f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1048576:.0f} GiB RAM, {platform.system()} "
+            f"{platform.release()}; Kafka 3.9.1 single node from `scripts/kafka-local.sh` on the same "
+            f"machine; librdkafka {rdk}")
+
+
+def met(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def plot_commit(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    xs = [r["commit_interval_ms"] for r in rows]
+    ys = [r["events_per_s"] / 1000 for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(xs, ys, "o-")
+    ax.set_xscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel("commit_interval_ms")
+    ax.set_ylabel("k events/s (assignment → caught up)")
+    ax.set_title("trailhound run, exactly-once: throughput vs commit interval")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_latency(lat, rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for r in rows:
+        xs = sorted(lat.get(r["rate"], []))
+        if not xs:
+            continue
+        ys = [(i + 1) / len(xs) for i in range(len(xs))]
+        ax.plot(xs, ys, label=f"{r['rate'] // 1000}k events/s (p99 {r['p99']} ms)")
+    ax.axvline(TARGET_P99_MS, color="grey", linestyle="--", linewidth=1, label="target p99 at 20k/s")
+    ax.set_xlabel("produce → alert visible (read_committed), ms")
+    ax.set_ylabel("fraction of alerts")
+    ax.set_title("trailhound run, default config: latency CDF per input rate")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--plots", required=True)
+    ap.add_argument("--total-s", type=float, default=0)
+    ap.add_argument("--note", default="")
+    a = ap.parse_args()
+    R = lambda name: os.path.join(a.results, name)  # noqa: E731
+    st = load(R("stream.json"))
+    keys = load(R("keys.json"))
+    latj = load(R("latency.json"))
+    lat_stats = (load(R("latency_stats.txt")) or "").strip()
+    commit = []
+    if os.path.exists(R("commit.csv")):
+        with open(R("commit.csv")) as f:
+            commit = [{k: float(v) if "." in v else int(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    lat = {}
+    if os.path.exists(R("latency.csv")):
+        with open(R("latency.csv")) as f:
+            for r in csv.DictReader(f):
+                lat.setdefault(int(r["rate"]), []).append(float(r["latency_ms"]))
+
+    os.makedirs(a.plots, exist_ok=True)
+    rel = os.path.relpath(a.plots, os.path.dirname(os.path.abspath(a.out)) or ".")
+    plots = {}
+    try:
+        if commit:
+            plot_commit(commit, os.path.join(a.plots, "commit_interval.png"))
+            plots["commit"] = f"{rel}/commit_interval.png"
+        if latj and lat:
+            plot_latency(lat, latj["rows"], os.path.join(a.plots, "latency.png"))
+            plots["latency"] = f"{rel}/latency.png"
+    except ImportError:
+        print("report: no matplotlib: no plots")
+
+    out = []
+    w = out.append
+    w("# Benchmarks\n")
+    w("Written by `bench/stream.sh` (also run by `bench/run.sh`), in one command"
+      + (f" that took {a.total_s / 60:.1f} min" if a.total_s else "")
+      + "; numbers from one run, not a test.\n")
+    w(f"Machine: {machine()}.  ")
+    w(f"Date: {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())}.\n")
+    if a.note:
+        w(f"**{a.note}**\n")
+
+    if st:
+        n = st["events"]
+        kcat_r, scan1_r, scann_r, run_r = (n / st[k] for k in ("kcat_s", "scan1_s", "scann_s", "run_s"))
+        lower = min(kcat_r, scan1_r)
+        w("## Streaming: `run` against `scan` and kcat\n")
+        w("Generated CloudTrail (`tools/gen_sample.py --seed 3 --accounts 30`), produced with "
+          "`trailhound produce` (keyed by account) to a 4-partition topic; all three read the same events. "
+          "No at-least-once mode exists, so the cost of exactly-once is not a number here.\n")
+        w(f"| same {n} events ({st['bytes'] // 1000000} MB, 4 partitions) | wall | events/s | run ÷ this |")
+        w("|---|---|---|---|")
+        w(f"| `kcat -C -o beginning -e`, raw read | {st['kcat_s']:.3f} s | {kcat_r:.0f} | {run_r / kcat_r:.2f} |")
+        w(f"| `trailhound scan --jobs 1` on the events as a file | {st['scan1_s']:.3f} s | {scan1_r:.0f} | "
+          f"{run_r / scan1_r:.2f} |")
+        w(f"| `trailhound scan` ({st['jobs']} jobs) | {st['scann_s']:.3f} s | {scann_r:.0f} | {run_r / scann_r:.2f} |")
+        w(f"| `trailhound run`, exactly-once, default config, assignment → caught up | {st['run_s']:.3f} s | "
+          f"{run_r:.0f} | 1.00 |\n")
+        w(f"- `run` ÷ min(kcat, `scan --jobs 1`) = **{run_r / lower:.2f}** (target ≥ {TARGET_RUN_RATIO}: "
+          f"{met(run_r / lower >= TARGET_RUN_RATIO)}). The worker is one thread, so `scan --jobs 1` is its "
+          "like-for-like; kcat and the broker share the cores with it.")
+        w(f"- `run`: process wall {st['run_wall_s']} s (includes joining the group and the 1 s "
+          f"`--exit-when-idle`), CPU {st['run_user_s']} s user + {st['run_sys_s']} s sys, max RSS "
+          f"{st['run_rss_kb']} kB.")
+        w("- Where the worker's wall time went (`[stats]`, cumulative ms per phase; `consume` includes "
+          f"joining the group and the idle second):\n  `{st['run_stats']}`\n")
+
+        w("## 2 workers in one group against 1\n")
+        w("The same topic, a fresh group each, all workers launched together; time from the launch until the "
+          "group's committed offsets reach the end of all 4 partitions (watched from outside, "
+          "`bench/kadmin.py wait-committed`), so start-up, joining and the rebalance count.\n")
+        if st.get("repeat", 1) > 1:
+            w(f"Each row is the median of {st['repeat']} runs, 1 and 2 workers alternating (all runs: 1 worker "
+              f"{st['one_all']} s; 2 workers {st['two_all']} s).\n")
+        w("| workers | launch → all committed | events/s | CPU (all workers) | speed-up |")
+        w("|---|---|---|---|---|")
+        w(f"| 1 | {st['one_s']:.2f} s | {n / st['one_s']:.0f} | {st['one_cpu_s']:.1f} s | 1.00 |")
+        w(f"| 2 | {st['two_s']:.2f} s | {n / st['two_s']:.0f} | {st['two_cpu_s']:.1f} s | "
+          f"{st['one_s'] / st['two_s']:.2f} |\n")
+        if st.get("two_split"):
+            w(f"With 2 workers (the median run): {st['two_split']} (the first to join starts alone; the "
+              "second's join rebalances both, eager protocol).")
+            shares = [int(x) for x in re.findall(r"(\d+) messages", st["two_split"])]
+            if len(shares) == 2 and max(shares) > 0:
+                w(f"The input is keyed by account (30 accounts over 4 partitions), so the partitions are uneven: "
+                  f"the larger share, {max(shares)} of {n} events, caps what 2 workers can gain at "
+                  f"{n / max(shares):.2f}× even with a core each.")
+            w("")
+        if st.get("two_restored_all"):
+            w(f"State records the 2 workers restored from the changelog, per run: {st['two_restored_all']}: when "
+              "the second worker joins after the first has begun a partition, the rebalance moves it with its "
+              "state, and a restore costs ~0.5–1 s per partition (see the restore row below).\n")
+        w(f"On {os.cpu_count()} cores the broker, the second worker and the first share the same CPUs, so a "
+          "second worker can only buy what the first left idle; scaling out needs cores (or machines) for it.\n")
+
+    if commit:
+        w("## Throughput against `commit_interval_ms`\n")
+        w("The same events, `run --set commit_interval_ms=N`, each from assignment to caught up with its own "
+          "group and changelog (100 is the default)"
+          + (f"; each row the median (by time) of {st['repeat']} runs" if st and st.get("repeat", 1) > 1 else "")
+          + ".\n")
+        w("| commit_interval_ms | assignment → caught up | events/s | transactions | send_offsets ms | commit ms |")
+        w("|---|---|---|---|---|---|")
+        for r in commit:
+            w(f"| {r['commit_interval_ms']} | {r['seconds']:.3f} s | {r['events_per_s']} | {r['transactions']} | "
+              f"{r['send_offsets_ms']} | {r['commit_ms']} |")
+        w("")
+        if "commit" in plots:
+            w(f"![throughput against commit interval]({plots['commit']})\n")
+
+    if latj:
+        rows = latj["rows"]
+        w("## produce → alert latency at fixed input rates (default config)\n")
+        w("`bench/latency.sh`: a paced producer (`bench/latency.py`, Python confluent-kafka, linger.ms 5) "
+          "writes generated events at each rate in turn into a 4-partition topic while one worker runs with "
+          "the defaults (commit_interval_ms 100). One event in 50 is the remote use of a Lambda key issued and "
+          "used inside just before it, each raising one alert. A `read_committed` consumer of the alert topic "
+          "(fetch.wait.max.ms 10) notes when each alert becomes visible; latency = that time − the record "
+          "timestamp (CreateTime) of the event named by the alert's `input.partition`/`input.offset`.\n")
+        w("| input rate | achieved | events | alerts seen / raised by cases | p50 | p99 | max | "
+          "p50 / p99: event → alert produced | p50 / p99: alert produced → visible | target |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            tgt = ""
+            if r["rate"] == 20000:
+                tgt = f"p99 < {TARGET_P99_MS} ms: {met(r['p99'] is not None and r['p99'] < TARGET_P99_MS)}"
+            w(f"| {r['rate']}/s | {r['achieved']}/s | {r['events']} | {r['alerts']} / {r['expected']} | "
+              f"{r['p50']} ms | {r['p99']} ms | {r['max']} ms | {r.get('p50_to_alert')} / {r.get('p99_to_alert')} ms | "
+              f"{r.get('p50_to_visible')} / {r.get('p99_to_visible')} ms | {tgt} |")
+        w("")
+        w("The split is at the alert record's own timestamp (the worker produces it inside the transaction, "
+          "right after detecting): *event → alert produced* is the input's delivery, the consumer's fetch and "
+          "the detection; *alert produced → visible* is the rest of the transaction and its commit.  ")
+        w("Alerts slower than 500 ms: " + "; ".join(
+            f"{r['rate'] // 1000}k/s {r.get('slow')} of {r['alerts']}"
+            + (f", within {r.get('slow_seconds')} distinct second(s) of the phase (on average "
+               f"{r.get('slow_to_alert')} ms to the alert, {r.get('slow_to_visible')} ms to visible)"
+               if r.get("slow") else "") for r in rows) + ".\n")
+        txn = stats_field(lat_stats, "transactions")
+        so = stats_field(lat_stats, "time.send_offsets_ms")
+        cm = stats_field(lat_stats, "time.commit_ms")
+        if txn:
+            w(f"The worker during these runs: {txn} transactions; per transaction "
+              f"send_offsets {so / txn:.0f} ms and commit {cm / txn:.0f} ms on average. An alert waits for the "
+              "transaction it is in: up to commit_interval_ms (100) from the transaction's first message, then "
+              "send_offsets and commit, while the loop does not consume; so the commit cycle "
+              f"(~{100 + (so + cm) / txn:.0f} ms here) sets the median. The tail comes in bursts (the slow "
+              "alerts fall within a few seconds of each phase, and both halves of the split share in it): "
+              "stalls of the worker, the broker or the producer when the cores are taken, not a steady cost "
+              "per event.  \n"
+              f"`[stats]`: `{lat_stats}`\n")
+        rq = load(R("latency_rq.json"))
+        if rq:
+            w(f"CPU contention over these {rq['seconds']:.0f} s (`/proc/*/schedstat`, time ready to run with no "
+              f"core free): the worker's main thread waited {rq['worker_ms']} ms "
+              f"({100 * rq['worker_ms'] / 1000 / rq['seconds']:.1f} % of the time), the broker's threads together "
+              f"{rq['broker_ms']} ms; load average at the end {rq['load']}.\n")
+        if latj.get("unmatched"):
+            w(f"{latj['unmatched']} alerts were not raised by a benchmark case (not counted).\n")
+        if "latency" in plots:
+            w(f"![latency CDF per input rate]({plots['latency']})\n")
+
+    if keys:
+        k = keys["keys"]
+        rss_mb = keys["max_rss_kb"] / 1024
+        per_key = keys["lmdb_tree_bytes"] / k
+        rest = keys["restored_records"] / keys["restore_s"] if keys["restore_s"] else 0
+        rest_fast = keys["restored_records"] / keys["restore_fastwait_s"] if keys.get("restore_fastwait_s") else 0
+        w(f"## The state store with {k:,} live Lambda keys\n")
+        w(f"`bench/state_keys.sh`: {k:,} distinct `ASIA` keys, each used once from inside its function "
+          "(`tools/gen_bench_events.py keys`: 400 functions in 40 accounts, one hour of event time, so every key "
+          f"stays live), {keys['events']:,} events through one worker with the defaults "
+          f"({keys['run_s']} s assignment → caught up). LMDB figures are the 4 partition stores summed (`mdb_stat`); "
+          "the restore is a second worker in the same group with an empty state dir, started after the first "
+          "stopped, timed from its first `restoring` log line to its last `restored` line.\n")
+        w("| measure | figure | target |")
+        w("|---|---|---|")
+        w(f"| max resident memory of the worker | {rss_mb:.0f} MB (peak anonymous {keys['peak_anon_kb'] / 1024:.0f} MB, "
+          f"file-backed incl. the LMDB map {keys['peak_file_kb'] / 1024:.0f} MB, sampled every 0.2 s) | "
+          f"≤ {TARGET_RSS_MB} MB: {met(rss_mb <= TARGET_RSS_MB)} |")
+        w(f"| LMDB bytes per tracked key: tree pages (branch + leaf + overflow) × page size ÷ keys | "
+          f"{per_key:.0f} B ({keys['lmdb_records']:,} records, {keys['lmdb_tree_bytes'] / 1e6:.0f} MB) | "
+          f"≤ {TARGET_LMDB_B} B: {met(per_key <= TARGET_LMDB_B)} |")
+        w(f"| … pages the environments use (incl. free pages) ÷ keys | {keys['lmdb_env_bytes'] / k:.0f} B | |")
+        w(f"| … `data.mdb` on disk ÷ keys | {keys['lmdb_disk_bytes'] / k:.0f} B | |")
+        w(f"| restore from the changelog, default config | {keys['restored_records']:,} records of "
+          f"{keys['restore_partitions']} partitions in {keys['restore_s']} s: **{rest:,.0f} keys/s** | "
+          f"≥ {TARGET_RESTORE:,}/s: {met(rest >= TARGET_RESTORE)} |")
+        if rest_fast:
+            w(f"| … with `--set kafka.fetch.wait.max.ms=10` (a diagnosis, not the default) | "
+              f"{keys['restore_fastwait_s']} s: {rest_fast:,.0f} keys/s | |")
+        w(f"| the restoring worker: process wall / max RSS | {keys['restore_worker_wall_s']} s / "
+          f"{keys['restore_worker_rss_kb'] / 1024:.0f} MB | |")
+        w("")
+        w(STATE_LIMITS)
+
+    w(HISTORY)
+    # another benchmark's section (scan against --parse-only) is kept as it is
+    old = load(a.out) if os.path.exists(a.out) else None
+    if old:
+        m = re.search(r"^## [^\n]*parse-only.*", old, re.M | re.S)
+        if m:
+            w(m.group(0).rstrip() + "\n")
+    with open(a.out, "w") as f:
+        f.write("\n".join(out))
+    print(f"report: wrote {a.out}" + (f" and {', '.join(plots.values())}" if plots else ""))
+
+
+STATE_LIMITS = """What blocks the missed targets (measured on this machine while writing the harness; product
+changes, not made here — the bench does not change `src/`):
+- **Resident memory** does not grow with the keys so much as with the partitions: the detector
+  keeps decoded tokens and roles between events (`src/detect_memory.c`), `struct th_token` is
+  9,992 B and `struct th_role` 20,760 B (gdb `sizeof`), up to `OBJS_MAX` 8,192 objects plus as
+  many spare payloads per partition's detector, so up to ~160 MB per assigned partition; the
+  state store's write-back cache adds up to `CACHE_MAX_CLEAN` 262,144 clean entries per
+  partition (`src/state.c`). `scan --jobs 1` holds 30 MB on 100 events and 151 MB on 50k keys;
+  the worker 400 MB on the same 50k keys over 4 partitions (peak anonymous 371 MB); cutting the
+  consumer's prefetch (`kafka.consumer.queued.max.messages.kbytes=8192`,
+  `fetch.max.bytes=4194304`, `queued.min.messages=1000`) changed nothing (395–415 MB). A bound on
+  the decoded cache per worker rather than per partition (or a smaller token with its lists
+  allocated as used) is what would reach 300 MB.
+- **LMDB bytes per key** are the `k␟<account>␟<access key>` record itself (role ARN, session,
+  function, times, IPs, recent calls; docs/state-format.md) plus LMDB's per-node header and
+  page fill after random-order inserts; records are ~all `k` records here (1 per key, plus
+  roles, accounts and the clock). Shrinking it needs a more compact token encoding (e.g. the role
+  ARN and function as a reference to the `r` record rather than repeated per key).
+- **Restore** reads each changelog partition in turn (`part_restore` in `src/worker.c`) and stops
+  on the end-of-partition event, which the restore reader only gets after an empty fetch has
+  waited librdkafka's default `fetch.wait.max.ms` (500 ms): about 0.5–1 s per partition whatever
+  its size. With the wait cut to 10 ms (`--set kafka.fetch.wait.max.ms=10`, row above) a small
+  store restores at ~180k keys/s; at 1M keys what remains is the apply rate itself (fetching,
+  `th_state_apply` into LMDB, a commit every 50k records) on the shared 2 cores. Product
+  changes that would help: set the restore reader's `fetch.wait.max.ms` low and stop at the high
+  watermark by position (the last record before it is the transaction marker, so
+  `off + 1 >= hi` never fires on data), and restore the partitions of one assignment together.
+"""
+
+HISTORY = """## What removed the waiting (issue 7; 199,502 events, 4 partitions, same machine, 2026-11-29)
+
+| `run` with the defaults | transactions | assignment → caught up | events/s | where the time went (ms) |
+|---|---|---|---|---|
+| before: batch_size 1000 | 202 | ~8.8 s | ~22k | send_offsets 5459, commit 2602, consume 1189 (incl. 1 s idle), detect 442 |
+| after | 9 | 1.36 s | ~146k | consume 1339 (incl. 1 s idle), detect 551, send_offsets 254, commit 66 |
+
+Side by side then: kcat 0.89–0.93 s (~220k/s), `scan` 0.73 s. Each change and what it bought:
+1. Producer `retry.backoff.ms` 100 → 10: after a commit the next transaction's AddOffsetsToTxn
+   waits for the coordinator's markers (CONCURRENT_TRANSACTIONS, retried at this pace):
+   send_offsets fell from ~27 ms to ~3 ms per transaction.
+2. Commit by time: `batch_size` default 1000 → 100,000 (a cap), `commit_interval_ms` (100)
+   counted from the transaction's first message: ~200 transactions → ~9.
+3. The producer's output topics resolved before the first transaction: the first records to
+   each topic waited ~0.86 s for a metadata refresh inside commit_transaction (twice per start).
+4. The consumer's prefetch refilled at once: librdkafka 2.0.2 stops fetching while its queue
+   holds `queued.max.messages.kbytes` (64 MB, ~50k events) and resumes only when its broker
+   thread wakes, up to ~1 s later; the worker processed the queue in ~0.2 s and then waited
+   ~0.75 s, every 50k events. A watermark request to a partition leader when the queue runs dry
+   wakes that thread (`wake_fetcher`); `queued.min.messages` 20000 keeps the prefetch (and RSS) smaller.
+"""
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The state store at scale (a benchmark, not a test): N distinct Lambda keys,
+# each seen once inside its function (tools/gen_bench_events.py keys, all
+# live: one hour of event time), through `trailhound run` with the defaults.
+#
+#   bench/state_keys.sh [KEYS]        default 1000000
+#
+# Measures
+#   - the worker's max resident memory (/usr/bin/time %M) and, sampled from
+#     /proc every 0.2 s, its peak anonymous and file-backed (LMDB map) parts;
+#   - LMDB bytes per tracked key: the pages of the 4 partition stores' trees
+#     (mdb_stat: branch + leaf + overflow pages x page size), the pages the
+#     environments use (incl. free pages), and data.mdb's size on disk, each
+#     divided by KEYS;
+#   - restore from the changelog when the partitions move: a second worker,
+#     same group, empty state dir, started after the first stopped; the time
+#     from its first "restoring" log line to its last "restored" line (lines
+#     stamped as they arrive), and the state records restored per second.
+# Prints the figures; writes $BENCH_RESULTS/keys.json. Needs mdb_stat
+# (lmdb-utils). Environment: see bench/lib.sh.
+set -euo pipefail
+BENCH_NAME=state_keys
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+KEYS=${1:-1000000}
+RESULTS=${BENCH_RESULTS:-$(mktemp -d)}
+mkdir -p "$RESULTS"
+bench_check
+command -v mdb_stat >/dev/null || apt-get install -y -q lmdb-utils >&2 || die "mdb_stat missing (lmdb-utils)"
+bench_up
+RUN=keys.$(date +%s).$$
+IN=$RUN.in CL=$RUN.changelog OUT=$RUN.alerts DL=$RUN.dead-letter
+WORK=$(mktemp -d)
+cleanup() {
+	topics_delete "$IN" "$CL" "$OUT" "$DL"
+	[[ -n ${BENCH_KEEP:-} ]] || rm -rf "$WORK"
+	bench_down
+}
+trap cleanup EXIT
+
+mkdir -p "$CACHE"
+CORPUS=$CACHE/keys-$KEYS.jsonl
+if [[ ! -s $CORPUS ]]; then
+	say "generating $CORPUS (once)"
+	python3 tools/gen_bench_events.py keys --keys "$KEYS" --out "$CORPUS.tmp"
+	mv "$CORPUS.tmp" "$CORPUS"
+fi
+N=$(wc -l <"$CORPUS")
+topics_create "$IN:4" "$CL:4:compact" "$OUT:4" "$DL:1"
+say "producing $N events ($(($(stat -c %s "$CORPUS") / 1000000)) MB) to $IN"
+"$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" 2> >(grep -v '^%' >&2)
+
+# peak anonymous / file-backed resident memory of PID, in kB, until it exits
+sample_rss() {
+	local pid=$1 out=$2 anon=0 file=0 a f
+	while kill -0 "$pid" 2>/dev/null; do
+		a=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
+		f=$(awk '/^RssFile:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
+		((${a:-0} > anon)) && anon=$a
+		((${f:-0} > file)) && file=$f
+		sleep 0.2
+	done
+	echo "$anon $file" >"$out"
+}
+
+# run_worker CONF LOG TIMEFILE RSSFILE [ARGS]: run to caught up; sample its RSS
+run_worker() {
+	local conf=$1 log=$2 tfile=$3 rss=$4
+	shift 4
+	/usr/bin/time -f "%e %U %S %M" -o "$tfile" \
+		"$BIN" run -c "$conf" --exit-when-idle 1000 "$@" 2> >(stamp >"$log") &
+	local tpid=$!
+	local wpid=
+	for _ in $(seq 100); do
+		wpid=$(pgrep -P "$tpid" -x trailhound || true)
+		[[ -n $wpid ]] && break
+		sleep 0.05
+	done
+	[[ -n $wpid ]] && sample_rss "$wpid" "$rss" &
+	local spid=$!
+	wait "$tpid" || { grep -v '%' "$log" | tail -20 >&2; die "worker failed"; }
+	wait "$spid" 2>/dev/null || true
+	sleep 0.2 # the stamped log's last lines
+}
+
+# ---- worker A: the 1M keys into an empty store ------------------------------
+worker_conf "$WORK/a.conf" "$RUN" "$IN" "$CL" "$OUT" "$DL" "$RUN.worker-0" "$WORK/state-a"
+run_worker "$WORK/a.conf" "$WORK/a.log" "$WORK/a.time" "$WORK/a.rss" ${BENCH_WORKER_ARGS:-}
+read -r A_WALL A_USER A_SYS A_RSS <"$WORK/a.time"
+read -r A_ANON A_FILE <"$WORK/a.rss" 2>/dev/null || { A_ANON=0; A_FILE=0; }
+read -r A_MSGS A_S <<<"$(caught_up "$WORK/a.log")"
+say "worker A: $A_MSGS messages in $A_S s; max RSS $A_RSS kB (peak anon $A_ANON kB, file $A_FILE kB)"
+
+# ---- LMDB: pages of the partition stores -----------------------------------
+TREE=0 ENVP=0 ENTRIES=0 DISK=0 PSIZE=4096
+for d in "$WORK"/state-a/*/; do
+	[[ -f $d/data.mdb ]] || continue
+	s=$(mdb_stat -e "$d")
+	PSIZE=$(awk '/Page size:/ { print $3 }' <<<"$s")
+	ENVP=$((ENVP + $(awk '/Number of pages used:/ { print $5 }' <<<"$s")))
+	TREE=$((TREE + $(awk '/Branch pages:|Leaf pages:|Overflow pages:/ { n += $3 } END { print n }' <<<"$s")))
+	ENTRIES=$((ENTRIES + $(awk '/Entries:/ { print $2; exit }' <<<"$s")))
+	DISK=$((DISK + $(du -k "$d/data.mdb" | cut -f1) * 1024))
+done
+TREE_B=$((TREE * PSIZE)) ENV_B=$((ENVP * PSIZE))
+say "LMDB: $ENTRIES records; tree $TREE_B B ($((TREE_B / KEYS)) B/key), env pages $ENV_B B" \
+	"($((ENV_B / KEYS)) B/key), data.mdb on disk $DISK B ($((DISK / KEYS)) B/key)"
+
+# ---- restore: the partitions move to a worker with an empty state dir -------
+# restore_run NAME [ARGS]: sets R_RECORDS R_S R_PARTS R_WALL R_RSS
+restore_run() {
+	local name=$1 r0 r1
+	shift
+	worker_conf "$WORK/$name.conf" "$RUN" "$IN" "$CL" "$OUT" "$DL" "$RUN.$name" "$WORK/state-$name"
+	run_worker "$WORK/$name.conf" "$WORK/$name.log" "$WORK/$name.time" "$WORK/$name.rss" "$@"
+	read -r R_WALL _ _ R_RSS <"$WORK/$name.time"
+	R_RECORDS=$(grep '\[stats\]' "$WORK/$name.log" | tail -1 | sed -n 's/.*restored_records=\([0-9]*\).*/\1/p')
+	r0=$(grep -m1 ': restoring$' "$WORK/$name.log" | cut -d' ' -f1)
+	r1=$(grep 'state records restored from' "$WORK/$name.log" | tail -1 | cut -d' ' -f1)
+	R_PARTS=$(grep -c 'state records restored from' "$WORK/$name.log" || true)
+	[[ -n $r0 && -n $r1 ]] || { grep -v '%' "$WORK/$name.log" | tail -20 >&2; die "no restore in $name's log"; }
+	R_S=$(secs "$r0" "$r1")
+	rm -rf "$WORK/state-$name"
+}
+restore_run worker-1
+RESTORED=$R_RECORDS R_S_DEF=$R_S NPARTS=$R_PARTS B_WALL=$R_WALL B_RSS=$R_RSS
+say "restore (defaults): $RESTORED records of $NPARTS partitions in $R_S_DEF s" \
+	"($(rate "$RESTORED" "$R_S_DEF") records/s); process wall $B_WALL s, max RSS $B_RSS kB"
+# The same with the restore reader's broker wait cut (librdkafka's default
+# fetch.wait.max.ms is 500 ms, and each partition's restore ends on an empty
+# fetch at the changelog's end): a diagnosis of where the time goes, not a default.
+restore_run worker-2 --set kafka.fetch.wait.max.ms=10
+R_S_FAST=$R_S
+say "restore (kafka.fetch.wait.max.ms=10): $R_RECORDS records in $R_S_FAST s ($(rate "$R_RECORDS" "$R_S_FAST") records/s)"
+
+cat >"$RESULTS/keys.json" <<EOF
+{"keys": $KEYS, "events": $N, "run_messages": ${A_MSGS:-0}, "run_s": ${A_S:-0},
+ "run_wall_s": $A_WALL, "run_cpu_s": $(awk -v u="$A_USER" -v s="$A_SYS" 'BEGIN { print u + s }'),
+ "max_rss_kb": $A_RSS, "peak_anon_kb": $A_ANON, "peak_file_kb": $A_FILE,
+ "lmdb_records": $ENTRIES, "page_size": $PSIZE, "lmdb_tree_bytes": $TREE_B, "lmdb_env_bytes": $ENV_B,
+ "lmdb_disk_bytes": $DISK,
+ "restored_records": ${RESTORED:-0}, "restore_partitions": $NPARTS, "restore_s": $R_S_DEF,
+ "restore_fastwait_s": $R_S_FAST,
+ "restore_worker_wall_s": $B_WALL, "restore_worker_rss_kb": $B_RSS}
+EOF
