@@ -1482,6 +1482,13 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	int rc;
 
 	d->stats.events++;
+	if (d->nobjs > OBJS_MAX || d->nbsights > OBJS_MAX) {
+		/* between events no object is in use: write the dirty ones to the
+		 * store's transaction and drop the decoded copies */
+		if ((rc = th_dmem_flush(d)))
+			return rc;
+		th_dmem_clear_objects(d);
+	}
 	if ((rc = th_dmem_clock_load(d)))
 		return rc;
 	if (!acct || !*acct)

@@ -58,7 +58,15 @@ struct obj {
 	char key[];
 };
 
-#define OBJS_MAX 8192
+/* Decoded objects kept per partition: a decoded token is ~10 KB, so this
+ * bounds the detector's memory (OBJS_MAX x 10 KB per partition). Checked
+ * between events as well as at checkpoints, so a transaction that touches
+ * many keys (a burst of new credentials) flushes and drops them as it goes
+ * instead of holding one decoded copy of each until its commit. */
+#define OBJS_MAX 2048
+/* Freed payloads kept for reuse (spares): enough to skip malloc on the hot
+ * path, few enough not to pin a burst's worth of memory. */
+#define SPARES_MAX 256
 
 /* Account-baseline sightings ("b|account|asn"), cached decoded like the
  * objects above: every event of a non-Lambda identity from a public address

@@ -79,7 +79,7 @@ static void spare_put(struct th_detector *d, char type, void *p)
 {
 	void **head = type == 'k' ? &d->spare_tok : &d->spare_role;
 	size_t *n = type == 'k' ? &d->nspare_tok : &d->nspare_role;
-	if (*n >= OBJS_MAX) {
+	if (*n >= SPARES_MAX) {
 		free(p);
 		return;
 	}

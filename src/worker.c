@@ -25,6 +25,9 @@
  * several input topics can share one changelog topic. */
 #define CHANGELOG_SEP '\x1e'
 #define MAX_PARTS 1024
+/* restored records written to LMDB per commit: bounds the store's write-back
+ * cache while a big changelog is read */
+#define RESTORE_COMMIT_EVERY 50000
 
 struct worker;
 
@@ -293,86 +296,133 @@ fail:
 	return rc;
 }
 
-/* Read the partition's changelog from the start (read_committed) into the
- * wiped store: the state as of the group's committed offset. */
-static int part_restore(struct worker *w, struct part *p, int64_t committed)
+/* A partition being restored from the changelog (restore_parts). */
+struct restore {
+	struct part *p;
+	int64_t committed; /* the group's committed input offset the state is for */
+	uint64_t n;	   /* changelog records applied */
+	bool done;
+};
+
+/* Read the partitions' changelogs from the start (read_committed) into their
+ * wiped stores: the state as of the group's committed offsets. All of an
+ * assignment's partitions are read together by one assign, so their fetches
+ * overlap the LMDB writes instead of queueing partition after partition; each
+ * ends at its partition-EOF, which the restorer's low fetch.wait.max.ms makes
+ * prompt (the last offset is a transaction marker, never a message, so EOF is
+ * the only sure end). */
+static int restore_parts(struct worker *w, struct restore *rs, int nr)
 {
-	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(nr);
 	rd_kafka_resp_err_t err;
-	int64_t lo = 0, hi = 0;
-	size_t tlen = strlen(p->topic);
-	uint64_t n = 0;
-	int rc = 0;
+	int rc = 0, left = 0;
 	double deadline = now_s() + (double)w->cf->restore_timeout_ms / 1000.0;
 
-	if ((rc = th_state_wipe(p->st)))
-		goto out;
-	th_detector_reset(p->det);
-	err = rd_kafka_query_watermark_offsets(w->restorer, w->cf->changelog_topic, p->partition,
-					       &lo, &hi, 10000);
-	if (err) {
-		th_log_err("restore", "%s[%d]: watermarks: %s", w->cf->changelog_topic,
-			   (int)p->partition, rd_kafka_err2str(err));
-		rc = TH_EKAFKA;
-		goto out;
-	}
-	if (hi > lo) {
-		rd_kafka_topic_partition_list_add(tp, w->cf->changelog_topic, p->partition)->offset =
-			RD_KAFKA_OFFSET_BEGINNING;
-		if ((err = rd_kafka_assign(w->restorer, tp))) {
+	for (int i = 0; i < nr; i++) {
+		struct part *p = rs[i].p;
+		int64_t lo = 0, hi = 0;
+		if ((rc = th_state_wipe(p->st)))
+			goto out;
+		th_detector_reset(p->det);
+		err = rd_kafka_query_watermark_offsets(w->restorer, w->cf->changelog_topic,
+						       p->partition, &lo, &hi, 10000);
+		if (err) {
+			th_log_err("restore", "%s[%d]: watermarks: %s", w->cf->changelog_topic,
+				   (int)p->partition, rd_kafka_err2str(err));
 			rc = TH_EKAFKA;
 			goto out;
 		}
-		for (;;) {
-			rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 200);
-			if (now_s() > deadline) {
-				th_log_err("restore", "%s[%d]: timed out after %" PRIu64 " records",
-					   p->topic, (int)p->partition, n);
-				if (m)
-					rd_kafka_message_destroy(m);
-				rc = TH_EKAFKA;
-				break;
-			}
-			if (!m)
-				continue;
-			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-				rd_kafka_message_destroy(m);
-				break;
-			}
-			if (m->err) {
-				th_log_warn("restore", "%s", rd_kafka_message_errstr(m));
-				rd_kafka_message_destroy(m);
-				continue;
-			}
-			const char *k = m->key;
-			if (m->key_len > tlen && memcmp(k, p->topic, tlen) == 0 &&
-			    k[tlen] == CHANGELOG_SEP) {
-				rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1,
-						    m->payload, m->len);
-				n++;
-			}
-			int64_t off = m->offset;
-			rd_kafka_message_destroy(m);
-			if (rc)
-				break;
-			/* bound the write-back cache on big changelogs */
-			if (n % 50000 == 0 && (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
-				break;
-			if (off + 1 >= hi)
-				break;
-		}
-		rd_kafka_assign(w->restorer, NULL);
+		if (hi > lo) {
+			rd_kafka_topic_partition_list_add(tp, w->cf->changelog_topic, p->partition)
+				->offset = RD_KAFKA_OFFSET_BEGINNING;
+			left++;
+		} else
+			rs[i].done = true;
 	}
-	if (!rc)
-		rc = th_state_commit(p->st, committed);
-	if (!rc) {
-		w->n_restored += n;
+	if (left && (err = rd_kafka_assign(w->restorer, tp))) {
+		th_log_err("restore", "assign: %s", rd_kafka_err2str(err));
+		rc = TH_EKAFKA;
+		goto out;
+	}
+	while (left > 0) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 20);
+		if (!m) {
+			/* the prefetch ran dry before the end: wake the fetcher
+			 * (see wake_fetcher; the same stall, a changelog is read
+			 * faster than librdkafka 2.0 refills its queue) */
+			for (int i = 0; i < nr; i++) {
+				int64_t lo, hi;
+				if (rs[i].done)
+					continue;
+				rd_kafka_query_watermark_offsets(w->restorer,
+								 w->cf->changelog_topic,
+								 rs[i].p->partition, &lo, &hi, 200);
+				break;
+			}
+		}
+		if (now_s() > deadline) {
+			for (int i = 0; i < nr; i++)
+				if (!rs[i].done)
+					th_log_err("restore", "%s[%d]: timed out after %" PRIu64
+							      " records",
+						   rs[i].p->topic, (int)rs[i].p->partition, rs[i].n);
+			if (m)
+				rd_kafka_message_destroy(m);
+			rc = TH_EKAFKA;
+			break;
+		}
+		if (!m)
+			continue;
+		struct restore *r = NULL;
+		for (int i = 0; i < nr; i++)
+			if (rs[i].p->partition == m->partition && !rs[i].done)
+				r = &rs[i];
+		if (!r) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			rd_kafka_message_destroy(m);
+			r->done = true;
+			left--;
+			continue;
+		}
+		if (m->err) {
+			th_log_warn("restore", "%s", rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		struct part *p = r->p;
+		size_t tlen = strlen(p->topic);
+		const char *k = m->key;
+		if (m->key_len > tlen && memcmp(k, p->topic, tlen) == 0 && k[tlen] == CHANGELOG_SEP) {
+			rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload,
+					    m->len);
+			r->n++;
+		}
+		rd_kafka_message_destroy(m);
+		if (rc)
+			break;
+		/* bound the write-back cache on big changelogs */
+		if (r->n % RESTORE_COMMIT_EVERY == 0 &&
+		    (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
+			break;
+	}
+	if (tp->cnt)
+		rd_kafka_assign(w->restorer, NULL);
+	for (int i = 0; !rc && i < nr; i++) {
+		struct part *p = rs[i].p;
+		if ((rc = th_state_commit(p->st, rs[i].committed)))
+			break;
+		w->n_restored += rs[i].n;
 		th_log_info("restore", "%s[%d]: %" PRIu64 " state records restored from %s, at offset "
 				       "%" PRId64,
-			    p->topic, (int)p->partition, n, w->cf->changelog_topic, committed);
+			    p->topic, (int)p->partition, rs[i].n, w->cf->changelog_topic,
+			    rs[i].committed);
 	}
 out:
-	th_detector_reset(p->det);
+	for (int i = 0; i < nr; i++)
+		th_detector_reset(rs[i].p->det);
 	rd_kafka_topic_partition_list_destroy(tp);
 	return rc;
 }
@@ -710,6 +760,8 @@ out:
 
 static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
 {
+	struct restore rs[MAX_PARTS];
+	int nr = 0;
 	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, 30000);
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
@@ -741,11 +793,7 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 					      "restoring",
 				    tp->topic, (int)tp->partition,
 				    untrusted ? "untrusted (wiped), was at" : "at", lb, cb);
-			if (part_restore(w, p, committed)) {
-				set_fatal(w, "restore", "changelog restore failed");
-				return;
-			}
-			w->n_part_restores++;
+			rs[nr++] = (struct restore){.p = p, .committed = committed};
 		}
 		/* Start from the committed offset just read, given explicitly:
 		 * with INVALID the consumer fetches the committed offsets again,
@@ -754,6 +802,20 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 		 * fetch position for good: assigned, never fetching. No
 		 * committed offset: auto.offset.reset (earliest) decides. */
 		tp->offset = committed != TH_STATE_NO_OFFSET ? committed : RD_KAFKA_OFFSET_INVALID;
+	}
+	if (nr > 0) {
+		double t0 = now_s();
+		uint64_t before = w->n_restored;
+		if (restore_parts(w, rs, nr)) {
+			set_fatal(w, "restore", "changelog restore failed");
+			return;
+		}
+		w->n_part_restores += (uint64_t)nr;
+		double dt = now_s() - t0;
+		th_log_info("restore", "%d partition(s), %" PRIu64 " state records restored in %.3f s "
+				       "(%.0f records/s)",
+			    nr, w->n_restored - before, dt,
+			    dt > 0 ? (double)(w->n_restored - before) / dt : 0.0);
 	}
 	if ((err = rd_kafka_assign(w->consumer, parts)))
 		set_fatal(w, "assign", rd_kafka_err2str(err));
@@ -1113,6 +1175,9 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"isolation.level", "read_committed",
 		"enable.partition.eof", "true",
 		"auto.offset.reset", "earliest",
+		/* the end of a changelog is known only from an empty fetch: do not
+		 * let the broker hold that fetch for the default 500 ms */
+		"fetch.wait.max.ms", "10",
 		NULL,
 	};
 	if (!(conf = base_conf(cf, "restore", restore_defaults, errstr, errstr_size)) ||
