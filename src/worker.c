@@ -1266,6 +1266,17 @@ static void consumer_error(struct worker *w, const rd_kafka_message_t *m)
 		set_fatal(w, "fatal consumer error", buf);
 		return;
 	}
+	/* The principal lacks an ACL: librdkafka reports it once and then waits
+	 * for good without partitions; no retry grants it. */
+	if (err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+	    err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+		snprintf(buf, sizeof(buf), "%s (grant the worker's principal the ACLs in "
+			 "docs/operations.md)", rd_kafka_message_errstr(m));
+		if (!w->fatal)
+			w->fatal = TH_EXIT_CONFIG;
+		set_fatal(w, "not authorized", buf);
+		return;
+	}
 	th_log_warn("kafka", "consume: %s", rd_kafka_message_errstr(m));
 }
 
