@@ -89,7 +89,12 @@ password() { head -c 18 /dev/urandom | base64 | tr -d '/+=' ; }
 # A CA, a broker certificate it signs (SAN: 127.0.0.1 and localhost, as
 # librdkafka verifies the host name), and a second CA that signs nothing.
 make_tls() {
-  [[ -f $TLS/broker.p12 && -f $TLS/ca.pem && -f $TLS/rogue-ca.pem && -f $TLS/store.pass ]] && return 0
+  # made once per run directory; again when the broker's certificate expires
+  # within a day (they are valid 30 days, and CI machines are reused)
+  if [[ -f $TLS/broker.p12 && -f $TLS/ca.pem && -f $TLS/rogue-ca.pem && -f $TLS/store.pass ]] &&
+     openssl x509 -checkend 86400 -noout -in "$TLS/broker.pem" >/dev/null 2>&1; then
+    return 0
+  fi
   command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
   rm -rf "$TLS"
   mkdir -p "$TLS"
