@@ -264,6 +264,10 @@ def test_statefulset():
         return g["path"]
     assert probe("readinessProbe") == "/readyz"
     assert probe("livenessProbe") == "/healthz"
+    # a restore runs in the worker's loop: liveness must outlast the longest one
+    live = c["livenessProbe"]
+    restore_ms = int(conf_value(configmap_conf(), "restore_timeout_ms") or 300000)
+    assert live["periodSeconds"] * live["failureThreshold"] > restore_ms / 1000
     # identity from the pod name
     env = {e["name"]: e for e in c["env"]}
     for var in ("TRAILHOUND_TRANSACTIONAL_ID", "TRAILHOUND_KAFKA__CONSUMER__GROUP__INSTANCE__ID"):
