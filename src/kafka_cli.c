@@ -130,9 +130,22 @@ out:
 struct producer {
 	rd_kafka_t *rk;
 	const char *topic;
-	uint64_t sent, rejected, failed;
+	uint64_t sent, rejected, failed, delivered;
 	const char *input;
+	/* an authentication or TLS failure: retrying cannot fix it, so stop */
+	char conn_err[384];
 };
+
+static void produce_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct producer *p = opaque;
+	(void)rk;
+	if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) &&
+	    !p->conn_err[0]) {
+		snprintf(p->conn_err, sizeof(p->conn_err), "%s", reason);
+		run = 0;
+	}
+}
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -141,6 +154,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	if (m->err) {
 		p->failed++;
 		th_log_err("produce", "delivery failed: %s", rd_kafka_err2str(m->err));
+	} else {
+		p->delivered++;
 	}
 }
 
@@ -158,6 +173,8 @@ static int produce_event(void *ctx, const struct th_event *ev, const char *raw, 
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			rd_kafka_poll(p->rk, 100);
+			if (p->conn_err[0])
+				return TH_EKAFKA;
 			continue;
 		}
 		if (err) {
@@ -254,6 +271,7 @@ int th_cmd_produce(int argc, char **argv)
 	}
 	rd_kafka_conf_set_opaque(conf, &p);
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	rd_kafka_conf_set_error_cb(conf, produce_error_cb);
 	if (!(p.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
 		fprintf(stderr, "trailhound produce: %s\n", errstr);
 		ret = TH_EXIT_CONFIG;
@@ -281,14 +299,21 @@ int th_cmd_produce(int argc, char **argv)
 			ret = TH_EXIT_INPUT;
 		th_input_close(in);
 	}
-	rd_kafka_flush(p.rk, 60000);
-	if (rd_kafka_outq_len(p.rk) > 0 || p.failed)
+	/* in 1 s slices, so an authentication or TLS failure ends the wait */
+	for (int i = 0; i < 60 && !p.conn_err[0] && rd_kafka_outq_len(p.rk) > 0; i++)
+		rd_kafka_flush(p.rk, 1000);
+	if (p.conn_err[0]) {
+		fprintf(stderr, "trailhound produce: cannot use the brokers %s: %s (check the "
+				"kafka.sasl.* and kafka.ssl.* settings)\n",
+			cf.brokers, p.conn_err);
+		ret = TH_EXIT_CONFIG;
+	} else if (rd_kafka_outq_len(p.rk) > 0 || p.failed)
 		ret = TH_EXIT_RUNTIME;
 	else if (p.rejected && ret == TH_EXIT_OK)
 		ret = TH_EXIT_INPUT;
 	fprintf(stderr, "trailhound produce: %" PRIu64 " events sent to %s, %" PRIu64
-			" rejected, %" PRIu64 " failed\n",
-		p.sent, p.topic, p.rejected, p.failed);
+			" delivered, %" PRIu64 " rejected, %" PRIu64 " failed\n",
+		p.sent, p.topic, p.delivered, p.rejected, p.failed);
 out:
 	if (conf)
 		rd_kafka_conf_destroy(conf);

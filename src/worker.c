@@ -88,6 +88,10 @@ struct worker {
 	double txn_started;
 	bool txn_open;
 	int fatal; /* TH_EXIT_* to exit with, 0 = none */
+	/* The first authentication or TLS failure the clients reported: at
+	 * startup it ends the wait for the broker with that reason (a wrong
+	 * password or an untrusted CA never heals by retrying). */
+	char conn_err[384];
 	/* the input message whose processing failed last, and how often in a
 	 * row: a deterministic failure must not abort → rewind → retry forever */
 	char fail_topic[256];
@@ -199,6 +203,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		*w->run = 0;
 		return;
 	}
+	if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) &&
+	    !w->conn_err[0])
+		snprintf(w->conn_err, sizeof(w->conn_err), "%s", reason);
 	th_log_warn("kafka", "%s: %s", rd_kafka_err2name(err), reason);
 }
 
@@ -1218,8 +1225,29 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	}
 	/* Fences any previous instance with this transactional.id and aborts
 	 * whatever it left open. */
-	if ((error = rd_kafka_init_transactions(w->producer, 60000))) {
-		snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(error));
+	/* In 1 s slices (a timed-out call resumes where it was), serving the
+	 * clients' error events in between: an authentication or TLS failure
+	 * stops the start with its reason instead of a time-out a minute later. */
+	for (int waited = 0;; waited++) {
+		if (!(error = rd_kafka_init_transactions(w->producer, 1000)))
+			break;
+		bool again = rd_kafka_error_is_retriable(error) && waited < 60 && *w->run;
+		if (again) {
+			rd_kafka_error_destroy(error);
+			rd_kafka_poll(w->producer, 0);
+			rd_kafka_poll(w->consumer, 0);
+			if (!w->conn_err[0])
+				continue;
+			snprintf(errstr, errstr_size, "cannot use the brokers %s: %s (check the kafka.sasl.* "
+				 "and kafka.ssl.* settings)", cf->brokers, w->conn_err);
+			return TH_EXIT_CONFIG;
+		}
+		if (w->conn_err[0])
+			snprintf(errstr, errstr_size, "init_transactions: %s (brokers %s: %s)",
+				 rd_kafka_error_string(error), cf->brokers, w->conn_err);
+		else
+			snprintf(errstr, errstr_size, "init_transactions: %s",
+				 rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
 		return TH_EXIT_RUNTIME;
 	}
@@ -1301,6 +1329,17 @@ static void consumer_error(struct worker *w, const rd_kafka_message_t *m)
 		if (!ferr)
 			snprintf(buf, sizeof(buf), "%s", m ? rd_kafka_message_errstr(m) : "");
 		set_fatal(w, "fatal consumer error", buf);
+		return;
+	}
+	/* The principal lacks an ACL: librdkafka reports it once and then waits
+	 * for good without partitions; no retry grants it. */
+	if (err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+	    err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+		snprintf(buf, sizeof(buf), "%s (grant the worker's principal the ACLs in "
+			 "docs/operations.md)", rd_kafka_message_errstr(m));
+		if (!w->fatal)
+			w->fatal = TH_EXIT_CONFIG;
+		set_fatal(w, "not authorized", buf);
 		return;
 	}
 	th_log_warn("kafka", "consume: %s", rd_kafka_message_errstr(m));
