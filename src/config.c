@@ -789,3 +789,17 @@ void th_config_print(const struct th_config *cf, FILE *out)
 			secret ? "***" : cf->kafka_values[i]);
 	}
 }
+
+int th_config_apply_overrides(struct th_config *cf, char *const *envp, char *const *sets,
+			      int n_sets, char *errstr, size_t errstr_size)
+{
+	/* file < environment < command line: the --set values were applied in
+	 * order with the file; applying them again after the environment makes
+	 * them win over it */
+	int rc = th_config_apply_env(cf, envp, errstr, errstr_size);
+	for (int i = 0; !rc && i < n_sets; i++)
+		rc = th_config_set_kv(cf, sets[i], errstr, errstr_size);
+	if (!rc)
+		rc = th_log_configure(cf->log_level, cf->log_format, errstr, errstr_size);
+	return rc;
+}

@@ -93,6 +93,14 @@ bool th_config_is_secret(const char *key);
  */
 int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
 			size_t errstr_size);
+/**
+ * @brief After the file and the --set options: apply the environment
+ *        (th_config_apply_env), then @p sets ("key=value") again so the
+ *        command line wins (file < environment < --set), then configure the
+ *        log (log_level, log_format). @returns 0 or TH_ECONFIG with errstr set.
+ */
+int th_config_apply_overrides(struct th_config *cf, char *const *envp, char *const *sets,
+			      int n_sets, char *errstr, size_t errstr_size);
 /** @brief Print the effective configuration, secrets masked as "***". */
 void th_config_print(const struct th_config *cf, FILE *out);
 /**
