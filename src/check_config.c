@@ -18,6 +18,7 @@
 #include "trailhound/avro_alert.h"
 #include "trailhound/cli.h"
 #include "trailhound/enrich.h"
+#include "trailhound/log.h"
 
 struct check {
 	FILE *out;
@@ -43,6 +44,7 @@ static void report(struct check *c, bool ok, const char *fmt, ...)
 static rd_kafka_t *client(const struct th_config *cf, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
 		goto fail;
 	for (int i = 0; i < cf->n_kafka; i++) {

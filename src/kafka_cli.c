@@ -17,6 +17,7 @@
 #include "trailhound/cli.h"
 #include "trailhound/config.h"
 #include "trailhound/input.h"
+#include "trailhound/log.h"
 #include "trailhound/worker.h"
 
 extern char **environ;
@@ -279,6 +280,7 @@ int th_cmd_produce(int argc, char **argv)
 	}
 	p.topic = topic ? topic : cf.input_topics[0];
 	conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	/* murmur2 is the Java client's partitioner: the bridge and any Java
 	 * producer agree on which partition an account lands in. */
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf.brokers, errstr, sizeof(errstr)) ||

@@ -11,6 +11,7 @@
  */
 #include "trailhound/log.h"
 
+#include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -205,4 +206,14 @@ void th_log_write(int level, const char *component, const char *fmt, ...)
 	va_start(ap, fmt);
 	th_log_vwrite(level, component, fmt, ap);
 	va_end(ap);
+}
+
+void th_log_rdkafka(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	/* librdkafka's levels are syslog's, like ours; 5 (notice) is info */
+	int lv = level <= TH_LOG_ERR ? TH_LOG_ERR : level == TH_LOG_WARN ? TH_LOG_WARN
+					      : level <= TH_LOG_INFO ? TH_LOG_INFO : TH_LOG_DEBUG;
+	(void)rk;
+	if (lv <= th_log_level)
+		th_log_write(lv, "kafka", "%s: %s", fac, buf);
 }

@@ -47,7 +47,22 @@ extern "C" int th_stats_parse(const char *json, size_t len, th_stats_lag_cb *cb,
 				/* -1 is librdkafka's internal UA partition */
 				if (*end || part < 0 || part > INT32_MAX)
 					continue;
-				if (p.value["consumer_lag"].get(lag) || lag < 0)
+				/* consumer_lag_stored: behind the stored offset, which
+				 * the worker sets to what its transactions committed;
+				 * consumer_lag counts from offsets the consumer itself
+				 * committed (never, here) */
+				int64_t lo = -1, ls = -1;
+				if (p.value["consumer_lag_stored"].get(lag) || lag < 0)
+					if (p.value["consumer_lag"].get(lag) || lag < 0)
+						lag = -1;
+				if (lag < 0 && !p.value["lo_offset"].get(lo) &&
+				    !p.value["ls_offset"].get(ls) && lo >= 0 && ls >= lo &&
+				    !p.value["fetch_state"].get_string().error() &&
+				    p.value["fetch_state"].get_string().value() == "active")
+					/* nothing committed yet: everything from the start
+					 * (auto.offset.reset earliest) is still to do */
+					lag = ls - lo;
+				if (lag < 0)
 					continue;
 				cb(ctx, topic.c_str(), (int32_t)part, lag);
 			}

@@ -13,8 +13,10 @@
 extern "C" {
 #endif
 
-/* Called for each partition (>= 0) of each topic with a known consumer_lag
- * (librdkafka writes -1 when unknown: those are skipped). */
+/* Called for each partition (>= 0) of each topic whose lag is known:
+ * consumer_lag_stored, else consumer_lag, else (an active partition with
+ * nothing committed) ls_offset - lo_offset; librdkafka writes -1 for
+ * unknown, and partitions not fetched are skipped. */
 typedef void th_stats_lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag);
 
 /**

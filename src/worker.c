@@ -20,6 +20,7 @@
 #include "trailhound/cli.h"
 #include "trailhound/detect.h"
 #include "trailhound/input.h"
+#include "trailhound/log.h"
 #include "trailhound/metrics.h"
 
 /* Separates the input topic from the state key in changelog record keys, so
@@ -168,6 +169,7 @@ static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *scope,
 				  const char *const *defaults, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	if (conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
 		goto fail;
 	for (int i = 0; defaults[i]; i += 2)
@@ -799,6 +801,11 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	}
 	if ((err = rd_kafka_assign(w->consumer, parts)))
 		set_fatal(w, "assign", rd_kafka_err2str(err));
+	else
+		/* the lag statistics count from the stored offset (see commit_txn):
+		 * from the committed one until the first commit (a partition with
+		 * none stays unknown: INVALID is not stored) */
+		rd_kafka_offsets_store(w->consumer, parts);
 	/* a broker answered (the coordinator, the committed offsets) */
 	th_metrics_broker_up(true);
 	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, w->nparts);
@@ -1280,8 +1287,7 @@ static void refresh_metrics(struct worker *w)
 		struct part *p = w->parts[i];
 		th_detector_get_stats(p->det, &s);
 		add_detect_stats(&sum, &s);
-		if (s.held > s.held_resolved + s.held_expired)
-			pending += (int64_t)(s.held - s.held_resolved - s.held_expired);
+		pending += (int64_t)s.held_pending;
 		snprintf(mp[i].topic, sizeof(mp[i].topic), "%s", p->topic);
 		mp[i].partition = p->partition;
 		/* allocated blocks: LMDB's map file is sparse */
@@ -1439,8 +1445,10 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			m = rd_kafka_consumer_poll(w.consumer, 45);
 		}
 		phase_add(&w, PH_CONSUME, &t0);
-		/* the producer's error events (error_cb: fatal errors) */
+		/* the producer's error events (error_cb: fatal errors); the
+		 * consumer's main queue: its statistics (stats_cb) and errors */
 		rd_kafka_poll(w.producer, 0);
+		rd_kafka_poll(w.consumer, 0);
 		if (m) {
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 				struct part *p = part_find(&w, rd_kafka_topic_name(m->rkt), m->partition);

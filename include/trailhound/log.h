@@ -36,6 +36,11 @@ void th_log_clear_secrets(void);
 size_t th_log_mask(char *buf);
 void th_log_vwrite(int level, const char *component, const char *fmt, va_list ap);
 
+/* librdkafka's log callback (rd_kafka_conf_set_log_cb): its lines go
+ * through this sink too (level, format, masking). */
+struct rd_kafka_s;
+void th_log_rdkafka(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf);
+
 #ifdef __cplusplus
 }
 #endif
