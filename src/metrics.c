@@ -364,10 +364,17 @@ int th_metrics_render(char **out, size_t *len)
 	gauge(&b, "trailhound_partitions_assigned", "Input partitions assigned to this worker.",
 	      th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED));
 
-	/* the tables: copy under the lock, format outside it */
-	static __thread struct th_metrics_part parts[MAX_PARTS];
-	static __thread struct lag_entry lags[MAX_PARTS];
+	/* the tables: copy under the lock, format outside it (heap: the HTTP
+	 * thread's stack is small) */
+	struct th_metrics_part *parts = malloc(MAX_PARTS * sizeof(*parts));
+	struct lag_entry *lags = malloc(MAX_PARTS * sizeof(*lags));
 	int np, nl;
+	if (!parts || !lags) {
+		free(parts);
+		free(lags);
+		free(b.p);
+		return TH_ENOMEM;
+	}
 	pthread_mutex_lock(&M.lock);
 	np = M.nparts;
 	nl = M.nlags;
@@ -389,6 +396,8 @@ int th_metrics_render(char **out, size_t *len)
 		put(&b, "\",partition=\"%d\"} %" PRId64 "\n", (int)lags[i].partition, lags[i].lag);
 	}
 	gauge(&b, "trailhound_ready", "1 when /readyz answers 200.", th_metrics_ready() ? 1 : 0);
+	free(parts);
+	free(lags);
 	if (b.oom) {
 		free(b.p);
 		return TH_ENOMEM;
@@ -462,6 +471,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	return text_reply(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
 }
 
+/* libmicrohttpd's own errors (a client that misbehaves, no memory) go
+ * through the log like everything else. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	th_log_warn("metrics", "libmicrohttpd: %s", msg);
+}
+
 int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size)
 {
 	char host[256], port[16];
@@ -500,7 +520,8 @@ int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t er
 	/* a handful of connections: Prometheus and the kubelet's probes */
 	M.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR,
 				    ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!M.daemon) {
 		th_errstr(errstr, errstr_size,
