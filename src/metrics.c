@@ -518,10 +518,10 @@ int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t er
 	M.stale_s = stale_s > 0 ? stale_s : 60;
 	th_metrics_heartbeat();
 	/* a handful of connections: Prometheus and the kubelet's probes */
-	M.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR,
+	M.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
 				    ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!M.daemon) {
 		th_errstr(errstr, errstr_size,
