@@ -212,8 +212,8 @@ static void produce_reject(void *ctx, enum th_reject why, const char *detail, co
 	(void)raw;
 	(void)raw_len;
 	p->rejected++;
-	fprintf(stderr, "%s: byte %" PRIu64 ": rejected (%s): %s\n", p->input, offset,
-		th_reject_name(why), detail);
+	th_log_warn("produce", "%s: byte %" PRIu64 ": rejected (%s): %s", p->input, offset,
+		    th_reject_name(why), detail);
 }
 
 int th_cmd_produce(int argc, char **argv)
@@ -339,9 +339,9 @@ int th_cmd_produce(int argc, char **argv)
 		ret = TH_EXIT_RUNTIME;
 	else if (p.rejected && ret == TH_EXIT_OK)
 		ret = TH_EXIT_INPUT;
-	fprintf(stderr, "trailhound produce: %" PRIu64 " events sent to %s, %" PRIu64
-			" rejected, %" PRIu64 " failed\n",
-		p.sent, p.topic, p.rejected, p.failed);
+	th_log_info("produce", "%" PRIu64 " events sent to %s, %" PRIu64 " rejected, %" PRIu64
+			       " failed",
+		    p.sent, p.topic, p.rejected, p.failed);
 out:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
