@@ -352,6 +352,7 @@ static int part_restore(struct worker *w, struct part *p, int64_t committed)
 		}
 		for (;;) {
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 200);
+			th_metrics_heartbeat(); /* a restore, however long, is alive */
 			if (now_s() > deadline) {
 				th_log_err("restore", "%s[%d]: timed out after %" PRIu64 " records",
 					   p->topic, (int)p->partition, n);
@@ -378,8 +379,6 @@ static int part_restore(struct worker *w, struct part *p, int64_t committed)
 						    m->payload, m->len);
 				n++;
 				th_metrics_add(TH_M_RESTORE_RECORDS, 1);
-				if (n % 1024 == 0)
-					th_metrics_heartbeat(); /* a long restore is alive */
 			}
 			int64_t off = m->offset;
 			rd_kafka_message_destroy(m);
