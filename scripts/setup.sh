@@ -23,6 +23,9 @@ PACKAGES=(
 	cmake ninja-build pkg-config g++
 	librdkafka-dev libavro-dev libmaxminddb-dev liblmdb-dev lmdb-utils
 	libsimdjson-dev libcmocka-dev zlib1g-dev libssl-dev uthash-dev libcurl4-openssl-dev
+	libmicrohttpd-dev
+	# promtool (checks the /metrics names in tests/kafka/test_kafka_metrics.py)
+	prometheus
 	clang-14 libclang-rt-14-dev
 	libmaxmind-db-writer-perl mmdb-bin
 	python3-pytest time kcat

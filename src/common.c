@@ -1,5 +1,5 @@
 /*
- * Error strings and the log sink shared by all modules.
+ * Error strings shared by all modules (the log sink is src/log.c).
  */
 #include "trailhound/common.h"
 
@@ -8,8 +8,6 @@
 #include <string.h>
 #include <stdint.h>
 #include <time.h>
-
-int th_log_level = TH_LOG_INFO;
 
 const char *th_strerror(int err)
 {
@@ -124,27 +122,4 @@ void th_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(errstr, errstr_size, fmt, ap);
 	va_end(ap);
-}
-
-void th_log_write(int level, const char *component, const char *fmt, ...)
-{
-	static const char *names[] = {[TH_LOG_ERR] = "ERROR",
-				      [TH_LOG_WARN] = "WARN",
-				      [TH_LOG_INFO] = "INFO",
-				      [TH_LOG_DEBUG] = "DEBUG"};
-	char ts[32];
-	struct timespec now;
-	struct tm tm;
-	va_list ap;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(stderr, "%s %s [%s] ", ts,
-		level >= 0 && level <= TH_LOG_DEBUG && names[level] ? names[level] : "LOG",
-		component);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }

@@ -4,9 +4,14 @@
  * field in struct th_config.
  */
 #include "trailhound/config.h"
+#include "trailhound/log.h"
 
 #include <ctype.h>
+#include <stdbool.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +35,17 @@ struct conf_item {
 	long min, max;
 	size_t off;
 	const char *desc;
+};
+
+/* What a few settings have beyond a row of the table. */
+struct conf_extra {
+	const char *name;
+	/* T_STR only: the accepted values, comma-separated (NULL = any) */
+	const char *choices;
+	/* the example config's value when it differs from the default (NULL = def) */
+	const char *example;
+	/* a comment for the example config only, after the description */
+	const char *example_note;
 };
 
 #define D(f) offsetof(struct th_config, detect.f)
@@ -93,7 +109,30 @@ static const struct conf_item items[] = {
 	 "the alert's Avro schema (.avsc); empty = the schemas/alert.avsc this build ships"},
 	{"restore_timeout_ms", T_LONG, "300000", 1000, 86400000, C(restore_timeout_ms),
 	 "longest time to restore one partition's state from its changelog"},
+	/* operations */
+	{"metrics_listen", T_STR, "", 0, 0, C(metrics_listen),
+	 "serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. "
+	 "127.0.0.1:9464, 0.0.0.0:9464); empty = off"},
+	{"log_level", T_STR, "info", 0, 0, C(log_level), "error, warn, info or debug (-v: debug)"},
+	{"log_format", T_STR, "text", 0, 0, C(log_format),
+	 "text, or json: one JSON object per line (ts, level, msg, fields) for log shippers"},
 };
+
+static const struct conf_extra extras[] = {
+	{"schema_id", NULL, "1",
+	 "1 lets this file start against a local broker without a registry (as scripts/demo.sh "
+	 "does); with a Schema Registry set 0 and schema_registry_url"},
+	{"log_level", "error,warn,info,debug", NULL, NULL},
+	{"log_format", "text,json", NULL, NULL},
+};
+
+static const struct conf_extra *extra_of(const char *name)
+{
+	for (size_t i = 0; i < TH_ARRAY_SIZE(extras); i++)
+		if (strcmp(extras[i].name, name) == 0)
+			return &extras[i];
+	return NULL;
+}
 
 #undef D
 #undef C
@@ -200,6 +239,20 @@ static int add_topic(void *ctx, const char *s, size_t n)
 	return 0;
 }
 
+/* Whether value is one of the comma-separated choices. */
+static bool in_choices(const char *choices, const char *value)
+{
+	size_t n = strlen(value);
+	for (const char *c = choices; *c;) {
+		const char *e = strchr(c, ',');
+		size_t m = e ? (size_t)(e - c) : strlen(c);
+		if (m == n && strncmp(c, value, n) == 0)
+			return true;
+		c += m + (e ? 1 : 0);
+	}
+	return false;
+}
+
 static int set_item(struct th_config *cf, const struct conf_item *it, const char *value,
 		    char *errstr, size_t errstr_size)
 {
@@ -262,6 +315,12 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 	}
 	case T_STR: {
 		char **slot = (char **)(base + it->off);
+		const struct conf_extra *ex = extra_of(it->name);
+		if (ex && ex->choices && !in_choices(ex->choices, value)) {
+			snprintf(errstr, errstr_size, "%s: \"%.100s\" is not one of %s", it->name, value,
+				 ex->choices);
+			return TH_ECONFIG;
+		}
 		char *p = strdup(value);
 		if (!p)
 			return TH_ENOMEM;
@@ -366,6 +425,11 @@ int th_config_set(struct th_config *cf, const char *key, const char *value, char
 		char *v = strdup(value);
 		if (!v)
 			return TH_ENOMEM;
+		if (th_config_is_secret(key)) {
+			/* from here on no log line can show it (log.c masks it) */
+			th_log_add_secret(value);
+			cf->n_secrets++;
+		}
 		if (i == cf->n_kafka) {
 			cf->kafka_keys[i] = strdup(key + 6);
 			if (!cf->kafka_keys[i]) {
@@ -401,13 +465,18 @@ int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t 
 {
 	char buf[4096];
 	const char *eq = strchr(kv, '=');
+	/* These errors never quote the text: a line that is not KEY=VALUE may
+	 * still hold a secret (a password written "sasl.password: x" or a value
+	 * on a line of its own), and config errors end up in logs. */
 	if (strlen(kv) >= sizeof(buf)) {
-		snprintf(errstr, errstr_size, "setting longer than %zu bytes: \"%.60s...\"",
-			 sizeof(buf) - 1, kv);
+		snprintf(errstr, errstr_size, "setting longer than %zu bytes", sizeof(buf) - 1);
 		return TH_ECONFIG;
 	}
 	if (!eq) {
-		snprintf(errstr, errstr_size, "expected KEY=VALUE, got \"%.200s\"", kv);
+		snprintf(errstr, errstr_size,
+			 "expected KEY = VALUE, got a line of %zu bytes without '=' (not shown: "
+			 "it may hold a secret)",
+			 strlen(kv));
 		return TH_ECONFIG;
 	}
 	memcpy(buf, kv, strlen(kv) + 1);
@@ -430,7 +499,8 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 	char *line = NULL, err[400];
 	size_t cap = 0;
 	ssize_t n;
-	int lineno = 0, rc = 0;
+	int lineno = 0, rc = 0, secrets_before = cf->n_secrets;
+	struct stat sb;
 	if (!f) {
 		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
 		return errno == ENOENT ? TH_ENOTFOUND : TH_ECONFIG;
@@ -465,6 +535,19 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 		snprintf(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
 		rc = TH_ECONFIG;
 	}
+	/* Like ssh with a private key: a file that holds a password which others
+	 * can read is refused, not used (the secret is already out; say so
+	 * before it spreads further). Checked on the open file: no race with a
+	 * rename. */
+	if (rc == 0 && cf->n_secrets > secrets_before && fstat(fileno(f), &sb) == 0 &&
+	    (sb.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))) {
+		snprintf(errstr, errstr_size,
+			 "%s: holds secrets (kafka.*password*/secret settings) but its mode %04o lets "
+			 "group or others read or write it: chmod 600 %s (or pass the secrets as "
+			 "TRAILHOUND_* environment variables)",
+			 path, (unsigned)(sb.st_mode & 07777), path);
+		rc = TH_ECONFIG;
+	}
 	free(line);
 	fclose(f);
 	return rc;
@@ -486,12 +569,32 @@ void th_config_help(FILE *out)
 void th_config_example(FILE *out)
 {
 	fprintf(out, "# trailhound configuration (generated by `trailhound run --example-config`)\n");
-	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
-		fprintf(out, "\n# %s\n%s = \"%s\"\n", items[i].desc, items[i].name, items[i].def);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++) {
+		const struct conf_extra *ex = extra_of(items[i].name);
+		fprintf(out, "\n# %s\n", items[i].desc);
+		if (ex && ex->example_note)
+			fprintf(out, "# %s\n", ex->example_note);
+		fprintf(out, "%s = \"%s\"\n", items[i].name,
+			ex && ex->example ? ex->example : items[i].def);
+	}
 	fprintf(out, "\n# librdkafka properties pass through with a kafka. prefix (every client),\n"
 		     "# kafka.consumer. (the group consumer only) or kafka.producer. (the producer)\n"
 		     "# kafka.security.protocol = \"plaintext\"\n"
-		     "# kafka.consumer.group.instance.id = \"worker-1\"\n");
+		     "#\n"
+		     "# Static membership (KIP-345): a stable id per worker (e.g. the pod name).\n"
+		     "# Gain: a worker restarted within session.timeout.ms takes its partitions back\n"
+		     "# without a rebalance, so the others do not stop, and its local state stays\n"
+		     "# valid (no restore from the changelog). Cost: a worker that is really gone\n"
+		     "# holds its partitions until session.timeout.ms expires (no alerts for them\n"
+		     "# meanwhile; raise it and that wait grows), and two workers started with the\n"
+		     "# same id fence each other (the older exits 5). Leave it unset for dynamic\n"
+		     "# membership: every restart rebalances at once.\n"
+		     "# kafka.consumer.group.instance.id = \"worker-1\"\n"
+		     "# kafka.consumer.session.timeout.ms = \"45000\"\n"
+		     "#\n"
+		     "# Secrets (kafka.sasl.password, kafka.ssl.key.password, ...) make this file\n"
+		     "# refused unless only its owner can read it (chmod 600); or pass them as\n"
+		     "# environment variables: TRAILHOUND_KAFKA__SASL__PASSWORD=...\n");
 }
 
 int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *errstr,
@@ -542,4 +645,161 @@ const char *th_config_alert_schema(const struct th_config *cf)
 {
 	return cf->alert_schema && *cf->alert_schema ? cf->alert_schema
 						     : TH_SCHEMA_DIR "/alert.avsc";
+}
+
+bool th_config_is_secret(const char *key)
+{
+	/* librdkafka's secret properties: sasl.password, ssl.key.password,
+	 * ssl.keystore.password, sasl.oauthbearer.client.secret, ssl.key.pem
+	 * (a private key in the file), sasl.oauthbearer.config (may carry a
+	 * client secret); and anything else that says password or secret. */
+	static const char *const words[] = {"password", "secret", "ssl.key.pem",
+					    "sasl.oauthbearer.config", "sasl.kerberos.keytab"};
+	char low[256];
+	size_t n = 0;
+	if (!key)
+		return false;
+	for (; key[n] && n + 1 < sizeof(low); n++)
+		low[n] = (char)tolower((unsigned char)key[n]);
+	low[n] = '\0';
+	for (size_t i = 0; i < TH_ARRAY_SIZE(words); i++)
+		if (strstr(low, words[i]))
+			return true;
+	return false;
+}
+
+int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
+			size_t errstr_size)
+{
+	static const char prefix[] = "TRAILHOUND_";
+	char key[256], err[400];
+	for (char *const *e = envp; e && *e; e++) {
+		const char *var = *e, *eq = strchr(var, '=');
+		size_t n;
+		if (strncmp(var, prefix, sizeof(prefix) - 1) != 0 || !eq)
+			continue;
+		/* TRAILHOUND_<SETTING>: upper case, '.' written as "__" */
+		const char *name = var + sizeof(prefix) - 1;
+		size_t k = 0;
+		for (n = 0; name + n < eq && k + 1 < sizeof(key); n++) {
+			if (name[n] == '_' && name + n + 1 < eq && name[n + 1] == '_') {
+				key[k++] = '.';
+				n++;
+			} else {
+				key[k++] = (char)tolower((unsigned char)name[n]);
+			}
+		}
+		key[k] = '\0';
+		if (name + n < eq || k == 0) {
+			th_errstr(errstr, errstr_size, "environment: variable name %.*s%s is not a setting",
+				  (int)(eq - var > 80 ? 80 : eq - var), var, eq - var > 80 ? "..." : "");
+			return TH_ECONFIG;
+		}
+		int rc = th_config_set(cf, key, eq + 1, err, sizeof(err));
+		if (rc) {
+			/* th_config_set's errors quote values only of settings that
+			 * are never secret */
+			th_errstr(errstr, errstr_size, "environment %.*s: %s", (int)(eq - var), var, err);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* The value of one setting as the config file would give it. */
+static void item_value(const struct th_config *cf, const struct conf_item *it, char *buf,
+		       size_t cap)
+{
+	const char *base = (const char *)cf;
+	size_t used = 0;
+	buf[0] = '\0';
+	switch (it->type) {
+	case T_DAYS:
+		snprintf(buf, cap, "%" PRId64, *(const int64_t *)(base + it->off) / (int64_t)TH_DAY_MS);
+		break;
+	case T_HOURS:
+		snprintf(buf, cap, "%" PRId64, *(const int64_t *)(base + it->off) / (int64_t)3600000);
+		break;
+	case T_DURATION:
+		snprintf(buf, cap, "%" PRId64 "ms", *(const int64_t *)(base + it->off));
+		break;
+	case T_LONG:
+		snprintf(buf, cap, "%ld", *(const long *)(base + it->off));
+		break;
+	case T_STR: {
+		const char *v = *(char *const *)(base + it->off);
+		snprintf(buf, cap, "%s", v ? v : "");
+		break;
+	}
+	case T_TOPICS:
+		for (int i = 0; i < cf->n_input_topics && used < cap; i++)
+			used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? "," : "",
+						 cf->input_topics[i]);
+		break;
+	case T_UALIST: {
+		bool cli = it->off == offsetof(struct th_config, detect.cli_user_agents);
+		const char *const *arr =
+			cli ? cf->detect.cli_user_agents : cf->detect.lambda_user_agents;
+		int n = cli ? cf->detect.n_cli_user_agents : cf->detect.n_lambda_user_agents;
+		for (int i = 0; i < n && used < cap; i++)
+			used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? "," : "", arr[i]);
+		break;
+	}
+	case T_ASNS: {
+		bool amazon = it->off == offsetof(struct th_config, amazon_asns);
+		const uint32_t *arr = amazon ? cf->amazon_asns : cf->detect.trusted_asns;
+		int n = amazon ? cf->n_amazon_asns : cf->detect.n_trusted_asns;
+		for (int i = 0; i < n && used < cap; i++)
+			used += (size_t)snprintf(buf + used, cap - used, "%sAS%u", i ? "," : "",
+						 (unsigned)arr[i]);
+		break;
+	}
+	}
+}
+
+/* A URL's password (scheme://user:password@host) masked in place. */
+static void mask_url_password(char *url)
+{
+	char *s = strstr(url, "://"), *at, *colon;
+	if (!s)
+		return;
+	s += 3;
+	at = strchr(s, '@');
+	if (!at || (strchr(s, '/') && strchr(s, '/') < at))
+		return;
+	colon = memchr(s, ':', (size_t)(at - s));
+	if (!colon)
+		return;
+	memmove(colon + 4, at, strlen(at) + 1);
+	memcpy(colon + 1, "***", 3);
+}
+
+void th_config_print(const struct th_config *cf, FILE *out)
+{
+	char buf[4096];
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++) {
+		item_value(cf, &items[i], buf, sizeof(buf));
+		if (strcmp(items[i].name, "schema_registry_url") == 0)
+			mask_url_password(buf);
+		fprintf(out, "%s = \"%s\"\n", items[i].name, buf);
+	}
+	for (int i = 0; i < cf->n_kafka; i++) {
+		bool secret = th_config_is_secret(cf->kafka_keys[i]);
+		fprintf(out, "kafka.%s = \"%s\"\n", cf->kafka_keys[i],
+			secret ? "***" : cf->kafka_values[i]);
+	}
+}
+
+int th_config_apply_overrides(struct th_config *cf, char *const *envp, char *const *sets,
+			      int n_sets, char *errstr, size_t errstr_size)
+{
+	/* file < environment < command line: the --set values were applied in
+	 * order with the file; applying them again after the environment makes
+	 * them win over it */
+	int rc = th_config_apply_env(cf, envp, errstr, errstr_size);
+	for (int i = 0; !rc && i < n_sets; i++)
+		rc = th_config_set_kv(cf, sets[i], errstr, errstr_size);
+	if (!rc)
+		rc = th_log_configure(cf->log_level, cf->log_format, errstr, errstr_size);
+	return rc;
 }

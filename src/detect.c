@@ -80,6 +80,8 @@ void th_detector_destroy(struct th_detector *d)
 void th_detector_get_stats(const struct th_detector *d, struct th_detect_stats *out)
 {
 	*out = d->stats;
+	/* a gauge, not a counter: the keys whose held uses wait right now */
+	out->held_pending = d->held_loaded ? (uint64_t)HASH_COUNT(d->held_keys) : 0;
 }
 
 void th_detector_reset(struct th_detector *d)

@@ -8,14 +8,19 @@
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "trailhound/check.h"
 #include "trailhound/cli.h"
 #include "trailhound/config.h"
 #include "trailhound/input.h"
+#include "trailhound/log.h"
 #include "trailhound/worker.h"
+
+extern char **environ;
 
 static volatile sig_atomic_t run = 1;
 
@@ -51,10 +56,16 @@ static void run_usage(FILE *out)
 		"                           for late attribution, as `scan` does at end of input\n"
 		"  --max-attempts N         dead-letter a message (processing_failed) after its\n"
 		"                           processing failed N times in a row (default 3)\n"
+		"  --check-config           validate without consuming (brokers, topics, changelog,\n"
+		"                           state_dir, reference data), print the effective\n"
+		"                           configuration with secrets masked; exit 0 or 4\n"
 		"  --help-config            the settings with defaults and descriptions\n"
 		"  --example-config         print a complete example configuration\n"
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
+		"\n"
+		"Settings come from the file, then TRAILHOUND_<SETTING> environment variables\n"
+		"(upper case, '.' as \"__\": TRAILHOUND_KAFKA__SASL__PASSWORD), then --set.\n"
 		"\n"
 		"Exit codes: 0 stopped cleanly, 2 usage, 4 configuration, 5 runtime failure\n"
 		"(fenced by a newer instance, fatal Kafka or consumer group error, offsets\n"
@@ -63,7 +74,7 @@ static void run_usage(FILE *out)
 
 int th_cmd_run(int argc, char **argv)
 {
-	enum { O_IDLE = 256, O_DRAIN, O_ATTEMPTS, O_HELPCONF, O_EXAMPLE };
+	enum { O_IDLE = 256, O_DRAIN, O_ATTEMPTS, O_HELPCONF, O_EXAMPLE, O_CHECK };
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"set", required_argument, NULL, 's'},
@@ -72,6 +83,7 @@ int th_cmd_run(int argc, char **argv)
 		{"max-attempts", required_argument, NULL, O_ATTEMPTS},
 		{"help-config", no_argument, NULL, O_HELPCONF},
 		{"example-config", no_argument, NULL, O_EXAMPLE},
+		{"check-config", no_argument, NULL, O_CHECK},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -79,14 +91,24 @@ int th_cmd_run(int argc, char **argv)
 	struct th_config cf;
 	struct th_worker_opts wo = {0};
 	char errstr[512];
-	int c, rc = 0, ret = TH_EXIT_OK;
+	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
+	bool check = false, verbose = false;
+	char **sets = calloc((size_t)argc + 1, sizeof(*sets));
 
 	th_config_init(&cf);
+	if (!sets) {
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's': rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
+		case 's':
+			sets[n_sets++] = optarg;
+			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
+			break;
+		case O_CHECK: check = true; break;
 		case O_IDLE: wo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
 		case O_DRAIN: wo.drain = true; break;
 		case O_ATTEMPTS: {
@@ -103,7 +125,7 @@ int th_cmd_run(int argc, char **argv)
 		}
 		case O_HELPCONF: th_config_help(stdout); goto out;
 		case O_EXAMPLE: th_config_example(stdout); goto out;
-		case 'v': th_log_level = TH_LOG_DEBUG; break;
+		case 'v': verbose = true; break;
 		case 'h': run_usage(stdout); goto out;
 		default: run_usage(stderr); ret = TH_EXIT_USAGE; goto out;
 		}
@@ -118,9 +140,21 @@ int th_cmd_run(int argc, char **argv)
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
+	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound run: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
+	if (verbose)
+		th_log_level = TH_LOG_DEBUG;
+	if (check) {
+		ret = th_config_check(&cf, stdout);
+		goto out;
+	}
 	install_signals();
 	ret = th_worker_run(&cf, &wo, &run);
 out:
+	free(sets);
 	th_config_free(&cf);
 	return ret;
 }
@@ -195,8 +229,8 @@ static void produce_reject(void *ctx, enum th_reject why, const char *detail, co
 	(void)raw;
 	(void)raw_len;
 	p->rejected++;
-	fprintf(stderr, "%s: byte %" PRIu64 ": rejected (%s): %s\n", p->input, offset,
-		th_reject_name(why), detail);
+	th_log_warn("produce", "%s: byte %" PRIu64 ": rejected (%s): %s", p->input, offset,
+		    th_reject_name(why), detail);
 }
 
 int th_cmd_produce(int argc, char **argv)
@@ -214,17 +248,25 @@ int th_cmd_produce(int argc, char **argv)
 	struct th_parser *parser = NULL;
 	rd_kafka_conf_t *conf = NULL;
 	char errstr[512];
-	const char *topic = NULL;
-	int c, rc = 0, ret = TH_EXIT_OK;
+	const char *topic = NULL, *brokers = NULL;
+	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
+	char **sets = calloc((size_t)argc + 2, sizeof(*sets)), bset[1024];
 
 	th_config_init(&cf);
+	if (!sets) {
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:s:t:b:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's': rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
+		case 's':
+			sets[n_sets++] = optarg;
+			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
+			break;
 		case 't': topic = optarg; break;
-		case 'b': rc = th_config_set(&cf, "brokers", optarg, errstr, sizeof(errstr)); break;
+		case 'b': brokers = optarg; break;
 		case 'h':
 			printf("Usage: trailhound produce [-c FILE] [-b BROKERS] [-t TOPIC] FILE...|-\n"
 			       "\n"
@@ -243,8 +285,19 @@ int th_cmd_produce(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* file < TRAILHOUND_* environment < --set < -b */
+	if (brokers) {
+		snprintf(bset, sizeof(bset), "brokers=%s", brokers);
+		sets[n_sets++] = bset;
+	}
+	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound produce: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
 	p.topic = topic ? topic : cf.input_topics[0];
 	conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	/* murmur2 is the Java client's partitioner: the bridge and any Java
 	 * producer agree on which partition an account lands in. */
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf.brokers, errstr, sizeof(errstr)) ||
@@ -311,15 +364,16 @@ int th_cmd_produce(int argc, char **argv)
 		ret = TH_EXIT_RUNTIME;
 	else if (p.rejected && ret == TH_EXIT_OK)
 		ret = TH_EXIT_INPUT;
-	fprintf(stderr, "trailhound produce: %" PRIu64 " events sent to %s, %" PRIu64
-			" delivered, %" PRIu64 " rejected, %" PRIu64 " failed\n",
-		p.sent, p.topic, p.delivered, p.rejected, p.failed);
+	th_log_info("produce", "%" PRIu64 " events sent to %s, %" PRIu64 " delivered, %" PRIu64
+			       " rejected, %" PRIu64 " failed",
+		    p.sent, p.topic, p.delivered, p.rejected, p.failed);
 out:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	if (p.rk)
 		rd_kafka_destroy(p.rk);
 	th_parser_destroy(parser);
+	free(sets);
 	th_config_free(&cf);
 	return ret;
 }

@@ -20,6 +20,8 @@
 #include "trailhound/cli.h"
 #include "trailhound/detect.h"
 #include "trailhound/input.h"
+#include "trailhound/log.h"
+#include "trailhound/metrics.h"
 
 /* Separates the input topic from the state key in changelog record keys, so
  * several input topics can share one changelog topic. */
@@ -122,6 +124,13 @@ struct worker {
 	double last_wake;
 	int wake_next;
 	double first_assign_at; /* for the "caught up" line: assignment to caught up */
+	/* metrics (metrics.h): the detectors' counters of closed partitions,
+	 * when the registry was last refreshed, and whether "caught up" was
+	 * logged since the last assignment */
+	struct th_detect_stats retired;
+	double last_metrics;
+	bool told_caught_up;
+	double assigned_at;
 	double data_committed_at; /* last commit that held new messages */
 	uint64_t msgs_committed;
 };
@@ -167,6 +176,7 @@ static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *scope,
 				  const char *const *defaults, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	if (conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
 		goto fail;
 	for (int i = 0; defaults[i]; i += 2)
@@ -206,17 +216,34 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) &&
 	    !w->conn_err[0])
 		snprintf(w->conn_err, sizeof(w->conn_err), "%s", reason);
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		th_metrics_broker_up(false);
 	th_log_warn("kafka", "%s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* librdkafka's statistics (statistics.interval.ms): consumer lag per
+ * partition and broker states for /metrics and the [stats] line. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (th_metrics_feed_stats(json, json_len))
+		th_log_debug("metrics", "unreadable librdkafka statistics (%zu bytes)", json_len);
+	return 0; /* librdkafka frees json */
 }
 
 /* ---- per-partition state ---- */
 
 static int on_alert(void *ctx, const struct th_alert *a);
 
+static void retire_stats(struct worker *w, const struct th_detector *det);
+
 static void part_close(struct part *p)
 {
 	if (!p)
 		return;
+	if (p->det)
+		retire_stats(p->w, p->det);
 	th_detector_destroy(p->det);
 	th_state_close(p->st);
 	free(p->topic);
@@ -353,6 +380,7 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	}
 	while (left > 0) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 20);
+		th_metrics_heartbeat(); /* a restore, however long, is alive */
 		if (!m) {
 			/* the prefetch ran dry before the end: wake the fetcher
 			 * (see wake_fetcher; the same stall, a changelog is read
@@ -406,6 +434,7 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload,
 					    m->len);
 			r->n++;
+			th_metrics_add(TH_M_RESTORE_RECORDS, 1);
 		}
 		rd_kafka_message_destroy(m);
 		if (rc)
@@ -547,6 +576,7 @@ static int abort_only(struct worker *w)
 {
 	rd_kafka_error_t *error;
 	w->n_aborts++;
+	th_metrics_add(TH_M_TXN_ABORTED, 1);
 	w->txn_open = false;
 	for (;;) {
 		error = rd_kafka_abort_transaction(w->producer, w->txn_timeout_ms);
@@ -698,8 +728,11 @@ static int commit_txn(struct worker *w)
 		goto abortable;
 	}
 	for (;;) {
+		double c0 = t0;
 		error = rd_kafka_commit_transaction(w->producer, w->txn_timeout_ms);
 		phase_add(w, PH_COMMIT, &t0);
+		th_metrics_commit_seconds(t0 - c0);
+		th_metrics_heartbeat(); /* a retried commit is alive */
 		if (!error)
 			break;
 		if (rd_kafka_error_txn_requires_abort(error)) {
@@ -723,6 +756,13 @@ static int commit_txn(struct worker *w)
 	}
 	w->txn_open = false;
 	w->n_txn++;
+	th_metrics_add(TH_M_TXN_COMMITTED, 1);
+	/* The committed positions as the consumer's stored offsets: never
+	 * committed by the consumer itself (no auto commit), they only make
+	 * librdkafka's statistics report consumer_lag_stored, the lag behind
+	 * what the transactions committed (its consumer_lag knows only offsets
+	 * the consumer committed, which it never does). */
+	rd_kafka_offsets_store(w->consumer, positions);
 	if (w->n_msgs > w->msgs_committed) {
 		w->msgs_committed = w->n_msgs;
 		w->data_committed_at = now_s();
@@ -813,7 +853,10 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	if (nr > 0) {
 		double t0 = now_s();
 		uint64_t before = w->n_restored;
-		if (restore_parts(w, rs, nr)) {
+		th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, nr);
+		int rrc = restore_parts(w, rs, nr);
+		th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 0);
+		if (rrc) {
 			set_fatal(w, "restore", "changelog restore failed");
 			return;
 		}
@@ -826,6 +869,16 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	}
 	if ((err = rd_kafka_assign(w->consumer, parts)))
 		set_fatal(w, "assign", rd_kafka_err2str(err));
+	else
+		/* the lag statistics count from the stored offset (see commit_txn):
+		 * from the committed one until the first commit (a partition with
+		 * none stays unknown: INVALID is not stored) */
+		rd_kafka_offsets_store(w->consumer, parts);
+	/* a broker answered (the coordinator, the committed offsets) */
+	th_metrics_broker_up(true);
+	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, w->nparts);
+	w->told_caught_up = false;
+	w->assigned_at = now_s();
 	w->last_msg_at = now_s();
 	if (w->first_assign_at == 0)
 		w->first_assign_at = w->last_msg_at;
@@ -855,6 +908,8 @@ static void revoke_partitions(struct worker *w, bool lost)
 		part_close(w->parts[i]);
 	}
 	w->nparts = 0;
+	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 0);
+	th_metrics_set_parts(NULL, 0);
 	w->disk_full = false;
 	rd_kafka_resp_err_t err = rd_kafka_assign(w->consumer, NULL);
 	if (err)
@@ -931,6 +986,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		return TH_EKAFKA;
 	}
 	w->n_alerts++;
+	th_metrics_alert(a->variation, a->severity);
 	return 0;
 }
 
@@ -946,6 +1002,7 @@ static int sink_event(void *ctx, const struct th_event *ev, const char *raw, siz
 	(void)raw_len;
 	(void)offset;
 	int rc = th_detector_process(w->cur->det, ev, &ref);
+	th_metrics_add(TH_M_EVENTS_PARSED, 1);
 	if (rc)
 		w->cur_err = rc;
 	return rc;
@@ -957,6 +1014,7 @@ static void sink_reject(void *ctx, enum th_reject why, const char *detail, const
 	struct worker *w = ctx;
 	w->n_rejects++;
 	w->rejects_by[why < TH_REJECT__COUNT ? why : TH_REJECT_MALFORMED_JSON]++;
+	th_metrics_reject(why);
 	th_log_debug("worker", "%s[%d]@%" PRId64 ": rejected (%s): %s",
 		     rd_kafka_topic_name(w->cur_msg->rkt), (int)w->cur_msg->partition,
 		     w->cur_msg->offset, th_reject_name(why), detail);
@@ -1034,6 +1092,7 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 	w->cur = NULL;
 	w->cur_msg = NULL;
 	w->n_msgs++;
+	th_metrics_add(TH_M_EVENTS_CONSUMED, 1);
 	w->msgs_in_txn++;
 	return w->cur_err;
 }
@@ -1072,7 +1131,9 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 	}
 	for (int i = 0; i < cf->n_input_topics; i++) {
 		int ni = topic_partitions(w->restorer, cf->input_topics[i]);
-		if (ni > nc) {
+		/* exactly N (not "at least"): a changelog with more partitions
+		 * was made for another input, or the input was recreated smaller */
+		if (ni >= 0 && ni != nc) {
 			th_errstr(errstr, errstr_size, "input topic %s has %d partitions but the changelog "
 				  "%s has %d: they must be co-partitioned",
 				  cf->input_topics[i], ni, cf->changelog_topic, nc);
@@ -1163,6 +1224,8 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		 * wait once caught up. */
 		"queued.min.messages", "20000",
 		"fetch.wait.max.ms", "100",
+		/* consumer lag for /metrics and the [stats] line (stats_cb) */
+		"statistics.interval.ms", "5000",
 		NULL,
 	};
 	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
@@ -1171,6 +1234,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	rd_kafka_conf_set_stats_cb(conf, stats_cb);
 	if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
 		return TH_EXIT_CONFIG;
@@ -1252,6 +1316,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_EXIT_RUNTIME;
 	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
+	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
 	for (int i = 0; i < 3; i++) {
 		const struct rd_kafka_metadata *md = NULL;
@@ -1282,10 +1347,64 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 
 /* ---- the loop ---- */
 
+/* ---- metrics (metrics.h) ---- */
+
+static void add_detect_stats(struct th_detect_stats *sum, const struct th_detect_stats *s)
+{
+	sum->suppressed_activation += s->suppressed_activation;
+	sum->suppressed_dedup += s->suppressed_dedup;
+	sum->held += s->held;
+	sum->held_resolved += s->held_resolved;
+	sum->held_expired += s->held_expired;
+}
+
+/* A partition's detector goes away: keep its counters in the totals. */
+static void retire_stats(struct worker *w, const struct th_detector *det)
+{
+	struct th_detect_stats s;
+	th_detector_get_stats(det, &s);
+	add_detect_stats(&w->retired, &s);
+}
+
+/* The registry's values that are sums over the partitions (detector
+ * counters, state size): refreshed about once a second, not per event. */
+static void refresh_metrics(struct worker *w)
+{
+	static struct th_metrics_part mp[MAX_PARTS];
+	struct th_detect_stats sum = w->retired, s;
+	int64_t pending = 0;
+	char path[1300];
+	struct stat sb;
+	for (int i = 0; i < w->nparts; i++) {
+		struct part *p = w->parts[i];
+		th_detector_get_stats(p->det, &s);
+		add_detect_stats(&sum, &s);
+		pending += (int64_t)s.held_pending;
+		snprintf(mp[i].topic, sizeof(mp[i].topic), "%s", p->topic);
+		mp[i].partition = p->partition;
+		/* allocated blocks: LMDB's map file is sparse */
+		snprintf(path, sizeof(path), "%s/%s-%d/data.mdb", w->cf->state_dir, p->topic,
+			 (int)p->partition);
+		mp[i].state_bytes = stat(path, &sb) == 0 ? (int64_t)sb.st_blocks * 512 : 0;
+	}
+	th_metrics_set_parts(mp, w->nparts);
+	th_metrics_set_counter(TH_M_SUPPRESSED_ACTIVATION, sum.suppressed_activation);
+	th_metrics_set_counter(TH_M_DEDUPLICATED, sum.suppressed_dedup);
+	th_metrics_set_counter(TH_M_HELD_EXPIRED, sum.held_expired);
+	th_metrics_set_gauge(TH_G_HELD_PENDING, pending);
+	w->last_metrics = now_s();
+}
+
 /* The worker's metrics as one log line: counters since start, rejected
- * records by reason (each also went to the dead-letter topic). */
+ * records by reason (each also went to the dead-letter topic), and how far
+ * behind the input it is (librdkafka's statistics: the lag behind the last
+ * committed transaction, summed over the assigned partitions). */
 static void log_stats(struct worker *w)
 {
+	char lag[64] = " lag=unknown";
+	int64_t total;
+	if (th_metrics_total_lag(&total) > 0)
+		snprintf(lag, sizeof(lag), " lag=%" PRId64, total);
 	char reasons[512] = "";
 	size_t used = 0;
 	for (int i = 1; i < TH_REJECT__COUNT && used < sizeof(reasons); i++) {
@@ -1309,9 +1428,9 @@ static void log_stats(struct worker *w)
 	th_log_info("stats",
 		    "partitions=%d messages=%" PRIu64 " alerts=%" PRIu64 " rejected=%" PRIu64
 		    "%s transactions=%" PRIu64 " aborts=%" PRIu64 " restored_records=%" PRIu64
-		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s%s",
+		    " lost_assignments=%" PRIu64 " disk_full=%" PRIu64 "%s%s%s",
 		    w->nparts, w->n_msgs, w->n_alerts, w->n_rejects, reasons, w->n_txn, w->n_aborts,
-		    w->n_restored, w->n_lost, w->n_disk_full, times,
+		    w->n_restored, w->n_lost, w->n_disk_full, lag, times,
 		    w->disk_full ? " (paused: disk full)" : "");
 }
 
@@ -1400,7 +1519,19 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	w.max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
 	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : 5000;
 	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : 30000;
-	int rc = setup(&w, errstr, sizeof(errstr));
+	int rc = 0;
+	/* Before setup: /healthz answers while init_transactions waits for a
+	 * broker. Stale after two transactional timeouts without a beat (a
+	 * commit retry beats once per timeout). */
+	if (cf->metrics_listen && *cf->metrics_listen &&
+	    th_metrics_start(cf->metrics_listen, 2.0 * w.txn_timeout_ms / 1000.0 + 30.0, errstr,
+			     sizeof(errstr))) {
+		rc = TH_EXIT_CONFIG;
+		th_log_err("worker", "%s", errstr);
+		goto out;
+	}
+	th_metrics_heartbeat();
+	rc = setup(&w, errstr, sizeof(errstr));
 	bool drained = false;
 
 	if (rc) {
@@ -1410,14 +1541,17 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	w.last_msg_at = w.last_stats = now_s();
 	while (*run && !w.fatal) {
 		double t0 = now_s();
+		th_metrics_heartbeat();
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 5);
 		if (!m) {
 			wake_fetcher(&w);
 			m = rd_kafka_consumer_poll(w.consumer, 45);
 		}
 		phase_add(&w, PH_CONSUME, &t0);
-		/* the producer's error events (error_cb: fatal errors) */
+		/* the producer's error events (error_cb: fatal errors); the
+		 * consumer's main queue: its statistics (stats_cb) and errors */
 		rd_kafka_poll(w.producer, 0);
+		rd_kafka_poll(w.consumer, 0);
 		if (m) {
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 				struct part *p = part_find(&w, rd_kafka_topic_name(m->rkt), m->partition);
@@ -1471,6 +1605,15 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			w.last_stats = now_s();
 			log_stats(&w);
 		}
+		if (now_s() - w.last_metrics >= 1.0)
+			refresh_metrics(&w);
+		if (!w.told_caught_up && caught_up(&w)) {
+			/* once per assignment: the operator's "it has caught up" */
+			w.told_caught_up = true;
+			th_log_info("worker", "caught up: every assigned partition (%d) read to its end, "
+					      "%.1f s after the assignment; %" PRIu64 " messages so far",
+				    w.nparts, now_s() - w.assigned_at, w.n_msgs);
+		}
 		if (opts->exit_when_idle_ms > 0 && !w.disk_full && caught_up(&w) &&
 		    (now_s() - w.last_msg_at) * 1000.0 >= (double)opts->exit_when_idle_ms) {
 			uint64_t aborts = w.n_aborts;
@@ -1502,8 +1645,10 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		th_log_warn("state", "stopping with state commits pending (disk full): the next "
 				     "owner of those partitions restores them from the changelog");
 	rc = w.fatal;
+	refresh_metrics(&w);
 	log_stats(&w);
 out:
+	th_metrics_stop();
 	if (opts->stats) {
 		struct th_worker_stats *s = opts->stats;
 		memset(s, 0, sizeof(*s));

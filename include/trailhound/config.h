@@ -14,6 +14,7 @@
 #ifndef TRAILHOUND_CONFIG_H
 #define TRAILHOUND_CONFIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "trailhound/detect.h"
@@ -48,6 +49,11 @@ struct th_config {
 	char *schema_registry_url;
 	char *alert_schema;      /* path to alert.avsc */
 	long restore_timeout_ms;
+	/* operations: Prometheus endpoint ("" = off), log level and format */
+	char *metrics_listen;
+	char *log_level, *log_format;
+	/* how many secret settings (th_config_is_secret) were set */
+	int n_secrets;
 	/* kafka.* pass-through, in order */
 	char *kafka_keys[TH_CONF_MAX_KAFKA], *kafka_values[TH_CONF_MAX_KAFKA];
 	int n_kafka;
@@ -66,8 +72,37 @@ void th_config_free(struct th_config *cf);
 int th_config_set(struct th_config *cf, const char *key, const char *value, char *errstr,
 		  size_t errstr_size);
 int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t errstr_size);
-/** @brief Read a config file. @returns 0, TH_ENOTFOUND or TH_ECONFIG (errstr names the line). */
+/**
+ * @brief Read a config file. A file that sets a secret (th_config_is_secret)
+ *        and that group or others may read or write is refused.
+ * @returns 0, TH_ENOTFOUND or TH_ECONFIG (errstr names the line, never a
+ *          line's text that may hold a secret).
+ */
 int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t errstr_size);
+/**
+ * @brief Whether a setting holds a secret (kafka.*password*, *secret*,
+ *        ssl.key.pem, sasl.oauthbearer.config, ...): its value is never
+ *        printed or logged, and a config file holding one must be private.
+ */
+bool th_config_is_secret(const char *key);
+/**
+ * @brief Apply TRAILHOUND_<SETTING> variables of @p envp (upper case, '.'
+ *        written "__": TRAILHOUND_METRICS_LISTEN, TRAILHOUND_KAFKA__SASL__PASSWORD).
+ *        An unknown setting or a bad value is an error (a typo must not be
+ *        silently ignored). @returns 0 or TH_ECONFIG with errstr set.
+ */
+int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
+			size_t errstr_size);
+/**
+ * @brief After the file and the --set options: apply the environment
+ *        (th_config_apply_env), then @p sets ("key=value") again so the
+ *        command line wins (file < environment < --set), then configure the
+ *        log (log_level, log_format). @returns 0 or TH_ECONFIG with errstr set.
+ */
+int th_config_apply_overrides(struct th_config *cf, char *const *envp, char *const *sets,
+			      int n_sets, char *errstr, size_t errstr_size);
+/** @brief Print the effective configuration, secrets masked as "***". */
+void th_config_print(const struct th_config *cf, FILE *out);
 /**
  * @brief Open the reference data named by asn_db / aws_ranges (falling back to
  *        $TH_ASN_DB / $TH_AWS_RANGES). @returns as th_enrich_new().

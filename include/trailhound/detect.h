@@ -61,6 +61,7 @@ struct th_detect_stats {
 	uint64_t events, candidates, inside_uses, remote_uses, excluded;
 	uint64_t source_unrecognised; /* sourceIPAddress neither an address nor a service name */
 	uint64_t held, held_resolved, held_expired;
+	uint64_t held_pending; /* keys whose held uses wait for a decision now */
 	uint64_t alerts[7]; /* by variation, [0] unused */
 	uint64_t upgrades;
 	uint64_t suppressed_activation, suppressed_dedup;

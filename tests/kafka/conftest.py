@@ -297,7 +297,7 @@ class Worker:
     """`trailhound run` as a subprocess; stderr goes to a log file."""
 
     def __init__(self, broker, input_topic, pipe, tid, state_dir, logdir, *extra,
-                 instance_id=None, name=None):
+                 instance_id=None, name=None, env=None):
         self.name = name or tid
         self.log_path = os.path.join(logdir, f"{self.name}.{uuid.uuid4().hex[:6]}.log")
         self.cmd = [BIN, "run",
@@ -321,7 +321,8 @@ class Worker:
         self.cmd += list(extra)
         self._log = open(self.log_path, "wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self._log)
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self._log,
+                                     env=env)
 
     def poll(self):
         return self.proc.poll()

@@ -1,0 +1,542 @@
+/*
+ * The metrics registry and its HTTP endpoint (metrics.h). libmicrohttpd runs
+ * the server on its own thread (MHD_USE_INTERNAL_POLLING_THREAD); its
+ * handler only reads atomics and copies the mutex-protected tables, so a
+ * scrape never waits for the worker and the worker never waits for a scrape.
+ */
+#include "trailhound/metrics.h"
+
+#include <microhttpd.h>
+#include <librdkafka/rdkafka.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "metrics_stats.h"
+#include "trailhound/common.h"
+
+#define MAX_PARTS 1024
+#define N_VARIATIONS 6
+/* the severities variations.c gives alerts; anything else counts as "other" */
+static const char *const severities[] = {"Critical", "High", "Medium", "Low", "Informational",
+					 "other"};
+#define N_SEVERITIES (sizeof(severities) / sizeof(severities[0]))
+
+static const double commit_bounds[TH_METRICS_COMMIT_BUCKETS] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+struct lag_entry {
+	char topic[256];
+	int32_t partition;
+	int64_t lag;
+};
+
+static struct {
+	_Atomic uint64_t counters[TH_M__COUNTERS];
+	_Atomic int64_t gauges[TH_G__COUNT];
+	_Atomic uint64_t rejects[TH_REJECT__COUNT];
+	_Atomic uint64_t alerts[N_VARIATIONS + 1][N_SEVERITIES];
+	_Atomic uint64_t commit_buckets[TH_METRICS_COMMIT_BUCKETS];
+	_Atomic uint64_t commit_count;
+	_Atomic uint64_t commit_sum_us;
+	_Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC, 0 = never */
+	_Atomic int broker_up;
+	double stale_s;
+	pthread_mutex_t lock; /* the two tables below */
+	struct th_metrics_part parts[MAX_PARTS];
+	int nparts;
+	struct lag_entry lags[MAX_PARTS];
+	int nlags;
+	bool lag_known;
+	struct MHD_Daemon *daemon;
+} M = {.lock = PTHREAD_MUTEX_INITIALIZER, .stale_s = 60};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void th_metrics_add(enum th_counter c, uint64_t n)
+{
+	if ((unsigned)c < TH_M__COUNTERS)
+		atomic_fetch_add_explicit(&M.counters[c], n, memory_order_relaxed);
+}
+
+void th_metrics_set_counter(enum th_counter c, uint64_t v)
+{
+	if ((unsigned)c < TH_M__COUNTERS)
+		atomic_store_explicit(&M.counters[c], v, memory_order_relaxed);
+}
+
+uint64_t th_metrics_get(enum th_counter c)
+{
+	return (unsigned)c < TH_M__COUNTERS
+		       ? atomic_load_explicit(&M.counters[c], memory_order_relaxed)
+		       : 0;
+}
+
+void th_metrics_set_gauge(enum th_gauge g, int64_t v)
+{
+	if ((unsigned)g < TH_G__COUNT)
+		atomic_store_explicit(&M.gauges[g], v, memory_order_relaxed);
+}
+
+int64_t th_metrics_get_gauge(enum th_gauge g)
+{
+	return (unsigned)g < TH_G__COUNT ? atomic_load_explicit(&M.gauges[g], memory_order_relaxed)
+					 : 0;
+}
+
+void th_metrics_reject(enum th_reject why)
+{
+	if ((unsigned)why >= TH_REJECT__COUNT)
+		why = TH_REJECT_MALFORMED_JSON;
+	atomic_fetch_add_explicit(&M.rejects[why], 1, memory_order_relaxed);
+}
+
+void th_metrics_alert(int variation, const char *severity)
+{
+	size_t s;
+	if (variation < 1 || variation > N_VARIATIONS)
+		variation = 0; /* never expected: kept, not dropped */
+	for (s = 0; s + 1 < N_SEVERITIES; s++)
+		if (severity && strcmp(severity, severities[s]) == 0)
+			break;
+	atomic_fetch_add_explicit(&M.alerts[variation][s], 1, memory_order_relaxed);
+}
+
+void th_metrics_commit_seconds(double seconds)
+{
+	for (int i = 0; i < TH_METRICS_COMMIT_BUCKETS; i++)
+		if (seconds <= commit_bounds[i]) {
+			atomic_fetch_add_explicit(&M.commit_buckets[i], 1, memory_order_relaxed);
+			break;
+		}
+	atomic_fetch_add_explicit(&M.commit_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&M.commit_sum_us, (uint64_t)(seconds * 1e6),
+				  memory_order_relaxed);
+}
+
+void th_metrics_heartbeat(void)
+{
+	atomic_store_explicit(&M.heartbeat_ms, mono_ms(), memory_order_relaxed);
+}
+
+void th_metrics_broker_up(bool up)
+{
+	atomic_store_explicit(&M.broker_up, up ? 1 : 0, memory_order_relaxed);
+}
+
+void th_metrics_set_parts(const struct th_metrics_part *parts, int n)
+{
+	if (n > MAX_PARTS)
+		n = MAX_PARTS;
+	pthread_mutex_lock(&M.lock);
+	if (n > 0)
+		memcpy(M.parts, parts, (size_t)n * sizeof(*parts));
+	M.nparts = n < 0 ? 0 : n;
+	pthread_mutex_unlock(&M.lock);
+}
+
+struct lag_acc {
+	struct lag_entry lags[MAX_PARTS];
+	int n;
+};
+
+static void on_lag(void *ctx, const char *topic, int32_t partition, int64_t lag)
+{
+	struct lag_acc *a = ctx;
+	if (a->n >= MAX_PARTS)
+		return;
+	snprintf(a->lags[a->n].topic, sizeof(a->lags[a->n].topic), "%s", topic);
+	a->lags[a->n].partition = partition;
+	a->lags[a->n].lag = lag;
+	a->n++;
+}
+
+int th_metrics_feed_stats(const char *json, size_t len)
+{
+	/* static: 280 KB is too much for the stack of librdkafka's callers; the
+	 * statistics callback runs on one thread (the consumer's poll) */
+	static struct lag_acc acc;
+	int up = 0;
+	acc.n = 0;
+	int rc = th_stats_parse(json, len, on_lag, &acc, &up);
+	if (rc)
+		return rc;
+	th_metrics_broker_up(up > 0);
+	pthread_mutex_lock(&M.lock);
+	memcpy(M.lags, acc.lags, (size_t)acc.n * sizeof(acc.lags[0]));
+	M.nlags = acc.n;
+	M.lag_known = true;
+	pthread_mutex_unlock(&M.lock);
+	return 0;
+}
+
+int th_metrics_total_lag(int64_t *lag)
+{
+	int64_t sum = 0;
+	int n;
+	pthread_mutex_lock(&M.lock);
+	for (int i = 0; i < M.nlags; i++)
+		sum += M.lags[i].lag;
+	n = M.nlags;
+	pthread_mutex_unlock(&M.lock);
+	*lag = sum;
+	return n;
+}
+
+bool th_metrics_healthy(void)
+{
+	int64_t hb = atomic_load_explicit(&M.heartbeat_ms, memory_order_relaxed);
+	return hb != 0 && (double)(mono_ms() - hb) / 1000.0 <= M.stale_s;
+}
+
+bool th_metrics_ready(void)
+{
+	return th_metrics_healthy() && th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED) > 0 &&
+	       th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING) == 0 &&
+	       atomic_load_explicit(&M.broker_up, memory_order_relaxed);
+}
+
+void th_metrics_reset(void)
+{
+	for (int i = 0; i < TH_M__COUNTERS; i++)
+		atomic_store(&M.counters[i], 0);
+	for (int i = 0; i < TH_G__COUNT; i++)
+		atomic_store(&M.gauges[i], 0);
+	for (int i = 0; i < TH_REJECT__COUNT; i++)
+		atomic_store(&M.rejects[i], 0);
+	for (int v = 0; v <= N_VARIATIONS; v++)
+		for (size_t s = 0; s < N_SEVERITIES; s++)
+			atomic_store(&M.alerts[v][s], 0);
+	for (int i = 0; i < TH_METRICS_COMMIT_BUCKETS; i++)
+		atomic_store(&M.commit_buckets[i], 0);
+	atomic_store(&M.commit_count, 0);
+	atomic_store(&M.commit_sum_us, 0);
+	atomic_store(&M.heartbeat_ms, 0);
+	atomic_store(&M.broker_up, 0);
+	pthread_mutex_lock(&M.lock);
+	M.nparts = M.nlags = 0;
+	M.lag_known = false;
+	pthread_mutex_unlock(&M.lock);
+}
+
+/* ---- the text exposition ---- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		if (b->oom)
+			return;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = (b->cap + (size_t)n + 1) * 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+}
+
+/* A label value escaped as the exposition format wants (\\, \", \n). */
+static void put_label(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			put(b, "\\%c", *s);
+		else if (*s == '\n')
+			put(b, "\\n");
+		else
+			put(b, "%c", *s);
+	}
+}
+
+static void head(struct buf *b, const char *name, const char *type, const char *help)
+{
+	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(struct buf *b, const char *name, const char *help, enum th_counter c)
+{
+	head(b, name, "counter", help);
+	put(b, "%s %" PRIu64 "\n", name, th_metrics_get(c));
+}
+
+static void gauge(struct buf *b, const char *name, const char *help, int64_t v)
+{
+	head(b, name, "gauge", help);
+	put(b, "%s %" PRId64 "\n", name, v);
+}
+
+int th_metrics_render(char **out, size_t *len)
+{
+	struct buf b = {malloc(16384), 0, 16384, false};
+	if (!b.p)
+		return TH_ENOMEM;
+	b.p[0] = '\0';
+
+	head(&b, "trailhound_build_info", "gauge", "Build information (always 1).");
+	put(&b, "trailhound_build_info{version=\"%s\",librdkafka=\"", TH_VERSION);
+	put_label(&b, rd_kafka_version_str());
+	put(&b, "\"} 1\n");
+	counter(&b, "trailhound_events_consumed_total", "Input messages consumed.",
+		TH_M_EVENTS_CONSUMED);
+	counter(&b, "trailhound_events_parsed_total", "Events parsed and handed to the detector.",
+		TH_M_EVENTS_PARSED);
+	head(&b, "trailhound_events_rejected_total", "counter",
+	     "Records rejected (sent to the dead-letter topic), by reason.");
+	for (int i = 1; i < TH_REJECT__COUNT; i++)
+		put(&b, "trailhound_events_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+		    th_reject_name((enum th_reject)i), atomic_load(&M.rejects[i]));
+	head(&b, "trailhound_alerts_total", "counter",
+	     "Alerts produced, by variation and severity (aborted transactions included).");
+	for (int v = 0; v <= N_VARIATIONS; v++)
+		for (size_t s = 0; s < N_SEVERITIES; s++) {
+			uint64_t n = atomic_load(&M.alerts[v][s]);
+			/* every real pair once it has happened; variation 0 and
+			 * "other" only if they ever do */
+			if (!n)
+				continue;
+			put(&b, "trailhound_alerts_total{variation=\"%d\",severity=\"%s\"} %" PRIu64 "\n",
+			    v, severities[s], n);
+		}
+	head(&b, "trailhound_detections_suppressed_total", "counter",
+	     "Detections not alerted, by reason (activation: the account is too new).");
+	put(&b, "trailhound_detections_suppressed_total{reason=\"activation\"} %" PRIu64 "\n",
+	    th_metrics_get(TH_M_SUPPRESSED_ACTIVATION));
+	counter(&b, "trailhound_detections_deduplicated_total",
+		"Detections dropped by the dedup ledger.", TH_M_DEDUPLICATED);
+	gauge(&b, "trailhound_held_uses_pending", "Held uses waiting for late attribution.",
+	      th_metrics_get_gauge(TH_G_HELD_PENDING));
+	counter(&b, "trailhound_held_uses_expired_total", "Held uses expired.", TH_M_HELD_EXPIRED);
+	counter(&b, "trailhound_transactions_committed_total", "Kafka transactions committed.",
+		TH_M_TXN_COMMITTED);
+	counter(&b, "trailhound_transactions_aborted_total",
+		"Kafka transactions aborted (the batch is redone).", TH_M_TXN_ABORTED);
+	head(&b, "trailhound_transaction_commit_seconds", "histogram",
+	     "Latency of commit_transaction.");
+	uint64_t cum = 0;
+	for (int i = 0; i < TH_METRICS_COMMIT_BUCKETS; i++) {
+		cum += atomic_load(&M.commit_buckets[i]);
+		put(&b, "trailhound_transaction_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+		    commit_bounds[i], cum);
+	}
+	uint64_t count = atomic_load(&M.commit_count);
+	put(&b, "trailhound_transaction_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", count);
+	put(&b, "trailhound_transaction_commit_seconds_sum %.6f\n",
+	    (double)atomic_load(&M.commit_sum_us) / 1e6);
+	put(&b, "trailhound_transaction_commit_seconds_count %" PRIu64 "\n", count);
+	counter(&b, "trailhound_restore_records_total", "Changelog records restored.",
+		TH_M_RESTORE_RECORDS);
+	gauge(&b, "trailhound_partitions_restoring",
+	      "Partitions whose state is being restored from the changelog.",
+	      th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING));
+	gauge(&b, "trailhound_partitions_assigned", "Input partitions assigned to this worker.",
+	      th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED));
+
+	/* the tables: copy under the lock, format outside it (heap: the HTTP
+	 * thread's stack is small) */
+	struct th_metrics_part *parts = malloc(MAX_PARTS * sizeof(*parts));
+	struct lag_entry *lags = malloc(MAX_PARTS * sizeof(*lags));
+	int np, nl;
+	if (!parts || !lags) {
+		free(parts);
+		free(lags);
+		free(b.p);
+		return TH_ENOMEM;
+	}
+	pthread_mutex_lock(&M.lock);
+	np = M.nparts;
+	nl = M.nlags;
+	memcpy(parts, M.parts, (size_t)np * sizeof(parts[0]));
+	memcpy(lags, M.lags, (size_t)nl * sizeof(lags[0]));
+	pthread_mutex_unlock(&M.lock);
+	head(&b, "trailhound_state_bytes", "gauge",
+	     "Bytes of a partition's LMDB state store on disk (partition = topic-partition).");
+	for (int i = 0; i < np; i++) {
+		put(&b, "trailhound_state_bytes{partition=\"");
+		put_label(&b, parts[i].topic);
+		put(&b, "-%d\"} %" PRId64 "\n", (int)parts[i].partition, parts[i].state_bytes);
+	}
+	head(&b, "trailhound_consumer_lag", "gauge",
+	     "Messages behind the end of the partition (librdkafka statistics, read_committed).");
+	for (int i = 0; i < nl; i++) {
+		put(&b, "trailhound_consumer_lag{topic=\"");
+		put_label(&b, lags[i].topic);
+		put(&b, "\",partition=\"%d\"} %" PRId64 "\n", (int)lags[i].partition, lags[i].lag);
+	}
+	gauge(&b, "trailhound_ready", "1 when /readyz answers 200.", th_metrics_ready() ? 1 : 0);
+	free(parts);
+	free(lags);
+	if (b.oom) {
+		free(b.p);
+		return TH_ENOMEM;
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+/* ---- HTTP ---- */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body,
+			     size_t len, const char *type)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	enum MHD_Result ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result text_reply(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+	char *body = strdup(text);
+	if (!body)
+		return MHD_NO;
+	return reply(conn, status, body, strlen(body), "text/plain; charset=utf-8");
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
+{
+	(void)cls;
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return text_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
+	if (strcmp(url, "/metrics") == 0) {
+		char *body;
+		size_t len;
+		if (th_metrics_render(&body, &len))
+			return text_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+		return reply(conn, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
+	}
+	if (strcmp(url, "/healthz") == 0)
+		return th_metrics_healthy()
+			       ? text_reply(conn, MHD_HTTP_OK, "ok\n")
+			       : text_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+					    "the worker loop has stalled\n");
+	if (strcmp(url, "/readyz") == 0) {
+		char why[256];
+		if (th_metrics_ready())
+			return text_reply(conn, MHD_HTTP_OK, "ready\n");
+		snprintf(why, sizeof(why), "not ready: %s\n",
+			 !th_metrics_healthy() ? "the worker loop has stalled"
+			 : th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED) == 0
+				 ? "no partition assigned"
+			 : th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING) > 0
+				 ? "restoring state from the changelog"
+				 : "no broker reachable");
+		return text_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+	}
+	return text_reply(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
+}
+
+/* libmicrohttpd's own errors (a client that misbehaves, no memory) go
+ * through the log like everything else. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	th_log_warn("metrics", "libmicrohttpd: %s", msg);
+}
+
+int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size)
+{
+	char host[256], port[16];
+	struct addrinfo hints = {0}, *ai = NULL;
+	const char *colon;
+	int rc;
+
+	if (M.daemon)
+		return 0;
+	if (!listen || !*listen)
+		return 0;
+	/* host:port, [v6]:port or :port */
+	colon = strrchr(listen, ':');
+	if (!colon || !colon[1] || strlen(colon + 1) >= sizeof(port) ||
+	    (size_t)(colon - listen) >= sizeof(host)) {
+		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": want host:port", listen);
+		return TH_ECONFIG;
+	}
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	if (listen[0] == '[' && colon > listen && colon[-1] == ']')
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - listen - 2), listen + 1);
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai)) != 0) {
+		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": %s", listen, gai_strerror(rc));
+		return TH_ECONFIG;
+	}
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	M.stale_s = stale_s > 0 ? stale_s : 60;
+	th_metrics_heartbeat();
+	/* a handful of connections: Prometheus and the kubelet's probes */
+	M.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+				    ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (!M.daemon) {
+		th_errstr(errstr, errstr_size,
+			  "metrics_listen \"%s\": cannot listen there (address in use or not local?)",
+			  listen);
+		return TH_ECONFIG;
+	}
+	th_log_info("metrics", "serving /metrics, /healthz and /readyz on %s", listen);
+	return 0;
+}
+
+void th_metrics_stop(void)
+{
+	if (M.daemon) {
+		MHD_stop_daemon(M.daemon);
+		M.daemon = NULL;
+	}
+}

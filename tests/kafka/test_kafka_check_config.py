@@ -1,0 +1,97 @@
+"""`trailhound run --check-config` against a live broker (issue 9 item 3): a good
+setup passes; a missing input topic, a changelog with more partitions than the
+input, a changelog that is not compacted, an unreachable broker, an unwritable
+state_dir and unloadable reference data each fail with their own message and
+exit 4. The worker itself refuses a changelog with more partitions than the
+input (issue 9 item 7: it used to accept it)."""
+import subprocess
+
+from confluent_kafka.admin import NewTopic
+
+from conftest import ASN, BIN, PARTITIONS, RANGES, SCHEMA_ID, wait_for_topics
+
+
+def check(broker, names, pipe, state_dir, *extra, changelog=None, input_topic=None):
+    cmd = [BIN, "run", "--check-config",
+           "--set", f"brokers={broker}",
+           "--set", f"input_topics={input_topic or names.input}",
+           "--set", f"output_topic={pipe.output}",
+           "--set", f"changelog_topic={changelog or pipe.changelog}",
+           "--set", f"dead_letter_topic={pipe.dead_letter}",
+           "--set", f"group_id={pipe.group}",
+           "--set", f"state_dir={state_dir}",
+           "--set", f"schema_id={SCHEMA_ID}",
+           "--set", f"asn_db={ASN}",
+           "--set", f"aws_ranges={RANGES}", *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+def fails(out):
+    return [l for l in out.splitlines() if l.startswith("FAIL ")]
+
+
+def test_check_config(broker, admin, topics, tmp_path):
+    names = topics.create(pipe := topics.names.pipeline("cc"))
+    more = f"{pipe.changelog}.more"
+    deleting = f"{pipe.changelog}.delete"
+    new = [NewTopic(more, PARTITIONS + 1, 1, config={"cleanup.policy": "compact"}),
+           NewTopic(deleting, PARTITIONS, 1, config={"cleanup.policy": "delete"})]
+    for t, f in admin.create_topics(new, operation_timeout=30).items():
+        f.result()
+    try:
+        wait_for_topics(admin, [more, deleting])
+        state = str(tmp_path / "state")
+
+        rc, out, err = check(broker, names, pipe, state)
+        assert rc == 0 and not fails(out), out + err
+        assert f"ok   changelog topic {pipe.changelog}: {PARTITIONS} partitions, co-partitioned" in out
+        assert "cleanup.policy compact" in out
+        assert "# effective configuration" in out and f'changelog_topic = "{pipe.changelog}"' in out
+
+        rc, out, err = check(broker, names, pipe, state, input_topic=f"{names.input}.missing")
+        assert rc == 4, out + err
+        assert fails(out) == [f"FAIL input topic {names.input}.missing: does not exist"], out
+
+        rc, out, err = check(broker, names, pipe, state, changelog=more)
+        assert rc == 4, out + err
+        assert fails(out) == [
+            f"FAIL changelog topic {more}: {PARTITIONS + 1} partitions, the input has "
+            f"{PARTITIONS}: they must be co-partitioned (exactly as many partitions)"], out
+
+        rc, out, err = check(broker, names, pipe, state, changelog=deleting)
+        assert rc == 4, out + err
+        assert len(fails(out)) == 1 and "cleanup.policy is \"delete\", not compact" in out, out
+
+        notdir = tmp_path / "a-file"
+        notdir.write_text("")
+        rc, out, err = check(broker, names, pipe, str(notdir / "state"))
+        assert rc == 4 and len(fails(out)) == 1 and "FAIL state_dir" in out, out
+
+        rc, out, err = check(broker, names, pipe, state, "--set", f"asn_db={tmp_path}/no.mmdb")
+        assert rc == 4 and len(fails(out)) == 1 and "FAIL reference data" in out, out
+
+        rc, out, err = check("127.0.0.1:1", names, pipe, state)
+        assert rc == 4 and "FAIL brokers 127.0.0.1:1: not reachable" in out, out
+
+        # the worker: a changelog with more partitions than the input is refused
+        # at start-up (it was accepted: "ni > nc" let nc > ni through)
+        r = subprocess.run([BIN, "run", "--set", f"brokers={broker}",
+                            "--set", f"input_topics={names.input}",
+                            "--set", f"output_topic={pipe.output}",
+                            "--set", f"changelog_topic={more}",
+                            "--set", f"dead_letter_topic={pipe.dead_letter}",
+                            "--set", f"group_id={pipe.group}",
+                            "--set", f"transactional_id={pipe.tid_prefix}-w",
+                            "--set", f"state_dir={state}", "--set", f"schema_id={SCHEMA_ID}",
+                            "--set", f"asn_db={ASN}", "--set", f"aws_ranges={RANGES}",
+                            "--exit-when-idle", "1000"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 4, r.stderr
+        assert "must be co-partitioned" in r.stderr, r.stderr
+    finally:
+        for t, f in admin.delete_topics([more, deleting], operation_timeout=30).items():
+            try:
+                f.result()
+            except Exception:
+                pass

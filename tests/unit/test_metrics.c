@@ -1,0 +1,139 @@
+/*
+ * Unit tests of the metrics registry (metrics.h): counters and labels in the
+ * text exposition, the commit histogram, lag from a librdkafka statistics
+ * document, and what /readyz and /healthz answer. promtool checks a live
+ * scrape's syntax in tests/kafka/test_kafka_metrics.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "trailhound/metrics.h"
+
+static char *render(void)
+{
+	char *out;
+	size_t len;
+	assert_int_equal(th_metrics_render(&out, &len), 0);
+	assert_int_equal(strlen(out), len);
+	return out;
+}
+
+static void test_counters_and_labels(void **state)
+{
+	(void)state;
+	th_metrics_reset();
+	th_metrics_add(TH_M_EVENTS_CONSUMED, 3);
+	th_metrics_add(TH_M_EVENTS_PARSED, 2);
+	th_metrics_reject(TH_REJECT_MALFORMED_JSON);
+	th_metrics_alert(1, "High");
+	th_metrics_alert(1, "High");
+	th_metrics_alert(6, "Low");
+	th_metrics_alert(3, "Weird");
+	th_metrics_commit_seconds(0.003);
+	th_metrics_commit_seconds(0.2);
+	th_metrics_commit_seconds(100);
+	char *m = render();
+	assert_non_null(strstr(m, "\ntrailhound_events_consumed_total 3\n"));
+	assert_non_null(strstr(m, "\ntrailhound_events_parsed_total 2\n"));
+	assert_non_null(strstr(m, "trailhound_events_rejected_total{reason=\"malformed_json\"} 1\n"));
+	assert_non_null(strstr(m, "trailhound_events_rejected_total{reason=\"too_large\"} 0\n"));
+	assert_non_null(strstr(m, "trailhound_alerts_total{variation=\"1\",severity=\"High\"} 2\n"));
+	assert_non_null(strstr(m, "trailhound_alerts_total{variation=\"6\",severity=\"Low\"} 1\n"));
+	assert_non_null(strstr(m, "trailhound_alerts_total{variation=\"3\",severity=\"other\"} 1\n"));
+	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_bucket{le=\"0.005\"} 1\n"));
+	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_bucket{le=\"0.25\"} 2\n"));
+	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_bucket{le=\"30\"} 2\n"));
+	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_bucket{le=\"+Inf\"} 3\n"));
+	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_count 3\n"));
+	assert_non_null(strstr(m, "trailhound_build_info{version=\""));
+	assert_non_null(strstr(m, "# TYPE trailhound_transaction_commit_seconds histogram\n"));
+	free(m);
+}
+
+static const char stats_json[] =
+	"{\"name\":\"c\",\"type\":\"consumer\",\"brokers\":{\"b:9092/1\":{\"state\":\"UP\"},"
+	"\"b:9092/bootstrap\":{\"state\":\"INIT\"}},"
+	"\"topics\":{\"in\\\"x\":{\"partitions\":{"
+	"\"0\":{\"consumer_lag\":-1,\"consumer_lag_stored\":42,\"lo_offset\":0,\"ls_offset\":50,"
+	"\"fetch_state\":\"active\"},"
+	"\"1\":{\"consumer_lag\":7,\"consumer_lag_stored\":-1,\"lo_offset\":0,\"ls_offset\":9,"
+	"\"fetch_state\":\"active\"},"
+	"\"2\":{\"consumer_lag\":-1,\"consumer_lag_stored\":-1,\"lo_offset\":5,\"ls_offset\":30,"
+	"\"fetch_state\":\"active\"},"
+	"\"3\":{\"consumer_lag\":-1,\"consumer_lag_stored\":-1,\"lo_offset\":-1,\"ls_offset\":-1,"
+	"\"fetch_state\":\"none\"},"
+	"\"-1\":{\"consumer_lag\":-1,\"consumer_lag_stored\":-1}}}}}";
+
+static void test_lag_from_statistics(void **state)
+{
+	int64_t lag;
+	(void)state;
+	th_metrics_reset();
+	assert_int_equal(th_metrics_total_lag(&lag), 0);
+	assert_int_equal(th_metrics_feed_stats(stats_json, sizeof(stats_json) - 1), 0);
+	/* 42 (stored) + 7 (committed) + 25 (nothing committed: all of it) */
+	assert_int_equal(th_metrics_total_lag(&lag), 3);
+	assert_int_equal(lag, 74);
+	char *m = render();
+	assert_non_null(strstr(m, "trailhound_consumer_lag{topic=\"in\\\"x\",partition=\"0\"} 42\n"));
+	assert_non_null(strstr(m, "trailhound_consumer_lag{topic=\"in\\\"x\",partition=\"2\"} 25\n"));
+	assert_null(strstr(m, "partition=\"3\""));
+	assert_null(strstr(m, "partition=\"-1\""));
+	free(m);
+	assert_int_equal(th_metrics_feed_stats("{not json", 9), TH_EPARSE);
+}
+
+static void test_ready_and_healthy(void **state)
+{
+	(void)state;
+	th_metrics_reset();
+	assert_false(th_metrics_healthy()); /* never beaten */
+	th_metrics_heartbeat();
+	assert_true(th_metrics_healthy());
+	th_metrics_broker_up(true);
+	assert_false(th_metrics_ready()); /* nothing assigned */
+	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 2);
+	th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 1);
+	assert_false(th_metrics_ready());
+	th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 0);
+	assert_true(th_metrics_ready());
+	char *m = render();
+	assert_non_null(strstr(m, "\ntrailhound_ready 1\n"));
+	free(m);
+	th_metrics_broker_up(false);
+	assert_false(th_metrics_ready());
+	struct th_metrics_part p = {"in", 1, 4096};
+	th_metrics_set_parts(&p, 1);
+	m = render();
+	assert_non_null(strstr(m, "trailhound_state_bytes{partition=\"in-1\"} 4096\n"));
+	assert_non_null(strstr(m, "\ntrailhound_ready 0\n"));
+	free(m);
+}
+
+static void test_listen_address(void **state)
+{
+	char err[256];
+	(void)state;
+	assert_int_equal(th_metrics_start("nonsense", 60, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, "host:port"));
+	assert_int_equal(th_metrics_start("127.0.0.1:notaport", 60, err, sizeof(err)), TH_ECONFIG);
+	th_metrics_stop();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_counters_and_labels),
+		cmocka_unit_test(test_lag_from_statistics),
+		cmocka_unit_test(test_ready_and_healthy),
+		cmocka_unit_test(test_listen_address),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
