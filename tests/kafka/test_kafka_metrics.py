@@ -188,6 +188,20 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
                  "trailhound_partitions_assigned", "trailhound_state_bytes",
                  "trailhound_consumer_lag", "trailhound_ready"):
         assert name in text_names, name
+    # deploy/'s Grafana dashboard and alert rules query only what a live
+    # worker serves (tests/test_deploy.py reads their queries)
+    import importlib.util
+    import re
+    spec = importlib.util.spec_from_file_location(
+        "test_deploy", os.path.join(os.path.dirname(__file__), "..", "test_deploy.py"))
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    queried = deploy.queried_metrics()
+    assert len(queried) >= 15
+    for where, name in queried:
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in text_names or base in text_names, \
+            f"{where} queries {name}, which a live worker does not serve"
 
     w.term()
     assert w.wait(60) == 0, w.tail()
