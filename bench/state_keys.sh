@@ -40,7 +40,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$CACHE"
-CORPUS=$CACHE/keys-$KEYS.jsonl
+CORPUS=$CACHE/keys-v2-$KEYS.jsonl  # v2: random-looking access keys
 if [[ ! -s $CORPUS ]]; then
 	say "generating $CORPUS (once)"
 	python3 tools/gen_bench_events.py keys --keys "$KEYS" --out "$CORPUS.tmp"
