@@ -199,8 +199,8 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
     queried = deploy.queried_metrics()
     assert len(queried) >= 15
     for where, name in queried:
-        base = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert name in text_names or base in text_names, \
+        stem = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in text_names or stem in text_names, \
             f"{where} queries {name}, which a live worker does not serve"
 
     w.term()
@@ -216,7 +216,7 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
                get(base + "/readyz")[0] == 200)
     m2 = parse_metrics(get(base + "/metrics")[1])
     restored = sum(int(l.split(" state records restored")[0].rsplit(" ", 1)[1])
-                   for l in w2.lines("state records restored"))
+                   for l in w2.lines("state records restored from"))
     assert restored > 0
     assert metric(m2, "trailhound_restore_records_total") == restored
     assert metric(m2, "trailhound_partitions_restoring") == 0
