@@ -63,7 +63,7 @@ struct obj {
  * between events as well as at checkpoints, so a transaction that touches
  * many keys (a burst of new credentials) flushes and drops them as it goes
  * instead of holding one decoded copy of each until its commit. */
-#define OBJS_MAX 2048
+#define OBJS_MAX 1024
 /* Freed payloads kept for reuse (spares): enough to skip malloc on the hot
  * path, few enough not to pin a burst's worth of memory. */
 #define SPARES_MAX 256
