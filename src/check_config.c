@@ -174,7 +174,8 @@ static void check_kafka(struct check *c, const struct th_config *cf)
 		char policy[128];
 		if (cleanup_policy(rk, cf->changelog_topic, policy, sizeof(policy), errstr,
 				   sizeof(errstr)))
-			report(c, false, "changelog topic %s: cannot read its configuration: %s",
+			report(c, false, "changelog topic %s: cannot read its configuration: %s "
+			       "(the principal needs DescribeConfigs on it for this check)",
 			       cf->changelog_topic, errstr);
 		else if (!strstr(policy, "compact"))
 			report(c, false, "changelog topic %s: cleanup.policy is \"%s\", not compact: "

@@ -121,6 +121,7 @@ def worker_acls(n, principal="User:trailhound", group=True):
     out = [acl(principal, T, n.input, R), acl(principal, T, n.input, D),
            acl(principal, T, n.changelog, R), acl(principal, T, n.changelog, W),
            acl(principal, T, n.changelog, D),
+           acl(principal, T, n.changelog, AclOperation.DESCRIBE_CONFIGS),
            acl(principal, T, n.output, W), acl(principal, T, n.output, D),
            acl(principal, T, n.dead_letter, W), acl(principal, T, n.dead_letter, D),
            acl(principal, X, n.tid, W), acl(principal, X, n.tid, D)]
@@ -288,3 +289,39 @@ def test_worker_without_group_acl_processes_nothing(secure, admin, names, small_
     assert last and "not authorized" in last[-1] and "Group authorization failed" in last[-1], \
         w.stderr[-3000:]
     assert read_all(secure, names.output) == []
+
+
+def check_config(cfg, n, state_dir):
+    cmd = [BIN, "run", "-c", cfg, "--check-config",
+           "--set", f"input_topics={n.input}", "--set", f"output_topic={n.output}",
+           "--set", f"changelog_topic={n.changelog}", "--set", f"dead_letter_topic={n.dead_letter}",
+           "--set", f"group_id={n.group}", "--set", f"transactional_id={n.tid}",
+           "--set", f"state_dir={state_dir}", "--set", f"schema_id={SCHEMA_ID}",
+           "--set", f"asn_db={ASN}", "--set", f"aws_ranges={RANGES}"]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"--check-config still running after {HANG} s")
+
+
+@pytest.mark.parametrize("what", ["good", "wrong_password"])
+def test_check_config_on_the_secured_broker(secure, admin, names, tmp_path, what):
+    """`run --check-config` with the worker's principal and exactly its ACLs:
+    every check passes and the effective configuration it prints masks the
+    password; with a wrong password it fails with the broker's reason (exit 4),
+    without echoing the password it was given either."""
+    grant(admin, worker_acls(names))
+    password = None if what == "good" else "not-the-password-either"
+    cfg = write_config(tmp_path / "worker.conf", secure, "trailhound", password=password)
+    r = check_config(cfg, names, tmp_path / "state")
+    out = r.stdout + r.stderr
+    given = secure["users"]["trailhound"] if password is None else password
+    assert given not in out, "the password reached the output"
+    if what == "good":
+        fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL ")]
+        assert r.returncode == 0 and not fails, out[-4000:]
+        assert f"changelog topic {names.changelog}: {PARTITIONS} partitions, co-partitioned" in r.stdout
+        assert "kafka.sasl.password" in r.stdout and "***" in r.stdout, r.stdout[-3000:]
+    else:
+        assert r.returncode == 4, out[-4000:]
+        assert "SASL authentication error" in out, out[-4000:]
