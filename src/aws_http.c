@@ -174,8 +174,6 @@ int th_aws_request(const struct th_aws_req *rq, struct th_aws_resp *resp, char *
 			snprintf(hbuf, sizeof(hbuf), "Content-Type: %s", rq->content_type);
 			hdrs = curl_slist_append(hdrs, hbuf);
 		}
-		/* no "Expect: 100-continue" round trip for small bodies */
-		hdrs = curl_slist_append(hdrs, "Expect:");
 	}
 	else if (strcmp(rq->method, "GET") != 0)
 		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, rq->method); /* IMDSv2's PUT */

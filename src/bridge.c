@@ -611,9 +611,12 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		out = abort_txn(b);
 		goto cleanup;
 	}
-	/* a test hook: die between producing and committing */
-	if (getenv("TH_BRIDGE_TEST_KILL_BEFORE_COMMIT"))
-		abort();
+	/* test hook (tests/kafka/test_kafka_bridge.py): kill -9 mid-file, the
+	 * events and the marker produced, the transaction open */
+	if (getenv("TH_BRIDGE_TEST_KILL_BEFORE_COMMIT")) {
+		rd_kafka_flush(b->rk, 5000);
+		raise(SIGKILL);
+	}
 	if ((out = commit(b)) == F_PUBLISHED) {
 		markers_add(&b->seen, marker);
 		b->st->files++;
@@ -753,7 +756,7 @@ done:
 	if (pd)
 		pd->done = true;
 	if (!keep && getenv("TH_BRIDGE_TEST_KILL_BEFORE_DELETE"))
-		abort(); /* test hook: committed, not deleted */
+		raise(SIGKILL); /* test hook: committed, message not deleted */
 	if (!keep && sqs_simple(b, "DeleteMessage", m->receipt, -1) == TH_ECONFIG) {
 		rx->rc = TH_EXIT_CONFIG;
 		return 1;

@@ -125,7 +125,7 @@ static const struct conf_item items[] = {
 	 "bridge: a file that cannot be read is dead-lettered after this many receives"},
 	{"bridge_object_max_mb", T_LONG, "1024", 1, 65536, C(bridge_object_max_mb),
 	 "bridge: largest log file fetched, compressed and again decompressed (MiB)"},
-	{"bridge_visibility_s", T_LONG, "120", 10, 43200, C(bridge_visibility_s),
+	{"bridge_visibility_s", T_LONG, "120", 1, 43200, C(bridge_visibility_s),
 	 "bridge: SQS visibility timeout kept ahead of a file in flight (seconds)"},
 	/* operations */
 	{"metrics_listen", T_STR, "", 0, 0, C(metrics_listen),
