@@ -73,6 +73,9 @@ int notice(dom::parser &parser, const char *json, size_t len, struct th_s3_obj *
 	if (type == "SubscriptionConfirmation" || type == "UnsubscribeConfirmation")
 		return TH_NOTICE_TEST;
 	std::string_view msg = str_at(doc, "Message");
+	/* what CloudTrail sends when it checks the topic: not JSON inside */
+	if (msg == "CloudTrail validation message.")
+		return TH_NOTICE_TEST;
 	if (type == "Notification" && depth == 0) {
 		/* SNS envelope: the message is itself a JSON document (the parser's
 		 * buffers are reused, so copy it out first) */
@@ -80,8 +83,6 @@ int notice(dom::parser &parser, const char *json, size_t len, struct th_s3_obj *
 		return notice(parser, inner.data(), inner.size(), objs, max_objs, n, 1);
 	}
 	if (str_at(doc, "Event") == "s3:TestEvent")
-		return TH_NOTICE_TEST;
-	if (msg == "CloudTrail validation message.")
 		return TH_NOTICE_TEST;
 	dom::array recs;
 	if (doc["Records"].get(recs) == SUCCESS) {

@@ -136,6 +136,7 @@ struct bridge {
 	struct pending pend[MAX_BATCH];
 	int n_pend;
 	int64_t next_beat_ms;
+	long stall_ms;
 	char errstr[1024];
 };
 
@@ -414,6 +415,14 @@ static int sink_event(void *ctx, const struct th_event *ev, const char *raw, siz
 		}
 		break;
 	}
+	if (b->f_events == 0 && b->stall_ms) {
+		/* test hook (TH_BRIDGE_TEST_STALL_MS): a file that takes long, so
+		 * the test can see the visibility kept up meanwhile */
+		for (long waited = 0; waited < b->stall_ms && *b->run; waited += 100) {
+			usleep(100000);
+			heartbeat(b);
+		}
+	}
 	if (++b->f_events % 1000 == 0) {
 		rd_kafka_poll(b->rk, 0);
 		heartbeat(b);
@@ -508,6 +517,7 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		if (markers_has(&b->seen, marker))
 			return F_SKIPPED;
 	}
+	th_log_debug("bridge", "s3://%s/%s: fetching", o->bucket, o->key);
 	snprintf(tmpl, sizeof(tmpl), "%s/trailhound-bridge.XXXXXX", tmpdir ? tmpdir : "/tmp");
 	if ((fd = mkstemp(tmpl)) < 0) {
 		snprintf(why, why_size, "temporary file in %s: %s", tmpdir ? tmpdir : "/tmp",
@@ -975,6 +985,8 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	b.t.region = cf->aws_region;
 	b.t.endpoint = cf->aws_endpoint;
 	b.topic = cf->input_topics[0];
+	if (getenv("TH_BRIDGE_TEST_STALL_MS"))
+		b.stall_ms = strtol(getenv("TH_BRIDGE_TEST_STALL_MS"), NULL, 10);
 	if (!o->backfill && !cf->bridge_queue_url[0]) {
 		fprintf(stderr, "trailhound bridge: set bridge_queue_url (or use --backfill)\n");
 		return TH_EXIT_CONFIG;

@@ -296,6 +296,8 @@ def test_bridge_sns_and_cloudtrail_formats(moto, admin, broker, tmp_path, events
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:130])
     assert env.queue_depth() == 0
+    # the validation message is no work, not a dead letter
+    assert read_topic(env.broker, env.dlq) == []
 
 
 @pytest.mark.parametrize("hook", ["TH_BRIDGE_TEST_KILL_BEFORE_COMMIT",
@@ -315,6 +317,36 @@ def test_bridge_kill9_redelivery(env, events, hook):
     p = env.run("--set", "bridge_visibility_s=3", idle=8000)
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:2500])
+    assert env.queue_depth() == 0
+
+
+def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
+    """A file that takes longer than the visibility timeout (the bridge stalls
+    8 s on its first event; timeout 2 s): meanwhile another reader of the queue
+    gets nothing, and the file is published once."""
+    env.upload(env.key(), events[0:200])
+    logf = tmp_path / "bridge.log"
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "3000", "-v", "--set",
+                                        "bridge_visibility_s=2"),
+                                env=env.env(TH_BRIDGE_TEST_STALL_MS="8000"), stderr=lf,
+                                stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while ": fetching" not in logf.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.1)
+            time.sleep(4)  # twice the visibility timeout
+            stolen = env.sqs.receive_message(QueueUrl=env.queue, WaitTimeSeconds=0,
+                                             MaxNumberOfMessages=10).get("Messages", [])
+            assert stolen == [], "the message became visible while its file was in flight"
+            assert proc.wait(120) == 0, logf.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "visibility extended" in logf.read_text()
+    assert_once_keyed(env, events[0:200])
     assert env.queue_depth() == 0
 
 
