@@ -24,7 +24,8 @@ void copy_sv(std::string_view v, char *out, size_t size)
 	if (!size)
 		return;
 	size_t n = v.size() < size - 1 ? v.size() : size - 1;
-	memcpy(out, v.data(), n);
+	if (n) /* an empty view's data() may be NULL */
+		memcpy(out, v.data(), n);
 	out[n] = '\0';
 }
 
