@@ -857,6 +857,10 @@ static int backfill(struct bridge *b)
 	size_t n = 0, cap = 0;
 	int ret = TH_EXIT_OK;
 	int64_t since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
+	/* test hook: small pages, so a test covers the continuation */
+	const char *page = getenv("TH_BRIDGE_TEST_LIST_PAGE");
+	if (page && strspn(page, "0123456789") != strlen(page))
+		page = NULL;
 
 	if (strncmp(s, "s3://", 5) != 0) {
 		fprintf(stderr, "trailhound bridge: --backfill wants s3://bucket/prefix\n");
@@ -886,9 +890,9 @@ static int backfill(struct bridge *b)
 			goto cleanup;
 		/* parameters in canonical (sorted) order: curl 7.88 signs the query
 		 * string as written */
-		snprintf(url, sizeof(url), "%s?%s%s%slist-type=2&prefix=%s", base,
+		snprintf(url, sizeof(url), "%s?%s%s%slist-type=2%s%s&prefix=%s", base,
 			 token[0] ? "continuation-token=" : "", token[0] ? etoken : "",
-			 token[0] ? "&" : "", eprefix);
+			 token[0] ? "&" : "", page ? "&max-keys=" : "", page ? page : "", eprefix);
 		struct th_aws_req rq = {.method = "GET", .url = url, .service = "s3",
 					.region = b->t.region, .creds = cr, .out_fd = -1,
 					.timeout_s = 120};
@@ -938,6 +942,8 @@ static int backfill(struct bridge *b)
 		th_aws_xml_text(r.body, end, "IsTruncated", trunc, sizeof(trunc));
 		th_aws_xml_text(r.body, end, "NextContinuationToken", token, sizeof(token));
 		th_aws_resp_free(&r);
+		th_log_debug("bridge", "ListObjectsV2 page: %zu file(s) so far%s", n,
+			     strcmp(trunc, "true") == 0 ? ", more" : "");
 		if (strcmp(trunc, "true") != 0 || !token[0])
 			break;
 	}

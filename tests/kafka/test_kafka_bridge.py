@@ -458,10 +458,13 @@ def test_bridge_backfill(moto, admin, broker, tmp_path, events):
     env.upload(env.key(digest=True, stamp=time.strftime("%Y%m%dT%H%MZ", now)), events[310:320])
     # the prefix without its trailing '/': moto 5.2 rejects the signature of any
     # query with an encoded '/' (%2F), botocore's own requests included
-    p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/AWSLogs", "--since", "30d"),
-                       env=env.env(), capture_output=True, text=True, timeout=180)
+    # pages of two keys: the listing goes on with continuation tokens
+    p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/AWSLogs", "--since", "30d", "-v"),
+                       env=env.env(TH_BRIDGE_TEST_LIST_PAGE="2"), capture_output=True, text=True,
+                       timeout=180)
     assert p.returncode == 0, p.stderr
     assert "3 file(s) to publish" in p.stderr
+    assert p.stderr.count("ListObjectsV2 page") >= 3
     # delivery order: the oldest file's events first on every partition
     assert_once_keyed(env, events[0:300])
     order = [l.split("s3://")[1].split(":")[0] for l in p.stderr.splitlines()
