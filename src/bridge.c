@@ -840,6 +840,17 @@ struct listed {
 	int64_t t;
 };
 
+/* What a backfill listing gathers: the files to publish and, when listing
+ * with a delimiter, the "folders" one level down. */
+struct listing {
+	const char *bucket;
+	int64_t since;
+	struct listed *files;
+	size_t n, cap;
+	char **dirs;
+	size_t n_dirs, cap_dirs;
+};
+
 static int cmp_listed(const void *a, const void *b)
 {
 	const struct listed *x = a, *y = b;
@@ -848,20 +859,178 @@ static int cmp_listed(const void *a, const void *b)
 	return strcmp(x->obj.key, y->obj.key);
 }
 
-static int backfill(struct bridge *b)
+static int add_file(struct listing *ls, const char *block)
 {
-	char bucket[256] = "", prefix[1024] = "", url[10240], eprefix[3072], token[2048] = "",
-	     etoken[6200], base[600];
-	const char *s = b->o->backfill;
-	struct listed *files = NULL;
-	size_t n = 0, cap = 0;
-	int ret = TH_EXIT_OK;
-	int64_t since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
+	struct listed l;
+	char raw_etag[200];
+	const char *be = block + strlen(block);
+	memset(&l, 0, sizeof(l));
+	th_aws_xml_text(block, be, "Key", l.obj.key, sizeof(l.obj.key));
+	th_aws_xml_text(block, be, "ETag", raw_etag, sizeof(raw_etag));
+	/* the listing quotes the ETag, a notification does not */
+	size_t el = strlen(raw_etag);
+	const char *es = raw_etag;
+	if (el >= 2 && raw_etag[0] == '"') {
+		es++;
+		el -= 2;
+	}
+	snprintf(l.obj.etag, sizeof(l.obj.etag), "%.*s", (int)el, es);
+	snprintf(l.obj.bucket, sizeof(l.obj.bucket), "%s", ls->bucket);
+	if (th_bridge_key_skipped(l.obj.key) || !strstr(l.obj.key, "/CloudTrail/") ||
+	    th_bridge_key_time(l.obj.key, &l.t) || l.t < ls->since)
+		return 0;
+	if (ls->n == ls->cap) {
+		size_t ncap = ls->cap ? ls->cap * 2 : 256;
+		struct listed *nf = realloc(ls->files, ncap * sizeof(*nf));
+		if (!nf)
+			return TH_ENOMEM;
+		ls->files = nf;
+		ls->cap = ncap;
+	}
+	ls->files[ls->n++] = l;
+	return 0;
+}
+
+static int add_dir(struct listing *ls, const char *dir)
+{
+	if (ls->n_dirs == ls->cap_dirs) {
+		size_t ncap = ls->cap_dirs ? ls->cap_dirs * 2 : 64;
+		char **nd = realloc(ls->dirs, ncap * sizeof(*nd));
+		if (!nd)
+			return TH_ENOMEM;
+		ls->dirs = nd;
+		ls->cap_dirs = ncap;
+	}
+	if (!(ls->dirs[ls->n_dirs] = strdup(dir)))
+		return TH_ENOMEM;
+	ls->n_dirs++;
+	return 0;
+}
+
+static void drop_dirs(struct listing *ls, size_t from)
+{
+	for (size_t i = from; i < ls->n_dirs; i++)
+		free(ls->dirs[i]);
+	ls->n_dirs = from;
+}
+
+/* Every page of ListObjectsV2 under prefix (with delim: one level, its
+ * folders into ls->dirs). Returns a TH_EXIT_* code. */
+static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix, bool delim)
+{
+	char url[10240], eprefix[3072], token[2048] = "", etoken[6200], base[600];
 	/* test hook: small pages, so a test covers the continuation */
 	const char *page = getenv("TH_BRIDGE_TEST_LIST_PAGE");
 	if (page && strspn(page, "0123456789") != strlen(page))
 		page = NULL;
+	if (th_aws_uri_encode(prefix, eprefix, sizeof(eprefix)) ||
+	    th_aws_s3_url(&b->t, ls->bucket, NULL, base, sizeof(base)))
+		return TH_EXIT_USAGE;
+	for (;;) {
+		struct th_aws_resp r;
+		const struct th_aws_creds *cr;
+		if (th_aws_creds_get(b->creds, false, &cr, b->errstr, sizeof(b->errstr))) {
+			fprintf(stderr, "trailhound bridge: %s\n", b->errstr);
+			return TH_EXIT_CONFIG;
+		}
+		if (th_aws_uri_encode(token, etoken, sizeof(etoken)))
+			return TH_EXIT_RUNTIME;
+		/* parameters in canonical (sorted) order, values encoded: curl 7.88
+		 * signs the query string as written */
+		snprintf(url, sizeof(url), "%s?%s%s%s%slist-type=2%s%s&prefix=%s", base,
+			 token[0] ? "continuation-token=" : "", token[0] ? etoken : "",
+			 token[0] ? "&" : "", delim ? "delimiter=%2F&" : "",
+			 page ? "&max-keys=" : "", page ? page : "", eprefix);
+		struct th_aws_req rq = {.method = "GET", .url = url, .service = "s3",
+					.region = b->t.region, .creds = cr, .out_fd = -1,
+					.timeout_s = 120};
+		if (th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr)) || r.status != 200) {
+			fprintf(stderr,
+				"trailhound bridge: ListObjectsV2 s3://%s/%s: %s%s HTTP %ld %s %s\n",
+				ls->bucket, prefix, r.status ? "" : b->errstr, r.status ? "" : ";",
+				r.status, r.code, r.message);
+			int ret = th_aws_auth_error(r.code, r.status) ? TH_EXIT_CONFIG
+								      : TH_EXIT_RUNTIME;
+			th_aws_resp_free(&r);
+			return ret;
+		}
+		const char *p = r.body, *end = r.body + r.len;
+		char block[8192], trunc[16];
+		while ((p = th_aws_xml_text(p, end, "Contents", block, sizeof(block))))
+			if (add_file(ls, block)) {
+				th_aws_resp_free(&r);
+				return TH_EXIT_RUNTIME;
+			}
+		for (p = r.body; delim && (p = th_aws_xml_text(p, end, "CommonPrefixes", block,
+								 sizeof(block)));) {
+			char dir[1100];
+			th_aws_xml_text(block, block + strlen(block), "Prefix", dir, sizeof(dir));
+			if (dir[0] && add_dir(ls, dir)) {
+				th_aws_resp_free(&r);
+				return TH_EXIT_RUNTIME;
+			}
+		}
+		th_aws_xml_text(r.body, end, "IsTruncated", trunc, sizeof(trunc));
+		th_aws_xml_text(r.body, end, "NextContinuationToken", token, sizeof(token));
+		th_aws_resp_free(&r);
+		th_log_debug("bridge", "ListObjectsV2 page s3://%s/%s: %zu file(s) so far%s",
+			     ls->bucket, prefix, ls->n, strcmp(trunc, "true") == 0 ? ", more" : "");
+		if (strcmp(trunc, "true") != 0 || !token[0])
+			return TH_EXIT_OK;
+	}
+}
 
+/* With --since: walk the trail's folders (AWSLogs/, o-…/, account/) down to
+ * each CloudTrail/<region>/ and list only the day folders inside the period,
+ * instead of every key of a years-deep archive. Returns a TH_EXIT_* code. */
+static int walk(struct bridge *b, struct listing *ls, const char *prefix, int depth)
+{
+	size_t first = ls->n_dirs;
+	int ret = list_prefix(b, ls, prefix, true);
+	size_t last = ls->n_dirs;
+	for (size_t i = first; i < last && ret == TH_EXIT_OK && *b->run; i++) {
+		const char *d = ls->dirs[i];
+		size_t dl = strlen(d);
+		if (dl >= 19 && strcmp(d + dl - 18, "CloudTrail-Digest/") == 0)
+			continue;
+		if (dl >= 20 && strcmp(d + dl - 19, "CloudTrail-Insight/") == 0)
+			continue;
+		if (dl >= 11 && strcmp(d + dl - 11, "CloudTrail/") == 0 &&
+		    (dl == 11 || d[dl - 12] == '/')) {
+			size_t regions = ls->n_dirs;
+			if ((ret = list_prefix(b, ls, d, true)))
+				break;
+			for (size_t j = regions; j < ls->n_dirs && ret == TH_EXIT_OK; j++) {
+				/* the folder is the delivery day (UTC) of its files */
+				int64_t day0 = ls->since - ls->since % 86400000;
+				for (int64_t t = day0; t <= now_ms() + 86400000 && ret == TH_EXIT_OK;
+				     t += 86400000) {
+					char dayp[1200];
+					time_t secs = (time_t)(t / 1000);
+					struct tm tm;
+					gmtime_r(&secs, &tm);
+					snprintf(dayp, sizeof(dayp), "%s%04d/%02d/%02d/", ls->dirs[j],
+						 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+					ret = list_prefix(b, ls, dayp, false);
+				}
+			}
+			continue;
+		}
+		if (depth < 6)
+			ret = walk(b, ls, d, depth + 1);
+	}
+	drop_dirs(ls, first);
+	return ret;
+}
+
+static int backfill(struct bridge *b)
+{
+	char bucket[256] = "", prefix[1024] = "";
+	const char *s = b->o->backfill;
+	struct listing ls;
+	int ret;
+
+	memset(&ls, 0, sizeof(ls));
 	if (strncmp(s, "s3://", 5) != 0) {
 		fprintf(stderr, "trailhound bridge: --backfill wants s3://bucket/prefix\n");
 		return TH_EXIT_USAGE;
@@ -870,94 +1039,28 @@ static int backfill(struct bridge *b)
 	const char *sl = strchr(s, '/');
 	snprintf(bucket, sizeof(bucket), "%.*s", sl ? (int)(sl - s) : (int)strlen(s), s);
 	snprintf(prefix, sizeof(prefix), "%s", sl ? sl + 1 : "");
-	if (!bucket[0] || th_aws_uri_encode(prefix, eprefix, sizeof(eprefix))) {
+	if (!bucket[0]) {
 		fprintf(stderr, "trailhound bridge: --backfill: bad s3:// URL\n");
 		return TH_EXIT_USAGE;
 	}
-	if (th_aws_s3_url(&b->t, bucket, NULL, base, sizeof(base)))
-		return TH_EXIT_USAGE;
-	/* ListObjectsV2 pages of 1000 keys; the whole prefix, so organisation
-	 * trails' o-… level and every account and region are included */
-	for (;;) {
-		struct th_aws_resp r;
-		const struct th_aws_creds *cr;
-		if (th_aws_creds_get(b->creds, false, &cr, b->errstr, sizeof(b->errstr))) {
-			fprintf(stderr, "trailhound bridge: %s\n", b->errstr);
-			ret = TH_EXIT_CONFIG;
-			goto cleanup;
-		}
-		if (th_aws_uri_encode(token, etoken, sizeof(etoken)))
-			goto cleanup;
-		/* parameters in canonical (sorted) order: curl 7.88 signs the query
-		 * string as written */
-		snprintf(url, sizeof(url), "%s?%s%s%slist-type=2%s%s&prefix=%s", base,
-			 token[0] ? "continuation-token=" : "", token[0] ? etoken : "",
-			 token[0] ? "&" : "", page ? "&max-keys=" : "", page ? page : "", eprefix);
-		struct th_aws_req rq = {.method = "GET", .url = url, .service = "s3",
-					.region = b->t.region, .creds = cr, .out_fd = -1,
-					.timeout_s = 120};
-		if (th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr)) || r.status != 200) {
-			fprintf(stderr, "trailhound bridge: ListObjectsV2 s3://%s/%s: %s%s HTTP %ld %s %s\n",
-				bucket, prefix, r.status ? "" : b->errstr, r.status ? "" : ";",
-				r.status, r.code, r.message);
-			ret = th_aws_auth_error(r.code, r.status) ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
-			th_aws_resp_free(&r);
-			goto cleanup;
-		}
-		const char *p = r.body, *end = r.body + r.len;
-		char block[8192];
-		while ((p = th_aws_xml_text(p, end, "Contents", block, sizeof(block)))) {
-			struct listed l;
-			char raw_etag[200];
-			memset(&l, 0, sizeof(l));
-			const char *be = block + strlen(block);
-			th_aws_xml_text(block, be, "Key", l.obj.key, sizeof(l.obj.key));
-			th_aws_xml_text(block, be, "ETag", raw_etag, sizeof(raw_etag));
-			/* the listing quotes the ETag, the notification does not */
-			size_t el = strlen(raw_etag);
-			const char *es = raw_etag;
-			if (el >= 2 && raw_etag[0] == '"') {
-				es++;
-				el -= 2;
-			}
-			snprintf(l.obj.etag, sizeof(l.obj.etag), "%.*s", (int)el, es);
-			snprintf(l.obj.bucket, sizeof(l.obj.bucket), "%s", bucket);
-			if (th_bridge_key_skipped(l.obj.key) || !strstr(l.obj.key, "/CloudTrail/") ||
-			    th_bridge_key_time(l.obj.key, &l.t) || l.t < since)
-				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 256;
-				struct listed *nf = realloc(files, ncap * sizeof(*nf));
-				if (!nf) {
-					th_aws_resp_free(&r);
-					ret = TH_EXIT_RUNTIME;
-					goto cleanup;
-				}
-				files = nf;
-				cap = ncap;
-			}
-			files[n++] = l;
-		}
-		char trunc[16];
-		th_aws_xml_text(r.body, end, "IsTruncated", trunc, sizeof(trunc));
-		th_aws_xml_text(r.body, end, "NextContinuationToken", token, sizeof(token));
-		th_aws_resp_free(&r);
-		th_log_debug("bridge", "ListObjectsV2 page: %zu file(s) so far%s", n,
-			     strcmp(trunc, "true") == 0 ? ", more" : "");
-		if (strcmp(trunc, "true") != 0 || !token[0])
-			break;
-	}
+	ls.bucket = bucket;
+	ls.since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
+	/* without --since the whole prefix is wanted: one flat listing is fewer
+	 * requests than walking it */
+	ret = b->o->since_ms ? walk(b, &ls, prefix, 0) : list_prefix(b, &ls, prefix, false);
+	if (ret)
+		goto cleanup;
 	/* delivery order, as the live bridge would have published them */
-	qsort(files, n, sizeof(*files), cmp_listed);
-	th_log_info("bridge", "backfill s3://%s/%s: %zu file(s) to publish", bucket, prefix, n);
-	for (size_t i = 0; i < n && *b->run; i++) {
+	qsort(ls.files, ls.n, sizeof(*ls.files), cmp_listed);
+	th_log_info("bridge", "backfill s3://%s/%s: %zu file(s) to publish", bucket, prefix, ls.n);
+	for (size_t i = 0; i < ls.n && *b->run; i++) {
 		char why[1024] = "";
-		enum outcome out = publish_file(b, &files[i].obj, why, sizeof(why));
+		enum outcome out = publish_file(b, &ls.files[i].obj, why, sizeof(why));
 		if (out == F_SKIPPED) {
 			b->st->skipped++;
 		} else if (out == F_UNREADABLE || out == F_RETRY) {
 			b->st->unreadable++;
-			th_log_err("bridge", "s3://%s/%s: %s", bucket, files[i].obj.key, why);
+			th_log_err("bridge", "s3://%s/%s: %s", bucket, ls.files[i].obj.key, why);
 			ret = TH_EXIT_INPUT;
 		} else if (out == F_AUTH) {
 			fprintf(stderr, "trailhound bridge: %s\n", why);
@@ -969,7 +1072,9 @@ static int backfill(struct bridge *b)
 		}
 	}
 cleanup:
-	free(files);
+	drop_dirs(&ls, 0);
+	free(ls.dirs);
+	free(ls.files);
 	return ret;
 }
 

@@ -441,11 +441,11 @@ def test_bridge_web_identity_refreshed(moto_noauth, admin, broker, events, tmp_p
     assert_once_keyed(env, events[0:60])
 
 
-def test_bridge_backfill(moto, admin, broker, tmp_path, events):
-    env = Env(moto, admin, broker, tmp_path)
-    now = time.gmtime()
+def backfill_layout(env, events):
+    """Three files of the last three days and one of 40 days ago, in an
+    organisation trail's layout (AWSLogs/o-…/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/),
+    and a digest file; returns the recent keys (oldest first) and the old key."""
     recent = []
-    # an organisation trail: AWSLogs/o-…/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/
     for i, ago in enumerate([2, 1, 0]):
         t = time.gmtime(time.time() - ago * 86400)
         k = env.key(account=f"30303030{1000 + i}", org="o-abc123def4",
@@ -453,23 +453,43 @@ def test_bridge_backfill(moto, admin, broker, tmp_path, events):
         env.upload(k, events[i * 100:(i + 1) * 100])
         recent.append(k)
     old = time.gmtime(time.time() - 40 * 86400)
-    env.upload(env.key(org="o-abc123def4", day=time.strftime("%Y/%m/%d", old),
-                       stamp=time.strftime("%Y%m%dT%H%MZ", old)), events[300:310])
-    env.upload(env.key(digest=True, stamp=time.strftime("%Y%m%dT%H%MZ", now)), events[310:320])
-    # the prefix without its trailing '/': moto 5.2 rejects the signature of any
-    # query with an encoded '/' (%2F), botocore's own requests included
+    old_key = env.key(org="o-abc123def4", day=time.strftime("%Y/%m/%d", old),
+                      stamp=time.strftime("%Y%m%dT%H%MZ", old))
+    env.upload(old_key, events[300:310])
+    now = time.gmtime()
+    env.upload(env.key(digest=True, day=time.strftime("%Y/%m/%d", now),
+                       stamp=time.strftime("%Y%m%dT%H%MZ", now)), events[310:320])
+    return recent, old_key
+
+
+def published_order(stderr):
+    return [l.split("s3://")[1].split(":")[0] for l in stderr.splitlines()
+            if " events, " in l and "s3://" in l]
+
+
+def test_bridge_backfill_since(moto_noauth, admin, broker, tmp_path, events):
+    """--since walks the folders down to the day folders of the period. moto 5.2
+    rejects the signature of any query holding an encoded '/' (%2F, botocore's own
+    requests too), and a walk's delimiter and prefixes hold one: this runs on the
+    moto without signature checks (test_bridge_backfill_signed covers signing)."""
+    env = Env(moto_noauth, admin, broker, tmp_path)
+    recent, _ = backfill_layout(env, events)
     # pages of two keys: the listing goes on with continuation tokens
-    p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/AWSLogs", "--since", "30d", "-v"),
+    p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/AWSLogs/", "--since", "30d",
+                               "-v"),
                        env=env.env(TH_BRIDGE_TEST_LIST_PAGE="2"), capture_output=True, text=True,
                        timeout=180)
     assert p.returncode == 0, p.stderr
     assert "3 file(s) to publish" in p.stderr
-    assert p.stderr.count("ListObjectsV2 page") >= 3
-    # delivery order: the oldest file's events first on every partition
+    # the walk listed the day folders of the period, never the 40-day-old one
+    today = time.strftime("%Y/%m/%d", time.gmtime())
+    assert f"/CloudTrail/us-east-1/{today}/: " in p.stderr
+    old_day = time.strftime("%Y/%m/%d", time.gmtime(time.time() - 40 * 86400))
+    assert f"CloudTrail/us-east-1/{old_day}/" not in p.stderr
+    assert "CloudTrail-Digest/us-east-1/" not in p.stderr
     assert_once_keyed(env, events[0:300])
-    order = [l.split("s3://")[1].split(":")[0] for l in p.stderr.splitlines()
-             if " events, " in l and "s3://" in l]
-    assert order == [f"{env.bucket}/{k}" for k in recent], order
+    # delivery order
+    assert published_order(p.stderr) == [f"{env.bucket}/{k}" for k in recent]
     # the live bridge then sees the notifications of every upload: the three
     # backfilled files are skipped (shared markers), the old one is published
     p = env.run()
@@ -477,6 +497,27 @@ def test_bridge_backfill(moto, admin, broker, tmp_path, events):
     assert p.stderr.count("published before (ledger), skipped") == 3
     assert_once_keyed(env, events[0:310])
     assert env.queue_depth() == 0
+
+
+def test_bridge_backfill_signed(moto, admin, broker, tmp_path, events):
+    """Without --since: one flat listing of the prefix (every page), signed and
+    checked by moto; the prefix without its trailing '/' (see above)."""
+    env = Env(moto, admin, broker, tmp_path)
+    recent, old_key = backfill_layout(env, events)
+    p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/AWSLogs", "-v"),
+                       env=env.env(TH_BRIDGE_TEST_LIST_PAGE="2"), capture_output=True, text=True,
+                       timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "4 file(s) to publish" in p.stderr
+    assert p.stderr.count("ListObjectsV2 page") >= 3
+    assert published_order(p.stderr) == [f"{env.bucket}/{k}" for k in [old_key] + recent]
+    assert_once_keyed(env, events[0:310])
+    # run again: everything is in the ledger
+    p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/AWSLogs"), env=env.env(),
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "skipped=4" in p.stderr
+    assert_once_keyed(env, events[0:310])
 
 
 def test_bridge_end_to_end_alerts_equal_scan(env, sample, events, topics, workers):
