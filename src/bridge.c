@@ -983,7 +983,8 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 /* With --since: walk the trail's folders (AWSLogs/, o-…/, account/) down to
  * each CloudTrail/<region>/ and list only the day folders inside the period,
  * instead of every key of a years-deep archive. Returns a TH_EXIT_* code. */
-static int walk(struct bridge *b, struct listing *ls, const char *prefix, int depth)
+static int walk(struct bridge *b, struct listing *ls, const char *prefix, int depth,
+		bool in_logs)
 {
 	size_t first = ls->n_dirs;
 	int ret = list_prefix(b, ls, prefix, true);
@@ -1016,8 +1017,19 @@ static int walk(struct bridge *b, struct listing *ls, const char *prefix, int de
 			}
 			continue;
 		}
-		if (depth < 6)
-			ret = walk(b, ls, d, depth + 1);
+		/* the folder's own name */
+		const char *nm = d + dl - 1;
+		while (nm > d && nm[-1] != '/')
+			nm--;
+		size_t nl = (size_t)(d + dl - 1 - nm);
+		bool awslogs = nl == 7 && strncmp(nm, "AWSLogs", 7) == 0;
+		bool acct = nl == 12 && strspn(nm, "0123456789") >= 12;
+		bool org = nl > 2 && strncmp(nm, "o-", 2) == 0;
+		/* above AWSLogs/ any folder may lead to it (a trail's own prefix);
+		 * below it only organisations and accounts do (not vpcflowlogs/,
+		 * elasticloadbalancing/, … with their own years of day folders) */
+		if (depth < 8 && (in_logs ? org || acct : true))
+			ret = walk(b, ls, d, depth + 1, in_logs || awslogs);
 	}
 	drop_dirs(ls, first);
 	return ret;
@@ -1047,7 +1059,8 @@ static int backfill(struct bridge *b)
 	ls.since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
 	/* without --since the whole prefix is wanted: one flat listing is fewer
 	 * requests than walking it */
-	ret = b->o->since_ms ? walk(b, &ls, prefix, 0) : list_prefix(b, &ls, prefix, false);
+	ret = b->o->since_ms ? walk(b, &ls, prefix, 0, strstr(prefix, "AWSLogs/") != NULL)
+			     : list_prefix(b, &ls, prefix, false);
 	if (ret)
 		goto cleanup;
 	/* delivery order, as the live bridge would have published them */
