@@ -27,6 +27,7 @@
 #include "trailhound/event.h"
 #include "trailhound/input.h"
 #include "trailhound/log.h"
+#include "trailhound/metrics.h"
 
 #define MAX_OBJS 64   /* objects one notification may list */
 #define MAX_BATCH 10  /* SQS ReceiveMessage's own limit */
@@ -270,6 +271,7 @@ static int sqs_simple(struct bridge *b, const char *action, const char *receipt,
 static void heartbeat(struct bridge *b)
 {
 	int64_t now = now_ms();
+	th_metrics_heartbeat(); /* /healthz: a long file is alive */
 	if (!b->n_pend || now < b->next_beat_ms)
 		return;
 	b->next_beat_ms = now + b->cf->bridge_visibility_s * 1000 / 3;
@@ -437,6 +439,7 @@ static void sink_reject(void *ctx, enum th_reject why, const char *detail, const
 	char off[32];
 	snprintf(off, sizeof(off), "%" PRIu64, offset);
 	b->f_rejects++;
+	th_metrics_reject(why);
 	th_log_debug("bridge", "s3://%s/%s: byte %" PRIu64 ": rejected (%s): %s", b->obj->bucket,
 		     b->obj->key, offset, th_reject_name(why), detail);
 	/* the worker's dead-letter rule: original bytes, reason headers */
@@ -457,9 +460,13 @@ static enum outcome commit(struct bridge *b)
 {
 	for (;;) {
 		heartbeat(b);
+		int64_t c0 = now_ms();
 		rd_kafka_error_t *e = rd_kafka_commit_transaction(b->rk, 60000);
-		if (!e)
+		if (!e) {
+			th_metrics_commit_seconds((double)(now_ms() - c0) / 1000.0);
+			th_metrics_add(TH_M_TXN_COMMITTED, 1);
 			return F_PUBLISHED;
+		}
 		if (rd_kafka_error_is_retriable(e)) {
 			rd_kafka_error_destroy(e);
 			continue;
@@ -469,6 +476,7 @@ static enum outcome commit(struct bridge *b)
 		rd_kafka_error_destroy(e);
 		if (!abortable)
 			return F_FATAL;
+		th_metrics_add(TH_M_TXN_ABORTED, 1);
 		if ((e = rd_kafka_abort_transaction(b->rk, 60000))) {
 			th_log_err("bridge", "abort: %s", rd_kafka_error_string(e));
 			rd_kafka_error_destroy(e);
@@ -480,6 +488,7 @@ static enum outcome commit(struct bridge *b)
 
 static enum outcome abort_txn(struct bridge *b)
 {
+	th_metrics_add(TH_M_TXN_ABORTED, 1);
 	rd_kafka_error_t *e = rd_kafka_abort_transaction(b->rk, 60000);
 	if (!e)
 		return F_RETRY;
@@ -631,6 +640,7 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		markers_add(&b->seen, marker);
 		b->st->files++;
 		b->st->events += b->f_events;
+		th_metrics_add(TH_M_EVENTS_PARSED, b->f_events);
 		b->st->rejected += b->f_rejects;
 		th_log_info("bridge", "s3://%s/%s: %" PRIu64 " events, %" PRIu64 " rejected",
 			    o->bucket, o->key, b->f_events, b->f_rejects);
@@ -798,6 +808,7 @@ static int live(struct bridge *b)
 		 eurl, MAX_BATCH, wait, b->cf->bridge_visibility_s);
 	while (*b->run) {
 		struct th_aws_resp r;
+		th_metrics_heartbeat();
 		int rc = th_sqs_call(&b->sqs, "ReceiveMessage", body, &r, b->errstr,
 				     sizeof(b->errstr));
 		if (rc == TH_ECONFIG) {
@@ -1099,6 +1110,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	rd_kafka_conf_t *conf = NULL;
 	char tid[300], host[256];
 	int ret = TH_EXIT_OK;
+	bool metrics = false;
 
 	memset(&b, 0, sizeof(b));
 	b.cf = cf;
@@ -1129,6 +1141,17 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	if (th_parser_new(&b.parser, (size_t)cf->record_max)) {
 		ret = TH_EXIT_RUNTIME;
 		goto cleanup;
+	}
+	/* the worker's /metrics, /healthz, /readyz; stale after two ReceiveMessage
+	 * waits or a visibility period without a sign of life */
+	if (cf->metrics_listen[0]) {
+		double stale = 2.0 * 20 + (double)cf->bridge_visibility_s + 30.0;
+		if (th_metrics_start(cf->metrics_listen, stale, b.errstr, sizeof(b.errstr))) {
+			fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
+			ret = TH_EXIT_CONFIG;
+			goto cleanup;
+		}
+		metrics = true;
 	}
 	th_parser_set_max_future_skew(b.parser, cf->max_future_skew_ms);
 
@@ -1167,12 +1190,17 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		ret = TH_EXIT_RUNTIME;
 		goto cleanup;
 	}
+	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	int rc = ledger_open(&b);
 	if (rc) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
 		ret = rc == TH_ECONFIG ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
 		goto cleanup;
 	}
+	/* /readyz: the ledger is read (the metrics count its partitions as the
+	 * bridge's assignment), the broker reached, the loop alive */
+	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 1);
+	th_metrics_heartbeat();
 	th_log_info("bridge", "transactional id %s, topic %s, %s", tid, b.topic,
 		    o->backfill ? o->backfill : cf->bridge_queue_url);
 	ret = o->backfill ? backfill(&b) : live(&b);
@@ -1190,6 +1218,8 @@ cleanup:
 	}
 	if (b.rk)
 		rd_kafka_destroy(b.rk);
+	if (metrics)
+		th_metrics_stop();
 	th_parser_destroy(b.parser);
 	th_aws_creds_destroy(b.creds);
 	markers_free(&b.seen);

@@ -327,8 +327,10 @@ def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
     env.upload(env.key(), events[0:200])
     logf = tmp_path / "bridge.log"
     with open(logf, "wb") as lf:
+        mport = free_port()
         proc = subprocess.Popen(env.cmd("--exit-when-idle", "3000", "-v", "--set",
-                                        "bridge_visibility_s=2"),
+                                        "bridge_visibility_s=2", "--set",
+                                        f"metrics_listen=127.0.0.1:{mport}"),
                                 env=env.env(TH_BRIDGE_TEST_STALL_MS="8000"), stderr=lf,
                                 stdout=subprocess.DEVNULL)
         try:
@@ -340,6 +342,11 @@ def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
             stolen = env.sqs.receive_message(QueueUrl=env.queue, WaitTimeSeconds=0,
                                              MaxNumberOfMessages=10).get("Messages", [])
             assert stolen == [], "the message became visible while its file was in flight"
+            # the worker's endpoints: alive (and ready) in the middle of a long file
+            import urllib.request
+            for path in ("/healthz", "/readyz"):
+                with urllib.request.urlopen(f"http://127.0.0.1:{mport}{path}", timeout=5) as r:
+                    assert r.status == 200, path
             assert proc.wait(120) == 0, logf.read_text()
         finally:
             if proc.poll() is None:
