@@ -578,6 +578,13 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	if (r.status != 200) {
 		snprintf(why, why_size, "GET: HTTP %ld %s%s%s", r.status, r.code,
 			 r.message[0] ? ": " : "", r.message);
+		/* our key or signature refused: every file would fail alike, so
+		 * stop (exit 4) rather than dead-letter the whole stream; a plain
+		 * AccessDenied (bucket policy, KMS) is this file's problem */
+		if (strcmp(r.code, "AccessDenied") != 0 && th_aws_auth_error(r.code, r.status))
+			out = F_AUTH;
+		else if (strcmp(r.code, "RequestTimeTooSkewed") == 0)
+			out = F_AUTH;
 		goto cleanup;
 	}
 	marker_of(o, r.etag, marker, sizeof(marker));
