@@ -188,8 +188,9 @@ static int from_webid(struct th_aws_credsrc *src, struct th_aws_creds *c, char *
 		 "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=%s"
 		 "&RoleSessionName=%s&WebIdentityToken=%s%s%s",
 		 erole, esess, etok, dur ? "&DurationSeconds=" : "", dur ? dur : "");
-	th_aws_endpoint(&src->t, "sts", url, sizeof(url) - 1);
-	strncat(url, "/", sizeof(url) - strlen(url) - 1);
+	char ep[560];
+	th_aws_endpoint(&src->t, "sts", ep, sizeof(ep));
+	snprintf(url, sizeof(url), "%s/", ep);
 	/* AssumeRoleWithWebIdentity is not signed: the token is the proof */
 	struct th_aws_req rq = {.method = "POST",
 				.url = url,

@@ -195,9 +195,10 @@ int th_bridge_key_time(const char *key, int64_t *ms)
 
 static void marker_of(const struct th_s3_obj *o, const char *etag, char *out, size_t size)
 {
-	/* the ETag names the content (CloudTrail never rewrites a file); a
-	 * versioned bucket's version id is as good and comes first when given */
-	snprintf(out, size, "s3://%s/%s@%s", o->bucket, o->key, o->version[0] ? o->version : etag);
+	/* the ETag names the content (CloudTrail never rewrites a file). Not
+	 * the version id, even when a notification gives one: a listing (the
+	 * backfill) has none, and both must name a file alike */
+	snprintf(out, size, "s3://%s/%s@%s", o->bucket, o->key, etag);
 }
 
 int th_bridge_producer_conf(rd_kafka_conf_t *conf, const struct th_config *cf, char *errstr,
@@ -520,7 +521,7 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	enum outcome out = F_UNREADABLE;
 	int fd = -1, rc;
 
-	if (o->etag[0] || o->version[0]) {
+	if (o->etag[0]) {
 		marker_of(o, o->etag, marker, sizeof(marker));
 		ledger_catch_up(b, false);
 		if (markers_has(&b->seen, marker))
@@ -540,10 +541,9 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	}
 	if (o->version[0]) {
 		char ev[1200];
-		if (th_aws_uri_encode(o->version, ev, sizeof(ev)) == 0) {
-			strncat(url, "?versionId=", sizeof(url) - strlen(url) - 1);
-			strncat(url, ev, sizeof(url) - strlen(url) - 1);
-		}
+		size_t ul = strlen(url);
+		if (th_aws_uri_encode(o->version, ev, sizeof(ev)) == 0)
+			snprintf(url + ul, sizeof(url) - ul, "?versionId=%s", ev);
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (th_aws_creds_get(b->creds, attempt > 0, &cr, b->errstr, sizeof(b->errstr))) {

@@ -8,7 +8,7 @@
  *
  * Exactly once per file: one Kafka transaction holds a file's events (and its
  * rejected records, sent to the dead-letter topic with reason headers as the
- * worker does) plus a marker record keyed "s3://bucket/key@etag" in a
+ * worker does) plus a marker record keyed "s3://bucket/key@ETag" in a
  * compacted ledger topic. The SQS message is deleted only after the commit; a
  * redelivered or re-listed file whose marker exists is skipped (markers are
  * read, read_committed, at start and caught up before every file). While a
