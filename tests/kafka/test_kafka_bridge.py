@@ -557,3 +557,58 @@ def test_bridge_end_to_end_alerts_equal_scan(env, sample, events, topics, worker
     assert all(n == 1 for n in got.values()), "an alert was produced twice"
     assert set(got) == set(sample.scan), \
         f"missing {len(set(sample.scan) - set(got))}, extra {len(set(got) - set(sample.scan))}"
+
+
+def test_bridge_pod_identity_endpoint(env, events, tmp_path):
+    """EKS Pod Identity / ECS: credentials from AWS_CONTAINER_CREDENTIALS_FULL_URI
+    with the token file's content as Authorization; they expire within the
+    refresh margin, so they are fetched again (a local endpoint counts the calls
+    and refuses a wrong token)."""
+    import http.server
+    import threading
+    tok = tmp_path / "pod-token"
+    tok.write_text("pod-token-abc\n")
+    calls = []
+    akid, secret = env.moto.akid, env.moto.secret
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            calls.append(self.headers.get("Authorization"))
+            if self.headers.get("Authorization") != "pod-token-abc":
+                self.send_response(401)
+                self.end_headers()
+                return
+            exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 120))
+            body = json.dumps({"AccessKeyId": akid, "SecretAccessKey": secret, "Token": "",
+                               "Expiration": exp}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        env.upload(env.key(), events[0:40])
+        e = env.env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None,
+                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+                    AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{srv.server_port}/v1/creds",
+                    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(tok))
+        p = env.run(env=e)
+        assert p.returncode == 0, p.stderr
+        assert "credentials from container" in p.stderr
+        assert len(calls) >= 2 and set(calls) == {"pod-token-abc"}, calls
+        assert "pod-token-abc" not in p.stderr and secret not in p.stderr
+        assert_once_keyed(env, events[0:40])
+        # a wrong token: refused by the endpoint, a clear error, exit 4
+        tok.write_text("wrong\n")
+        p = env.run(env=e, idle=1000)
+        assert p.returncode == 4, p.stderr
+        assert "container credentials endpoint: HTTP 401" in p.stderr
+    finally:
+        srv.shutdown()
