@@ -36,7 +36,11 @@ import pytest
 
 from conftest import BIN, PARTITIONS, log, read_alerts, read_topic, run_to_end, wait_for_topics
 
-boto3 = pytest.importorskip("boto3", reason="pip install 'moto[server]' boto3 (scripts/setup.sh)")
+try:
+    import boto3
+except ImportError as e:  # pragma: no cover - environment problem, say so clearly
+    raise ImportError(f"{e}: the bridge tests need moto[server] and boto3 "
+                      "(scripts/setup.sh installs them: pip install 'moto[server]' boto3)") from e
 from confluent_kafka.admin import NewTopic  # noqa: E402
 
 REGION = "us-east-1"
@@ -53,6 +57,9 @@ def free_port():
 
 def start_moto(tmp_path_factory, auth=True):
     """moto_server on a loopback port; auth: signatures checked after the IAM setup."""
+    import shutil
+    assert shutil.which("moto_server"), \
+        "moto_server not found: pip install 'moto[server]' (scripts/setup.sh does)"
     port = free_port()
     logf = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
     env = dict(os.environ)
