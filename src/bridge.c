@@ -297,47 +297,70 @@ static int on_progress(void *ctx)
  * partition reached its end, later whatever has arrived. */
 static int ledger_catch_up(struct bridge *b, bool to_end)
 {
-	int eofs = 0, parts = 0;
+	int todo = 0, ret = 0;
+	bool *done = NULL; /* by partition id: read to its end */
+	int32_t max_id = -1;
 	rd_kafka_topic_partition_list_t *asg = NULL;
 	if (to_end) {
-		if (rd_kafka_assignment(b->ledger, &asg) == RD_KAFKA_RESP_ERR_NO_ERROR && asg)
-			parts = asg->cnt;
+		if (rd_kafka_assignment(b->ledger, &asg) || !asg)
+			return TH_EKAFKA;
+		for (int i = 0; i < asg->cnt; i++)
+			if (asg->elems[i].partition > max_id)
+				max_id = asg->elems[i].partition;
+		if (!(done = calloc((size_t)max_id + 1, sizeof(*done)))) {
+			rd_kafka_topic_partition_list_destroy(asg);
+			return TH_ENOMEM;
+		}
+		for (int i = 0; i < asg->cnt; i++) {
+			int64_t lo = 0, hi = 0;
+			int32_t id = asg->elems[i].partition;
+			/* an empty partition need not report its end: done now */
+			if (rd_kafka_query_watermark_offsets(b->ledger, asg->elems[i].topic, id, &lo,
+							     &hi, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    lo == hi)
+				done[id] = true;
+			else
+				todo++;
+		}
 		rd_kafka_topic_partition_list_destroy(asg);
 	}
 	int64_t deadline = now_ms() + 120000;
-	for (;;) {
+	while (!to_end || todo > 0) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(b->ledger, to_end ? 500 : 0);
 		if (!m) {
-			if (!to_end || eofs >= parts)
-				return 0;
+			if (!to_end)
+				break;
 			if (now_ms() > deadline || !*b->run) {
 				th_errstr(b->errstr, sizeof(b->errstr),
 					  "ledger topic %s: not read to its end in 120 s",
 					  b->cf->bridge_ledger_topic);
-				return TH_EKAFKA;
+				ret = TH_EKAFKA;
+				break;
 			}
 			continue;
 		}
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			eofs++;
+			if (to_end && m->partition >= 0 && m->partition <= max_id &&
+			    !done[m->partition]) {
+				done[m->partition] = true;
+				todo--;
+			}
 		} else if (m->err) {
 			th_errstr(b->errstr, sizeof(b->errstr), "ledger topic %s: %s",
 				  b->cf->bridge_ledger_topic, rd_kafka_message_errstr(m));
-			rd_kafka_message_destroy(m);
-			return TH_EKAFKA;
+			ret = TH_EKAFKA;
 		} else if (m->key && m->key_len < MARKER_MAX && m->payload) {
 			char k[MARKER_MAX];
 			memcpy(k, m->key, m->key_len);
 			k[m->key_len] = '\0';
-			if (markers_add(&b->seen, k)) {
-				rd_kafka_message_destroy(m);
-				return TH_ENOMEM;
-			}
+			ret = markers_add(&b->seen, k);
 		}
 		rd_kafka_message_destroy(m);
-		if (to_end && eofs >= parts)
-			return 0;
+		if (ret)
+			break;
 	}
+	free(done);
+	return ret;
 }
 
 static int ledger_open(struct bridge *b)

@@ -144,7 +144,7 @@ class Env:
         self.topic, self.ref = f"th-test.br.{sfx}", f"th-test.brref.{sfx}"
         self.ledger, self.dlq = f"th-test.brledger.{sfx}", f"th-test.brdl.{sfx}"
         new = [NewTopic(self.topic, PARTITIONS, 1), NewTopic(self.ref, PARTITIONS, 1),
-               NewTopic(self.ledger, 1, 1, config={"cleanup.policy": "compact"}),
+               NewTopic(self.ledger, 3, 1, config={"cleanup.policy": "compact"}),
                NewTopic(self.dlq, 1, 1)]
         for f in admin.create_topics(new, operation_timeout=30).values():
             f.result()
