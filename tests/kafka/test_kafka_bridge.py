@@ -619,3 +619,60 @@ def test_bridge_pod_identity_endpoint(env, events, tmp_path):
         assert "container credentials endpoint: HTTP 401" in p.stderr
     finally:
         srv.shutdown()
+
+
+def test_bridge_imds_v2(env, events, tmp_path):
+    """EC2 IMDSv2 (a local stand-in through AWS_EC2_METADATA_SERVICE_ENDPOINT): a
+    session token by PUT first, then the role and its credentials with it."""
+    import http.server
+    import threading
+    seen = []
+    akid, secret = env.moto.akid, env.moto.secret
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def reply(self, code, body=b""):
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self):
+            seen.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
+            self.reply(200, b"imds-session-token") if self.path == "/latest/api/token" \
+                else self.reply(404)
+
+        def do_GET(self):
+            seen.append(("GET", self.path, self.headers.get("X-aws-ec2-metadata-token")))
+            if self.headers.get("X-aws-ec2-metadata-token") != "imds-session-token":
+                return self.reply(401)  # IMDSv2 only: no v1 fallback
+            base = "/latest/meta-data/iam/security-credentials/"
+            if self.path == base:
+                return self.reply(200, b"bridge-role\n")
+            if self.path == base + "bridge-role":
+                exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
+                return self.reply(200, json.dumps({
+                    "Code": "Success", "AccessKeyId": akid, "SecretAccessKey": secret,
+                    "Token": "", "Expiration": exp}).encode())
+            self.reply(404)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        env.upload(env.key(), events[0:25])
+        e = env.env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None,
+                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+                    AWS_EC2_METADATA_DISABLED=None,
+                    AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{srv.server_port}")
+        p = env.run(env=e)
+        assert p.returncode == 0, p.stderr
+        assert "credentials from imds" in p.stderr
+        assert seen[0] == ("PUT", "/latest/api/token", "21600"), seen
+        assert all(t == "imds-session-token" for m, _, t in seen[1:]), seen
+        # six hours valid: fetched once, not per request
+        assert sum(1 for m, path, _ in seen if path.endswith("bridge-role")) == 1, seen
+        assert_once_keyed(env, events[0:25])
+    finally:
+        srv.shutdown()
