@@ -70,6 +70,15 @@ else
 	say "python: fastavro and confluent-kafka present"
 fi
 
+# moto[server] + boto3 (tests/kafka/test_kafka_bridge.py: S3, SQS and STS on a
+# loopback port for `trailhound bridge`), from PyPI, only when missing.
+if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
+	say "pip: installing moto[server] boto3"
+	python3 -m pip install --quiet 'moto[server]' boto3 2>/dev/null ||
+		python3 -m pip install --quiet --break-system-packages 'moto[server]' boto3 ||
+		say "pip install failed: install moto[server] and boto3 for $(command -v python3)" >&2
+fi
+
 # An existing build directory keeps the generator it was made with.
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 	say "configuring $BUILD_DIR (Ninja, RelWithDebInfo)"

@@ -10,5 +10,6 @@ const struct th_command th_commands[] = {
 	{"inspect", th_cmd_inspect},
 	{"run", th_cmd_run},
 	{"produce", th_cmd_produce},
+	{"bridge", th_cmd_bridge},
 	{NULL, NULL},
 };

@@ -109,6 +109,24 @@ static const struct conf_item items[] = {
 	 "the alert's Avro schema (.avsc); empty = the schemas/alert.avsc this build ships"},
 	{"restore_timeout_ms", T_LONG, "300000", 1000, 86400000, C(restore_timeout_ms),
 	 "longest time to restore one partition's state from its changelog"},
+	/* the S3-to-Kafka bridge */
+	{"aws_region", T_STR, "us-east-1", 0, 0, C(aws_region),
+	 "bridge: region of the queue and the bucket (SigV4 signs with it)"},
+	{"aws_endpoint", T_STR, "", 0, 0, C(aws_endpoint),
+	 "bridge: one endpoint for S3, SQS and STS (S3-compatible stores, tests; path-style "
+	 "S3 addressing); empty = AWS's own"},
+	{"bridge_queue_url", T_STR, "", 0, 0, C(bridge_queue_url),
+	 "bridge: the SQS queue receiving the S3 (or CloudTrail SNS) notifications"},
+	{"bridge_ledger_topic", T_STR, "trailhound.bridge-ledger", 0, 0, C(bridge_ledger_topic),
+	 "bridge: compacted topic of the files already published (one marker per file)"},
+	{"bridge_transactional_id", T_STR, "", 0, 0, C(bridge_transactional_id),
+	 "bridge: stable per bridge instance; default trailhound-bridge-<hostname>"},
+	{"bridge_max_receives", T_LONG, "5", 1, 1000, C(bridge_max_receives),
+	 "bridge: a file that cannot be read is dead-lettered after this many receives"},
+	{"bridge_object_max_mb", T_LONG, "1024", 1, 65536, C(bridge_object_max_mb),
+	 "bridge: largest log file fetched, compressed and again decompressed (MiB)"},
+	{"bridge_visibility_s", T_LONG, "120", 1, 43200, C(bridge_visibility_s),
+	 "bridge: SQS visibility timeout kept ahead of a file in flight (seconds)"},
 	/* operations */
 	{"metrics_listen", T_STR, "", 0, 0, C(metrics_listen),
 	 "serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. "

@@ -20,6 +20,7 @@ static void usage(FILE *out)
 		"  inspect --state DIR  show what the detector knows (keys, roles, accounts)\n"
 		"  run -c FILE        the Kafka stream worker (consumer group, exactly-once)\n"
 		"  produce FILE...    publish CloudTrail files to Kafka, one message per event\n"
+		"  bridge -c FILE     CloudTrail from S3 (SQS notifications, --backfill) to Kafka\n"
 		"\n"
 		"  trailhound <command> --help   options of a command\n"
 		"  trailhound --version\n");

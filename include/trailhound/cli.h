@@ -36,6 +36,7 @@ int th_cmd_scan(int argc, char **argv);
 int th_cmd_inspect(int argc, char **argv);
 int th_cmd_run(int argc, char **argv);
 int th_cmd_produce(int argc, char **argv);
+int th_cmd_bridge(int argc, char **argv);
 
 #ifdef __cplusplus
 }

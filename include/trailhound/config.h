@@ -49,6 +49,10 @@ struct th_config {
 	char *schema_registry_url;
 	char *alert_schema;      /* path to alert.avsc */
 	long restore_timeout_ms;
+	/* the S3-to-Kafka bridge (`bridge`, src/bridge.c) */
+	char *aws_region, *aws_endpoint, *bridge_queue_url, *bridge_ledger_topic;
+	char *bridge_transactional_id;
+	long bridge_max_receives, bridge_object_max_mb, bridge_visibility_s;
 	/* operations: Prometheus endpoint ("" = off), log level and format */
 	char *metrics_listen;
 	char *log_level, *log_format;

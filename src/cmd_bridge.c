@@ -1,0 +1,171 @@
+/*
+ * `trailhound bridge`: the command line of the S3-to-Kafka bridge
+ * (src/bridge.c): settings from the file, TRAILHOUND_* variables and --set,
+ * as `run` reads them.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trailhound/bridge.h"
+#include "trailhound/cli.h"
+#include "trailhound/config.h"
+#include "trailhound/log.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t bridge_run = 1;
+
+static void bridge_stop(int sig)
+{
+	(void)sig;
+	bridge_run = 0;
+}
+
+static void bridge_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: trailhound bridge -c FILE [options]\n"
+		"       trailhound bridge -c FILE --backfill s3://BUCKET/PREFIX [--since 30d]\n"
+		"\n"
+		"CloudTrail from S3 to Kafka, exactly once per file. Reads the SQS queue\n"
+		"bridge_queue_url (S3 event notifications, the same via SNS, or CloudTrail's\n"
+		"SNS messages), fetches each log file with a signed S3 GET and publishes one\n"
+		"message per event to the first input_topics entry, keyed by the credential\n"
+		"owner's account (murmur2, as `produce`). A file's events and its marker in\n"
+		"bridge_ledger_topic commit in one transaction; the SQS message is deleted\n"
+		"after the commit.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE        the configuration file (aws_*, bridge_* settings)\n"
+		"  -s, --set KEY=VALUE      override one setting\n"
+		"  --backfill s3://B/P      list the archive under P (ListObjectsV2) and publish\n"
+		"                           it in delivery order, then exit; files the ledger\n"
+		"                           knows are skipped, so it is safe to repeat\n"
+		"  --since DURATION         with --backfill: files delivered within this period\n"
+		"                           (30d, 12h, 90m); default all\n"
+		"  --exit-when-idle MS      exit after MS milliseconds without a message\n"
+		"  --wait S                 SQS long-poll wait, 0..20 seconds (default 20)\n"
+		"  -v, --verbose            debug logging\n"
+		"  -h, --help               this text\n"
+		"\n"
+		"Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN], web\n"
+		"identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), ~/.aws/credentials\n"
+		"(AWS_PROFILE), the container endpoint, EC2 IMDSv2.\n"
+		"\n"
+		"Exit codes: 0 stopped, 2 usage, 3 backfill: a file could not be read,\n"
+		"4 configuration or AWS refused the credentials, 5 Kafka failure.\n");
+}
+
+static int parse_since(const char *s, int64_t *ms)
+{
+	char *end;
+	long long n = strtoll(s, &end, 10);
+	int64_t unit;
+	if (end == s || n < 0)
+		return -1;
+	if (strcmp(end, "d") == 0)
+		unit = 86400000;
+	else if (strcmp(end, "h") == 0)
+		unit = 3600000;
+	else if (strcmp(end, "m") == 0)
+		unit = 60000;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		unit = 1000;
+	else
+		return -1;
+	if (n > 36500LL * 86400000 / unit)
+		return -1;
+	*ms = (int64_t)n * unit;
+	return 0;
+}
+
+int th_cmd_bridge(int argc, char **argv)
+{
+	enum { O_BACKFILL = 256, O_SINCE, O_IDLE, O_WAIT };
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, 's'},
+		{"backfill", required_argument, NULL, O_BACKFILL},
+		{"since", required_argument, NULL, O_SINCE},
+		{"exit-when-idle", required_argument, NULL, O_IDLE},
+		{"wait", required_argument, NULL, O_WAIT},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct th_config cf;
+	struct th_bridge_opts bo = {0};
+	char errstr[512];
+	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
+	bool verbose = false;
+	char **sets = calloc((size_t)argc + 1, sizeof(*sets));
+
+	th_config_init(&cf);
+	if (!sets) {
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
+		case 's':
+			sets[n_sets++] = optarg;
+			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
+			break;
+		case O_BACKFILL: bo.backfill = optarg; break;
+		case O_SINCE:
+			if (parse_since(optarg, &bo.since_ms)) {
+				fprintf(stderr, "trailhound bridge: --since: want e.g. 30d, got '%s'\n",
+					optarg);
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			break;
+		case O_IDLE: bo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
+		case O_WAIT:
+			bo.wait_s = (int)strtol(optarg, NULL, 10);
+			if (bo.wait_s < 0 || bo.wait_s > 20) {
+				fprintf(stderr, "trailhound bridge: --wait: want 0..20\n");
+				ret = TH_EXIT_USAGE;
+				goto out;
+			}
+			if (bo.wait_s == 0)
+				bo.wait_s = -1; /* 0 means "default" in the options */
+			break;
+		case 'v': verbose = true; break;
+		case 'h': bridge_usage(stdout); goto out;
+		default: bridge_usage(stderr); ret = TH_EXIT_USAGE; goto out;
+		}
+		if (rc) {
+			fprintf(stderr, "trailhound bridge: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+			goto out;
+		}
+	}
+	if (optind < argc || (bo.since_ms && !bo.backfill)) {
+		bridge_usage(stderr);
+		ret = TH_EXIT_USAGE;
+		goto out;
+	}
+	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound bridge: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
+	}
+	if (verbose)
+		th_log_level = TH_LOG_DEBUG;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = bridge_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	ret = th_bridge_run(&cf, &bo, &bridge_run, NULL);
+out:
+	free(sets);
+	th_config_free(&cf);
+	return ret;
+}
