@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates trailhound's topics on a cluster with Kafka's own tool:
+# Creates trailhound's topics (worker and bridge) on a cluster with Kafka's own tool:
 #   deploy/topics.sh BOOTSTRAP [PARTITIONS] [REPLICATION]
 # The changelog must have as many partitions as the input topic (co-partitioned)
 # and be compacted; the input is partitioned by AWS account ID by the producer.
@@ -19,3 +19,6 @@ create trailhound.state-changelog "$parts" --config cleanup.policy=compact \
     --config min.compaction.lag.ms=60000
 create trailhound.alerts "$parts"
 create trailhound.dead-letter "$parts" --config retention.ms=2592000000
+# The bridge's ledger of files already published (one marker per S3 object,
+# read whole at the bridge's start): compacted, a few partitions are plenty.
+create trailhound.bridge-ledger 3 --config cleanup.policy=compact
