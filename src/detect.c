@@ -549,7 +549,6 @@ static int decide(struct th_detector *d, const char *acct, const char *akid,
 	m.cls = cls;
 	m.call = c;
 	m.tok = t;
-	m.remote_reason = remote_reason;
 	m.key_used_inside = t->inside > 0;
 	m.ua_lambda_claim = ua_lambda_claim(d, c->user_agent);
 	m.ua_cli_family = ua_cli_family(d, c->user_agent);

@@ -19,7 +19,7 @@
  * once every partition has committed its events; a later run skips those
  * files, so a nightly backtest of an archive reads only the new ones.
  */
-#include "trailhound/cli.h"
+#include "cmd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +39,7 @@
 
 #include "trailhound/archive.h"
 #include "trailhound/avro_alert.h"
+#include "trailhound/registry.h"
 #include "trailhound/config.h"
 #include "trailhound/detect.h"
 #include "trailhound/hash.h"
@@ -790,7 +791,7 @@ static int avro_setup(struct th_avro_alert **aap, int32_t *idp, const struct th_
 		/* Confluent's default TopicNameStrategy: what consumers look up. */
 		snprintf(subject, sizeof(subject), "%s-value",
 			 cf->output_topic ? cf->output_topic : "");
-		if ((rc = th_schema_register(cf->schema_registry_url, subject,
+		if ((rc = th_registry_register(cf->schema_registry_url, subject,
 					     th_avro_alert_schema_json(*aap), &id, errstr,
 					     errstr_size)))
 			return rc;

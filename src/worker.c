@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "trailhound/avro_alert.h"
-#include "trailhound/cli.h"
+#include "trailhound/registry.h"
 #include "trailhound/detect.h"
 #include "trailhound/input.h"
 
@@ -25,6 +25,20 @@
  * several input topics can share one changelog topic. */
 #define CHANGELOG_SEP '\x1e'
 #define MAX_PARTS 1024
+
+/* How long the blocking Kafka calls may take. */
+#define QUERY_TIMEOUT_MS 10000     /* metadata, watermarks, committed offsets on a rewind, abort */
+#define ASSIGN_TIMEOUT_MS 30000    /* committed offsets on assignment (coordinator may be busy) */
+#define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
+#define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
+/* Restoring a partition commits its store every this many changelog
+ * records, so the write-back cache stays bounded on a big changelog. */
+#define RESTORE_BATCH 50000
+/* The [stats] log line, in seconds of wall time. */
+#define STATS_INTERVAL_S 30.0
+/* Defaults of the test-tunable th_worker_opts. */
+#define DISK_RETRY_MS_DEFAULT 5000
+#define TXN_TIMEOUT_MS_DEFAULT 30000
 
 struct worker;
 
@@ -84,7 +98,7 @@ struct worker {
 	long msgs_in_txn;
 	double txn_started;
 	bool txn_open;
-	int fatal; /* TH_EXIT_* to exit with, 0 = none */
+	int fatal; /* TH_EFATAL once the worker must exit, 0 = none */
 	/* the input message whose processing failed last, and how often in a
 	 * row: a deterministic failure must not abort → rewind → retry forever */
 	char fail_topic[256];
@@ -138,7 +152,7 @@ static void set_fatal(struct worker *w, const char *what, const char *why)
 {
 	th_log_err("worker", "%s: %s", what, why);
 	if (!w->fatal)
-		w->fatal = TH_EXIT_RUNTIME;
+		w->fatal = TH_EFATAL;
 	*w->run = 0;
 }
 
@@ -192,7 +206,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, buf, sizeof(buf));
 		th_log_err("kafka", "fatal error %s: %s", rd_kafka_err2name(ferr), buf);
 		if (!w->fatal)
-			w->fatal = TH_EXIT_RUNTIME;
+			w->fatal = TH_EFATAL;
 		*w->run = 0;
 		return;
 	}
@@ -309,7 +323,7 @@ static int part_restore(struct worker *w, struct part *p, int64_t committed)
 		goto out;
 	th_detector_reset(p->det);
 	err = rd_kafka_query_watermark_offsets(w->restorer, w->cf->changelog_topic, p->partition,
-					       &lo, &hi, 10000);
+					       &lo, &hi, QUERY_TIMEOUT_MS);
 	if (err) {
 		th_log_err("restore", "%s[%d]: watermarks: %s", w->cf->changelog_topic,
 			   (int)p->partition, rd_kafka_err2str(err));
@@ -324,7 +338,7 @@ static int part_restore(struct worker *w, struct part *p, int64_t committed)
 			goto out;
 		}
 		for (;;) {
-			rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 200);
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, POLL_MS);
 			if (now_s() > deadline) {
 				th_log_err("restore", "%s[%d]: timed out after %" PRIu64 " records",
 					   p->topic, (int)p->partition, n);
@@ -355,8 +369,7 @@ static int part_restore(struct worker *w, struct part *p, int64_t committed)
 			rd_kafka_message_destroy(m);
 			if (rc)
 				break;
-			/* bound the write-back cache on big changelogs */
-			if (n % 50000 == 0 && (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
+			if (n % RESTORE_BATCH == 0 && (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
 				break;
 			if (off + 1 >= hi)
 				break;
@@ -450,7 +463,7 @@ static int rewind_all(struct worker *w)
 		return TH_EFATAL;
 	}
 	if (assigned->cnt) {
-		if ((err = rd_kafka_committed(w->consumer, assigned, 10000))) {
+		if ((err = rd_kafka_committed(w->consumer, assigned, QUERY_TIMEOUT_MS))) {
 			set_fatal(w, "rewind: committed offsets", rd_kafka_err2str(err));
 			rc = TH_EFATAL;
 			goto out;
@@ -710,7 +723,7 @@ out:
 
 static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
 {
-	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, 30000);
+	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, ASSIGN_TIMEOUT_MS);
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
 		return;
@@ -979,7 +992,7 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic)
 	int n = TH_EKAFKA;
 	if (!rkt)
 		return TH_EKAFKA;
-	if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	if (rd_kafka_metadata(rk, 0, rkt, &md, QUERY_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 	    md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		n = md->topics[0].partition_cnt;
 	if (md)
@@ -999,7 +1012,7 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 		th_errstr(errstr, errstr_size, "changelog topic %s: not found (create it compacted, "
 			  "with as many partitions as the input: deploy/topics.sh)",
 			  cf->changelog_topic);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	for (int i = 0; i < cf->n_input_topics; i++) {
 		int ni = topic_partitions(w->restorer, cf->input_topics[i]);
@@ -1007,7 +1020,7 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 			th_errstr(errstr, errstr_size, "input topic %s has %d partitions but the changelog "
 				  "%s has %d: they must be co-partitioned",
 				  cf->input_topics[i], ni, cf->changelog_topic, nc);
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		}
 	}
 	return 0;
@@ -1050,33 +1063,33 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	rd_kafka_error_t *error;
 
 	if (make_dirs(cf->state_dir, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	if (th_config_open_enrich((struct th_config *)cf, &w->en, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	if (th_parser_new(&w->parser, (size_t)cf->record_max))
-		return TH_EXIT_RUNTIME;
+		return TH_EFATAL;
 	th_parser_set_max_future_skew(w->parser, cf->max_future_skew_ms);
 	if (!schema_id && cf->schema_registry_url && *cf->schema_registry_url) {
 		struct th_avro_alert *tmp = NULL;
 		char subject[512];
 		snprintf(subject, sizeof(subject), "%s-value", cf->output_topic);
 		if (th_avro_alert_new(&tmp, th_config_alert_schema(cf), 0, errstr, errstr_size))
-			return TH_EXIT_CONFIG;
-		int rc = th_schema_register(cf->schema_registry_url, subject,
+			return TH_ECONFIG;
+		int rc = th_registry_register(cf->schema_registry_url, subject,
 					    th_avro_alert_schema_json(tmp), &schema_id, errstr,
 					    errstr_size);
 		th_avro_alert_destroy(tmp);
 		if (rc)
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		th_log_info("worker", "alert schema registered as id %d (subject %s)", (int)schema_id,
 			    subject);
 	} else if (!schema_id) {
 		snprintf(errstr, errstr_size,
 			 "set schema_id, or schema_registry_url to register alert.avsc");
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	if (th_avro_alert_new(&w->avro, th_config_alert_schema(cf), schema_id, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 
 	/* Consumer: read_committed, no auto commit (offsets go through the
 	 * transaction), range assignor (librdkafka 2.0.x's cooperative protocol
@@ -1098,13 +1111,13 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	};
 	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 
 	/* The changelog reader for restores: no group membership, read_committed. */
@@ -1117,10 +1130,10 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	};
 	if (!(conf = base_conf(cf, "restore", restore_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 
 	/* Producer: transactional, one per worker, a stable transactional.id. */
@@ -1144,19 +1157,19 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	};
 	if (!(conf = base_conf(cf, "producer", producer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "transactional.id", tid, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	/* Fences any previous instance with this transactional.id and aborts
 	 * whatever it left open. */
-	if ((error = rd_kafka_init_transactions(w->producer, 60000))) {
+	if ((error = rd_kafka_init_transactions(w->producer, INIT_TXN_TIMEOUT_MS))) {
 		snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
-		return TH_EXIT_RUNTIME;
+		return TH_EFATAL;
 	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
@@ -1164,7 +1177,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		const struct rd_kafka_metadata *md = NULL;
 		if (!(w->out_topics[i] = rd_kafka_topic_new(w->producer, outs[i], NULL)))
 			continue;
-		if (rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, 10000) ==
+		if (rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, QUERY_TIMEOUT_MS) ==
 			    RD_KAFKA_RESP_ERR_NO_ERROR &&
 		    md)
 			rd_kafka_metadata_destroy(md);
@@ -1182,9 +1195,9 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (err) {
 		snprintf(errstr, errstr_size, "subscribe: %s", rd_kafka_err2str(err));
-		return TH_EXIT_RUNTIME;
+		return TH_EFATAL;
 	}
-	return begin_txn(w) ? TH_EXIT_RUNTIME : 0;
+	return begin_txn(w) ? TH_EFATAL : 0;
 }
 
 /* ---- the loop ---- */
@@ -1283,7 +1296,7 @@ static void wake_fetcher(struct worker *w)
 			continue;
 		w->wake_next = (w->wake_next + i + 1) % w->nparts;
 		w->last_wake = t;
-		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, 200);
+		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, POLL_MS);
 		return;
 	}
 }
@@ -1294,8 +1307,8 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	struct worker w = {.cf = cf, .opts = opts, .run = run};
 	char errstr[512] = "";
 	w.max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
-	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : 5000;
-	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : 30000;
+	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : DISK_RETRY_MS_DEFAULT;
+	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : TXN_TIMEOUT_MS_DEFAULT;
 	int rc = setup(&w, errstr, sizeof(errstr));
 	bool drained = false;
 
@@ -1363,7 +1376,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
 		}
-		if (now_s() - w.last_stats >= 30.0) {
+		if (now_s() - w.last_stats >= STATS_INTERVAL_S) {
 			w.last_stats = now_s();
 			log_stats(&w);
 		}
@@ -1431,7 +1444,7 @@ out:
 	}
 	if (w.producer) {
 		if (w.txn_open && !w.fatal) {
-			rd_kafka_error_t *e = rd_kafka_abort_transaction(w.producer, 10000);
+			rd_kafka_error_t *e = rd_kafka_abort_transaction(w.producer, QUERY_TIMEOUT_MS);
 			if (e)
 				rd_kafka_error_destroy(e);
 		}

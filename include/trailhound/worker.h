@@ -37,7 +37,7 @@
 #include <stdint.h>
 
 #include "trailhound/config.h"
-#include "trailhound/event.h"
+#include "trailhound/parser.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -87,9 +87,9 @@ struct th_worker_opts {
 /**
  * @brief Run the worker until @p *run becomes 0 (signal) or, with
  *        exit_when_idle_ms, until caught up.
- * @returns a TH_EXIT_* code: 0 clean stop, 4 configuration error, 5 runtime
- *          failure (fenced, fatal Kafka error, state store) for the
- *          supervisor to restart.
+ * @returns 0 on a clean stop, TH_ECONFIG on a configuration error, or
+ *          TH_EFATAL on a runtime failure (fenced, fatal Kafka error, state
+ *          store) for the supervisor to restart (`run` exits 4 or 5).
  */
 int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		  volatile sig_atomic_t *run);

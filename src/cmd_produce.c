@@ -1,131 +1,18 @@
 /*
- * The Kafka commands: `run` (the stream worker) and `produce` (the backfill
- * side of a CloudTrail-to-Kafka bridge: files in, one message per event out,
- * keyed by the credential owner's account so an account's events share a
- * partition).
+ * `trailhound produce`: the backfill side of a CloudTrail-to-Kafka bridge:
+ * files in, one message per event out, keyed by the credential owner's
+ * account so an account's events share a partition.
  */
 #include <getopt.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "trailhound/cli.h"
+#include "cmd.h"
 #include "trailhound/config.h"
 #include "trailhound/input.h"
-#include "trailhound/worker.h"
-
-static volatile sig_atomic_t run = 1;
-
-static void stop(int sig)
-{
-	(void)sig;
-	run = 0;
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-static void run_usage(FILE *out)
-{
-	fprintf(out,
-		"Usage: trailhound run -c FILE [options]\n"
-		"\n"
-		"The stream worker: a member of the consumer group that reads CloudTrail topics,\n"
-		"runs the detector per partition (state in LMDB, changelog in Kafka) and\n"
-		"produces Avro alerts with exactly-once semantics.\n"
-		"\n"
-		"Options:\n"
-		"  -c, --config FILE        the configuration file (see --example-config)\n"
-		"  -s, --set KEY=VALUE      override one setting (kafka.* pass to librdkafka)\n"
-		"  --exit-when-idle MS      exit once caught up and idle for MS milliseconds\n"
-		"  --drain                  with --exit-when-idle: first decide the uses still held\n"
-		"                           for late attribution, as `scan` does at end of input\n"
-		"  --max-attempts N         dead-letter a message (processing_failed) after its\n"
-		"                           processing failed N times in a row (default 3)\n"
-		"  --help-config            the settings with defaults and descriptions\n"
-		"  --example-config         print a complete example configuration\n"
-		"  -v, --verbose            debug logging\n"
-		"  -h, --help               this text\n"
-		"\n"
-		"Exit codes: 0 stopped cleanly, 2 usage, 4 configuration, 5 runtime failure\n"
-		"(fenced by a newer instance, fatal Kafka or consumer group error, offsets\n"
-		"unreadable for a rewind, state store): restart it (Restart=on-failure).\n");
-}
-
-int th_cmd_run(int argc, char **argv)
-{
-	enum { O_IDLE = 256, O_DRAIN, O_ATTEMPTS, O_HELPCONF, O_EXAMPLE };
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"set", required_argument, NULL, 's'},
-		{"exit-when-idle", required_argument, NULL, O_IDLE},
-		{"drain", no_argument, NULL, O_DRAIN},
-		{"max-attempts", required_argument, NULL, O_ATTEMPTS},
-		{"help-config", no_argument, NULL, O_HELPCONF},
-		{"example-config", no_argument, NULL, O_EXAMPLE},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	struct th_config cf;
-	struct th_worker_opts wo = {0};
-	char errstr[512];
-	int c, rc = 0, ret = TH_EXIT_OK;
-
-	th_config_init(&cf);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's': rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr)); break;
-		case O_IDLE: wo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
-		case O_DRAIN: wo.drain = true; break;
-		case O_ATTEMPTS: {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 1000) {
-				fprintf(stderr, "trailhound run: --max-attempts: want 1..1000, got '%s'\n",
-					optarg);
-				ret = TH_EXIT_USAGE;
-				goto out;
-			}
-			wo.max_attempts = (int)n;
-			break;
-		}
-		case O_HELPCONF: th_config_help(stdout); goto out;
-		case O_EXAMPLE: th_config_example(stdout); goto out;
-		case 'v': th_log_level = TH_LOG_DEBUG; break;
-		case 'h': run_usage(stdout); goto out;
-		default: run_usage(stderr); ret = TH_EXIT_USAGE; goto out;
-		}
-		if (rc) {
-			fprintf(stderr, "trailhound run: %s\n", errstr);
-			ret = TH_EXIT_CONFIG;
-			goto out;
-		}
-	}
-	if (optind < argc) {
-		run_usage(stderr);
-		ret = TH_EXIT_USAGE;
-		goto out;
-	}
-	install_signals();
-	ret = th_worker_run(&cf, &wo, &run);
-out:
-	th_config_free(&cf);
-	return ret;
-}
-
-/* ---- produce ---- */
 
 struct producer {
 	rd_kafka_t *rk;
@@ -168,7 +55,7 @@ static int produce_event(void *ctx, const struct th_event *ev, const char *raw, 
 	}
 	p->sent++;
 	rd_kafka_poll(p->rk, 0);
-	return run ? 0 : TH_EIO;
+	return th_cmd_running ? 0 : TH_EIO;
 }
 
 static void produce_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
@@ -260,7 +147,7 @@ int th_cmd_produce(int argc, char **argv)
 		goto out;
 	}
 	conf = NULL;
-	install_signals();
+	th_cmd_install_signals();
 	if (th_parser_new(&parser, (size_t)cf.record_max)) {
 		ret = TH_EXIT_RUNTIME;
 		goto out;
@@ -268,7 +155,7 @@ int th_cmd_produce(int argc, char **argv)
 	th_parser_set_max_future_skew(parser, cf.max_future_skew_ms);
 	struct th_sink sink = {produce_event, produce_reject, &p};
 	int nfiles = argc - optind;
-	for (int i = 0; i < (nfiles ? nfiles : 1) && run; i++) {
+	for (int i = 0; i < (nfiles ? nfiles : 1) && th_cmd_running; i++) {
 		const char *path = nfiles ? argv[optind + i] : "-";
 		struct th_input *in;
 		p.input = path;
@@ -277,7 +164,7 @@ int th_cmd_produce(int argc, char **argv)
 			ret = TH_EXIT_INPUT;
 			continue;
 		}
-		if (th_input_run(in, parser, &sink) && run)
+		if (th_input_run(in, parser, &sink) && th_cmd_running)
 			ret = TH_EXIT_INPUT;
 		th_input_close(in);
 	}
