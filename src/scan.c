@@ -97,7 +97,8 @@ struct part {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct batch *qhead, *qtail, *filling;
-	int qlen;
+	struct batch *spare; /* consumed batches for reuse (under mu) */
+	int qlen, nspare;
 	bool eof;
 	struct abuf *alerts;
 	size_t nalerts, cap;
@@ -331,14 +332,48 @@ static const char *ev_string(const struct th_event *ev, size_t i)
  * only say which are set) followed by each set string with its NUL, in
  * ev_strings order. The detector reads an event's fields as C strings and
  * nothing else (not the raw record), so this is the whole event. */
+/* Room for n more bytes in w; false (and w->oom) when memory ran out. */
+static bool wbuf_room(struct th_wbuf *w, size_t n)
+{
+	if (w->oom)
+		return false;
+	if (w->cap - w->len >= n)
+		return true;
+	size_t ncap = w->cap ? w->cap * 2 : 4096;
+	while (ncap - w->len < n)
+		ncap *= 2;
+	uint8_t *np = realloc(w->p, ncap);
+	if (!np) {
+		w->oom = true;
+		return false;
+	}
+	w->p = np;
+	w->cap = ncap;
+	return true;
+}
+
 static void pack_event(struct th_wbuf *w, const struct th_event *ev)
 {
-	th_put_bytes(w, ev, sizeof(*ev));
-	for (size_t i = 0; i < sizeof(ev_strings) / sizeof(ev_strings[0]); i++) {
+	enum { NSTR = sizeof(ev_strings) / sizeof(ev_strings[0]) };
+	size_t lens[NSTR], total = sizeof(*ev);
+	for (size_t i = 0; i < NSTR; i++) {
 		const char *v = ev_string(ev, i);
-		if (v)
-			th_put_bytes(w, v, strlen(v) + 1);
+		lens[i] = v ? strlen(v) + 1 : 0;
+		total += lens[i];
 	}
+	/* One room check for the whole event, then plain copies: a call and a
+	 * growth check per string showed next to the detector's own work. */
+	if (!wbuf_room(w, total))
+		return;
+	uint8_t *o = w->p + w->len;
+	memcpy(o, ev, sizeof(*ev));
+	o += sizeof(*ev);
+	for (size_t i = 0; i < NSTR; i++)
+		if (lens[i]) {
+			memcpy(o, ev_string(ev, i), lens[i]);
+			o += lens[i];
+		}
+	w->len += total;
 }
 
 /* pack_event's inverse; the strings stay in the batch, which outlives the
@@ -392,8 +427,21 @@ static void *part_main(void *arg)
 			if (rc)
 				atomic_store(&p->fatal, rc);
 		}
-		th_wbuf_free(&b->w);
-		free(b);
+		/* Back to the reading thread for reuse: a fresh 1 MiB buffer per
+		 * batch, grown by doubling, cost reallocs and page faults. */
+		pthread_mutex_lock(&p->mu);
+		if (p->nspare < QUEUE_MAX) {
+			th_wbuf_reset(&b->w);
+			b->next = p->spare;
+			p->spare = b;
+			p->nspare++;
+			b = NULL;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (b) {
+			th_wbuf_free(&b->w);
+			free(b);
+		}
 	}
 	return NULL;
 }
@@ -423,8 +471,20 @@ static int part_enqueue(struct part *p, const struct th_event *ev, uint64_t offs
 			struct fent *f)
 {
 	static const char zeros[8];
-	if (!p->filling && !(p->filling = calloc(1, sizeof(*p->filling))))
-		return TH_ENOMEM;
+	if (!p->filling) {
+		pthread_mutex_lock(&p->mu);
+		if ((p->filling = p->spare)) {
+			p->spare = p->filling->next;
+			p->nspare--;
+			p->filling->next = NULL;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (!p->filling && !(p->filling = calloc(1, sizeof(*p->filling))))
+			return TH_ENOMEM;
+		/* sized once for a whole batch (it is pushed past BATCH_BYTES) */
+		if (!wbuf_room(&p->filling->w, BATCH_BYTES + 4096))
+			return TH_ENOMEM;
+	}
 	struct th_wbuf *w = &p->filling->w;
 	struct item it = {ITEM_FILE_END, 0, offset, f};
 	size_t at = w->len;
@@ -1476,6 +1536,11 @@ out:
 		th_wbuf_free(&p->avro_blob);
 		th_wbuf_free(&p->msg);
 		for (struct batch *b = p->qhead, *nb; b; b = nb) {
+			nb = b->next;
+			th_wbuf_free(&b->w);
+			free(b);
+		}
+		for (struct batch *b = p->spare, *nb; b; b = nb) {
 			nb = b->next;
 			th_wbuf_free(&b->w);
 			free(b);
