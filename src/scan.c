@@ -328,10 +328,6 @@ static const char *ev_string(const struct th_event *ev, size_t i)
 	return v;
 }
 
-/* The event as the partition will see it: the struct (its string pointers
- * only say which are set) followed by each set string with its NUL, in
- * ev_strings order. The detector reads an event's fields as C strings and
- * nothing else (not the raw record), so this is the whole event. */
 /* Room for n more bytes in w; false (and w->oom) when memory ran out. */
 static bool wbuf_room(struct th_wbuf *w, size_t n)
 {
@@ -352,27 +348,35 @@ static bool wbuf_room(struct th_wbuf *w, size_t n)
 	return true;
 }
 
+/* The event as the partition will see it: the struct, then where each string
+ * starts (uint32_t per ev_strings entry, from the struct's start; 0 = NULL),
+ * then the strings with their NULs. The detector reads an event's fields as
+ * C strings and nothing else (not the raw record), so this is the whole
+ * event; the offsets spare the partition a strlen per string over memory
+ * another core wrote. */
+enum { EV_NSTR = sizeof(ev_strings) / sizeof(ev_strings[0]) };
+
 static void pack_event(struct th_wbuf *w, const struct th_event *ev)
 {
-	enum { NSTR = sizeof(ev_strings) / sizeof(ev_strings[0]) };
-	size_t lens[NSTR], total = sizeof(*ev);
-	for (size_t i = 0; i < NSTR; i++) {
+	uint32_t off[EV_NSTR];
+	size_t lens[EV_NSTR], total = sizeof(*ev) + sizeof(off);
+	for (size_t i = 0; i < EV_NSTR; i++) {
 		const char *v = ev_string(ev, i);
 		lens[i] = v ? strlen(v) + 1 : 0;
+		off[i] = v ? (uint32_t)total : 0;
 		total += lens[i];
 	}
 	/* One room check for the whole event, then plain copies: a call and a
-	 * growth check per string showed next to the detector's own work. */
+	 * growth check per string showed next to the detector's own work. A
+	 * record over 4 GiB cannot get here (the parser's record limit). */
 	if (!wbuf_room(w, total))
 		return;
 	uint8_t *o = w->p + w->len;
 	memcpy(o, ev, sizeof(*ev));
-	o += sizeof(*ev);
-	for (size_t i = 0; i < NSTR; i++)
-		if (lens[i]) {
-			memcpy(o, ev_string(ev, i), lens[i]);
-			o += lens[i];
-		}
+	memcpy(o + sizeof(*ev), off, sizeof(off));
+	for (size_t i = 0; i < EV_NSTR; i++)
+		if (lens[i])
+			memcpy(o + off[i], ev_string(ev, i), lens[i]);
 	w->len += total;
 }
 
@@ -381,13 +385,12 @@ static void pack_event(struct th_wbuf *w, const struct th_event *ev)
  * arena). */
 static void unpack_event(const unsigned char *p, struct th_event *ev)
 {
-	const char *at = (const char *)p + sizeof(*ev);
+	uint32_t off[EV_NSTR];
 	memcpy(ev, p, sizeof(*ev));
-	for (size_t i = 0; i < sizeof(ev_strings) / sizeof(ev_strings[0]); i++) {
-		if (!ev_string(ev, i))
-			continue;
-		memcpy((char *)ev + ev_strings[i], &at, sizeof(at));
-		at += strlen(at) + 1;
+	memcpy(off, p + sizeof(*ev), sizeof(off));
+	for (size_t i = 0; i < EV_NSTR; i++) {
+		const char *v = off[i] ? (const char *)p + off[i] : NULL;
+		memcpy((char *)ev + ev_strings[i], &v, sizeof(v));
 	}
 }
 
@@ -491,11 +494,11 @@ static int part_enqueue(struct part *p, const struct th_event *ev, uint64_t offs
 	th_put_bytes(w, &it, sizeof(it));
 	if (ev) {
 		pack_event(w, ev);
-		if (w->oom)
-			return TH_ENOMEM;
 		size_t len = w->len - at - sizeof(it);
-		if (len >= ITEM_FILE_END)
-			return TH_ETOOBIG;
+		if (w->oom || len >= ITEM_FILE_END) {
+			w->len = at; /* no half-written item is ever read */
+			return w->oom ? TH_ENOMEM : TH_ETOOBIG;
+		}
 		it.len = (uint32_t)len;
 		memcpy(w->p + at, &it, sizeof(it));
 		th_put_bytes(w, zeros, (8 - (len & 7)) & 7);
