@@ -355,6 +355,12 @@ static bool wbuf_room(struct th_wbuf *w, size_t n)
  * event; the offsets spare the partition a strlen per string over memory
  * another core wrote. */
 enum { EV_NSTR = sizeof(ev_strings) / sizeof(ev_strings[0]) };
+/* A field added to th_event must be added to ev_strings (a string) or
+ * here (a number): an unlisted string would reach the partition pointing
+ * into the reading thread's parser arena. */
+_Static_assert(sizeof(struct th_event) ==
+		       EV_NSTR * sizeof(const char *) + 3 * sizeof(int64_t),
+	       "th_event changed: update ev_strings");
 
 static void pack_event(struct th_wbuf *w, const struct th_event *ev)
 {
