@@ -14,6 +14,11 @@
 #include "trailhound/config.h"
 #include "trailhound/input.h"
 
+/* A full local queue waits this long for deliveries before trying again. */
+#define QUEUE_FULL_POLL_MS 100
+/* At the end, how long the last messages may take to be delivered. */
+#define FLUSH_TIMEOUT_MS 60000
+
 struct producer {
 	rd_kafka_t *rk;
 	const char *topic;
@@ -44,7 +49,7 @@ static int produce_event(void *ctx, const struct th_event *ev, const char *raw, 
 			RD_KAFKA_V_VALUE((void *)raw, raw_len),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			rd_kafka_poll(p->rk, 100);
+			rd_kafka_poll(p->rk, QUEUE_FULL_POLL_MS);
 			continue;
 		}
 		if (err) {
@@ -168,7 +173,7 @@ int th_cmd_produce(int argc, char **argv)
 			ret = TH_EXIT_INPUT;
 		th_input_close(in);
 	}
-	rd_kafka_flush(p.rk, 60000);
+	rd_kafka_flush(p.rk, FLUSH_TIMEOUT_MS);
 	if (rd_kafka_outq_len(p.rk) > 0 || p.failed)
 		ret = TH_EXIT_RUNTIME;
 	else if (p.rejected && ret == TH_EXIT_OK)

@@ -39,7 +39,7 @@ void th_evidence_add(struct th_evidence *ev, const char *fmt, ...)
  * Lambda's runtime. */
 static bool match_token_suspicious(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_TOKEN || (!m->key_used_inside && !m->ua_lambda_claim))
+	if (!m->key_used_inside && !m->ua_lambda_claim)
 		return false;
 	if (m->key_used_inside)
 		th_evidence_add(ev,
@@ -57,7 +57,7 @@ static bool match_token_suspicious(const struct th_match_ctx *m, struct th_evide
 /* 2: a command-line tool drove the stolen token. */
 static bool match_token_cli(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_TOKEN || !m->ua_cli_family)
+	if (!m->ua_cli_family)
 		return false;
 	th_evidence_add(ev, "user agent of a command-line tool (%s)", m->ua_cli_family);
 	return true;
@@ -66,7 +66,7 @@ static bool match_token_cli(const struct th_match_ctx *m, struct th_evidence *ev
 /* 3: remote, but from a network the account's people already use. */
 static bool match_token_known_asn(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_TOKEN || !m->call->asn || (!m->asn_in_baseline && !m->asn_trusted))
+	if (!m->call->asn || (!m->asn_in_baseline && !m->asn_trusted))
 		return false;
 	if (m->asn_in_baseline)
 		th_evidence_add(ev,
@@ -81,14 +81,15 @@ static bool match_token_known_asn(const struct th_match_ctx *m, struct th_eviden
 /* 4: any other remote use of a Lambda token. */
 static bool match_token_remote(const struct th_match_ctx *m, struct th_evidence *ev)
 {
+	(void)m;
 	(void)ev;
-	return m->cls == TH_CRED_TOKEN;
+	return true;
 }
 
 /* 5: another identity's session of a Lambda role, new identity or network. */
 static bool match_role_new(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_OTHER || (m->identity_seen && m->asn_seen_for_role))
+	if (m->identity_seen && m->asn_seen_for_role)
 		return false;
 	if (!m->identity)
 		th_evidence_add(ev, "the identity that assumed the role is unknown");
@@ -104,8 +105,6 @@ static bool match_role_new(const struct th_match_ctx *m, struct th_evidence *ev)
 /* 6: another identity's session of a Lambda role, both already seen. */
 static bool match_role_known(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_OTHER)
-		return false;
 	th_evidence_add(ev, "%s assumed this Lambda role before, from AS%u, in the training period",
 			m->identity ? m->identity : "the identity", m->call->asn);
 	return true;

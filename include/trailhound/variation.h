@@ -14,7 +14,7 @@
  * descriptor to th_variations[] (an unused id up to TH_VARIATION_MAX), and
  * add a folder of cases under tests/cases/<name>/. A variation that needs a
  * fact the detector does not gather yet also adds the field to struct
- * th_match_ctx and fills it in decide() (src/detect_classify.c). Match
+ * th_match_ctx and fills it in th_detect_decide() (src/detect_classify.c). Match
  * functions are pure: the detector gathers every fact they may look at
  * beforehand. The detector takes its table from th_detect_conf.variations,
  * so a test can run it with a table of its own (tests/unit/test_variation_extra.c).
@@ -40,7 +40,7 @@ enum th_cred_class {
 
 /* Everything a match function may look at, gathered by the detector. */
 struct th_match_ctx {
-	enum th_cred_class cls;
+	enum th_cred_class cls; /* always the variation's own kind (descriptor .cred) */
 	const struct th_call *call;  /* the remote use being judged */
 	const struct th_token *tok;  /* what is known of its key */
 	bool key_used_inside;        /* the key has at least one inside use */

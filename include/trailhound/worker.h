@@ -10,7 +10,8 @@
  * the loop consumes and processes while the transaction is open and never
  * flushes or waits per message; abortable errors abort, rewind to the
  * committed offsets and roll back the partitions' state; fatal errors (e.g.
- * fenced by a newer instance) end the worker with a non-zero exit code.
+ * fenced by a newer instance) end th_worker_run() with TH_EFATAL, and
+ * `trailhound run` exits 5.
  *
  * State follows its partition as in Kafka Streams: one LMDB environment per
  * input partition; each transaction's coalesced state changes also go to a
@@ -24,10 +25,10 @@
  * one from send_offsets_to_transaction, aborts, rewinds and rolls back; a
  * retriable commit error retries the commit; anything fatal (fenced
  * producer, fatal consumer error such as a fenced static member, a rewind
- * that cannot read the committed offsets) exits 5 for the supervisor to
- * restart. A lost assignment aborts the open transaction. A disk full at the
- * LMDB commit (after Kafka committed) pauses consumption and retries the
- * commit until space returns.
+ * that cannot read the committed offsets) returns TH_EFATAL, for the
+ * supervisor to restart the process. A lost assignment aborts the open
+ * transaction. A disk full at the LMDB commit (after Kafka committed) pauses
+ * consumption and retries the commit until space returns.
  */
 #ifndef TRAILHOUND_WORKER_H
 #define TRAILHOUND_WORKER_H

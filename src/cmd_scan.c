@@ -1007,8 +1007,9 @@ static int write_summary_json(struct scan *s, const struct th_detect_stats *dsp,
 	TH_PUT_LIT(&w, ",\"alerts\":{\"total\":");
 	PUT_NUM("%" PRIu64, s->alerts);
 	TH_PUT_LIT(&w, ",\"by_variation\":{");
-	for (int v = 1; v <= 6; v++) {
-		int n = snprintf(num, sizeof(num), "%s\"%d\":%" PRIu64, v > 1 ? "," : "", v,
+	for (size_t i = 0; i < th_variations_count; i++) {
+		int v = th_variations[i].id;
+		int n = snprintf(num, sizeof(num), "%s\"%d\":%" PRIu64, i ? "," : "", v,
 				 ds.alerts[v]);
 		th_put_bytes(&w, num, (size_t)n);
 	}
