@@ -4,6 +4,7 @@
  */
 #include "trailhound/alert.h"
 #include "trailhound/event.h"
+#include "trailhound/time.h"
 
 #include <inttypes.h>
 #include <stdbool.h>

@@ -23,6 +23,7 @@
 
 #include "trailhound/common.h"
 #include "trailhound/event.h"
+#include "trailhound/time.h"
 #include "trailhound/hash.h"
 #include "trailhound/input.h"
 

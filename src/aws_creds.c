@@ -8,6 +8,7 @@
  */
 #include "trailhound/aws.h"
 #include "trailhound/common.h"
+#include "trailhound/time.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -11,6 +11,7 @@
  * with the same transactional id) ends the process with exit code 5.
  */
 #include "trailhound/bridge.h"
+#include "trailhound/time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 #include "trailhound/aws.h"
-#include "trailhound/cli.h"
+#include "trailhound/common.h"
 #include "trailhound/common.h"
 #include "trailhound/event.h"
 #include "trailhound/input.h"
@@ -711,7 +712,7 @@ static enum outcome dead_letter(struct bridge *b, const char *reason, const char
 
 struct recv_ctx {
 	struct bridge *b;
-	int rc; /* TH_EXIT_* when the loop must end */
+	int rc; /* TH_E* code when the loop must end */
 };
 
 static int on_message(void *ctx, const struct th_sqs_msg *m)
@@ -741,7 +742,7 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 					       "not an S3 or CloudTrail notification", "", "",
 					       m->body, m->body_len);
 		if (out == F_FATAL) {
-			rx->rc = TH_EXIT_RUNTIME;
+			rx->rc = TH_EFATAL;
 			return 1;
 		}
 		keep = out != F_PUBLISHED;
@@ -772,7 +773,7 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 				out = dead_letter(b, "file_unreadable", why, o->bucket, o->key,
 						  m->body, m->body_len);
 				if (out == F_FATAL) {
-					rx->rc = TH_EXIT_RUNTIME;
+					rx->rc = TH_EFATAL;
 					return 1;
 				}
 				keep |= out != F_PUBLISHED;
@@ -791,12 +792,12 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 			break;
 		case F_AUTH:
 			fprintf(stderr, "trailhound bridge: %s\n", why);
-			rx->rc = TH_EXIT_CONFIG;
+			rx->rc = TH_ECONFIG;
 			return 1;
 		case F_FATAL:
 			th_log_err("bridge", "s3://%s/%s: %s: fatal Kafka error", o->bucket, o->key,
 				   why);
-			rx->rc = TH_EXIT_RUNTIME;
+			rx->rc = TH_EFATAL;
 			return 1;
 		}
 	}
@@ -808,7 +809,7 @@ done:
 	if (!keep && getenv("TH_BRIDGE_TEST_KILL_BEFORE_DELETE"))
 		raise(SIGKILL); /* test hook: committed, message not deleted */
 	if (!keep && sqs_simple(b, "DeleteMessage", m->receipt, -1) == TH_ECONFIG) {
-		rx->rc = TH_EXIT_CONFIG;
+		rx->rc = TH_ECONFIG;
 		return 1;
 	}
 	return 0;
@@ -830,7 +831,7 @@ static int live(struct bridge *b)
 	int64_t idle_since = now_ms();
 	int wait = b->o->wait_s > 0 ? b->o->wait_s : (b->o->wait_s < 0 ? 0 : 20);
 	if (json_str(b->cf->bridge_queue_url, eurl, sizeof(eurl)))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	snprintf(body, sizeof(body),
 		 "{\"QueueUrl\":\"%s\",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
 		 "\"VisibilityTimeout\":%ld,\"AttributeNames\":[\"ApproximateReceiveCount\"],"
@@ -846,7 +847,7 @@ static int live(struct bridge *b)
 				"trailhound bridge: AWS refused the request (check the credentials: "
 				"a signature mismatch means a wrong secret key): %s\n",
 				b->errstr);
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		}
 		if (rc) {
 			th_log_warn("bridge", "%s; retrying in 5 s", b->errstr);
@@ -871,7 +872,7 @@ static int live(struct bridge *b)
 		else if (b->o->exit_when_idle_ms && now_ms() - idle_since >= b->o->exit_when_idle_ms)
 			break;
 	}
-	return TH_EXIT_OK;
+	return 0;
 }
 
 /* ---- backfill ---- */
@@ -956,7 +957,7 @@ static void drop_dirs(struct listing *ls, size_t from)
 }
 
 /* Every page of ListObjectsV2 under prefix (with delim: one level, its
- * folders into ls->dirs). Returns a TH_EXIT_* code. */
+ * folders into ls->dirs). Returns 0 or a TH_E* code. */
 static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix, bool delim)
 {
 	char url[10240], eprefix[3072], token[2048] = "", etoken[6200], base[600];
@@ -966,16 +967,16 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 		page = NULL;
 	if (th_aws_uri_encode(prefix, eprefix, sizeof(eprefix)) ||
 	    th_aws_s3_url(&b->t, ls->bucket, NULL, base, sizeof(base)))
-		return TH_EXIT_USAGE;
+		return TH_EINVAL;
 	for (;;) {
 		struct th_aws_resp r;
 		const struct th_aws_creds *cr;
 		if (th_aws_creds_get(b->creds, false, &cr, b->errstr, sizeof(b->errstr))) {
 			fprintf(stderr, "trailhound bridge: %s\n", b->errstr);
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		}
 		if (th_aws_uri_encode(token, etoken, sizeof(etoken)))
-			return TH_EXIT_RUNTIME;
+			return TH_EFATAL;
 		/* parameters in canonical (sorted) order, values encoded: curl 7.88
 		 * signs the query string as written */
 		snprintf(url, sizeof(url), "%s?%s%s%s%slist-type=2%s%s&prefix=%s", base,
@@ -990,8 +991,8 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 				"trailhound bridge: ListObjectsV2 s3://%s/%s: %s%s HTTP %ld %s %s\n",
 				ls->bucket, prefix, r.status ? "" : b->errstr, r.status ? "" : ";",
 				r.status, r.code, r.message);
-			int ret = th_aws_auth_error(r.code, r.status) ? TH_EXIT_CONFIG
-								      : TH_EXIT_RUNTIME;
+			int ret = th_aws_auth_error(r.code, r.status) ? TH_ECONFIG
+								      : TH_EFATAL;
 			th_aws_resp_free(&r);
 			return ret;
 		}
@@ -1000,7 +1001,7 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 		while ((p = th_aws_xml_text(p, end, "Contents", block, sizeof(block))))
 			if (add_file(ls, block)) {
 				th_aws_resp_free(&r);
-				return TH_EXIT_RUNTIME;
+				return TH_EFATAL;
 			}
 		for (p = r.body; delim && (p = th_aws_xml_text(p, end, "CommonPrefixes", block,
 								 sizeof(block)));) {
@@ -1008,7 +1009,7 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 			th_aws_xml_text(block, block + strlen(block), "Prefix", dir, sizeof(dir));
 			if (dir[0] && add_dir(ls, dir)) {
 				th_aws_resp_free(&r);
-				return TH_EXIT_RUNTIME;
+				return TH_EFATAL;
 			}
 		}
 		th_aws_xml_text(r.body, end, "IsTruncated", trunc, sizeof(trunc));
@@ -1017,20 +1018,20 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 		th_log_debug("bridge", "ListObjectsV2 page s3://%s/%s: %zu file(s) so far%s",
 			     ls->bucket, prefix, ls->n, strcmp(trunc, "true") == 0 ? ", more" : "");
 		if (strcmp(trunc, "true") != 0 || !token[0])
-			return TH_EXIT_OK;
+			return 0;
 	}
 }
 
 /* With --since: walk the trail's folders (AWSLogs/, o-…/, account/) down to
  * each CloudTrail/<region>/ and list only the day folders inside the period,
- * instead of every key of a years-deep archive. Returns a TH_EXIT_* code. */
+ * instead of every key of a years-deep archive. Returns 0 or a TH_E* code. */
 static int walk(struct bridge *b, struct listing *ls, const char *prefix, int depth,
 		bool in_logs)
 {
 	size_t first = ls->n_dirs;
 	int ret = list_prefix(b, ls, prefix, true);
 	size_t last = ls->n_dirs;
-	for (size_t i = first; i < last && ret == TH_EXIT_OK && *b->run; i++) {
+	for (size_t i = first; i < last && ret == 0 && *b->run; i++) {
 		const char *d = ls->dirs[i];
 		size_t dl = strlen(d);
 		if (dl >= 19 && strcmp(d + dl - 18, "CloudTrail-Digest/") == 0)
@@ -1042,10 +1043,10 @@ static int walk(struct bridge *b, struct listing *ls, const char *prefix, int de
 			size_t regions = ls->n_dirs;
 			if ((ret = list_prefix(b, ls, d, true)))
 				break;
-			for (size_t j = regions; j < ls->n_dirs && ret == TH_EXIT_OK; j++) {
+			for (size_t j = regions; j < ls->n_dirs && ret == 0; j++) {
 				/* the folder is the delivery day (UTC) of its files */
 				int64_t day0 = ls->since - ls->since % 86400000;
-				for (int64_t t = day0; t <= now_ms() + 86400000 && ret == TH_EXIT_OK;
+				for (int64_t t = day0; t <= now_ms() + 86400000 && ret == 0;
 				     t += 86400000) {
 					char dayp[1200];
 					time_t secs = (time_t)(t / 1000);
@@ -1086,7 +1087,7 @@ static int backfill(struct bridge *b)
 	memset(&ls, 0, sizeof(ls));
 	if (strncmp(s, "s3://", 5) != 0) {
 		fprintf(stderr, "trailhound bridge: --backfill wants s3://bucket/prefix\n");
-		return TH_EXIT_USAGE;
+		return TH_EINVAL;
 	}
 	s += 5;
 	const char *sl = strchr(s, '/');
@@ -1094,7 +1095,7 @@ static int backfill(struct bridge *b)
 	snprintf(prefix, sizeof(prefix), "%s", sl ? sl + 1 : "");
 	if (!bucket[0]) {
 		fprintf(stderr, "trailhound bridge: --backfill: bad s3:// URL\n");
-		return TH_EXIT_USAGE;
+		return TH_EINVAL;
 	}
 	ls.bucket = bucket;
 	ls.since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
@@ -1115,13 +1116,13 @@ static int backfill(struct bridge *b)
 		} else if (out == F_UNREADABLE || out == F_RETRY) {
 			b->st->unreadable++;
 			th_log_err("bridge", "s3://%s/%s: %s", bucket, ls.files[i].obj.key, why);
-			ret = TH_EXIT_INPUT;
+			ret = TH_EIO;
 		} else if (out == F_AUTH) {
 			fprintf(stderr, "trailhound bridge: %s\n", why);
-			ret = TH_EXIT_CONFIG;
+			ret = TH_ECONFIG;
 			break;
 		} else if (out == F_FATAL) {
-			ret = TH_EXIT_RUNTIME;
+			ret = TH_EFATAL;
 			break;
 		}
 	}
@@ -1139,7 +1140,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	struct th_bridge_stats local = {0};
 	rd_kafka_conf_t *conf = NULL;
 	char tid[300], host[256];
-	int ret = TH_EXIT_OK;
+	int ret = 0;
 	bool metrics = false;
 
 	memset(&b, 0, sizeof(b));
@@ -1155,21 +1156,21 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		b.stall_ms = strtol(getenv("TH_BRIDGE_TEST_STALL_MS"), NULL, 10);
 	if (!o->backfill && !cf->bridge_queue_url[0]) {
 		fprintf(stderr, "trailhound bridge: set bridge_queue_url (or use --backfill)\n");
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	if (th_aws_global_init() || th_aws_creds_new(&b.creds, &b.t)) {
-		ret = TH_EXIT_RUNTIME;
+		ret = TH_EFATAL;
 		goto cleanup;
 	}
 	b.sqs = (struct th_sqs){&b.t, b.creds, cf->bridge_queue_url};
 	const struct th_aws_creds *cr;
 	if (th_aws_creds_get(b.creds, false, &cr, b.errstr, sizeof(b.errstr))) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
-		ret = TH_EXIT_CONFIG;
+		ret = TH_ECONFIG;
 		goto cleanup;
 	}
 	if (th_parser_new(&b.parser, (size_t)cf->record_max)) {
-		ret = TH_EXIT_RUNTIME;
+		ret = TH_EFATAL;
 		goto cleanup;
 	}
 	/* the worker's /metrics, /healthz, /readyz; stale after two ReceiveMessage
@@ -1178,7 +1179,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		double stale = 2.0 * 20 + (double)cf->bridge_visibility_s + 30.0;
 		if (th_metrics_start(cf->metrics_listen, stale, b.errstr, sizeof(b.errstr))) {
 			fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
-			ret = TH_EXIT_CONFIG;
+			ret = TH_ECONFIG;
 			goto cleanup;
 		}
 		metrics = true;
@@ -1202,12 +1203,12 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	    rd_kafka_conf_set(conf, "transaction.timeout.ms", "600000", b.errstr,
 			      sizeof(b.errstr))) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
-		ret = TH_EXIT_CONFIG;
+		ret = TH_ECONFIG;
 		goto cleanup;
 	}
 	if (!(b.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, b.errstr, sizeof(b.errstr)))) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
-		ret = TH_EXIT_CONFIG;
+		ret = TH_ECONFIG;
 		goto cleanup;
 	}
 	conf = NULL;
@@ -1217,14 +1218,14 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		fprintf(stderr, "trailhound bridge: init_transactions: %s\n",
 			rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
-		ret = TH_EXIT_RUNTIME;
+		ret = TH_EFATAL;
 		goto cleanup;
 	}
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	int rc = ledger_open(&b);
 	if (rc) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
-		ret = rc == TH_ECONFIG ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
+		ret = rc == TH_ECONFIG ? TH_ECONFIG : TH_EFATAL;
 		goto cleanup;
 	}
 	/* /readyz: the ledger is read (the metrics count its partitions as the

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "trailhound/avro_alert.h"
-#include "trailhound/cli.h"
+#include "trailhound/common.h"
 #include "trailhound/enrich.h"
 #include "trailhound/log.h"
 
@@ -285,5 +285,5 @@ int th_config_check(struct th_config *cf, FILE *out)
 	th_config_print(cf, out);
 	fprintf(out, "\n%s: %d check(s) failed\n", c.failed ? "FAILED" : "OK", c.failed);
 	fflush(out);
-	return c.failed ? TH_EXIT_CONFIG : TH_EXIT_OK;
+	return c.failed ? TH_ECONFIG : 0;
 }

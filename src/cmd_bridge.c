@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd.h"
 #include "trailhound/bridge.h"
-#include "trailhound/cli.h"
 #include "trailhound/config.h"
 #include "trailhound/log.h"
 
@@ -163,7 +163,8 @@ int th_cmd_bridge(int argc, char **argv)
 	sa.sa_handler = bridge_stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	ret = th_bridge_run(&cf, &bo, &bridge_run, NULL);
+	rc = th_bridge_run(&cf, &bo, &bridge_run, NULL);
+	ret = rc == TH_EIO ? TH_EXIT_INPUT : rc == TH_EINVAL ? TH_EXIT_USAGE : th_cmd_exit_code(rc);
 out:
 	free(sets);
 	th_config_free(&cf);

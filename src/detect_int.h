@@ -1,8 +1,9 @@
 /*
- * The detector's internals, shared by detect.c (the logic) and
- * detect_memory.c (its working memory: records cached in decoded form, the
- * accounts' first events, the keys with held uses, addresses already
- * enriched, and the event-time clock). Not a public header.
+ * The detector's internals, shared by its files (detect*.c: the engine, and
+ * one file per seam: learning, classification, holds and upgrades, alerting
+ * and dedup, working memory). Functions shared between them are named
+ * th_detect_*; each is declared under the file that defines it. Not a public
+ * header.
  */
 #ifndef TRAILHOUND_DETECT_INT_H
 #define TRAILHOUND_DETECT_INT_H
@@ -18,6 +19,12 @@
 
 #define HOUR_MS (3600LL * 1000)
 #define EXPIRY_SWEEP_MS (30 * 60 * 1000LL)
+/* A held use waits at least this long after the use itself, even when its
+ * key's creationDate says the hold is over: events of one moment arrive
+ * minutes apart, and the issuance may be among them. */
+#define HOLD_FLOOR_MS (15 * 60 * 1000LL)
+/* How far ahead of its event a creationDate may be (clock skew). */
+#define CREATION_SKEW_MS (5 * 60 * 1000LL)
 /* Pruning only bounds growth: once a day of event time is plenty. */
 #define PRUNE_SWEEP_MS (24 * HOUR_MS)
 /* Tokens are kept this long past their expiry for late-delivered events. */
@@ -72,7 +79,7 @@ struct obj {
  * objects above: every event of a non-Lambda identity from a public address
  * updates one, nearly always the same few per account, and reading,
  * decoding, encoding and writing it back per event cost a sixth of the
- * detector's work on a mixed stream. Written by th_dmem_flush(), dropped
+ * detector's work on a mixed stream. Written by th_detect_flush(), dropped
  * with the objects. */
 struct bsight {
 	UT_hash_handle hh;
@@ -116,6 +123,9 @@ struct th_detector {
 	void *spare_tok, *spare_role;
 	size_t nspare_tok, nspare_role;
 	struct th_detect_conf conf;
+	/* conf.variations by id (NULL: no such variation), for the properties
+	 * of an earlier decision (th_alert_ref.variation). */
+	const struct th_variation *by_id[TH_VARIATION_MAX + 1];
 	const struct th_enrich *en;
 	struct th_state *st;
 	th_alert_fn on_alert;
@@ -148,33 +158,97 @@ static inline bool streq(const char *a, const char *b)
 }
 
 /* ---- detect_memory.c: the detector's working memory. Loaded objects are
- * owned by the cache and stay valid until th_dmem_flush()/clear; save_*
+ * owned by the cache and stay valid until th_detect_flush()/clear; save_*
  * marks them dirty. Errors are negative TH_E* codes. ---- */
 
-int th_dmem_put(struct th_detector *d, const char *key, size_t klen);
-int th_dmem_clock_load(struct th_detector *d);
-int th_dmem_clock_save(struct th_detector *d);
-int th_dmem_flush(struct th_detector *d);
-void th_dmem_clear_objects(struct th_detector *d);
-void th_dmem_free_spares(struct th_detector *d);
-int th_dmem_load_role(struct th_detector *d, const char *arn, struct th_role **ro);
-int th_dmem_save_role(struct th_detector *d, const char *arn, const struct th_role *ro);
-int th_dmem_load_token(struct th_detector *d, const char *acct, const char *akid,
-                       struct th_token **t);
-int th_dmem_save_token(struct th_detector *d, const char *acct, const char *akid,
-                       const struct th_token *t);
-int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const char *b,
-                          struct th_sighting *s);
-int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
-                           const char *key, int64_t t);
-void th_dmem_asn_str(char *buf, size_t n, uint32_t asn);
-int th_dmem_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t);
-void th_dmem_clear_accounts(struct th_detector *d);
-void th_dmem_clear_held(struct th_detector *d);
-int th_dmem_held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry);
-void th_dmem_held_remove(struct th_detector *d, const char *pk, size_t pkl);
-int th_dmem_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has);
-void th_dmem_enrich(struct th_detector *d, const char *ip, struct th_netinfo *out);
-int th_dmem_account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first);
+int th_detect_put(struct th_detector *d, const char *key, size_t klen);
+int th_detect_clock_load(struct th_detector *d);
+int th_detect_clock_save(struct th_detector *d);
+int th_detect_flush(struct th_detector *d);
+void th_detect_clear_objects(struct th_detector *d);
+void th_detect_free_spares(struct th_detector *d);
+int th_detect_load_role(struct th_detector *d, const char *arn, struct th_role **ro);
+int th_detect_save_role(struct th_detector *d, const char *arn, const struct th_role *ro);
+int th_detect_load_token(struct th_detector *d, const char *acct, const char *akid,
+			 struct th_token **t);
+int th_detect_save_token(struct th_detector *d, const char *acct, const char *akid,
+			 const struct th_token *t);
+int th_detect_load_sighting(struct th_detector *d, char type, const char *a, const char *b,
+			    struct th_sighting *s);
+int th_detect_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
+			     const char *key, int64_t t);
+void th_detect_asn_str(char *buf, size_t n, uint32_t asn);
+int th_detect_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t);
+void th_detect_clear_accounts(struct th_detector *d);
+void th_detect_clear_held(struct th_detector *d);
+int th_detect_held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry);
+void th_detect_held_remove(struct th_detector *d, const char *pk, size_t pkl);
+int th_detect_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has);
+void th_detect_enrich(struct th_detector *d, const char *ip, struct th_netinfo *out);
+int th_detect_account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first);
+
+/* ---- shared by the detector's files (detect*.c) ---- */
+
+/* The region set a source address is judged against. */
+struct regions {
+	int n;
+	const char *r[TH_MAX_REGIONS * (TH_ROLE_MAX_FUNCTIONS + 1)];
+};
+
+/* detect_classify.c: which credential, which network, the judgement */
+int th_detect_find_function(const struct th_role *ro, const char *name);
+bool th_detect_is_poller_name(const char *s);
+const char *th_detect_token_function(const struct th_token *t);
+void th_detect_regions_of(const struct th_role *ro, const char *function, struct regions *out);
+enum verdict th_detect_net_verdict(const struct th_call *c, const char *acct,
+				   const struct regions *rs, char *reason, size_t rsz);
+enum th_cred_class th_detect_classify(const struct th_role *ro, bool role_found, struct th_token *t,
+				      bool tok_found, const char *session);
+int th_detect_decide(struct th_detector *d, const char *acct, const char *akid,
+		     enum th_cred_class cls, struct th_token *t, const char *role_arn,
+		     const struct th_call *c, const char *remote_reason, const char *upgrade_of,
+		     const char *why);
+
+const char *th_detect_ua_lambda_claim(const struct th_detector *d, const char *ua);
+
+/* detect_learn.c: what events teach */
+/* What processing a call knows of its role and key: loaded from the working
+ * memory, and perhaps learned from the call itself. */
+struct th_detect_known {
+	struct th_role *ro;
+	struct th_token *t;
+	int role_found, tok_found;
+	bool role_learned, key_learned;
+};
+int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, const char *acct,
+			    const char *role_arn, const char *session, struct th_detect_known *k);
+int th_detect_role_add_function(struct th_role *ro, const char *name, const char *region);
+void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
+				const struct th_call *c, enum verdict vd);
+int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct);
+int th_detect_learn_assumption(struct th_detector *d, const struct th_event *ev, const char *acct);
+int th_detect_learn_function(struct th_detector *d, const struct th_event *ev);
+
+/* detect_hold.c: held uses, upgrades and re-decisions */
+void th_detect_remember_decision(struct th_token *t, int variation, const char *alert_id,
+				 const struct th_call *c);
+int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char *akid,
+			     struct th_token *t);
+int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid,
+		       const char *role_arn, const struct th_call *c);
+int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *akid, bool expire);
+int th_detect_resolve_role(struct th_detector *d, const char *role_arn);
+int th_detect_expire_lapsed(struct th_detector *d, const char *acct, const char *akid,
+			    const char *role_arn, int64_t t);
+int th_detect_expire_held(struct th_detector *d, int64_t now, bool final);
+int th_detect_redecide_as_other(struct th_detector *d, const char *acct, const char *akid,
+				struct th_token *t, const char *role_arn, const char *was_function);
+
+/* detect_alert.c: activation, dedup and the alert */
+int64_t th_detect_dedup_horizon(const struct th_detector *d, int64_t now);
+int th_detect_raise_alert(struct th_detector *d, const struct th_variation *v, const char *acct,
+			  const char *akid, enum th_cred_class cls, const struct th_token *t,
+			  const char *role_arn, const struct th_call *c, const char *upgrade_of,
+			  char alert_id[33], bool *raised);
 
 #endif

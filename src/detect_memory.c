@@ -13,7 +13,7 @@
 #include <string.h>
 
 
-int th_dmem_put(struct th_detector *d, const char *key, size_t klen)
+int th_detect_put(struct th_detector *d, const char *key, size_t klen)
 {
 	if (d->w.oom)
 		return TH_ENOMEM;
@@ -24,7 +24,7 @@ int th_dmem_put(struct th_detector *d, const char *key, size_t klen)
 
 static const char CLOCK_KEY[] = "w";
 
-int th_dmem_clock_load(struct th_detector *d)
+int th_detect_clock_load(struct th_detector *d)
 {
 	const void *v;
 	size_t n;
@@ -47,14 +47,14 @@ int th_dmem_clock_load(struct th_detector *d)
 	return 0;
 }
 
-int th_dmem_clock_save(struct th_detector *d)
+int th_detect_clock_save(struct th_detector *d)
 {
 	th_wbuf_reset(&d->w);
 	th_put_u8(&d->w, TH_REC_VERSION);
 	th_put_i64(&d->w, d->clock.watermark);
 	th_put_i64(&d->w, d->clock.next_expiry);
 	th_put_i64(&d->w, d->clock.next_prune);
-	return th_dmem_put(d, CLOCK_KEY, 1);
+	return th_detect_put(d, CLOCK_KEY, 1);
 }
 
 /* ---- records ---- */
@@ -88,7 +88,7 @@ static void spare_put(struct th_detector *d, char type, void *p)
 	(*n)++;
 }
 
-void th_dmem_free_spares(struct th_detector *d)
+void th_detect_free_spares(struct th_detector *d)
 {
 	void *p, *next;
 	for (p = d->spare_tok; p; p = next) {
@@ -149,7 +149,7 @@ static struct obj *obj_get(struct th_detector *d, char type, const char *key, si
 	return o;
 }
 
-int th_dmem_flush(struct th_detector *d)
+int th_detect_flush(struct th_detector *d)
 {
 	struct obj *o, *tmp;
 	HASH_ITER(hh, d->objs, o, tmp)
@@ -161,7 +161,7 @@ int th_dmem_flush(struct th_detector *d)
 			th_token_encode(&d->w, o->payload);
 		else
 			th_role_encode(&d->w, o->payload);
-		int rc = th_dmem_put(d, o->key, o->klen);
+		int rc = th_detect_put(d, o->key, o->klen);
 		if (rc)
 			return rc;
 		o->dirty = false;
@@ -173,7 +173,7 @@ int th_dmem_flush(struct th_detector *d)
 			continue;
 		th_wbuf_reset(&d->w);
 		th_sighting_encode(&d->w, &b->s);
-		int rc = th_dmem_put(d, b->key, b->klen);
+		int rc = th_detect_put(d, b->key, b->klen);
 		if (rc)
 			return rc;
 		b->dirty = false;
@@ -181,7 +181,7 @@ int th_dmem_flush(struct th_detector *d)
 	return 0;
 }
 
-void th_dmem_clear_objects(struct th_detector *d)
+void th_detect_clear_objects(struct th_detector *d)
 {
 	struct obj *o, *tmp;
 	d->last_tok = d->last_role = NULL;
@@ -210,7 +210,7 @@ static void obj_mark(struct th_detector *d, const char *key, size_t klen)
 }
 
 /* Returns 1 (found), 0 (new, empty) or a negative error; *ro points into the cache. */
-int th_dmem_load_role(struct th_detector *d, const char *arn, struct th_role **ro)
+int th_detect_load_role(struct th_detector *d, const char *arn, struct th_role **ro)
 {
 	int found;
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'r', 1, arn);
@@ -222,7 +222,7 @@ int th_dmem_load_role(struct th_detector *d, const char *arn, struct th_role **r
 	return found;
 }
 
-int th_dmem_save_role(struct th_detector *d, const char *arn, const struct th_role *ro)
+int th_detect_save_role(struct th_detector *d, const char *arn, const struct th_role *ro)
 {
 	if (d->last_role && d->last_role->payload == ro) {
 		d->last_role->dirty = d->last_role->exists = true;
@@ -233,8 +233,8 @@ int th_dmem_save_role(struct th_detector *d, const char *arn, const struct th_ro
 	return 0;
 }
 
-int th_dmem_load_token(struct th_detector *d, const char *acct, const char *akid,
-		      struct th_token **t)
+int th_detect_load_token(struct th_detector *d, const char *acct, const char *akid,
+			 struct th_token **t)
 {
 	int found;
 	size_t kl = th_key(d->k1, sizeof(d->k1), 'k', 2, acct, akid);
@@ -246,8 +246,8 @@ int th_dmem_load_token(struct th_detector *d, const char *acct, const char *akid
 	return found;
 }
 
-int th_dmem_save_token(struct th_detector *d, const char *acct, const char *akid,
-		      const struct th_token *t)
+int th_detect_save_token(struct th_detector *d, const char *acct, const char *akid,
+			 const struct th_token *t)
 {
 	if (d->last_tok && d->last_tok->payload == t) {
 		d->last_tok->dirty = d->last_tok->exists = true;
@@ -258,8 +258,8 @@ int th_dmem_save_token(struct th_detector *d, const char *acct, const char *akid
 	return 0;
 }
 
-int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const char *b,
-			 struct th_sighting *s)
+int th_detect_load_sighting(struct th_detector *d, char type, const char *a, const char *b,
+			    struct th_sighting *s)
 {
 	const void *v;
 	size_t n;
@@ -279,11 +279,11 @@ int th_dmem_load_sighting(struct th_detector *d, char type, const char *a, const
 	return rc == TH_ENOTFOUND || rc == 0 ? 0 : rc;
 }
 
-int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
-			  const char *key, int64_t t)
+int th_detect_teach_sighting(struct th_detector *d, char type, const char *a, const char *b,
+			     const char *key, int64_t t)
 {
 	struct th_sighting s, before;
-	int rc = th_dmem_load_sighting(d, type, a, b, &s);
+	int rc = th_detect_load_sighting(d, type, a, b, &s);
 	if (rc < 0)
 		return rc;
 	before = s;
@@ -298,10 +298,10 @@ int th_dmem_teach_sighting(struct th_detector *d, char type, const char *a, cons
 		return 0;
 	th_wbuf_reset(&d->w);
 	th_sighting_encode(&d->w, &s);
-	return th_dmem_put(d, d->k2, strlen(d->k2));
+	return th_detect_put(d, d->k2, strlen(d->k2));
 }
 
-void th_dmem_asn_str(char *buf, size_t n, uint32_t asn)
+void th_detect_asn_str(char *buf, size_t n, uint32_t asn)
 {
 	/* Once per event from a public address: snprintf's format machinery
 	 * cost more than the rest of the account-baseline update. */
@@ -325,18 +325,18 @@ void th_dmem_asn_str(char *buf, size_t n, uint32_t asn)
 	buf[len] = '\0';
 }
 
-int th_dmem_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t)
+int th_detect_teach_account_asn(struct th_detector *d, const char *acct, uint32_t asn, int64_t t)
 {
 	char a[16];
 	struct bsight *bs;
 	if (!asn || !acct)
 		return 0;
-	th_dmem_asn_str(a, sizeof(a), asn);
+	th_detect_asn_str(a, sizeof(a), asn);
 	size_t kl = th_key(d->k2, sizeof(d->k2), 'b', 2, acct, a);
 	HASH_FIND(hh, d->bsights, d->k2, kl, bs);
 	if (!bs) {
 		struct th_sighting s;
-		int rc = th_dmem_load_sighting(d, 'b', acct, a, &s);
+		int rc = th_detect_load_sighting(d, 'b', acct, a, &s);
 		if (rc < 0)
 			return rc;
 		/* load_sighting rebuilt the same key in d->k2 */
@@ -362,7 +362,7 @@ int th_dmem_teach_account_asn(struct th_detector *d, const char *acct, uint32_t 
 	return 0;
 }
 
-void th_dmem_clear_accounts(struct th_detector *d)
+void th_detect_clear_accounts(struct th_detector *d)
 {
 	struct acct_first *a, *tmp;
 	HASH_ITER(hh, d->accounts, a, tmp)
@@ -372,7 +372,7 @@ void th_dmem_clear_accounts(struct th_detector *d)
 	}
 }
 
-void th_dmem_clear_held(struct th_detector *d)
+void th_detect_clear_held(struct th_detector *d)
 {
 	struct held_key *h, *tmp;
 	HASH_ITER(hh, d->held_keys, h, tmp)
@@ -383,7 +383,7 @@ void th_dmem_clear_held(struct th_detector *d)
 	d->held_loaded = false;
 }
 
-int th_dmem_held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry)
+int th_detect_held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t expiry)
 {
 	struct held_key *h;
 	HASH_FIND(hh, d->held_keys, pk, pkl, h);
@@ -399,7 +399,7 @@ int th_dmem_held_add(struct th_detector *d, const char *pk, size_t pkl, int64_t 
 	return 0;
 }
 
-void th_dmem_held_remove(struct th_detector *d, const char *pk, size_t pkl)
+void th_detect_held_remove(struct th_detector *d, const char *pk, size_t pkl)
 {
 	struct held_key *h;
 	HASH_FIND(hh, d->held_keys, pk, pkl, h);
@@ -414,11 +414,11 @@ static int held_load_cb(void *ctx, const void *key, size_t klen, const void *val
 	struct th_rbuf r;
 	th_rbuf_init(&r, val, vlen);
 	int64_t expiry = th_get_u8(&r) == TH_REC_VERSION ? th_get_i64(&r) : 0;
-	return th_dmem_held_add(ctx, key, klen, expiry);
+	return th_detect_held_add(ctx, key, klen, expiry);
 }
 
 /* Whether the state key "p|acct|akid" exists, answered from memory. */
-int th_dmem_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has)
+int th_detect_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *has)
 {
 	struct held_key *h;
 	if (!d->held_loaded) {
@@ -433,7 +433,7 @@ int th_dmem_held_has(struct th_detector *d, const char *pk, size_t pkl, bool *ha
 	return 0;
 }
 
-void th_dmem_enrich(struct th_detector *d, const char *ip, struct th_netinfo *out)
+void th_detect_enrich(struct th_detector *d, const char *ip, struct th_netinfo *out)
 {
 	/* "" bypasses the cache: an unused slot holds "" too, with a zeroed
 	 * (service) verdict, which would exclude a call that has no source. */
@@ -453,7 +453,7 @@ void th_dmem_enrich(struct th_detector *d, const char *ip, struct th_netinfo *ou
 }
 
 /* Earliest event time of the account (activation period); t = 0 only reads. */
-int th_dmem_account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first)
+int th_detect_account_seen(struct th_detector *d, const char *acct, int64_t t, int64_t *first)
 {
 	struct acct_first *a;
 	size_t alen = strlen(acct);
@@ -485,7 +485,7 @@ int th_dmem_account_seen(struct th_detector *d, const char *acct, int64_t t, int
 		th_wbuf_reset(&d->w);
 		th_put_u8(&d->w, TH_REC_VERSION);
 		th_put_i64(&d->w, t);
-		if ((rc = th_dmem_put(d, d->k1, kl)))
+		if ((rc = th_detect_put(d, d->k1, kl)))
 			return rc;
 	}
 	*first = a->first_ms;

@@ -323,7 +323,6 @@ struct th_input {
 	size_t cap, len;
 	size_t doc_max;
 	uint64_t base; /* input offset of buf[0] */
-	uint64_t size_hint;
 	int eof;
 	/* Streaming a log file's "Records" array (see frame_one): skipping an
 	 * over-long record structurally, then resuming the array after it. */
@@ -365,8 +364,6 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 		th_input_close(in);
 		return TH_EINVAL;
 	}
-	if (S_ISREG(st.st_mode))
-		in->size_hint = (uint64_t)st.st_size;
 	in->fd = fd;
 	in->raw = malloc(RAW_CHUNK);
 	if (!in->raw)
@@ -400,11 +397,6 @@ void th_input_close(struct th_input *in)
 uint64_t th_input_bytes_read(const struct th_input *in)
 {
 	return in->raw_read;
-}
-
-uint64_t th_input_size_hint(const struct th_input *in)
-{
-	return in->size_hint;
 }
 
 /* Append raw bytes from the file. 0 ok, 1 at end of file, or TH_EIO. */

@@ -1,29 +1,67 @@
 /*
- * trailhound: the command-line front end. Parses the subcommand and its
- * options and calls into the core; all work happens in the library.
+ * trailhound: the command-line front end. Picks the subcommand from
+ * th_commands (one place to add one) and hands it the rest of the arguments;
+ * the commands (src/cmd_*.c) parse their options and call into the core
+ * library, where all the work happens.
  */
-#include "trailhound/cli.h"
+#include "cmd.h"
 #include "trailhound/common.h"
 
 #include <stdio.h>
 #include <string.h>
 
+const struct th_command th_commands[] = {
+	{"scan", "[FILE|DIR...|-]  run the detector over CloudTrail files or an S3 archive",
+	 th_cmd_scan},
+	{"inspect", "--state DIR  show what the detector knows (keys, roles, accounts)",
+	 th_cmd_inspect},
+	{"run", "-c FILE        the Kafka stream worker (consumer group, exactly-once)",
+	 th_cmd_run},
+	{"produce", "FILE...    publish CloudTrail files to Kafka, one message per event",
+	 th_cmd_produce},
+	{"bridge", "-c FILE     CloudTrail from S3 (SQS notifications, --backfill) to Kafka",
+	 th_cmd_bridge},
+	{"variations", "[--json] the detection variations (names, severities, kinds)",
+	 th_cmd_variations},
+	{NULL, NULL, NULL},
+};
+
+volatile sig_atomic_t th_cmd_running = 1;
+
+static void stop(int sig)
+{
+	(void)sig;
+	th_cmd_running = 0;
+}
+
+void th_cmd_install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int th_cmd_exit_code(int err)
+{
+	if (err == 0)
+		return TH_EXIT_OK;
+	return err == TH_ECONFIG ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
+}
+
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: trailhound <command> [options]\n"
-		"\n"
-		"Catches stolen AWS Lambda credentials in CloudTrail.\n"
-		"\n"
-		"Commands:\n"
-		"  scan [FILE|DIR...|-]  run the detector over CloudTrail files or an S3 archive\n"
-		"  inspect --state DIR  show what the detector knows (keys, roles, accounts)\n"
-		"  run -c FILE        the Kafka stream worker (consumer group, exactly-once)\n"
-		"  produce FILE...    publish CloudTrail files to Kafka, one message per event\n"
-		"  bridge -c FILE     CloudTrail from S3 (SQS notifications, --backfill) to Kafka\n"
-		"\n"
-		"  trailhound <command> --help   options of a command\n"
-		"  trailhound --version\n");
+	fprintf(out, "Usage: trailhound <command> [options]\n"
+		     "\n"
+		     "Catches stolen AWS Lambda credentials in CloudTrail.\n"
+		     "\n"
+		     "Commands:\n");
+	for (const struct th_command *c = th_commands; c->name; c++)
+		fprintf(out, "  %s %s\n", c->name, c->synopsis);
+	fprintf(out, "\n"
+		     "  trailhound <command> --help   options of a command\n"
+		     "  trailhound --version\n");
 }
 
 int main(int argc, char **argv)

@@ -21,9 +21,11 @@
 
 #include "metrics_stats.h"
 #include "trailhound/common.h"
+#include "trailhound/variation.h"
 
 #define MAX_PARTS 1024
-#define N_VARIATIONS 6
+/* variation ids a descriptor table may use (variation.h) */
+#define N_VARIATIONS TH_VARIATION_MAX
 /* the severities variations.c gives alerts; anything else counts as "other" */
 static const char *const severities[] = {"Critical", "High", "Medium", "Low", "Informational",
 					 "other"};

@@ -5,9 +5,15 @@
  */
 #include "trailhound/variation.h"
 
+#include "trailhound/common.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+/* MITRE ATT&CK TA0006, Credential Access: every variation is a use of
+ * credentials taken from a function. */
+static const char CREDENTIAL_ACCESS[] = "TA0006";
 
 static const char DESCRIPTION[] =
 	"An AWS Lambda's token was used externally of the cloud environment.";
@@ -33,7 +39,7 @@ void th_evidence_add(struct th_evidence *ev, const char *fmt, ...)
  * Lambda's runtime. */
 static bool match_token_suspicious(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_TOKEN || (!m->key_used_inside && !m->ua_lambda_claim))
+	if (!m->key_used_inside && !m->ua_lambda_claim)
 		return false;
 	if (m->key_used_inside)
 		th_evidence_add(ev,
@@ -51,7 +57,7 @@ static bool match_token_suspicious(const struct th_match_ctx *m, struct th_evide
 /* 2: a command-line tool drove the stolen token. */
 static bool match_token_cli(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_TOKEN || !m->ua_cli_family)
+	if (!m->ua_cli_family)
 		return false;
 	th_evidence_add(ev, "user agent of a command-line tool (%s)", m->ua_cli_family);
 	return true;
@@ -60,7 +66,7 @@ static bool match_token_cli(const struct th_match_ctx *m, struct th_evidence *ev
 /* 3: remote, but from a network the account's people already use. */
 static bool match_token_known_asn(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_TOKEN || !m->call->asn || (!m->asn_in_baseline && !m->asn_trusted))
+	if (!m->call->asn || (!m->asn_in_baseline && !m->asn_trusted))
 		return false;
 	if (m->asn_in_baseline)
 		th_evidence_add(ev,
@@ -75,14 +81,15 @@ static bool match_token_known_asn(const struct th_match_ctx *m, struct th_eviden
 /* 4: any other remote use of a Lambda token. */
 static bool match_token_remote(const struct th_match_ctx *m, struct th_evidence *ev)
 {
+	(void)m;
 	(void)ev;
-	return m->cls == TH_CRED_TOKEN;
+	return true;
 }
 
 /* 5: another identity's session of a Lambda role, new identity or network. */
 static bool match_role_new(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_OTHER || (m->identity_seen && m->asn_seen_for_role))
+	if (m->identity_seen && m->asn_seen_for_role)
 		return false;
 	if (!m->identity)
 		th_evidence_add(ev, "the identity that assumed the role is unknown");
@@ -98,51 +105,81 @@ static bool match_role_new(const struct th_match_ctx *m, struct th_evidence *ev)
 /* 6: another identity's session of a Lambda role, both already seen. */
 static bool match_role_known(const struct th_match_ctx *m, struct th_evidence *ev)
 {
-	if (m->cls != TH_CRED_OTHER)
-		return false;
 	th_evidence_add(ev, "%s assumed this Lambda role before, from AS%u, in the training period",
 			m->identity ? m->identity : "the identity", m->call->asn);
 	return true;
 }
 
-const struct th_variation th_variations[] = {
-	{.id = 1,
-	 .name = "Suspicious usage of AWS Lambda's token",
-	 .severity = "High",
-	 .description = DESCRIPTION,
-	 .match = match_token_suspicious},
-	{.id = 2,
-	 .name = "Remote command line usage of AWS Lambda's token",
-	 .severity = "High",
-	 .description = DESCRIPTION,
-	 .match = match_token_cli},
-	{.id = 3,
-	 .name = "Usage of AWS Lambda's token from known ASN",
-	 .severity = "Informational",
-	 .description = DESCRIPTION,
-	 .match = match_token_known_asn},
-	{.id = 4,
-	 .name = "Remote usage of AWS Lambda's token",
-	 .severity = "Informational",
-	 .description = DESCRIPTION,
-	 .match = match_token_remote},
-	{.id = 5,
-	 .name = "Suspicious usage of AWS Lambda's role",
-	 .severity = "Medium",
-	 .description = DESCRIPTION,
-	 .match = match_role_new},
-	{.id = 6,
-	 .name = "Suspicious usage of AWS Lambda's role",
-	 .severity = "Low",
-	 .description = DESCRIPTION,
-	 .match = match_role_known},
-};
-const size_t th_variations_count = sizeof(th_variations) / sizeof(th_variations[0]);
+#define TOKEN_VARIATION(ID, NAME, SEVERITY, UPGRADABLE, MATCH)                                    \
+	{.id = (ID), .name = (NAME), .severity = (SEVERITY), .tactic = CREDENTIAL_ACCESS,          \
+	 .cred = TH_CRED_TOKEN, .upgradable = (UPGRADABLE), .description = DESCRIPTION,          \
+	 .match = (MATCH)}
+#define ROLE_VARIATION(ID, NAME, SEVERITY, MATCH)                                                 \
+	{.id = (ID), .name = (NAME), .severity = (SEVERITY), .tactic = CREDENTIAL_ACCESS,          \
+	 .cred = TH_CRED_OTHER, .upgradable = false, .description = DESCRIPTION, .match = (MATCH)}
 
-const struct th_variation *th_variation_get(int id)
+/* Variation 1 has nothing stronger to become, so it is not upgradable; 2-4
+ * become 1 once the key's inside use is known. 5-6 judge another identity's
+ * session, which has no inside use. */
+const struct th_variation th_variations[] = {
+	TOKEN_VARIATION(1, "Suspicious usage of AWS Lambda's token", "High", false,
+			match_token_suspicious),
+	TOKEN_VARIATION(2, "Remote command line usage of AWS Lambda's token", "High", true,
+			match_token_cli),
+	TOKEN_VARIATION(3, "Usage of AWS Lambda's token from known ASN", "Informational", true,
+			match_token_known_asn),
+	TOKEN_VARIATION(4, "Remote usage of AWS Lambda's token", "Informational", true,
+			match_token_remote),
+	ROLE_VARIATION(5, "Suspicious usage of AWS Lambda's role", "Medium", match_role_new),
+	ROLE_VARIATION(6, "Suspicious usage of AWS Lambda's role", "Low", match_role_known),
+};
+const size_t th_variations_count = TH_ARRAY_SIZE(th_variations);
+
+_Static_assert(TH_ARRAY_SIZE(th_variations) <= TH_VARIATION_MAX,
+	       "every builtin variation needs an id up to TH_VARIATION_MAX");
+_Static_assert(TH_VARIATION_MAX <= UINT8_MAX,
+	       "a token's alert refs store the variation id in a uint8_t (records.h)");
+
+static bool known_severity(const char *s)
 {
-	for (size_t i = 0; i < th_variations_count; i++)
-		if (th_variations[i].id == id)
-			return &th_variations[i];
-	return NULL;
+	static const char *const sev[] = {"High", "Medium", "Low", "Informational"};
+	for (size_t i = 0; s && i < TH_ARRAY_SIZE(sev); i++)
+		if (strcmp(s, sev[i]) == 0)
+			return true;
+	return false;
+}
+
+int th_variations_check(const struct th_variation *vars, size_t n, char *errstr,
+			size_t errstr_size)
+{
+	bool seen[TH_VARIATION_MAX + 1] = {false};
+	for (size_t i = 0; i < n; i++) {
+		const struct th_variation *v = &vars[i];
+		if (v->id < 1 || v->id > TH_VARIATION_MAX || seen[v->id]) {
+			th_errstr(errstr, errstr_size,
+				  "variation #%zu: id %d is not unique within 1..%d", i, v->id,
+				  TH_VARIATION_MAX);
+			return TH_EINVAL;
+		}
+		seen[v->id] = true;
+		if (!v->name || !v->tactic || !v->description || !v->match ||
+		    !known_severity(v->severity) ||
+		    (v->cred != TH_CRED_TOKEN && v->cred != TH_CRED_OTHER)) {
+			th_errstr(errstr, errstr_size,
+				  "variation %d: name, tactic, description, match, a known "
+				  "severity and a credential kind are required",
+				  v->id);
+			return TH_EINVAL;
+		}
+	}
+	return 0;
+}
+
+const char *th_cred_class_name(enum th_cred_class cls)
+{
+	switch (cls) {
+	case TH_CRED_TOKEN: return "token";
+	case TH_CRED_OTHER: return "role-session";
+	default: return "unknown";
+	}
 }

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "trailhound/avro_alert.h"
-#include "trailhound/cli.h"
+#include "trailhound/registry.h"
 #include "trailhound/detect.h"
 #include "trailhound/input.h"
 #include "trailhound/log.h"
@@ -27,9 +27,20 @@
  * several input topics can share one changelog topic. */
 #define CHANGELOG_SEP '\x1e'
 #define MAX_PARTS 1024
-/* restored records written to LMDB per commit: bounds the store's write-back
- * cache while a big changelog is read */
-#define RESTORE_COMMIT_EVERY 50000
+
+/* How long the blocking Kafka calls may take. */
+#define QUERY_TIMEOUT_MS 10000     /* metadata, watermarks, committed offsets on a rewind, abort */
+#define ASSIGN_TIMEOUT_MS 30000    /* committed offsets on assignment (coordinator may be busy) */
+#define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
+#define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
+/* Restoring a partition commits its store every this many changelog
+ * records, so the write-back cache stays bounded on a big changelog. */
+#define RESTORE_BATCH 50000
+/* The [stats] log line, in seconds of wall time. */
+#define STATS_INTERVAL_S 30.0
+/* Defaults of the test-tunable th_worker_opts. */
+#define DISK_RETRY_MS_DEFAULT 5000
+#define TXN_TIMEOUT_MS_DEFAULT 30000
 
 struct worker;
 
@@ -89,7 +100,7 @@ struct worker {
 	long msgs_in_txn;
 	double txn_started;
 	bool txn_open;
-	int fatal; /* TH_EXIT_* to exit with, 0 = none */
+	int fatal; /* TH_EFATAL or TH_ECONFIG once the worker must exit, 0 = none */
 	/* The first authentication or TLS failure the clients reported: at
 	 * startup it ends the wait for the broker with that reason (a wrong
 	 * password or an untrusted CA never heals by retrying). */
@@ -154,7 +165,7 @@ static void set_fatal(struct worker *w, const char *what, const char *why)
 {
 	th_log_err("worker", "%s: %s", what, why);
 	if (!w->fatal)
-		w->fatal = TH_EXIT_RUNTIME;
+		w->fatal = TH_EFATAL;
 	*w->run = 0;
 }
 
@@ -209,7 +220,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, buf, sizeof(buf));
 		th_log_err("kafka", "fatal error %s: %s", rd_kafka_err2name(ferr), buf);
 		if (!w->fatal)
-			w->fatal = TH_EXIT_RUNTIME;
+			w->fatal = TH_EFATAL;
 		*w->run = 0;
 		return;
 	}
@@ -359,7 +370,7 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			goto out;
 		th_detector_reset(p->det);
 		err = rd_kafka_query_watermark_offsets(w->restorer, w->cf->changelog_topic,
-						       p->partition, &lo, &hi, 10000);
+						       p->partition, &lo, &hi, QUERY_TIMEOUT_MS);
 		if (err) {
 			th_log_err("restore", "%s[%d]: watermarks: %s", w->cf->changelog_topic,
 				   (int)p->partition, rd_kafka_err2str(err));
@@ -440,7 +451,7 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 		if (rc)
 			break;
 		/* bound the write-back cache on big changelogs */
-		if (r->n % RESTORE_COMMIT_EVERY == 0 &&
+		if (r->n % RESTORE_BATCH == 0 &&
 		    (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
 			break;
 	}
@@ -536,7 +547,7 @@ static int rewind_all(struct worker *w)
 		return TH_EFATAL;
 	}
 	if (assigned->cnt) {
-		if ((err = rd_kafka_committed(w->consumer, assigned, 10000))) {
+		if ((err = rd_kafka_committed(w->consumer, assigned, QUERY_TIMEOUT_MS))) {
 			set_fatal(w, "rewind: committed offsets", rd_kafka_err2str(err));
 			rc = TH_EFATAL;
 			goto out;
@@ -809,7 +820,7 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 {
 	struct restore rs[MAX_PARTS];
 	int nr = 0;
-	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, 30000);
+	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, ASSIGN_TIMEOUT_MS);
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
 		return;
@@ -1107,7 +1118,7 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic)
 	int n = TH_EKAFKA;
 	if (!rkt)
 		return TH_EKAFKA;
-	if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	if (rd_kafka_metadata(rk, 0, rkt, &md, QUERY_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 	    md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		n = md->topics[0].partition_cnt;
 	if (md)
@@ -1127,7 +1138,7 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 		th_errstr(errstr, errstr_size, "changelog topic %s: not found (create it compacted, "
 			  "with as many partitions as the input: deploy/topics.sh)",
 			  cf->changelog_topic);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	for (int i = 0; i < cf->n_input_topics; i++) {
 		int ni = topic_partitions(w->restorer, cf->input_topics[i]);
@@ -1137,7 +1148,7 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 			th_errstr(errstr, errstr_size, "input topic %s has %d partitions but the changelog "
 				  "%s has %d: they must be co-partitioned",
 				  cf->input_topics[i], ni, cf->changelog_topic, nc);
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		}
 	}
 	return 0;
@@ -1180,33 +1191,33 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	rd_kafka_error_t *error;
 
 	if (make_dirs(cf->state_dir, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	if (th_config_open_enrich((struct th_config *)cf, &w->en, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	if (th_parser_new(&w->parser, (size_t)cf->record_max))
-		return TH_EXIT_RUNTIME;
+		return TH_EFATAL;
 	th_parser_set_max_future_skew(w->parser, cf->max_future_skew_ms);
 	if (!schema_id && cf->schema_registry_url && *cf->schema_registry_url) {
 		struct th_avro_alert *tmp = NULL;
 		char subject[512];
 		snprintf(subject, sizeof(subject), "%s-value", cf->output_topic);
 		if (th_avro_alert_new(&tmp, th_config_alert_schema(cf), 0, errstr, errstr_size))
-			return TH_EXIT_CONFIG;
-		int rc = th_schema_register(cf->schema_registry_url, subject,
+			return TH_ECONFIG;
+		int rc = th_registry_register(cf->schema_registry_url, subject,
 					    th_avro_alert_schema_json(tmp), &schema_id, errstr,
 					    errstr_size);
 		th_avro_alert_destroy(tmp);
 		if (rc)
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		th_log_info("worker", "alert schema registered as id %d (subject %s)", (int)schema_id,
 			    subject);
 	} else if (!schema_id) {
 		snprintf(errstr, errstr_size,
 			 "set schema_id, or schema_registry_url to register alert.avsc");
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	if (th_avro_alert_new(&w->avro, th_config_alert_schema(cf), schema_id, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 
 	/* Consumer: read_committed, no auto commit (offsets go through the
 	 * transaction), range assignor (librdkafka 2.0.x's cooperative protocol
@@ -1230,14 +1241,14 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	};
 	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_stats_cb(conf, stats_cb);
 	if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 
 	/* The changelog reader for restores: no group membership, read_committed. */
@@ -1253,10 +1264,10 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	};
 	if (!(conf = base_conf(cf, "restore", restore_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 
 	/* Producer: transactional, one per worker, a stable transactional.id. */
@@ -1280,12 +1291,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	};
 	if (!(conf = base_conf(cf, "producer", producer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "transactional.id", tid, errstr, errstr_size))
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
-		return TH_EXIT_CONFIG;
+		return TH_ECONFIG;
 	}
 	/* Fences any previous instance with this transactional.id and aborts
 	 * whatever it left open. */
@@ -1295,7 +1306,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	for (int waited = 0;; waited++) {
 		if (!(error = rd_kafka_init_transactions(w->producer, 1000)))
 			break;
-		bool again = rd_kafka_error_is_retriable(error) && waited < 60 && *w->run;
+		bool again = rd_kafka_error_is_retriable(error) && waited < INIT_TXN_TIMEOUT_MS / 1000 && *w->run;
 		if (again) {
 			rd_kafka_error_destroy(error);
 			rd_kafka_poll(w->producer, 0);
@@ -1304,7 +1315,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 				continue;
 			snprintf(errstr, errstr_size, "cannot use the brokers %s: %s (check the kafka.sasl.* "
 				 "and kafka.ssl.* settings)", cf->brokers, w->conn_err);
-			return TH_EXIT_CONFIG;
+			return TH_ECONFIG;
 		}
 		if (w->conn_err[0])
 			snprintf(errstr, errstr_size, "init_transactions: %s (brokers %s: %s)",
@@ -1313,7 +1324,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 			snprintf(errstr, errstr_size, "init_transactions: %s",
 				 rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
-		return TH_EXIT_RUNTIME;
+		return TH_EFATAL;
 	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
@@ -1322,7 +1333,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		const struct rd_kafka_metadata *md = NULL;
 		if (!(w->out_topics[i] = rd_kafka_topic_new(w->producer, outs[i], NULL)))
 			continue;
-		if (rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, 10000) ==
+		if (rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, QUERY_TIMEOUT_MS) ==
 			    RD_KAFKA_RESP_ERR_NO_ERROR &&
 		    md)
 			rd_kafka_metadata_destroy(md);
@@ -1340,9 +1351,9 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (err) {
 		snprintf(errstr, errstr_size, "subscribe: %s", rd_kafka_err2str(err));
-		return TH_EXIT_RUNTIME;
+		return TH_EFATAL;
 	}
-	return begin_txn(w) ? TH_EXIT_RUNTIME : 0;
+	return begin_txn(w) ? TH_EFATAL : 0;
 }
 
 /* ---- the loop ---- */
@@ -1457,7 +1468,7 @@ static void consumer_error(struct worker *w, const rd_kafka_message_t *m)
 		snprintf(buf, sizeof(buf), "%s (grant the worker's principal the ACLs in "
 			 "docs/operations.md)", rd_kafka_message_errstr(m));
 		if (!w->fatal)
-			w->fatal = TH_EXIT_CONFIG;
+			w->fatal = TH_ECONFIG;
 		set_fatal(w, "not authorized", buf);
 		return;
 	}
@@ -1506,7 +1517,7 @@ static void wake_fetcher(struct worker *w)
 			continue;
 		w->wake_next = (w->wake_next + i + 1) % w->nparts;
 		w->last_wake = t;
-		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, 200);
+		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, POLL_MS);
 		return;
 	}
 }
@@ -1517,8 +1528,8 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	struct worker w = {.cf = cf, .opts = opts, .run = run};
 	char errstr[512] = "";
 	w.max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
-	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : 5000;
-	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : 30000;
+	w.disk_retry_ms = opts->disk_retry_ms > 0 ? opts->disk_retry_ms : DISK_RETRY_MS_DEFAULT;
+	w.txn_timeout_ms = opts->txn_timeout_ms > 0 ? (int)opts->txn_timeout_ms : TXN_TIMEOUT_MS_DEFAULT;
 	int rc = 0;
 	/* Before setup: /healthz answers while init_transactions waits for a
 	 * broker. Stale after two transactional timeouts without a beat (a
@@ -1526,7 +1537,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 	if (cf->metrics_listen && *cf->metrics_listen &&
 	    th_metrics_start(cf->metrics_listen, 2.0 * w.txn_timeout_ms / 1000.0 + 30.0, errstr,
 			     sizeof(errstr))) {
-		rc = TH_EXIT_CONFIG;
+		rc = TH_ECONFIG;
 		th_log_err("worker", "%s", errstr);
 		goto out;
 	}
@@ -1601,7 +1612,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
 		}
-		if (now_s() - w.last_stats >= 30.0) {
+		if (now_s() - w.last_stats >= STATS_INTERVAL_S) {
 			w.last_stats = now_s();
 			log_stats(&w);
 		}
@@ -1680,7 +1691,7 @@ out:
 	}
 	if (w.producer) {
 		if (w.txn_open && !w.fatal) {
-			rd_kafka_error_t *e = rd_kafka_abort_transaction(w.producer, 10000);
+			rd_kafka_error_t *e = rd_kafka_abort_transaction(w.producer, QUERY_TIMEOUT_MS);
 			if (e)
 				rd_kafka_error_destroy(e);
 		}

@@ -15,7 +15,8 @@ endforeach()
 
 # The committed case files are exactly what make_cases.py generates (INDEX.md included).
 add_test(NAME cases.generated_up_to_date
-  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cases/make_cases.py --check)
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cases/make_cases.py --check
+    --trailhound $<TARGET_FILE:trailhound>)
 # The runner reports a missing or wrong twin and a wrong counter (broken copies of real cases).
 add_test(NAME cases.runner_can_fail
   COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cases/selftest_runner.py

@@ -31,11 +31,16 @@ import gzip
 import hashlib
 import ipaddress
 import json
+import os
 import queue
 import random
 import sys
 import threading
 import time
+from collections.abc import Mapping
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import variations  # noqa: E402  (tools/variations.py)
 
 DAY = 86400
 HOUR = 3600
@@ -122,14 +127,24 @@ REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
 # Alerts
 # --------------------------------------------------------------------------------------
 
-ALERT_NAMES = {
-    1: ("Suspicious usage of AWS Lambda's token", "High"),
-    2: ("Remote command line usage of AWS Lambda's token", "High"),
-    3: ("Usage of AWS Lambda's token from known ASN", "Informational"),
-    4: ("Remote usage of AWS Lambda's token", "Informational"),
-    5: ("Suspicious usage of AWS Lambda's role", "Medium"),
-    6: ("Suspicious usage of AWS Lambda's role", "Low"),
-}
+class _AlertNames(Mapping):
+    """{variation: (alert name, severity)}, read from the binary on first use
+    (tools/variations.py: `trailhound variations --json` is the one names table)."""
+
+    def _table(self):
+        return variations.names()
+
+    def __getitem__(self, variation):
+        return self._table()[variation]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self):
+        return len(self._table())
+
+
+ALERT_NAMES = _AlertNames()
 
 
 def alert_id(variation, account, role_arn, fn_or_session, asn, access_key_id):

@@ -62,21 +62,6 @@ int th_avro_alert_encode(struct th_avro_alert *aa, const struct th_alert *a, str
 /** @brief The schema file's text as loaded (what to register); owned by @p aa. */
 const char *th_avro_alert_schema_json(const struct th_avro_alert *aa);
 
-/**
- * @brief Register @p schema_json under @p subject with a Confluent-compatible
- *        Schema Registry (POST {url}/subjects/{subject}/versions) and return
- *        its id. Registering an already registered schema returns the
- *        existing id, so this is safe at every start-up.
- *
- * Blocking, with a 5 s connect and 10 s total timeout; call it at setup only.
- * @p registry_url may carry user:password@ for basic auth; it is never
- * copied into errstr.
- * @returns 0, TH_ECONFIG (transport error, non-2xx reply, or no id in the
- *          reply; errstr says which) or TH_ENOMEM.
- */
-int th_schema_register(const char *registry_url, const char *subject, const char *schema_json,
-		       int32_t *id, char *errstr, size_t errstr_size);
-
 #ifdef __cplusplus
 }
 #endif

@@ -44,9 +44,11 @@ struct th_bridge_stats {
 
 /**
  * @brief Run the bridge until *run is 0, idle (exit_when_idle_ms) or, with
- *        backfill, the listing is done. @returns a TH_EXIT_* code (cli.h):
- *        0, 3 (backfill: some files could not be read), 4 (configuration, or
- *        AWS refused the credentials or signature), 5 (Kafka fatal error).
+ *        backfill, the listing is done. @returns 0, TH_EIO (backfill: some
+ *        files could not be read), TH_EINVAL (a bad --backfill URL),
+ *        TH_ECONFIG (configuration, or AWS refused the credentials or
+ *        signature) or TH_EFATAL (Kafka fatal error); `bridge` maps them to
+ *        exit codes 3, 2, 4 and 5.
  */
 int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		  volatile sig_atomic_t *run, struct th_bridge_stats *stats);

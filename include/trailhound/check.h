@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-/** @returns TH_EXIT_OK when every check passed, else TH_EXIT_CONFIG. */
+/** @returns 0 when every check passed, else TH_ECONFIG. */
 int th_config_check(struct th_config *cf, FILE *out);
 
 #ifdef __cplusplus

@@ -1,7 +1,20 @@
 /*
  * Shared definitions for every trailhound module: error codes, logging and
- * small helpers. Every public function in the core returns 0 on success or a
- * negative TH_E* code; th_strerror() turns it into text.
+ * small helpers.
+ *
+ * Return convention, one for the whole core library:
+ *   - A function that can fail returns int: 0 on success, a negative TH_E*
+ *     code (or -errno) otherwise; th_strerror() turns it into text. Setup
+ *     functions also fill an errstr buffer (librdkafka's errstr, size).
+ *   - A function that finds something returns a pointer (NULL: not there) or
+ *     says so in an out-parameter; a question is answered with bool.
+ *   - Where a lookup must tell "found" from "absent" from "failed" in one int
+ *     it returns 1 / 0 / negative TH_E*, and says so in its comment
+ *     (th_state_get's TH_ENOTFOUND is the public form of "absent").
+ *   - A callback's non-zero return stops the walk that called it and is
+ *     passed back unchanged.
+ *   - Process exit codes (TH_EXIT_*) are not part of the core: only the
+ *     command line (src/cmd.h) has them, mapped from these codes.
  */
 #ifndef TRAILHOUND_COMMON_H
 #define TRAILHOUND_COMMON_H

@@ -21,6 +21,7 @@
 #include "trailhound/enrich.h"
 #include "trailhound/event.h"
 #include "trailhound/state.h"
+#include "trailhound/variation.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,7 +35,9 @@ struct th_detect_conf {
 	int64_t training_ms;   /* default 30 days */
 	int64_t dedup_ms;      /* default 7 days */
 	int64_t hold_ms;       /* late attribution: hold a key's remote use this long after
-				  its creationDate (default 12 h, the longest Lambda session) */
+				  its creationDate (default 12 h, the longest Lambda session);
+				  also the longest credential lifetime believed (a
+				  creationDate or expiration further off is not) */
 	/* User-agent families of command-line tools (variation 2): a UA matches
 	 * when it contains the pattern; "^x" means "starts with x". A UA with
 	 * "exec-env/" never matches (the CLI running inside Lambda). */
@@ -45,6 +48,10 @@ struct th_detect_conf {
 	int n_lambda_user_agents;
 	uint32_t trusted_asns[TH_MAX_LIST * 8];
 	int n_trusted_asns;
+	/* The variations to try, in order (variation.h); NULL: the builtin
+	 * th_variations. Borrowed: must outlive the detector. */
+	const struct th_variation *variations;
+	size_t n_variations;
 };
 
 /** @brief Fill @p conf with the spec's defaults. */
@@ -62,7 +69,7 @@ struct th_detect_stats {
 	uint64_t source_unrecognised; /* sourceIPAddress neither an address nor a service name */
 	uint64_t held, held_resolved, held_expired;
 	uint64_t held_pending; /* keys whose held uses wait for a decision now */
-	uint64_t alerts[7]; /* by variation, [0] unused */
+	uint64_t alerts[TH_VARIATION_MAX + 1]; /* by variation id, [0] unused */
 	uint64_t upgrades;
 	uint64_t suppressed_activation, suppressed_dedup;
 	uint64_t pruned;
@@ -72,7 +79,7 @@ typedef int (*th_alert_fn)(void *ctx, const struct th_alert *alert);
 
 struct th_detector;
 
-/** @returns 0 or TH_ENOMEM. */
+/** @returns 0, TH_ENOMEM, or TH_EINVAL for a variation table th_variations_check() refuses. */
 int th_detector_new(struct th_detector **dp, const struct th_detect_conf *conf,
 		    const struct th_enrich *en, struct th_state *st, th_alert_fn on_alert,
 		    void *ctx);

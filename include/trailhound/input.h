@@ -3,8 +3,8 @@
  *
  * A top-level JSON value is an event, an S3 log object {"Records":[...]}, an
  * array of events, or an EventBridge envelope ("detail-type": "AWS API Call
- * via CloudTrail", event under "detail"). th_parser_feed() handles one such
- * value (a Kafka message); th_input_* reads files or stdin holding a stream of
+ * via CloudTrail", event under "detail"). th_parser_feed() (parser.h) handles
+ * one such value (a Kafka message); th_input_* reads files or stdin holding a stream of
  * values separated by whitespace (JSON lines and pretty-printed files alike),
  * gzip-compressed or not, and feeds every value through the same path.
  *
@@ -19,34 +19,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "trailhound/event.h"
+#include "trailhound/parser.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-
-/* Where the records go. Both callbacks borrow their arguments for the call only. */
-struct th_sink {
-	/* A parsed event; raw/raw_len is the record's original JSON. Return
-	 * non-zero to stop reading (e.g. on a fatal downstream error). */
-	int (*on_event)(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
-			uint64_t offset);
-	/* A rejected record: reason, human detail, and the raw bytes (may be
-	 * truncated to what was framed). */
-	void (*on_reject)(void *ctx, enum th_reject why, const char *detail, const char *raw,
-			  size_t raw_len, uint64_t offset);
-	void *ctx;
-};
-
-/**
- * @brief Split one complete top-level JSON value into events.
- * @param buf the value; TH_PARSE_PADDING readable bytes must follow buf+len.
- * @param offset byte offset of buf in its input (for error reports).
- * @returns 0, or the non-zero value an on_event callback returned.
- */
-int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t offset,
-		   const struct th_sink *sink);
 
 /**
  * @brief Find the end of the JSON value starting at p (structure only: strings,
@@ -91,8 +69,6 @@ int th_input_run(struct th_input *in, struct th_parser *p, const struct th_sink 
 
 /** @brief Compressed bytes consumed so far (for progress). */
 uint64_t th_input_bytes_read(const struct th_input *in);
-/** @brief Uncompressed size when known (regular uncompressed file), else 0. */
-uint64_t th_input_size_hint(const struct th_input *in);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "trailhound/event.h"
+#include "trailhound/parser.h"
 
 #ifdef __cplusplus
 extern "C" {

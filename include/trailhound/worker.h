@@ -10,7 +10,8 @@
  * the loop consumes and processes while the transaction is open and never
  * flushes or waits per message; abortable errors abort, rewind to the
  * committed offsets and roll back the partitions' state; fatal errors (e.g.
- * fenced by a newer instance) end the worker with a non-zero exit code.
+ * fenced by a newer instance) end th_worker_run() with TH_EFATAL, and
+ * `trailhound run` exits 5.
  *
  * State follows its partition as in Kafka Streams: one LMDB environment per
  * input partition; each transaction's coalesced state changes also go to a
@@ -24,10 +25,10 @@
  * one from send_offsets_to_transaction, aborts, rewinds and rolls back; a
  * retriable commit error retries the commit; anything fatal (fenced
  * producer, fatal consumer error such as a fenced static member, a rewind
- * that cannot read the committed offsets) exits 5 for the supervisor to
- * restart. A lost assignment aborts the open transaction. A disk full at the
- * LMDB commit (after Kafka committed) pauses consumption and retries the
- * commit until space returns.
+ * that cannot read the committed offsets) returns TH_EFATAL, for the
+ * supervisor to restart the process. A lost assignment aborts the open
+ * transaction. A disk full at the LMDB commit (after Kafka committed) pauses
+ * consumption and retries the commit until space returns.
  */
 #ifndef TRAILHOUND_WORKER_H
 #define TRAILHOUND_WORKER_H
@@ -37,7 +38,7 @@
 #include <stdint.h>
 
 #include "trailhound/config.h"
-#include "trailhound/event.h"
+#include "trailhound/parser.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -87,9 +88,9 @@ struct th_worker_opts {
 /**
  * @brief Run the worker until @p *run becomes 0 (signal) or, with
  *        exit_when_idle_ms, until caught up.
- * @returns a TH_EXIT_* code: 0 clean stop, 4 configuration error, 5 runtime
- *          failure (fenced, fatal Kafka error, state store) for the
- *          supervisor to restart.
+ * @returns 0 on a clean stop, TH_ECONFIG on a configuration error, or
+ *          TH_EFATAL on a runtime failure (fenced, fatal Kafka error, state
+ *          store) for the supervisor to restart (`run` exits 4 or 5).
  */
 int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		  volatile sig_atomic_t *run);

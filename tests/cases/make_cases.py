@@ -47,6 +47,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools"))
+import variations  # noqa: E402  (tools/variations.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 DAY = 86400
@@ -130,14 +133,8 @@ API = {
              {"logGroupName": "/aws/lambda/orders-api", "logStreamName": "2026/03/22/[$LATEST]0f3a"}, False),
 }
 
-ALERT = {
-    1: ("Suspicious usage of AWS Lambda's token", "High"),
-    2: ("Remote command line usage of AWS Lambda's token", "High"),
-    3: ("Usage of AWS Lambda's token from known ASN", "Informational"),
-    4: ("Remote usage of AWS Lambda's token", "Informational"),
-    5: ("Suspicious usage of AWS Lambda's role", "Medium"),
-    6: ("Suspicious usage of AWS Lambda's role", "Low"),
-}
+# Alert names, severities and credential kinds come from the binary
+# (tools/variations.py); the expectations below keep their own rules.
 
 
 def at(day, hh=0, mm=0, ss=0):
@@ -358,7 +355,7 @@ class Case:
         function (Lambda's poller sessions); the runner accepts null, "" or absent.
         asn=0 for sources that are no address; source_ip=OMIT leaves it unpinned
         (empty or missing sourceIPAddress)."""
-        name, sev = ALERT[variation]
+        name, sev = variations.names()[variation]
         ip = ev.get("sourceIPAddress")
         if asn is None:
             asn = {v[0]: v[1] for v in IP.values()}[ip]
@@ -369,7 +366,7 @@ class Case:
             del want["source_ip"]
         elif source_ip is not None:
             want["source_ip"] = source_ip
-        if variation <= 4:
+        if variations.judges_token(variation):
             want["function_name"] = function
         else:
             want["session_name"] = session or ev["userIdentity"]["arn"].rsplit("/", 1)[1]
@@ -2083,7 +2080,11 @@ def main():
     ap = argparse.ArgumentParser(description="Generate tests/cases/ from the definitions in this file.")
     ap.add_argument("--check", action="store_true",
                     help="write nothing; fail if the committed files differ from what would be generated")
+    ap.add_argument("--trailhound", help="the binary whose variation table names the alerts "
+                    "(default $TRAILHOUND, else build/trailhound)")
     a = ap.parse_args()
+    if a.trailhound:
+        os.environ["TRAILHOUND"] = a.trailhound
     check_cases()
     if a.check:
         with tempfile.TemporaryDirectory() as tmp:

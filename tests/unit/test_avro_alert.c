@@ -554,25 +554,6 @@ static void test_nested_field_missing_names_the_path(void **state)
 	unlink(path);
 }
 
-static void test_registry_unreachable_is_a_config_error(void **state)
-{
-	int32_t id = -1;
-	(void)state;
-	/* Port 1 on loopback: refused at once, no network needed. */
-	assert_int_equal(th_schema_register("http://127.0.0.1:1", "t-value", "\"string\"", &id,
-					    errstr, sizeof(errstr)),
-			 TH_ECONFIG);
-	assert_non_null(strstr(errstr, "schema registry"));
-	assert_int_equal(id, -1);
-	assert_int_equal(th_schema_register("", "t-value", "\"string\"", &id, errstr,
-					    sizeof(errstr)),
-			 TH_ECONFIG);
-	/* Only http(s): a file:// URL must not read local files. */
-	assert_int_equal(th_schema_register("file:///etc", "passwd", "\"string\"", &id, errstr,
-					    sizeof(errstr)),
-			 TH_ECONFIG);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,7 +566,6 @@ int main(void)
 		cmocka_unit_test(test_schema_text_is_the_file),
 		cmocka_unit_test(test_bad_schemas_fail_at_load),
 		cmocka_unit_test(test_nested_field_missing_names_the_path),
-		cmocka_unit_test(test_registry_unreachable_is_a_config_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * Tests for the CloudTrail event parser (event.cpp, timeutil.c) and the input
+ * Tests for the CloudTrail event parser (parser.cpp, time.c) and the input
  * framing (input.c). Each table row is one class of input; the issue asks for
  * one row per rejection class, so a new class is a new row, not new code.
  *
@@ -21,8 +21,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "trailhound/event.h"
 #include "trailhound/input.h"
+#include "trailhound/parser.h"
+#include "trailhound/time.h"
 
 /* 0 or fail with the expression and the error text (LMDB mtest's E()). */
 #define E(expr)                                                                                    \

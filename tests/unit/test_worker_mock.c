@@ -33,7 +33,6 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 
-#include "trailhound/cli.h"
 #include "trailhound/config.h"
 #include "trailhound/worker.h"
 
@@ -384,7 +383,7 @@ static void test_fatal_commit_exits_5(void **state)
 	struct mock *m = *state;
 	rd_kafka_mock_push_request_errors(m->mc, API_END_TXN, 1,
 					  RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
-	assert_int_equal(run_worker(m), TH_EXIT_RUNTIME);
+	assert_int_equal(run_worker(m), TH_EFATAL);
 	assert_int_equal(m->stats.transactions, 0);
 }
 
@@ -397,7 +396,7 @@ static void test_fatal_consumer_error_exits_5(void **state)
 	set(m, "kafka.consumer.group.instance.id=i1");
 	rd_kafka_mock_push_request_errors(m->mc, API_JOIN_GROUP, 1,
 					  RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID);
-	assert_int_equal(run_worker(m), TH_EXIT_RUNTIME);
+	assert_int_equal(run_worker(m), TH_EFATAL);
 	assert_int_equal(m->stats.messages, 0);
 }
 
@@ -423,7 +422,7 @@ static void test_failed_rewind_exits_5(void **state)
 {
 	struct mock *m = *state;
 	m->hook_action = HOOK_BREAK_REWIND;
-	assert_int_equal(run_worker(m), TH_EXIT_RUNTIME);
+	assert_int_equal(run_worker(m), TH_EFATAL);
 	assert_int_equal(m->stats.transactions, 0);
 }
 

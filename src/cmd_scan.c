@@ -9,9 +9,10 @@
  * them for Kafka (murmur2 of the account, N partitions), one detector and one
  * state store per partition, each in its own thread. The reading thread
  * frames and parses every record (rejects and dead letters stay in one
- * place) and hands the raw record to its partition's queue; the partition
- * parses it again (cheap next to detection) so no parsed event crosses
- * threads. Alerts are buffered and written at the end ordered by eventTime,
+ * place) and hands the parsed event's fields (a flat copy of its strings,
+ * a few hundred bytes) to its partition's queue, so each record is parsed
+ * once whatever N is: a second parse in the partition cost as much CPU as
+ * the first. Alerts are buffered and written at the end ordered by eventTime,
  * then upgrade order (an upgrade after the alert it upgrades), alert ID and
  * JSON text: the output is byte-identical for any N.
  *
@@ -19,7 +20,7 @@
  * once every partition has committed its events; a later run skips those
  * files, so a nightly backtest of an archive reads only the new ones.
  */
-#include "trailhound/cli.h"
+#include "cmd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,7 @@
 
 #include "trailhound/archive.h"
 #include "trailhound/avro_alert.h"
+#include "trailhound/registry.h"
 #include "trailhound/config.h"
 #include "trailhound/detect.h"
 #include "trailhound/hash.h"
@@ -57,7 +60,8 @@ struct fent {
 	uint64_t idx;
 };
 
-/* A queued record: header, then len bytes and TH_PARSE_PADDING spare bytes. */
+/* A queued event: header, then len bytes of packed event (pack_event), padded
+ * to 8 bytes. */
 struct item {
 	uint32_t len; /* ITEM_FILE_END marks the end of file f */
 	uint32_t pad_;
@@ -86,7 +90,6 @@ struct scan;
 struct part {
 	int idx;
 	struct scan *s;
-	struct th_parser *parser;
 	struct th_detector *det;
 	struct th_state *st;
 	struct th_avro_alert *avro;
@@ -95,7 +98,8 @@ struct part {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct batch *qhead, *qtail, *filling;
-	int qlen;
+	struct batch *spare; /* consumed batches for reuse (under mu) */
+	int qlen, nspare;
 	bool eof;
 	struct abuf *alerts;
 	size_t nalerts, cap;
@@ -288,28 +292,118 @@ static int part_file_end(struct part *p, const struct fent *f)
 	return rc;
 }
 
-static int reparse_event(void *ctx, const struct th_event *ev, const char *raw, size_t raw_len,
-			 uint64_t offset)
+/* Every string of a th_event, in packing order. */
+static const size_t ev_strings[] = {
+	offsetof(struct th_event, event_time),
+	offsetof(struct th_event, event_id),
+	offsetof(struct th_event, event_source),
+	offsetof(struct th_event, event_name),
+	offsetof(struct th_event, aws_region),
+	offsetof(struct th_event, source_ip),
+	offsetof(struct th_event, user_agent),
+	offsetof(struct th_event, recipient_account_id),
+	offsetof(struct th_event, error_code),
+	offsetof(struct th_event, vpc_endpoint_id),
+	offsetof(struct th_event, vpc_endpoint_account_id),
+	offsetof(struct th_event, ui.type),
+	offsetof(struct th_event, ui.arn),
+	offsetof(struct th_event, ui.account_id),
+	offsetof(struct th_event, ui.access_key_id),
+	offsetof(struct th_event, ui.invoked_by),
+	offsetof(struct th_event, ui.principal_id),
+	offsetof(struct th_event, ui.session_issuer_arn),
+	offsetof(struct th_event, ui.session_issuer_account_id),
+	offsetof(struct th_event, ui.creation_date),
+	offsetof(struct th_event, req.role_arn),
+	offsetof(struct th_event, req.role_session_name),
+	offsetof(struct th_event, req.role),
+	offsetof(struct th_event, req.function_name),
+	offsetof(struct th_event, cred.access_key_id),
+	offsetof(struct th_event, cred.expiration),
+};
+
+static const char *ev_string(const struct th_event *ev, size_t i)
 {
-	(void)raw;
-	(void)raw_len;
-	return part_event(ctx, ev, offset);
+	const char *v;
+	memcpy(&v, (const char *)ev + ev_strings[i], sizeof(v));
+	return v;
 }
 
-static void reparse_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
-			   size_t raw_len, uint64_t offset)
+/* Room for n more bytes in w; false (and w->oom) when memory ran out. */
+static bool wbuf_room(struct th_wbuf *w, size_t n)
 {
-	/* The reading thread accepted this record; the same parser cannot
-	 * disagree except on memory. Said, never silent. */
-	(void)ctx, (void)raw, (void)raw_len;
-	fprintf(stderr, "trailhound scan: byte %" PRIu64 ": partition re-parse rejected (%s): %s\n",
-		offset, th_reject_name(why), detail);
+	if (w->oom)
+		return false;
+	if (w->cap - w->len >= n)
+		return true;
+	size_t ncap = w->cap ? w->cap * 2 : 4096;
+	while (ncap - w->len < n)
+		ncap *= 2;
+	uint8_t *np = realloc(w->p, ncap);
+	if (!np) {
+		w->oom = true;
+		return false;
+	}
+	w->p = np;
+	w->cap = ncap;
+	return true;
+}
+
+/* The event as the partition will see it: the struct, then where each string
+ * starts (uint32_t per ev_strings entry, from the struct's start; 0 = NULL),
+ * then the strings with their NULs. The detector reads an event's fields as
+ * C strings and nothing else (not the raw record), so this is the whole
+ * event; the offsets spare the partition a strlen per string over memory
+ * another core wrote. */
+enum { EV_NSTR = sizeof(ev_strings) / sizeof(ev_strings[0]) };
+/* A field added to th_event must be added to ev_strings (a string) or
+ * here (a number): an unlisted string would reach the partition pointing
+ * into the reading thread's parser arena. */
+_Static_assert(sizeof(struct th_event) ==
+		       EV_NSTR * sizeof(const char *) + 3 * sizeof(int64_t),
+	       "th_event changed: update ev_strings");
+
+static void pack_event(struct th_wbuf *w, const struct th_event *ev)
+{
+	uint32_t off[EV_NSTR];
+	size_t lens[EV_NSTR], total = sizeof(*ev) + sizeof(off);
+	for (size_t i = 0; i < EV_NSTR; i++) {
+		const char *v = ev_string(ev, i);
+		lens[i] = v ? strlen(v) + 1 : 0;
+		off[i] = v ? (uint32_t)total : 0;
+		total += lens[i];
+	}
+	/* One room check for the whole event, then plain copies: a call and a
+	 * growth check per string showed next to the detector's own work. A
+	 * record over 4 GiB cannot get here (the parser's record limit). */
+	if (!wbuf_room(w, total))
+		return;
+	uint8_t *o = w->p + w->len;
+	memcpy(o, ev, sizeof(*ev));
+	memcpy(o + sizeof(*ev), off, sizeof(off));
+	for (size_t i = 0; i < EV_NSTR; i++)
+		if (lens[i])
+			memcpy(o + off[i], ev_string(ev, i), lens[i]);
+	w->len += total;
+}
+
+/* pack_event's inverse; the strings stay in the batch, which outlives the
+ * event (the detector keeps no pointer into an event, as with the parser's
+ * arena). */
+static void unpack_event(const unsigned char *p, struct th_event *ev)
+{
+	uint32_t off[EV_NSTR];
+	memcpy(ev, p, sizeof(*ev));
+	memcpy(off, p + sizeof(*ev), sizeof(off));
+	for (size_t i = 0; i < EV_NSTR; i++) {
+		const char *v = off[i] ? (const char *)p + off[i] : NULL;
+		memcpy((char *)ev + ev_strings[i], &v, sizeof(v));
+	}
 }
 
 static void *part_main(void *arg)
 {
 	struct part *p = arg;
-	struct th_sink sink = {reparse_event, reparse_reject, p};
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		while (!p->qhead && !p->eof)
@@ -334,16 +428,30 @@ static void *part_main(void *arg)
 			if (it.len == ITEM_FILE_END) {
 				rc = part_file_end(p, it.f);
 			} else {
+				struct th_event ev;
 				p->cur = it.f;
-				rc = th_parser_feed(p->parser, (const char *)b->w.p + at, it.len,
-						    it.offset, &sink);
-				at += ((size_t)it.len + TH_PARSE_PADDING + 7) & ~(size_t)7;
+				unpack_event(b->w.p + at, &ev);
+				rc = part_event(p, &ev, it.offset);
+				at += ((size_t)it.len + 7) & ~(size_t)7;
 			}
 			if (rc)
 				atomic_store(&p->fatal, rc);
 		}
-		th_wbuf_free(&b->w);
-		free(b);
+		/* Back to the reading thread for reuse: a fresh 1 MiB buffer per
+		 * batch, grown by doubling, cost reallocs and page faults. */
+		pthread_mutex_lock(&p->mu);
+		if (p->nspare < QUEUE_MAX) {
+			th_wbuf_reset(&b->w);
+			b->next = p->spare;
+			p->spare = b;
+			p->nspare++;
+			b = NULL;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (b) {
+			th_wbuf_free(&b->w);
+			free(b);
+		}
 	}
 	return NULL;
 }
@@ -368,24 +476,45 @@ static int part_push(struct part *p)
 	return 0;
 }
 
-static int part_enqueue(struct part *p, const char *raw, size_t len, uint64_t offset,
-			struct fent *f, bool file_end)
+/* Queue ev (NULL: the end of file f) for partition p. */
+static int part_enqueue(struct part *p, const struct th_event *ev, uint64_t offset,
+			struct fent *f)
 {
-	static const char zeros[TH_PARSE_PADDING + 8];
-	if (!p->filling && !(p->filling = calloc(1, sizeof(*p->filling))))
-		return TH_ENOMEM;
-	struct item it = {file_end ? ITEM_FILE_END : (uint32_t)len, 0, offset, f};
-	th_put_bytes(&p->filling->w, &it, sizeof(it));
-	if (!file_end) {
-		th_put_bytes(&p->filling->w, raw, len);
-		size_t padded = (len + TH_PARSE_PADDING + 7) & ~(size_t)7;
-		th_put_bytes(&p->filling->w, zeros, padded - len);
+	static const char zeros[8];
+	if (!p->filling) {
+		pthread_mutex_lock(&p->mu);
+		if ((p->filling = p->spare)) {
+			p->spare = p->filling->next;
+			p->nspare--;
+			p->filling->next = NULL;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (!p->filling && !(p->filling = calloc(1, sizeof(*p->filling))))
+			return TH_ENOMEM;
+		/* sized once for a whole batch (it is pushed past BATCH_BYTES) */
+		if (!wbuf_room(&p->filling->w, BATCH_BYTES + 4096))
+			return TH_ENOMEM;
 	}
-	if (p->filling->w.oom)
+	struct th_wbuf *w = &p->filling->w;
+	struct item it = {ITEM_FILE_END, 0, offset, f};
+	size_t at = w->len;
+	th_put_bytes(w, &it, sizeof(it));
+	if (ev) {
+		pack_event(w, ev);
+		size_t len = w->len - at - sizeof(it);
+		if (w->oom || len >= ITEM_FILE_END) {
+			w->len = at; /* no half-written item is ever read */
+			return w->oom ? TH_ENOMEM : TH_ETOOBIG;
+		}
+		it.len = (uint32_t)len;
+		memcpy(w->p + at, &it, sizeof(it));
+		th_put_bytes(w, zeros, (8 - (len & 7)) & 7);
+	}
+	if (w->oom)
 		return TH_ENOMEM;
 	/* A file's end rides in the batch like a record: an archive holds a few
 	 * events per file, and a hand-over per file would cost more than them. */
-	if (p->filling->w.len >= BATCH_BYTES)
+	if (w->len >= BATCH_BYTES)
 		return part_push(p);
 	return 0;
 }
@@ -407,6 +536,7 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 {
 	struct scan *s = ctx;
 	int rc;
+	(void)raw, (void)raw_len;
 	s->read++;
 	s->parsed++;
 	if (s->parse_only)
@@ -415,10 +545,8 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 	if (!s->threaded) {
 		p->cur = s->curf;
 		rc = part_event(p, ev, offset);
-	} else if (raw_len >= ITEM_FILE_END) {
-		rc = TH_ETOOBIG;
 	} else {
-		rc = part_enqueue(p, raw, raw_len, offset, s->curf, false);
+		rc = part_enqueue(p, ev, offset, s->curf);
 		if (!rc)
 			rc = first_fatal(s);
 	}
@@ -790,7 +918,7 @@ static int avro_setup(struct th_avro_alert **aap, int32_t *idp, const struct th_
 		/* Confluent's default TopicNameStrategy: what consumers look up. */
 		snprintf(subject, sizeof(subject), "%s-value",
 			 cf->output_topic ? cf->output_topic : "");
-		if ((rc = th_schema_register(cf->schema_registry_url, subject,
+		if ((rc = th_registry_register(cf->schema_registry_url, subject,
 					     th_avro_alert_schema_json(*aap), &id, errstr,
 					     errstr_size)))
 			return rc;
@@ -879,8 +1007,9 @@ static int write_summary_json(struct scan *s, const struct th_detect_stats *dsp,
 	TH_PUT_LIT(&w, ",\"alerts\":{\"total\":");
 	PUT_NUM("%" PRIu64, s->alerts);
 	TH_PUT_LIT(&w, ",\"by_variation\":{");
-	for (int v = 1; v <= 6; v++) {
-		int n = snprintf(num, sizeof(num), "%s\"%d\":%" PRIu64, v > 1 ? "," : "", v,
+	for (size_t i = 0; i < th_variations_count; i++) {
+		int v = th_variations[i].id;
+		int n = snprintf(num, sizeof(num), "%s\"%d\":%" PRIu64, i ? "," : "", v,
 				 ds.alerts[v]);
 		th_put_bytes(&w, num, (size_t)n);
 	}
@@ -1058,7 +1187,7 @@ static int read_one(struct scan *s, const struct th_archive_file *af, const stru
 	/* end of file: every partition commits, then the ledger may name it */
 	for (int i = 0; i < s->nparts && !s->parse_only; i++) {
 		struct part *p = &s->parts[i];
-		int frc = s->threaded ? part_enqueue(p, NULL, 0, 0, f, true) : part_file_end(p, f);
+		int frc = s->threaded ? part_enqueue(p, NULL, 0, f) : part_file_end(p, f);
 		if (frc) {
 			s->fatal = frc;
 			return frc;
@@ -1270,15 +1399,13 @@ int th_cmd_scan(int argc, char **argv)
 			ret = TH_EXIT_CONFIG;
 			goto out;
 		}
-		/* The reading thread checked the event-time bound against the
-		 * wall clock; a partition must not decide it again later. */
-		if (th_parser_new(&p->parser, (size_t)cf.record_max) ||
-		    th_detector_new(&p->det, &cf.detect, en, p->st, on_alert, p)) {
+		/* Partitions get parsed events from the reading thread (which
+		 * alone checks the event-time bound against the wall clock). */
+		if (th_detector_new(&p->det, &cf.detect, en, p->st, on_alert, p)) {
 			fprintf(stderr, "trailhound scan: out of memory\n");
 			ret = TH_EXIT_RUNTIME;
 			goto out;
 		}
-		th_parser_set_max_future_skew(p->parser, 0);
 	}
 	if (s.persistent && ledger_open(&s, state_dir, errstr, sizeof(errstr))) {
 		fprintf(stderr, "trailhound scan: %s\n", errstr);
@@ -1411,7 +1538,6 @@ out:
 			pthread_join(p->thr, NULL);
 		}
 		th_detector_destroy(p->det);
-		th_parser_destroy(p->parser);
 		th_state_close(p->st);
 		th_avro_alert_destroy(p->avro);
 		for (size_t k = 0; k < p->nalerts; k++)
@@ -1421,6 +1547,11 @@ out:
 		th_wbuf_free(&p->avro_blob);
 		th_wbuf_free(&p->msg);
 		for (struct batch *b = p->qhead, *nb; b; b = nb) {
+			nb = b->next;
+			th_wbuf_free(&b->w);
+			free(b);
+		}
+		for (struct batch *b = p->spare, *nb; b; b = nb) {
 			nb = b->next;
 			th_wbuf_free(&b->w);
 			free(b);

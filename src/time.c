@@ -5,7 +5,7 @@
  * detection time comes from these, never from the wall clock, so they are
  * parsed by hand (no locale, no timezone database, no mktime()).
  */
-#include "trailhound/event.h"
+#include "trailhound/time.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -44,8 +44,8 @@ static int digits(const char *s, size_t n, int *out)
 
 static int to_ms(int y, int mo, int d, int h, int mi, int s, int ms, int64_t *out)
 {
-	/* Negative fields are checked too: sscanf's %d in the expiration parser
-	 * accepts "-5". */
+	/* Both parsers end here, so the ranges are checked once for both: a
+	 * day the month does not have is an error, not a date in the next one. */
 	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
 	    h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60)
 		return TH_EPARSE;

@@ -1,6 +1,6 @@
 /*
  * The CloudTrail event parser: the one C++ translation unit of the hot path, a
- * thin shim over simdjson On-Demand behind the C interface of event.h/input.h.
+ * thin shim over simdjson On-Demand behind the C interface of parser.h.
  *
  * Why simdjson: parsing is the ceiling of the whole product (measured ~500k
  * events/s here, 3x the fastest C option). On-Demand visits each top-level key
@@ -11,7 +11,8 @@
  *
  * No exception crosses the C boundary: simdjson is used with error codes only.
  */
-#include "trailhound/event.h"
+#include "trailhound/parser.h"
+#include "trailhound/time.h"
 #include "trailhound/input.h"
 
 #include <simdjson.h>

@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 
 #include "trailhound/alert.h"
-#include "trailhound/cli.h"
-#include "trailhound/event.h"
+#include "cmd.h"
+#include "trailhound/time.h"
 #include "trailhound/records.h"
 #include "trailhound/state.h"
 

@@ -1,165 +1,27 @@
 /*
- * The Kafka commands: `run` (the stream worker) and `produce` (the backfill
- * side of a CloudTrail-to-Kafka bridge: files in, one message per event out,
- * keyed by the credential owner's account so an account's events share a
- * partition).
+ * `trailhound produce`: the backfill side of a CloudTrail-to-Kafka bridge:
+ * files in, one message per event out, keyed by the credential owner's
+ * account so an account's events share a partition.
  */
 #include <getopt.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "trailhound/check.h"
-#include "trailhound/cli.h"
+#include "cmd.h"
 #include "trailhound/config.h"
 #include "trailhound/input.h"
 #include "trailhound/log.h"
-#include "trailhound/worker.h"
 
 extern char **environ;
 
-static volatile sig_atomic_t run = 1;
-
-static void stop(int sig)
-{
-	(void)sig;
-	run = 0;
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-static void run_usage(FILE *out)
-{
-	fprintf(out,
-		"Usage: trailhound run -c FILE [options]\n"
-		"\n"
-		"The stream worker: a member of the consumer group that reads CloudTrail topics,\n"
-		"runs the detector per partition (state in LMDB, changelog in Kafka) and\n"
-		"produces Avro alerts with exactly-once semantics.\n"
-		"\n"
-		"Options:\n"
-		"  -c, --config FILE        the configuration file (see --example-config)\n"
-		"  -s, --set KEY=VALUE      override one setting (kafka.* pass to librdkafka)\n"
-		"  --exit-when-idle MS      exit once caught up and idle for MS milliseconds\n"
-		"  --drain                  with --exit-when-idle: first decide the uses still held\n"
-		"                           for late attribution, as `scan` does at end of input\n"
-		"  --max-attempts N         dead-letter a message (processing_failed) after its\n"
-		"                           processing failed N times in a row (default 3)\n"
-		"  --check-config           validate without consuming (brokers, topics, changelog,\n"
-		"                           state_dir, reference data), print the effective\n"
-		"                           configuration with secrets masked; exit 0 or 4\n"
-		"  --help-config            the settings with defaults and descriptions\n"
-		"  --example-config         print a complete example configuration\n"
-		"  -v, --verbose            debug logging\n"
-		"  -h, --help               this text\n"
-		"\n"
-		"Settings come from the file, then TRAILHOUND_<SETTING> environment variables\n"
-		"(upper case, '.' as \"__\": TRAILHOUND_KAFKA__SASL__PASSWORD), then --set.\n"
-		"\n"
-		"Exit codes: 0 stopped cleanly, 2 usage, 4 configuration, 5 runtime failure\n"
-		"(fenced by a newer instance, fatal Kafka or consumer group error, offsets\n"
-		"unreadable for a rewind, state store): restart it (Restart=on-failure).\n");
-}
-
-int th_cmd_run(int argc, char **argv)
-{
-	enum { O_IDLE = 256, O_DRAIN, O_ATTEMPTS, O_HELPCONF, O_EXAMPLE, O_CHECK };
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"set", required_argument, NULL, 's'},
-		{"exit-when-idle", required_argument, NULL, O_IDLE},
-		{"drain", no_argument, NULL, O_DRAIN},
-		{"max-attempts", required_argument, NULL, O_ATTEMPTS},
-		{"help-config", no_argument, NULL, O_HELPCONF},
-		{"example-config", no_argument, NULL, O_EXAMPLE},
-		{"check-config", no_argument, NULL, O_CHECK},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	struct th_config cf;
-	struct th_worker_opts wo = {0};
-	char errstr[512];
-	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
-	bool check = false, verbose = false;
-	char **sets = calloc((size_t)argc + 1, sizeof(*sets));
-
-	th_config_init(&cf);
-	if (!sets) {
-		ret = TH_EXIT_RUNTIME;
-		goto out;
-	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's':
-			sets[n_sets++] = optarg;
-			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
-			break;
-		case O_CHECK: check = true; break;
-		case O_IDLE: wo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
-		case O_DRAIN: wo.drain = true; break;
-		case O_ATTEMPTS: {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 1000) {
-				fprintf(stderr, "trailhound run: --max-attempts: want 1..1000, got '%s'\n",
-					optarg);
-				ret = TH_EXIT_USAGE;
-				goto out;
-			}
-			wo.max_attempts = (int)n;
-			break;
-		}
-		case O_HELPCONF: th_config_help(stdout); goto out;
-		case O_EXAMPLE: th_config_example(stdout); goto out;
-		case 'v': verbose = true; break;
-		case 'h': run_usage(stdout); goto out;
-		default: run_usage(stderr); ret = TH_EXIT_USAGE; goto out;
-		}
-		if (rc) {
-			fprintf(stderr, "trailhound run: %s\n", errstr);
-			ret = TH_EXIT_CONFIG;
-			goto out;
-		}
-	}
-	if (optind < argc) {
-		run_usage(stderr);
-		ret = TH_EXIT_USAGE;
-		goto out;
-	}
-	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound run: %s\n", errstr);
-		ret = TH_EXIT_CONFIG;
-		goto out;
-	}
-	if (verbose)
-		th_log_level = TH_LOG_DEBUG;
-	if (check) {
-		ret = th_config_check(&cf, stdout);
-		goto out;
-	}
-	install_signals();
-	ret = th_worker_run(&cf, &wo, &run);
-out:
-	free(sets);
-	th_config_free(&cf);
-	return ret;
-}
-
-/* ---- produce ---- */
+/* A full local queue waits this long for deliveries before trying again. */
+#define QUEUE_FULL_POLL_MS 100
+/* At the end, how long the last messages may take to be delivered. */
+#define FLUSH_TIMEOUT_MS 60000
 
 struct producer {
 	rd_kafka_t *rk;
@@ -177,7 +39,7 @@ static void produce_error_cb(rd_kafka_t *rk, int err, const char *reason, void *
 	if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) &&
 	    !p->conn_err[0]) {
 		snprintf(p->conn_err, sizeof(p->conn_err), "%s", reason);
-		run = 0;
+		th_cmd_running = 0;
 	}
 }
 
@@ -206,7 +68,7 @@ static int produce_event(void *ctx, const struct th_event *ev, const char *raw, 
 			RD_KAFKA_V_VALUE((void *)raw, raw_len),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			rd_kafka_poll(p->rk, 100);
+			rd_kafka_poll(p->rk, QUEUE_FULL_POLL_MS);
 			if (p->conn_err[0])
 				return TH_EKAFKA;
 			continue;
@@ -219,7 +81,7 @@ static int produce_event(void *ctx, const struct th_event *ev, const char *raw, 
 	}
 	p->sent++;
 	rd_kafka_poll(p->rk, 0);
-	return run ? 0 : TH_EIO;
+	return th_cmd_running ? 0 : TH_EIO;
 }
 
 static void produce_reject(void *ctx, enum th_reject why, const char *detail, const char *raw,
@@ -331,7 +193,7 @@ int th_cmd_produce(int argc, char **argv)
 		goto out;
 	}
 	conf = NULL;
-	install_signals();
+	th_cmd_install_signals();
 	if (th_parser_new(&parser, (size_t)cf.record_max)) {
 		ret = TH_EXIT_RUNTIME;
 		goto out;
@@ -339,7 +201,7 @@ int th_cmd_produce(int argc, char **argv)
 	th_parser_set_max_future_skew(parser, cf.max_future_skew_ms);
 	struct th_sink sink = {produce_event, produce_reject, &p};
 	int nfiles = argc - optind;
-	for (int i = 0; i < (nfiles ? nfiles : 1) && run; i++) {
+	for (int i = 0; i < (nfiles ? nfiles : 1) && th_cmd_running; i++) {
 		const char *path = nfiles ? argv[optind + i] : "-";
 		struct th_input *in;
 		p.input = path;
@@ -348,12 +210,13 @@ int th_cmd_produce(int argc, char **argv)
 			ret = TH_EXIT_INPUT;
 			continue;
 		}
-		if (th_input_run(in, parser, &sink) && run)
+		if (th_input_run(in, parser, &sink) && th_cmd_running)
 			ret = TH_EXIT_INPUT;
 		th_input_close(in);
 	}
 	/* in 1 s slices, so an authentication or TLS failure ends the wait */
-	for (int i = 0; i < 60 && !p.conn_err[0] && rd_kafka_outq_len(p.rk) > 0; i++)
+	for (int i = 0; i < FLUSH_TIMEOUT_MS / 1000 && !p.conn_err[0] && rd_kafka_outq_len(p.rk) > 0;
+	     i++)
 		rd_kafka_flush(p.rk, 1000);
 	if (p.conn_err[0]) {
 		fprintf(stderr, "trailhound produce: cannot use the brokers %s: %s (check the "

@@ -1,0 +1,50 @@
+/*
+ * Subcommands of the trailhound binary. They are part of the executable, not
+ * of the core library `thcore`: each lives in its own src/cmd_<name>.c and is
+ * listed once in th_commands (src/main.c). Not a public header.
+ *
+ * Exit codes, shared by every command. They exist only here: the core
+ * returns 0 or a negative TH_E* code (common.h) and a command maps it with
+ * th_cmd_exit_code().
+ *   0  success (scan: no alerts)       1  scan: alerts were raised
+ *   2  usage error                     3  input error (a file could not be read)
+ *   4  configuration or reference-data error
+ *   5  runtime failure (state store, Kafka); the supervisor should restart
+ */
+#ifndef TRAILHOUND_CMD_H
+#define TRAILHOUND_CMD_H
+
+#include <signal.h>
+
+enum {
+	TH_EXIT_OK = 0,
+	TH_EXIT_ALERTS = 1,
+	TH_EXIT_USAGE = 2,
+	TH_EXIT_INPUT = 3,
+	TH_EXIT_CONFIG = 4,
+	TH_EXIT_RUNTIME = 5,
+};
+
+struct th_command {
+	const char *name;
+	const char *synopsis; /* one line for `trailhound --help` */
+	int (*main)(int argc, char **argv);
+};
+
+extern const struct th_command th_commands[];
+
+/* Cleared by SIGINT/SIGTERM once th_cmd_install_signals() ran. */
+extern volatile sig_atomic_t th_cmd_running;
+void th_cmd_install_signals(void);
+
+/** @brief The exit code for a core error: TH_ECONFIG / TH_EUNTRUSTED → 4, other errors → 5. */
+int th_cmd_exit_code(int err);
+
+int th_cmd_scan(int argc, char **argv);
+int th_cmd_inspect(int argc, char **argv);
+int th_cmd_run(int argc, char **argv);
+int th_cmd_produce(int argc, char **argv);
+int th_cmd_bridge(int argc, char **argv);
+int th_cmd_variations(int argc, char **argv);
+
+#endif

@@ -1,0 +1,265 @@
+/*
+ * Classification (detect.h): which credential a call used (a function's
+ * token, another identity's session of a Lambda role, or not yet known),
+ * which network it came from (inside the function's environment or remote,
+ * spec §3), and the judgement: decide() gathers every fact the variations
+ * may look at into struct th_match_ctx and runs the detector's variation
+ * table (variation.h); the first match is raised by detect_alert.c.
+ */
+#include "trailhound/detect.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "detect_int.h"
+
+
+int th_detect_find_function(const struct th_role *ro, const char *name)
+{
+	for (int i = 0; i < ro->n_functions; i++)
+		if (strcmp(ro->functions[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* Lambda's own service sessions (event-source pollers) are named
+ * "awslambda_<n>_<yyyymmddHHMMSSmmm>". The name alone decides nothing (anyone
+ * may pass it to AssumeRole, and a function may be called "awslambda_orders"):
+ * it only tells a Lambda-issued poller session, which names no function,
+ * from a Lambda-issued function session, and keeps such a name from ever
+ * being learned as a function. */
+bool th_detect_is_poller_name(const char *s)
+{
+	static const char prefix[] = "awslambda_";
+	if (!starts_with(s, prefix))
+		return false;
+	s += sizeof(prefix) - 1;
+	size_t n = strspn(s, "0123456789");
+	if (n == 0 || s[n] != '_')
+		return false;
+	s += n + 1;
+	n = strspn(s, "0123456789");
+	return n > 0 && s[n] == '\0';
+}
+
+/* The function a token belongs to, or NULL for a Lambda service session
+ * (a poller), which is judged against the role's regions. */
+const char *th_detect_token_function(const struct th_token *t)
+{
+	return t->function[0] ? t->function : NULL;
+}
+
+void th_detect_regions_of(const struct th_role *ro, const char *function, struct regions *out)
+{
+	out->n = 0;
+	if (function) {
+		int i = th_detect_find_function(ro, function);
+		if (i >= 0)
+			for (int j = 0; j < ro->functions[i].n_regions; j++)
+				out->r[out->n++] = ro->functions[i].regions[j];
+		return;
+	}
+	for (int i = 0; i < ro->n_functions; i++)
+		for (int j = 0; j < ro->functions[i].n_regions; j++)
+			out->r[out->n++] = ro->functions[i].regions[j];
+	for (int j = 0; j < ro->n_service_regions; j++)
+		out->r[out->n++] = ro->service_regions[j];
+}
+
+static bool regions_has(const struct regions *rs, const char *region)
+{
+	for (int i = 0; i < rs->n; i++)
+		if (strcmp(rs->r[i], region) == 0)
+			return true;
+	return false;
+}
+
+static void regions_join(const struct regions *rs, char *buf, size_t n)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < rs->n && used + 1 < n; i++) {
+		bool dup = false;
+		for (int j = 0; j < i; j++)
+			dup = dup || strcmp(rs->r[j], rs->r[i]) == 0;
+		if (dup)
+			continue;
+		int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", rs->r[i]);
+		if (w < 0)
+			break;
+		used += (size_t)w < n - used ? (size_t)w : n - used - 1;
+	}
+}
+
+
+/* The reason is written only for a remote verdict: it becomes the alert's
+ * first evidence line, and formatting it for every inside call is waste. */
+enum verdict th_detect_net_verdict(const struct th_call *c, const char *acct,
+				   const struct regions *rs, char *reason, size_t rsz)
+{
+	reason[0] = '\0';
+	/* Before the endpoint check: the spec judges every unrecognised source
+	 * remote, and a string AWS never writes says nothing trustworthy about
+	 * the rest of the record. */
+	if ((enum th_net_kind)c->net_kind == TH_NET_UNRECOGNISED) {
+		snprintf(reason, rsz,
+			 "source \"%s\" is neither an IP address nor an AWS service name: judged "
+			 "remote, ASN unknown",
+			 c->source_ip);
+		return NET_REMOTE;
+	}
+	if (c->vpce_id[0]) {
+		if (c->vpce_account[0] && !streq(c->vpce_account, acct)) {
+			snprintf(reason, rsz,
+				 "the call came through VPC endpoint %s owned by another account (%s)",
+				 c->vpce_id, c->vpce_account);
+			return NET_REMOTE;
+		}
+		return NET_INSIDE;
+	}
+	switch ((enum th_net_kind)c->net_kind) {
+	case TH_NET_SERVICE:
+		return NET_NONE;
+	case TH_NET_PRIVATE:
+		return NET_INSIDE;
+	case TH_NET_AWS:
+		if (rs->n == 0 || !c->src_region[0] || streq(c->src_region, "GLOBAL"))
+			return NET_INSIDE;
+		if (regions_has(rs, c->src_region))
+			return NET_INSIDE;
+		{
+			char where[200];
+			regions_join(rs, where, sizeof(where));
+			snprintf(reason, rsz,
+				 "source %s is an AWS address of region %s, where the function never "
+				 "runs (it runs in %s)",
+				 c->source_ip, c->src_region, where);
+		}
+		return NET_REMOTE;
+	case TH_NET_PUBLIC:
+		snprintf(reason, rsz, "source %s is a public non-AWS address (AS%u %s)", c->source_ip,
+			 c->asn, c->as_org[0] ? c->as_org : "unknown organisation");
+		return NET_REMOTE;
+	case TH_NET_UNRECOGNISED:
+		break; /* decided above */
+	}
+	return NET_NONE;
+}
+
+
+const char *th_detect_ua_lambda_claim(const struct th_detector *d, const char *ua)
+{
+	if (!ua)
+		return NULL;
+	for (int i = 0; i < d->conf.n_lambda_user_agents; i++)
+		if (strstr(ua, d->conf.lambda_user_agents[i]))
+			return d->conf.lambda_user_agents[i];
+	return NULL;
+}
+
+static const char *ua_cli_family(const struct th_detector *d, const char *ua)
+{
+	if (!ua || strstr(ua, "exec-env/"))
+		return NULL;
+	for (int i = 0; i < d->conf.n_cli_user_agents; i++) {
+		const char *p = d->conf.cli_user_agents[i];
+		if (p[0] == '^' ? starts_with(ua, p + 1) : strstr(ua, p) != NULL)
+			return p[0] == '^' ? p + 1 : p;
+	}
+	return NULL;
+}
+
+static bool asn_trusted(const struct th_detector *d, uint32_t asn)
+{
+	for (int i = 0; i < d->conf.n_trusted_asns; i++)
+		if (d->conf.trusted_asns[i] == asn)
+			return true;
+	return false;
+}
+
+
+enum th_cred_class th_detect_classify(const struct th_role *ro, bool role_found, struct th_token *t,
+				      bool tok_found, const char *session)
+{
+	if (tok_found && t->origin == TH_ORIGIN_ASSUMED)
+		return TH_CRED_OTHER;
+	if (tok_found && t->origin != TH_ORIGIN_UNKNOWN)
+		return TH_CRED_TOKEN;
+	if (role_found && ro->is_lambda && session && th_detect_find_function(ro, session) >= 0) {
+		t->origin = TH_ORIGIN_SESSION;
+		th_strlcpy(t->function, session, sizeof(t->function));
+		return TH_CRED_TOKEN;
+	}
+	return TH_CRED_UNKNOWN;
+}
+
+/* Gather the facts, run the variations, raise the winner. Updates t's alert
+ * refs (the caller saves t). A re-decision of an earlier call (later
+ * evidence) passes @p why, and @p upgrade_of when that call had raised an
+ * alert. */
+int th_detect_decide(struct th_detector *d, const char *acct, const char *akid,
+		     enum th_cred_class cls, struct th_token *t, const char *role_arn,
+		     const struct th_call *c, const char *remote_reason, const char *upgrade_of,
+		     const char *why)
+{
+	struct th_match_ctx m = {0};
+	struct th_sighting s;
+	int64_t tm = c->event_time_ms, since = c->event_time_ms - d->conf.training_ms;
+	char asn[16];
+	int rc;
+
+	m.cls = cls;
+	m.call = c;
+	m.tok = t;
+	m.key_used_inside = t->inside > 0;
+	m.ua_lambda_claim = th_detect_ua_lambda_claim(d, c->user_agent);
+	m.ua_cli_family = ua_cli_family(d, c->user_agent);
+	th_detect_asn_str(asn, sizeof(asn), c->asn);
+	if (c->asn) {
+		if ((rc = th_detect_load_sighting(d, 'b', acct, asn, &s)) < 0)
+			return rc;
+		/* In training: seen within the window, and not only after this use
+		 * (the first sighting bounds it; order-independent within the
+		 * window, unlike "the latest sighting"). */
+		m.asn_in_baseline = rc == 1 && s.last_ms >= since && s.first_ms <= tm;
+		m.asn_trusted = asn_trusted(d, c->asn);
+	}
+	if (cls == TH_CRED_OTHER) {
+		m.identity = t->origin == TH_ORIGIN_ASSUMED && t->identity[0] ? t->identity : NULL;
+		if (m.identity) {
+			if ((rc = th_detect_load_sighting(d, 'i', role_arn, m.identity, &s)) < 0)
+				return rc;
+			int64_t o = rc == 1 ? th_sighting_other(&s, akid) : 0;
+			m.identity_seen = o && o >= since;
+		}
+		if ((rc = th_detect_load_sighting(d, 'n', role_arn, asn, &s)) < 0)
+			return rc;
+		int64_t o = rc == 1 ? th_sighting_other(&s, akid) : 0;
+		m.asn_seen_for_role = c->asn && o && o >= since;
+	}
+
+	d->evid.n = 0;
+	th_evidence_add(&d->evid, "%s", remote_reason);
+	for (size_t i = 0; i < d->conf.n_variations; i++) {
+		const struct th_variation *v = &d->conf.variations[i];
+		if (v->cred != cls || !v->match(&m, &d->evid))
+			continue;
+		char id[33];
+		bool raised;
+		if (upgrade_of)
+			th_evidence_add(&d->evid, "upgrades alert %s: %s", upgrade_of, why);
+		else if (why)
+			th_evidence_add(&d->evid, "decided again: %s", why);
+		rc = th_detect_raise_alert(d, v, acct, akid, cls, t, role_arn, c, upgrade_of, id, &raised);
+		if (rc)
+			return rc;
+		/* First decisions only: a re-decision is reached through the
+		 * original call's entry. */
+		if (cls == TH_CRED_TOKEN && !why)
+			th_detect_remember_decision(t, v->id, raised ? id : NULL, c);
+		return 0;
+	}
+	return 0;
+}

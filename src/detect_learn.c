@@ -1,0 +1,319 @@
+/*
+ * Learning (detect.h): what events teach about credentials and roles.
+ * Lambda's sts:AssumeRole issues a function's token (or a poller's); an
+ * AssumeRole by any other identity makes the key that identity's session;
+ * lambda:CreateFunction/UpdateFunctionConfiguration ties a function to its
+ * role; and every use of a known key adds to its history. What is learned
+ * may decide held uses and re-decide earlier ones (detect_hold.c).
+ */
+#include "trailhound/detect.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "detect_int.h"
+
+static bool has_region(char regions[][24], uint8_t n, const char *region)
+{
+	if (!region || !*region)
+		return true; /* nothing to add */
+	for (int i = 0; i < n; i++)
+		if (strcmp(regions[i], region) == 0)
+			return true;
+	return false;
+}
+
+static void add_region(char regions[][24], uint8_t *n, const char *region)
+{
+	if (!region || !*region)
+		return;
+	for (int i = 0; i < *n; i++)
+		if (strcmp(regions[i], region) == 0)
+			return;
+	if (*n < TH_MAX_REGIONS)
+		th_strlcpy(regions[(*n)++], region, 24);
+}
+
+/* Adds a function (and a region, when given). Returns its index or -1. */
+int th_detect_role_add_function(struct th_role *ro, const char *name, const char *region)
+{
+	int i = th_detect_find_function(ro, name);
+	if (i < 0) {
+		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS)
+			return -1;
+		i = ro->n_functions++;
+		memset(&ro->functions[i], 0, sizeof(ro->functions[i]));
+		th_strlcpy(ro->functions[i].name, name, sizeof(ro->functions[i].name));
+	}
+	add_region(ro->functions[i].regions, &ro->functions[i].n_regions, region);
+	return i;
+}
+
+
+void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
+				const struct th_call *c, enum verdict vd)
+{
+	int64_t tm = c->event_time_ms;
+	if (!t->first_seen_ms || tm < t->first_seen_ms)
+		t->first_seen_ms = tm;
+	if (tm > t->last_seen_ms)
+		t->last_seen_ms = tm;
+	if (!t->issued_ms && c->creation_ms)
+		t->issued_ms = c->creation_ms;
+	if (!t->expiry_ms && c->creation_ms)
+		t->expiry_ms = c->creation_ms + d->conf.hold_ms;
+	if (vd == NET_INSIDE)
+		t->inside++;
+	else if (vd == NET_REMOTE)
+		t->outside++;
+	bool seen = false;
+	for (int i = 0; i < t->n_ips && !seen; i++)
+		seen = strcmp(t->ips[i], c->source_ip) == 0;
+	if (!seen) {
+		t->distinct_ips++;
+		if (t->n_ips < TH_TOKEN_MAX_IPS)
+			th_strlcpy(t->ips[t->n_ips++], c->source_ip, sizeof(t->ips[0]));
+	}
+	char name[96];
+	const char *svc = c->event_source;
+	const char *dot = strstr(svc, ".amazonaws.com");
+	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc);
+	if (sl > 40)
+		sl = 40;
+	sl = th_copy_utf8n(name, sl + 1, svc, sl);
+	name[sl] = ':';
+	th_copy_utf8(name + sl + 1, sizeof(name) - sl - 1, c->event_name);
+	int oldest = -1;
+	for (int i = 0; i < t->n_calls; i++) {
+		if (strcmp(t->calls[i].name, name) == 0) {
+			t->calls[i].count++;
+			if (tm > t->calls[i].last_ms)
+				t->calls[i].last_ms = tm;
+			return;
+		}
+		if (oldest < 0 || t->calls[i].last_ms < t->calls[oldest].last_ms)
+			oldest = i;
+	}
+	int slot = t->n_calls < TH_TOKEN_MAX_CALLS ? t->n_calls++ : oldest;
+	th_strlcpy(t->calls[slot].name, name, sizeof(t->calls[slot].name));
+	t->calls[slot].count = 1;
+	t->calls[slot].last_ms = tm;
+}
+
+/* A credential's expiry from an AssumeRole response, within what STS can
+ * issue (at most hold_ms, 12 hours by default): a record claiming more (or an expiry before its
+ * own event) must not keep the key, or prune it, on its say-so. */
+static int64_t issued_expiry(const struct th_detector *d, const struct th_event *ev)
+{
+	int64_t t = ev->event_time_ms, e = ev->cred.expiration_ms;
+	return e > t && e <= t + d->conf.hold_ms ? e : t + d->conf.hold_ms;
+}
+
+/* Lambda's sts:AssumeRole: credentials for a function, or for one of
+ * Lambda's own service sessions (an event-source poller). Either way the key
+ * is a Lambda credential, judged as a Lambda token when used remotely (spec
+ * v2); a poller session names no function, so it is judged against the
+ * role's regions and teaches no function. */
+int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct)
+{
+	struct th_role *ro;
+	struct th_token *t;
+	const char *role_arn = ev->req.role_arn, *sess = ev->req.role_session_name;
+	const char *akid = ev->cred.access_key_id;
+	int rc, found;
+	bool changed = false;
+	if ((found = th_detect_load_role(d, role_arn, &ro)) < 0)
+		return found;
+	/* A function may carry a poller-shaped name; once it is known (function
+	 * management), its issuance is a function's. */
+	bool poller = !sess || !*sess ||
+		      (th_detect_is_poller_name(sess) && (!found || th_detect_find_function(ro, sess) < 0));
+	/* Only a change to the role can decide other keys' holds; checking the
+	 * role's held keys on every issuance would cost a scan per event. */
+	bool will_change = !found || !ro->is_lambda;
+	if (!will_change && poller) {
+		will_change = !has_region(ro->service_regions, ro->n_service_regions, ev->aws_region);
+	} else if (!will_change) {
+		int i = th_detect_find_function(ro, sess);
+		will_change = i < 0 || !has_region(ro->functions[i].regions,
+						   ro->functions[i].n_regions, ev->aws_region);
+	}
+	if ((rc = th_detect_expire_lapsed(d, acct, akid, will_change ? role_arn : NULL,
+					  ev->event_time_ms)))
+		return rc;
+	if ((found = th_detect_load_role(d, role_arn, &ro)) < 0)
+		return found;
+	if (!found)
+		ro->first_seen_ms = ev->event_time_ms;
+	if (!ro->is_lambda) {
+		ro->is_lambda = 1;
+		changed = true;
+	}
+	if (poller) {
+		uint8_t before = ro->n_service_regions;
+		add_region(ro->service_regions, &ro->n_service_regions, ev->aws_region);
+		changed = changed || before != ro->n_service_regions;
+	} else {
+		int i = th_detect_find_function(ro, sess);
+		uint8_t before = i >= 0 ? ro->functions[i].n_regions : 0;
+		i = th_detect_role_add_function(ro, sess, ev->aws_region);
+		changed = changed || i < 0 || before != ro->functions[i].n_regions || before == 0;
+	}
+	if (changed && (rc = th_detect_save_role(d, role_arn, ro)))
+		return rc;
+	if (akid && *akid) {
+		int tf = th_detect_load_token(d, acct, akid, &t);
+		if (tf < 0)
+			return tf;
+		/* An AssumeRole by an identity decides whichever arrives first:
+		 * "an assumer other than Lambda decides" (one key has one issuer in
+		 * real CloudTrail, so only a forged record gets here). */
+		if (tf == 0 || t->origin != TH_ORIGIN_ASSUMED) {
+			t->origin = TH_ORIGIN_ISSUED;
+			th_strlcpy(t->role_arn, role_arn, sizeof(t->role_arn));
+			th_strlcpy(t->session, sess, sizeof(t->session));
+			th_strlcpy(t->function, poller ? NULL : sess, sizeof(t->function));
+			t->issued_ms = ev->event_time_ms;
+			t->expiry_ms = issued_expiry(d, ev);
+			if ((rc = th_detect_save_token(d, acct, akid, t)))
+				return rc;
+		}
+		if ((rc = th_detect_resolve_key(d, acct, akid, false)))
+			return rc;
+	}
+	return changed ? th_detect_resolve_role(d, role_arn) : 0;
+}
+
+/* sts:AssumeRole by an identity: the key is that identity's session,
+ * whatever its name (spec v2: a session named after a function, or
+ * "awslambda_...", is still the role's other session). */
+int th_detect_learn_assumption(struct th_detector *d, const struct th_event *ev, const char *acct)
+{
+	struct th_token *t;
+	const char *akid = ev->cred.access_key_id;
+	/* A service that assumed the role has no ARN: it is named by invokedBy. */
+	const char *who = ev->ui.arn           ? ev->ui.arn
+			  : ev->ui.invoked_by   ? ev->ui.invoked_by
+			  : ev->ui.principal_id ? ev->ui.principal_id
+						: ev->ui.type;
+	char was_role[sizeof(t->role_arn)], was_function[sizeof(t->function)];
+	int rc;
+	/* The credentials belong to the role's account (which may differ from
+	 * the caller's); their uses are keyed by the role's account. */
+	char racct[16] = "";
+	const char *p = strstr(ev->req.role_arn, ":iam::");
+	if (p && sscanf(p + 6, "%15[0-9]", racct) == 1)
+		acct = racct;
+	if ((rc = th_detect_expire_lapsed(d, acct, akid, NULL, ev->event_time_ms)))
+		return rc;
+	if ((rc = th_detect_teach_sighting(d, 'i', ev->req.role_arn, who ? who : "unknown", akid,
+					   ev->event_time_ms)))
+		return rc;
+	int found = th_detect_load_token(d, acct, akid, &t);
+	if (found < 0)
+		return found;
+	/* Decided as a Lambda token before this arrived: decide it again. */
+	bool was_token = found && t->origin != TH_ORIGIN_UNKNOWN && t->origin != TH_ORIGIN_ASSUMED;
+	th_strlcpy(was_role, t->role_arn[0] ? t->role_arn : ev->req.role_arn, sizeof(was_role));
+	th_strlcpy(was_function, t->function, sizeof(was_function));
+	t->origin = TH_ORIGIN_ASSUMED;
+	th_strlcpy(t->role_arn, ev->req.role_arn, sizeof(t->role_arn));
+	th_strlcpy(t->session, ev->req.role_session_name, sizeof(t->session));
+	th_strlcpy(t->identity, who, sizeof(t->identity));
+	t->function[0] = '\0';
+	t->issued_ms = ev->event_time_ms;
+	t->expiry_ms = issued_expiry(d, ev);
+	if (was_token && (rc = th_detect_redecide_as_other(d, acct, akid, t, was_role, was_function)))
+		return rc;
+	if ((rc = th_detect_save_token(d, acct, akid, t)))
+		return rc;
+	return th_detect_resolve_key(d, acct, akid, false);
+}
+
+/* lambda:CreateFunction* / UpdateFunctionConfiguration*: role → function. */
+int th_detect_learn_function(struct th_detector *d, const struct th_event *ev)
+{
+	struct th_role *ro;
+	const char *fn = ev->req.function_name;
+	char name[128];
+	/* functionName may be a name, a partial or a full ARN. */
+	const char *p = strstr(fn, ":function:");
+	if (p) {
+		p += strlen(":function:");
+		size_t n = strcspn(p, ":");
+		snprintf(name, sizeof(name), "%.*s", (int)n, p);
+	} else {
+		th_strlcpy(name, fn, sizeof(name));
+	}
+	int rc, found;
+	if ((rc = th_detect_expire_lapsed(d, NULL, NULL, ev->req.role, ev->event_time_ms)))
+		return rc;
+	if ((found = th_detect_load_role(d, ev->req.role, &ro)) < 0)
+		return found;
+	if (!found)
+		ro->first_seen_ms = ev->event_time_ms;
+	ro->is_lambda = 1;
+	th_detect_role_add_function(ro, name, ev->aws_region);
+	if ((rc = th_detect_save_role(d, ev->req.role, ro)))
+		return rc;
+	return th_detect_resolve_role(d, ev->req.role);
+}
+
+/* Runtime learning: a call of the function's SDK from inside its
+ * environment names the function (its session) and vouches for the key. The
+ * user agent only labels the benign side; the network must agree. Updates
+ * @p k (reloading what deciding lapsed holds may have changed). */
+int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, const char *acct,
+			    const char *role_arn, const char *session, struct th_detect_known *k)
+{
+	const char *akid = ev->ui.access_key_id;
+	const struct th_call *c = &d->call;
+	char reason[400];
+	int rc;
+
+	int fn_idx = session && k->role_found ? th_detect_find_function(k->ro, session) : -1;
+	/* The session name may teach a function only while nothing better is
+	 * known of the key: an AssumeRole by an identity or Lambda's issuance
+	 * decides what the key is, and a poller's name is never a function. */
+	bool name_may_teach = session && *session && !th_detect_is_poller_name(session) &&
+			      (!k->tok_found || (k->t->origin != TH_ORIGIN_ASSUMED &&
+						 k->t->origin != TH_ORIGIN_ISSUED));
+	bool learns_role = name_may_teach && (!k->role_found || !k->ro->is_lambda || fn_idx < 0);
+	bool learns_key = name_may_teach && (!k->tok_found || k->t->origin == TH_ORIGIN_UNKNOWN);
+	/* Nothing to learn (the common case: a known function's known key) is
+	 * checked first: the user-agent search is the costly part. */
+	if ((learns_role || learns_key) && session && ev->user_agent &&
+	    th_detect_ua_lambda_claim(d, ev->user_agent)) {
+		struct regions rs;
+		th_detect_regions_of(k->ro, fn_idx >= 0 ? session : NULL, &rs);
+		if (th_detect_net_verdict(c, acct, &rs, reason, sizeof(reason)) == NET_INSIDE) {
+			/* Rare (first sight of a function or key): decide lapsed holds
+			 * first, then reload what that may have changed. */
+			if ((rc = th_detect_expire_lapsed(d, acct, akid, learns_role ? role_arn : NULL,
+							  ev->event_time_ms)))
+				return rc;
+			if ((k->role_found = th_detect_load_role(d, role_arn, &k->ro)) < 0)
+				return k->role_found;
+			if ((k->tok_found = th_detect_load_token(d, acct, akid, &k->t)) < 0)
+				return k->tok_found;
+			if (learns_role) {
+				if (!k->role_found)
+					k->ro->first_seen_ms = ev->event_time_ms;
+				k->ro->is_lambda = 1;
+				th_detect_role_add_function(k->ro, session, NULL);
+				k->role_found = 1;
+				k->role_learned = true;
+				if ((rc = th_detect_save_role(d, role_arn, k->ro)))
+					return rc;
+			}
+			if (learns_key && (!k->tok_found || k->t->origin == TH_ORIGIN_UNKNOWN)) {
+				k->t->origin = TH_ORIGIN_RUNTIME;
+				th_strlcpy(k->t->function, session, sizeof(k->t->function));
+				k->tok_found = 1;
+				k->key_learned = true;
+			}
+		}
+	}
+	return 0;
+}
