@@ -40,6 +40,13 @@ void th_cmd_install_signals(void);
 /** @brief The exit code for a core error: TH_ECONFIG / TH_EUNTRUSTED → 4, other errors → 5. */
 int th_cmd_exit_code(int err);
 
+struct th_config;
+/* The settings over a loaded file, in the documented order: TRAILHOUND_*
+ * environment, then the --set values (collected while parsing options) in
+ * command-line order, each applied once. Prints "trailhound CMD: why" and
+ * returns TH_EXIT_CONFIG on an error, else TH_EXIT_OK. */
+int th_cmd_apply_settings(struct th_config *cf, char *const *sets, int n_sets, const char *cmd);
+
 int th_cmd_scan(int argc, char **argv);
 int th_cmd_inspect(int argc, char **argv);
 int th_cmd_run(int argc, char **argv);

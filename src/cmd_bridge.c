@@ -14,8 +14,6 @@
 #include "trailhound/config.h"
 #include "trailhound/log.h"
 
-extern char **environ;
-
 static volatile sig_atomic_t bridge_run = 1;
 
 static void bridge_stop(int sig)
@@ -112,10 +110,7 @@ int th_cmd_bridge(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's':
-			sets[n_sets++] = optarg;
-			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
-			break;
+		case 's': sets[n_sets++] = optarg; break; /* applied after the environment */
 		case O_BACKFILL: bo.backfill = optarg; break;
 		case O_SINCE:
 			if (parse_since(optarg, &bo.since_ms)) {
@@ -151,11 +146,8 @@ int th_cmd_bridge(int argc, char **argv)
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}
-	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound bridge: %s\n", errstr);
-		ret = TH_EXIT_CONFIG;
+	if ((ret = th_cmd_apply_settings(&cf, sets, n_sets, "bridge")))
 		goto out;
-	}
 	if (verbose)
 		th_log_level = TH_LOG_DEBUG;
 	struct sigaction sa;

@@ -16,8 +16,6 @@
 #include "trailhound/input.h"
 #include "trailhound/log.h"
 
-extern char **environ;
-
 /* A full local queue waits this long for deliveries before trying again. */
 #define QUEUE_FULL_POLL_MS 100
 /* At the end, how long the last messages may take to be delivered. */
@@ -123,10 +121,7 @@ int th_cmd_produce(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "c:s:t:b:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's':
-			sets[n_sets++] = optarg;
-			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
-			break;
+		case 's': sets[n_sets++] = optarg; break; /* applied after the environment */
 		case 't': topic = optarg; break;
 		case 'b': brokers = optarg; break;
 		case 'h':
@@ -152,11 +147,8 @@ int th_cmd_produce(int argc, char **argv)
 		snprintf(bset, sizeof(bset), "brokers=%s", brokers);
 		sets[n_sets++] = bset;
 	}
-	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound produce: %s\n", errstr);
-		ret = TH_EXIT_CONFIG;
+	if ((ret = th_cmd_apply_settings(&cf, sets, n_sets, "produce")))
 		goto out;
-	}
 	p.topic = topic ? topic : cf.input_topics[0];
 	conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);

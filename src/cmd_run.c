@@ -15,8 +15,6 @@
 #include "trailhound/log.h"
 #include "trailhound/worker.h"
 
-extern char **environ;
-
 static void run_usage(FILE *out)
 {
 	fprintf(out,
@@ -82,10 +80,7 @@ int th_cmd_run(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
-		case 's':
-			sets[n_sets++] = optarg;
-			rc = th_config_set_kv(&cf, optarg, errstr, sizeof(errstr));
-			break;
+		case 's': sets[n_sets++] = optarg; break; /* applied after the environment */
 		case O_CHECK: check = true; break;
 		case O_IDLE: wo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
 		case O_DRAIN: wo.drain = true; break;
@@ -119,11 +114,8 @@ int th_cmd_run(int argc, char **argv)
 		goto out;
 	}
 	/* file < TRAILHOUND_* environment < --set */
-	if (th_config_apply_overrides(&cf, environ, sets, n_sets, errstr, sizeof(errstr))) {
-		fprintf(stderr, "trailhound run: %s\n", errstr);
-		ret = TH_EXIT_CONFIG;
+	if ((ret = th_cmd_apply_settings(&cf, sets, n_sets, "run")))
 		goto out;
-	}
 	if (verbose)
 		th_log_level = TH_LOG_DEBUG;
 	if (check) {

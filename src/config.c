@@ -811,9 +811,8 @@ void th_config_print(const struct th_config *cf, FILE *out)
 int th_config_apply_overrides(struct th_config *cf, char *const *envp, char *const *sets,
 			      int n_sets, char *errstr, size_t errstr_size)
 {
-	/* file < environment < command line: the --set values were applied in
-	 * order with the file; applying them again after the environment makes
-	 * them win over it */
+	/* file < environment < command line: the commands collect --set values
+	 * while parsing options and apply them here, once, after the environment */
 	int rc = th_config_apply_env(cf, envp, errstr, errstr_size);
 	for (int i = 0; !rc && i < n_sets; i++)
 		rc = th_config_set_kv(cf, sets[i], errstr, errstr_size);

@@ -5,6 +5,7 @@
  * library, where all the work happens.
  */
 #include "cmd.h"
+#include "trailhound/config.h"
 #include "trailhound/common.h"
 
 #include <stdio.h>
@@ -48,6 +49,17 @@ int th_cmd_exit_code(int err)
 	if (err == 0)
 		return TH_EXIT_OK;
 	return err == TH_ECONFIG ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
+}
+
+extern char **environ;
+
+int th_cmd_apply_settings(struct th_config *cf, char *const *sets, int n_sets, const char *cmd)
+{
+	char errstr[512];
+	if (th_config_apply_overrides(cf, environ, sets, n_sets, errstr, sizeof(errstr)) == 0)
+		return TH_EXIT_OK;
+	fprintf(stderr, "trailhound %s: %s\n", cmd, errstr);
+	return TH_EXIT_CONFIG;
 }
 
 static void usage(FILE *out)
