@@ -65,17 +65,14 @@ if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then JAVA=$JAVA_HOME/bin/j
 
 log() { printf 'kafka-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/kafka-common.sh
+source "$(dirname "$0")/kafka-common.sh"
 
 usage() {
   sed -n '6,22p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # alive PID: the process exists and is not a zombie
-alive() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
 
 # The stamp holds a hash of the generated pom: changing a pinned version refetches.
 stamp_content() {
@@ -176,20 +173,7 @@ advertised.listeners=PLAINTEXT://${HOST}:${PORT}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=${DATA_DIR}
-num.network.threads=2
-num.io.threads=4
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-delete.topic.enable=true
+$(single_node_props)
 # keep test data around: ~100 years, no size limit
 log.retention.hours=876000
 log.retention.bytes=-1
@@ -228,20 +212,6 @@ run_tool() {
 }
 
 # pid of our broker if it is alive (and really is our kafka.Kafka), else nothing
-broker_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  alive "$pid" || return 1
-  # guard against pid reuse: the process must be our broker
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$CLS_SERVER $SERVER_PROPS" || return 1
-  echo "$pid"
-}
-
-port_open() {
-  (exec 2>/dev/null; exec 3<>"/dev/tcp/$HOST/$1")
-}
 
 # Send a Kafka Metadata v1 request (no topics) over bash /dev/tcp and succeed if
 # the response lists at least one (i.e. unfenced, registered) broker. No JVM.
@@ -337,28 +307,7 @@ wait_ready() {
   return 1
 }
 
-cmd_stop() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK_FILE"
-  flock -w 300 9 || die "another kafka-local.sh holds $LOCK_FILE"
-  local pid
-  if ! pid=$(broker_pid); then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  log "stopping broker pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-  if alive "$pid"; then
-    log "broker did not exit within ${STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
-  rm -f "$PID_FILE"
-  log "stopped"
-}
+cmd_stop() { stop_broker; }
 
 cmd_reset() {
   cmd_stop

@@ -60,23 +60,9 @@ if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then JAVA=$JAVA_HOME/bin/j
 
 log() { printf 'kafka-secure: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/kafka-common.sh
+source "$HERE/kafka-common.sh"
 
-alive() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
-
-broker_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$CLS_SERVER $SERVER_PROPS" || return 1
-  echo "$pid"
-}
-
-port_open() { (exec 2>/dev/null; exec 3<>"/dev/tcp/$HOST/$1"); }
 
 # The TLS listener completes a handshake with a client that trusts our CA.
 tls_ready() {
@@ -172,20 +158,7 @@ allow.everyone.if.no.acl.found=false
 EOF
   fi
   cat >>"$SERVER_PROPS" <<EOF
-log.dirs=${DATA_DIR}
-num.network.threads=2
-num.io.threads=4
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-delete.topic.enable=true
+$(single_node_props)
 log.cleaner.dedupe.buffer.size=16777216
 EOF
   )
@@ -254,24 +227,7 @@ wait_ready() {
   return 1
 }
 
-cmd_stop() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK_FILE"
-  flock -w 300 9 || die "another kafka-secure.sh holds $LOCK_FILE"
-  local pid
-  if ! pid=$(broker_pid); then rm -f "$PID_FILE"; log "not running"; return 0; fi
-  log "stopping broker pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-  if alive "$pid"; then
-    log "no exit within ${STOP_TIMEOUT}s; SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
-  rm -f "$PID_FILE"
-  log "stopped"
-}
+cmd_stop() { stop_broker; }
 
 cmd_status() {
   local pid
