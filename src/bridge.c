@@ -11,7 +11,6 @@
  * with the same transactional id) ends the process with exit code 5.
  */
 #include "trailhound/bridge.h"
-#include "trailhound/time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "trailhound/archive.h"
 #include "trailhound/aws.h"
 #include "trailhound/common.h"
 #include "trailhound/common.h"
@@ -176,22 +176,9 @@ bool th_bridge_key_skipped(const char *key)
 
 int th_bridge_key_time(const char *key, int64_t *ms)
 {
+	/* the file name's delivery stamp, read as a backtest reads an archive */
 	const char *base = strrchr(key, '/');
-	base = base ? base + 1 : key;
-	/* _YYYYMMDDTHHMMZ_ */
-	for (const char *p = strchr(base, '_'); p; p = strchr(p + 1, '_')) {
-		const char *d = p + 1;
-		int ok = 1;
-		for (int i = 0; i < 13 && ok; i++)
-			ok = i == 8 ? d[i] == 'T' : (d[i] >= '0' && d[i] <= '9');
-		if (!ok || d[13] != 'Z')
-			continue;
-		char iso[32];
-		snprintf(iso, sizeof(iso), "%.4s-%.2s-%.2sT%.2s:%.2s:00Z", d, d + 4, d + 6, d + 9,
-			 d + 11);
-		return th_time_parse_iso(iso, strlen(iso), ms) ? TH_EPARSE : 0;
-	}
-	return TH_EPARSE;
+	return th_archive_s3_name(base ? base + 1 : key, ms) ? 0 : TH_EPARSE;
 }
 
 static void marker_of(const struct th_s3_obj *o, const char *etag, char *out, size_t size)
@@ -212,13 +199,8 @@ int th_bridge_producer_conf(rd_kafka_conf_t *conf, const struct th_config *cf, c
 	    rd_kafka_conf_set(conf, "compression.type", "lz4", errstr, errstr_size))
 		return TH_ECONFIG;
 	for (int i = 0; i < cf->n_kafka; i++) {
-		/* kafka.X and kafka.producer.X apply here, kafka.consumer.X does not */
-		const char *k = cf->kafka_keys[i];
-		if (strncmp(k, "consumer.", 9) == 0)
-			continue;
-		if (strncmp(k, "producer.", 9) == 0)
-			k += 9;
-		if (rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
+		const char *k = th_config_kafka_key(cf, i, "producer");
+		if (k && rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
 			return TH_ECONFIG;
 	}
 	return 0;
@@ -234,12 +216,8 @@ static int consumer_conf(rd_kafka_conf_t *conf, const struct th_config *cf, char
 	    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size))
 		return TH_ECONFIG;
 	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = cf->kafka_keys[i];
-		if (strncmp(k, "producer.", 9) == 0)
-			continue;
-		if (strncmp(k, "consumer.", 9) == 0)
-			k += 9;
-		if (rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
+		const char *k = th_config_kafka_key(cf, i, "consumer");
+		if (k && rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
 			return TH_ECONFIG;
 	}
 	return 0;

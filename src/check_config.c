@@ -48,13 +48,9 @@ static rd_kafka_t *client(const struct th_config *cf, char *errstr, size_t errst
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
 		goto fail;
 	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = cf->kafka_keys[i];
-		if (strncmp(k, "producer.", 9) == 0)
-			continue;
-		if (strncmp(k, "consumer.", 9) == 0)
-			k += 9;
+		const char *k = th_config_kafka_key(cf, i, "consumer");
 		/* group membership settings do not apply to this client */
-		if (strcmp(k, "group.instance.id") == 0)
+		if (!k || strcmp(k, "group.instance.id") == 0)
 			continue;
 		if (rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
 			goto fail;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "trailhound/bridge.h"
 #include "trailhound/config.h"
 #include "trailhound/input.h"
 #include "trailhound/log.h"
@@ -152,29 +153,10 @@ int th_cmd_produce(int argc, char **argv)
 	p.topic = topic ? topic : cf.input_topics[0];
 	conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
-	/* murmur2 is the Java client's partitioner: the bridge and any Java
-	 * producer agree on which partition an account lands in. */
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf.brokers, errstr, sizeof(errstr)) ||
-	    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
-	    rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) ||
-	    rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof(errstr)) ||
-	    rd_kafka_conf_set(conf, "compression.type", "lz4", errstr, sizeof(errstr))) {
+	if (th_bridge_producer_conf(conf, &cf, errstr, sizeof(errstr))) {
 		fprintf(stderr, "trailhound produce: %s\n", errstr);
 		ret = TH_EXIT_CONFIG;
 		goto out;
-	}
-	for (int i = 0; i < cf.n_kafka; i++) {
-		/* kafka.X and kafka.producer.X apply here, kafka.consumer.X does not */
-		const char *k = cf.kafka_keys[i];
-		if (strncmp(k, "consumer.", 9) == 0)
-			continue;
-		if (strncmp(k, "producer.", 9) == 0)
-			k += 9;
-		if (rd_kafka_conf_set(conf, k, cf.kafka_values[i], errstr, sizeof(errstr))) {
-			fprintf(stderr, "trailhound produce: %s\n", errstr);
-			ret = TH_EXIT_CONFIG;
-			goto out;
-		}
 	}
 	rd_kafka_conf_set_opaque(conf, &p);
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);

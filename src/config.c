@@ -820,3 +820,15 @@ int th_config_apply_overrides(struct th_config *cf, char *const *envp, char *con
 		rc = th_log_configure(cf->log_level, cf->log_format, errstr, errstr_size);
 	return rc;
 }
+
+const char *th_config_kafka_key(const struct th_config *cf, int i, const char *scope)
+{
+	const char *k = cf->kafka_keys[i];
+	bool for_consumer = strncmp(k, "consumer.", 9) == 0;
+	bool for_producer = strncmp(k, "producer.", 9) == 0;
+	if (!for_consumer && !for_producer)
+		return k;
+	if (strcmp(scope, for_consumer ? "consumer" : "producer") != 0)
+		return NULL;
+	return k + 9;
+}

@@ -194,15 +194,8 @@ static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *scope,
 		if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
 			goto fail;
 	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = cf->kafka_keys[i];
-		bool for_consumer = strncmp(k, "consumer.", 9) == 0;
-		bool for_producer = strncmp(k, "producer.", 9) == 0;
-		if (for_consumer || for_producer) {
-			if (strcmp(scope, for_consumer ? "consumer" : "producer") != 0)
-				continue;
-			k += 9;
-		}
-		if (conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
+		const char *k = th_config_kafka_key(cf, i, scope);
+		if (k && conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
 			goto fail;
 	}
 	return conf;

@@ -66,6 +66,15 @@ struct th_config {
 	int n_owned;
 };
 
+/**
+ * @brief The librdkafka property name of kafka.* setting i for a client of
+ *        `scope` ("consumer", "producer", or another name for a client that
+ *        takes only the unscoped kafka.X settings): kafka.X applies to every
+ *        client, kafka.consumer.X / kafka.producer.X only to that scope.
+ * @returns the name (without the scope prefix), or NULL when it does not apply.
+ */
+const char *th_config_kafka_key(const struct th_config *cf, int i, const char *scope);
+
 /** @brief Defaults for every setting. */
 void th_config_init(struct th_config *cf);
 void th_config_free(struct th_config *cf);

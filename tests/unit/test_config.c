@@ -210,6 +210,28 @@ static void test_file_with_line_numbers(void **state)
 	th_config_free(&cf);
 }
 
+/* kafka.X reaches every client; kafka.consumer.X / kafka.producer.X only their own */
+static void test_kafka_key_scopes(void **state)
+{
+	(void)state;
+	struct th_config cf;
+	char err[256];
+	th_config_init(&cf);
+	assert_int_equal(th_config_set_kv(&cf, "kafka.security.protocol=SASL_SSL", err, sizeof(err)), 0);
+	assert_int_equal(th_config_set_kv(&cf, "kafka.consumer.group.instance.id=w1", err, sizeof(err)), 0);
+	assert_int_equal(th_config_set_kv(&cf, "kafka.producer.linger.ms=5", err, sizeof(err)), 0);
+	assert_int_equal(cf.n_kafka, 3);
+	assert_string_equal(th_config_kafka_key(&cf, 0, "consumer"), "security.protocol");
+	assert_string_equal(th_config_kafka_key(&cf, 0, "producer"), "security.protocol");
+	assert_string_equal(th_config_kafka_key(&cf, 0, "restore"), "security.protocol");
+	assert_string_equal(th_config_kafka_key(&cf, 1, "consumer"), "group.instance.id");
+	assert_null(th_config_kafka_key(&cf, 1, "producer"));
+	assert_null(th_config_kafka_key(&cf, 1, "restore"));
+	assert_string_equal(th_config_kafka_key(&cf, 2, "producer"), "linger.ms");
+	assert_null(th_config_kafka_key(&cf, 2, "consumer"));
+	th_config_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +240,7 @@ int main(void)
 		cmocka_unit_test(test_file_with_line_numbers),
 		cmocka_unit_test(test_duration_units),
 		cmocka_unit_test(test_over_long_line_is_an_error),
+		cmocka_unit_test(test_kafka_key_scopes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
