@@ -839,7 +839,7 @@ static void scan_usage(FILE *out)
 		"                       schema_registry_url, or 1\n"
 		"  --record-max BYTES   per-record size limit, 1024..104857600 (default: the\n"
 		"                       record_max setting, 1048576)\n"
-		"  --batch N            events per state commit (default 5000)\n"
+		"  --batch N            events per state commit (default 50000)\n"
 		"  --quiet-rejects      do not print each rejected record\n"
 		"  --parse-only         parse and count, no detection (the benchmark baseline)\n"
 		"  --summary-json FILE  also write every counter as one JSON object to FILE\n"
@@ -1238,7 +1238,10 @@ int th_cmd_scan(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct scan s = {.batch = 5000};
+	/* 50,000 events per commit: LMDB's commit (a B-tree write of every
+	 * changed key) was a tenth of scan's CPU at 5,000; the dirty set it
+	 * holds stays small (one encoded value per changed key). */
+	struct scan s = {.batch = 50000};
 	struct th_config cf;
 	struct th_enrich *en = NULL;
 	struct th_archive *ar = NULL;

@@ -125,12 +125,12 @@ static int prune_cb(void *ctx, const void *key, size_t klen, const void *val, si
 	bool drop = false;
 	switch (pc->type) {
 	case 'k': {
-		struct th_token *t = &pc->d->tok;
-		if (th_token_decode(val, vlen, t) == 0) {
-			last = t->expiry_ms > t->last_seen_ms ? t->expiry_ms : t->last_seen_ms;
+		struct th_token_life t;
+		if (th_token_life(val, vlen, &t, &pc->d->tok) == 0) {
+			last = t.expiry_ms > t.last_seen_ms ? t.expiry_ms : t.last_seen_ms;
 			/* Keys with alerts stay for the training window, so investigators
 			 * can still `inspect` them; others go a day after expiry. */
-			drop = last + (t->n_alerts ? pc->d->conf.training_ms : TOKEN_GRACE_MS) <
+			drop = last + (t.n_alerts ? pc->d->conf.training_ms : TOKEN_GRACE_MS) <
 			       pc->cutoff;
 		}
 		break;

@@ -117,7 +117,7 @@ struct th_detector {
 	/* Payloads of dropped objects, kept for reuse (a token is ~10 KB, a
 	 * role ~20 KB): dropping the cache every few thousand keys and
 	 * allocating it again showed in profiles as malloc/free and fresh
-	 * pages. Linked through their first bytes; at most OBJS_MAX each. */
+	 * pages. Linked through their first bytes; at most SPARES_MAX each. */
 	struct bsight *bsights;
 	size_t nbsights;
 	void *spare_tok, *spare_role;

@@ -171,6 +171,14 @@ void th_call_encode(struct th_wbuf *w, const struct th_call *c);
 int th_call_decode(struct th_rbuf *r, struct th_call *c);
 void th_token_encode(struct th_wbuf *w, const struct th_token *t);
 int th_token_decode(const void *p, size_t n, struct th_token *t);
+/* What pruning needs of a token, read in place (no string is copied): the
+ * same verdict on a value as th_token_decode(), which it calls, into
+ * @p scratch, only for a key holding alerts. */
+struct th_token_life {
+	int64_t expiry_ms, last_seen_ms;
+	int n_alerts;
+};
+int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_token *scratch);
 void th_role_encode(struct th_wbuf *w, const struct th_role *r);
 int th_role_decode(const void *p, size_t n, struct th_role *r);
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s);

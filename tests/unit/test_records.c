@@ -239,6 +239,69 @@ static int dec_sighting(const void *p, size_t n, void *o) { return th_sighting_d
 static int dec_held(const void *p, size_t n, void *o) { return th_held_decode(p, n, o); }
 static int dec_dedup(const void *p, size_t n, void *o) { return th_dedup_decode(p, n, o); }
 
+/* Pruning reads a token with th_token_life(): its verdict (and its fields)
+ * must be th_token_decode()'s on every value, whole, cut, extended or with
+ * a bit flipped, with alerts and without. */
+static void check_life_agrees(const void *p, size_t n)
+{
+	static struct th_token dec, scratch;
+	struct th_token_life life;
+	int want = th_token_decode(p, n, &dec);
+	int got = th_token_life(p, n, &life, &scratch);
+	if (want != got)
+		fail_msg("th_token_life gave %d where th_token_decode gave %d (%zu bytes)", got, want, n);
+	if (!want) {
+		assert_int_equal(life.expiry_ms, dec.expiry_ms);
+		assert_int_equal(life.last_seen_ms, dec.last_seen_ms);
+		assert_int_equal(life.n_alerts, dec.n_alerts);
+	}
+}
+
+static void test_token_life_agrees_with_decode(void **state)
+{
+	struct th_wbuf w = {0};
+	static struct th_token t;
+	(void)state;
+	for (int alerts = 0; alerts <= TH_TOKEN_MAX_ALERTS; alerts += TH_TOKEN_MAX_ALERTS) {
+		th_token_clear(&t);
+		th_strlcpy(t.role_arn, "arn:aws:iam::123456789012:role/r", sizeof(t.role_arn));
+		th_strlcpy(t.session, "fn", sizeof(t.session));
+		t.expiry_ms = 1700000000000 + alerts;
+		t.last_seen_ms = 1700000000500;
+		t.n_ips = TH_TOKEN_MAX_IPS;
+		for (int i = 0; i < t.n_ips; i++)
+			snprintf(t.ips[i], sizeof(t.ips[i]), "192.0.2.%d", i);
+		t.n_calls = TH_TOKEN_MAX_CALLS;
+		for (int i = 0; i < t.n_calls; i++) {
+			snprintf(t.calls[i].name, sizeof(t.calls[i].name), "s3:Op%d", i);
+			t.calls[i].count = (uint32_t)i;
+			t.calls[i].last_ms = -i;
+		}
+		t.n_alerts = (uint8_t)alerts;
+		for (int i = 0; i < t.n_alerts; i++) {
+			t.alerts[i].variation = 4;
+			fill_call(&t.alerts[i].call, i);
+		}
+		th_wbuf_reset(&w);
+		th_token_encode(&w, &t);
+		check_life_agrees(w.p, w.len);
+		unsigned char *b = malloc(w.len + 1);
+		for (size_t n = 0; n <= w.len + 1; n++) {
+			memcpy(b, w.p, w.len);
+			b[w.len] = 0;
+			check_life_agrees(b, n);
+		}
+		srand(11);
+		for (int i = 0; i < 4000; i++) {
+			memcpy(b, w.p, w.len);
+			b[(size_t)rand() % w.len] ^= (unsigned char)(1u << (rand() % 8));
+			check_life_agrees(b, w.len);
+		}
+		free(b);
+	}
+	th_wbuf_free(&w);
+}
+
 static void test_decoders_reject_truncated_and_garbled(void **state)
 {
 	struct th_wbuf w = {0};
@@ -426,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_key_prefixes_and_round_trip),
 		cmocka_unit_test(test_key_refuses_rather_than_truncates),
 		cmocka_unit_test(test_decoders_reject_truncated_and_garbled),
+		cmocka_unit_test(test_token_life_agrees_with_decode),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
 		cmocka_unit_test(test_utf8_validity),
 	};

@@ -173,6 +173,151 @@ static void test_scan_merges_cache_and_lmdb(void **state)
 	assert_false(has(&s, "q|1"));
 }
 
+/* Scans against a model of the store: random puts, deletes, reads (clean
+ * and negative cache entries) and commits, each scan's keys and values
+ * compared with the model's. Keys share long prefixes and differ in length,
+ * so the cache's dirty entries and LMDB's records interleave in key order. */
+#define MODEL_KEYS 300
+struct model {
+	char val[MODEL_KEYS][16]; /* "" = absent */
+	int seen[MODEL_KEYS];
+	int bad;
+};
+
+static void model_key(char *out, int i)
+{
+	/* p|7, p|70, p|700 ...: prefixes of one another */
+	snprintf(out, 16, "p|%d", i);
+}
+
+static int model_index(const void *key, size_t klen)
+{
+	char k[32];
+	if (klen >= sizeof(k) || klen < 3)
+		return -1;
+	memcpy(k, key, klen);
+	k[klen] = '\0';
+	return atoi(k + 2);
+}
+
+static int model_check_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct model *m = ctx;
+	int i = model_index(key, klen);
+	if (i < 0 || i >= MODEL_KEYS || m->seen[i]++ || vlen != strlen(m->val[i]) ||
+	    memcmp(val, m->val[i], vlen) != 0)
+		m->bad++;
+	return 0;
+}
+
+static void test_scan_matches_a_model(void **state)
+{
+	struct fixture *f = *state;
+	static struct model m;
+	char k[16];
+	const void *v;
+	size_t n;
+	srand(21);
+	memset(&m, 0, sizeof(m));
+	for (int round = 0; round < 400; round++) {
+		int ops = rand() % 40;
+		for (int o = 0; o < ops; o++) {
+			int i = rand() % MODEL_KEYS, what = rand() % 10;
+			model_key(k, i);
+			if (what < 5) {
+				snprintf(m.val[i], sizeof(m.val[i]), "v%d", rand() % 1000);
+				E(th_state_put(f->st, k, strlen(k), m.val[i], strlen(m.val[i])));
+			} else if (what < 7) {
+				m.val[i][0] = '\0';
+				E(th_state_del(f->st, k, strlen(k)));
+			} else {
+				int rc = th_state_get(f->st, k, strlen(k), &v, &n);
+				assert_int_equal(rc, m.val[i][0] ? 0 : TH_ENOTFOUND);
+			}
+		}
+		if (rand() % 3 == 0)
+			E(th_state_commit(f->st, round));
+		memset(m.seen, 0, sizeof(m.seen));
+		m.bad = 0;
+		E(th_state_scan(f->st, "p|", 2, model_check_cb, &m));
+		assert_int_equal(m.bad, 0);
+		for (int i = 0; i < MODEL_KEYS; i++)
+			if (m.seen[i] != (m.val[i][0] != 0))
+				fail_msg("round %d: key %d seen %d times, in the model: %s", round, i,
+					 m.seen[i], m.val[i][0] ? "yes" : "no");
+	}
+}
+
+/* A callback may change the store while it scans: deleting the key it was
+ * given, and (rarer) writing keys the scan has not reached yet, which the
+ * scan must then see as they are now. */
+struct mutating {
+	struct th_state *st;
+	char visited[MODEL_KEYS][16];
+	int n, bad;
+};
+
+static int mutating_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct mutating *m = ctx;
+	int i = model_index(key, klen);
+	if (i < 0 || i >= MODEL_KEYS) {
+		m->bad++;
+		return 0;
+	}
+	if (m->visited[i][0])
+		m->bad++; /* twice */
+	snprintf(m->visited[i], sizeof(m->visited[i]), "%.*s", (int)vlen, (const char *)val);
+	m->n++;
+	if (i == 10) {
+		/* ahead of the scan: one committed key deleted, one changed, one new */
+		if (th_state_del(m->st, "p|150", 5) || th_state_put(m->st, "p|160", 5, "v2", 2) ||
+		    th_state_put(m->st, "p|170", 5, "new", 3))
+			m->bad++;
+	}
+	if (i % 10 == 3 && th_state_del(m->st, key, klen))
+		m->bad++;
+	return 0;
+}
+
+static void test_scan_sees_the_callbacks_writes(void **state)
+{
+	struct fixture *f = *state;
+	static struct mutating m;
+	char k[16];
+	const void *v;
+	size_t n;
+	memset(&m, 0, sizeof(m));
+	m.st = f->st;
+	for (int i = 100; i < 200; i++) {
+		model_key(k, i);
+		if (i != 170)
+			E(th_state_put(f->st, k, strlen(k), "v0", 2));
+	}
+	model_key(k, 10);
+	E(th_state_put(f->st, k, strlen(k), "v0", 2));
+	E(th_state_commit(f->st, 1));
+	E(th_state_put(f->st, "p|105", 5, "v1", 2)); /* dirty change */
+	E(th_state_del(f->st, "p|106", 5));          /* dirty delete */
+	E(th_state_put(f->st, "p|11", 4, "c", 1));   /* only in the cache */
+	assert_int_equal(th_state_get(f->st, "p|107", 5, &v, &n), 0);            /* clean */
+	assert_int_equal(th_state_get(f->st, "p|99", 4, &v, &n), TH_ENOTFOUND); /* negative */
+	E(th_state_scan(f->st, "p|", 2, mutating_cb, &m));
+	assert_int_equal(m.bad, 0);
+	assert_string_equal(m.visited[105], "v1");
+	assert_string_equal(m.visited[106], "");
+	assert_string_equal(m.visited[107], "v0");
+	assert_string_equal(m.visited[11], "c");
+	assert_string_equal(m.visited[150], "");
+	assert_string_equal(m.visited[160], "v2");
+	assert_string_equal(m.visited[170], "new");
+	/* 10, 11, 100..199 less 106 and 150 */
+	assert_int_equal(m.n, 2 + 100 - 2);
+	/* the callback's own deletes took effect */
+	assert_int_equal(th_state_get(f->st, "p|113", 5, &v, &n), TH_ENOTFOUND);
+	assert_int_equal(th_state_get(f->st, "p|114", 5, &v, &n), 0);
+}
+
 static int count_dirty(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	int *n = ctx;
@@ -706,6 +851,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_coalesced_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_merges_cache_and_lmdb, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_matches_a_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_sees_the_callbacks_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_foreach_and_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_keys_and_clean_cache_eviction, setup,
