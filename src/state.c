@@ -957,7 +957,8 @@ static long dirty_sorted(struct th_state *st, const void *prefix, size_t plen)
 			st->scan_dirty[n++] = e;
 		}
 	}
-	qsort(st->scan_dirty, n, sizeof(*st->scan_dirty), entry_order);
+	if (n > 1)
+		qsort(st->scan_dirty, n, sizeof(*st->scan_dirty), entry_order);
 	return (long)n;
 }
 

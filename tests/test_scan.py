@@ -795,3 +795,61 @@ def test_log_files_stream_with_bounded_memory_and_true_offsets(tmp_path):
     letters = {l["reason"]: l for l in map(json.loads, open(dead))}
     assert letters["wrong_type"]["offset"] == offset(250000)
     assert letters["too_large"]["offset"] == offset(5000)
+
+
+def test_key_history_keeps_the_latest_calls_and_first_addresses(tmp_path):
+    """A key's history (what `inspect` answers and alerts quote): at most 16 API
+    calls, a new one replacing the one used longest ago, each with its count;
+    the first 8 source addresses, and a count of new ones (past 8, a use from
+    an address not stored counts again). Checked
+    against a model of that rule written here, over 24 distinct calls and 12
+    addresses in an order that makes the replacement matter: calls repeated
+    after others, one evicted and seen again."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_cases", os.path.join(SRC, "tests/cases/make_cases.py"))
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    c = mc.Case("state", "key_history", "")
+    day, k = mc.ATTACK, mc.key("HIST")
+    c.office_start()
+    c.issue(mc.at(day, 10), k)
+    rng = random.Random(5)
+    names = ["Op%02d" % i for i in range(24)]
+    order = names[:6] + names[2:4] + names[6:20] + names[0:2] + names[20:24] + names[9:11] + names[0:1]
+    ips = ["54.158.64.%d" % (100 + i) for i in range(12)]
+    model_calls, model_ips, distinct = [], [], 0  # calls: [name, count, last]
+    for i, op in enumerate(order):
+        t = mc.at(day, 10, 1 + i)
+        ip = ips[rng.randrange(len(ips))] if i > 3 else ips[i]
+        ev = c.call(t, k, ip, "runtime", "secret", creation=mc.at(day, 10))
+        ev["eventName"] = op
+        name = ev["eventSource"].replace(".amazonaws.com", "") + ":" + op
+        hit = next((m for m in model_calls if m[0] == name), None)
+        if hit:
+            hit[1] += 1
+            hit[2] = i
+        elif len(model_calls) < 16:
+            model_calls.append([name, 1, i])
+        else:
+            oldest = min(range(16), key=lambda j: (model_calls[j][2], j))
+            model_calls[oldest] = [name, 1, i]
+        if ip not in model_ips:
+            # once 8 are stored, an address not among them counts again at
+            # each use: distinct_ips is "at least", never fewer than there were
+            distinct += 1
+            if len(model_ips) < 8:
+                model_ips.append(ip)
+    events = tmp_path / "history.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in c.events))
+    state = tmp_path / "state"
+    p = scan([events], "--state", str(state))
+    assert p.returncode in (0, 1), p.stderr.decode()
+    out = subprocess.run([BIN, "inspect", "--state", str(state), "--json", "key", k], capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()
+    [got] = json.loads(out.stdout)
+    assert got["inside_count"] == len(order)
+    assert [(x["call"], x["count"]) for x in got["api_calls"]] == [(m[0], m[1]) for m in model_calls]
+    assert got["source_ips"] == model_ips
+    assert got["distinct_ips"] == distinct and distinct > 8
+    # the replacement mattered: some names were evicted, one of them came back
+    assert len(set(order)) > 16 and any(m[1] > 1 for m in model_calls)

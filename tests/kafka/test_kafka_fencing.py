@@ -10,6 +10,7 @@ Two shapes of the same guarantee:
 Both end with every expected alert committed exactly once.
 """
 import signal
+import threading
 import time
 
 from confluent_kafka import Producer
@@ -28,19 +29,39 @@ def wait_progress(progress, w, goal, timeout=120):
         time.sleep(0.05)
 
 
-def test_newer_instance_fences_running_worker(broker, topics, workers, sample_200k):
+def test_newer_instance_fences_running_worker(broker, topics, workers, sample_200k, tmp_path):
     t0 = time.monotonic()
     pipe = topics.names.pipeline("fence")
     names = topics.create(pipe)
-    produce_file(broker, names.input, sample_200k.path)
     total = sample_200k.n_events
     tid = pipe.tid_prefix + ".W"
+    # The input arrives as a running service sees it: a third up front, the
+    # rest in pieces while the second instance starts. A worker reads 200k
+    # events in about a second, so input produced all at once could be done
+    # (and the worker idle, with no transaction to be fenced in) before the
+    # second instance is up.
+    with open(sample_200k.path) as f:
+        lines = f.readlines()
+    cut = len(lines) // 3
+    pieces = [lines[:cut]] + [lines[i:i + 4000] for i in range(cut, len(lines), 4000)]
+    paths = []
+    for i, piece in enumerate(pieces):
+        paths.append(tmp_path / f"piece-{i:03d}.jsonl")
+        paths[-1].write_text("".join(piece))
+    produce_file(broker, names.input, paths[0])
 
+    def trickle():
+        for path in paths[1:]:
+            produce_file(broker, names.input, path)
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=trickle)
     # worker 1: a long-running service (no --exit-when-idle)
     w1 = workers(names.input, pipe, tid, names.state_dir("1"), instance_id="node1", name="w1")
     progress = Progress(broker, pipe.group, names.input)
     try:
         wait_progress(progress, w1, total * 0.15)
+        feeder.start()
         log(f"second instance starts at {progress()} of {total} committed")
         # worker 2: same transactional.id, another node (own group.instance.id, state dir)
         w2 = workers(names.input, pipe, tid, names.state_dir("2"), "--exit-when-idle", "10000",
@@ -50,6 +71,8 @@ def test_newer_instance_fences_running_worker(broker, topics, workers, sample_20
         log(f"worker 1 exited {rc1} {time.monotonic() - w2.started:.1f} s after worker 2 "
             f"started, at {fenced_at} committed")
     finally:
+        if feeder.is_alive():
+            feeder.join()
         progress.close()
     assert rc1 == FENCED_EXIT, w1.tail()
     assert "fenced by a newer instance" in w1.text(), w1.tail()
