@@ -24,9 +24,9 @@
 #include "trailhound/archive.h"
 #include "trailhound/aws.h"
 #include "trailhound/common.h"
-#include "trailhound/common.h"
 #include "trailhound/event.h"
 #include "trailhound/input.h"
+#include "trailhound/kafka_conf.h"
 #include "trailhound/log.h"
 #include "trailhound/metrics.h"
 
@@ -189,38 +189,17 @@ static void marker_of(const struct th_s3_obj *o, const char *etag, char *out, si
 	snprintf(out, size, "s3://%s/%s@%s", o->bucket, o->key, etag);
 }
 
-int th_bridge_producer_conf(rd_kafka_conf_t *conf, const struct th_config *cf, char *errstr,
-			    size_t errstr_size)
+rd_kafka_conf_t *th_bridge_producer_conf(const struct th_config *cf, char *errstr,
+					 size_t errstr_size)
 {
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "linger.ms", "20", errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "compression.type", "lz4", errstr, errstr_size))
-		return TH_ECONFIG;
-	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = th_config_kafka_key(cf, i, "producer");
-		if (k && rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
-			return TH_ECONFIG;
-	}
-	return 0;
-}
-
-static int consumer_conf(rd_kafka_conf_t *conf, const struct th_config *cf, char *errstr,
-			 size_t errstr_size)
-{
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "group.id", "trailhound-bridge-ledger", errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) ||
-	    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size))
-		return TH_ECONFIG;
-	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = th_config_kafka_key(cf, i, "consumer");
-		if (k && rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
-			return TH_ECONFIG;
-	}
-	return 0;
+	static const char *const defaults[] = {
+		"enable.idempotence", "true",
+		"partitioner", "murmur2_random",
+		"linger.ms", "20",
+		"compression.type", "lz4",
+		NULL,
+	};
+	return th_kafka_conf_new(cf, "producer", defaults, errstr, errstr_size);
 }
 
 /* ---- SQS ---- */
@@ -344,16 +323,22 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 
 static int ledger_open(struct bridge *b)
 {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	/* the ledger is read by assignment, never committed */
+	static const char *const defaults[] = {
+		"group.id", "trailhound-bridge-ledger",
+		"enable.auto.commit", "false",
+		"isolation.level", "read_committed",
+		"enable.partition.eof", "true",
+		NULL,
+	};
+	rd_kafka_conf_t *conf =
+		th_kafka_conf_new(b->cf, "consumer", defaults, b->errstr, sizeof(b->errstr));
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_topic_partition_list_t *parts = NULL;
 	rd_kafka_topic_t *rkt = NULL;
 	int rc = TH_EKAFKA;
-	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
-	if (consumer_conf(conf, b->cf, b->errstr, sizeof(b->errstr))) {
-		rd_kafka_conf_destroy(conf);
+	if (!conf)
 		return TH_ECONFIG;
-	}
 	if (!(b->ledger = rd_kafka_new(RD_KAFKA_CONSUMER, conf, b->errstr, sizeof(b->errstr)))) {
 		rd_kafka_conf_destroy(conf);
 		return TH_ECONFIG;
@@ -1164,8 +1149,6 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	}
 	th_parser_set_max_future_skew(b.parser, cf->max_future_skew_ms);
 
-	conf = rd_kafka_conf_new();
-	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	if (cf->bridge_transactional_id[0]) {
 		snprintf(tid, sizeof(tid), "%s", cf->bridge_transactional_id);
 	} else {
@@ -1174,7 +1157,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		host[sizeof(host) - 1] = '\0';
 		snprintf(tid, sizeof(tid), "trailhound-bridge-%s", host);
 	}
-	if (th_bridge_producer_conf(conf, cf, b.errstr, sizeof(b.errstr)) ||
+	if (!(conf = th_bridge_producer_conf(cf, b.errstr, sizeof(b.errstr))) ||
 	    rd_kafka_conf_set(conf, "transactional.id", tid, b.errstr, sizeof(b.errstr)) ||
 	    /* a big file is one transaction: give it time (the broker caps this
 	     * at transaction.max.timeout.ms, 15 min by default) */

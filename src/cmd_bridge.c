@@ -14,14 +14,6 @@
 #include "trailhound/config.h"
 #include "trailhound/log.h"
 
-static volatile sig_atomic_t bridge_run = 1;
-
-static void bridge_stop(int sig)
-{
-	(void)sig;
-	bridge_run = 0;
-}
-
 static void bridge_usage(FILE *out)
 {
 	fprintf(out,
@@ -99,6 +91,7 @@ int th_cmd_bridge(int argc, char **argv)
 	char errstr[512];
 	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
 	bool verbose = false;
+	uint64_t n;
 	char **sets = calloc((size_t)argc + 1, sizeof(*sets));
 
 	th_config_init(&cf);
@@ -120,16 +113,17 @@ int th_cmd_bridge(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case O_IDLE: bo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
-		case O_WAIT:
-			bo.wait_s = (int)strtol(optarg, NULL, 10);
-			if (bo.wait_s < 0 || bo.wait_s > 20) {
-				fprintf(stderr, "trailhound bridge: --wait: want 0..20\n");
-				ret = TH_EXIT_USAGE;
+		case O_IDLE:
+			if ((ret = th_cmd_parse_count("bridge", "--exit-when-idle", optarg, 0,
+						      TH_CMD_IDLE_MAX_MS, &n)))
 				goto out;
-			}
-			if (bo.wait_s == 0)
-				bo.wait_s = -1; /* 0 means "default" in the options */
+			bo.exit_when_idle_ms = (long)n;
+			break;
+		case O_WAIT:
+			if ((ret = th_cmd_parse_count("bridge", "--wait", optarg, 0, 20, &n)))
+				goto out;
+			/* 0 means "default" in the options */
+			bo.wait_s = n ? (int)n : -1;
 			break;
 		case 'v': verbose = true; break;
 		case 'h': bridge_usage(stdout); goto out;
@@ -150,12 +144,8 @@ int th_cmd_bridge(int argc, char **argv)
 		goto out;
 	if (verbose)
 		th_log_level = TH_LOG_DEBUG;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = bridge_stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	rc = th_bridge_run(&cf, &bo, &bridge_run, NULL);
+	th_cmd_install_signals();
+	rc = th_bridge_run(&cf, &bo, &th_cmd_running, NULL);
 	ret = rc == TH_EIO ? TH_EXIT_INPUT : rc == TH_EINVAL ? TH_EXIT_USAGE : th_cmd_exit_code(rc);
 out:
 	free(sets);

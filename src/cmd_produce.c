@@ -151,9 +151,7 @@ int th_cmd_produce(int argc, char **argv)
 	if ((ret = th_cmd_apply_settings(&cf, sets, n_sets, "produce")))
 		goto out;
 	p.topic = topic ? topic : cf.input_topics[0];
-	conf = rd_kafka_conf_new();
-	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
-	if (th_bridge_producer_conf(conf, &cf, errstr, sizeof(errstr))) {
+	if (!(conf = th_bridge_producer_conf(&cf, errstr, sizeof(errstr)))) {
 		fprintf(stderr, "trailhound produce: %s\n", errstr);
 		ret = TH_EXIT_CONFIG;
 		goto out;

@@ -69,6 +69,7 @@ int th_cmd_run(int argc, char **argv)
 	char errstr[512];
 	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
 	bool check = false, verbose = false;
+	uint64_t n;
 	char **sets = calloc((size_t)argc + 1, sizeof(*sets));
 
 	th_config_init(&cf);
@@ -82,20 +83,18 @@ int th_cmd_run(int argc, char **argv)
 		case 'c': rc = th_config_load(&cf, optarg, errstr, sizeof(errstr)); break;
 		case 's': sets[n_sets++] = optarg; break; /* applied after the environment */
 		case O_CHECK: check = true; break;
-		case O_IDLE: wo.exit_when_idle_ms = strtol(optarg, NULL, 10); break;
-		case O_DRAIN: wo.drain = true; break;
-		case O_ATTEMPTS: {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 1000) {
-				fprintf(stderr, "trailhound run: --max-attempts: want 1..1000, got '%s'\n",
-					optarg);
-				ret = TH_EXIT_USAGE;
+		case O_IDLE:
+			if ((ret = th_cmd_parse_count("run", "--exit-when-idle", optarg, 0, TH_CMD_IDLE_MAX_MS,
+						      &n)))
 				goto out;
-			}
+			wo.exit_when_idle_ms = (long)n;
+			break;
+		case O_DRAIN: wo.drain = true; break;
+		case O_ATTEMPTS:
+			if ((ret = th_cmd_parse_count("run", "--max-attempts", optarg, 1, 1000, &n)))
+				goto out;
 			wo.max_attempts = (int)n;
 			break;
-		}
 		case O_HELPCONF: th_config_help(stdout); goto out;
 		case O_EXAMPLE: th_config_example(stdout); goto out;
 		case 'v': verbose = true; break;

@@ -329,26 +329,6 @@ static const char *ev_string(const struct th_event *ev, size_t i)
 	return v;
 }
 
-/* Room for n more bytes in w; false (and w->oom) when memory ran out. */
-static bool wbuf_room(struct th_wbuf *w, size_t n)
-{
-	if (w->oom)
-		return false;
-	if (w->cap - w->len >= n)
-		return true;
-	size_t ncap = w->cap ? w->cap * 2 : 4096;
-	while (ncap - w->len < n)
-		ncap *= 2;
-	uint8_t *np = realloc(w->p, ncap);
-	if (!np) {
-		w->oom = true;
-		return false;
-	}
-	w->p = np;
-	w->cap = ncap;
-	return true;
-}
-
 /* The event as the partition will see it: the struct, then where each string
  * starts (uint32_t per ev_strings entry, from the struct's start; 0 = NULL),
  * then the strings with their NULs. The detector reads an event's fields as
@@ -376,7 +356,7 @@ static void pack_event(struct th_wbuf *w, const struct th_event *ev)
 	/* One room check for the whole event, then plain copies: a call and a
 	 * growth check per string showed next to the detector's own work. A
 	 * record over 4 GiB cannot get here (the parser's record limit). */
-	if (!wbuf_room(w, total))
+	if (!th_wbuf_reserve(w, total))
 		return;
 	uint8_t *o = w->p + w->len;
 	memcpy(o, ev, sizeof(*ev));
@@ -492,7 +472,7 @@ static int part_enqueue(struct part *p, const struct th_event *ev, uint64_t offs
 		if (!p->filling && !(p->filling = calloc(1, sizeof(*p->filling))))
 			return TH_ENOMEM;
 		/* sized once for a whole batch (it is pushed past BATCH_BYTES) */
-		if (!wbuf_room(&p->filling->w, BATCH_BYTES + 4096))
+		if (!th_wbuf_reserve(&p->filling->w, BATCH_BYTES + 4096))
 			return TH_ENOMEM;
 	}
 	struct th_wbuf *w = &p->filling->w;
@@ -851,28 +831,6 @@ static void scan_usage(FILE *out)
 		"\n"
 		"Exit codes: 0 no alerts, 1 alerts raised, 2 usage error, 3 an input could not be\n"
 		"read, 4 configuration/reference data error, 5 runtime failure (state store).\n");
-}
-
-/* A CLI count: digits only (no sign, blanks or suffix), within [min, max].
- * strtoull alone takes "10abc" as 10 and "-1" as 2^64-1. */
-static int parse_count(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t n = 0;
-	const char *q = v;
-	for (; *q >= '0' && *q <= '9'; q++) {
-		if (n > (UINT64_MAX - 9) / 10)
-			break;
-		n = n * 10 + (uint64_t)(*q - '0');
-	}
-	if (q == v || *q || n < min || n > max) {
-		fprintf(stderr,
-			"trailhound scan: %s \"%s\": want a whole number in [%" PRIu64 ", %" PRIu64
-			"]\n",
-			opt, v, min, max);
-		return TH_EINVAL;
-	}
-	*out = n;
-	return 0;
 }
 
 /* Outputs (dead letters, Avro, summary) are opened for writing, which
@@ -1270,20 +1228,20 @@ int th_cmd_scan(int argc, char **argv)
 		case O_AVRO: avro_path = optarg; break;
 		case O_RECMAX:
 			/* the bounds of the record_max setting, which this overrides */
-			if (parse_count("--record-max", optarg, 1024, 104857600, &n)) {
+			if (th_cmd_parse_count("scan", "--record-max", optarg, 1024, 104857600, &n)) {
 				ret = TH_EXIT_USAGE;
 				goto out;
 			}
 			cf.record_max = (long)n;
 			break;
 		case O_BATCH:
-			if (parse_count("--batch", optarg, 1, 100000000, &s.batch)) {
+			if (th_cmd_parse_count("scan", "--batch", optarg, 1, 100000000, &s.batch)) {
 				ret = TH_EXIT_USAGE;
 				goto out;
 			}
 			break;
 		case 'j':
-			if (parse_count("--jobs", optarg, 1, TH_SCAN_MAX_JOBS, &jobs)) {
+			if (th_cmd_parse_count("scan", "--jobs", optarg, 1, TH_SCAN_MAX_JOBS, &jobs)) {
 				ret = TH_EXIT_USAGE;
 				goto out;
 			}

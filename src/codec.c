@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool grow(struct th_wbuf *w, size_t n)
+bool th_wbuf_reserve(struct th_wbuf *w, size_t n)
 {
 	if (w->oom)
 		return false;
@@ -44,7 +44,7 @@ void th_put_bytes(struct th_wbuf *w, const void *b, size_t n)
 	 * arguments must be valid even for n == 0 (fuzz finding 6). */
 	if (n == 0)
 		return;
-	if (!grow(w, n))
+	if (!th_wbuf_reserve(w, n))
 		return;
 	memcpy(w->p + w->len, b, n);
 	w->len += n;

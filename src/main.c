@@ -8,6 +8,7 @@
 #include "trailhound/config.h"
 #include "trailhound/common.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,6 +50,27 @@ int th_cmd_exit_code(int err)
 	if (err == 0)
 		return TH_EXIT_OK;
 	return err == TH_ECONFIG ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
+}
+
+int th_cmd_parse_count(const char *cmd, const char *opt, const char *v, uint64_t min,
+		       uint64_t max, uint64_t *out)
+{
+	uint64_t n = 0;
+	const char *q = v;
+	for (; *q >= '0' && *q <= '9'; q++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			break;
+		n = n * 10 + (uint64_t)(*q - '0');
+	}
+	if (q == v || *q || n < min || n > max) {
+		fprintf(stderr,
+			"trailhound %s: %s \"%s\": want a whole number in [%" PRIu64 ", %" PRIu64
+			"]\n",
+			cmd, opt, v, min, max);
+		return TH_EXIT_USAGE;
+	}
+	*out = n;
+	return TH_EXIT_OK;
 }
 
 extern char **environ;

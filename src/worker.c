@@ -20,6 +20,7 @@
 #include "trailhound/registry.h"
 #include "trailhound/detect.h"
 #include "trailhound/input.h"
+#include "trailhound/kafka_conf.h"
 #include "trailhound/log.h"
 #include "trailhound/metrics.h"
 
@@ -177,31 +178,6 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 	if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK)
 		return TH_ECONFIG;
 	return 0;
-}
-
-/* Our defaults first, then kafka.* from the config (which may override them):
- * kafka.X goes to every client, kafka.consumer.X only to the group consumer,
- * kafka.producer.X only to the producer (librdkafka warns about properties
- * that do not apply to a client, e.g. group.instance.id on a producer). */
-static rd_kafka_conf_t *base_conf(const struct th_config *cf, const char *scope,
-				  const char *const *defaults, char *errstr, size_t errstr_size)
-{
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
-	if (conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
-		goto fail;
-	for (int i = 0; defaults[i]; i += 2)
-		if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
-			goto fail;
-	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = th_config_kafka_key(cf, i, scope);
-		if (k && conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
-			goto fail;
-	}
-	return conf;
-fail:
-	rd_kafka_conf_destroy(conf);
-	return NULL;
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -1232,7 +1208,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"statistics.interval.ms", "5000",
 		NULL,
 	};
-	if (!(conf = base_conf(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
+	if (!(conf = th_kafka_conf_new(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
 		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
@@ -1255,7 +1231,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"fetch.wait.max.ms", "10",
 		NULL,
 	};
-	if (!(conf = base_conf(cf, "restore", restore_defaults, errstr, errstr_size)) ||
+	if (!(conf = th_kafka_conf_new(cf, "restore", restore_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
 		return TH_ECONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
@@ -1282,7 +1258,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"retry.backoff.ms", "10",
 		NULL,
 	};
-	if (!(conf = base_conf(cf, "producer", producer_defaults, errstr, errstr_size)) ||
+	if (!(conf = th_kafka_conf_new(cf, "producer", producer_defaults, errstr, errstr_size)) ||
 	    conf_set(conf, "transactional.id", tid, errstr, errstr_size))
 		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);

@@ -207,6 +207,25 @@ def test_help_and_version():
     assert subprocess.run([BIN, "scan", "--set", "nope=1"], capture_output=True).returncode == 4
 
 
+@pytest.mark.parametrize("cmd,opt,bad,good", [
+    ("scan", "--jobs", "0", None), ("scan", "--batch", "5x", None),
+    ("run", "--exit-when-idle", "10abc", "3000"), ("run", "--max-attempts", "0", "3"),
+    ("run", "--exit-when-idle", "-1", "0"),
+    ("bridge", "--wait", "21", "20"), ("bridge", "--exit-when-idle", " 5", "5"),
+])
+def test_counts_in_options_are_checked_by_every_command(cmd, opt, bad, good):
+    """A count that is not a whole number in range is a usage error (exit 2)
+    naming the option, in every command (run and bridge took "10abc" as 10
+    and "-1" as -1); the same option with a good value is accepted (the
+    command then stops at --help, which comes after it)."""
+    p = subprocess.run([BIN, cmd, opt, bad], capture_output=True)
+    assert p.returncode == 2, p.stderr.decode()
+    assert f"trailhound {cmd}: {opt} \"{bad}\": want a whole number in [" in p.stderr.decode()
+    if good is not None:
+        p = subprocess.run([BIN, cmd, opt, good, "--help"], capture_output=True)
+        assert p.returncode == 0 and b"Usage" in p.stdout, p.stderr.decode()
+
+
 def test_state_dir_is_kept_and_reused(tmp_path):
     """The second scan alerts only because the first one's state was kept: the
     learning (account age, office ASN baseline, issuance, inside use, function)

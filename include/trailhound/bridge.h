@@ -54,13 +54,14 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		  volatile sig_atomic_t *run, struct th_bridge_stats *stats);
 
 /**
- * @brief The producer settings `produce` and the bridge share: bootstrap
- *        servers, idempotence, the murmur2 partitioner (the Java client's, so an
- *        account lands on the same partition whoever produced it), lz4, and the
- *        kafka.* / kafka.producer.* pass-through. @returns 0 or TH_ECONFIG.
+ * @brief A new configuration with the producer settings `produce` and the
+ *        bridge share: idempotence, the murmur2 partitioner (the Java client's,
+ *        so an account lands on the same partition whoever produced it), lz4,
+ *        then the kafka.* / kafka.producer.* pass-through (th_kafka_conf_new()).
+ * @returns the configuration, or NULL with errstr set.
  */
-int th_bridge_producer_conf(rd_kafka_conf_t *conf, const struct th_config *cf, char *errstr,
-			    size_t errstr_size);
+rd_kafka_conf_t *th_bridge_producer_conf(const struct th_config *cf, char *errstr,
+					 size_t errstr_size);
 
 /**
  * @brief The delivery time in a CloudTrail log file's name

@@ -23,6 +23,9 @@ struct th_wbuf {
 	bool oom; /* sticky: any failed growth */
 };
 
+/* Room for n more bytes (grown by doubling); false, and w->oom set, when
+ * memory ran out. Lets a writer check once and then fill w->p directly. */
+bool th_wbuf_reserve(struct th_wbuf *w, size_t n);
 void th_wbuf_reset(struct th_wbuf *w);
 void th_wbuf_free(struct th_wbuf *w);
 /* A string (NULL is written as empty). */

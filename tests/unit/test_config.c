@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "trailhound/config.h"
+#include "trailhound/kafka_conf.h"
 
 #define E(expr) assert_int_equal((expr), 0)
 
@@ -232,6 +233,56 @@ static void test_kafka_key_scopes(void **state)
 	th_config_free(&cf);
 }
 
+static void expect_prop(rd_kafka_conf_t *conf, const char *name, const char *want)
+{
+	char v[256];
+	size_t n = sizeof(v);
+	if (!want) {
+		/* not set: librdkafka reports its own default, never ours */
+		if (rd_kafka_conf_get(conf, name, v, &n) == RD_KAFKA_CONF_OK)
+			assert_string_not_equal(v, "w1");
+		return;
+	}
+	assert_int_equal(rd_kafka_conf_get(conf, name, v, &n), RD_KAFKA_CONF_OK);
+	assert_string_equal(v, want);
+}
+
+/* A client's configuration: brokers, then its defaults, then the kafka.*
+ * settings of its scope, which override a default of the same name. */
+static void test_kafka_conf_layers(void **state)
+{
+	(void)state;
+	struct th_config cf;
+	char err[256];
+	static const char *const defaults[] = {"linger.ms", "20", "compression.type", "lz4", NULL};
+	th_config_init(&cf);
+	assert_int_equal(th_config_set_kv(&cf, "brokers=127.0.0.1:1", err, sizeof(err)), 0);
+	assert_int_equal(th_config_set_kv(&cf, "kafka.client.id=th-test", err, sizeof(err)), 0);
+	assert_int_equal(th_config_set_kv(&cf, "kafka.consumer.group.instance.id=w1", err, sizeof(err)), 0);
+	assert_int_equal(th_config_set_kv(&cf, "kafka.producer.linger.ms=5", err, sizeof(err)), 0);
+
+	rd_kafka_conf_t *conf = th_kafka_conf_new(&cf, "producer", defaults, err, sizeof(err));
+	assert_non_null(conf);
+	expect_prop(conf, "bootstrap.servers", "127.0.0.1:1");
+	expect_prop(conf, "linger.ms", "5");            /* kafka.producer.X over our default */
+	expect_prop(conf, "compression.type", "lz4");   /* our default */
+	expect_prop(conf, "client.id", "th-test");      /* kafka.X: every client */
+	expect_prop(conf, "group.instance.id", NULL);   /* a consumer's only */
+	rd_kafka_conf_destroy(conf);
+
+	conf = th_kafka_conf_new(&cf, "consumer", NULL, err, sizeof(err));
+	assert_non_null(conf);
+	expect_prop(conf, "group.instance.id", "w1");
+	expect_prop(conf, "client.id", "th-test");
+	rd_kafka_conf_destroy(conf);
+
+	/* a property librdkafka does not know: NULL, and errstr says which */
+	assert_int_equal(th_config_set_kv(&cf, "kafka.no.such.property=1", err, sizeof(err)), 0);
+	assert_null(th_kafka_conf_new(&cf, "producer", defaults, err, sizeof(err)));
+	assert_non_null(strstr(err, "no.such.property"));
+	th_config_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_duration_units),
 		cmocka_unit_test(test_over_long_line_is_an_error),
 		cmocka_unit_test(test_kafka_key_scopes),
+		cmocka_unit_test(test_kafka_conf_layers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,6 +239,32 @@ static int dec_sighting(const void *p, size_t n, void *o) { return th_sighting_d
 static int dec_held(const void *p, size_t n, void *o) { return th_held_decode(p, n, o); }
 static int dec_dedup(const void *p, size_t n, void *o) { return th_dedup_decode(p, n, o); }
 
+/* A token with every array full (so every count and loop of the codec is
+ * exercised) and n_alerts alerts. */
+static void fill_token(struct th_token *t, int n_alerts)
+{
+	th_token_clear(t);
+	t->origin = TH_ORIGIN_ISSUED;
+	th_strlcpy(t->role_arn, "arn:aws:iam::123456789012:role/r", sizeof(t->role_arn));
+	th_strlcpy(t->identity, "arn:aws:iam::123456789012:user/u", sizeof(t->identity));
+	t->n_ips = TH_TOKEN_MAX_IPS;
+	for (int i = 0; i < t->n_ips; i++)
+		snprintf(t->ips[i], sizeof(t->ips[i]), "192.0.2.%d", i);
+	t->n_calls = TH_TOKEN_MAX_CALLS;
+	for (int i = 0; i < t->n_calls; i++) {
+		snprintf(t->calls[i].name, sizeof(t->calls[i].name), "s3:Op%d", i);
+		t->calls[i].count = (uint32_t)i;
+		t->calls[i].last_ms = -i;
+	}
+	t->n_alerts = (uint8_t)n_alerts;
+	for (int i = 0; i < t->n_alerts; i++) {
+		t->alerts[i].variation = 1;
+		th_strlcpy(t->alerts[i].alert_id, "00112233445566778899aabbccddeeff",
+			   sizeof(t->alerts[i].alert_id));
+		fill_call(&t->alerts[i].call, i);
+	}
+}
+
 /* Pruning reads a token with th_token_life(): its verdict (and its fields)
  * must be th_token_decode()'s on every value, whole, cut, extended or with
  * a bit flipped, with alerts and without. */
@@ -263,25 +289,9 @@ static void test_token_life_agrees_with_decode(void **state)
 	static struct th_token t;
 	(void)state;
 	for (int alerts = 0; alerts <= TH_TOKEN_MAX_ALERTS; alerts += TH_TOKEN_MAX_ALERTS) {
-		th_token_clear(&t);
-		th_strlcpy(t.role_arn, "arn:aws:iam::123456789012:role/r", sizeof(t.role_arn));
-		th_strlcpy(t.session, "fn", sizeof(t.session));
+		fill_token(&t, alerts);
 		t.expiry_ms = 1700000000000 + alerts;
 		t.last_seen_ms = 1700000000500;
-		t.n_ips = TH_TOKEN_MAX_IPS;
-		for (int i = 0; i < t.n_ips; i++)
-			snprintf(t.ips[i], sizeof(t.ips[i]), "192.0.2.%d", i);
-		t.n_calls = TH_TOKEN_MAX_CALLS;
-		for (int i = 0; i < t.n_calls; i++) {
-			snprintf(t.calls[i].name, sizeof(t.calls[i].name), "s3:Op%d", i);
-			t.calls[i].count = (uint32_t)i;
-			t.calls[i].last_ms = -i;
-		}
-		t.n_alerts = (uint8_t)alerts;
-		for (int i = 0; i < t.n_alerts; i++) {
-			t.alerts[i].variation = 4;
-			fill_call(&t.alerts[i].call, i);
-		}
 		th_wbuf_reset(&w);
 		th_token_encode(&w, &t);
 		check_life_agrees(w.p, w.len);
@@ -312,26 +322,7 @@ static void test_decoders_reject_truncated_and_garbled(void **state)
 	struct th_dedup d = {0}, d2;
 	(void)state;
 
-	/* every array full, so every count and loop is exercised */
-	th_token_clear(&t);
-	t.origin = TH_ORIGIN_ISSUED;
-	th_strlcpy(t.role_arn, "arn:aws:iam::123456789012:role/r", sizeof(t.role_arn));
-	th_strlcpy(t.identity, "arn:aws:iam::123456789012:user/u", sizeof(t.identity));
-	t.n_ips = TH_TOKEN_MAX_IPS;
-	for (int i = 0; i < t.n_ips; i++)
-		snprintf(t.ips[i], sizeof(t.ips[i]), "192.0.2.%d", i);
-	t.n_calls = TH_TOKEN_MAX_CALLS;
-	for (int i = 0; i < t.n_calls; i++) {
-		snprintf(t.calls[i].name, sizeof(t.calls[i].name), "s3:Op%d", i);
-		t.calls[i].count = (uint32_t)i;
-	}
-	t.n_alerts = TH_TOKEN_MAX_ALERTS;
-	for (int i = 0; i < t.n_alerts; i++) {
-		t.alerts[i].variation = 1;
-		th_strlcpy(t.alerts[i].alert_id, "00112233445566778899aabbccddeeff",
-			   sizeof(t.alerts[i].alert_id));
-		fill_call(&t.alerts[i].call, i);
-	}
+	fill_token(&t, TH_TOKEN_MAX_ALERTS);
 	th_wbuf_reset(&w);
 	th_token_encode(&w, &t);
 	check_decoder("token", &w, dec_token, &t2);
