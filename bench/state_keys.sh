@@ -115,6 +115,7 @@ restore_run() {
 	worker_conf "$WORK/$name.conf" "$RUN" "$IN" "$CL" "$OUT" "$DL" "$RUN.$name" "$WORK/state-$name"
 	run_worker "$WORK/$name.conf" "$WORK/$name.log" "$WORK/$name.time" "$WORK/$name.rss" "$@"
 	read -r R_WALL _ _ R_RSS <"$WORK/$name.time"
+	read -r R_ANON R_FILE <"$WORK/$name.rss" 2>/dev/null || { R_ANON=0; R_FILE=0; }
 	R_RECORDS=$(grep '\[stats\]' "$WORK/$name.log" | tail -1 | sed -n 's/.*restored_records=\([0-9]*\).*/\1/p')
 	r0=$(grep -m1 ': restoring$' "$WORK/$name.log" | cut -d' ' -f1)
 	r1=$(grep 'state records restored from' "$WORK/$name.log" | tail -1 | cut -d' ' -f1)
@@ -123,14 +124,16 @@ restore_run() {
 	R_S=$(secs "$r0" "$r1")
 	rm -rf "$WORK/state-$name"
 }
-restore_run worker-1
+restore_run worker-1 ${BENCH_WORKER_ARGS:-}
 RESTORED=$R_RECORDS R_S_DEF=$R_S NPARTS=$R_PARTS B_WALL=$R_WALL B_RSS=$R_RSS
+B_ANON=$R_ANON B_FILE=$R_FILE
 say "restore (defaults): $RESTORED records of $NPARTS partitions in $R_S_DEF s" \
-	"($(rate "$RESTORED" "$R_S_DEF") records/s); process wall $B_WALL s, max RSS $B_RSS kB"
+	"($(rate "$RESTORED" "$R_S_DEF") records/s); process wall $B_WALL s, max RSS $B_RSS kB" \
+	"(peak anon $B_ANON kB, file $B_FILE kB)"
 # The same with the restore reader's broker wait cut (librdkafka's default
 # fetch.wait.max.ms is 500 ms, and each partition's restore ends on an empty
 # fetch at the changelog's end): a diagnosis of where the time goes, not a default.
-restore_run worker-2 --set kafka.fetch.wait.max.ms=10
+restore_run worker-2 ${BENCH_WORKER_ARGS:-} --set kafka.fetch.wait.max.ms=10
 R_S_FAST=$R_S
 say "restore (kafka.fetch.wait.max.ms=10): $R_RECORDS records in $R_S_FAST s ($(rate "$R_RECORDS" "$R_S_FAST") records/s)"
 
@@ -142,5 +145,6 @@ cat >"$RESULTS/keys.json" <<EOF
  "lmdb_disk_bytes": $DISK,
  "restored_records": ${RESTORED:-0}, "restore_partitions": $NPARTS, "restore_s": $R_S_DEF,
  "restore_fastwait_s": $R_S_FAST,
- "restore_worker_wall_s": $B_WALL, "restore_worker_rss_kb": $B_RSS}
+ "restore_worker_wall_s": $B_WALL, "restore_worker_rss_kb": $B_RSS,
+ "restore_peak_anon_kb": $B_ANON, "restore_peak_file_kb": $B_FILE}
 EOF

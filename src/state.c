@@ -1244,6 +1244,11 @@ int th_state_apply(struct th_state *st, const void *key, size_t klen, const void
 	return val ? th_state_put(st, key, klen, val, vlen) : th_state_del(st, key, klen);
 }
 
+size_t th_state_changes(const struct th_state *st)
+{
+	return st->ndirty;
+}
+
 void th_state_get_stats(const struct th_state *st, struct th_state_stats *out)
 {
 	*out = st->stats;

@@ -34,9 +34,11 @@
 #define ASSIGN_TIMEOUT_MS 30000    /* committed offsets on assignment (coordinator may be busy) */
 #define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
 #define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
-/* Restoring a partition commits its store every this many changelog
- * records, so the write-back cache stays bounded on a big changelog. */
-#define RESTORE_BATCH 50000
+/* Restoring partitions together, each commits its store once it holds its
+ * share of commit_max_changes changed records (at least this many): LMDB's
+ * copies of the pages a transaction writes, and the write-back cache, stay
+ * bounded on a big changelog. */
+#define RESTORE_BATCH_MIN 1024
 /* The [stats] log line, in seconds of wall time. */
 #define STATS_INTERVAL_S 30.0
 /* Defaults of the test-tunable th_worker_opts. */
@@ -315,6 +317,7 @@ struct restore {
 	struct part *p;
 	int64_t committed; /* the group's committed input offset the state is for */
 	uint64_t n;	   /* changelog records applied */
+	unsigned commits;  /* store commits, the final one included */
 	bool done;
 };
 
@@ -331,6 +334,9 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	rd_kafka_resp_err_t err;
 	int rc = 0, left = 0;
 	double deadline = now_s() + (double)w->cf->restore_timeout_ms / 1000.0;
+	size_t batch = (size_t)w->cf->commit_max_changes / (size_t)(nr > 0 ? nr : 1);
+	if (batch < RESTORE_BATCH_MIN)
+		batch = RESTORE_BATCH_MIN;
 
 	for (int i = 0; i < nr; i++) {
 		struct part *p = rs[i].p;
@@ -419,10 +425,11 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 		rd_kafka_message_destroy(m);
 		if (rc)
 			break;
-		/* bound the write-back cache on big changelogs */
-		if (r->n % RESTORE_BATCH == 0 &&
-		    (rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
-			break;
+		if (th_state_changes(p->st) >= batch) {
+			if ((rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
+				break;
+			r->commits++;
+		}
 	}
 	if (tp->cnt)
 		rd_kafka_assign(w->restorer, NULL);
@@ -432,9 +439,9 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			break;
 		w->n_restored += rs[i].n;
 		th_log_info("restore", "%s[%d]: %" PRIu64 " state records restored from %s, at offset "
-				       "%" PRId64,
+				       "%" PRId64 " (%u store commits of at most %zu changes)",
 			    p->topic, (int)p->partition, rs[i].n, w->cf->changelog_topic,
-			    rs[i].committed);
+			    rs[i].committed, rs[i].commits + 1, batch);
 	}
 out:
 	for (int i = 0; i < nr; i++)
@@ -1491,6 +1498,30 @@ static void wake_fetcher(struct worker *w)
 	}
 }
 
+/* State records the open transaction has changed so far, all partitions
+ * (the detector's objects not yet written back add at most OBJS_MAX each). */
+static size_t txn_changes(const struct worker *w)
+{
+	size_t n = 0;
+	for (int i = 0; i < w->nparts; i++)
+		n += th_state_changes(w->parts[i]->st);
+	return n;
+}
+
+/* Commit by time (commit_interval_ms from the transaction's first message),
+ * or earlier at batch_size messages or commit_max_changes changed records:
+ * LMDB copies every page a transaction writes into memory, so a burst of
+ * new keys would otherwise cost ~4 KB of memory per key until the commit. */
+static bool txn_due(const struct worker *w)
+{
+	const struct th_config *cf = w->cf;
+	if (w->msgs_in_txn <= 0)
+		return false;
+	return w->msgs_in_txn >= cf->batch_size ||
+	       (now_s() - w->txn_started) * 1000.0 >= (double)cf->commit_interval_ms ||
+	       txn_changes(w) >= (size_t)cf->commit_max_changes;
+}
+
 int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		  volatile sig_atomic_t *run)
 {
@@ -1575,9 +1606,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		if (w.fatal)
 			break;
 		disk_full_retry(&w);
-		if (w.msgs_in_txn >= cf->batch_size ||
-		    (w.msgs_in_txn > 0 &&
-		     (now_s() - w.txn_started) * 1000.0 >= (double)cf->commit_interval_ms)) {
+		if (txn_due(&w)) {
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
 		}

@@ -44,6 +44,7 @@ struct th_config {
 	char *state_dir;
 	long batch_size;         /* messages per transaction, at most */
 	long commit_interval_ms; /* time per transaction, at most */
+	long commit_max_changes; /* changed state records per transaction, about at most */
 	long record_max;
 	long schema_id;          /* Confluent wire-format schema id; 0 = register */
 	char *schema_registry_url;

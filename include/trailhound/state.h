@@ -132,6 +132,8 @@ int th_state_wipe(struct th_state *st);
 int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
 		   size_t vlen);
 void th_state_get_stats(const struct th_state *st, struct th_state_stats *out);
+/** @brief Records changed (put or deleted) since the last commit or rollback. */
+size_t th_state_changes(const struct th_state *st);
 
 #ifdef __cplusplus
 }

@@ -380,10 +380,12 @@ def workers(broker, tmp_path):
         w.stop()
 
 
-def run_to_end(start, input_topic, pipe, tid, state_dir, timeout=240, **kw):
-    """One worker over the whole input (exit when caught up, held uses drained)."""
+def run_to_end(start, input_topic, pipe, tid, state_dir, *extra, timeout=240, **kw):
+    """One worker over the whole input (exit when caught up, held uses drained);
+    extra: more command-line arguments (e.g. "--set", "name=value")."""
     t = time.monotonic()
-    w = start(input_topic, pipe, tid, state_dir, "--exit-when-idle", "3000", "--drain", **kw)
+    w = start(input_topic, pipe, tid, state_dir, "--exit-when-idle", "3000", "--drain", *extra,
+              **kw)
     rc = w.wait(timeout)
     assert rc == 0, f"{w.name} exited {rc}:\n{w.tail()}"
     log(f"worker {w.name} ran to the end in {time.monotonic() - t:.1f} s: "
