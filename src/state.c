@@ -271,6 +271,7 @@ static volatile unsigned verify_sink;
 struct lm_walk {
 	const unsigned char *map;
 	uint64_t fsize, psize, last_pg;
+	uint64_t free_past_end; /* free-list pages at or past the end of the file */
 	unsigned char *seen; /* one bit per page: a page reached twice is a cycle */
 	uint64_t leaves_entries;
 	int leaf_depth;
@@ -375,6 +376,8 @@ static int lm_tree(struct lm_walk *w, uint64_t pgno, int depth, bool freedb)
 				uint64_t fp = lm_u64(data + 8 * j);
 				if (fp < 2 || fp > w->last_pg)
 					return VERIFY_FREELIST;
+				if (fp >= w->fsize / w->psize)
+					w->free_past_end++;
 			}
 		}
 	}
@@ -433,7 +436,8 @@ static int lm_check_file(const char *path)
 	/* The file may end before the meta's last page: pages a transaction
 	 * allocated at the end and freed again before its commit are counted
 	 * there (and listed as free) but never written. Every page the trees
-	 * reach must lie inside the file (lm_page). */
+	 * reach must lie inside the file (lm_page), and every page past its
+	 * end must be free (checked below). */
 	w.last_pg = lm_u64(cur + LM_PAGEHDRSZ + 120);
 	if (w.last_pg < 1)
 		goto cleanup;
@@ -444,6 +448,11 @@ static int lm_check_file(const char *path)
 	if ((rc = lm_db(&w, cur + LM_PAGEHDRSZ + 24, true)) ||
 	    (rc = lm_db(&w, cur + LM_PAGEHDRSZ + 24 + 48, false)))
 		goto cleanup;
+	uint64_t fpages = w.fsize / psize;
+	if (w.last_pg + 1 > fpages && w.free_past_end != w.last_pg + 1 - fpages) {
+		rc = VERIFY_FREELIST;
+		goto cleanup;
+	}
 	rc = 0;
 cleanup:
 	free(w.seen);

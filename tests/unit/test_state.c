@@ -619,7 +619,26 @@ static void test_store_ending_before_its_last_page(void **state)
 	check_store(f->st, 400);
 	th_state_close(f->st);
 	f->st = NULL;
-	/* the twin: a file cut inside its tree's pages */
+	/* a twin: the newest meta names 8 more pages, past the end of the file
+	 * and not free */
+	{
+		unsigned char meta[2][4096];
+		uint64_t txnid[2], lp;
+		FILE *fp = fopen(path, "r+b");
+		assert_non_null(fp);
+		assert_int_equal(fread(meta, 4096, 2, fp), 2);
+		for (int i = 0; i < 2; i++)
+			memcpy(&txnid[i], meta[i] + 16 + 128, 8);
+		int cur = txnid[1] > txnid[0];
+		memcpy(&lp, meta[cur] + 16 + 120, 8);
+		lp += 8;
+		E(fseek(fp, (long)cur * 4096 + 16 + 120, SEEK_SET));
+		assert_int_equal(fwrite(&lp, 8, 1, fp), 1);
+		E(fclose(fp));
+	}
+	assert_int_equal(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)), TH_EUNTRUSTED);
+	assert_null(f->st);
+	/* another: a file cut inside its tree's pages */
 	E(truncate(path, 3 * 4096));
 	assert_int_equal(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)), TH_EUNTRUSTED);
 	assert_null(f->st);
