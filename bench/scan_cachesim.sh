@@ -18,28 +18,8 @@ cd "$(dirname "$0")/.."
 
 events=${1:-1000000}
 mix=${2:-bench}
-build=${BUILD_DIR:-build}
-cache="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
-shared=${TH_SHARED:-$(cd .. && pwd)/shared/data}
-
-command -v valgrind >/dev/null || {
-	echo "bench/scan_cachesim.sh: needs valgrind (apt-get install valgrind)" >&2
-	exit 2
-}
-case "$mix" in
-bench) corpus="$cache/corpus-1000000.jsonl" ;;
-lambda) corpus="$cache/lambda-heavy-1000000.jsonl" ;;
-*)
-	echo "usage: bench/scan_cachesim.sh [EVENTS] [bench|lambda]" >&2
-	exit 2
-	;;
-esac
-[ -s "$corpus" ] || bench/scan_ratio.sh 1000000 1 "$mix" >/dev/null
-[ -x "$build/trailhound" ] || cmake --build "$build" --target trailhound
-
-ref=()
-[ -f "$shared/asn/asn.mmdb" ] && ref+=(--asn-db "$shared/asn/asn.mmdb")
-[ -f "$shared/aws-ip-ranges/ip-ranges.json" ] && ref+=(--aws-ranges "$shared/aws-ip-ranges/ip-ranges.json")
+source bench/scan_lib.sh
+scan_setup scan_cachesim.sh 1000000 "$mix" valgrind valgrind
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -10,29 +10,8 @@ cd "$(dirname "$0")/.."
 
 events=${1:-1000000}
 mix=${2:-bench}
-build=${BUILD_DIR:-build}
-cache="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/bench"
-shared=${TH_SHARED:-$(cd .. && pwd)/shared/data}
-
-command -v perf >/dev/null || {
-	echo "bench/scan_profile.sh: needs perf (apt-get install linux-perf)" >&2
-	exit 2
-}
-case "$mix" in
-bench) corpus="$cache/corpus-$events.jsonl" ;;
-lambda) corpus="$cache/lambda-heavy-$events.jsonl" ;;
-*)
-	echo "usage: bench/scan_profile.sh [EVENTS] [bench|lambda]" >&2
-	exit 2
-	;;
-esac
-# the corpus is bench/scan_ratio.sh's (generated there, once)
-[ -s "$corpus" ] || bench/scan_ratio.sh "$events" 1 "$mix" >/dev/null
-[ -x "$build/trailhound" ] || cmake --build "$build" --target trailhound
-
-ref=()
-[ -f "$shared/asn/asn.mmdb" ] && ref+=(--asn-db "$shared/asn/asn.mmdb")
-[ -f "$shared/aws-ip-ranges/ip-ranges.json" ] && ref+=(--aws-ranges "$shared/aws-ip-ranges/ip-ranges.json")
+source bench/scan_lib.sh
+scan_setup scan_profile.sh "$events" "$mix" perf linux-perf
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
