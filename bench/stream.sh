@@ -55,6 +55,10 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	# this run's topics (1M events are ~1.6 GB of broker log)
+	if [[ -n ${BOOT_MAIN:-} ]]; then
+		scale_kafka reset >&2 || true # died in the scaling section
+		BOOT=$BOOT_MAIN
+	fi
 	topics_delete "${TOPICS[@]}"
 	rm -rf "$WORK"
 	[[ -n ${BENCH_RESULTS_KEEP:-} ]] || [[ $RESULTS != /tmp/tmp.* ]] || rm -rf "$RESULTS"
@@ -144,14 +148,42 @@ for ms in $INTERVALS; do
 done
 
 # ---- 2 workers in one group against 1 -----------------------------------------
-# Launch -> the group's committed offsets at the end of every partition, seen
-# from outside (so start-up, joining and the rebalance count for both), then
+# On the tests' broker (group.initial.rebalance.delay.ms 0) the first worker to
+# join starts alone and the second's join rebalances both mid-run: with a
+# topic read in ~3 s that measures the join, not two workers. So this section
+# has a broker of its own with Kafka's default delay (3 s): a new group waits
+# that long for more members, and workers launched together get their shares
+# in one assignment. Timed from the first assignment until the group's
+# committed offsets reach the end of every partition (seen from outside), then
 # SIGTERM. A worker never exits on its own here: one leaving when its own
 # partitions are done would hand them to the other mid-run.
-# group_run NAME WORKERS: sets G_S (seconds) and G_CPU (CPU seconds, all workers)
+SCALE_DIR="${TH_CACHE_DIR:-$HOME/.cache/trailhound}/kafka-run-scale"
+scale_kafka() {
+	TH_KAFKA_PORT=$((${TH_KAFKA_PORT:-19092} + 200)) TH_KAFKA_DIR=$SCALE_DIR \
+		TH_KAFKA_GROUP_DELAY_MS=3000 "$KAFKA" "$@"
+}
+# the 1M-event topic is done with on the main broker: free it for the rest
+topics_delete "${TOPICS[@]}"
+TOPICS=()
+scale_kafka reset >&2 # whatever an earlier run left, and its settings
+scale_kafka start >&2
+BOOT_MAIN=$BOOT
+BOOT=$(scale_kafka bootstrap)
+topics_create "$IN:4" "$OUT:4" "$DL:1"
+"$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" 2> >(grep -v '^%' >&2)
+PART_SIZES=$(python3 - "$BOOT" "$IN" <<'PY'
+import sys
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "sizes"})
+print(" ".join(str(c.get_watermark_offsets(TopicPartition(sys.argv[2], p), timeout=10)[1])
+               for p in range(4)))
+PY
+)
+say "partition sizes on the scaling broker: $PART_SIZES"
+# group_run NAME WORKERS: sets G_S (seconds, first assignment -> all committed),
+# G_CPU (CPU seconds, all workers), G_SPLIT, G_RESTORED
 group_run() {
 	local name=$1 k=$2 t0 i
-	TOPICS+=("$RUN.$name.changelog")
 	topics_create "$RUN.$name.changelog:4:compact"
 	local pids=()
 	t0=$(now)
@@ -159,14 +191,20 @@ group_run() {
 		worker_conf "$WORK/$name-$i.conf" "$RUN.$name" "$IN" "$RUN.$name.changelog" "$OUT" "$DL" \
 			"$RUN.$name.worker-$i" "$WORK/state-$name-$i"
 		/usr/bin/time -f "%U %S" -o "$WORK/$name-$i.time" \
-			"$BIN" run -c "$WORK/$name-$i.conf" 2>"$WORK/$name-$i.log" &
+			"$BIN" run -c "$WORK/$name-$i.conf" 2> >(stamp >"$WORK/$name-$i.log") &
 		pids+=($!)
 		PIDS+=($!)
 	done
-	G_S=$(python3 bench/kadmin.py "$BOOT" wait-committed "$RUN.$name" "$IN" "$t0" 600)
+	local done_s
+	done_s=$(python3 bench/kadmin.py "$BOOT" wait-committed "$RUN.$name" "$IN" "$t0" 600)
 	# SIGTERM the workers themselves (time(1) passes no signal on)
 	for p in "${pids[@]}"; do pkill -TERM -P "$p" -x trailhound || true; done
 	for p in "${pids[@]}"; do wait "$p" || say "$name: a worker exited $?"; done
+	sleep 0.2 # the stamped logs' last lines
+	local first
+	first=$(grep -h 'assigned [0-9]* partition' "$WORK/$name"-*.log | cut -d' ' -f1 | sort -g | head -1)
+	[[ -n $first ]] || die "$name: no assignment in the workers' logs"
+	G_S=$(awk -v t0="$t0" -v d="$done_s" -v a="$first" 'BEGIN { printf "%.3f", t0 + d - a }')
 	G_CPU=0 G_SPLIT= G_RESTORED=0
 	for ((i = 0; i < k; i++)); do
 		local st
@@ -197,9 +235,10 @@ IFS=, read -r _ ONE_S ONE_CPU _ <<<"$(median_line <"$WORK/g1")"
 IFS=, read -r _ TWO_S TWO_CPU TWO_SPLIT <<<"$(median_line <"$WORK/g2")"
 ONE_ALL=$(cut -d, -f2 "$WORK/g1" | paste -sd' ') TWO_ALL=$(cut -d, -f2 "$WORK/g2" | paste -sd' ')
 say "1 worker: $ONE_S s ($(rate "$N" "$ONE_S")/s, CPU $ONE_CPU s); 2 workers: $TWO_S s ($(rate "$N" "$TWO_S")/s, CPU $TWO_CPU s) (medians of $REPEAT)"
+scale_kafka reset >&2
+BOOT=$BOOT_MAIN
+BOOT_MAIN=
 
-# the 1M-event topic is done with: free the broker for the rest
-topics_delete "${TOPICS[@]}"
 
 cat >"$RESULTS/stream.json" <<EOF
 {"events": $N, "bytes": $BYTES, "kcat_s": $KCAT_S, "scan1_s": $SCAN1_S, "scann_s": $SCANN_S,
@@ -207,7 +246,7 @@ cat >"$RESULTS/stream.json" <<EOF
  "run_sys_s": $RUN_SYS, "run_rss_kb": $RUN_RSS, "run_stats": "$STATS",
  "one_s": $ONE_S, "one_cpu_s": $ONE_CPU, "two_s": $TWO_S, "two_cpu_s": $TWO_CPU,
  "two_split": "$TWO_SPLIT", "repeat": $REPEAT, "one_all": "$ONE_ALL", "two_all": "$TWO_ALL",
- "two_restored_all": "$TWO_RESTORED"}
+ "two_restored_all": "$TWO_RESTORED", "part_sizes": "$PART_SIZES"}
 EOF
 
 # ---- latency and the state store at scale -------------------------------------

@@ -64,7 +64,7 @@ offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
-group.initial.rebalance.delay.ms=0
+group.initial.rebalance.delay.ms=${TH_KAFKA_GROUP_DELAY_MS:-0}
 auto.create.topics.enable=false
 delete.topic.enable=true
 EOF

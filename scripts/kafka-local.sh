@@ -20,6 +20,8 @@
 #   TH_KAFKA_PORT          broker port               (default 19092; controller uses PORT+1)
 #   TH_KAFKA_READY_TIMEOUT seconds to wait for ready (default 90)
 #   TH_KAFKA_STOP_TIMEOUT  seconds before SIGKILL    (default 60)
+#   TH_KAFKA_GROUP_DELAY_MS group.initial.rebalance.delay.ms (default 0: a test's
+#                          group starts at once; Kafka's own default is 3000)
 #   JAVA_HOME              Java 17 to use            (default: java on PATH)
 #
 # Needs: bash, Java 17, Maven (first fetch only), coreutils, util-linux (flock).
