@@ -73,14 +73,6 @@ struct th_state {
 	 * prefix scan walks only the uncommitted entries of its type. */
 	struct entry *dirty_head[256];
 	uint32_t scan_gen;
-	/* The scan in progress (th_state_scan): the key its callback was given,
-	 * and whether the callback wrote any other key, which sends the rest of
-	 * the scan back to looking each record up in the cache. */
-	bool scanning, scan_wrote_other;
-	const void *scan_key;
-	size_t scan_klen;
-	struct entry **scan_dirty; /* the scan's dirty entries in key order */
-	size_t scan_cap;
 	size_t ndirty, ncached;
 	int64_t offset;
 	struct th_state_stats stats;
@@ -817,7 +809,6 @@ void th_state_close(struct th_state *st)
 		}
 	}
 	free(st->marker);
-	free(st->scan_dirty);
 	free(st);
 }
 
@@ -882,8 +873,6 @@ int th_state_get(struct th_state *st, const void *key, size_t klen, const void *
 static struct entry *entry_for_write(struct th_state *st, const void *key, size_t klen)
 {
 	struct entry *e;
-	if (st->scanning && (klen != st->scan_klen || memcmp(key, st->scan_key, klen) != 0))
-		st->scan_wrote_other = true;
 	HASH_FIND(hh, st->cache, key, klen, e);
 	if (!e) {
 		/* Not read before: whether it is in LMDB matters only to scans,
@@ -934,56 +923,6 @@ int th_state_del(struct th_state *st, const void *key, size_t klen)
 	return 0;
 }
 
-/* LMDB's key order (its default comparison): bytes, then the shorter first. */
-static int key_order(const void *a, size_t alen, const void *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-	return c ? c : (alen > blen) - (alen < blen);
-}
-
-static int entry_order(const void *a, const void *b)
-{
-	const struct entry *x = *(struct entry *const *)a, *y = *(struct entry *const *)b;
-	return key_order(x->key, x->klen, y->key, y->klen);
-}
-
-/* The uncommitted entries under @p prefix, sorted like LMDB's keys, in
- * st->scan_dirty; returns how many, or -1 when out of memory. */
-static long dirty_sorted(struct th_state *st, const void *prefix, size_t plen)
-{
-	size_t n = 0;
-	for (int t = 0; t < 256; t++) {
-		if (plen && t != *(const unsigned char *)prefix)
-			continue;
-		for (struct entry *e = st->dirty_head[t]; e; e = e->dirty_next) {
-			if (e->klen < plen || memcmp(e->key, prefix, plen) != 0)
-				continue;
-			if (n == st->scan_cap) {
-				size_t cap = st->scan_cap ? st->scan_cap * 2 : 256;
-				struct entry **p = realloc(st->scan_dirty, cap * sizeof(*p));
-				if (!p)
-					return -1;
-				st->scan_dirty = p;
-				st->scan_cap = cap;
-			}
-			st->scan_dirty[n++] = e;
-		}
-	}
-	if (n > 1)
-		qsort(st->scan_dirty, n, sizeof(*st->scan_dirty), entry_order);
-	return (long)n;
-}
-
-/*
- * A record's current value is the cache's when the key is dirty (written or
- * deleted since the last commit) and LMDB's otherwise (a clean cache entry
- * holds LMDB's bytes). The dirty entries under the prefix are sorted once and
- * walked beside the cursor, instead of looking every record up in the cache
- * (a hash of its key and a probe: a third of a prune's time). A callback may
- * write or delete the key it was given; if it writes any other key, the
- * rest of the scan looks records up one by one as before. Keys only in the
- * cache come last, from the dirty lists.
- */
 int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
 		  int (*cb)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen),
 		  void *ctx)
@@ -997,70 +936,26 @@ int th_state_scan(struct th_state *st, const void *prefix, size_t plen,
 	uint32_t gen = ++st->scan_gen;
 	if ((rc = rtxn_get(st, &txn)))
 		return rc;
-	/* A scan from a callback of another scan: both look records up. */
-	bool nested = st->scanning;
-	long nd = nested ? 0 : dirty_sorted(st, prefix, plen);
-	if (nd < 0)
-		return TH_ENOMEM;
-	bool lookup = nested;
-	if (!nested) {
-		st->scanning = true;
-		st->scan_wrote_other = false;
-	} else {
-		st->scan_wrote_other = true;
-	}
-	if ((rc = mdb_cursor_open(txn, st->dbi, &cur))) {
-		st->scanning = nested;
+	if ((rc = mdb_cursor_open(txn, st->dbi, &cur)))
 		return mdb_fail("mdb_cursor_open", rc);
-	}
-	long di = 0;
 	/* LMDB refuses an empty key: an empty prefix starts at the first key */
 	for (rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
 			break;
-		if (!lookup && st->scan_wrote_other)
-			lookup = true;
-		if (lookup) {
-			HASH_FIND(hh, st->cache, k.mv_data, k.mv_size, e);
-		} else {
-			e = NULL;
-			while (di < nd && key_order(st->scan_dirty[di]->key, st->scan_dirty[di]->klen,
-						    k.mv_data, k.mv_size) < 0)
-				di++;
-			if (di < nd && key_order(st->scan_dirty[di]->key, st->scan_dirty[di]->klen,
-						 k.mv_data, k.mv_size) == 0)
-				e = st->scan_dirty[di++];
-		}
+		HASH_FIND(hh, st->cache, k.mv_data, k.mv_size, e);
 		if (e) {
 			e->visit_gen = gen;
 			if (!e->val)
 				continue;
-			if (!nested) {
-				st->scan_key = e->key;
-				st->scan_klen = e->klen;
-			}
 			ret = cb(ctx, e->key, e->klen, e->val, e->vlen);
 		} else {
-			if (!nested) {
-				st->scan_key = k.mv_data;
-				st->scan_klen = k.mv_size;
-			}
 			ret = cb(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 		}
 		if (ret)
 			break;
 	}
 	mdb_cursor_close(cur);
-	if (!nested) {
-		st->scanning = false;
-		if (st->scan_cap > 65536) {
-			/* a rare huge dirty set: do not keep its array */
-			free(st->scan_dirty);
-			st->scan_dirty = NULL;
-			st->scan_cap = 0;
-		}
-	}
 	if (ret)
 		return ret;
 	if (rc && rc != MDB_NOTFOUND)
