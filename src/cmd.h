@@ -41,12 +41,12 @@ void th_cmd_install_signals(void);
 /** @brief The exit code for a core error: TH_ECONFIG / TH_EUNTRUSTED → 4, other errors → 5. */
 int th_cmd_exit_code(int err);
 
+/* The longest --exit-when-idle (run, bridge): a day, in milliseconds. */
+#define TH_CMD_IDLE_MAX_MS 86400000u
 /* An option's count: digits only (no sign, blanks or suffix), within
  * [min, max]; strtol alone takes "10abc" as 10 and "-1" as 2^64-1. Prints
  * "trailhound CMD: OPT "V": want a whole number in [MIN, MAX]" and returns
  * TH_EXIT_USAGE when it is not one, else TH_EXIT_OK. */
-/* The longest --exit-when-idle (run, bridge): a day, in milliseconds. */
-#define TH_CMD_IDLE_MAX_MS 86400000u
 int th_cmd_parse_count(const char *cmd, const char *opt, const char *v, uint64_t min,
 		       uint64_t max, uint64_t *out);
 

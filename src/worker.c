@@ -338,9 +338,9 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	double deadline = now_s() + (double)w->cf->restore_timeout_ms / 1000.0;
 	size_t cap = (size_t)w->cf->commit_max_changes;
 	size_t batch = cap / (size_t)(nr > 0 ? nr : 1);
-	size_t floor = cap < RESTORE_BATCH_MIN ? cap : RESTORE_BATCH_MIN;
-	if (batch < floor)
-		batch = floor;
+	size_t least = cap < RESTORE_BATCH_MIN ? cap : RESTORE_BATCH_MIN;
+	if (batch < least)
+		batch = least;
 
 	for (int i = 0; i < nr; i++) {
 		struct part *p = rs[i].p;
