@@ -82,6 +82,15 @@ static const struct fdesc {
 	[I_OFFSET] = {"offset", F_INPUT, K_LONG},
 };
 
+/* Fields of a newer alert.avsc that this build does not write: each must be
+ * optional (a union with null), and is written as null, its default. */
+#define EXTRA_MAX 64
+struct extra_field {
+	int parent; /* enum fid of the enclosing record, or -1 for Alert */
+	int idx, null_branch;
+	const char *name; /* the schema's own string */
+};
+
 /* The detector's severities (variation.h), in the Severity enum's order. */
 static const char *const sev_names[] = {"Informational", "Low", "Medium", "High"};
 
@@ -98,6 +107,8 @@ struct th_avro_alert {
 	int idx[F__COUNT];
 	int null_branch[F__COUNT], val_branch[F__COUNT]; /* unions only */
 	int sev[TH_ARRAY_SIZE(sev_names)];
+	struct extra_field extra[EXTRA_MAX];
+	int nextra;
 };
 
 static int read_file(const char *path, char **out, size_t *len, char *errstr, size_t errstr_size)
@@ -164,6 +175,9 @@ static bool resolve_union(struct th_avro_alert *aa, enum fid id, avro_schema_t u
 	return aa->null_branch[id] >= 0 && aa->val_branch[id] >= 0;
 }
 
+static int resolve_extra(struct th_avro_alert *aa, avro_schema_t rs, int parent, char *errstr,
+			 size_t errstr_size);
+
 static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_size)
 {
 	avro_schema_t fs[F__COUNT];
@@ -210,6 +224,62 @@ static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_
 				 d->name);
 			return TH_EAVRO;
 		}
+	}
+	int rc;
+	if ((rc = resolve_extra(aa, aa->schema, -1, errstr, errstr_size)) ||
+	    (rc = resolve_extra(aa, fs[F_HISTORY], F_HISTORY, errstr, errstr_size)) ||
+	    (rc = resolve_extra(aa, fs[F_INPUT], F_INPUT, errstr, errstr_size)))
+		return rc;
+	return 0;
+}
+
+static bool known_field(int parent, const char *name)
+{
+	for (int id = 0; id < F__COUNT; id++)
+		if (fdesc[id].parent == parent && strcmp(fdesc[id].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The fields of record @p rs (Alert when @p parent is -1) that we do not
+ * write. A newer schema's added field is optional by the evolution rules
+ * (docs/operations.md), and null is then its default: the alert carries it
+ * as null. A required one cannot be filled, so the schema is refused here,
+ * at start, rather than by every alert. */
+static int resolve_extra(struct th_avro_alert *aa, avro_schema_t rs, int parent, char *errstr,
+			 size_t errstr_size)
+{
+	const char *rec = parent < 0 ? "" : fdesc[parent].name;
+	const char *dot = parent < 0 ? "" : ".";
+	size_t n = avro_schema_record_size(rs);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = avro_schema_record_field_name(rs, (int)i);
+		if (!name || known_field(parent, name))
+			continue;
+		avro_schema_t u = deref(avro_schema_record_field_get_by_index(rs, (int)i));
+		int null_branch = -1;
+		for (size_t b = 0; is_avro_union(u) && b < avro_schema_union_size(u); b++)
+			if (is_avro_null(deref(avro_schema_union_branch(u, (int)b)))) {
+				null_branch = (int)b;
+				break;
+			}
+		if (null_branch < 0) {
+			snprintf(errstr, errstr_size,
+				 "alert schema: field %s%s%s is not one this build writes, and "
+				 "only an optional field (a union with null) can be left to its "
+				 "default",
+				 rec, dot, name ? name : "");
+			return TH_EAVRO;
+		}
+		if (aa->nextra == EXTRA_MAX) {
+			snprintf(errstr, errstr_size,
+				 "alert schema: more than %d fields this build does not write",
+				 EXTRA_MAX);
+			return TH_EAVRO;
+		}
+		aa->extra[aa->nextra++] =
+			(struct extra_field){.parent = parent, .idx = (int)i, .null_branch = null_branch,
+					    .name = name};
 	}
 	return 0;
 }
@@ -291,6 +361,7 @@ struct fill {
 	const struct th_avro_alert *aa;
 	int err;      /* avro-c's errno-style code, or -1 for ours */
 	enum fid bad; /* the field that failed */
+	const struct extra_field *bad_extra; /* or this one */
 	struct th_wbuf fix; /* scratch for a string that is not valid UTF-8 */
 };
 
@@ -436,6 +507,14 @@ static void fill(struct fill *f, avro_value_t *rec, const struct th_alert *a)
 		put_long(f, &in, I_PARTITION, a->input.partition, true);
 		put_long(f, &in, I_OFFSET, a->input.offset, true);
 	}
+	for (int i = 0; i < f->aa->nextra && !f->err; i++) {
+		const struct extra_field *x = &f->aa->extra[i];
+		avro_value_t *r = x->parent < 0 ? rec : x->parent == F_HISTORY ? &h : &in, v, b;
+		if ((f->err = avro_value_get_by_index(r, (size_t)x->idx, &v, NULL)) ||
+		    (f->err = avro_value_set_branch(&v, x->null_branch, &b)) ||
+		    (f->err = avro_value_set_null(&b)))
+			f->bad_extra = x;
+	}
 }
 
 int th_avro_alert_encode(struct th_avro_alert *aa, const struct th_alert *a, struct th_wbuf *w)
@@ -454,7 +533,8 @@ int th_avro_alert_encode(struct th_avro_alert *aa, const struct th_alert *a, str
 			th_log_err("avro", "alert %s: severity \"%s\" is not in the Severity enum",
 				   a->alert_id, a->severity ? a->severity : "(null)");
 		else
-			th_log_err("avro", "alert %s: field %s: %s", a->alert_id, fdesc[f.bad].name,
+			th_log_err("avro", "alert %s: field %s: %s", a->alert_id,
+				   f.bad_extra ? f.bad_extra->name : fdesc[f.bad].name,
 				   avro_strerror());
 		return TH_EAVRO;
 	}

@@ -198,25 +198,38 @@ def v2():
 
 
 @pytest.fixture(scope="module")
-def alerts_v1(tmp_path_factory):
+def sample_events(tmp_path_factory):
+    events = tmp_path_factory.mktemp("evo-events") / "events.jsonl"
+    subprocess.run(["python3", GEN, "--seed", "2", "--target-events", "6000", "--out",
+                    str(events), "-q"], check=True)
+    return events
+
+
+def scan_avro(events, out, *settings):
+    """`trailhound scan --avro-out OUT` with reference data and --set SETTINGS."""
+    args = [BIN, "scan", "--no-progress",
+            "--asn-db", os.path.join(SHARED, "asn/asn.mmdb"),
+            "--aws-ranges", os.path.join(SHARED, "aws-ip-ranges/ip-ranges.json")]
+    for kv in settings:
+        args += ["--set", kv]
+    return subprocess.run(args + ["--avro-out", str(out), str(events)], capture_output=True,
+                          text=True)
+
+
+@pytest.fixture(scope="module")
+def alerts_v1(tmp_path_factory, sample_events):
     """Real alerts: `trailhound scan --avro-out` on a generated sample, the
     schema registered with the stand-in by the product itself."""
     d = tmp_path_factory.mktemp("evo")
-    events = d / "events.jsonl"
-    subprocess.run(["python3", GEN, "--seed", "2", "--target-events", "6000", "--out",
-                    str(events), "-q"], check=True)
+    events = sample_events
     srv = Registry()
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
         out = d / "alerts.avro"
-        p = subprocess.run([BIN, "scan", "--no-progress",
-                            "--asn-db", os.path.join(SHARED, "asn/asn.mmdb"),
-                            "--aws-ranges", os.path.join(SHARED, "aws-ip-ranges/ip-ranges.json"),
-                            "--set", "schema_id=0", "--set", "schema_registry_url=" + srv.url(),
-                            "--set", "output_topic=th.alerts", "--avro-out", str(out),
-                            str(events)], capture_output=True)
-        assert p.returncode == 1, p.stderr.decode()   # 1: alerts raised
+        p = scan_avro(events, out, "schema_id=0", "schema_registry_url=" + srv.url(),
+                      "output_topic=th.alerts")
+        assert p.returncode == 1, p.stderr   # 1: alerts raised
         assert srv.subjects["th.alerts-value"] == [v1()]
     finally:
         srv.shutdown()
@@ -324,3 +337,54 @@ def test_new_reader_decodes_old_alerts(alerts_v1):
         old = decode(body, v1())
         got = decode(body, writer=v1(), reader=v2())
         assert got == dict(old, triage_hint=None)
+
+
+def newer_schema(required=False):
+    """A later alert.avsc than this build's: a field added to Alert, one to its
+    history record and one to its input record (optional by the rules above,
+    or one of them required for the negative twin)."""
+    s = v2()
+    rec = lambda name: next(f for f in s["fields"] if f["name"] == name)["type"]
+    rec("history").setdefault("fields", []).append(
+        {"name": "risk", "type": ["null", "long"], "default": None})
+    rec("input")["fields"].append(
+        {"name": "cluster", "type": "string"} if required else
+        {"name": "cluster", "type": ["null", "string"], "default": None})
+    return s
+
+
+def test_alert_schema_pointing_at_a_newer_version_writes_its_added_fields_as_null(
+        alerts_v1, sample_events, tmp_path):
+    """`alert_schema` set to a newer compatible schema (an operator registers
+    v2 before rolling out the build that fills it): this build writes every
+    alert, its own fields as before and the fields it does not know as null,
+    their default. Read back by fastavro with that schema."""
+    newer = newer_schema()
+    path = tmp_path / "alert-v3.avsc"
+    path.write_text(json.dumps(newer))
+    out = tmp_path / "alerts.avro"
+    p = scan_avro(sample_events, out, "alert_schema=" + str(path))
+    assert p.returncode == 1, p.stderr   # 1: alerts raised, none failed
+    got = {}
+    for _, body in framed(out.read_bytes()):
+        rec = decode(body, newer)
+        assert rec.pop("triage_hint") is None
+        assert rec["history"].pop("risk") is None
+        assert rec["input"].pop("cluster") is None
+        got[rec["alert_id"]] = rec
+    want = {r["alert_id"]: r for r in (decode(b, v1()) for b in alerts_v1)}
+    assert want and got == want
+
+
+def test_alert_schema_with_a_required_field_this_build_cannot_fill_is_refused_at_start(
+        sample_events, tmp_path):
+    """The twin: a newer schema whose added field is required (input.cluster, a
+    plain string) cannot be written by this build: refused before any event is
+    read (exit 4), naming the field, instead of failing every alert."""
+    path = tmp_path / "alert-bad.avsc"
+    path.write_text(json.dumps(newer_schema(required=True)))
+    out = tmp_path / "alerts.avro"
+    p = scan_avro(sample_events, out, "alert_schema=" + str(path))
+    assert p.returncode == 4, p.stderr
+    assert "input.cluster" in p.stderr and "optional" in p.stderr, p.stderr
+    assert not out.exists() or out.stat().st_size == 0
