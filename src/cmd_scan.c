@@ -41,6 +41,7 @@
 
 #include "trailhound/archive.h"
 #include "trailhound/avro_alert.h"
+#include "trailhound/log.h"
 #include "trailhound/registry.h"
 #include "trailhound/config.h"
 #include "trailhound/detect.h"
@@ -1258,6 +1259,12 @@ int th_cmd_scan(int argc, char **argv)
 			ret = TH_EXIT_CONFIG;
 			goto out;
 		}
+	}
+	/* log_level / log_format from -c or --set, as `run` honours them */
+	if (th_log_configure(cf.log_level, cf.log_format, errstr, sizeof(errstr))) {
+		fprintf(stderr, "trailhound scan: %s\n", errstr);
+		ret = TH_EXIT_CONFIG;
+		goto out;
 	}
 	if (refuse_input_as_output("--dead-letter", dead_path, argv + optind, argc - optind) ||
 	    refuse_input_as_output("--avro-out", avro_path, argv + optind, argc - optind) ||

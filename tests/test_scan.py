@@ -872,3 +872,27 @@ def test_key_history_keeps_the_latest_calls_and_first_addresses(tmp_path):
     assert got["distinct_ips"] == distinct and distinct > 8
     # the replacement mattered: some names were evicted, one of them came back
     assert len(set(order)) > 16 and any(m[1] > 1 for m in model_calls)
+
+
+def test_log_settings_apply_to_scan(tmp_path):
+    """log_level and log_format (-c or --set) shape scan's log lines as they
+    do the worker's: the reference-data line is an info line, text by
+    default, a JSON object with log_format=json, and gone at log_level=warn.
+    A level that does not exist is a configuration error (exit 4)."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    info = lambda p: [l for l in p.stderr.decode().splitlines() if "prefixes" in l]
+    text = scan([str(empty)])
+    assert text.returncode == 0 and len(info(text)) == 1
+    assert " INFO [enrich] " in info(text)[0]
+    js = scan([str(empty)], "--set", "log_format=json")
+    assert js.returncode == 0 and len(info(js)) == 1
+    rec = json.loads(info(js)[0])
+    assert rec["level"] == "info" and rec["fields"]["component"] == "enrich"
+    quiet = scan([str(empty)], "--set", "log_level=warn")
+    assert quiet.returncode == 0 and info(quiet) == []
+    conf = tmp_path / "th.conf"
+    conf.write_text('log_level = "warn"\n')
+    assert info(scan([str(empty)], "-c", str(conf))) == []
+    bad = scan([str(empty)], "--set", "log_level=loud")
+    assert bad.returncode == 4 and "log_level" in bad.stderr.decode()
