@@ -495,6 +495,13 @@ static enum outcome begin(struct bridge *b)
 	return F_FATAL;
 }
 
+/* One more of a run's counts (logged at its end) and of its /metrics counter. */
+static void tally(uint64_t *n, enum th_counter c)
+{
+	(*n)++;
+	th_metrics_add(c, 1);
+}
+
 /* GET the object into an unlinked temporary file (so a truncated download
  * never reaches Kafka), then frame and publish it in one transaction. */
 static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, char *why,
@@ -632,7 +639,7 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	}
 	if ((out = commit(b)) == F_PUBLISHED) {
 		markers_add(&b->seen, marker);
-		b->st->files++;
+		tally(&b->st->files, TH_M_BRIDGE_FILES_PUBLISHED);
 		b->st->events += b->f_events;
 		th_metrics_add(TH_M_EVENTS_PARSED, b->f_events);
 		b->st->rejected += b->f_rejects;
@@ -667,7 +674,7 @@ static enum outcome dead_letter(struct bridge *b, const char *reason, const char
 		return abort_txn(b);
 	out = commit(b);
 	if (out == F_PUBLISHED)
-		b->st->dead_lettered++;
+		tally(&b->st->dead_lettered, TH_M_BRIDGE_DEAD_LETTERED);
 	return out;
 }
 
@@ -691,7 +698,7 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 	for (int i = 0; i < b->n_pend; i++)
 		if (strcmp(b->pend[i].receipt, m->receipt) == 0)
 			pd = &b->pend[i];
-	b->st->messages++;
+	tally(&b->st->messages, TH_M_BRIDGE_MESSAGES);
 	int kind = th_aws_json_notice(m->body, m->body_len, objs, MAX_OBJS, &n);
 	if (kind == TH_NOTICE_TEST) {
 		th_log_info("bridge", "message %s: test event, deleted", m->id);
@@ -723,12 +730,12 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 		switch (out) {
 		case F_PUBLISHED: break;
 		case F_SKIPPED:
-			b->st->skipped++;
+			tally(&b->st->skipped, TH_M_BRIDGE_FILES_SKIPPED);
 			th_log_info("bridge", "s3://%s/%s: published before (ledger), skipped",
 				    o->bucket, o->key);
 			break;
 		case F_UNREADABLE:
-			b->st->unreadable++;
+			tally(&b->st->unreadable, TH_M_BRIDGE_FILES_UNREADABLE);
 			if (m->receive_count >= b->cf->bridge_max_receives) {
 				th_log_err("bridge",
 					   "s3://%s/%s: %s; received %ld times: dead-lettered",
@@ -1075,9 +1082,9 @@ static int backfill(struct bridge *b)
 		char why[1024] = "";
 		enum outcome out = publish_file(b, &ls.files[i].obj, why, sizeof(why));
 		if (out == F_SKIPPED) {
-			b->st->skipped++;
+			tally(&b->st->skipped, TH_M_BRIDGE_FILES_SKIPPED);
 		} else if (out == F_UNREADABLE || out == F_RETRY) {
-			b->st->unreadable++;
+			tally(&b->st->unreadable, TH_M_BRIDGE_FILES_UNREADABLE);
 			th_log_err("bridge", "s3://%s/%s: %s", bucket, ls.files[i].obj.key, why);
 			ret = TH_EIO;
 		} else if (out == F_AUTH) {

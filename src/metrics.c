@@ -300,6 +300,34 @@ static void gauge(struct buf *b, const char *name, const char *help, int64_t v)
 	put(b, "%s %" PRId64 "\n", name, v);
 }
 
+/* The bridge's own counters: a worker process never counts them, so they are
+ * left out until one is counted (a bridge that has received a message). */
+static void bridge_metrics(struct buf *b)
+{
+	static const struct {
+		enum th_counter c;
+		const char *outcome;
+	} files[] = {{TH_M_BRIDGE_FILES_PUBLISHED, "published"},
+		     {TH_M_BRIDGE_FILES_SKIPPED, "skipped"},
+		     {TH_M_BRIDGE_FILES_UNREADABLE, "unreadable"}};
+	uint64_t any = th_metrics_get(TH_M_BRIDGE_MESSAGES) + th_metrics_get(TH_M_BRIDGE_DEAD_LETTERED);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(files); i++)
+		any += th_metrics_get(files[i].c);
+	if (!any)
+		return;
+	head(b, "trailhound_bridge_files_total", "counter",
+	     "S3 objects by outcome: published (in a committed transaction), skipped (the "
+	     "ledger shows them published before), unreadable (an attempt failed; retried).");
+	for (size_t i = 0; i < TH_ARRAY_SIZE(files); i++)
+		put(b, "trailhound_bridge_files_total{outcome=\"%s\"} %" PRIu64 "\n", files[i].outcome,
+		    th_metrics_get(files[i].c));
+	counter(b, "trailhound_bridge_dead_lettered_total",
+		"Files and notifications given up on, written to the dead-letter topic.",
+		TH_M_BRIDGE_DEAD_LETTERED);
+	counter(b, "trailhound_bridge_sqs_messages_total", "SQS messages received.",
+		TH_M_BRIDGE_MESSAGES);
+}
+
 int th_metrics_render(char **out, size_t *len)
 {
 	struct buf b = {malloc(16384), 0, 16384, false};
@@ -398,6 +426,7 @@ int th_metrics_render(char **out, size_t *len)
 		put(&b, "\",partition=\"%d\"} %" PRId64 "\n", (int)lags[i].partition, lags[i].lag);
 	}
 	gauge(&b, "trailhound_ready", "1 when /readyz answers 200.", th_metrics_ready() ? 1 : 0);
+	bridge_metrics(&b);
 	free(parts);
 	free(lags);
 	if (b.oom) {

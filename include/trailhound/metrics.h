@@ -34,6 +34,12 @@ enum th_counter {
 	TH_M_SUPPRESSED_ACTIVATION, /* set, not added: the detectors' own counters */
 	TH_M_DEDUPLICATED,
 	TH_M_HELD_EXPIRED,
+	/* the bridge's (trailhound bridge); shown only once one was counted */
+	TH_M_BRIDGE_FILES_PUBLISHED, /* S3 objects published, each in its transaction */
+	TH_M_BRIDGE_FILES_SKIPPED,   /* published before (the ledger names them) */
+	TH_M_BRIDGE_FILES_UNREADABLE, /* an attempt that could not read the object */
+	TH_M_BRIDGE_DEAD_LETTERED,   /* files and notifications given up on */
+	TH_M_BRIDGE_MESSAGES,        /* SQS messages received */
 	TH_M__COUNTERS
 };
 

@@ -364,13 +364,60 @@ def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
     assert env.queue_depth() == 0
 
 
+def run_scraped(env, *extra, idle):
+    """env.run, with /metrics scraped every 0.2 s while the bridge runs:
+    returns the process and the last scrape's samples {name{labels}: value}
+    (the bridge idles for `idle` ms after its last work, so the last scrape
+    holds the run's final counts)."""
+    import threading
+    import urllib.request
+    mport = free_port()
+    last = {}
+    done = threading.Event()
+
+    def scrape():
+        while not done.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics",
+                                            timeout=2) as r:
+                    text = r.read().decode()
+                last.clear()
+                last.update(l.rsplit(" ", 1) for l in text.splitlines()
+                            if l and not l.startswith("#"))
+            except OSError:
+                pass
+            done.wait(0.2)
+
+    t = threading.Thread(target=scrape, daemon=True)
+    t.start()
+    try:
+        p = env.run("--set", f"metrics_listen=127.0.0.1:{mport}", *extra, idle=idle)
+    finally:
+        done.set()
+        t.join()
+    return p, {k: float(v) for k, v in last.items()}
+
+
 def test_bridge_corrupt_gzip_dead_lettered(env, events):
+    """A truncated .json.gz is retried until bridge_max_receives, then
+    dead-lettered with its reason; the good file beside it is published. The
+    bridge's /metrics counts both files' outcomes as they happened."""
     bad = env.key()
     good = gzip.compress(json.dumps({"Records": events[0:100]}).encode())
     env.s3.put_object(Bucket=env.bucket, Key=bad, Body=good[:len(good) // 2])  # truncated
     env.upload(env.key(account="999900001111"), events[100:150])
-    p = env.run("--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=3", idle=10000)
+    p, m = run_scraped(env, "--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=3",
+                       idle=10000)
     assert p.returncode == 0, p.stderr
+    f = lambda outcome: m.get(f'trailhound_bridge_files_total{{outcome="{outcome}"}}')
+    assert (f("published"), f("unreadable"), f("skipped")) == (1, 3, 0), m
+    assert m.get("trailhound_bridge_dead_lettered_total") == 1, m
+    assert m.get("trailhound_events_parsed_total") == 50, m
+    # the SQS messages: as many as the run's own end line counts, at least the
+    # good file's once and the bad file's three receives
+    end = [l for l in p.stderr.splitlines() if "files=" in l][-1]
+    msgs = int(end.split("messages=")[1].split()[0])
+    assert m.get("trailhound_bridge_sqs_messages_total") == msgs >= 4, (m, end)
     assert "left on the queue (receive 1 of 3)" in p.stderr
     assert "received 3 times: dead-lettered" in p.stderr
     dl = read_topic(env.broker, env.dlq)
