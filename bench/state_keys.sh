@@ -107,6 +107,12 @@ TREE_B=$((TREE * PSIZE)) ENV_B=$((ENVP * PSIZE))
 say "LMDB: $ENTRIES records; tree $TREE_B B ($((TREE_B / KEYS)) B/key), env pages $ENV_B B" \
 	"($((ENV_B / KEYS)) B/key), data.mdb on disk $DISK B ($((DISK / KEYS)) B/key)"
 
+# ---- could dropping the map bound it? What one read maps back ---------------
+# The largest partition store, its pages in the page cache as the worker left
+# them: N random pages touched after madvise(MADV_DONTNEED) (bench/map_faultaround.py).
+BIG=$(ls -S "$WORK"/state-a/*/data.mdb | head -1)
+python3 bench/map_faultaround.py --json "$RESULTS/faultaround.json" "$BIG" 1 256 2048 >&2
+
 # ---- restore: the partitions move to a worker with an empty state dir -------
 # restore_run NAME [ARGS]: sets R_RECORDS R_S R_PARTS R_WALL R_RSS
 restore_run() {
