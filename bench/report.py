@@ -296,12 +296,12 @@ def main():
           f"{per_key:.0f} B ({keys['lmdb_records']:,} records, {keys['lmdb_tree_bytes'] / 1e6:.0f} MB) | "
           f"≤ {TARGET_LMDB_B} B: {met(per_key <= TARGET_LMDB_B)} |")
         w(f"| … pages the environments use (incl. free pages) ÷ keys | {keys['lmdb_env_bytes'] / k:.0f} B | |")
+        w(f"| … `data.mdb` on disk ÷ keys | {keys['lmdb_disk_bytes'] / k:.0f} B | |")
         fa = load(R("faultaround.json")) if os.path.exists(R("faultaround.json")) else None
         if fa:
             cells = ", ".join(f"{t['pages']:,} → {t['mapped_kb'] / 1024:.1f} MB" for t in fa["touched"])
             w(f"| one partition store ({fa['file_bytes'] / 1e6:.0f} MB) mapped again after its mapping was dropped "
               f"(`madvise(MADV_DONTNEED)`), by random pages read (`bench/map_faultaround.py`) | {cells} | |")
-        w(f"| … `data.mdb` on disk ÷ keys | {keys['lmdb_disk_bytes'] / k:.0f} B | |")
         w(f"| restore from the changelog, default config | {keys['restored_records']:,} records of "
           f"{keys['restore_partitions']} partitions in {keys['restore_s']} s: **{rest:,.0f} keys/s** | "
           f"≥ {TARGET_RESTORE:,}/s: {met(rest >= TARGET_RESTORE)} |")
