@@ -277,9 +277,8 @@ static int resolve_extra(struct th_avro_alert *aa, avro_schema_t rs, int parent,
 				 EXTRA_MAX);
 			return TH_EAVRO;
 		}
-		aa->extra[aa->nextra++] =
-			(struct extra_field){.parent = parent, .idx = (int)i, .null_branch = null_branch,
-					    .name = name};
+		aa->extra[aa->nextra++] = (struct extra_field){
+			.parent = parent, .idx = (int)i, .null_branch = null_branch, .name = name};
 	}
 	return 0;
 }

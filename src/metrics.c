@@ -310,7 +310,8 @@ static void bridge_metrics(struct buf *b)
 	} files[] = {{TH_M_BRIDGE_FILES_PUBLISHED, "published"},
 		     {TH_M_BRIDGE_FILES_SKIPPED, "skipped"},
 		     {TH_M_BRIDGE_FILES_UNREADABLE, "unreadable"}};
-	uint64_t any = th_metrics_get(TH_M_BRIDGE_MESSAGES) + th_metrics_get(TH_M_BRIDGE_DEAD_LETTERED);
+	uint64_t any = th_metrics_get(TH_M_BRIDGE_MESSAGES) +
+		       th_metrics_get(TH_M_BRIDGE_DEAD_LETTERED);
 	for (size_t i = 0; i < TH_ARRAY_SIZE(files); i++)
 		any += th_metrics_get(files[i].c);
 	if (!any)
