@@ -320,8 +320,8 @@ static void bridge_metrics(struct buf *b)
 	     "S3 objects by outcome: published (in a committed transaction), skipped (the "
 	     "ledger shows them published before), unreadable (an attempt failed; retried).");
 	for (size_t i = 0; i < TH_ARRAY_SIZE(files); i++)
-		put(b, "trailhound_bridge_files_total{outcome=\"%s\"} %" PRIu64 "\n", files[i].outcome,
-		    th_metrics_get(files[i].c));
+		put(b, "trailhound_bridge_files_total{outcome=\"%s\"} %" PRIu64 "\n",
+		    files[i].outcome, th_metrics_get(files[i].c));
 	counter(b, "trailhound_bridge_dead_lettered_total",
 		"Files and notifications given up on, written to the dead-letter topic.",
 		TH_M_BRIDGE_DEAD_LETTERED);
