@@ -323,7 +323,7 @@ static int account_cb(void *ctx, const void *key, size_t klen, const void *val, 
 	th_rbuf_init(&r, val, vlen);
 	if (th_get_u8(&r) != TH_REC_VERSION)
 		return 0;
-	int64_t first = th_get_i64(&r);
+	int64_t first = th_get_time(&r);
 	o->nfound++;
 	if (o->json) {
 		json_sep(o);

@@ -293,7 +293,7 @@ static bool hold_lapsed(struct th_detector *d, const char *acct, const char *aki
 		return false;
 	struct th_rbuf r;
 	th_rbuf_init(&r, v, n);
-	return th_get_u8(&r) == TH_REC_VERSION && th_get_i64(&r) < t;
+	return th_get_u8(&r) == TH_REC_VERSION && th_get_time(&r) < t;
 }
 
 /* Resolve the collected keys in order: every one, or with @p lapsed_before

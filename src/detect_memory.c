@@ -36,10 +36,13 @@ int th_detect_clock_load(struct th_detector *d)
 	if (rc == 0) {
 		th_rbuf_init(&r, v, n);
 		if (th_get_u8(&r) == TH_REC_VERSION) {
-			d->clock.watermark = th_get_i64(&r);
-			d->clock.next_expiry = th_get_i64(&r);
-			d->clock.next_prune = th_get_i64(&r);
+			d->clock.watermark = th_get_time(&r);
+			d->clock.next_expiry = th_get_time(&r);
+			d->clock.next_prune = th_get_time(&r);
 		}
+		/* a garbled clock (a hostile changelog) starts afresh, as none */
+		if (r.bad)
+			memset(&d->clock, 0, sizeof(d->clock));
 	} else if (rc != TH_ENOTFOUND) {
 		return rc;
 	}
@@ -413,7 +416,7 @@ static int held_load_cb(void *ctx, const void *key, size_t klen, const void *val
 {
 	struct th_rbuf r;
 	th_rbuf_init(&r, val, vlen);
-	int64_t expiry = th_get_u8(&r) == TH_REC_VERSION ? th_get_i64(&r) : 0;
+	int64_t expiry = th_get_u8(&r) == TH_REC_VERSION ? th_get_time(&r) : 0;
 	return th_detect_held_add(ctx, key, klen, expiry);
 }
 
@@ -472,7 +475,7 @@ int th_detect_account_seen(struct th_detector *d, const char *acct, int64_t t, i
 		if (rc == 0) {
 			th_rbuf_init(&r, v, n);
 			if (th_get_u8(&r) == TH_REC_VERSION)
-				a->first_ms = th_get_i64(&r);
+				a->first_ms = th_get_time(&r);
 		} else if (rc != TH_ENOTFOUND) {
 			free(a);
 			return rc;

@@ -134,8 +134,8 @@ int th_call_decode(struct th_rbuf *r, struct th_call *c)
 	th_get_str(r, c->vpce_account, sizeof(c->vpce_account));
 	th_get_str(r, c->session, sizeof(c->session));
 	th_get_str(r, c->input_topic, sizeof(c->input_topic));
-	c->event_time_ms = th_get_i64(r);
-	c->creation_ms = th_get_i64(r);
+	c->event_time_ms = th_get_time(r);
+	c->creation_ms = th_get_time(r);
 	c->input_offset = th_get_i64(r);
 	c->input_partition = (int32_t)th_get_i64(r);
 	c->asn = (uint32_t)th_get_varint(r);
@@ -221,10 +221,10 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 	th_get_str(&r, t->session, sizeof(t->session));
 	th_get_str(&r, t->function, sizeof(t->function));
 	th_get_str(&r, t->identity, sizeof(t->identity));
-	t->issued_ms = th_get_i64(&r);
-	t->expiry_ms = th_get_i64(&r);
-	t->first_seen_ms = th_get_i64(&r);
-	t->last_seen_ms = th_get_i64(&r);
+	t->issued_ms = th_get_time(&r);
+	t->expiry_ms = th_get_time(&r);
+	t->first_seen_ms = th_get_time(&r);
+	t->last_seen_ms = th_get_time(&r);
 	t->inside = (uint32_t)th_get_varint(&r);
 	t->outside = (uint32_t)th_get_varint(&r);
 	t->distinct_ips = (uint32_t)th_get_varint(&r);
@@ -239,7 +239,7 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 	for (int i = 0; i < t->n_calls; i++) {
 		th_get_str(&r, t->calls[i].name, sizeof(t->calls[i].name));
 		t->calls[i].count = (uint32_t)th_get_varint(&r);
-		t->calls[i].last_ms = th_get_i64(&r);
+		t->calls[i].last_ms = th_get_time(&r);
 	}
 	t->n_alerts = th_get_u8(&r);
 	if (t->n_alerts > TH_TOKEN_MAX_ALERTS)
@@ -274,10 +274,10 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 	th_get_u8(&r); /* origin */
 	for (int i = 0; i < 4; i++) /* role_arn, session, function, identity */
 		skip_str(&r);
-	th_get_i64(&r); /* issued_ms */
-	int64_t expiry_ms = th_get_i64(&r);
-	th_get_i64(&r); /* first_seen_ms */
-	int64_t last_seen_ms = th_get_i64(&r);
+	th_get_time(&r); /* issued_ms */
+	int64_t expiry_ms = th_get_time(&r);
+	th_get_time(&r); /* first_seen_ms */
+	int64_t last_seen_ms = th_get_time(&r);
 	for (int i = 0; i < 3; i++) /* inside, outside, distinct_ips */
 		th_get_varint(&r);
 	int n_ips = th_get_u8(&r);
@@ -291,7 +291,7 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 	for (int i = 0; i < n_calls; i++) {
 		skip_str(&r);
 		th_get_varint(&r);
-		th_get_i64(&r);
+		th_get_time(&r);
 	}
 	int n_alerts = th_get_u8(&r);
 	if (n_alerts) {
@@ -333,7 +333,7 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 	if (check_version(&r))
 		return TH_EPARSE;
 	ro->is_lambda = th_get_u8(&r);
-	ro->first_seen_ms = th_get_i64(&r);
+	ro->first_seen_ms = th_get_time(&r);
 	ro->n_functions = th_get_u8(&r);
 	if (ro->n_functions > TH_ROLE_MAX_FUNCTIONS)
 		return TH_EPARSE;
@@ -370,9 +370,9 @@ int th_sighting_decode(const void *p, size_t n, struct th_sighting *s)
 	if (check_version(&r))
 		return TH_EPARSE;
 	th_get_str(&r, s->key, sizeof(s->key));
-	s->last_ms = th_get_i64(&r);
-	s->other_ms = th_get_i64(&r);
-	s->first_ms = th_get_i64(&r);
+	s->last_ms = th_get_time(&r);
+	s->other_ms = th_get_time(&r);
+	s->first_ms = th_get_time(&r);
 	return done(&r);
 }
 
@@ -439,7 +439,7 @@ int th_held_decode(const void *p, size_t n, struct th_held *h)
 	th_held_clear(h);
 	if (check_version(&r))
 		return TH_EPARSE;
-	h->expiry_ms = th_get_i64(&r);
+	h->expiry_ms = th_get_time(&r);
 	th_get_str(&r, h->role_arn, sizeof(h->role_arn));
 	h->n = th_get_u8(&r);
 	if (h->n > TH_HELD_MAX)
@@ -452,7 +452,7 @@ int th_held_decode(const void *p, size_t n, struct th_held *h)
 		return TH_EPARSE;
 	for (int i = 0; i < h->n_asns; i++) {
 		h->asns[i] = (uint32_t)th_get_varint(&r);
-		h->asn_ms[i] = th_get_i64(&r);
+		h->asn_ms[i] = th_get_time(&r);
 	}
 	return done(&r);
 }
@@ -480,7 +480,7 @@ int th_dedup_decode(const void *p, size_t n, struct th_dedup *d)
 		/* Stores written before the ledger kept every alert: the last
 		 * alert is the one entry (so an upgrade keeps deduplicating). */
 		d->n = 1;
-		d->alerts[0].alert_ms = th_get_i64(&r);
+		d->alerts[0].alert_ms = th_get_time(&r);
 		d->alerts[0].count = th_get_varint(&r);
 		th_get_str(&r, d->alerts[0].alert_id, sizeof(d->alerts[0].alert_id));
 		if (!d->alerts[0].alert_ms)
@@ -493,7 +493,7 @@ int th_dedup_decode(const void *p, size_t n, struct th_dedup *d)
 	if (d->n > TH_DEDUP_MAX)
 		return TH_EPARSE;
 	for (int i = 0; i < d->n; i++) {
-		d->alerts[i].alert_ms = th_get_i64(&r);
+		d->alerts[i].alert_ms = th_get_time(&r);
 		d->alerts[i].count = th_get_varint(&r);
 		th_get_str(&r, d->alerts[i].alert_id, sizeof(d->alerts[i].alert_id));
 		/* sorted, as the detector writes them: its search relies on it */

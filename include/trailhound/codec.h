@@ -117,6 +117,24 @@ static inline int64_t th_get_i64(struct th_rbuf *r)
 	uint64_t u = th_get_varint(r);
 	return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
 }
+
+/* A stored time (ms since the epoch) is at most this far from 0 (2^53 ms,
+ * ~285,000 years; the parser takes years 1970-9999): any sum of two times
+ * and a period stays far inside int64_t. */
+#define TH_TIME_BOUND_MS ((int64_t)1 << 53)
+
+/* A time: as th_get_i64, but a value past TH_TIME_BOUND_MS marks the record
+ * garbled (r->bad) and reads as 0. Stores and changelogs are read as
+ * untrusted: a time near INT64_MAX would overflow the detector's arithmetic. */
+static inline int64_t th_get_time(struct th_rbuf *r)
+{
+	int64_t t = th_get_i64(r);
+	if (t > TH_TIME_BOUND_MS || t < -TH_TIME_BOUND_MS) {
+		r->bad = true;
+		return 0;
+	}
+	return t;
+}
 /* Copies into dst (size dstsz, always NUL-terminated, truncating). */
 void th_get_str(struct th_rbuf *r, char *dst, size_t dstsz);
 

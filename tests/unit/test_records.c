@@ -312,6 +312,56 @@ static void test_token_life_agrees_with_decode(void **state)
 	th_wbuf_free(&w);
 }
 
+/* Stores and changelogs are untrusted: a time so large that the detector's
+ * sums (an expiry plus a grace period, a watermark plus a sweep interval)
+ * would overflow int64_t makes its record garbled, for every decoder and
+ * for th_token_life(); the same record at the bound decodes (the twin). */
+static void test_decoders_reject_times_past_the_bound(void **state)
+{
+	struct th_wbuf w = {0};
+	static struct th_token t, t2;
+	static struct th_held h, h2;
+	struct th_sighting s = {0}, s2;
+	struct th_dedup d = {0}, d2;
+	struct th_token_life life;
+	const int64_t ok[] = {TH_TIME_BOUND_MS, -TH_TIME_BOUND_MS, 0, 1700000000000};
+	const int64_t bad[] = {TH_TIME_BOUND_MS + 1, INT64_MAX - 15053, INT64_MAX, INT64_MIN};
+	(void)state;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < TH_ARRAY_SIZE(ok); i++) {
+			int64_t v = pass ? bad[i] : ok[i];
+			int want = pass ? TH_EPARSE : 0;
+			fill_token(&t, 0);
+			t.expiry_ms = v;
+			th_wbuf_reset(&w);
+			th_token_encode(&w, &t);
+			assert_int_equal(th_token_decode(w.p, w.len, &t2), want);
+			assert_int_equal(th_token_life(w.p, w.len, &life, &t2), want);
+			fill_token(&t, 1);
+			t.alerts[0].call.event_time_ms = v;
+			th_wbuf_reset(&w);
+			th_token_encode(&w, &t);
+			assert_int_equal(th_token_decode(w.p, w.len, &t2), want);
+			assert_int_equal(th_token_life(w.p, w.len, &life, &t2), want);
+			th_held_clear(&h);
+			h.expiry_ms = v;
+			th_wbuf_reset(&w);
+			th_held_encode(&w, &h);
+			assert_int_equal(th_held_decode(w.p, w.len, &h2), want);
+			s.last_ms = v;
+			th_wbuf_reset(&w);
+			th_sighting_encode(&w, &s);
+			assert_int_equal(th_sighting_decode(w.p, w.len, &s2), want);
+			d.n = 1;
+			d.alerts[0].alert_ms = v;
+			th_wbuf_reset(&w);
+			th_dedup_encode(&w, &d);
+			assert_int_equal(th_dedup_decode(w.p, w.len, &d2), want);
+		}
+	}
+	th_wbuf_free(&w);
+}
+
 static void test_decoders_reject_truncated_and_garbled(void **state)
 {
 	struct th_wbuf w = {0};
@@ -481,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_key_refuses_rather_than_truncates),
 		cmocka_unit_test(test_decoders_reject_truncated_and_garbled),
 		cmocka_unit_test(test_token_life_agrees_with_decode),
+		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
 		cmocka_unit_test(test_utf8_validity),
 	};
