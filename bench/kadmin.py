@@ -3,6 +3,7 @@
 
   bench/kadmin.py BOOTSTRAP create NAME:PARTITIONS[:compact] ...
   bench/kadmin.py BOOTSTRAP delete NAME ...        (missing topics are skipped)
+  bench/kadmin.py BOOTSTRAP end-offsets TOPIC      print each partition's end offset
   bench/kadmin.py BOOTSTRAP wait-committed GROUP TOPIC START TIMEOUT
       wait until GROUP's committed offsets reach the end of every partition of
       TOPIC; print the seconds from START (epoch seconds) to then
@@ -12,6 +13,16 @@ import sys
 import time
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def end_offsets(a, boot, topic):
+    """{partition: end offset} of TOPIC."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": boot, "group.id": "kadmin-end-offsets"})
+    parts = sorted(a.list_topics(topic, timeout=10).topics[topic].partitions)
+    ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in parts}
+    c.close()
+    return ends
 
 
 def main():
@@ -41,13 +52,14 @@ def main():
         if mine:
             for f in a.delete_topics(mine, operation_timeout=30).values():
                 f.result()
+    elif cmd == "end-offsets":
+        print(" ".join(str(e) for _, e in sorted(end_offsets(a, boot, names[0]).items())))
     elif cmd == "wait-committed":
         from confluent_kafka import Consumer, TopicPartition
         group, topic, start, timeout = names[0], names[1], float(names[2]), float(names[3])
+        ends = end_offsets(a, boot, topic)
         c = Consumer({"bootstrap.servers": boot, "group.id": group, "enable.auto.commit": False})
-        parts = sorted(a.list_topics(topic, timeout=10).topics[topic].partitions)
-        tps = [TopicPartition(topic, q) for q in parts]
-        ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in parts}
+        tps = [TopicPartition(topic, q) for q in sorted(ends)]
         while time.time() < start + timeout:
             try:
                 got = c.committed(tps, timeout=5)

@@ -171,14 +171,7 @@ BOOT_MAIN=$BOOT
 BOOT=$(scale_kafka bootstrap)
 topics_create "$IN:4" "$OUT:4" "$DL:1"
 "$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" 2> >(grep -v '^%' >&2)
-PART_SIZES=$(python3 - "$BOOT" "$IN" <<'PY'
-import sys
-from confluent_kafka import Consumer, TopicPartition
-c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "sizes"})
-print(" ".join(str(c.get_watermark_offsets(TopicPartition(sys.argv[2], p), timeout=10)[1])
-               for p in range(4)))
-PY
-)
+PART_SIZES=$(python3 bench/kadmin.py "$BOOT" end-offsets "$IN")
 say "partition sizes on the scaling broker: $PART_SIZES"
 # group_run NAME WORKERS: sets G_S (seconds, first assignment -> all committed),
 # G_CPU (CPU seconds, all workers), G_SPLIT, G_RESTORED
@@ -238,7 +231,6 @@ say "1 worker: $ONE_S s ($(rate "$N" "$ONE_S")/s, CPU $ONE_CPU s); 2 workers: $T
 scale_kafka reset >&2
 BOOT=$BOOT_MAIN
 BOOT_MAIN=
-
 
 cat >"$RESULTS/stream.json" <<EOF
 {"events": $N, "bytes": $BYTES, "kcat_s": $KCAT_S, "scan1_s": $SCAN1_S, "scann_s": $SCANN_S,

@@ -175,8 +175,55 @@ static bool resolve_union(struct th_avro_alert *aa, enum fid id, avro_schema_t u
 	return aa->null_branch[id] >= 0 && aa->val_branch[id] >= 0;
 }
 
+static bool known_field(int parent, const char *name)
+{
+	for (int id = 0; id < F__COUNT; id++)
+		if (fdesc[id].parent == parent && strcmp(fdesc[id].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The fields of record @p rs (Alert when @p parent is -1) that we do not
+ * write. A newer schema's added field is optional by the evolution rules
+ * (docs/operations.md), and null is then its default: the alert carries it
+ * as null. A required one cannot be filled, so the schema is refused here,
+ * at start, rather than by every alert. */
 static int resolve_extra(struct th_avro_alert *aa, avro_schema_t rs, int parent, char *errstr,
-			 size_t errstr_size);
+			 size_t errstr_size)
+{
+	const char *rec = parent < 0 ? "" : fdesc[parent].name;
+	const char *dot = parent < 0 ? "" : ".";
+	size_t n = avro_schema_record_size(rs);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = avro_schema_record_field_name(rs, (int)i);
+		if (!name || known_field(parent, name))
+			continue;
+		avro_schema_t u = deref(avro_schema_record_field_get_by_index(rs, (int)i));
+		int null_branch = -1;
+		for (size_t b = 0; is_avro_union(u) && b < avro_schema_union_size(u); b++)
+			if (is_avro_null(deref(avro_schema_union_branch(u, (int)b)))) {
+				null_branch = (int)b;
+				break;
+			}
+		if (null_branch < 0) {
+			snprintf(errstr, errstr_size,
+				 "alert schema: field %s%s%s is not one this build writes, and "
+				 "only an optional field (a union with null) can be left to its "
+				 "default",
+				 rec, dot, name);
+			return TH_EAVRO;
+		}
+		if (aa->nextra == EXTRA_MAX) {
+			snprintf(errstr, errstr_size,
+				 "alert schema: more than %d fields this build does not write",
+				 EXTRA_MAX);
+			return TH_EAVRO;
+		}
+		aa->extra[aa->nextra++] = (struct extra_field){
+			.parent = parent, .idx = (int)i, .null_branch = null_branch, .name = name};
+	}
+	return 0;
+}
 
 static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_size)
 {
@@ -230,56 +277,6 @@ static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_
 	    (rc = resolve_extra(aa, fs[F_HISTORY], F_HISTORY, errstr, errstr_size)) ||
 	    (rc = resolve_extra(aa, fs[F_INPUT], F_INPUT, errstr, errstr_size)))
 		return rc;
-	return 0;
-}
-
-static bool known_field(int parent, const char *name)
-{
-	for (int id = 0; id < F__COUNT; id++)
-		if (fdesc[id].parent == parent && strcmp(fdesc[id].name, name) == 0)
-			return true;
-	return false;
-}
-
-/* The fields of record @p rs (Alert when @p parent is -1) that we do not
- * write. A newer schema's added field is optional by the evolution rules
- * (docs/operations.md), and null is then its default: the alert carries it
- * as null. A required one cannot be filled, so the schema is refused here,
- * at start, rather than by every alert. */
-static int resolve_extra(struct th_avro_alert *aa, avro_schema_t rs, int parent, char *errstr,
-			 size_t errstr_size)
-{
-	const char *rec = parent < 0 ? "" : fdesc[parent].name;
-	const char *dot = parent < 0 ? "" : ".";
-	size_t n = avro_schema_record_size(rs);
-	for (size_t i = 0; i < n; i++) {
-		const char *name = avro_schema_record_field_name(rs, (int)i);
-		if (!name || known_field(parent, name))
-			continue;
-		avro_schema_t u = deref(avro_schema_record_field_get_by_index(rs, (int)i));
-		int null_branch = -1;
-		for (size_t b = 0; is_avro_union(u) && b < avro_schema_union_size(u); b++)
-			if (is_avro_null(deref(avro_schema_union_branch(u, (int)b)))) {
-				null_branch = (int)b;
-				break;
-			}
-		if (null_branch < 0) {
-			snprintf(errstr, errstr_size,
-				 "alert schema: field %s%s%s is not one this build writes, and "
-				 "only an optional field (a union with null) can be left to its "
-				 "default",
-				 rec, dot, name ? name : "");
-			return TH_EAVRO;
-		}
-		if (aa->nextra == EXTRA_MAX) {
-			snprintf(errstr, errstr_size,
-				 "alert schema: more than %d fields this build does not write",
-				 EXTRA_MAX);
-			return TH_EAVRO;
-		}
-		aa->extra[aa->nextra++] = (struct extra_field){
-			.parent = parent, .idx = (int)i, .null_branch = null_branch, .name = name};
-	}
 	return 0;
 }
 
