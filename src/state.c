@@ -231,7 +231,8 @@ enum {
 	VERIFY_NOT_LMDB = 10,  /* mdb_env_open refused the file */
 	VERIFY_CORRUPT = 11,   /* LMDB reported corruption while walking */
 	VERIFY_DISORDER = 12,  /* keys out of order, or more records than could fit */
-	VERIFY_FREELIST = 13,  /* the free list names pages outside the file */
+	VERIFY_FREELIST = 13,  /* the free list names pages outside the file, one twice, or
+				* a page a tree uses */
 	VERIFY_FAILED = 14,    /* could not check (no memory, ...) */
 };
 
@@ -262,6 +263,10 @@ struct lm_walk {
 	uint64_t fsize, psize, last_pg;
 	uint64_t free_past_end; /* free-list pages at or past the end of the file */
 	unsigned char *seen; /* one bit per page: a page reached twice is a cycle */
+	/* one bit per page the free list names: LMDB hands a free page to the
+	 * next write, so a page listed twice, or one a tree still uses, would be
+	 * written over while something else points at it */
+	unsigned char *freed;
 	uint64_t leaves_entries;
 	int leaf_depth;
 };
@@ -363,8 +368,10 @@ static int lm_tree(struct lm_walk *w, uint64_t pgno, int depth, bool freedb)
 				return VERIFY_FREELIST;
 			for (uint64_t j = 1; j < dsize / 8; j++) {
 				uint64_t fp = lm_u64(data + 8 * j);
-				if (fp < 2 || fp > w->last_pg)
+				if (fp < 2 || fp > w->last_pg ||
+				    (w->freed[fp / 8] & (1u << (fp % 8))))
 					return VERIFY_FREELIST;
+				w->freed[fp / 8] |= (unsigned char)(1u << (fp % 8));
 				if (fp >= w->fsize / w->psize)
 					w->free_past_end++;
 			}
@@ -428,23 +435,33 @@ static int lm_check_file(const char *path)
 	 * reach must lie inside the file (lm_page), and every page past its
 	 * end must be free (checked below). */
 	w.last_pg = lm_u64(cur + LM_PAGEHDRSZ + 120);
-	if (w.last_pg < 1)
+	uint64_t fpages = w.fsize / psize;
+	/* Pages past the end must all be free, and the free list takes 8 bytes
+	 * of the file per page: this bounds last_pg (and the bitmap below). */
+	if (w.last_pg < 1 || (w.last_pg >= fpages && w.last_pg - fpages >= w.fsize / 8))
 		goto cleanup;
-	if (!(w.seen = calloc(w.fsize / psize / 8 + 1, 1))) {
+	if (!(w.seen = calloc(fpages / 8 + 1, 1)) || !(w.freed = calloc(w.last_pg / 8 + 1, 1))) {
 		rc = VERIFY_FAILED;
 		goto cleanup;
 	}
 	if ((rc = lm_db(&w, cur + LM_PAGEHDRSZ + 24, true)) ||
 	    (rc = lm_db(&w, cur + LM_PAGEHDRSZ + 24 + 48, false)))
 		goto cleanup;
-	uint64_t fpages = w.fsize / psize;
 	if (w.last_pg + 1 > fpages && w.free_past_end != w.last_pg + 1 - fpages) {
 		rc = VERIFY_FREELIST;
 		goto cleanup;
 	}
+	/* No page both free and in a tree (the trees reach only pages inside
+	 * the file, so the bitmaps are compared over the shorter one). */
+	for (uint64_t i = 0; i < fpages / 8 + 1 && i < w.last_pg / 8 + 1; i++)
+		if (w.seen[i] & w.freed[i]) {
+			rc = VERIFY_FREELIST;
+			goto cleanup;
+		}
 	rc = 0;
 cleanup:
 	free(w.seen);
+	free(w.freed);
 	if (map != MAP_FAILED)
 		munmap(map, (size_t)sb.st_size);
 	if (fd >= 0)

@@ -822,6 +822,74 @@ static void test_flipped_page_headers_never_crash(void **state)
 	free(good);
 }
 
+/* The free list names the pages LMDB's next writes reuse. One naming a page
+ * a tree still uses, or one page twice, would have a write go over a live
+ * page (a corrupt tree, then reads of it out of bounds): such a store is not
+ * trusted. The store's own free list is edited in place. */
+static uint64_t meta_u64(const unsigned char *file, int meta, size_t off)
+{
+	uint64_t v;
+	memcpy(&v, file + (size_t)meta * 4096 + 16 + off, sizeof(v));
+	return v;
+}
+
+static void test_free_list_naming_a_used_page_is_untrusted(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], err[256];
+	size_t n;
+	fill_store(f, 1000);
+	fill_store(f, 1000); /* the same keys again: their old pages go free */
+	E(th_state_put(f->st, "other", 5, "x", 1));
+	E(th_state_commit(f->st, 1000));
+	th_state_close(f->st);
+	f->st = NULL;
+	path_in(path, sizeof(path), f, "data.mdb");
+	unsigned char *good = read_file(path, &n);
+	/* the newer meta page; its MDB_db records: free list at 24, main at 72,
+	 * each with its root page at 40 */
+	int cur = meta_u64(good, 1, 128) > meta_u64(good, 0, 128);
+	uint64_t free_root = meta_u64(good, cur, 24 + 40), main_root = meta_u64(good, cur, 72 + 40);
+	assert_true(free_root * 4096 < n && main_root * 4096 < n);
+	unsigned char *fp = good + free_root * 4096;
+	uint16_t flags, off, ksize, nflags;
+	memcpy(&flags, fp + 10, 2);
+	assert_int_equal(flags, 0x02); /* a leaf: the free list is small */
+	memcpy(&off, fp + 16, 2);      /* its first record */
+	unsigned char *node = fp + off;
+	memcpy(&nflags, node + 4, 2);
+	memcpy(&ksize, node + 6, 2);
+	assert_int_equal(nflags, 0);
+	unsigned char *ids = node + 8 + ksize; /* [count, pgno...] */
+	uint64_t count, first;
+	memcpy(&count, ids, 8);
+	memcpy(&first, ids + 8, 8);
+	assert_true(count >= 2);
+	static const char *const what[] = {"the main tree's root", "the free list's own root",
+					   "its first page again"};
+	uint64_t bad[] = {main_root, free_root, first};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct th_state *st = NULL;
+		uint64_t was;
+		memcpy(&was, ids + 16, 8);
+		memcpy(ids + 16, &bad[i], 8); /* the record's second page */
+		write_file(path, good, n);
+		memcpy(ids + 16, &was, 8);
+		int rc = th_state_open(&st, f->dir, 64 << 20, err, sizeof(err));
+		if (rc != TH_EUNTRUSTED)
+			fail_msg("a free list naming %s: opened (%d)", what[i], rc);
+		assert_null(st);
+		assert_non_null(strstr(err, "corrupt"));
+		E(th_state_remove_files(f->dir));
+	}
+	/* the twin: the store as LMDB left it is trusted, with its data */
+	write_file(path, good, n);
+	E(th_state_open(&f->st, f->dir, 64 << 20, err, sizeof(err)));
+	check_store(f->st, 1000);
+	check_value(f->st, "other", "x");
+	free(good);
+}
+
 /* ---- a full map grows ---- */
 
 static void test_map_full_grows(void **state)
@@ -980,6 +1048,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_random_file_is_untrusted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_lmdb_is_untrusted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flipped_page_headers_never_crash, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_free_list_naming_a_used_page_is_untrusted, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full_keeps_changes, setup, teardown),
