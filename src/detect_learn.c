@@ -51,6 +51,41 @@ int th_detect_role_add_function(struct th_role *ro, const char *name, const char
 }
 
 
+/* FNV-1a: a well-spread 32-bit hash of a short string. */
+static uint32_t address_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* Counts each distinct source address once: the first TH_TOKEN_MAX_IPS are
+ * kept (inspect lists them), later ones by hash. An address not counted
+ * again at every use keeps distinct_ips a count an analyst can read: a
+ * stolen key used a thousand times from one address past the kept ones is
+ * one more address, not a thousand. Counting stops when the hashes are full
+ * (64 addresses). */
+static void record_address(struct th_token *t, const char *ip)
+{
+	for (int i = 0; i < t->n_ips; i++)
+		if (strcmp(t->ips[i], ip) == 0)
+			return;
+	if (t->n_ips < TH_TOKEN_MAX_IPS) {
+		th_strlcpy(t->ips[t->n_ips++], ip, sizeof(t->ips[0]));
+		t->distinct_ips++;
+		return;
+	}
+	uint32_t h = address_hash(ip);
+	for (int i = 0; i < t->n_ip_hashes; i++)
+		if (t->ip_hashes[i] == h)
+			return;
+	if (t->n_ip_hashes < TH_TOKEN_MAX_IP_HASHES) {
+		t->ip_hashes[t->n_ip_hashes++] = h;
+		t->distinct_ips++;
+	}
+}
+
 void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 				const struct th_call *c, enum verdict vd)
 {
@@ -67,14 +102,7 @@ void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 		t->inside++;
 	else if (vd == NET_REMOTE)
 		t->outside++;
-	bool seen = false;
-	for (int i = 0; i < t->n_ips && !seen; i++)
-		seen = strcmp(t->ips[i], c->source_ip) == 0;
-	if (!seen) {
-		t->distinct_ips++;
-		if (t->n_ips < TH_TOKEN_MAX_IPS)
-			th_strlcpy(t->ips[t->n_ips++], c->source_ip, sizeof(t->ips[0]));
-	}
+	record_address(t, c->source_ip);
 	char name[96];
 	const char *svc = c->event_source;
 	const char *dot = strstr(svc, ".amazonaws.com");

@@ -1,8 +1,8 @@
 /*
  * Encoding of the detector's records (records.h, docs/state-format.md).
  * Each value starts with TH_REC_VERSION (the dedup ledger: TH_DEDUP_VERSION,
- * and its version-1 form still decodes); a decoder refuses other versions
- * rather than guess, and the store as a whole is versioned by state.c.
+ * a token: TH_TOKEN_VERSION; their version-1 forms still decode); a decoder
+ * refuses other versions rather than guess, and the store as a whole is versioned by state.c.
  */
 #include "trailhound/records.h"
 
@@ -159,7 +159,7 @@ static int check_version(struct th_rbuf *r)
 
 void th_token_encode(struct th_wbuf *w, const struct th_token *t)
 {
-	th_put_u8(w, TH_REC_VERSION);
+	th_put_u8(w, TH_TOKEN_VERSION);
 	th_put_u8(w, t->origin);
 	th_put_str(w, t->role_arn);
 	th_put_str(w, t->session);
@@ -175,6 +175,9 @@ void th_token_encode(struct th_wbuf *w, const struct th_token *t)
 	th_put_u8(w, t->n_ips);
 	for (int i = 0; i < t->n_ips; i++)
 		th_put_str(w, t->ips[i]);
+	th_put_u8(w, t->n_ip_hashes);
+	for (int i = 0; i < t->n_ip_hashes; i++)
+		th_put_varint(w, t->ip_hashes[i]);
 	th_put_u8(w, t->n_calls);
 	for (int i = 0; i < t->n_calls; i++) {
 		th_put_str(w, t->calls[i].name);
@@ -198,7 +201,7 @@ void th_token_clear(struct th_token *t)
 	t->role_arn[0] = t->session[0] = t->function[0] = t->identity[0] = '\0';
 	t->issued_ms = t->expiry_ms = t->first_seen_ms = t->last_seen_ms = 0;
 	t->inside = t->outside = t->distinct_ips = 0;
-	t->n_ips = t->n_calls = t->n_alerts = 0;
+	t->n_ips = t->n_calls = t->n_alerts = t->n_ip_hashes = 0;
 }
 
 void th_role_clear(struct th_role *ro)
@@ -209,12 +212,39 @@ void th_role_clear(struct th_role *ro)
 	ro->n_service_regions = 0;
 }
 
+/* A token's version: 2 as written now, or 1 (no address hashes), which
+ * stores and changelogs written before still hold. */
+static int token_version(struct th_rbuf *r)
+{
+	int v = th_get_u8(r);
+	return !r->bad && (v == TH_TOKEN_VERSION || v == TH_REC_VERSION) ? v : -1;
+}
+
+/* Reads the address hashes of a version-2 token; out NULL skips them. */
+static int get_ip_hashes(struct th_rbuf *r, struct th_token *out)
+{
+	int n = th_get_u8(r);
+	if (n > TH_TOKEN_MAX_IP_HASHES)
+		return TH_EPARSE;
+	for (int i = 0; i < n; i++) {
+		uint64_t h = th_get_varint(r);
+		if (h > UINT32_MAX)
+			return TH_EPARSE;
+		if (out)
+			out->ip_hashes[i] = (uint32_t)h;
+	}
+	if (out)
+		out->n_ip_hashes = (uint8_t)n;
+	return 0;
+}
+
 int th_token_decode(const void *p, size_t n, struct th_token *t)
 {
 	struct th_rbuf r;
 	th_rbuf_init(&r, p, n);
 	th_token_clear(t);
-	if (check_version(&r))
+	int version = token_version(&r);
+	if (version < 0)
 		return TH_EPARSE;
 	t->origin = th_get_u8(&r);
 	th_get_str(&r, t->role_arn, sizeof(t->role_arn));
@@ -233,6 +263,8 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 		return TH_EPARSE;
 	for (int i = 0; i < t->n_ips; i++)
 		th_get_str(&r, t->ips[i], sizeof(t->ips[i]));
+	if (version == TH_TOKEN_VERSION && get_ip_hashes(&r, t))
+		return TH_EPARSE;
 	t->n_calls = th_get_u8(&r);
 	if (t->n_calls > TH_TOKEN_MAX_CALLS)
 		return TH_EPARSE;
@@ -269,7 +301,8 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 {
 	struct th_rbuf r;
 	th_rbuf_init(&r, p, n);
-	if (check_version(&r))
+	int version = token_version(&r);
+	if (version < 0)
 		return TH_EPARSE;
 	th_get_u8(&r); /* origin */
 	for (int i = 0; i < 4; i++) /* role_arn, session, function, identity */
@@ -285,6 +318,8 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 		return TH_EPARSE;
 	for (int i = 0; i < n_ips; i++)
 		skip_str(&r);
+	if (version == TH_TOKEN_VERSION && get_ip_hashes(&r, NULL))
+		return TH_EPARSE;
 	int n_calls = th_get_u8(&r);
 	if (n_calls > TH_TOKEN_MAX_CALLS)
 		return TH_EPARSE;

@@ -819,8 +819,8 @@ def test_log_files_stream_with_bounded_memory_and_true_offsets(tmp_path):
 def test_key_history_keeps_the_latest_calls_and_first_addresses(tmp_path):
     """A key's history (what `inspect` answers and alerts quote): at most 16 API
     calls, a new one replacing the one used longest ago, each with its count;
-    the first 8 source addresses, and a count of new ones (past 8, a use from
-    an address not stored counts again). Checked
+    the first 8 source addresses, and a count of distinct addresses (each
+    counted once, past the 8 stored too). Checked
     against a model of that rule written here, over 24 distinct calls and 12
     addresses in an order that makes the replacement matter: calls repeated
     after others, one evicted and seen again."""
@@ -837,6 +837,7 @@ def test_key_history_keeps_the_latest_calls_and_first_addresses(tmp_path):
     order = names[:6] + names[2:4] + names[6:20] + names[0:2] + names[20:24] + names[9:11] + names[0:1]
     ips = ["54.158.64.%d" % (100 + i) for i in range(12)]
     model_calls, model_ips, distinct = [], [], 0  # calls: [name, count, last]
+    seen_ips = set()
     for i, op in enumerate(order):
         t = mc.at(day, 10, 1 + i)
         ip = ips[rng.randrange(len(ips))] if i > 3 else ips[i]
@@ -852,9 +853,8 @@ def test_key_history_keeps_the_latest_calls_and_first_addresses(tmp_path):
         else:
             oldest = min(range(16), key=lambda j: (model_calls[j][2], j))
             model_calls[oldest] = [name, 1, i]
-        if ip not in model_ips:
-            # once 8 are stored, an address not among them counts again at
-            # each use: distinct_ips is "at least", never fewer than there were
+        if ip not in seen_ips:
+            seen_ips.add(ip)
             distinct += 1
             if len(model_ips) < 8:
                 model_ips.append(ip)
@@ -872,6 +872,52 @@ def test_key_history_keeps_the_latest_calls_and_first_addresses(tmp_path):
     assert got["distinct_ips"] == distinct and distinct > 8
     # the replacement mattered: some names were evicted, one of them came back
     assert len(set(order)) > 16 and any(m[1] > 1 for m in model_calls)
+    # and an address past the 8 stored was used again (counted once)
+    assert sum(1 for e in c.events if e.get("sourceIPAddress") not in model_ips) > distinct - 8
+
+
+def test_distinct_ips_count_addresses_not_uses(tmp_path):
+    """distinct_ips, in `inspect` and in alerts, counts each source address
+    once: a stolen key used 50 times from one address, after 8 addresses
+    inside, reads 9 (builds before counted 58); a key seen from 70 addresses
+    reads 64, where counting stops (8 stored, 56 more by hash)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_cases", os.path.join(SRC, "tests/cases/make_cases.py"))
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    c = mc.Case("state", "distinct_ips", "")
+    day = mc.ATTACK
+    stolen, busy = mc.key("STOLEN"), mc.key("BUSY")
+    c.office_start()
+    c.issue(mc.at(day, 9), stolen)
+    c.issue(mc.at(day, 9), busy)
+    lam = ["54.158.64.%d" % (100 + i) for i in range(8)]
+    for i, ip in enumerate(lam):
+        c.call(mc.at(day, 9, 1 + i), stolen, ip, "runtime", "secret", creation=mc.at(day, 9))
+    for i in range(50):
+        c.call(mc.at(day, 10, i), stolen, "do", "laptop_cli", "secret", creation=mc.at(day, 9))
+    for i in range(70):
+        ip = "54.158.65.%d" % (100 + i)
+        c.call(mc.at(day, 9, 1 + i % 50), busy, ip, "runtime", "secret", creation=mc.at(day, 9))
+    events = tmp_path / "ips.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in c.events))
+    state = tmp_path / "state"
+    p = scan([events], "--state", str(state))
+    assert p.returncode in (0, 1), p.stderr.decode()
+    got = {}
+    for k in (stolen, busy):
+        out = subprocess.run([BIN, "inspect", "--state", str(state), "--json", "key", k], capture_output=True)
+        assert out.returncode == 0, out.stderr.decode()
+        [got[k]] = json.loads(out.stdout)
+    assert got[stolen]["distinct_ips"] == 9
+    assert got[stolen]["outside_count"] == 50
+    assert got[stolen]["source_ips"] == lam
+    assert got[busy]["distinct_ips"] == 64
+    assert got[busy]["inside_count"] == 70 and len(got[busy]["source_ips"]) == 8
+    # the alert for the stolen key quotes the same count
+    mine = [a for a in alerts_of(p) if a["access_key_id"] == stolen]
+    assert mine and all(a["history"]["distinct_ips"] <= 9 for a in mine)
+    assert any(a["history"]["distinct_ips"] == 9 for a in mine)
 
 
 def test_log_settings_apply_to_scan(tmp_path):

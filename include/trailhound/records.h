@@ -1,8 +1,9 @@
 /*
  * The detector's records and their keys in the state store. Layouts are
  * documented in docs/state-format.md; every value starts with a format
- * version byte (TH_REC_VERSION; TH_DEDUP_VERSION for the dedup ledger, whose
- * decoder also reads version-1 values), and every key with a one-letter
+ * version byte (TH_REC_VERSION; TH_DEDUP_VERSION for the dedup ledger and
+ * TH_TOKEN_VERSION for a token, whose decoders also read version-1 values),
+ * and every key with a one-letter
  * record type:
  *
  *   a|<account>                          account: first event time
@@ -76,7 +77,12 @@ enum th_origin {
 };
 const char *th_origin_name(enum th_origin o);
 
+#define TH_TOKEN_VERSION 2 /* version 1 had no address hashes */
 #define TH_TOKEN_MAX_IPS 8
+/* Distinct addresses past the stored ones are remembered by a 32-bit hash,
+ * so distinct_ips stays a count of addresses, not of uses, up to
+ * TH_TOKEN_MAX_IPS + TH_TOKEN_MAX_IP_HASHES (64). */
+#define TH_TOKEN_MAX_IP_HASHES 56
 #define TH_TOKEN_MAX_CALLS 16
 #define TH_TOKEN_MAX_ALERTS 4
 
@@ -94,7 +100,11 @@ struct th_token {
 	uint32_t inside, outside;
 	uint8_t n_ips;
 	char ips[TH_TOKEN_MAX_IPS][48];
-	uint32_t distinct_ips; /* keeps counting past the stored ones */
+	uint32_t distinct_ips; /* n_ips + n_ip_hashes (more in records of builds
+				* before the hashes, which counted every use from an address
+				* not stored) */
+	uint8_t n_ip_hashes;
+	uint32_t ip_hashes[TH_TOKEN_MAX_IP_HASHES];
 	uint8_t n_calls;
 	struct {
 		char name[96]; /* "<service>:<eventName>" */

@@ -250,6 +250,10 @@ static void fill_token(struct th_token *t, int n_alerts)
 	t->n_ips = TH_TOKEN_MAX_IPS;
 	for (int i = 0; i < t->n_ips; i++)
 		snprintf(t->ips[i], sizeof(t->ips[i]), "192.0.2.%d", i);
+	t->n_ip_hashes = TH_TOKEN_MAX_IP_HASHES;
+	for (int i = 0; i < t->n_ip_hashes; i++)
+		t->ip_hashes[i] = UINT32_MAX - (uint32_t)i * 77777;
+	t->distinct_ips = TH_TOKEN_MAX_IPS + TH_TOKEN_MAX_IP_HASHES;
 	t->n_calls = TH_TOKEN_MAX_CALLS;
 	for (int i = 0; i < t->n_calls; i++) {
 		snprintf(t->calls[i].name, sizeof(t->calls[i].name), "s3:Op%d", i);
@@ -310,6 +314,81 @@ static void test_token_life_agrees_with_decode(void **state)
 		free(b);
 	}
 	th_wbuf_free(&w);
+}
+
+/* A token as builds before the address hashes wrote it (version 1: the
+ * same fields, no hashes) still decodes, in stores and changelogs, and is
+ * written back as version 2; a version-2 token keeps its hashes. */
+static void test_token_version_1_still_decodes(void **state)
+{
+	struct th_wbuf w = {0}, w2 = {0};
+	static struct th_token t, t2;
+	struct th_token_life life;
+	(void)state;
+	fill_token(&t, 1);
+	t.n_ip_hashes = 0;
+	t.distinct_ips = 58; /* what those builds counted: uses past the 8 stored */
+	th_token_encode(&w, &t);
+	assert_int_equal(w.p[0], TH_TOKEN_VERSION);
+	/* version 2 with no hashes is version 1 plus the count byte after the
+	 * addresses: rebuild the version-1 bytes from it */
+	size_t at = 0;
+	{
+		struct th_rbuf r;
+		th_rbuf_init(&r, w.p, w.len);
+		th_get_u8(&r);
+		th_get_u8(&r);
+		for (int i = 0; i < 4; i++)
+			th_get_str(&r, t2.role_arn, sizeof(t2.role_arn));
+		for (int i = 0; i < 4; i++)
+			th_get_time(&r);
+		for (int i = 0; i < 3; i++)
+			th_get_varint(&r);
+		int n = th_get_u8(&r);
+		for (int i = 0; i < n; i++)
+			th_get_str(&r, t2.ips[0], sizeof(t2.ips[0]));
+		assert_false(r.bad);
+		at = (size_t)(r.p - (const unsigned char *)w.p);
+	}
+	assert_int_equal(w.p[at], 0); /* no hashes */
+	th_put_u8(&w2, TH_REC_VERSION);
+	th_put_bytes(&w2, w.p + 1, at - 1);
+	th_put_bytes(&w2, w.p + at + 1, w.len - at - 1);
+	assert_int_equal(th_token_decode(w2.p, w2.len, &t2), 0);
+	assert_int_equal(t2.distinct_ips, 58);
+	assert_int_equal(t2.n_ip_hashes, 0);
+	assert_int_equal(t2.n_ips, TH_TOKEN_MAX_IPS);
+	assert_int_equal(t2.n_alerts, 1);
+	assert_string_equal(t2.alerts[0].alert_id, t.alerts[0].alert_id);
+	assert_int_equal(th_token_life(w2.p, w2.len, &life, &t2), 0);
+	check_decoder("token v1", &w2, dec_token, &t2);
+	/* written back: version 2, the same fields */
+	th_token_decode(w2.p, w2.len, &t2);
+	th_wbuf_reset(&w2);
+	th_token_encode(&w2, &t2);
+	assert_int_equal(w2.len, w.len);
+	assert_memory_equal(w2.p, w.p, w.len);
+	/* version 2 keeps every hash; too many, or one past 32 bits, is refused */
+	fill_token(&t, 0);
+	th_wbuf_reset(&w);
+	th_token_encode(&w, &t);
+	assert_int_equal(th_token_decode(w.p, w.len, &t2), 0);
+	assert_int_equal(t2.n_ip_hashes, TH_TOKEN_MAX_IP_HASHES);
+	assert_memory_equal(t2.ip_hashes, t.ip_hashes, sizeof(t.ip_hashes));
+	th_wbuf_reset(&w2);
+	th_put_bytes(&w2, w.p, at);
+	th_put_u8(&w2, TH_TOKEN_MAX_IP_HASHES + 1);
+	assert_int_equal(th_token_decode(w2.p, w2.len, &t2), TH_EPARSE);
+	th_wbuf_reset(&w2);
+	th_put_bytes(&w2, w.p, at);
+	th_put_u8(&w2, 1);
+	th_put_varint(&w2, (uint64_t)UINT32_MAX + 1);
+	th_put_u8(&w2, 0); /* no calls */
+	th_put_u8(&w2, 0); /* no alerts */
+	assert_int_equal(th_token_decode(w2.p, w2.len, &t2), TH_EPARSE);
+	assert_int_equal(th_token_life(w2.p, w2.len, &life, &t2), TH_EPARSE);
+	th_wbuf_free(&w);
+	th_wbuf_free(&w2);
 }
 
 /* Stores and changelogs are untrusted: a time so large that the detector's
@@ -531,6 +610,7 @@ int main(void)
 		cmocka_unit_test(test_key_refuses_rather_than_truncates),
 		cmocka_unit_test(test_decoders_reject_truncated_and_garbled),
 		cmocka_unit_test(test_token_life_agrees_with_decode),
+		cmocka_unit_test(test_token_version_1_still_decodes),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
 		cmocka_unit_test(test_utf8_validity),
