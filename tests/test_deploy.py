@@ -61,6 +61,17 @@ def served_metrics():
     }
 
 
+def bridge_metrics():
+    """The names only `trailhound bridge` serves (docs/operations.md, docs/bridge.md),
+    checked against a live bridge's scrape in kafka.bridge
+    (tests/kafka/test_kafka_bridge.py::test_bridge_corrupt_gzip_dead_lettered)."""
+    return {
+        "trailhound_bridge_files_total": "counter",
+        "trailhound_bridge_dead_lettered_total": "counter",
+        "trailhound_bridge_sqs_messages_total": "counter",
+    }
+
+
 def binary_settings():
     """Setting names, asked of the binary (the config table in src/config.c)."""
     p = subprocess.run([BIN, "run", "--help-config"], capture_output=True, text=True)
@@ -223,16 +234,18 @@ def rules():
 
 
 def test_dashboard_and_rules_query_served_metrics():
-    served = served_metrics()
+    served = {**served_metrics(), **bridge_metrics()}
     q = queried_metrics()
     assert len({m for _, m in q}) >= 15
     for where, m in q:
         base = re.sub(r"_(bucket|sum|count)$", "", m)
         ok = m in served or (base in served and served[base] == "histogram")
         assert ok, f"{where} queries {m}, which the worker does not serve"
-    # and the dashboard shows every metric served
+    # and the dashboard shows every metric served, the bridge's too
     shown = {re.sub(r"_(bucket|sum|count)$", "", m) for w, m in q if w.startswith("dashboard")}
     assert set(served) <= shown, set(served) - shown
+    # a dead-lettering bridge is a blind spot: a rule says so
+    assert any("trailhound_bridge_dead_lettered_total" in r["expr"] for r in rules())
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")

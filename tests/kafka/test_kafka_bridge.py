@@ -418,6 +418,17 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     end = [l for l in p.stderr.splitlines() if "files=" in l][-1]
     msgs = int(end.split("messages=")[1].split()[0])
     assert m.get("trailhound_bridge_sqs_messages_total") == msgs >= 4, (m, end)
+    # deploy/'s dashboard and alert rules query only bridge metrics this serves
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "test_deploy", os.path.join(os.path.dirname(__file__), "..", "test_deploy.py"))
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    names = {k.split("{")[0] for k in m}
+    bridge_queries = [(w, q) for w, q in deploy.queried_metrics() if q.startswith("trailhound_bridge_")]
+    assert len({q for _, q in bridge_queries}) == len(deploy.bridge_metrics())
+    for where, q in bridge_queries:
+        assert q in names, f"{where} queries {q}, which a live bridge does not serve"
     assert "left on the queue (receive 1 of 3)" in p.stderr
     assert "received 3 times: dead-lettered" in p.stderr
     dl = read_topic(env.broker, env.dlq)
