@@ -27,12 +27,16 @@ const char *const th_investigative_actions[] = {
 
 void th_evidence_add(struct th_evidence *ev, const char *fmt, ...)
 {
+	char line[TH_EVIDENCE_LINE + 4];
 	va_list ap;
 	if (ev->n >= TH_EVIDENCE_MAX)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(ev->text[ev->n++], sizeof(ev->text[0]), fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* A line longer than any the detector writes is still cut on a
+	 * character's boundary: alerts are UTF-8 (JSON, Avro strings). */
+	th_copy_utf8(ev->text[ev->n++], sizeof(ev->text[0]), line);
 }
 
 /* 1: the key is both inside and outside, or the remote call impersonates

@@ -409,3 +409,30 @@ def test_twin_ipv6_with_asn_data(tmp_path):
 
 
 IPV6_NO_ASN = "2001:db9::1"
+
+
+# ---- evidence names an identity whole, at every length IAM allows ----
+
+# An IAM user's ARN with the longest path IAM allows (512 characters) and name (64).
+LONG_PATH = ("/" + "/".join("platform-engineering-team-%02d" % i for i in range(18)))[:511] + "/"
+LONG_USER = "arn:aws:iam::%s:user%s%s" % (ACCT, LONG_PATH, "b" * 64)
+
+
+@pytest.mark.parametrize("who", [BOB, LONG_USER], ids=["short_arn", "longest_arn"])
+def test_evidence_names_the_identity_whole(tmp_path, who):
+    """The assumer's ARN is in the evidence of variation 5 ("… had not assumed
+    this Lambda role") and, when the AssumeRole arrives after the use, in the
+    re-decision's ("… the key was assumed by …"): whole, not cut at 320 bytes
+    as builds before cut lines. The short ARN is the twin."""
+    assert len(LONG_PATH) == 512 and len(LONG_USER) > 600
+    key = "ASIABOBORDERS0000001"
+    use = call(key, "orders", ts(DAY, 10, 20), DO, ua=CLI)
+    first = [baseline_event()] + function_token() + [assumption(key, "orders", ts(DAY), who), use]
+    later = [baseline_event()] + function_token() + [use, assumption(key, "orders", ts(DAY), who)]
+    alerts, _ = scan(tmp_path, first, name="first.jsonl")
+    assert verdicts(alerts) == [(5, "Medium", use["eventID"])]
+    assert who + " had not assumed this Lambda role in the training period" in alerts[0]["evidence"]
+    alerts, _ = scan(tmp_path, later, name="later.jsonl")
+    assert [a["variation"] for a in alerts] == [2, 5]
+    again = [e for e in alerts[1]["evidence"] if e.startswith("upgrades alert ")]
+    assert len(again) == 1 and ("the key was assumed by %s, so it is the role's other session" % who) in again[0]

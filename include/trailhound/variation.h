@@ -54,9 +54,12 @@ struct th_match_ctx {
 };
 
 #define TH_EVIDENCE_MAX 8
+/* A line may name an identity ARN whole (TH_ARN_SIZE) inside a sentence of
+ * its own and a function name: an investigator needs the ARN, not a cut. */
+#define TH_EVIDENCE_LINE (TH_ARN_SIZE + 512)
 struct th_evidence {
 	int n;
-	char text[TH_EVIDENCE_MAX][320];
+	char text[TH_EVIDENCE_MAX][TH_EVIDENCE_LINE];
 };
 void th_evidence_add(struct th_evidence *ev, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

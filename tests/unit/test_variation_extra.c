@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "trailhound/avro_alert.h"
+#include "trailhound/common.h"
 #include "trailhound/detect.h"
 #include "trailhound/input.h"
 #include "trailhound/state.h"
@@ -264,6 +265,31 @@ static void test_extra_variation_fires_dedups_and_encodes(void **state)
 }
 
 /* A table the detector could not index safely is refused up front. */
+/* An evidence line holds an identity ARN whole (TH_ARN_SIZE) with its
+ * sentence; a longer one (no line the detector writes) is cut on a UTF-8
+ * character's boundary, never inside one. */
+static void test_evidence_lines_fit_an_arn_and_cut_on_characters(void **state)
+{
+	static struct th_evidence ev;
+	static char arn[TH_ARN_SIZE], wide[3 * TH_EVIDENCE_LINE];
+	(void)state;
+	memset(arn, 'a', sizeof(arn) - 1);
+	th_evidence_add(&ev, "the key was assumed by %s, so it is the role's other session, not "
+			     "function %s's token",
+			arn, "orders");
+	assert_non_null(strstr(ev.text[0], arn));
+	assert_non_null(strstr(ev.text[0], "orders's token"));
+	for (size_t i = 0; i + 2 < sizeof(wide); i += 2)
+		memcpy(wide + i, "\xc3\xa9", 2); /* é */
+	for (int shift = 0; shift < 4; shift++) {
+		ev.n = 0;
+		th_evidence_add(&ev, "%.*s%s", shift, "xxx", wide);
+		size_t n = strlen(ev.text[0]);
+		assert_true(n < TH_EVIDENCE_LINE && n > TH_EVIDENCE_LINE - 4);
+		assert_int_equal(th_utf8_valid(ev.text[0], n), 1);
+	}
+}
+
 static void test_bad_tables_are_refused(void **state)
 {
 	struct th_variation vars[2] = {th_variations[0], seventh};
@@ -299,6 +325,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_builtin_table_gives_variation_4),
+		cmocka_unit_test(test_evidence_lines_fit_an_arn_and_cut_on_characters),
 		cmocka_unit_test(test_extra_variation_fires_dedups_and_encodes),
 		cmocka_unit_test(test_bad_tables_are_refused),
 	};
