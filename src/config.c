@@ -79,6 +79,9 @@ static const struct conf_item items[] = {
 	{"asn_db", T_STR, "", 0, 0, C(asn_db), "ASN database (.mmdb, GeoLite2-ASN schema)"},
 	{"aws_ranges", T_STR, "", 0, 0, C(aws_ranges),
 	 "AWS ip-ranges.json; empty = recognise AWS addresses by Amazon's ASNs"},
+	{"reference_check_s", T_LONG, "60", 0, 86400, C(reference_check_s),
+	 "run: look this often whether asn_db or aws_ranges was replaced, and load it again "
+	 "between transactions (0 = only at start)"},
 	/* the Kafka worker */
 	{"brokers", T_STR, "127.0.0.1:19092", 0, 0, C(brokers), "bootstrap servers"},
 	{"group_id", T_STR, "trailhound", 0, 0, C(group_id), "consumer group of the workers"},

@@ -101,6 +101,13 @@ void th_detector_get_stats(const struct th_detector *d, struct th_detect_stats *
 	out->held_pending = d->held_loaded ? (uint64_t)HASH_COUNT(d->held_keys) : 0;
 }
 
+void th_detector_set_enrich(struct th_detector *d, const struct th_enrich *en)
+{
+	d->en = en;
+	for (size_t i = 0; i < IPCACHE_SIZE; i++)
+		d->ipcache[i].ip[0] = '\0';
+}
+
 void th_detector_reset(struct th_detector *d)
 {
 	th_detect_clear_accounts(d);

@@ -157,6 +157,15 @@ static inline bool streq(const char *a, const char *b)
 	return a && b && strcmp(a, b) == 0;
 }
 
+/* FNV-1a: a well-spread 32-bit hash of a short string (an address). */
+static inline uint32_t str_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
 /* ---- detect_memory.c: the detector's working memory. Loaded objects are
  * owned by the cache and stay valid until th_detect_flush()/clear; save_*
  * marks them dirty. Errors are negative TH_E* codes. ---- */

@@ -51,15 +51,6 @@ int th_detect_role_add_function(struct th_role *ro, const char *name, const char
 }
 
 
-/* FNV-1a: a well-spread 32-bit hash of a short string. */
-static uint32_t address_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 /* Counts each distinct source address once: the first TH_TOKEN_MAX_IPS are
  * kept (inspect lists them), later ones by hash. An address not counted
  * again at every use keeps distinct_ips a count an analyst can read: a
@@ -76,7 +67,7 @@ static void record_address(struct th_token *t, const char *ip)
 		t->distinct_ips++;
 		return;
 	}
-	uint32_t h = address_hash(ip);
+	uint32_t h = str_hash(ip);
 	for (int i = 0; i < t->n_ip_hashes; i++)
 		if (t->ip_hashes[i] == h)
 			return;

@@ -444,10 +444,7 @@ void th_detect_enrich(struct th_detector *d, const char *ip, struct th_netinfo *
 		th_enrich_lookup(d->en, ip, out);
 		return;
 	}
-	uint32_t h = 2166136261u;
-	for (const char *p = ip; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	struct ip_slot *s = &d->ipcache[h & (IPCACHE_SIZE - 1)];
+	struct ip_slot *s = &d->ipcache[str_hash(ip) & (IPCACHE_SIZE - 1)];
 	if (strcmp(s->ip, ip) != 0) {
 		th_enrich_lookup(d->en, ip, &s->ni);
 		th_strlcpy(s->ip, ip, sizeof(s->ip));

@@ -104,7 +104,45 @@ struct th_enrich {
 
 	uint32_t *amazon_asns; /* sorted */
 	size_t namazon_asns;
+
+	/* The files as loaded, to tell when one is replaced or rewritten
+	 * (th_enrich_files_changed): path and identity, taken before reading. */
+	struct source {
+		char *path;
+		struct stat st;
+	} src[2];
 };
+
+/* Records which file is about to be read. A file replaced between this and
+ * the read looks changed at the next check: one reload too many, never one
+ * missed. */
+static int note_source(struct th_enrich *en, int i, const char *path)
+{
+	en->src[i].path = strdup(path);
+	if (!en->src[i].path)
+		return TH_ENOMEM;
+	if (stat(path, &en->src[i].st) != 0)
+		memset(&en->src[i].st, 0, sizeof(en->src[i].st));
+	return 0;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+bool th_enrich_files_changed(const struct th_enrich *en)
+{
+	for (size_t i = 0; en && i < TH_ARRAY_SIZE(en->src); i++) {
+		struct stat now;
+		/* a file gone for a moment (mid-replace) is not a change yet */
+		if (en->src[i].path && stat(en->src[i].path, &now) == 0 &&
+		    !same_file(&now, &en->src[i].st))
+			return true;
+	}
+	return false;
+}
 
 /* One entry of ip-ranges.json while building. */
 struct th_pfx {
@@ -835,13 +873,13 @@ int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, cha
 	}
 
 	if (conf->asn_db_path) {
-		rc = th_open_mmdb(en, conf->asn_db_path, errstr, errstr_size);
-		if (rc)
+		if ((rc = note_source(en, 0, conf->asn_db_path)) ||
+		    (rc = th_open_mmdb(en, conf->asn_db_path, errstr, errstr_size)))
 			goto cleanup;
 	}
 	if (conf->aws_ranges_path) {
-		rc = th_load_ranges(en, conf->aws_ranges_path, errstr, errstr_size);
-		if (rc)
+		if ((rc = note_source(en, 1, conf->aws_ranges_path)) ||
+		    (rc = th_load_ranges(en, conf->aws_ranges_path, errstr, errstr_size)))
 			goto cleanup;
 	}
 	*enp = en;
@@ -858,6 +896,8 @@ void th_enrich_destroy(struct th_enrich *en)
 		return;
 	if (en->have_mmdb)
 		MMDB_close(&en->mmdb);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(en->src); i++)
+		free(en->src[i].path);
 	free(en->v4_keys);
 	free(en->v4_tags);
 	free(en->v6_keys);

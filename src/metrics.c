@@ -394,6 +394,13 @@ int th_metrics_render(char **out, size_t *len)
 	      th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING));
 	gauge(&b, "trailhound_partitions_assigned", "Input partitions assigned to this worker.",
 	      th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED));
+	head(&b, "trailhound_reference_reloads_total", "counter",
+	     "Reference data (asn_db, aws_ranges) loaded again after one of its files changed, "
+	     "by outcome (failed: the worker goes on with what it had).");
+	put(&b, "trailhound_reference_reloads_total{outcome=\"loaded\"} %" PRIu64 "\n",
+	    th_metrics_get(TH_M_REFERENCE_RELOADED));
+	put(&b, "trailhound_reference_reloads_total{outcome=\"failed\"} %" PRIu64 "\n",
+	    th_metrics_get(TH_M_REFERENCE_RELOAD_FAILED));
 
 	/* the tables: copy under the lock, format outside it (heap: the HTTP
 	 * thread's stack is small) */

@@ -93,6 +93,7 @@ struct worker {
 	 * refresh inside commit_transaction */
 	rd_kafka_topic_t *out_topics[3];
 	struct th_enrich *en;
+	double reference_checked_at; /* reload_reference: when the files were last looked at */
 	struct th_parser *parser;
 	struct th_avro_alert *avro;
 	struct part *parts[MAX_PARTS];
@@ -792,6 +793,43 @@ out:
 	if (positions)
 		rd_kafka_topic_partition_list_destroy(positions);
 	return rc;
+}
+
+/* ---- reference data, reloaded when its files change ---- */
+
+/* ip-ranges.json changes several times a week and the ASN database weekly: a
+ * worker that read them once judges a new AWS range as a public network
+ * (remote uses, false alerts) until restarted, and a rolling restart of a
+ * group rebalances it once per worker. So the files are looked at every
+ * reference_check_s and, when one was replaced (a new inode, size or time:
+ * `mv` over it, a Kubernetes volume update), loaded again and used from the
+ * next event on. Called only between transactions (none open with
+ * messages): every decision of a transaction is made with one version. A
+ * file that does not load is reported and the loaded data kept. */
+static void reload_reference(struct worker *w)
+{
+	char errstr[512];
+	struct th_enrich *en;
+	double now = now_s();
+	if (w->cf->reference_check_s <= 0 || w->msgs_in_txn > 0 ||
+	    now - w->reference_checked_at < (double)w->cf->reference_check_s)
+		return;
+	w->reference_checked_at = now;
+	if (!th_enrich_files_changed(w->en))
+		return;
+	if (th_config_open_enrich((struct th_config *)w->cf, &en, errstr, sizeof(errstr))) {
+		th_metrics_add(TH_M_REFERENCE_RELOAD_FAILED, 1);
+		th_log_err("enrich", "reference data changed but does not load (%s): going on with "
+				     "what was loaded; trying again in %ld s",
+			   errstr, w->cf->reference_check_s);
+		return;
+	}
+	for (int i = 0; i < w->nparts; i++)
+		th_detector_set_enrich(w->parts[i]->det, en);
+	th_enrich_destroy(w->en);
+	w->en = en;
+	th_metrics_add(TH_M_REFERENCE_RELOADED, 1);
+	th_log_info("enrich", "reference data loaded again: used from the next event on");
 }
 
 /* ---- rebalancing (eager protocol, range assignor) ---- */
@@ -1553,7 +1591,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 		th_log_err("worker", "%s", errstr);
 		goto out;
 	}
-	w.last_msg_at = w.last_stats = now_s();
+	w.last_msg_at = w.last_stats = w.reference_checked_at = now_s();
 	while (*run && !w.fatal) {
 		double t0 = now_s();
 		th_metrics_heartbeat();
@@ -1614,6 +1652,7 @@ int th_worker_run(const struct th_config *cf, const struct th_worker_opts *opts,
 			if (commit_txn(&w) == TH_EFATAL)
 				break;
 		}
+		reload_reference(&w);
 		if (now_s() - w.last_stats >= STATS_INTERVAL_S) {
 			w.last_stats = now_s();
 			log_stats(&w);

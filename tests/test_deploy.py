@@ -58,6 +58,7 @@ def served_metrics():
         "trailhound_state_bytes": "gauge",
         "trailhound_consumer_lag": "gauge",
         "trailhound_ready": "gauge",
+        "trailhound_reference_reloads_total": "counter",
     }
 
 

@@ -30,6 +30,7 @@ struct th_config {
 	struct th_detect_conf detect;
 	/* reference data */
 	char *asn_db, *aws_ranges;
+	long reference_check_s; /* run: how often to look for new reference data; 0 = never */
 	uint32_t amazon_asns[64]; /* empty = the built-in table */
 	int n_amazon_asns;
 	/* parser: eventTime bound ahead of the wall clock, ms; 0 = none (spec v2 §5) */

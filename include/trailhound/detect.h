@@ -108,6 +108,12 @@ int th_detector_checkpoint(struct th_detector *d);
 
 /** @brief Drop in-memory state derived from uncommitted events (after a rollback). */
 void th_detector_reset(struct th_detector *d);
+/**
+ * @brief Judge addresses by @p en from the next event on (reference data
+ *        reloaded): forgets the addresses enriched by the one before. The
+ *        caller keeps @p en alive while the detector uses it.
+ */
+void th_detector_set_enrich(struct th_detector *d, const struct th_enrich *en);
 
 void th_detector_get_stats(const struct th_detector *d, struct th_detect_stats *out);
 

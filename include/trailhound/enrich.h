@@ -70,6 +70,12 @@ struct th_enrich;
 int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, char *errstr,
 		  size_t errstr_size);
 void th_enrich_destroy(struct th_enrich *en);
+/**
+ * @brief Whether a file @p en was loaded from has been replaced or rewritten
+ *        since (another inode, size or modification time): load the reference
+ *        data again to use it. A file missing right now is not a change.
+ */
+bool th_enrich_files_changed(const struct th_enrich *en);
 
 /**
  * @brief Classify @p source_ip (a CloudTrail sourceIPAddress value, NUL-terminated).

@@ -34,6 +34,8 @@ enum th_counter {
 	TH_M_SUPPRESSED_ACTIVATION, /* set, not added: the detectors' own counters */
 	TH_M_DEDUPLICATED,
 	TH_M_HELD_EXPIRED,
+	TH_M_REFERENCE_RELOADED,     /* reference data loaded again after its files changed */
+	TH_M_REFERENCE_RELOAD_FAILED, /* ... or not: the worker kept what it had */
 	/* the bridge's (trailhound bridge); shown only once one was counted */
 	TH_M_BRIDGE_FILES_PUBLISHED, /* S3 objects published, each in its transaction */
 	TH_M_BRIDGE_FILES_SKIPPED,   /* published before (the ledger names them) */

@@ -186,7 +186,8 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
                  "trailhound_transactions_aborted_total", "trailhound_transaction_commit_seconds",
                  "trailhound_restore_records_total", "trailhound_partitions_restoring",
                  "trailhound_partitions_assigned", "trailhound_state_bytes",
-                 "trailhound_consumer_lag", "trailhound_ready"):
+                 "trailhound_consumer_lag", "trailhound_ready",
+                 "trailhound_reference_reloads_total"):
         assert name in text_names, name
     # deploy/'s Grafana dashboard and alert rules query only what a live
     # worker serves (tests/test_deploy.py reads their queries)
