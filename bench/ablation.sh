@@ -9,7 +9,8 @@
 #               every 1000 messages, retry.backoff.ms 100, no metadata warm-up,
 #               librdkafka's own prefetch refill
 #   old knobs   this build with the old settings put back (batch_size 1000 and
-#               commit_interval_ms at its maximum, 10 min: by count, not time, producer retry.backoff.ms 100, consumer
+#               commit_interval_ms at its maximum, 10 min: by count, not
+#               time; producer retry.backoff.ms 100; consumer
 #               queued.min.messages 100000, fetch.wait.max.ms 500): what the
 #               code changes alone (metadata warm-up, prefetch wake-up) bought
 #   -backoff    this build, defaults but producer retry.backoff.ms 100
@@ -42,8 +43,8 @@ if [[ ! -x $OLD_BIN ]]; then
 	rm -rf "$OLD_SRC"
 	git archive --prefix="ablation-$rev/" "$rev" | tar -x -C "$CACHE"
 	cmake -S "$OLD_SRC" -B "$OLD_SRC/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	cmake --build "$OLD_SRC/build" --target trailhound --parallel "$(nproc)" >"$OLD_SRC/build.log" 2>&1 ||
-		{ tail -20 "$OLD_SRC/build.log" >&2; die "building $rev failed"; }
+	cmake --build "$OLD_SRC/build" --target trailhound --parallel "$(nproc)" \
+		>"$OLD_SRC/build.log" 2>&1 || { tail -20 "$OLD_SRC/build.log" >&2; die "building $rev failed"; }
 fi
 
 # ---- the events --------------------------------------------------------------
@@ -106,19 +107,22 @@ one_run() {
 	printf '%s %s %s %s\n' "$s" "${tx:--}" "${so:--}" "${cm:--}"
 }
 
-OLD_KNOBS=(--set batch_size=1000 --set commit_interval_ms=600000
-	--set kafka.producer.retry.backoff.ms=100
-	--set kafka.consumer.queued.min.messages=100000 --set kafka.consumer.fetch.wait.max.ms=500)
+# the settings before (words of --set options)
+BACKOFF="--set kafka.producer.retry.backoff.ms=100"
+BY_COUNT="--set batch_size=1000 --set commit_interval_ms=600000"
+PREFETCH="--set kafka.consumer.queued.min.messages=100000"
+PREFETCH+=" --set kafka.consumer.fetch.wait.max.ms=500"
 rows=(
 	"before|$OLD_BIN|"
-	"old knobs|$BIN|${OLD_KNOBS[*]}"
-	"-backoff|$BIN|--set kafka.producer.retry.backoff.ms=100"
-	"-by-time|$BIN|--set batch_size=1000 --set commit_interval_ms=600000"
-	"-prefetch|$BIN|--set kafka.consumer.queued.min.messages=100000 --set kafka.consumer.fetch.wait.max.ms=500"
+	"old knobs|$BIN|$BY_COUNT $BACKOFF $PREFETCH"
+	"-backoff|$BIN|$BACKOFF"
+	"-by-time|$BIN|$BY_COUNT"
+	"-prefetch|$BIN|$PREFETCH"
 	"now|$BIN|"
 )
 printf '\n%d events, 4 partitions; median of %d runs each\n\n' "$N" "$REPEAT"
-printf '| build, settings | assignment → caught up | events/s | transactions | send_offsets ms | commit ms |\n'
+printf '| build, settings | assignment → caught up | events/s | transactions | %s |\n' \
+	'send_offsets ms | commit ms'
 printf '|---|---|---|---|---|---|\n'
 i=0
 for row in "${rows[@]}"; do
@@ -128,7 +132,8 @@ for row in "${rows[@]}"; do
 		# shellcheck disable=SC2086 # args: words of --set options
 		one_run "r$i-$r" "$bin" $args >>"$WORK/r$i"
 	done
-	read -r s tx so cm < <(sort -g "$WORK/r$i" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }')
+	read -r s tx so cm < <(sort -g "$WORK/r$i" |
+		awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }')
 	printf '| %s | %.2f s | %s | %s | %s | %s |\n' "$label" "$s" "$(rate "$N" "$s")" "$tx" "$so" "$cm"
 	i=$((i + 1))
 done

@@ -2,7 +2,8 @@
  * Encoding of the detector's records (records.h, docs/state-format.md).
  * Each value starts with TH_REC_VERSION (the dedup ledger: TH_DEDUP_VERSION,
  * a token: TH_TOKEN_VERSION; their version-1 forms still decode); a decoder
- * refuses other versions rather than guess, and the store as a whole is versioned by state.c.
+ * refuses other versions rather than guess, and the store as a whole is
+ * versioned by state.c.
  */
 #include "trailhound/records.h"
 
