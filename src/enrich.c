@@ -27,6 +27,7 @@
 #include <maxminddb.h>
 
 #include "awsranges_json.h"
+#include "trailhound/time.h"
 
 #define TH_ENRICH_COMP "enrich"
 
@@ -111,6 +112,7 @@ struct th_enrich {
 		char *path;
 		struct stat st;
 	} src[2];
+	int64_t ranges_created_s; /* ip-ranges.json's createDate; 0 = unknown */
 };
 
 /* Records which file is about to be read. A file replaced between this and
@@ -130,6 +132,12 @@ static bool same_file(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+void th_enrich_built(const struct th_enrich *en, int64_t *asn_db_s, int64_t *aws_ranges_s)
+{
+	*asn_db_s = en && en->have_mmdb ? (int64_t)en->mmdb.metadata.build_epoch : 0;
+	*aws_ranges_s = en && en->have_ranges ? en->ranges_created_s : 0;
 }
 
 bool th_enrich_files_changed(const struct th_enrich *en)
@@ -620,6 +628,14 @@ static int th_load_ranges(struct th_enrich *en, const char *path, char *errstr,
 	en->v4_prefixes = b.npfx[0];
 	en->v6_prefixes = b.npfx[1];
 	en->have_ranges = true;
+	/* "2026-08-22-15-17-05", UTC */
+	int64_t ms;
+	char iso[32];
+	if (strlen(create_date) == 19 &&
+	    snprintf(iso, sizeof(iso), "%.10sT%.2s:%.2s:%.2sZ", create_date, create_date + 11,
+		     create_date + 14, create_date + 17) == 20 &&
+	    th_time_parse_iso(iso, 20, &ms) == 0)
+		en->ranges_created_s = ms / 1000;
 	th_log_info(TH_ENRICH_COMP, "%s (createDate %s): %zu IPv4 and %zu IPv6 prefixes", path,
 		    create_date[0] ? create_date : "unknown", en->v4_prefixes, en->v6_prefixes);
 cleanup:

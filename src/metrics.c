@@ -394,6 +394,19 @@ int th_metrics_render(char **out, size_t *len)
 	      th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING));
 	gauge(&b, "trailhound_partitions_assigned", "Input partitions assigned to this worker.",
 	      th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED));
+	head(&b, "trailhound_reference_created_timestamp_seconds", "gauge",
+	     "When the reference data in use was made (Unix time): the ASN database's build "
+	     "epoch (file=asn_db), ip-ranges.json's createDate (file=aws_ranges); no series for "
+	     "a file not loaded.");
+	static const struct {
+		enum th_gauge g;
+		const char *file;
+	} built[] = {{TH_G_ASN_DB_BUILT, "asn_db"}, {TH_G_AWS_RANGES_CREATED, "aws_ranges"}};
+	for (size_t i = 0; i < TH_ARRAY_SIZE(built); i++)
+		if (th_metrics_get_gauge(built[i].g) > 0)
+			put(&b,
+			    "trailhound_reference_created_timestamp_seconds{file=\"%s\"} %" PRId64 "\n",
+			    built[i].file, th_metrics_get_gauge(built[i].g));
 	head(&b, "trailhound_reference_reloads_total", "counter",
 	     "Reference data (asn_db, aws_ranges) loaded again after one of its files changed, "
 	     "by outcome (failed: the worker goes on with what it had).");

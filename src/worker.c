@@ -797,6 +797,16 @@ out:
 
 /* ---- reference data, reloaded when its files change ---- */
 
+/* The dates of the data in use, for /metrics: a file that stopped being
+ * refreshed upstream is stale however often it is reloaded. */
+static void show_reference_dates(const struct th_enrich *en)
+{
+	int64_t asn_db, aws_ranges;
+	th_enrich_built(en, &asn_db, &aws_ranges);
+	th_metrics_set_gauge(TH_G_ASN_DB_BUILT, asn_db);
+	th_metrics_set_gauge(TH_G_AWS_RANGES_CREATED, aws_ranges);
+}
+
 /* ip-ranges.json changes several times a week and the ASN database weekly: a
  * worker that read them once judges a new AWS range as a public network
  * (remote uses, false alerts) until restarted, and a rolling restart of a
@@ -828,6 +838,7 @@ static void reload_reference(struct worker *w)
 		th_detector_set_enrich(w->parts[i]->det, en);
 	th_enrich_destroy(w->en);
 	w->en = en;
+	show_reference_dates(en);
 	th_metrics_add(TH_M_REFERENCE_RELOADED, 1);
 	th_log_info("enrich", "reference data loaded again: used from the next event on");
 }
@@ -1212,6 +1223,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_ECONFIG;
 	if (th_config_open_enrich((struct th_config *)cf, &w->en, errstr, errstr_size))
 		return TH_ECONFIG;
+	show_reference_dates(w->en);
 	if (th_parser_new(&w->parser, (size_t)cf->record_max))
 		return TH_EFATAL;
 	th_parser_set_max_future_skew(w->parser, cf->max_future_skew_ms);

@@ -59,6 +59,7 @@ def served_metrics():
         "trailhound_consumer_lag": "gauge",
         "trailhound_ready": "gauge",
         "trailhound_reference_reloads_total": "counter",
+        "trailhound_reference_created_timestamp_seconds": "gauge",
     }
 
 

@@ -76,6 +76,13 @@ void th_enrich_destroy(struct th_enrich *en);
  *        data again to use it. A file missing right now is not a change.
  */
 bool th_enrich_files_changed(const struct th_enrich *en);
+/**
+ * @brief When the loaded reference data was made, in seconds since the epoch:
+ *        the ASN database's build epoch and ip-ranges.json's createDate; 0 when
+ *        that file is not loaded (or its date unknown). Stale data misjudges
+ *        networks: what an operator watches.
+ */
+void th_enrich_built(const struct th_enrich *en, int64_t *asn_db_s, int64_t *aws_ranges_s);
 
 /**
  * @brief Classify @p source_ip (a CloudTrail sourceIPAddress value, NUL-terminated).

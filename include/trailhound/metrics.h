@@ -49,6 +49,8 @@ enum th_gauge {
 	TH_G_HELD_PENDING,
 	TH_G_PARTITIONS_ASSIGNED,
 	TH_G_PARTITIONS_RESTORING,
+	TH_G_ASN_DB_BUILT,      /* the loaded reference data's dates (Unix seconds; 0 = none) */
+	TH_G_AWS_RANGES_CREATED,
 	TH_G__COUNT
 };
 

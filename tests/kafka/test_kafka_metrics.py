@@ -11,6 +11,7 @@
   a TLS key password, and the credentials inside AssumeRole responses, with
   debug logging, in text and JSON log formats, in the dead letters' headers.
 """
+import calendar
 import collections
 import json
 import os
@@ -26,8 +27,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from conftest import (BIN, PARTITIONS, assert_caught_up, log, produce_file, read_alerts,
-                      read_topic, wait_for_topics)
+from conftest import (ASN, BIN, PARTITIONS, RANGES, assert_caught_up, log, produce_file,
+                      read_alerts, read_topic, wait_for_topics)
 
 PROMTOOL = shutil.which("promtool")
 
@@ -168,6 +169,16 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
     assert metric(m, "trailhound_transaction_commit_seconds_count") >= \
         metric(m, "trailhound_transactions_committed_total")
     assert metric(m, "trailhound_partitions_assigned") == PARTITIONS
+    # the reference data's dates, as other readers of the same files see them:
+    # ip-ranges.json's createDate (UTC), the build epoch mmdblookup prints
+    created = time.strptime(json.load(open(RANGES))["createDate"] + "+0000", "%Y-%m-%d-%H-%M-%S%z")
+    assert metric(m, "trailhound_reference_created_timestamp_seconds", file="aws_ranges") == \
+        calendar.timegm(created)
+    v = subprocess.run(["mmdblookup", "--file", ASN, "--ip", "1.1.1.1", "--verbose"],
+                       capture_output=True, text=True).stdout
+    epoch = int(v.split("Build epoch:")[1].split()[0])
+    assert metric(m, "trailhound_reference_created_timestamp_seconds", file="asn_db") == epoch
+    assert metric(m, "trailhound_reference_reloads_total", outcome="loaded") == 0
     assert metric(m, "trailhound_partitions_restoring") == 0
     assert metric(m, "trailhound_ready") == 1
     assert metric(m, "trailhound_restore_records_total") == 0
@@ -187,7 +198,8 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
                  "trailhound_restore_records_total", "trailhound_partitions_restoring",
                  "trailhound_partitions_assigned", "trailhound_state_bytes",
                  "trailhound_consumer_lag", "trailhound_ready",
-                 "trailhound_reference_reloads_total"):
+                 "trailhound_reference_reloads_total",
+                 "trailhound_reference_created_timestamp_seconds"):
         assert name in text_names, name
     # deploy/'s Grafana dashboard and alert rules query only what a live
     # worker serves (tests/test_deploy.py reads their queries)

@@ -11,12 +11,16 @@ same use is inside (no alert). Each no-alert event has a positive twin after
 it in the same partition (the same account): a key used from a public
 network, whose alert shows the worker got past the no-alert event. The
 no-alert uses are of other functions than the first alert's, so the dedup
-ledger cannot be what silences them."""
+ledger cannot be what silences them. /metrics follows: the file's createDate
+and the reloads by outcome."""
+import calendar
 import importlib.util
 import ipaddress
 import json
 import os
+import socket
 import time
+import urllib.request
 
 from confluent_kafka import Producer
 
@@ -29,14 +33,26 @@ spec.loader.exec_module(mc)
 EC2_USE1 = mc.IP["aws_use1"][0]  # an EC2 address of the function's own region
 
 
+STALE_DATE = "2026-01-02-03-04-05"  # the stale file's createDate: 1767323045
+
+
 def ranges_without(addr, out):
-    """The real ip-ranges.json (read in place) less every prefix holding addr."""
+    """The real ip-ranges.json (read in place) less every prefix holding addr,
+    dated STALE_DATE."""
     a = ipaddress.ip_address(addr)
     doc = json.load(open(RANGES))
     n = len(doc["prefixes"])
     doc["prefixes"] = [p for p in doc["prefixes"] if a not in ipaddress.ip_network(p["ip_prefix"])]
     assert len(doc["prefixes"]) < n, f"{addr} is in no prefix of {RANGES}"
+    doc["createDate"] = STALE_DATE
     out.write_text(json.dumps(doc))
+
+
+def scrape(port):
+    """{name{labels}: value} of the worker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    return {k: float(v) for k, v in (l.rsplit(" ", 1) for l in lines if l and l[0] != "#")}
 
 
 def swap(root, version):
@@ -90,17 +106,29 @@ def test_reference_data_reloaded_without_restart(broker, topics, workers, tmp_pa
     def alerted():
         return {a["access_key_id"] for _, a in read_alerts(broker, pipe.output)}
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    created = 'trailhound_reference_created_timestamp_seconds{file="aws_ranges"}'
+    reloads = 'trailhound_reference_reloads_total{outcome="%s"}'
     w = workers(names.input, pipe, f"{pipe.tid_prefix}-0", names.state_dir("w"),
-                "--set", f"aws_ranges={root / 'ip-ranges.json'}", "--set", "reference_check_s=1")
+                "--set", f"aws_ranges={root / 'ip-ranges.json'}", "--set", "reference_check_s=1",
+                "--set", f"metrics_listen=127.0.0.1:{port}")
     # 1. the stale file: the EC2 address of the function's region is a public network
     send(0, "STALE", "aws_use1")
     wait_for("the stale file's alert", lambda: keys["STALE"] in alerted(), w)
+    m = scrape(port)
+    assert m[created] == 1767323045 and m[reloads % "loaded"] == 0, m
     # 2. the real file swapped in: loaded again, and the same use is inside
     swap(root, "v2")
     wait_for("the reload", lambda: w.lines("reference data loaded again"), w)
     send(10, "NOWIN", "aws_use1", fn="billing-api")
     send(20, "TWIN1", "do")
     wait_for("the twin's alert", lambda: keys["TWIN1"] in alerted(), w)
+    real = json.load(open(RANGES))["createDate"]
+    real_s = calendar.timegm(time.strptime(real, "%Y-%m-%d-%H-%M-%S"))
+    m = scrape(port)
+    assert m[created] == real_s and m[reloads % "loaded"] == 1, m
     # 3. a file that does not load: reported, the real file's data kept
     swap(root, "v3")
     wait_for("the failed reload", lambda: w.lines("does not load"), w)
@@ -108,6 +136,8 @@ def test_reference_data_reloaded_without_restart(broker, topics, workers, tmp_pa
     send(40, "TWIN2", "ovh")
     wait_for("the second twin's alert", lambda: keys["TWIN2"] in alerted(), w)
 
+    m = scrape(port)
+    assert m[created] == real_s and m[reloads % "failed"] >= 1 and m[reloads % "loaded"] == 1, m
     got = alerted()
     assert got == {keys["STALE"], keys["TWIN1"], keys["TWIN2"]}, got
     stale = [a for _, a in read_alerts(broker, pipe.output) if a["access_key_id"] == keys["STALE"]]
