@@ -122,8 +122,8 @@ def conf_keys(text):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        m = re.match(r'^([A-Za-z0-9_.\-]+)\s*=\s*"[^"]*"\s*$', line)
-        assert m, f"not a `key = \"value\"` line: {line!r}"
+        m = re.match(r'^([A-Za-z0-9_.\-]+)\s*=\s*("[^"]*"|[^"\s]+)\s*$', line)
+        assert m, f"not a `key = \"value\"` (or `key = value`) line: {line!r}"
         keys.append(m.group(1))
     return keys
 
@@ -140,9 +140,17 @@ def k8s(kind):
     return found
 
 
+def named(kind, name):
+    (d,) = [d for d in k8s(kind) if d["metadata"]["name"] == name]
+    return d
+
+
 def configmap_conf():
-    (cm,) = [c for c in k8s("ConfigMap") if c["metadata"]["name"] == "trailhound"]
-    return cm["data"]["trailhound.conf"]
+    return named("ConfigMap", "trailhound")["data"]["trailhound.conf"]
+
+
+def bridge_conf():
+    return named("ConfigMap", "trailhound-bridge")["data"]["bridge.conf"]
 
 
 def conf_value(text, key):
@@ -161,7 +169,7 @@ def topic_partitions():
 
 
 def worker_container():
-    (sts,) = k8s("StatefulSet")
+    sts = named("StatefulSet", "trailhound")
     (c,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "trailhound"]
     return sts, c
 
@@ -183,6 +191,8 @@ def test_settings_exist_in_the_binary():
     known = binary_settings()
     sources = {
         "ConfigMap trailhound.conf": configmap_conf(),
+        "ConfigMap bridge.conf": bridge_conf(),
+        "deploy/bridge/bridge.conf": open(os.path.join(DEPLOY, "bridge/bridge.conf")).read(),
         "deploy/compose/trailhound.conf": open(os.path.join(DEPLOY, "compose/trailhound.conf")).read(),
         "deploy/trailhound.conf": open(os.path.join(DEPLOY, "trailhound.conf")).read(),
     }
@@ -305,7 +315,7 @@ def test_statefulset():
 
 def test_keda_never_above_the_partitions():
     (so,) = k8s("ScaledObject")
-    (sts,) = k8s("StatefulSet")
+    sts = named("StatefulSet", "trailhound")
     assert so["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
     assert so["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"]
     assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= topic_partitions()
@@ -318,9 +328,9 @@ def test_keda_never_above_the_partitions():
 
 
 def test_service_monitor_scrapes_the_metrics_port():
-    (svc,) = k8s("Service")
-    (sm,) = k8s("ServiceMonitor")
-    (sts,) = k8s("StatefulSet")
+    svc = named("Service", "trailhound")
+    sm = named("ServiceMonitor", "trailhound")
+    sts = named("StatefulSet", "trailhound")
     pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items())
     assert all(svc["metadata"]["labels"].get(k) == v
@@ -331,6 +341,59 @@ def test_service_monitor_scrapes_the_metrics_port():
     assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
     (pdb,) = k8s("PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_bridge_statefulset():
+    """bridge.yaml: `trailhound bridge` with its ConfigMap, an identity per pod,
+    probes and scrapes on the port its metrics_listen names, feeding the topic
+    the workers read."""
+    sts = named("StatefulSet", "trailhound-bridge")
+    spec = sts["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    conf = bridge_conf()
+    assert c["args"][:2] == ["bridge", "-c"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    cm_vol = {v["name"]: v for v in spec["volumes"]}[mounts[c["args"][2]]["name"]]
+    assert cm_vol["configMap"]["name"] == "trailhound-bridge"
+    assert mounts[c["args"][2]]["subPath"] == "bridge.conf"
+    # a transactional id per pod, so instances never share one
+    env = {e["name"]: e for e in c["env"]}
+    assert env["TRAILHOUND_BRIDGE_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.name"
+    assert conf_value(conf, "bridge_transactional_id") is None
+    check_setting(env_setting("TRAILHOUND_BRIDGE_TRANSACTIONAL_ID"), binary_settings(), "bridge.yaml")
+    # the password from the Secret, which has the key
+    ref = env["TRAILHOUND_KAFKA__SASL__PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref["key"] in named("Secret", ref["name"])["stringData"]
+    assert "password" not in conf
+    # what it feeds is what the workers read; where it gives up, theirs too
+    for key in ("input_topics", "dead_letter_topic", "brokers"):
+        assert conf_value(conf, key) == conf_value(configmap_conf(), key), key
+    for key in ("bridge_queue_url", "bridge_ledger_topic", "aws_region"):
+        assert conf_value(conf, key), key
+    # probes and the ServiceMonitor on the port metrics_listen opens
+    port = int(conf_value(conf, "metrics_listen").rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["metrics"] == port
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    svc = named("Service", "trailhound-bridge")
+    sm = named("ServiceMonitor", "trailhound-bridge")
+    pod_labels = spec and sts["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"metrics": port}
+    assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
+    # no pod of the workers' Service or PodDisruptionBudget
+    assert not named("Service", "trailhound")["spec"]["selector"].items() <= pod_labels.items()
+    # read-only root; its temporary files (TMPDIR) on a volume of their own
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    tmp = env["TMPDIR"]["value"]
+    assert "emptyDir" in {v["name"]: v for v in spec["volumes"]}[mounts[tmp]["name"]]
+    # credentials from the ServiceAccount's role, never in the manifest
+    assert spec["serviceAccountName"] == named("ServiceAccount", "trailhound-bridge")["metadata"]["name"]
+    assert not [e for e in env if e.startswith("AWS_")]
 
 
 def test_kustomization_lists_every_manifest():
