@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <maxminddb.h>
@@ -840,6 +842,64 @@ static void test_corrupt_mmdb_tree_is_refused(void **state)
 	free(good);
 }
 
+/* The worker reloads reference data when a file it loaded changes
+ * (th_enrich_files_changed): a new copy renamed over it, or the same file
+ * rewritten; not a file missing for a moment (mid-replace), and not one only
+ * read again. Both files, the ASN database and ip-ranges.json, alike. The
+ * dates it reports are the files' own: the database's build epoch and the
+ * JSON's createDate. */
+static void test_files_changed(void **state)
+{
+	struct th_enrich *en = NULL;
+	char errstr[512] = "", asn[160], ranges[160], next[176];
+	size_t na, nr;
+	int64_t built, created;
+	MMDB_s mmdb;
+	(void)state;
+	char *a = read_all(ASN_PATH, &na), *r = read_all(RANGES_PATH, &nr);
+	snprintf(asn, sizeof(asn), "%s", write_tmp("reload.mmdb", a, na));
+	snprintf(ranges, sizeof(ranges), "%s", write_tmp("reload.json", r, nr));
+	struct th_enrich_conf conf = {.asn_db_path = asn, .aws_ranges_path = ranges};
+	E(th_enrich_new(&en, &conf, errstr, sizeof(errstr)));
+	assert_false(th_enrich_files_changed(en));
+	th_enrich_built(en, &built, &created);
+	assert_int_equal(MMDB_open(ASN_PATH, MMDB_MODE_MMAP, &mmdb), MMDB_SUCCESS);
+	assert_int_equal(built, (int64_t)mmdb.metadata.build_epoch);
+	MMDB_close(&mmdb);
+	assert_non_null(strstr(r, "\"createDate\": \"2026-08-22-15-17-05\""));
+	assert_int_equal(created, 1787411825); /* 2026-08-22T15:17:05Z */
+	for (int which = 0; which < 2; which++) {
+		const char *path = which ? ranges : asn;
+		/* renamed over: another inode (same size, same bytes) */
+		snprintf(next, sizeof(next), "%s.new", path);
+		FILE *f = fopen(next, "wb");
+		assert_non_null(f);
+		assert_int_equal(fwrite(which ? r : a, 1, which ? nr : na, f), which ? nr : na);
+		assert_int_equal(fclose(f), 0);
+		assert_int_equal(rename(next, path), 0);
+		assert_true(th_enrich_files_changed(en));
+		/* loaded again: no change now */
+		th_enrich_destroy(en);
+		E(th_enrich_new(&en, &conf, errstr, sizeof(errstr)));
+		assert_false(th_enrich_files_changed(en));
+		/* gone for a moment: not a change; back as it was: none either */
+		snprintf(next, sizeof(next), "%s.away", path);
+		assert_int_equal(rename(path, next), 0);
+		assert_false(th_enrich_files_changed(en));
+		assert_int_equal(rename(next, path), 0);
+		assert_false(th_enrich_files_changed(en));
+		/* rewritten in place with a later time: a change */
+		struct timespec later[2] = {{.tv_sec = 2000000000}, {.tv_sec = 2000000000}};
+		assert_int_equal(utimensat(AT_FDCWD, path, later, 0), 0);
+		assert_true(th_enrich_files_changed(en));
+		th_enrich_destroy(en);
+		E(th_enrich_new(&en, &conf, errstr, sizeof(errstr)));
+	}
+	th_enrich_destroy(en);
+	free(a);
+	free(r);
+}
+
 static void test_bad_mmdb(void **state)
 {
 	static const char junk[] = "this is not a MaxMind DB file\n";
@@ -858,6 +918,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_aws),
 		cmocka_unit_test(test_public),
+		cmocka_unit_test(test_files_changed),
 		cmocka_unit_test(test_private),
 		cmocka_unit_test(test_service),
 		cmocka_unit_test(test_prefix_count),
