@@ -396,6 +396,41 @@ def test_bridge_statefulset():
     assert not [e for e in env if e.startswith("AWS_")]
 
 
+def test_network_policies_allow_what_the_configs_name():
+    """Each NetworkPolicy selects its pods and lets in only the metrics port of
+    their metrics_listen; its egress ports cover every address their ConfigMap
+    names (brokers, schema registry; for the bridge AWS over HTTPS) and DNS."""
+    from urllib.parse import urlsplit
+
+    def ports(rules):
+        return {p["port"] for r in rules for p in r.get("ports", [])}
+
+    def port_of(hostport):
+        return int(hostport.rsplit(":", 1)[1])
+
+    for name, conf in (("trailhound", configmap_conf()), ("trailhound-bridge", bridge_conf())):
+        np = named("NetworkPolicy", name)
+        sts = named("StatefulSet", name)
+        pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+        assert np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        assert ports(np["spec"]["ingress"]) == {port_of(conf_value(conf, "metrics_listen"))}
+        want = {53} | {port_of(b) for b in conf_value(conf, "brokers").split(",")}
+        url = conf_value(conf, "schema_registry_url")
+        if url:
+            u = urlsplit(url)
+            want.add(u.port or (443 if u.scheme == "https" else 80))
+        if name == "trailhound-bridge":
+            endpoint = conf_value(conf, "aws_endpoint")
+            want.add(urlsplit(endpoint).port or 443 if endpoint else 443)
+            assert conf_value(conf, "bridge_queue_url").startswith("https://")
+        assert want <= ports(np["spec"]["egress"]), (name, want)
+        # the other's pods are not selected by this one
+        other = "trailhound-bridge" if name == "trailhound" else "trailhound"
+        other_labels = named("StatefulSet", other)["spec"]["template"]["metadata"]["labels"]
+        assert not np["spec"]["podSelector"]["matchLabels"].items() <= other_labels.items()
+
+
 def test_kustomization_lists_every_manifest():
     (kz,) = docs(os.path.join(K8S, "kustomization.yaml"))
     files = {os.path.basename(p) for p in glob.glob(os.path.join(K8S, "*.yaml"))} - {"kustomization.yaml"}
