@@ -1,4 +1,5 @@
-# Shared by bench/scan_profile.sh and bench/scan_cachesim.sh; sourced, not run.
+# Shared by bench/scan_profile.sh, bench/scan_cachesim.sh and bench/scan_limit.sh;
+# sourced, not run.
 #
 # scan_setup SCRIPT CORPUS_EVENTS MIX TOOL PACKAGE: checks that TOOL is
 # installed (Debian PACKAGE), picks bench/scan_ratio.sh's corpus of MIX
