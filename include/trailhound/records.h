@@ -3,8 +3,7 @@
  * documented in docs/state-format.md; every value starts with a format
  * version byte (TH_REC_VERSION; TH_DEDUP_VERSION for the dedup ledger and
  * TH_TOKEN_VERSION for a token, whose decoders also read version-1 values),
- * and every key with a one-letter
- * record type:
+ * and every key with a one-letter record type:
  *
  *   a|<account>                          account: first event time
  *   b|<account>|<asn>                    account egress ASN baseline: last seen
