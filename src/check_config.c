@@ -7,18 +7,21 @@
 #include "trailhound/check.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "trailhound/avro_alert.h"
 #include "trailhound/common.h"
 #include "trailhound/enrich.h"
 #include "trailhound/log.h"
+#include "trailhound/time.h"
 
 struct check {
 	FILE *out;
@@ -236,16 +239,35 @@ static void check_state_dir(struct check *c, const char *dir)
 		report(c, false, "state_dir %s: cannot write: %s", dir, strerror(e));
 }
 
+/* How old a reference file is, as a note: stale data misjudges networks
+ * (AWS adds ranges every few days), yet it is no reason to refuse a start. */
+static void note_age(struct check *c, const char *what, int64_t made_s, int64_t stale_days)
+{
+	char when[32];
+	if (!made_s)
+		return;
+	int64_t days = ((int64_t)time(NULL) - made_s) / 86400;
+	th_time_format(made_s * 1000, when, sizeof(when));
+	fprintf(c->out, "note %s made %s, %" PRId64 " day(s) ago%s\n", what, when, days,
+		days > stale_days ? ": stale, refresh it (the worker reloads a replaced file)" : "");
+}
+
 static void check_reference(struct check *c, struct th_config *cf)
 {
 	char errstr[512] = "";
 	struct th_enrich *en = NULL;
-	if (th_config_open_enrich(cf, &en, errstr, sizeof(errstr)))
+	int64_t asn_db, aws_ranges;
+	if (th_config_open_enrich(cf, &en, errstr, sizeof(errstr))) {
 		report(c, false, "reference data: %s", errstr);
-	else
-		report(c, true, "reference data: loaded (asn_db %s, aws_ranges %s)",
-		       cf->asn_db && *cf->asn_db ? cf->asn_db : "(default)",
-		       cf->aws_ranges && *cf->aws_ranges ? cf->aws_ranges : "(none)");
+		return;
+	}
+	report(c, true, "reference data: loaded (asn_db %s, aws_ranges %s)",
+	       cf->asn_db && *cf->asn_db ? cf->asn_db : "(default)",
+	       cf->aws_ranges && *cf->aws_ranges ? cf->aws_ranges : "(none)");
+	/* the same thresholds as deploy/kubernetes/prometheusrule.yaml's */
+	th_enrich_built(en, &asn_db, &aws_ranges);
+	note_age(c, "asn_db", asn_db, 45);
+	note_age(c, "aws_ranges", aws_ranges, 7);
 	th_enrich_destroy(en);
 }
 

@@ -4,7 +4,10 @@ input, a changelog that is not compacted, an unreachable broker, an unwritable
 state_dir and unloadable reference data each fail with their own message and
 exit 4. The worker itself refuses a changelog with more partitions than the
 input (issue 9 item 7: it used to accept it)."""
+import calendar
+import json
 import subprocess
+import time
 
 from confluent_kafka.admin import NewTopic
 
@@ -31,6 +34,24 @@ def fails(out):
     return [l for l in out.splitlines() if l.startswith("FAIL ")]
 
 
+def reference_notes():
+    """The notes --check-config should print on the reference data's age, from
+    other readers of the files: the JSON's createDate and mmdblookup's build
+    epoch, judged stale past the alert rules' 7 and 45 days."""
+    created = calendar.timegm(time.strptime(json.load(open(RANGES))["createDate"],
+                                            "%Y-%m-%d-%H-%M-%S"))
+    v = subprocess.run(["mmdblookup", "--file", ASN, "--ip", "1.1.1.1", "--verbose"],
+                       capture_output=True, text=True).stdout
+    built = int(v.split("Build epoch:")[1].split()[0])
+    out = []
+    for what, made, stale_days in (("asn_db", built, 45), ("aws_ranges", created, 7)):
+        days = (int(time.time()) - made) // 86400
+        out.append(f"note {what} made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(made))}, "
+                   f"{days} day(s) ago" + (": stale, refresh it (the worker reloads a replaced "
+                                           "file)" if days > stale_days else ""))
+    return out
+
+
 def test_check_config(broker, admin, topics, tmp_path):
     names = topics.create(pipe := topics.names.pipeline("cc"))
     more = f"{pipe.changelog}.more"
@@ -43,11 +64,16 @@ def test_check_config(broker, admin, topics, tmp_path):
         wait_for_topics(admin, [more, deleting])
         state = str(tmp_path / "state")
 
+        expected = [reference_notes()]
         rc, out, err = check(broker, names, pipe, state)
+        expected.append(reference_notes())  # a day may have turned meanwhile
         assert rc == 0 and not fails(out), out + err
         assert f"ok   changelog topic {pipe.changelog}: {PARTITIONS} partitions, co-partitioned" in out
         assert "cleanup.policy compact" in out
         assert "# effective configuration" in out and f'changelog_topic = "{pipe.changelog}"' in out
+        notes = [l for l in out.splitlines() if l.startswith("note asn_db") or
+                 l.startswith("note aws_ranges")]
+        assert notes in expected, out
 
         rc, out, err = check(broker, names, pipe, state, input_topic=f"{names.input}.missing")
         assert rc == 4, out + err
