@@ -459,16 +459,20 @@ def read_alerts(broker, topic):
     return [(m, decode_alert(m.value)) for m in read_topic(broker, topic)]
 
 
-def committed_offsets(consumer, tps, attempts=30):
+def committed_offsets(consumer, tps, patience_s=90):
     """consumer.committed() that rides out the coordinator's transient errors:
-    right after a broker start the offsets topic is still being created and
-    the group coordinator answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS."""
-    for attempt in range(attempts):
+    right after a broker start the offsets topic is still being created, and
+    after kafka.outage's freeze (longer than the broker's KRaft session) the
+    broker is fenced and reloads the offsets partitions; meanwhile the group
+    coordinator answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS (seen
+    for over 15 s on a loaded machine, under ASan). Retried for patience_s."""
+    deadline = time.monotonic() + patience_s
+    while True:
         try:
             return consumer.committed(tps, timeout=10)
         except KafkaException as e:
             err = e.args[0]
-            if attempt + 1 == attempts or not (err.retriable() or err.code() in (
+            if time.monotonic() > deadline or not (err.retriable() or err.code() in (
                     KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT)):
                 raise
