@@ -36,6 +36,7 @@ static void test_defaults_are_the_spec(void **state)
 	assert_int_equal(cf.n_input_topics, 1);
 	assert_string_equal(cf.input_topics[0], "cloudtrail");
 	assert_int_equal(cf.max_future_skew_ms, 3600 * 1000LL);
+	assert_int_equal(cf.reference_check_s, 60);
 	th_config_free(&cf);
 }
 
@@ -62,6 +63,10 @@ static const struct {
 	/* a worker with no topic would sit idle: a configuration error */
 	{"input_topics=", TH_ECONFIG},
 	{"input_topics= , ,", TH_ECONFIG},
+	{"reference_check_s=0", 0}, /* only at start */
+	{"reference_check_s=86400", 0},
+	{"reference_check_s=-1", TH_ECONFIG},
+	{"reference_check_s=86401", TH_ECONFIG},
 	{"max_future_skew=0", 0},
 	{"max_future_skew=1h", 0},
 	{"max_future_skew=-1", TH_ECONFIG},
