@@ -40,6 +40,9 @@ echo
 bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}" bench
 echo
 bench/scan_ratio.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}" lambda
+# ... and the bench mix's measured limit: scan with no Lambda-credential call handled
+echo
+bench/scan_limit.sh "${SCAN_EVENTS:-1000000}" "${SCAN_PAIRS:-5}" bench
 
 # backtest over an S3 tree of the same size on 1, 2 and all cores
 echo
