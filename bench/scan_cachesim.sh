@@ -30,10 +30,7 @@ scan=("$build/trailhound" scan --no-progress --quiet-rejects "${ref[@]}")
 # Native CPU time (user + sys) of the parser alone and of scan --jobs 1 on
 # the slice, 5 alternating rounds, medians: the time side of the comparison.
 tf="$tmp/time"
-cpu() {
-	/usr/bin/time -o "$tf" -f '%U %S' "${scan[@]}" "$@" "$tmp/events.jsonl" >/dev/null 2>&1 || true
-	awk 'END {print $1 + $2}' "$tf"
-}
+cpu() { cpu_of "$tf" "${scan[@]}" "$@" "$tmp/events.jsonl"; }
 cpu --parse-only >/dev/null # warm the page cache
 for _ in 1 2 3 4 5; do
 	echo "$(cpu --parse-only) $(cpu --jobs 1)"

@@ -33,3 +33,12 @@ scan_setup() {
 		ref+=(--aws-ranges "$shared/aws-ip-ranges/ip-ranges.json")
 	fi
 }
+
+# cpu_of TIMEFILE COMMAND...: CPU seconds (user + sys) of one run of COMMAND,
+# its output discarded and its exit status ignored (scan exits 1 on alerts)
+cpu_of() {
+	local tf=$1
+	shift
+	/usr/bin/time -o "$tf" -f '%U %S' "$@" >/dev/null 2>&1 || true
+	awk 'END {print $1 + $2}' "$tf"
+}

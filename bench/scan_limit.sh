@@ -60,12 +60,10 @@ lookup_bin=$(variant_bin lookup-only "if (tok_found < 0)
 
 tf=$(mktemp)
 trap 'rm -f "$tf"' EXIT
-cpu() { # BINARY ARGS...: CPU seconds (user + sys) of one scan
+cpu() { # BINARY ARGS...: CPU seconds of one scan of the corpus
 	local bin=$1
 	shift
-	/usr/bin/time -o "$tf" -f '%U %S' "$bin" scan --no-progress --quiet-rejects "${ref[@]}" \
-		"$@" "$corpus" >/dev/null 2>&1 || true
-	awk 'END {print $1 + $2}' "$tf"
+	cpu_of "$tf" "$bin" scan --no-progress --quiet-rejects "${ref[@]}" "$@" "$corpus"
 }
 cpu "$build/trailhound" --parse-only >/dev/null # warm the page cache
 for _ in $(seq "$rounds"); do

@@ -820,9 +820,12 @@ static void reload_reference(struct worker *w)
 {
 	char errstr[512];
 	struct th_enrich *en;
+	/* the loop runs once per message: read the clock only between
+	 * transactions (a busy worker is between them once per commit) */
+	if (w->cf->reference_check_s <= 0 || w->msgs_in_txn > 0)
+		return;
 	double now = now_s();
-	if (w->cf->reference_check_s <= 0 || w->msgs_in_txn > 0 ||
-	    now - w->reference_checked_at < (double)w->cf->reference_check_s)
+	if (now - w->reference_checked_at < (double)w->cf->reference_check_s)
 		return;
 	w->reference_checked_at = now;
 	if (!th_enrich_files_changed(w->en))

@@ -24,12 +24,14 @@ kafka.broker.start / kafka.broker.stop does this once for the whole run.
 Every test creates its own topics and consumer group (uuid suffix), so tests
 are independent of each other and of earlier runs on the same broker.
 """
+import calendar
 import collections
 import io
 import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -279,6 +281,26 @@ def broker_pid():
     assert p.returncode == 0 and p.stdout.strip().isdigit(), \
         "no local broker pid (TH_KAFKA_BOOTSTRAP brokers cannot be paused)"
     return int(p.stdout.strip())
+
+
+def free_port():
+    """A loopback TCP port free right now (for a worker's or bridge's metrics_listen)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ranges_created_s(path=RANGES):
+    """ip-ranges.json's createDate ("2026-08-22-15-17-05", UTC) in Unix seconds,
+    read here, independently of the worker."""
+    return calendar.timegm(time.strptime(json.load(open(path))["createDate"], "%Y-%m-%d-%H-%M-%S"))
+
+
+def asn_built_s(path=ASN):
+    """The ASN database's build epoch as libmaxminddb's own tool prints it."""
+    v = subprocess.run(["mmdblookup", "--file", path, "--ip", "1.1.1.1", "--verbose"],
+                       capture_output=True, text=True, check=True).stdout
+    return int(v.split("Build epoch:")[1].split()[0])
 
 
 def produce_file(broker, topic, path):

@@ -34,7 +34,8 @@ import uuid
 
 import pytest
 
-from conftest import BIN, PARTITIONS, log, read_alerts, read_topic, run_to_end, wait_for_topics
+from conftest import (BIN, PARTITIONS, free_port, log, read_alerts, read_topic, run_to_end,
+                      wait_for_topics)
 
 try:
     import boto3
@@ -46,13 +47,6 @@ from confluent_kafka.admin import NewTopic  # noqa: E402
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_moto(tmp_path_factory, auth=True):

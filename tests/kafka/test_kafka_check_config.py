@@ -4,14 +4,13 @@ input, a changelog that is not compacted, an unreachable broker, an unwritable
 state_dir and unloadable reference data each fail with their own message and
 exit 4. The worker itself refuses a changelog with more partitions than the
 input (issue 9 item 7: it used to accept it)."""
-import calendar
-import json
 import subprocess
 import time
 
 from confluent_kafka.admin import NewTopic
 
-from conftest import ASN, BIN, PARTITIONS, RANGES, SCHEMA_ID, wait_for_topics
+from conftest import (ASN, BIN, PARTITIONS, RANGES, SCHEMA_ID, asn_built_s, ranges_created_s,
+                      wait_for_topics)
 
 
 def check(broker, names, pipe, state_dir, *extra, changelog=None, input_topic=None):
@@ -38,13 +37,9 @@ def reference_notes():
     """The notes --check-config should print on the reference data's age, from
     other readers of the files: the JSON's createDate and mmdblookup's build
     epoch, judged stale past the alert rules' 7 and 45 days."""
-    created = calendar.timegm(time.strptime(json.load(open(RANGES))["createDate"],
-                                            "%Y-%m-%d-%H-%M-%S"))
-    v = subprocess.run(["mmdblookup", "--file", ASN, "--ip", "1.1.1.1", "--verbose"],
-                       capture_output=True, text=True).stdout
-    built = int(v.split("Build epoch:")[1].split()[0])
     out = []
-    for what, made, stale_days in (("asn_db", built, 45), ("aws_ranges", created, 7)):
+    for what, made, stale_days in (("asn_db", asn_built_s(), 45),
+                                   ("aws_ranges", ranges_created_s(), 7)):
         days = (int(time.time()) - made) // 86400
         out.append(f"note {what} made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(made))}, "
                    f"{days} day(s) ago" + (": stale, refresh it (the worker reloads a replaced "

@@ -11,12 +11,10 @@
   a TLS key password, and the credentials inside AssumeRole responses, with
   debug logging, in text and JSON log formats, in the dead letters' headers.
 """
-import calendar
 import collections
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import time
@@ -27,16 +25,10 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from conftest import (ASN, BIN, PARTITIONS, RANGES, assert_caught_up, log, produce_file,
-                      read_alerts, read_topic, wait_for_topics)
+from conftest import (BIN, PARTITIONS, asn_built_s, assert_caught_up, free_port, log,
+                      produce_file, ranges_created_s, read_alerts, read_topic, wait_for_topics)
 
 PROMTOOL = shutil.which("promtool")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # loopback: never through an http_proxy of the environment
@@ -171,13 +163,10 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
     assert metric(m, "trailhound_partitions_assigned") == PARTITIONS
     # the reference data's dates, as other readers of the same files see them:
     # ip-ranges.json's createDate (UTC), the build epoch mmdblookup prints
-    created = time.strptime(json.load(open(RANGES))["createDate"] + "+0000", "%Y-%m-%d-%H-%M-%S%z")
     assert metric(m, "trailhound_reference_created_timestamp_seconds", file="aws_ranges") == \
-        calendar.timegm(created)
-    v = subprocess.run(["mmdblookup", "--file", ASN, "--ip", "1.1.1.1", "--verbose"],
-                       capture_output=True, text=True).stdout
-    epoch = int(v.split("Build epoch:")[1].split()[0])
-    assert metric(m, "trailhound_reference_created_timestamp_seconds", file="asn_db") == epoch
+        ranges_created_s()
+    assert metric(m, "trailhound_reference_created_timestamp_seconds", file="asn_db") == \
+        asn_built_s()
     assert metric(m, "trailhound_reference_reloads_total", outcome="loaded") == 0
     assert metric(m, "trailhound_partitions_restoring") == 0
     assert metric(m, "trailhound_ready") == 1

@@ -13,18 +13,16 @@ network, whose alert shows the worker got past the no-alert event. The
 no-alert uses are of other functions than the first alert's, so the dedup
 ledger cannot be what silences them. /metrics follows: the file's createDate
 and the reloads by outcome."""
-import calendar
 import importlib.util
 import ipaddress
 import json
 import os
-import socket
 import time
 import urllib.request
 
 from confluent_kafka import Producer
 
-from conftest import RANGES, SRC, log, read_alerts
+from conftest import RANGES, SRC, free_port, log, ranges_created_s, read_alerts
 
 spec = importlib.util.spec_from_file_location("make_cases", os.path.join(SRC, "tests/cases/make_cases.py"))
 mc = importlib.util.module_from_spec(spec)
@@ -106,9 +104,7 @@ def test_reference_data_reloaded_without_restart(broker, topics, workers, tmp_pa
     def alerted():
         return {a["access_key_id"] for _, a in read_alerts(broker, pipe.output)}
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     created = 'trailhound_reference_created_timestamp_seconds{file="aws_ranges"}'
     reloads = 'trailhound_reference_reloads_total{outcome="%s"}'
     w = workers(names.input, pipe, f"{pipe.tid_prefix}-0", names.state_dir("w"),
@@ -125,8 +121,7 @@ def test_reference_data_reloaded_without_restart(broker, topics, workers, tmp_pa
     send(10, "NOWIN", "aws_use1", fn="billing-api")
     send(20, "TWIN1", "do")
     wait_for("the twin's alert", lambda: keys["TWIN1"] in alerted(), w)
-    real = json.load(open(RANGES))["createDate"]
-    real_s = calendar.timegm(time.strptime(real, "%Y-%m-%d-%H-%M-%S"))
+    real_s = ranges_created_s()
     m = scrape(port)
     assert m[created] == real_s and m[reloads % "loaded"] == 1, m
     # 3. a file that does not load: reported, the real file's data kept
