@@ -120,6 +120,13 @@ bool th_archive_s3_name(const char *name, int64_t *ts_ms)
 	return th_time_parse_iso(iso, strlen(iso), ts_ms) == 0;
 }
 
+int64_t th_archive_delivered(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	int64_t ts;
+	return th_archive_s3_name(base ? base + 1 : path, &ts) ? ts : INT64_MIN;
+}
+
 /* ---- the first eventTime of a file without a timestamp in its name ---- */
 
 struct peek {
@@ -720,8 +727,13 @@ int th_archive_next(struct th_archive *a, const struct th_archive_file **f)
 	}
 	if (a->nheap)
 		heap_down(a, 0);
-	a->out = (struct th_archive_file){a->cur.path, a->cur.ledger, a->cur.ts, a->cur.size,
-					  a->cur.explicit_arg, a->cur.stream};
+	a->out = (struct th_archive_file){.path = a->cur.path,
+					  .ledger = a->cur.ledger,
+					  .ts_ms = a->cur.ts,
+					  .delivered = a->cur.tie && *a->cur.tie,
+					  .size = a->cur.size,
+					  .explicit_arg = a->cur.explicit_arg,
+					  .stream = a->cur.stream};
 	*f = &a->out;
 	return 0;
 }

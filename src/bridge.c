@@ -603,6 +603,9 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	b->f_too_big = false;
 	b->dec_max = (uint64_t)b->cf->bridge_object_max_mb << 20;
 	struct th_sink sink = {sink_event, sink_reject, b};
+	/* no record of a log file is later than its delivery: a backfill of
+	 * last year must not publish one dated this week (the workers' clock) */
+	th_parser_set_delivered(b->parser, th_archive_delivered(o->key));
 	rc = th_input_run(in, b->parser, &sink);
 	if (rc || b->f_err || !*b->run) {
 		if (b->f_too_big)
@@ -1196,9 +1199,10 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		ret = rc == TH_ECONFIG ? TH_ECONFIG : TH_EFATAL;
 		goto cleanup;
 	}
-	/* /readyz: the ledger is read (the metrics count its partitions as the
-	 * bridge's assignment), the broker reached, the loop alive */
-	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 1);
+	/* /readyz: the ledger is read (the bridge's "assignment"; it owns no
+	 * input partition, so trailhound_partitions_assigned stays 0), the
+	 * broker reached, the loop alive */
+	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 1);
 	th_metrics_heartbeat();
 	th_log_info("bridge", "transactional id %s, topic %s, %s", tid, b.topic,
 		    o->backfill ? o->backfill : cf->bridge_queue_url);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "trailhound/archive.h"
 #include "trailhound/bridge.h"
 #include "trailhound/config.h"
 #include "trailhound/input.h"
@@ -182,6 +183,8 @@ int th_cmd_produce(int argc, char **argv)
 			ret = TH_EXIT_INPUT;
 			continue;
 		}
+		/* no record of a log file is later than its delivery */
+		th_parser_set_delivered(parser, th_archive_delivered(path));
 		if (th_input_run(in, parser, &sink) && th_cmd_running)
 			ret = TH_EXIT_INPUT;
 		th_input_close(in);

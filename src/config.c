@@ -73,8 +73,9 @@ static const struct conf_item items[] = {
 	 "ASNs treated as known (e.g. VPN / Direct Connect egress): variation 3 instead of 4"},
 	/* max is in seconds: a week is far more than any clock is off by */
 	{"max_future_skew", T_DURATION, "1h", 0, 7 * 86400, C(max_future_skew_ms),
-	 "reject events whose eventTime is this far ahead of the wall clock (5m, 1h, ...; "
-	 "0 = no limit); events before 2013-11-01 are always rejected"},
+	 "reject events whose eventTime is this far ahead of the wall clock, or of the "
+	 "delivery time in their S3 log file's name (5m, 1h, ...; 0 = no limit); events "
+	 "before 2013-11-01 are always rejected"},
 	/* reference data */
 	{"asn_db", T_STR, "", 0, 0, C(asn_db), "ASN database (.mmdb, GeoLite2-ASN schema)"},
 	{"aws_ranges", T_STR, "", 0, 0, C(aws_ranges),

@@ -205,7 +205,10 @@ bool th_metrics_healthy(void)
 
 bool th_metrics_ready(void)
 {
-	return th_metrics_healthy() && th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED) > 0 &&
+	/* Ready with an empty assignment too: a replica beyond the partition
+	 * count is a standby doing its job, and a StatefulSet's rolling update
+	 * waits for every updated pod to be ready. */
+	return th_metrics_healthy() && th_metrics_get_gauge(TH_G_ASSIGNMENT_HELD) > 0 &&
 	       th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING) == 0 &&
 	       atomic_load_explicit(&M.broker_up, memory_order_relaxed);
 }
@@ -394,6 +397,10 @@ int th_metrics_render(char **out, size_t *len)
 	      th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING));
 	gauge(&b, "trailhound_partitions_assigned", "Input partitions assigned to this worker.",
 	      th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED));
+	gauge(&b, "trailhound_assignment_held",
+	      "1 while this worker holds an assignment from its group, possibly of no partition "
+	      "(a standby replica); 0 before the first and from a revoke to the next.",
+	      th_metrics_get_gauge(TH_G_ASSIGNMENT_HELD));
 	head(&b, "trailhound_reference_created_timestamp_seconds", "gauge",
 	     "When the reference data in use was made (Unix time): the ASN database's build "
 	     "epoch (file=asn_db), ip-ranges.json's createDate (file=aws_ranges); no series for "
@@ -513,8 +520,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			return text_reply(conn, MHD_HTTP_OK, "ready\n");
 		snprintf(why, sizeof(why), "not ready: %s\n",
 			 !th_metrics_healthy() ? "the worker loop has stalled"
-			 : th_metrics_get_gauge(TH_G_PARTITIONS_ASSIGNED) == 0
-				 ? "no partition assigned"
+			 : th_metrics_get_gauge(TH_G_ASSIGNMENT_HELD) == 0
+				 ? "no assignment from the group yet"
 			 : th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING) > 0
 				 ? "restoring state from the changelog"
 				 : "no broker reachable");

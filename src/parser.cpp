@@ -107,6 +107,13 @@ struct failure {
 	error_code err = SUCCESS;
 };
 
+/* How late an eventTime may be (spec v2 §5), see finish_event. */
+struct time_bound {
+	int64_t max_future_skew_ms = TH_MAX_FUTURE_SKEW_DEFAULT_MS;
+	int64_t wall_ms = 0; /* the wall clock when last read */
+	int64_t delivered_ms = INT64_MIN; /* the log file's delivery time, if known */
+};
+
 } // namespace
 
 struct th_parser {
@@ -114,8 +121,7 @@ struct th_parser {
 	ondemand::parser inner;
 	arena strings;
 	size_t record_max;
-	int64_t max_future_skew_ms = TH_MAX_FUTURE_SKEW_DEFAULT_MS;
-	int64_t wall_ms = 0; /* the wall clock when last read (see finish_event) */
+	struct time_bound clock;
 	std::string detail_type_copy;
 };
 
@@ -153,7 +159,12 @@ int th_parser_new(struct th_parser **pp, size_t record_max)
 
 void th_parser_set_max_future_skew(struct th_parser *p, int64_t ms)
 {
-	p->max_future_skew_ms = ms > 0 ? ms : 0;
+	p->clock.max_future_skew_ms = ms > 0 ? ms : 0;
+}
+
+void th_parser_set_delivered(struct th_parser *p, int64_t delivered_ms)
+{
+	p->clock.delivered_ms = delivered_ms;
 }
 
 size_t th_parser_record_max(const struct th_parser *p)
@@ -640,8 +651,8 @@ int64_t wall_clock_ms()
 
 /* Required fields, timestamps and the synthesized eventID: the checks that
  * turn a pass over the keys into an event. */
-int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, int64_t *wall_ms,
-		 const char *buf, size_t len, enum th_reject *why, char *detail, size_t detail_size)
+int finish_event(th_event *ev, arena &a, time_bound &clock, const char *buf, size_t len,
+		 enum th_reject *why, char *detail, size_t detail_size)
 {
 	const char *missing = !ev->event_time     ? "eventTime"
 			      : !ev->event_source ? "eventSource"
@@ -666,18 +677,28 @@ int finish_event(th_event *ev, arena &a, int64_t max_future_skew_ms, int64_t *wa
 	 * reading: the wall clock only moves forward, so a stale reading can
 	 * only make the bound stricter, and re-reading then gives the exact
 	 * answer without a system call per event. */
-	bool ahead = max_future_skew_ms > 0 && ev->event_time_ms > *wall_ms + max_future_skew_ms;
+	const int64_t skew = clock.max_future_skew_ms;
+	bool ahead = skew > 0 && ev->event_time_ms > clock.wall_ms + skew;
 	if (ahead) {
-		*wall_ms = wall_clock_ms();
-		ahead = ev->event_time_ms > *wall_ms + max_future_skew_ms;
+		clock.wall_ms = wall_clock_ms();
+		ahead = ev->event_time_ms > clock.wall_ms + skew;
 	}
-	if (ev->event_time_ms < TH_EVENT_TIME_MIN_MS || ahead) {
+	/* A log file holds only records written before its delivery (AWS:
+	 * "can contain records written at any point before that time"). In a
+	 * backtest the wall clock is months ahead of the archive, so this is
+	 * the bound that keeps one record dated "last week" in a file of last
+	 * year from moving the clock by a year. */
+	bool after_delivery = skew > 0 && clock.delivered_ms != INT64_MIN &&
+			      ev->event_time_ms > clock.delivered_ms + skew;
+	if (ev->event_time_ms < TH_EVENT_TIME_MIN_MS || ahead || after_delivery) {
 		*why = TH_REJECT_EVENT_TIME_OUT_OF_RANGE;
 		set_detail(detail, detail_size,
 			   ev->event_time_ms < TH_EVENT_TIME_MIN_MS
 				   ? "eventTime %.64s is before CloudTrail existed (2013-11-01)%s"
-				   : "eventTime %.64s is further ahead of the clock than "
-				     "max_future_skew%s",
+			   : ahead ? "eventTime %.64s is further ahead of the clock than "
+				     "max_future_skew%s"
+				   : "eventTime %.64s is later than its log file's delivery (the "
+				     "time in its name) by more than max_future_skew%s",
 			   ev->event_time, nullptr);
 		return TH_EPARSE;
 	}
@@ -787,8 +808,7 @@ int th_parser_parse(struct th_parser *p, const char *buf, size_t len, struct th_
 		describe_failure(fail, detail, detail_size);
 		return TH_EPARSE;
 	}
-	return finish_event(ev, p->strings, p->max_future_skew_ms, &p->wall_ms, buf, len, why, detail,
-			    detail_size);
+	return finish_event(ev, p->strings, p->clock, buf, len, why, detail, detail_size);
 }
 
 /* The bytes of a container element that starts at p, clamped to the buffer. */
@@ -965,8 +985,7 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 		return 0;
 	}
 	enum th_reject why = TH_REJECT_NONE;
-	if (finish_event(&ev, p->strings, p->max_future_skew_ms, &p->wall_ms, buf, len, &why, detail,
-			 sizeof(detail))) {
+	if (finish_event(&ev, p->strings, p->clock, buf, len, &why, detail, sizeof(detail))) {
 		sink->on_reject(sink->ctx, why, detail, buf, len, offset);
 		return 0;
 	}

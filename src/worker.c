@@ -920,6 +920,7 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	/* a broker answered (the coordinator, the committed offsets) */
 	th_metrics_broker_up(true);
 	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, w->nparts);
+	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 1);
 	w->told_caught_up = false;
 	w->assigned_at = now_s();
 	w->last_msg_at = now_s();
@@ -952,6 +953,7 @@ static void revoke_partitions(struct worker *w, bool lost)
 	}
 	w->nparts = 0;
 	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 0);
+	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 0);
 	th_metrics_set_parts(NULL, 0);
 	w->disk_full = false;
 	rd_kafka_resp_err_t err = rd_kafka_assign(w->consumer, NULL);

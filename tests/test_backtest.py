@@ -6,12 +6,14 @@ and skipped, and --state makes a second run read only new files.
 The archive is the generator's sample written as S3 lays it out
 (tools/s3_layout.py): one gzip file per account, region and 5-minute window.
 """
+import calendar
 import gzip
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -151,6 +153,63 @@ def test_jobs_with_avro_and_dead_letters(archive, tmp_path):
         assert len(open(dead).read().splitlines()) == 2
         out[jobs] = open(avro, "rb").read()
     assert out[1] == out[3] and len(out[1]) > 0
+
+
+def test_a_record_dated_after_its_files_delivery_is_rejected(tmp_path):
+    """A log file holds only records written before its delivery (the time in
+    its name; AWS: "can contain records written at any point before that
+    time"). The case eventtime/future_9999_keeps_baseline as an S3 archive:
+    an office's first events (AS174, day 0), then a theft on day 20 used from
+    the office -> V3 (known ASN). One hostile record in the day-0 file, dated
+    40 days after the file's delivery (months before the wall clock, so only
+    the delivery bound can tell), is rejected as event_time_out_of_range and
+    the alerts are the clean archive's. Its twin: with the future bounds off
+    (max_future_skew=0) the record is taken, moves the clock past the 30-day
+    training window, the office leaves the baseline, and V3 is lost: the harm
+    the bound prevents."""
+    case = os.path.join(SRC, "tests/cases/eventtime/future_9999_keeps_baseline.jsonl")
+    lines = open(case).readlines()
+    # the case's record dated 9999 (alice, from Vultr): the hostile one here
+    (poison,) = [json.loads(l) for l in lines if json.loads(l)["eventTime"].startswith("9999")]
+    clean = [l for l in lines if not json.loads(l)["eventTime"].startswith("9999")]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(clean))
+    tree = tmp_path / "tree"
+    subprocess.run([sys.executable, LAYOUT, str(events), str(tree), "-q"], check=True)
+    files = log_files(tree)
+    # the day-0 file, then the theft's on day 20
+    assert stamp(files[0]).startswith("20260302") and len(files) >= 2, files
+
+    def alerts(p):
+        return [(a["variation"], a["asn"]) for a in map(json.loads, p.stdout.decode().splitlines())]
+    # --batch 1, as the case: the detector's clock sweeps after every event
+    want = scan(["AWSLogs"], "--batch", "1", cwd=tree)
+    assert want.returncode == 1 and alerts(want) == [(3, 174)], want.stderr.decode()[-2000:]
+
+    first = files[0]
+    hostile_s = calendar.timegm(time.strptime(stamp(first), "%Y%m%dT%H%MZ")) + 40 * 86400
+    assert hostile_s < time.time() - 7200
+    with gzip.open(first, "rt") as f:
+        doc = json.load(f)
+    doc["Records"].append(dict(poison, eventID="hostile-record",
+                               eventTime=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                       time.gmtime(hostile_s))))
+    with gzip.open(first, "wt") as f:
+        json.dump(doc, f)
+    dead, summary = tmp_path / "dead.jsonl", tmp_path / "s.json"
+    p = scan(["AWSLogs"], "--batch", "1", "--dead-letter", dead, summary=summary, cwd=tree)
+    assert p.returncode == 1, p.stderr.decode()[-2000:]
+    assert p.stdout == want.stdout
+    r = json.load(open(summary))["records"]
+    assert r["rejected"] == 1 and r["rejected_by"]["event_time_out_of_range"] == 1, r
+    (letter,) = [json.loads(l) for l in open(dead)]
+    assert letter["reason"] == "event_time_out_of_range"
+    assert "delivery" in letter["detail"], letter
+    # the twin: the bounds off, the record taken, the clock moved, V3 lost
+    p = scan(["AWSLogs"], "--batch", "1", "--set", "max_future_skew=0", summary=summary,
+             cwd=tree)
+    assert json.load(open(summary))["records"]["rejected"] == 0, p.stderr.decode()[-2000:]
+    assert alerts(p) != [(3, 174)], p.stdout.decode()
 
 
 def test_what_is_not_a_log_file_is_counted_and_skipped(archive, tmp_path):

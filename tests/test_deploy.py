@@ -55,6 +55,7 @@ def served_metrics():
         "trailhound_restore_records_total": "counter",
         "trailhound_partitions_restoring": "gauge",
         "trailhound_partitions_assigned": "gauge",
+        "trailhound_assignment_held": "gauge",
         "trailhound_state_bytes": "gauge",
         "trailhound_consumer_lag": "gauge",
         "trailhound_ready": "gauge",

@@ -47,6 +47,7 @@ struct th_archive_file {
 	const char *ledger; /* identity for the resume ledger: the S3 name, or
 			       path-relative-to-root|size|mtime */
 	int64_t ts_ms;	    /* delivery timestamp, first eventTime, or INT64_MIN */
+	bool delivered;	    /* ts_ms is the delivery timestamp in an S3 name */
 	uint64_t size;
 	bool explicit_arg;  /* named on the command line (not found by walking) */
 	bool stream;	    /* stdin or a pipe: can be read only once */
@@ -74,6 +75,13 @@ void th_archive_destroy(struct th_archive *a);
  * @returns true and *ts_ms when @p name (a basename) has the S3 form.
  */
 bool th_archive_s3_name(const char *name, int64_t *ts_ms);
+
+/**
+ * @brief The delivery time of the log file at @p path (a path or an S3 key:
+ *        its last component is looked at), for th_parser_set_delivered().
+ * @returns the time, or INT64_MIN when the name is not a CloudTrail S3 name.
+ */
+int64_t th_archive_delivered(const char *path);
 
 #ifdef __cplusplus
 }

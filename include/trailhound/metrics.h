@@ -48,6 +48,7 @@ enum th_counter {
 enum th_gauge {
 	TH_G_HELD_PENDING,
 	TH_G_PARTITIONS_ASSIGNED,
+	TH_G_ASSIGNMENT_HELD,   /* 1 from an assignment (even of no partition) to its revoke */
 	TH_G_PARTITIONS_RESTORING,
 	TH_G_ASN_DB_BUILT,      /* the loaded reference data's dates (Unix seconds; 0 = none) */
 	TH_G_AWS_RANGES_CREATED,

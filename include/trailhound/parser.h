@@ -64,6 +64,16 @@ void th_parser_destroy(struct th_parser *p);
  */
 void th_parser_set_max_future_skew(struct th_parser *p, int64_t ms);
 
+/**
+ * @brief Set the delivery time of the log file being read (the timestamp in
+ *        its S3 name, th_archive_s3_name), or INT64_MIN when it is unknown (a
+ *        new parser's setting). CloudTrail delivers a record after it was
+ *        written, so an eventTime later than @p delivered_ms by more than
+ *        max_future_skew is rejected as TH_REJECT_EVENT_TIME_OUT_OF_RANGE, as
+ *        one past the wall clock is. 0 skew disables this bound too.
+ */
+void th_parser_set_delivered(struct th_parser *p, int64_t delivered_ms);
+
 /** @brief The per-record size limit the parser was created with. */
 size_t th_parser_record_max(const struct th_parser *p);
 

@@ -140,13 +140,13 @@ def topics(admin, request, tmp_path):
             tag = re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name.replace("test_", ""))
             self.names = Names(tag[:24], tmp_path)
 
-        def create(self, *pipelines, input_topic=True):
+        def create(self, *pipelines, input_topic=True, partitions=PARTITIONS):
             new = []
             if input_topic:
-                new.append(NewTopic(self.names.input, PARTITIONS, 1))
+                new.append(NewTopic(self.names.input, partitions, 1))
             for p in pipelines:
-                new += [NewTopic(p.output, PARTITIONS, 1),
-                        NewTopic(p.changelog, PARTITIONS, 1,
+                new += [NewTopic(p.output, partitions, 1),
+                        NewTopic(p.changelog, partitions, 1,
                                  config={"cleanup.policy": "compact"}),
                         NewTopic(p.dead_letter, 1, 1)]
             for t, f in admin.create_topics(new, operation_timeout=30).items():

@@ -435,6 +435,49 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     assert env.queue_depth() == 0
 
 
+def test_bridge_record_after_its_files_delivery_dead_lettered(env, events):
+    """A log file holds only records written before its delivery (the time in
+    its S3 name). A record dated days after it, yet before the wall clock, is
+    not published: a backfill of old files must not hand the workers one
+    record that moves their clock to this week. It is dead-lettered with its
+    reason; the file's other records are published. Its twin: the same record
+    in a file delivered after it is published."""
+    now = time.time()
+    stamp_of = lambda t: time.strftime("%Y%m%dT%H%MZ", time.gmtime(t))
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    delivered = now - 10 * 86400
+    good = events[0:20]
+    assert max(e["eventTime"] for e in good) < iso(delivered)
+    hostile = dict(events[20], eventID="hostile-record", eventTime=iso(now - 2 * 86400))
+    key = env.key(account=owner(events[20]), stamp=stamp_of(delivered))
+    env.upload(key, good + [hostile])
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    assert_once_keyed(env, good)
+    dl = read_topic(env.broker, env.dlq)
+    assert len(dl) == 1, dl
+    h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dl[0].headers.items()}
+    assert h["reason"] == "event_time_out_of_range" and h["source.key"] == key, h
+    assert "delivery" in h["detail"], h
+    assert json.loads(dl[0].value)["eventID"] == "hostile-record"
+    # `trailhound produce` of the same file, under the same name, holds the same bound
+    local = env.tmp / os.path.basename(key)
+    local.write_bytes(gzip.compress(json.dumps({"Records": good + [hostile]}).encode()))
+    p = subprocess.run([BIN, "produce", "-b", env.broker, "-t", env.ref, str(local)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stderr  # a record rejected: exit 3, the others sent
+    assert "20 delivered, 1 rejected" in p.stderr, p.stderr
+    assert "rejected (event_time_out_of_range)" in p.stderr and "delivery" in p.stderr, p.stderr
+    assert sorted(json.loads(m.value)["eventID"] for m in read_topic(env.broker, env.ref)) == \
+        sorted(e["eventID"] for e in good)
+    # the twin: delivered after it was written, the same record is published
+    env.upload(env.key(account=owner(events[20]), stamp=stamp_of(now - 86400)), [hostile])
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    assert_once_keyed(env, good + [hostile])
+    assert len(read_topic(env.broker, env.dlq)) == 1
+
+
 def test_bridge_wrong_secret_refused(env):
     p = env.run(env=env.env(AWS_SECRET_ACCESS_KEY="not-the-secret"), idle=1000)
     assert p.returncode == 4, p.stderr

@@ -4,9 +4,9 @@
   consumed and parsed, records rejected by reason) and with what a downstream
   reader sees (alerts by variation and severity, dead letters); the exposition
   passes `promtool check metrics` (Debian's prometheus package);
-* /healthz answers 200 while the loop runs; /readyz 503 before any partition
-  is assigned, 200 once assigned and restored, and again after a restore from
-  the changelog;
+* /healthz answers 200 while the loop runs; /readyz 503 before the group has
+  given the worker an assignment, 200 once assigned and restored, and again
+  after a restore from the changelog; 200 on a standby whose assignment is empty;
 * no secret reaches any output: a SASL password (config file and environment),
   a TLS key password, and the credentials inside AssumeRole responses, with
   debug logging, in text and JSON log formats, in the dead letters' headers.
@@ -101,7 +101,7 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
     wait_until("/healthz", lambda: w.poll() is None and get(base + "/healthz")[0] == 200)
     for _ in range(5):
         status, body = get(base + "/readyz")
-        assert status == 503 and "no partition assigned" in body, (status, body)
+        assert status == 503 and "no assignment from the group yet" in body, (status, body)
         time.sleep(0.2)
     assert parse_metrics(get(base + "/metrics")[1])[("trailhound_ready", frozenset())] == 0
 
@@ -228,6 +228,55 @@ def test_metrics_scrape_live_worker(broker, admin, topics, workers, sample, tmp_
     assert metric(m2, "trailhound_events_consumed_total") == 0
     w2.term()
     assert w2.wait(60) == 0, w2.tail()
+
+
+def test_standby_replica_is_ready(broker, admin, topics, workers, sample):
+    """More workers than partitions (KEDA scaling up, or a replica kept warm): the
+    group gives the extra worker an empty assignment. It is a standby doing its
+    job, so /readyz answers 200; were it 503, a StatefulSet's rolling update,
+    which waits for each updated pod to be ready, would halt at it, and the
+    not-ready alert would page. Its twin in test_metrics_scrape_live_worker:
+    a worker before any assignment (no input topic yet) answers 503."""
+    # one partition for two workers (the changelog is co-partitioned with it)
+    names = topics.create(pipe := topics.names.pipeline("sb"), partitions=1)
+    ports = [free_port(), free_port()]
+    ws = []
+    for i, port in enumerate(ports):
+        ws.append(workers(names.input, pipe, f"{pipe.tid_prefix}-{i}", names.state_dir(str(i)),
+                          "--set", f"metrics_listen=127.0.0.1:{port}", instance_id=False,
+                          name=f"sb{i}"))
+        if i == 0:  # the first owns the partition before the second joins
+            wait_until("worker 0 ready", lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200)
+
+    def roles():
+        """{partitions assigned: port} once both are ready and hold assignments."""
+        out = {}
+        for port in ports:
+            if get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
+                return None
+            m = parse_metrics(get(f"http://127.0.0.1:{port}/metrics")[1])
+            if metric(m, "trailhound_assignment_held") != 1:
+                return None
+            out[metric(m, "trailhound_partitions_assigned")] = port
+        return out if sorted(out) == [0.0, 1.0] else None
+    got = wait_until("one owner and one standby, both ready", roles)
+    assert all(w.poll() is None for w in ws), [w.tail() for w in ws]
+    standby = ws[ports.index(got[0.0])]
+    assert standby.lines("assigned 0 partition(s)"), standby.tail()
+    status, body = get(f"http://127.0.0.1:{got[0.0]}/readyz")
+    assert (status, body) == (200, "ready\n")
+    # the owner does the work: every event consumed there, none on the standby
+    produce_file(broker, names.input, sample.path)
+    def consumed(port):
+        m = parse_metrics(get(f"http://127.0.0.1:{port}/metrics")[1])
+        return metric(m, "trailhound_events_consumed_total")
+    wait_until("the owner consumed the sample", lambda: consumed(got[1.0]) >= sample.n_events)
+    assert consumed(got[1.0]) == sample.n_events
+    assert consumed(got[0.0]) == 0
+    for w in ws:
+        w.term()
+    for w in ws:
+        assert w.wait(60) == 0, w.tail()
 
 
 def _caught_up(broker, group, topic):

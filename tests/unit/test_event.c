@@ -22,6 +22,7 @@
 #include <zlib.h>
 
 #include "trailhound/input.h"
+#include "trailhound/archive.h"
 #include "trailhound/parser.h"
 #include "trailhound/time.h"
 
@@ -928,6 +929,47 @@ static void test_event_time_future_bound(void **state)
 	assert_int_equal(parse_at(p, TH_EVENT_TIME_MIN_MS - 1000, &why), TH_EPARSE);
 	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
 	E(parse_at(p, TH_EVENT_TIME_MIN_MS, &why));
+	th_parser_destroy(p);
+}
+
+/* A log file holds only records written before its delivery: the bound
+ * counts from the delivery time too, so it holds in a backtest whose wall
+ * clock is months past the archive. */
+static void test_event_time_after_delivery(void **state)
+{
+	struct th_parser *p;
+	enum th_reject why;
+	int64_t delivered;
+	(void)state;
+
+	assert_true(th_archive_s3_name(
+		"111122223333_CloudTrail_us-east-1_20260302T0905Z_0123456789abcdef.json.gz",
+		&delivered));
+	E(th_parser_new(&p, 0));
+	E(parse_at(p, delivered + 40 * 86400 * 1000LL, &why)); /* unknown delivery: taken */
+	th_parser_set_delivered(p, delivered);
+	E(parse_at(p, delivered - 86400 * 1000LL, &why)); /* late delivery is normal */
+	E(parse_at(p, delivered + 1800 * 1000LL, &why));  /* within the skew */
+	assert_int_equal(parse_at(p, delivered + 40 * 86400 * 1000LL, &why), TH_EPARSE);
+	assert_int_equal(why, TH_REJECT_EVENT_TIME_OUT_OF_RANGE);
+	/* the reason names the delivery, not the wall clock */
+	char t[40], json[200], detail[256] = "";
+	struct th_event ev;
+	th_time_format(delivered + 7200 * 1000LL, t, sizeof(t));
+	int n = snprintf(json, sizeof(json),
+			 "{\"eventTime\":\"%s\",\"eventSource\":\"s\",\"eventName\":\"N\"}", t);
+	char *b = padded(json, (size_t)n);
+	assert_int_equal(th_parser_parse(p, b, (size_t)n, &ev, &why, detail, sizeof(detail)),
+			 TH_EPARSE);
+	free(b);
+	assert_non_null(strstr(detail, "delivery"));
+	/* 0 skew disables this bound as it does the wall clock's */
+	th_parser_set_max_future_skew(p, 0);
+	E(parse_at(p, delivered + 40 * 86400 * 1000LL, &why));
+	th_parser_set_max_future_skew(p, 3600 * 1000LL);
+	/* the next file, of unknown delivery */
+	th_parser_set_delivered(p, INT64_MIN);
+	E(parse_at(p, delivered + 40 * 86400 * 1000LL, &why));
 	th_parser_destroy(p);
 }
 
@@ -1987,6 +2029,7 @@ int main(void)
 		cmocka_unit_test(test_records_and_arrays),
 		cmocka_unit_test(test_eventbridge),
 		cmocka_unit_test(test_event_time_future_bound),
+		cmocka_unit_test(test_event_time_after_delivery),
 		cmocka_unit_test(test_identifier_sizes),
 		cmocka_unit_test(test_detail_is_valid_utf8),
 		cmocka_unit_test(test_feed_two_objects),

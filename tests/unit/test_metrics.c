@@ -98,12 +98,19 @@ static void test_ready_and_healthy(void **state)
 	th_metrics_heartbeat();
 	assert_true(th_metrics_healthy());
 	th_metrics_broker_up(true);
-	assert_false(th_metrics_ready()); /* nothing assigned */
+	assert_false(th_metrics_ready()); /* no assignment yet */
+	/* a standby: the group's assignment holds no partition for it */
+	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 1);
+	assert_true(th_metrics_ready());
 	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 2);
 	th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 1);
 	assert_false(th_metrics_ready());
 	th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 0);
 	assert_true(th_metrics_ready());
+	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 0); /* revoked */
+	th_metrics_set_gauge(TH_G_PARTITIONS_ASSIGNED, 0);
+	assert_false(th_metrics_ready());
+	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 1);
 	char *m = render();
 	assert_non_null(strstr(m, "\ntrailhound_ready 1\n"));
 	free(m);
