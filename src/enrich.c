@@ -12,17 +12,21 @@
  * 2026-08 file), so the search stays in cache, and a lookup allocates
  * nothing.
  */
+#define _GNU_SOURCE /* memfd_create */
 #include "trailhound/enrich.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <maxminddb.h>
 
@@ -763,6 +767,60 @@ cleanup:
 	return rc;
 }
 
+/* A private copy of the database file in memory (a memfd), to open through
+ * /proc/self/fd. libmaxminddb only memory-maps its file, and a file that is
+ * rewritten in place under the mapping (`cp new.mmdb asn.mmdb`) is read half
+ * old, half new, or faults (SIGBUS) past its truncation: the worker would
+ * crash or look up garbage. A rename over the file was always safe; the copy
+ * makes an in-place rewrite safe too (the reload check sees it and loads the
+ * new file once it verifies). @returns the memfd, or -1 with errno (the
+ * caller then maps the file itself), or -2 when the file changed while it
+ * was copied. */
+static int snapshot_file(const char *path)
+{
+	struct stat before, after;
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -1;
+	int out = memfd_create("trailhound-asn-db", MFD_CLOEXEC);
+	if (out < 0 || fstat(in, &before) != 0)
+		goto fail;
+	char buf[1 << 16];
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				goto fail;
+			off += w;
+		}
+	}
+	if (fstat(in, &after) != 0)
+		goto fail;
+	close(in);
+	if (after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+	    after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+		close(out);
+		return -2;
+	}
+	return out;
+fail:;
+	int e = errno;
+	close(in);
+	if (out >= 0)
+		close(out);
+	errno = e;
+	return -1;
+}
+
 static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 			size_t errstr_size)
 {
@@ -775,7 +833,23 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 		th_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
 		return errno == ENOENT || errno == ENOTDIR ? TH_ENOTFOUND : TH_EIO;
 	}
-	status = MMDB_open(path, MMDB_MODE_MMAP, &en->mmdb);
+	int snap = snapshot_file(path);
+	if (snap == -2) {
+		th_errstr(errstr, errstr_size, "%s: changed while being read (rewritten in place?)",
+			  path);
+		return TH_EIO;
+	}
+	char snap_path[64];
+	if (snap >= 0)
+		snprintf(snap_path, sizeof(snap_path), "/proc/self/fd/%d", snap);
+	else
+		th_log_warn(TH_ENRICH_COMP, "%s: no private copy (%s): mapping the file itself; "
+					    "replace it by renaming over it, never in place",
+			    path, strerror(errno));
+	/* the mapping keeps the memfd's memory; the descriptor can go */
+	status = MMDB_open(snap >= 0 ? snap_path : path, MMDB_MODE_MMAP, &en->mmdb);
+	if (snap >= 0)
+		close(snap);
 	if (status != MMDB_SUCCESS) {
 		th_errstr(errstr, errstr_size, "%s: %s", path, MMDB_strerror(status));
 		switch (status) {

@@ -900,6 +900,59 @@ static void test_files_changed(void **state)
 	free(r);
 }
 
+/* `cp new.mmdb asn.mmdb` rewrites the file in place under a running worker:
+ * truncated, then written. libmaxminddb maps its file, so lookups through a
+ * mapping of the file itself would fault (SIGBUS) past the truncation or read
+ * the new bytes mixed with the old; the worker maps a private copy instead. */
+static void test_mmdb_rewritten_in_place(void **state)
+{
+	static const char *const ips[] = {"38.104.55.20", "95.216.30.191", "1.1.1.1",
+					  "2a01:4f8::1"};
+	struct th_enrich *en = NULL, *again = NULL;
+	struct th_netinfo before[4], after;
+	char errstr[512] = "", path[160];
+	size_t na;
+	(void)state;
+	char *a = read_all(ASN_PATH, &na);
+	snprintf(path, sizeof(path), "%s", write_tmp("inplace.mmdb", a, na));
+	struct th_enrich_conf conf = {.asn_db_path = path};
+	E(th_enrich_new(&en, &conf, errstr, sizeof(errstr)));
+	for (int i = 0; i < 4; i++) {
+		th_enrich_lookup(en, ips[i], &before[i]);
+		assert_true(before[i].asn > 0);
+	}
+	/* truncated and half rewritten with other bytes, as a copy in progress */
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	char *junk = malloc(na / 2);
+	assert_non_null(junk);
+	memset(junk, 0x5a, na / 2);
+	assert_int_equal(write(fd, junk, na / 2), (ssize_t)(na / 2));
+	assert_int_equal(close(fd), 0);
+	for (int i = 0; i < 4; i++) {
+		th_enrich_lookup(en, ips[i], &after);
+		assert_int_equal(after.asn, before[i].asn);
+		assert_string_equal(after.as_org, before[i].as_org);
+	}
+	/* the reload check sees it; the half file does not load */
+	assert_true(th_enrich_files_changed(en));
+	assert_int_not_equal(th_enrich_new(&again, &conf, errstr, sizeof(errstr)), 0);
+	th_enrich_destroy(again);
+	again = NULL;
+	/* the copy finished: it loads, and answers as before */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, a, na), (ssize_t)na);
+	assert_int_equal(close(fd), 0);
+	E(th_enrich_new(&again, &conf, errstr, sizeof(errstr)));
+	th_enrich_lookup(again, ips[0], &after);
+	assert_int_equal(after.asn, before[0].asn);
+	th_enrich_destroy(again);
+	th_enrich_destroy(en);
+	free(junk);
+	free(a);
+}
+
 static void test_bad_mmdb(void **state)
 {
 	static const char junk[] = "this is not a MaxMind DB file\n";
@@ -919,6 +972,7 @@ int main(void)
 		cmocka_unit_test(test_aws),
 		cmocka_unit_test(test_public),
 		cmocka_unit_test(test_files_changed),
+		cmocka_unit_test(test_mmdb_rewritten_in_place),
 		cmocka_unit_test(test_private),
 		cmocka_unit_test(test_service),
 		cmocka_unit_test(test_prefix_count),
