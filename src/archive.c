@@ -727,13 +727,8 @@ int th_archive_next(struct th_archive *a, const struct th_archive_file **f)
 	}
 	if (a->nheap)
 		heap_down(a, 0);
-	a->out = (struct th_archive_file){.path = a->cur.path,
-					  .ledger = a->cur.ledger,
-					  .ts_ms = a->cur.ts,
-					  .delivered = a->cur.tie && *a->cur.tie,
-					  .size = a->cur.size,
-					  .explicit_arg = a->cur.explicit_arg,
-					  .stream = a->cur.stream};
+	a->out = (struct th_archive_file){a->cur.path, a->cur.ledger, a->cur.ts, a->cur.size,
+					  a->cur.explicit_arg, a->cur.stream};
 	*f = &a->out;
 	return 0;
 }

@@ -1124,7 +1124,7 @@ static int read_one(struct scan *s, const struct th_archive_file *af, const stru
 	s->fents[s->nfents++] = f;
 	s->curf = f;
 	/* no record of a log file is later than its delivery */
-	th_parser_set_delivered(s->parser, af->delivered ? af->ts_ms : INT64_MIN);
+	th_parser_set_delivered(s->parser, th_archive_delivered(af->path));
 	rc = th_input_run(s->in, s->parser, sink);
 	if (s->progress)
 		show_progress(s, false);

@@ -773,9 +773,10 @@ cleanup:
  * old, half new, or faults (SIGBUS) past its truncation: the worker would
  * crash or look up garbage. A rename over the file was always safe; the copy
  * makes an in-place rewrite safe too (the reload check sees it and loads the
- * new file once it verifies). @returns the memfd, or -1 with errno (the
- * caller then maps the file itself), or -2 when the file changed while it
- * was copied. */
+ * new file once it verifies). @returns the memfd; -1 with errno when no
+ * copy could be made (the caller then maps the file itself, and
+ * MMDB_open reports a file it cannot read); -2 when the file changed while
+ * it was copied. */
 static int snapshot_file(const char *path)
 {
 	struct stat before, after;
@@ -842,7 +843,7 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 	char snap_path[64];
 	if (snap >= 0)
 		snprintf(snap_path, sizeof(snap_path), "/proc/self/fd/%d", snap);
-	else
+	else if (access(path, R_OK) == 0)
 		th_log_warn(TH_ENRICH_COMP, "%s: no private copy (%s): mapping the file itself; "
 					    "replace it by renaming over it, never in place",
 			    path, strerror(errno));

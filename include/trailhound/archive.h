@@ -47,7 +47,6 @@ struct th_archive_file {
 	const char *ledger; /* identity for the resume ledger: the S3 name, or
 			       path-relative-to-root|size|mtime */
 	int64_t ts_ms;	    /* delivery timestamp, first eventTime, or INT64_MIN */
-	bool delivered;	    /* ts_ms is the delivery timestamp in an S3 name */
 	uint64_t size;
 	bool explicit_arg;  /* named on the command line (not found by walking) */
 	bool stream;	    /* stdin or a pipe: can be read only once */
