@@ -267,6 +267,7 @@ def test_standby_replica_is_ready(broker, admin, topics, workers, sample):
     assert (status, body) == (200, "ready\n")
     # the owner does the work: every event consumed there, none on the standby
     produce_file(broker, names.input, sample.path)
+
     def consumed(port):
         m = parse_metrics(get(f"http://127.0.0.1:{port}/metrics")[1])
         return metric(m, "trailhound_events_consumed_total")
