@@ -930,12 +930,13 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 
 static void revoke_partitions(struct worker *w, bool lost)
 {
+	if (lost)
+		w->n_lost++;
 	if (w->txn_open && w->msgs_in_txn > 0) {
 		if (lost) {
 			/* Another member may own these partitions now: their offsets
 			 * can no longer be committed (examples/transactions.c). Abort,
 			 * and drop the uncommitted state with the partitions. */
-			w->n_lost++;
 			th_log_warn("worker", "assignment lost with a transaction open: aborting it");
 			if (!abort_only(w))
 				begin_txn(w);

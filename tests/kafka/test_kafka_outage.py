@@ -101,6 +101,10 @@ def test_broker_outage(broker, topics, workers, sample, tmp_path, static, inflig
         if rc is None:
             w.term()
             rc = w.wait(60)
+        # every lost assignment is counted, with a transaction open or not
+        lost = len(w.lines("(assignment lost)"))
+        final = w.lines("[stats]")[-1]
+        assert f" lost_assignments={lost} " in final, (lost, final)
         fenced = [l for l in w.lines("fatal consumer error") if "fenced" in l]
         assert rc == 0 or (rc == 5 and fenced), \
             f"worker exited {rc} after committing everything:\n{w.tail()}"
