@@ -207,6 +207,11 @@ def events(sample):
     return [json.loads(l) for l in open(sample.path)]
 
 
+def text_headers(msg):
+    """A message's headers as {name: text}."""
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in msg.headers.items()}
+
+
 def by_event_id(msgs):
     out = collections.defaultdict(list)
     for m in msgs:
@@ -427,7 +432,7 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     assert "received 3 times: dead-lettered" in p.stderr
     dl = read_topic(env.broker, env.dlq)
     assert len(dl) == 1
-    h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dl[0].headers.items()}
+    h = text_headers(dl[0])
     assert h["reason"] == "file_unreadable" and h["source.key"] == bad, h
     assert "corrupt or truncated" in h["detail"]
     # nothing of the bad file, all of the good one
@@ -456,7 +461,7 @@ def test_bridge_record_after_its_files_delivery_dead_lettered(env, events):
     assert_once_keyed(env, good)
     dl = read_topic(env.broker, env.dlq)
     assert len(dl) == 1, dl
-    h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dl[0].headers.items()}
+    h = text_headers(dl[0])
     assert h["reason"] == "event_time_out_of_range" and h["source.key"] == key, h
     assert "delivery" in h["detail"], h
     assert json.loads(dl[0].value)["eventID"] == "hostile-record"
