@@ -65,6 +65,29 @@ aws_ranges = "$AWS_RANGES"
 EOF
 }
 
+# memcg_new NAME MB: a child of our own memory cgroup, limited to MB (cgroup
+# v1's memory.limit_in_bytes or v2's memory.max); prints its directory, or
+# nothing when this machine does not let us write one (no cgroup delegated).
+memcg_new() {
+	local name=$1 mb=$2 rel dir file
+	rel=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
+	if [[ -n $rel ]]; then
+		dir=/sys/fs/cgroup/memory${rel%/}/$name file=memory.limit_in_bytes
+	else
+		rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+		dir=/sys/fs/cgroup${rel%/}/$name file=memory.max
+	fi
+	mkdir -p "$dir" 2>/dev/null && echo $((mb << 20)) 2>/dev/null >"$dir/$file" && echo "$dir"
+	return 0
+}
+# memcg_stat DIR: "PEAK_BYTES OOM_KILLS" of a cgroup from memcg_new
+memcg_stat() {
+	local peak kills
+	peak=$(cat "$1/memory.max_usage_in_bytes" 2>/dev/null || cat "$1/memory.peak" 2>/dev/null || echo 0)
+	kills=$(awk '$1 == "oom_kill" { print $2 }' "$1/memory.oom_control" "$1/memory.events" 2>/dev/null)
+	echo "$peak ${kills:-0}"
+}
+
 # Prefix each line with the wall clock (s.µs): the worker's own log has
 # whole seconds only, too coarse for a restore of a few seconds.
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }

@@ -12,6 +12,10 @@
 #     (mdb_stat: branch + leaf + overflow pages x page size), the pages the
 #     environments use (incl. free pages), and data.mdb's size on disk, each
 #     divided by KEYS;
+#   - the same input under hard memory limits (a cgroup around the worker,
+#     BENCH_MEMLIMITS MB, default "300 512 768"; skipped where no cgroup can
+#     be made): events processed within BENCH_MEMLIMIT_S (60) seconds, the
+#     cgroup's peak charge, major page faults, OOM kills;
 #   - restore from the changelog when the partitions move: a second worker,
 #     same group, empty state dir, started after the first stopped; the time
 #     from its first "restoring" log line to its last "restored" line (lines
@@ -107,6 +111,48 @@ TREE_B=$((TREE * PSIZE)) ENV_B=$((ENVP * PSIZE))
 say "LMDB: $ENTRIES records; tree $TREE_B B ($((TREE_B / KEYS)) B/key), env pages $ENV_B B" \
 	"($((ENV_B / KEYS)) B/key), data.mdb on disk $DISK B ($((DISK / KEYS)) B/key)"
 
+# ---- under a hard memory limit: the same keys, a cgroup around the worker ----
+# A cgroup's limit counts what a container's does: the worker's private memory
+# and the page cache it uses, the LMDB map's pages and the store's writes
+# included; the kernel reclaims page cache before it kills. Each limit reads
+# the input from the start (a new group and changelog) for at most
+# BENCH_MEMLIMIT_S seconds. BENCH_MEMLIMITS="" skips this.
+MEMLIMITS=${BENCH_MEMLIMITS-300 512 768}
+MEMLIMIT_S=${BENCH_MEMLIMIT_S:-60}
+LIMITED=()
+for mb in $MEMLIMITS; do
+	cg=$(memcg_new "trailhound-bench-$$-$mb" "$mb")
+	if [[ -z $cg ]]; then
+		say "no memory cgroup can be made here: the runs under a memory limit are skipped"
+		break
+	fi
+	L=$RUN.mem$mb
+	topics_create "$L.changelog:4:compact" "$L.alerts:4" "$L.dead-letter:1"
+	worker_conf "$WORK/m$mb.conf" "$L" "$IN" "$L.changelog" "$L.alerts" "$L.dead-letter" "$L.worker" \
+		"$WORK/state-m$mb"
+	# -k: a worker deep in page faults may take long to stop
+	/usr/bin/time -f "%e %F" -o "$WORK/m$mb.time" timeout -k 30 "$MEMLIMIT_S" \
+		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" \
+		"$BIN" run -c "$WORK/m$mb.conf" --exit-when-idle 1000 ${BENCH_WORKER_ARGS:-} \
+		2> >(stamp >"$WORK/m$mb.log") || true
+	sleep 0.2 # the stamped log's last lines
+	# (time's first line says "Command exited with non-zero status" after the deadline)
+	read -r M_WALL M_MAJFLT <<<"$(tail -1 "$WORK/m$mb.time")"
+	read -r M_PEAK M_KILLS <<<"$(memcg_stat "$cg")"
+	read -r M_MSGS M_S <<<"$(caught_up "$WORK/m$mb.log")"
+	if [[ -z $M_MSGS ]]; then # stopped at the deadline: its last [stats] line
+		M_MSGS=$(grep '\[stats\]' "$WORK/m$mb.log" | tail -1 | sed -n 's/.* messages=\([0-9]*\).*/\1/p')
+		M_S=
+	fi
+	if [[ -n $M_S ]]; then when="caught up in $M_S s"; else when="not caught up after $M_WALL s"; fi
+	say "memory limit $mb MB: ${M_MSGS:-0} of $N messages, $when; cgroup peak" \
+		"$((M_PEAK >> 20)) MB, $M_MAJFLT major page faults, $M_KILLS OOM kill(s)"
+	LIMITED+=("{\"limit_mb\": $mb, \"messages\": ${M_MSGS:-0}, \"caught_up_s\": ${M_S:-null}, \"wall_s\": $M_WALL, \"deadline_s\": $MEMLIMIT_S, \"peak_bytes\": $M_PEAK, \"major_faults\": $M_MAJFLT, \"oom_kills\": $M_KILLS}")
+	rmdir "$cg" 2>/dev/null || true
+	rm -rf "$WORK/state-m$mb"
+	topics_delete "$L.changelog" "$L.alerts" "$L.dead-letter"
+done
+
 # ---- could dropping the map bound it? What one read maps back ---------------
 # The largest partition store, its pages in the page cache as the worker left
 # them: N random pages touched after madvise(MADV_DONTNEED) (bench/map_faultaround.py).
@@ -152,5 +198,6 @@ cat >"$RESULTS/keys.json" <<EOF
  "restored_records": ${RESTORED:-0}, "restore_partitions": $NPARTS, "restore_s": $R_S_DEF,
  "restore_fastwait_s": $R_S_FAST,
  "restore_worker_wall_s": $B_WALL, "restore_worker_rss_kb": $B_RSS,
- "restore_peak_anon_kb": $B_ANON, "restore_peak_file_kb": $B_FILE}
+ "restore_peak_anon_kb": $B_ANON, "restore_peak_file_kb": $B_FILE,
+ "memory_limited": [$(IFS=,; echo "${LIMITED[*]}")]}
 EOF
