@@ -995,6 +995,71 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 	}
 }
 
+/* Where a folder (a prefix ending in '/') lies in a trail's layout,
+ * [trail prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ (the
+ * CloudTrail User Guide, "Finding your CloudTrail log files"): how many folders
+ * below the account's CloudTrail/ it is (0 CloudTrail/ itself, 1 a region, more
+ * inside one), or -1 when it is not at or below one. Anchored on AWSLogs/ and
+ * the account, so a trail prefix that is itself called "CloudTrail" is not
+ * taken for the folder of the log files. */
+static int trail_depth(const char *dir)
+{
+	for (const char *a = dir; (a = strstr(a, "AWSLogs/")); a += 8) {
+		const char *q = a + 8;
+		if (a != dir && a[-1] != '/')
+			continue;
+		if (strncmp(q, "o-", 2) == 0) {
+			const char *sl = strchr(q, '/');
+			if (!sl)
+				return -1;
+			q = sl + 1;
+		}
+		if (strspn(q, "0123456789") != 12 || q[12] != '/' ||
+		    strncmp(q + 13, "CloudTrail/", 11) != 0)
+			continue;
+		int n = 0;
+		for (q += 24; *q; q++)
+			n += *q == '/';
+		return n;
+	}
+	return -1;
+}
+
+/* The day folders of the period in one region folder (a folder is the UTC
+ * delivery day of its files). Returns 0 or a TH_E* code. */
+static int list_days(struct bridge *b, struct listing *ls, const char *region)
+{
+	int64_t day0 = ls->since - ls->since % 86400000;
+	int ret = 0;
+	for (int64_t t = day0; t <= now_ms() + 86400000 && ret == 0 && *b->run; t += 86400000) {
+		char dayp[1200];
+		time_t secs = (time_t)(t / 1000);
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		snprintf(dayp, sizeof(dayp), "%s%04d/%02d/%02d/", region, tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday);
+		ret = list_prefix(b, ls, dayp, false);
+	}
+	return ret;
+}
+
+/* A folder at or below an account's CloudTrail/ (depth td, trail_depth()):
+ * the regions' day folders of the period, or, inside a region, one flat
+ * listing (add_file() keeps the files of the period). */
+static int walk_trail(struct bridge *b, struct listing *ls, const char *dir, int td)
+{
+	if (td >= 2)
+		return list_prefix(b, ls, dir, false);
+	if (td == 1)
+		return list_days(b, ls, dir);
+	size_t regions = ls->n_dirs;
+	int ret = list_prefix(b, ls, dir, true);
+	for (size_t j = regions; j < ls->n_dirs && ret == 0 && *b->run; j++)
+		ret = list_days(b, ls, ls->dirs[j]);
+	drop_dirs(ls, regions);
+	return ret;
+}
+
 /* With --since: walk the trail's folders (AWSLogs/, o-…/, account/) down to
  * each CloudTrail/<region>/ and list only the day folders inside the period,
  * instead of every key of a years-deep archive. Returns 0 or a TH_E* code. */
@@ -1011,25 +1076,9 @@ static int walk(struct bridge *b, struct listing *ls, const char *prefix, int de
 			continue;
 		if (dl >= 20 && strcmp(d + dl - 19, "CloudTrail-Insight/") == 0)
 			continue;
-		if (dl >= 11 && strcmp(d + dl - 11, "CloudTrail/") == 0 &&
-		    (dl == 11 || d[dl - 12] == '/')) {
-			size_t regions = ls->n_dirs;
-			if ((ret = list_prefix(b, ls, d, true)))
-				break;
-			for (size_t j = regions; j < ls->n_dirs && ret == 0; j++) {
-				/* the folder is the delivery day (UTC) of its files */
-				int64_t day0 = ls->since - ls->since % 86400000;
-				for (int64_t t = day0; t <= now_ms() + 86400000 && ret == 0;
-				     t += 86400000) {
-					char dayp[1200];
-					time_t secs = (time_t)(t / 1000);
-					struct tm tm;
-					gmtime_r(&secs, &tm);
-					snprintf(dayp, sizeof(dayp), "%s%04d/%02d/%02d/", ls->dirs[j],
-						 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-					ret = list_prefix(b, ls, dayp, false);
-				}
-			}
+		int td = trail_depth(d);
+		if (td >= 0) {
+			ret = walk_trail(b, ls, d, td);
 			continue;
 		}
 		/* the folder's own name */
@@ -1074,8 +1123,17 @@ static int backfill(struct bridge *b)
 	ls.since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
 	/* without --since the whole prefix is wanted: one flat listing is fewer
 	 * requests than walking it */
-	ret = b->o->since_ms ? walk(b, &ls, prefix, 0, strstr(prefix, "AWSLogs/") != NULL)
-			     : list_prefix(b, &ls, prefix, false);
+	/* a prefix at or below an account's CloudTrail/ folder (one account, one
+	 * region) is walked from there; a partial name ("…/CloudTrail/us-") by
+	 * the walk, whose listing completes it into folders */
+	size_t pl = strlen(prefix);
+	int td = pl && prefix[pl - 1] == '/' ? trail_depth(prefix) : -1;
+	if (!b->o->since_ms)
+		ret = list_prefix(b, &ls, prefix, false);
+	else if (td >= 0)
+		ret = walk_trail(b, &ls, prefix, td);
+	else
+		ret = walk(b, &ls, prefix, 0, strstr(prefix, "AWSLogs/") != NULL);
 	if (ret)
 		goto cleanup;
 	/* delivery order, as the live bridge would have published them */

@@ -610,6 +610,29 @@ def test_bridge_backfill_since(moto_noauth, admin, broker, tmp_path, events):
     assert published_order(p.stderr) == [f"{env.bucket}/{k}" for k in recent]
 
 
+def test_bridge_backfill_since_narrowed(moto_noauth, admin, broker, tmp_path, events):
+    """--since with a prefix at or below one account's CloudTrail/ folder (one
+    account, one region, one year, or a partial name) and for a trail whose own
+    S3 prefix is "CloudTrail": each finds the file of the period (the walk looked
+    for CloudTrail/ only among the folders below the prefix, and took the trail
+    prefix "CloudTrail/" for the log folder: none were found, exit 0)."""
+    env = Env(moto_noauth, admin, broker, tmp_path, notify=False)
+    t = time.gmtime(time.time() - 86400)
+    day, stamp = time.strftime("%Y/%m/%d", t), time.strftime("%Y%m%dT%H%MZ", t)
+    a = env.key(account="303030301000", day=day, stamp=stamp)
+    b = "CloudTrail/" + env.key(account="303030302000", day=day, stamp=stamp)
+    env.upload(a, events[0:10])
+    env.upload(b, events[10:30])
+    trail = "AWSLogs/303030301000/CloudTrail/"
+    for prefix in [trail, trail + "us-east-1/", trail + "us-", trail + "us-east-1/" + day[:5], "CloudTrail/",
+                   "CloudTrail/AWSLogs/303030302000/CloudTrail/"]:
+        p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/{prefix}", "--since", "30d"),
+                           env=env.env(), capture_output=True, text=True, timeout=180)
+        assert p.returncode == 0, p.stderr
+        assert f"{prefix}: 1 file(s) to publish" in p.stderr, (prefix, p.stderr)
+    assert_once_keyed(env, events[0:30])
+
+
 def test_bridge_backfill_signed(moto, admin, broker, tmp_path, events):
     """Without --since: one flat listing of the prefix (every page), signed and
     checked by moto; the prefix without its trailing '/' (see above)."""
