@@ -181,6 +181,18 @@ int th_bridge_key_time(const char *key, int64_t *ms)
 	return th_archive_s3_name(base ? base + 1 : key, ms) ? 0 : TH_EPARSE;
 }
 
+bool th_bridge_key_is_log(const char *key, int64_t *delivered_ms)
+{
+	/* what CloudTrail delivers: ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHmmZ_UNIQUE.json.gz
+	 * in a CloudTrail/ folder. Not another service's logs in the same bucket
+	 * (vpcflowlogs/, Config/, elasticloadbalancing/ under AWSLogs/ too),
+	 * digest or Insights files: the live bridge and the backfill keep the same
+	 * files, so neither publishes a file the other would not */
+	int64_t ms;
+	return !th_bridge_key_skipped(key) && strstr(key, "/CloudTrail/") &&
+	       th_bridge_key_time(key, delivered_ms ? delivered_ms : &ms) == 0;
+}
+
 static void marker_of(const struct th_s3_obj *o, const char *etag, char *out, size_t size)
 {
 	/* the ETag names the content (CloudTrail never rewrites a file). Not
@@ -728,6 +740,14 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 				     o->bucket, o->key);
 			continue;
 		}
+		if (!th_bridge_key_is_log(o->key, NULL)) {
+			th_log_info("bridge",
+				    "s3://%s/%s: not a CloudTrail log file "
+				    "(ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHmmZ_ID.json.gz in a "
+				    "CloudTrail/ folder), skipped",
+				    o->bucket, o->key);
+			continue;
+		}
 		why[0] = '\0';
 		enum outcome out = publish_file(b, o, why, sizeof(why));
 		switch (out) {
@@ -891,8 +911,7 @@ static int add_file(struct listing *ls, const char *block)
 	}
 	snprintf(l.obj.etag, sizeof(l.obj.etag), "%.*s", (int)el, es);
 	snprintf(l.obj.bucket, sizeof(l.obj.bucket), "%s", ls->bucket);
-	if (th_bridge_key_skipped(l.obj.key) || !strstr(l.obj.key, "/CloudTrail/") ||
-	    th_bridge_key_time(l.obj.key, &l.t) || l.t < ls->since)
+	if (!th_bridge_key_is_log(l.obj.key, &l.t) || l.t < ls->since)
 		return 0;
 	if (ls->n == ls->cap) {
 		size_t ncap = ls->cap ? ls->cap * 2 : 256;

@@ -306,6 +306,38 @@ def test_bridge_sns_and_cloudtrail_formats(moto, admin, broker, tmp_path, events
     assert read_topic(env.broker, env.dlq) == []
 
 
+def test_bridge_other_services_objects_skipped(env, events):
+    """The trail's bucket holds other services' logs too (VPC flow logs, AWS
+    Config under AWSLogs/ACCOUNT/, which the deploy's prefix filter "AWSLogs/"
+    lets through). The live bridge publishes the files the backfill would, the
+    CloudTrail log files, and skips the others with a log line: it had
+    downloaded each and dead-lettered every flow log line as malformed_json."""
+    acct = "111122223333"
+    flow = "version account-id interface-id srcaddr dstaddr srcport dstport protocol " \
+        "packets bytes start end action log-status\n" + "".join(
+            f"2 {acct} eni-1 10.0.0.{i} 10.0.1.1 443 5000 6 10 840 1 2 ACCEPT OK\n"
+            for i in range(40))
+    others = [f"AWSLogs/{acct}/vpcflowlogs/us-east-1/2026/11/01/"
+              f"{acct}_vpcflowlogs_us-east-1_fl-0a1b_20261101T0000Z_3f2e1d.log.gz",
+              f"AWSLogs/{acct}/Config/us-east-1/2026/11/1/ConfigSnapshot/"
+              f"{acct}_Config_us-east-1_ConfigSnapshot_20261101T000000Z_ab12.json.gz",
+              f"AWSLogs/{acct}/Config/ConfigWritabilityCheckFile"]
+    env.s3.put_object(Bucket=env.bucket, Key=others[0], Body=gzip.compress(flow.encode()))
+    env.s3.put_object(Bucket=env.bucket, Key=others[1], Body=gzip.compress(json.dumps(
+        {"fileVersion": "1.0", "configurationItems": [{"resourceType": "AWS::S3::Bucket"}]})
+        .encode()))
+    env.s3.put_object(Bucket=env.bucket, Key=others[2], Body=b"")
+    env.upload(env.key(account=acct), events[0:30])
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    for k in others:
+        assert f"{k}: not a CloudTrail log file" in p.stderr, (k, p.stderr)
+    assert "files=1 " in p.stderr
+    assert read_topic(env.broker, env.dlq) == []
+    assert_once_keyed(env, events[0:30])
+    assert env.queue_depth() == 0
+
+
 @pytest.mark.parametrize("hook", ["TH_BRIDGE_TEST_KILL_BEFORE_COMMIT",
                                   "TH_BRIDGE_TEST_KILL_BEFORE_DELETE"])
 def test_bridge_kill9_redelivery(env, events, hook):
