@@ -338,6 +338,44 @@ def test_bridge_other_services_objects_skipped(env, events):
     assert env.queue_depth() == 0
 
 
+def test_bridge_eventbridge_object_created(moto, admin, broker, tmp_path, events):
+    """S3 -> EventBridge -> SQS (a bucket whose notifications another consumer
+    owns, or an organisation that routes S3 through EventBridge): the SQS body is
+    S3's EventBridge event (AWS S3 User Guide, "EventBridge event message
+    structure"). "Object Created" is published, twice sent once published (its
+    etag in the ledger); "Object Deleted" is no work. Both were dead-lettered as
+    unknown_notification, the file never published."""
+    env = Env(moto, admin, broker, tmp_path, notify=False)
+    k = env.key()
+    env.upload(k, events[0:40])
+    etag = env.s3.head_object(Bucket=env.bucket, Key=k)["ETag"].strip('"')
+
+    def eb(detail_type, obj):
+        return json.dumps({
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type,
+            "source": "aws.s3", "account": ACCOUNT, "time": "2026-11-01T00:05:00Z",
+            "region": REGION, "resources": [f"arn:aws:s3:::{env.bucket}"],
+            "detail": {"version": "0", "bucket": {"name": env.bucket}, "object": obj,
+                       "request-id": "N4N7GDK58NMKJ12R", "requester": ACCOUNT,
+                       "source-ip-address": "203.0.113.7", "reason": "PutObject"}})
+    created = eb("Object Created", {"key": k, "size": 1, "etag": etag,
+                                    "sequencer": "617f08299329d189"})
+    env.sqs.send_message(QueueUrl=env.queue, MessageBody=created)
+    env.sqs.send_message(QueueUrl=env.queue, MessageBody=eb(
+        "Object Deleted", {"key": k, "sequencer": "617f08299329d18a"}))
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    assert "files=1 " in p.stderr
+    assert read_topic(env.broker, env.dlq) == []
+    assert_once_keyed(env, events[0:40])
+    assert env.queue_depth() == 0
+    env.sqs.send_message(QueueUrl=env.queue, MessageBody=created)
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    assert "published before (ledger), skipped" in p.stderr
+    assert_once_keyed(env, events[0:40])
+
+
 @pytest.mark.parametrize("hook", ["TH_BRIDGE_TEST_KILL_BEFORE_COMMIT",
                                   "TH_BRIDGE_TEST_KILL_BEFORE_DELETE"])
 def test_bridge_kill9_redelivery(env, events, hook):
