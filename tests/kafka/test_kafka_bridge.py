@@ -625,6 +625,49 @@ def test_bridge_web_identity_refreshed(moto_noauth, admin, broker, events, tmp_p
     assert_once_keyed(env, events[0:60])
 
 
+def test_bridge_credentials_refresh_failure_keeps_valid_ones(moto_noauth, admin, broker,
+                                                            events, tmp_path):
+    """A refresh ahead of expiry that fails (STS or the metadata service
+    briefly unreachable; here the web identity token file is gone) while the
+    current credentials are valid for minutes more: the bridge warns and goes
+    on with them, as the SDKs do. It exited 4 ("AWS refused the request") on
+    the first failed refresh, five minutes before the credentials expired."""
+    env = Env(moto_noauth, admin, broker, tmp_path)
+    iam = env.moto.client("iam")
+    role = f"bridge-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+            "Federated": "arn:aws:iam::123456789012:oidc-provider/example"},
+            "Action": "sts:AssumeRoleWithWebIdentity"}]}))["Role"]["Arn"]
+    tok = tmp_path / "token"
+    tok.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6dGgifQ.sig\n")
+    # four minutes: inside the five-minute refresh margin, valid throughout the run
+    e = env.env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None, AWS_ROLE_ARN=arn,
+                AWS_WEB_IDENTITY_TOKEN_FILE=str(tok), TH_AWS_ROLE_DURATION_SECONDS="240")
+    logf = tmp_path / "bridge.log"
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "8000"), env=e, stderr=lf,
+                                stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while "credentials from web-identity" not in logf.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.1)
+            tok.unlink()
+            for i in range(2):
+                env.upload(env.key(account=f"13131313{1000 + i}"), events[i * 20:(i + 1) * 20])
+            rc = proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = logf.read_text()
+    assert rc == 0, text
+    assert "refreshing the credentials from web-identity failed" in text, text
+    assert "eyJ" not in text
+    assert_once_keyed(env, events[0:40])
+
+
 def backfill_layout(env, events):
     """Three files of the last three days and one of 40 days ago, in an
     organisation trail's layout (AWSLogs/o-…/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/),
