@@ -870,8 +870,12 @@ static int live(struct bridge *b)
 
 /* ---- backfill ---- */
 
+/* One listed file. The listing holds every file of the period at once (to
+ * publish them in delivery order), hundreds of thousands for an organisation
+ * trail's month: so only what the publish needs, in one allocation ("key\0etag"),
+ * not a th_s3_obj with its fixed-size buffers (2.6 KB a file). */
 struct listed {
-	struct th_s3_obj obj;
+	char *key; /* owned; the ETag follows its NUL */
 	int64_t t;
 };
 
@@ -891,33 +895,39 @@ static int cmp_listed(const void *a, const void *b)
 	const struct listed *x = a, *y = b;
 	if (x->t != y->t)
 		return x->t < y->t ? -1 : 1;
-	return strcmp(x->obj.key, y->obj.key);
+	return strcmp(x->key, y->key);
 }
 
 static int add_file(struct listing *ls, const char *block)
 {
-	struct listed l;
-	char raw_etag[200];
+	struct listed l = {0};
+	char key[sizeof(((struct th_s3_obj *)0)->key)], raw_etag[200];
 	const char *be = block + strlen(block);
-	memset(&l, 0, sizeof(l));
-	th_aws_xml_text(block, be, "Key", l.obj.key, sizeof(l.obj.key));
+	th_aws_xml_text(block, be, "Key", key, sizeof(key));
+	if (!th_bridge_key_is_log(key, &l.t) || l.t < ls->since)
+		return 0;
 	th_aws_xml_text(block, be, "ETag", raw_etag, sizeof(raw_etag));
 	/* the listing quotes the ETag, a notification does not */
-	size_t el = strlen(raw_etag);
+	size_t el = strlen(raw_etag), kl = strlen(key);
 	const char *es = raw_etag;
 	if (el >= 2 && raw_etag[0] == '"') {
 		es++;
 		el -= 2;
 	}
-	snprintf(l.obj.etag, sizeof(l.obj.etag), "%.*s", (int)el, es);
-	snprintf(l.obj.bucket, sizeof(l.obj.bucket), "%s", ls->bucket);
-	if (!th_bridge_key_is_log(l.obj.key, &l.t) || l.t < ls->since)
-		return 0;
+	if (el >= sizeof(((struct th_s3_obj *)0)->etag))
+		el = sizeof(((struct th_s3_obj *)0)->etag) - 1;
+	if (!(l.key = malloc(kl + el + 2)))
+		return TH_ENOMEM;
+	memcpy(l.key, key, kl + 1);
+	memcpy(l.key + kl + 1, es, el);
+	l.key[kl + 1 + el] = '\0';
 	if (ls->n == ls->cap) {
 		size_t ncap = ls->cap ? ls->cap * 2 : 256;
 		struct listed *nf = realloc(ls->files, ncap * sizeof(*nf));
-		if (!nf)
+		if (!nf) {
+			free(l.key);
 			return TH_ENOMEM;
+		}
 		ls->files = nf;
 		ls->cap = ncap;
 	}
@@ -1160,12 +1170,18 @@ static int backfill(struct bridge *b)
 	th_log_info("bridge", "backfill s3://%s/%s: %zu file(s) to publish", bucket, prefix, ls.n);
 	for (size_t i = 0; i < ls.n && *b->run; i++) {
 		char why[1024] = "";
-		enum outcome out = publish_file(b, &ls.files[i].obj, why, sizeof(why));
+		static struct th_s3_obj obj; /* 2.6 KB: not on the stack */
+		const char *key = ls.files[i].key;
+		memset(&obj, 0, sizeof(obj));
+		snprintf(obj.bucket, sizeof(obj.bucket), "%s", bucket);
+		snprintf(obj.key, sizeof(obj.key), "%s", key);
+		snprintf(obj.etag, sizeof(obj.etag), "%s", key + strlen(key) + 1);
+		enum outcome out = publish_file(b, &obj, why, sizeof(why));
 		if (out == F_SKIPPED) {
 			tally(&b->st->skipped, TH_M_BRIDGE_FILES_SKIPPED);
 		} else if (out == F_UNREADABLE || out == F_RETRY) {
 			tally(&b->st->unreadable, TH_M_BRIDGE_FILES_UNREADABLE);
-			th_log_err("bridge", "s3://%s/%s: %s", bucket, ls.files[i].obj.key, why);
+			th_log_err("bridge", "s3://%s/%s: %s", bucket, key, why);
 			ret = TH_EIO;
 		} else if (out == F_AUTH) {
 			fprintf(stderr, "trailhound bridge: %s\n", why);
@@ -1179,6 +1195,8 @@ static int backfill(struct bridge *b)
 cleanup:
 	drop_dirs(&ls, 0);
 	free(ls.dirs);
+	for (size_t i = 0; i < ls.n; i++)
+		free(ls.files[i].key);
 	free(ls.files);
 	return ret;
 }

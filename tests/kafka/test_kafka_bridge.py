@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -783,6 +784,54 @@ def test_bridge_backfill_signed(moto, admin, broker, tmp_path, events):
     assert p.stderr.count("published before (ledger), skipped") == 5
     assert_once_keyed(env, events[0:310])
     assert env.queue_depth() == 0
+
+
+PEAK_RSS = r"""
+import resource, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE, text=True)
+for line in p.stderr:
+    sys.stderr.write(line)
+    if "file(s) to publish" in line:
+        p.terminate()  # the listing is complete: its memory is what is measured
+p.wait()
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_bridge_backfill_listing_memory(moto_noauth, admin, broker, tmp_path):
+    """A backfill holds its whole listing (every file of the period, to publish
+    them in delivery order): an organisation trail's 30 days are hundreds of
+    thousands of files. Each listed file took 2.6 KB (fixed 1100-byte key and
+    version buffers), so ~1.2 M files overran the bridge's 3 GiB limit
+    (deploy/kubernetes/bridge.yaml). Measured as the peak RSS of a listing of
+    12,000 files against a listing of one, stopped once the listing is done:
+    the difference stays under 1 KB a file."""
+    from concurrent.futures import ThreadPoolExecutor
+    env = Env(moto_noauth, admin, broker, tmp_path, notify=False)
+    base = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/01/"
+    n = 12000
+
+    def put(i):
+        env.s3.put_object(Bucket=env.bucket, Body=b"", Key=base +
+                          f"123456789012_CloudTrail_us-east-1_20261101T{i // 60 % 24:02d}"
+                          f"{i % 60:02d}Z_{i:016x}.json.gz")
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(put, range(n)))
+    env.s3.put_object(Bucket=env.bucket, Body=b"", Key="AWSLogs/999999999999/CloudTrail/"
+                      "us-east-1/2026/11/01/999999999999_CloudTrail_us-east-1_20261101T0000Z_"
+                      "0000000000000000.json.gz")
+
+    def peak_kb(prefix):
+        p = subprocess.run([sys.executable, "-c", PEAK_RSS] +
+                           env.cmd("--backfill", f"s3://{env.bucket}/{prefix}"),
+                           env=env.env(), capture_output=True, text=True, timeout=300)
+        assert "file(s) to publish" in p.stderr, p.stderr
+        return int(p.stdout.split()[-1]), p.stderr
+    one, _ = peak_kb("AWSLogs/9")
+    many, err = peak_kb("AWSLogs/1")
+    assert f"{n} file(s) to publish" in err, err
+    log(f"peak RSS: {one} KiB listing 1 file, {many} KiB listing {n}")
+    assert (many - one) * 1024 < n * 1024, (one, many)
 
 
 def test_bridge_end_to_end_alerts_equal_scan(env, sample, events, topics, workers):
