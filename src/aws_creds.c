@@ -20,6 +20,10 @@
 #include "trailhound/event.h"
 
 #define REFRESH_AHEAD_MS (5 * 60 * 1000)
+/* a failed refresh ahead of expiry is tried again after this long, while the
+ * current credentials stay in use (they must have this much life left) */
+#define REFRESH_RETRY_MS (10 * 1000)
+#define STILL_GOOD_MS (30 * 1000)
 
 enum src_kind { SRC_NONE, SRC_ENV, SRC_WEBID, SRC_PROFILE, SRC_CONTAINER, SRC_IMDS };
 
@@ -29,6 +33,7 @@ struct th_aws_credsrc {
 	enum src_kind kind;
 	struct th_aws_creds cur;
 	bool have;
+	int64_t retry_at_ms; /* after a failed refresh ahead of expiry */
 };
 
 static int64_t now_ms(void)
@@ -373,8 +378,14 @@ int th_aws_creds_get(struct th_aws_credsrc *src, bool force, const struct th_aws
 {
 	struct th_aws_creds c;
 	int rc = TH_ENOTFOUND;
-	if (src->have && !force &&
-	    (src->cur.expires_ms == 0 || src->cur.expires_ms - now_ms() > REFRESH_AHEAD_MS)) {
+	int64_t now = now_ms();
+	/* still good for this use: not expiring soon, or a refresh ahead of
+	 * expiry failed a moment ago and the current ones have life left */
+	bool good = src->have && (src->cur.expires_ms == 0 ||
+				  src->cur.expires_ms - now > STILL_GOOD_MS);
+	if (good && !force &&
+	    (src->cur.expires_ms == 0 || src->cur.expires_ms - now > REFRESH_AHEAD_MS ||
+	     now < src->retry_at_ms)) {
 		*out = &src->cur;
 		return 0;
 	}
@@ -398,8 +409,24 @@ int th_aws_creds_get(struct th_aws_credsrc *src, bool force, const struct th_aws
 			  "~/.aws/credentials, or run with a container or instance role");
 	if (rc) {
 		wipe(&c, sizeof(c));
+		if (good && !force) {
+			/* STS or the metadata service briefly unavailable ahead of
+			 * expiry: the SDKs keep using credentials that are still valid
+			 * rather than fail the request; so do we, and try again soon.
+			 * Only a forced refresh (the service said they expired) or
+			 * credentials about to expire make this an error */
+			th_log_warn("aws",
+				    "refreshing the credentials from %s failed (%s); the current "
+				    "ones are valid for %lld s more, still used",
+				    src->cur.source, errstr,
+				    (long long)((src->cur.expires_ms - now) / 1000));
+			src->retry_at_ms = now + REFRESH_RETRY_MS;
+			*out = &src->cur;
+			return 0;
+		}
 		return rc == TH_ENOTFOUND ? TH_ECONFIG : rc;
 	}
+	src->retry_at_ms = 0;
 	if (src->have && strcmp(src->cur.akid, c.akid) != 0)
 		th_log_info("aws", "credentials refreshed from %s (key %.4s…)", c.source, c.akid);
 	else if (!src->have)

@@ -232,6 +232,14 @@ void th_aws_resp_free(struct th_aws_resp *resp)
 	resp->len = 0;
 }
 
+/* The partition's DNS suffix: the China regions (cn-north-1, cn-northwest-1)
+ * answer under amazonaws.com.cn ("Endpoints and ARNs for Amazon Web Services in
+ * China"), every other region under amazonaws.com */
+static const char *dns_suffix(const char *region)
+{
+	return strncmp(region, "cn-", 3) == 0 ? "amazonaws.com.cn" : "amazonaws.com";
+}
+
 void th_aws_endpoint(const struct th_aws_target *t, const char *service, char *out,
 		     size_t out_size)
 {
@@ -241,7 +249,8 @@ void th_aws_endpoint(const struct th_aws_target *t, const char *service, char *o
 			n--;
 		snprintf(out, out_size, "%.*s", (int)n, t->endpoint);
 	} else {
-		snprintf(out, out_size, "https://%s.%s.amazonaws.com", service, t->region);
+		snprintf(out, out_size, "https://%s.%s.%s", service, t->region,
+			 dns_suffix(t->region));
 	}
 }
 
@@ -276,13 +285,17 @@ int th_aws_s3_url(const struct th_aws_target *t, const char *bucket, const char 
 	int n;
 	if (key && uri_encode(key, true, enc, sizeof(enc)))
 		return TH_ETOOBIG;
-	if (t->endpoint && t->endpoint[0]) {
+	/* path-style on a custom endpoint, and for a bucket name with a dot: S3's
+	 * TLS wildcard certificate (*.s3.REGION.amazonaws.com) matches only bucket
+	 * names without one (S3 User Guide, "Virtual hosting of general purpose
+	 * buckets"), so my.trail.logs.s3.… fails the TLS check */
+	if ((t->endpoint && t->endpoint[0]) || strchr(bucket, '.')) {
 		char ep[512];
 		th_aws_endpoint(t, "s3", ep, sizeof(ep));
 		n = snprintf(out, out_size, "%s/%s/%s", ep, bucket, enc);
 	} else {
-		n = snprintf(out, out_size, "https://%s.s3.%s.amazonaws.com/%s", bucket, t->region,
-			     enc);
+		n = snprintf(out, out_size, "https://%s.s3.%s.%s/%s", bucket, t->region,
+			     dns_suffix(t->region), enc);
 	}
 	return n < 0 || (size_t)n >= out_size ? TH_ETOOBIG : 0;
 }

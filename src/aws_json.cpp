@@ -90,6 +90,32 @@ int notice(dom::parser &parser, const char *json, size_t len, struct th_s3_obj *
 		int rc = add_s3_records(recs, objs, max_objs, n);
 		return rc ? rc : TH_NOTICE_OBJECTS;
 	}
+	dom::element detail;
+	if (str_at(doc, "source") == "aws.s3" && doc["detail"].get(detail) == SUCCESS) {
+		/* S3's event to EventBridge, a rule's target this queue (S3 ->
+		 * EventBridge -> SQS): one object in "detail". Only "Object
+		 * Created" is a new log file; Object Deleted, Restore, … are none */
+		if (str_at(doc, "detail-type") != "Object Created")
+			return TH_NOTICE_OBJECTS;
+		dom::element bucket_e, object;
+		if (detail["bucket"].get(bucket_e) || detail["object"].get(object))
+			return TH_EPARSE;
+		std::string_view b = str_at(bucket_e, "name"), k = str_at(object, "key");
+		if (b.empty() || k.empty())
+			return TH_EPARSE;
+		if (*n >= max_objs)
+			return TH_ETOOBIG;
+		struct th_s3_obj *o = &objs[(*n)++];
+		memset(o, 0, sizeof(*o));
+		copy_sv(b, o->bucket, sizeof(o->bucket));
+		/* URL-encoded like a notification's key (AWS's Lambda Powertools
+		 * decodes S3EventBridgeNotificationObject.key with unquote_plus) */
+		std::string enc(k);
+		th_aws_s3_key_decode(enc.c_str(), o->key, sizeof(o->key));
+		copy_sv(str_at(object, "etag"), o->etag, sizeof(o->etag));
+		copy_sv(str_at(object, "version-id"), o->version, sizeof(o->version));
+		return TH_NOTICE_OBJECTS;
+	}
 	std::string_view bucket = str_at(doc, "s3Bucket");
 	dom::array keys;
 	if (!bucket.empty() && doc["s3ObjectKey"].get(keys) == SUCCESS) {

@@ -181,6 +181,18 @@ int th_bridge_key_time(const char *key, int64_t *ms)
 	return th_archive_s3_name(base ? base + 1 : key, ms) ? 0 : TH_EPARSE;
 }
 
+bool th_bridge_key_is_log(const char *key, int64_t *delivered_ms)
+{
+	/* what CloudTrail delivers: ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHmmZ_UNIQUE.json.gz
+	 * in a CloudTrail/ folder. Not another service's logs in the same bucket
+	 * (vpcflowlogs/, Config/, elasticloadbalancing/ under AWSLogs/ too),
+	 * digest or Insights files: the live bridge and the backfill keep the same
+	 * files, so neither publishes a file the other would not */
+	int64_t ms;
+	return !th_bridge_key_skipped(key) && strstr(key, "/CloudTrail/") &&
+	       th_bridge_key_time(key, delivered_ms ? delivered_ms : &ms) == 0;
+}
+
 static void marker_of(const struct th_s3_obj *o, const char *etag, char *out, size_t size)
 {
 	/* the ETag names the content (CloudTrail never rewrites a file). Not
@@ -728,6 +740,14 @@ static int on_message(void *ctx, const struct th_sqs_msg *m)
 				     o->bucket, o->key);
 			continue;
 		}
+		if (!th_bridge_key_is_log(o->key, NULL)) {
+			th_log_info("bridge",
+				    "s3://%s/%s: not a CloudTrail log file "
+				    "(ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHmmZ_ID.json.gz in a "
+				    "CloudTrail/ folder), skipped",
+				    o->bucket, o->key);
+			continue;
+		}
 		why[0] = '\0';
 		enum outcome out = publish_file(b, o, why, sizeof(why));
 		switch (out) {
@@ -850,8 +870,12 @@ static int live(struct bridge *b)
 
 /* ---- backfill ---- */
 
+/* One listed file. The listing holds every file of the period at once (to
+ * publish them in delivery order), hundreds of thousands for an organisation
+ * trail's month: so only what the publish needs, in one allocation ("key\0etag"),
+ * not a th_s3_obj with its fixed-size buffers (2.6 KB a file). */
 struct listed {
-	struct th_s3_obj obj;
+	char *key; /* owned; the ETag follows its NUL */
 	int64_t t;
 };
 
@@ -871,34 +895,39 @@ static int cmp_listed(const void *a, const void *b)
 	const struct listed *x = a, *y = b;
 	if (x->t != y->t)
 		return x->t < y->t ? -1 : 1;
-	return strcmp(x->obj.key, y->obj.key);
+	return strcmp(x->key, y->key);
 }
 
 static int add_file(struct listing *ls, const char *block)
 {
-	struct listed l;
-	char raw_etag[200];
+	struct listed l = {0};
+	char key[sizeof(((struct th_s3_obj *)0)->key)], raw_etag[200];
 	const char *be = block + strlen(block);
-	memset(&l, 0, sizeof(l));
-	th_aws_xml_text(block, be, "Key", l.obj.key, sizeof(l.obj.key));
+	th_aws_xml_text(block, be, "Key", key, sizeof(key));
+	if (!th_bridge_key_is_log(key, &l.t) || l.t < ls->since)
+		return 0;
 	th_aws_xml_text(block, be, "ETag", raw_etag, sizeof(raw_etag));
 	/* the listing quotes the ETag, a notification does not */
-	size_t el = strlen(raw_etag);
+	size_t el = strlen(raw_etag), kl = strlen(key);
 	const char *es = raw_etag;
 	if (el >= 2 && raw_etag[0] == '"') {
 		es++;
 		el -= 2;
 	}
-	snprintf(l.obj.etag, sizeof(l.obj.etag), "%.*s", (int)el, es);
-	snprintf(l.obj.bucket, sizeof(l.obj.bucket), "%s", ls->bucket);
-	if (th_bridge_key_skipped(l.obj.key) || !strstr(l.obj.key, "/CloudTrail/") ||
-	    th_bridge_key_time(l.obj.key, &l.t) || l.t < ls->since)
-		return 0;
+	if (el >= sizeof(((struct th_s3_obj *)0)->etag))
+		el = sizeof(((struct th_s3_obj *)0)->etag) - 1;
+	if (!(l.key = malloc(kl + el + 2)))
+		return TH_ENOMEM;
+	memcpy(l.key, key, kl + 1);
+	memcpy(l.key + kl + 1, es, el);
+	l.key[kl + 1 + el] = '\0';
 	if (ls->n == ls->cap) {
 		size_t ncap = ls->cap ? ls->cap * 2 : 256;
 		struct listed *nf = realloc(ls->files, ncap * sizeof(*nf));
-		if (!nf)
+		if (!nf) {
+			free(l.key);
 			return TH_ENOMEM;
+		}
 		ls->files = nf;
 		ls->cap = ncap;
 	}
@@ -995,6 +1024,71 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 	}
 }
 
+/* Where a folder (a prefix ending in '/') lies in a trail's layout,
+ * [trail prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ (the
+ * CloudTrail User Guide, "Finding your CloudTrail log files"): how many folders
+ * below the account's CloudTrail/ it is (0 CloudTrail/ itself, 1 a region, more
+ * inside one), or -1 when it is not at or below one. Anchored on AWSLogs/ and
+ * the account, so a trail prefix that is itself called "CloudTrail" is not
+ * taken for the folder of the log files. */
+static int trail_depth(const char *dir)
+{
+	for (const char *a = dir; (a = strstr(a, "AWSLogs/")); a += 8) {
+		const char *q = a + 8;
+		if (a != dir && a[-1] != '/')
+			continue;
+		if (strncmp(q, "o-", 2) == 0) {
+			const char *sl = strchr(q, '/');
+			if (!sl)
+				return -1;
+			q = sl + 1;
+		}
+		if (strspn(q, "0123456789") != 12 || q[12] != '/' ||
+		    strncmp(q + 13, "CloudTrail/", 11) != 0)
+			continue;
+		int n = 0;
+		for (q += 24; *q; q++)
+			n += *q == '/';
+		return n;
+	}
+	return -1;
+}
+
+/* The day folders of the period in one region folder (a folder is the UTC
+ * delivery day of its files). Returns 0 or a TH_E* code. */
+static int list_days(struct bridge *b, struct listing *ls, const char *region)
+{
+	int64_t day0 = ls->since - ls->since % 86400000;
+	int ret = 0;
+	for (int64_t t = day0; t <= now_ms() + 86400000 && ret == 0 && *b->run; t += 86400000) {
+		char dayp[1200];
+		time_t secs = (time_t)(t / 1000);
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		snprintf(dayp, sizeof(dayp), "%s%04d/%02d/%02d/", region, tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday);
+		ret = list_prefix(b, ls, dayp, false);
+	}
+	return ret;
+}
+
+/* A folder at or below an account's CloudTrail/ (depth td, trail_depth()):
+ * the regions' day folders of the period, or, inside a region, one flat
+ * listing (add_file() keeps the files of the period). */
+static int walk_trail(struct bridge *b, struct listing *ls, const char *dir, int td)
+{
+	if (td >= 2)
+		return list_prefix(b, ls, dir, false);
+	if (td == 1)
+		return list_days(b, ls, dir);
+	size_t regions = ls->n_dirs;
+	int ret = list_prefix(b, ls, dir, true);
+	for (size_t j = regions; j < ls->n_dirs && ret == 0 && *b->run; j++)
+		ret = list_days(b, ls, ls->dirs[j]);
+	drop_dirs(ls, regions);
+	return ret;
+}
+
 /* With --since: walk the trail's folders (AWSLogs/, o-…/, account/) down to
  * each CloudTrail/<region>/ and list only the day folders inside the period,
  * instead of every key of a years-deep archive. Returns 0 or a TH_E* code. */
@@ -1011,25 +1105,9 @@ static int walk(struct bridge *b, struct listing *ls, const char *prefix, int de
 			continue;
 		if (dl >= 20 && strcmp(d + dl - 19, "CloudTrail-Insight/") == 0)
 			continue;
-		if (dl >= 11 && strcmp(d + dl - 11, "CloudTrail/") == 0 &&
-		    (dl == 11 || d[dl - 12] == '/')) {
-			size_t regions = ls->n_dirs;
-			if ((ret = list_prefix(b, ls, d, true)))
-				break;
-			for (size_t j = regions; j < ls->n_dirs && ret == 0; j++) {
-				/* the folder is the delivery day (UTC) of its files */
-				int64_t day0 = ls->since - ls->since % 86400000;
-				for (int64_t t = day0; t <= now_ms() + 86400000 && ret == 0;
-				     t += 86400000) {
-					char dayp[1200];
-					time_t secs = (time_t)(t / 1000);
-					struct tm tm;
-					gmtime_r(&secs, &tm);
-					snprintf(dayp, sizeof(dayp), "%s%04d/%02d/%02d/", ls->dirs[j],
-						 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-					ret = list_prefix(b, ls, dayp, false);
-				}
-			}
+		int td = trail_depth(d);
+		if (td >= 0) {
+			ret = walk_trail(b, ls, d, td);
 			continue;
 		}
 		/* the folder's own name */
@@ -1074,8 +1152,17 @@ static int backfill(struct bridge *b)
 	ls.since = b->o->since_ms ? now_ms() - b->o->since_ms : 0;
 	/* without --since the whole prefix is wanted: one flat listing is fewer
 	 * requests than walking it */
-	ret = b->o->since_ms ? walk(b, &ls, prefix, 0, strstr(prefix, "AWSLogs/") != NULL)
-			     : list_prefix(b, &ls, prefix, false);
+	/* a prefix at or below an account's CloudTrail/ folder (one account, one
+	 * region) is walked from there; a partial name ("…/CloudTrail/us-") by
+	 * the walk, whose listing completes it into folders */
+	size_t pl = strlen(prefix);
+	int td = pl && prefix[pl - 1] == '/' ? trail_depth(prefix) : -1;
+	if (!b->o->since_ms)
+		ret = list_prefix(b, &ls, prefix, false);
+	else if (td >= 0)
+		ret = walk_trail(b, &ls, prefix, td);
+	else
+		ret = walk(b, &ls, prefix, 0, strstr(prefix, "AWSLogs/") != NULL);
 	if (ret)
 		goto cleanup;
 	/* delivery order, as the live bridge would have published them */
@@ -1083,12 +1170,18 @@ static int backfill(struct bridge *b)
 	th_log_info("bridge", "backfill s3://%s/%s: %zu file(s) to publish", bucket, prefix, ls.n);
 	for (size_t i = 0; i < ls.n && *b->run; i++) {
 		char why[1024] = "";
-		enum outcome out = publish_file(b, &ls.files[i].obj, why, sizeof(why));
+		static struct th_s3_obj obj; /* 2.6 KB: not on the stack */
+		const char *key = ls.files[i].key;
+		memset(&obj, 0, sizeof(obj));
+		snprintf(obj.bucket, sizeof(obj.bucket), "%s", bucket);
+		snprintf(obj.key, sizeof(obj.key), "%s", key);
+		snprintf(obj.etag, sizeof(obj.etag), "%s", key + strlen(key) + 1);
+		enum outcome out = publish_file(b, &obj, why, sizeof(why));
 		if (out == F_SKIPPED) {
 			tally(&b->st->skipped, TH_M_BRIDGE_FILES_SKIPPED);
 		} else if (out == F_UNREADABLE || out == F_RETRY) {
 			tally(&b->st->unreadable, TH_M_BRIDGE_FILES_UNREADABLE);
-			th_log_err("bridge", "s3://%s/%s: %s", bucket, ls.files[i].obj.key, why);
+			th_log_err("bridge", "s3://%s/%s: %s", bucket, key, why);
 			ret = TH_EIO;
 		} else if (out == F_AUTH) {
 			fprintf(stderr, "trailhound bridge: %s\n", why);
@@ -1102,6 +1195,8 @@ static int backfill(struct bridge *b)
 cleanup:
 	drop_dirs(&ls, 0);
 	free(ls.dirs);
+	for (size_t i = 0; i < ls.n; i++)
+		free(ls.files[i].key);
 	free(ls.files);
 	return ret;
 }

@@ -143,8 +143,9 @@ enum th_notice_kind {
 };
 /**
  * @brief Parse an SQS message body: an S3 event notification, the same inside
- *        an SNS envelope, or CloudTrail's SNS message (s3Bucket + s3ObjectKey).
- *        Only ObjectCreated:* records count.
+ *        an SNS envelope, CloudTrail's SNS message (s3Bucket + s3ObjectKey), or
+ *        S3's EventBridge event (source aws.s3). Only ObjectCreated:* records
+ *        and "Object Created" events count.
  * @param objs array of max_objs; *n_objs receives how many were filled.
  * @returns TH_NOTICE_OBJECTS, TH_NOTICE_TEST, TH_EPARSE (not a notification we
  *          know) or TH_ETOOBIG (more objects than max_objs).

@@ -71,6 +71,13 @@ rd_kafka_conf_t *th_bridge_producer_conf(const struct th_config *cf, char *errst
 int th_bridge_key_time(const char *key, int64_t *ms);
 /** @brief Whether a key is a digest or Insights file (never published). */
 bool th_bridge_key_skipped(const char *key);
+/**
+ * @brief Whether a key is a CloudTrail log file, the only objects the live
+ *        bridge and the backfill publish: a CloudTrail file name with its
+ *        delivery time (th_bridge_key_time()) inside a CloudTrail/ folder, not a
+ *        digest or Insights file. @p delivered_ms (may be NULL) receives the time.
+ */
+bool th_bridge_key_is_log(const char *key, int64_t *delivered_ms);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -306,6 +307,76 @@ def test_bridge_sns_and_cloudtrail_formats(moto, admin, broker, tmp_path, events
     assert read_topic(env.broker, env.dlq) == []
 
 
+def test_bridge_other_services_objects_skipped(env, events):
+    """The trail's bucket holds other services' logs too (VPC flow logs, AWS
+    Config under AWSLogs/ACCOUNT/, which the deploy's prefix filter "AWSLogs/"
+    lets through). The live bridge publishes the files the backfill would, the
+    CloudTrail log files, and skips the others with a log line: it had
+    downloaded each and dead-lettered every flow log line as malformed_json."""
+    acct = "111122223333"
+    flow = "version account-id interface-id srcaddr dstaddr srcport dstport protocol " \
+        "packets bytes start end action log-status\n" + "".join(
+            f"2 {acct} eni-1 10.0.0.{i} 10.0.1.1 443 5000 6 10 840 1 2 ACCEPT OK\n"
+            for i in range(40))
+    others = [f"AWSLogs/{acct}/vpcflowlogs/us-east-1/2026/11/01/"
+              f"{acct}_vpcflowlogs_us-east-1_fl-0a1b_20261101T0000Z_3f2e1d.log.gz",
+              f"AWSLogs/{acct}/Config/us-east-1/2026/11/1/ConfigSnapshot/"
+              f"{acct}_Config_us-east-1_ConfigSnapshot_20261101T000000Z_ab12.json.gz",
+              f"AWSLogs/{acct}/Config/ConfigWritabilityCheckFile"]
+    env.s3.put_object(Bucket=env.bucket, Key=others[0], Body=gzip.compress(flow.encode()))
+    env.s3.put_object(Bucket=env.bucket, Key=others[1], Body=gzip.compress(json.dumps(
+        {"fileVersion": "1.0", "configurationItems": [{"resourceType": "AWS::S3::Bucket"}]})
+        .encode()))
+    env.s3.put_object(Bucket=env.bucket, Key=others[2], Body=b"")
+    env.upload(env.key(account=acct), events[0:30])
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    for k in others:
+        assert f"{k}: not a CloudTrail log file" in p.stderr, (k, p.stderr)
+    assert "files=1 " in p.stderr
+    assert read_topic(env.broker, env.dlq) == []
+    assert_once_keyed(env, events[0:30])
+    assert env.queue_depth() == 0
+
+
+def test_bridge_eventbridge_object_created(moto, admin, broker, tmp_path, events):
+    """S3 -> EventBridge -> SQS (a bucket whose notifications another consumer
+    owns, or an organisation that routes S3 through EventBridge): the SQS body is
+    S3's EventBridge event (AWS S3 User Guide, "EventBridge event message
+    structure"). "Object Created" is published, twice sent once published (its
+    etag in the ledger); "Object Deleted" is no work. Both were dead-lettered as
+    unknown_notification, the file never published."""
+    env = Env(moto, admin, broker, tmp_path, notify=False)
+    k = env.key()
+    env.upload(k, events[0:40])
+    etag = env.s3.head_object(Bucket=env.bucket, Key=k)["ETag"].strip('"')
+
+    def eb(detail_type, obj):
+        return json.dumps({
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type,
+            "source": "aws.s3", "account": ACCOUNT, "time": "2026-11-01T00:05:00Z",
+            "region": REGION, "resources": [f"arn:aws:s3:::{env.bucket}"],
+            "detail": {"version": "0", "bucket": {"name": env.bucket}, "object": obj,
+                       "request-id": "N4N7GDK58NMKJ12R", "requester": ACCOUNT,
+                       "source-ip-address": "203.0.113.7", "reason": "PutObject"}})
+    created = eb("Object Created", {"key": k, "size": 1, "etag": etag,
+                                    "sequencer": "617f08299329d189"})
+    env.sqs.send_message(QueueUrl=env.queue, MessageBody=created)
+    env.sqs.send_message(QueueUrl=env.queue, MessageBody=eb(
+        "Object Deleted", {"key": k, "sequencer": "617f08299329d18a"}))
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    assert "files=1 " in p.stderr
+    assert read_topic(env.broker, env.dlq) == []
+    assert_once_keyed(env, events[0:40])
+    assert env.queue_depth() == 0
+    env.sqs.send_message(QueueUrl=env.queue, MessageBody=created)
+    p = env.run()
+    assert p.returncode == 0, p.stderr
+    assert "published before (ledger), skipped" in p.stderr
+    assert_once_keyed(env, events[0:40])
+
+
 @pytest.mark.parametrize("hook", ["TH_BRIDGE_TEST_KILL_BEFORE_COMMIT",
                                   "TH_BRIDGE_TEST_KILL_BEFORE_DELETE"])
 def test_bridge_kill9_redelivery(env, events, hook):
@@ -555,6 +626,49 @@ def test_bridge_web_identity_refreshed(moto_noauth, admin, broker, events, tmp_p
     assert_once_keyed(env, events[0:60])
 
 
+def test_bridge_credentials_refresh_failure_keeps_valid_ones(moto_noauth, admin, broker,
+                                                            events, tmp_path):
+    """A refresh ahead of expiry that fails (STS or the metadata service
+    briefly unreachable; here the web identity token file is gone) while the
+    current credentials are valid for minutes more: the bridge warns and goes
+    on with them, as the SDKs do. It exited 4 ("AWS refused the request") on
+    the first failed refresh, five minutes before the credentials expired."""
+    env = Env(moto_noauth, admin, broker, tmp_path)
+    iam = env.moto.client("iam")
+    role = f"bridge-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+            "Federated": "arn:aws:iam::123456789012:oidc-provider/example"},
+            "Action": "sts:AssumeRoleWithWebIdentity"}]}))["Role"]["Arn"]
+    tok = tmp_path / "token"
+    tok.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6dGgifQ.sig\n")
+    # four minutes: inside the five-minute refresh margin, valid throughout the run
+    e = env.env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None, AWS_ROLE_ARN=arn,
+                AWS_WEB_IDENTITY_TOKEN_FILE=str(tok), TH_AWS_ROLE_DURATION_SECONDS="240")
+    logf = tmp_path / "bridge.log"
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "8000"), env=e, stderr=lf,
+                                stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while "credentials from web-identity" not in logf.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.1)
+            tok.unlink()
+            for i in range(2):
+                env.upload(env.key(account=f"13131313{1000 + i}"), events[i * 20:(i + 1) * 20])
+            rc = proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = logf.read_text()
+    assert rc == 0, text
+    assert "refreshing the credentials from web-identity failed" in text, text
+    assert "eyJ" not in text
+    assert_once_keyed(env, events[0:40])
+
+
 def backfill_layout(env, events):
     """Three files of the last three days and one of 40 days ago, in an
     organisation trail's layout (AWSLogs/o-…/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/),
@@ -610,6 +724,29 @@ def test_bridge_backfill_since(moto_noauth, admin, broker, tmp_path, events):
     assert published_order(p.stderr) == [f"{env.bucket}/{k}" for k in recent]
 
 
+def test_bridge_backfill_since_narrowed(moto_noauth, admin, broker, tmp_path, events):
+    """--since with a prefix at or below one account's CloudTrail/ folder (one
+    account, one region, one year, or a partial name) and for a trail whose own
+    S3 prefix is "CloudTrail": each finds the file of the period (the walk looked
+    for CloudTrail/ only among the folders below the prefix, and took the trail
+    prefix "CloudTrail/" for the log folder: none were found, exit 0)."""
+    env = Env(moto_noauth, admin, broker, tmp_path, notify=False)
+    t = time.gmtime(time.time() - 86400)
+    day, stamp = time.strftime("%Y/%m/%d", t), time.strftime("%Y%m%dT%H%MZ", t)
+    a = env.key(account="303030301000", day=day, stamp=stamp)
+    b = "CloudTrail/" + env.key(account="303030302000", day=day, stamp=stamp)
+    env.upload(a, events[0:10])
+    env.upload(b, events[10:30])
+    trail = "AWSLogs/303030301000/CloudTrail/"
+    for prefix in [trail, trail + "us-east-1/", trail + "us-", trail + "us-east-1/" + day[:5], "CloudTrail/",
+                   "CloudTrail/AWSLogs/303030302000/CloudTrail/"]:
+        p = subprocess.run(env.cmd("--backfill", f"s3://{env.bucket}/{prefix}", "--since", "30d"),
+                           env=env.env(), capture_output=True, text=True, timeout=180)
+        assert p.returncode == 0, p.stderr
+        assert f"{prefix}: 1 file(s) to publish" in p.stderr, (prefix, p.stderr)
+    assert_once_keyed(env, events[0:30])
+
+
 def test_bridge_backfill_signed(moto, admin, broker, tmp_path, events):
     """Without --since: one flat listing of the prefix (every page), signed and
     checked by moto; the prefix without its trailing '/' (see above)."""
@@ -647,6 +784,54 @@ def test_bridge_backfill_signed(moto, admin, broker, tmp_path, events):
     assert p.stderr.count("published before (ledger), skipped") == 5
     assert_once_keyed(env, events[0:310])
     assert env.queue_depth() == 0
+
+
+PEAK_RSS = r"""
+import resource, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE, text=True)
+for line in p.stderr:
+    sys.stderr.write(line)
+    if "file(s) to publish" in line:
+        p.terminate()  # the listing is complete: its memory is what is measured
+p.wait()
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_bridge_backfill_listing_memory(moto_noauth, admin, broker, tmp_path):
+    """A backfill holds its whole listing (every file of the period, to publish
+    them in delivery order): an organisation trail's 30 days are hundreds of
+    thousands of files. Each listed file took 2.6 KB (fixed 1100-byte key and
+    version buffers), so ~1.2 M files overran the bridge's 3 GiB limit
+    (deploy/kubernetes/bridge.yaml). Measured as the peak RSS of a listing of
+    12,000 files against a listing of one, stopped once the listing is done:
+    the difference stays under 1 KB a file."""
+    from concurrent.futures import ThreadPoolExecutor
+    env = Env(moto_noauth, admin, broker, tmp_path, notify=False)
+    base = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/01/"
+    n = 12000
+
+    def put(i):
+        env.s3.put_object(Bucket=env.bucket, Body=b"", Key=base +
+                          f"123456789012_CloudTrail_us-east-1_20261101T{i // 60 % 24:02d}"
+                          f"{i % 60:02d}Z_{i:016x}.json.gz")
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(put, range(n)))
+    env.s3.put_object(Bucket=env.bucket, Body=b"", Key="AWSLogs/999999999999/CloudTrail/"
+                      "us-east-1/2026/11/01/999999999999_CloudTrail_us-east-1_20261101T0000Z_"
+                      "0000000000000000.json.gz")
+
+    def peak_kb(prefix):
+        p = subprocess.run([sys.executable, "-c", PEAK_RSS] +
+                           env.cmd("--backfill", f"s3://{env.bucket}/{prefix}"),
+                           env=env.env(), capture_output=True, text=True, timeout=300)
+        assert "file(s) to publish" in p.stderr, p.stderr
+        return int(p.stdout.split()[-1]), p.stderr
+    one, _ = peak_kb("AWSLogs/9")
+    many, err = peak_kb("AWSLogs/1")
+    assert f"{n} file(s) to publish" in err, err
+    log(f"peak RSS: {one} KiB listing 1 file, {many} KiB listing {n}")
+    assert (many - one) * 1024 < n * 1024, (one, many)
 
 
 def test_bridge_end_to_end_alerts_equal_scan(env, sample, events, topics, workers):

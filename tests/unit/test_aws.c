@@ -133,6 +133,15 @@ static void test_urls_and_encoding(void **state)
 	assert_int_equal(th_aws_uri_encode("abcdef", out, 4), TH_ETOOBIG);
 	th_aws_endpoint(&aws, "sqs", out, sizeof(out));
 	assert_string_equal(out, "https://sqs.eu-west-1.amazonaws.com");
+	/* a bucket name with a dot: path-style (the TLS wildcard certificate
+	 * does not match my.trail.s3.…); the China regions' amazonaws.com.cn */
+	E(th_aws_s3_url(&aws, "my.trail", "k", out, sizeof(out)));
+	assert_string_equal(out, "https://s3.eu-west-1.amazonaws.com/my.trail/k");
+	struct th_aws_target cn = {"cn-northwest-1", ""};
+	E(th_aws_s3_url(&cn, "b", "k", out, sizeof(out)));
+	assert_string_equal(out, "https://b.s3.cn-northwest-1.amazonaws.com.cn/k");
+	th_aws_endpoint(&cn, "sts", out, sizeof(out));
+	assert_string_equal(out, "https://sts.cn-northwest-1.amazonaws.com.cn");
 	th_aws_s3_key_decode("a%zz%4", out, sizeof(out));
 	assert_string_equal(out, "a%zz%4"); /* broken escapes stay as they are */
 }
