@@ -390,6 +390,19 @@ bool th_aws_auth_error(const char *code, long status)
 	return status == 403 && !code[0];
 }
 
+bool th_aws_transient(int rc, long status, const char *code)
+{
+	/* S3's codes for "not now" (Amazon S3 API Reference, "Error responses"):
+	 * InternalError and ServiceUnavailable/SlowDown come as 500/503, and a
+	 * connection that idled too long as 400 RequestTimeout */
+	if (rc == TH_EIO)
+		return true;
+	if (rc)
+		return false;
+	return status >= 500 || status == 429 || strcmp(code, "RequestTimeout") == 0 ||
+	       strcmp(code, "SlowDown") == 0 || strcmp(code, "ThrottlingException") == 0;
+}
+
 static bool expired_error(const char *code)
 {
 	return strcmp(code, "ExpiredToken") == 0 || strcmp(code, "ExpiredTokenException") == 0 ||

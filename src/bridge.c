@@ -107,7 +107,8 @@ enum outcome {
 	F_PUBLISHED,
 	F_SKIPPED,    /* marker present: published before */
 	F_UNREADABLE, /* reported; retry later or dead-letter */
-	F_RETRY,      /* transaction aborted (abortable Kafka error); retry later */
+	F_RETRY,      /* transaction aborted (abortable Kafka error), or S3 or the
+		       * network failing for now: retry later, no receive counted */
 	F_FATAL,      /* fatal Kafka error */
 	F_AUTH,       /* AWS refused the credentials: configuration */
 };
@@ -575,6 +576,8 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		rc = th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr));
 		if (rc) {
 			snprintf(why, why_size, "GET: %.900s", b->errstr);
+			if (th_aws_transient(rc, 0, ""))
+				out = F_RETRY;
 			goto cleanup;
 		}
 		if (r.status == 400 && strcmp(r.code, "ExpiredToken") == 0)
@@ -591,6 +594,12 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 			out = F_AUTH;
 		else if (strcmp(r.code, "RequestTimeTooSkewed") == 0)
 			out = F_AUTH;
+		/* S3 or the network failing for now (an outage, throttling) is not
+		 * the file's fault: it waits on the queue without using up its
+		 * receives, else an outage longer than bridge_max_receives
+		 * visibility timeouts would dead-letter every good file */
+		else if (th_aws_transient(0, r.status, r.code))
+			out = F_RETRY;
 		goto cleanup;
 	}
 	marker_of(o, r.etag, marker, sizeof(marker));

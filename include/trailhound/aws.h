@@ -197,6 +197,14 @@ int th_sqs_call(struct th_sqs *q, const char *action, const char *json,
 /** @brief Whether an AWS error code means bad credentials or signature (not retriable). */
 bool th_aws_auth_error(const char *code, long status);
 
+/**
+ * @brief Whether a request's failure is AWS's or the network's for now, not
+ *        the object's: no answer (th_aws_request() returned TH_EIO: connection,
+ *        timeout), a 5xx, throttling (429, SlowDown) or S3's RequestTimeout.
+ * @param rc th_aws_request()'s return; status and code its response's when rc is 0.
+ */
+bool th_aws_transient(int rc, long status, const char *code);
+
 #ifdef __cplusplus
 }
 #endif

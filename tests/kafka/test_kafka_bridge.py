@@ -511,6 +511,43 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     assert env.queue_depth() == 0
 
 
+def test_bridge_s3_unreachable_waits_on_the_queue(env, events):
+    """S3 that does not answer (an outage, the network) is not the file's
+    fault: the file stays on the queue however often it is received, and is
+    published once S3 answers again. Its twin above: a corrupt file is
+    dead-lettered after bridge_max_receives. (SQS answers at the queue's own
+    URL, so pointing aws_endpoint, which S3 uses, at a closed port cuts only S3.)"""
+    key = env.key()
+    env.upload(key, events[0:40])
+    dead = f"http://127.0.0.1:{free_port()}"
+    # idle exit: a build that dead-letters the file finds the queue empty and
+    # ends, so the loop below ends too
+    p = subprocess.Popen(env.cmd("--set", f"aws_endpoint={dead}", "--set", "bridge_visibility_s=1",
+                                 "--set", "bridge_max_receives=2", "--exit-when-idle", "5000"),
+                         env=env.env(), stderr=subprocess.PIPE, text=True)
+    seen, deadline = [], time.monotonic() + 90
+    try:
+        for line in p.stderr:
+            if key in line and "left on the queue" in line:
+                seen.append(line)
+                if len(seen) >= 4:  # twice bridge_max_receives
+                    break
+            assert time.monotonic() < deadline, seen
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rest = p.communicate(timeout=60)[1]
+    assert len(seen) >= 4, rest
+    assert "dead-lettered" not in rest and "receive " not in "".join(seen), seen
+    assert read_topic(env.broker, env.dlq) == []
+    assert env.queue_depth() == 1
+    # S3 answers again: published once, nothing dead-lettered
+    p = env.run("--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=2", idle=4000)
+    assert p.returncode == 0, p.stderr
+    assert_once_keyed(env, events[0:40])
+    assert read_topic(env.broker, env.dlq) == []
+    assert env.queue_depth() == 0
+
+
 def test_bridge_record_after_its_files_delivery_dead_lettered(env, events):
     """A log file holds only records written before its delivery (the time in
     its S3 name). A record dated days after it, yet before the wall clock, is

@@ -240,9 +240,29 @@ static void test_creds_env_then_profile(void **state)
 	unlink(path);
 }
 
+/* An S3 outage or throttling must not use up a file's receives (the bridge
+ * would dead-letter good files); a refusal or a missing object must. */
+static void test_transient_errors(void **state)
+{
+	(void)state;
+	assert_true(th_aws_transient(TH_EIO, 0, ""));          /* no answer */
+	assert_true(th_aws_transient(0, 500, "InternalError"));
+	assert_true(th_aws_transient(0, 503, "SlowDown"));
+	assert_true(th_aws_transient(0, 503, "ServiceUnavailable"));
+	assert_true(th_aws_transient(0, 502, ""));             /* a proxy's answer */
+	assert_true(th_aws_transient(0, 429, ""));
+	assert_true(th_aws_transient(0, 400, "RequestTimeout"));
+	assert_false(th_aws_transient(TH_ETOOBIG, 0, ""));     /* over the size cap */
+	assert_false(th_aws_transient(0, 404, "NoSuchKey"));
+	assert_false(th_aws_transient(0, 403, "AccessDenied"));
+	assert_false(th_aws_transient(0, 400, "InvalidArgument"));
+	assert_false(th_aws_transient(0, 301, "PermanentRedirect"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_transient_errors),
 		cmocka_unit_test(test_s3_notification),
 		cmocka_unit_test(test_sns_wrapped_and_cloudtrail),
 		cmocka_unit_test(test_test_events_and_garbage),
