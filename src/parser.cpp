@@ -58,6 +58,8 @@ inline span non_object(ondemand::value &el)
 	return {el.raw_json_token().data(), 0, false};
 }
 
+long json_unescape(const char *raw, char *d, size_t cap);
+
 /* Arena for the strings of the event being built. It is sized up front to
  * the record length (unescaped strings never exceed it), so pointers stay
  * valid for the life of the event. */
@@ -85,6 +87,20 @@ struct arena {
 		memcpy(d, s.data(), s.size());
 		d[s.size()] = '\0';
 		used += s.size() + 1;
+		return d;
+	}
+	/* A JSON string by its raw bytes (after the opening quote), unescaped;
+	 * NULL when it holds an escape JSON does not have. */
+	const char *put_json(const char *raw)
+	{
+		if (used >= cap)
+			return nullptr;
+		char *d = buf + used;
+		long n = json_unescape(raw, d, cap - used - 1);
+		if (n < 0)
+			return nullptr;
+		d[n] = '\0';
+		used += size_t(n) + 1;
 		return d;
 	}
 };
@@ -193,9 +209,121 @@ enum th_reject reject_of(error_code err)
 	}
 }
 
+inline int hex4(const char *p)
+{
+	int v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		int d = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10
+					       : -1;
+		if (d < 0)
+			return -1;
+		v = v << 4 | d;
+	}
+	return v;
+}
+
+inline size_t put_utf8(char *d, uint32_t cp)
+{
+	if (cp < 0x80) {
+		d[0] = char(cp);
+		return 1;
+	}
+	if (cp < 0x800) {
+		d[0] = char(0xC0 | cp >> 6);
+		d[1] = char(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		d[0] = char(0xE0 | cp >> 12);
+		d[1] = char(0x80 | (cp >> 6 & 0x3F));
+		d[2] = char(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	d[0] = char(0xF0 | cp >> 18);
+	d[1] = char(0x80 | (cp >> 12 & 0x3F));
+	d[2] = char(0x80 | (cp >> 6 & 0x3F));
+	d[3] = char(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/* Unescapes the JSON string whose bytes start at raw (after the opening
+ * quote; stage 1 has found its closing quote) into d, which has room for
+ * cap bytes. Returns the length, or -1 for an escape JSON does not have, or
+ * -2 when the string does not fit.
+ *
+ * Why not simdjson's unescaper: it fails the whole string on a UTF-16
+ * surrogate escape without its pair ("\ud800"). A Java JSON writer, as
+ * CloudTrail's, writes exactly that for a caller's string holding a lone
+ * surrogate (a request parameter, a header), so the caller would choose to
+ * lose the event. Such an escape reads as U+FFFD, keeping every string valid
+ * UTF-8. The unescaped form is never longer than the escaped one. */
+long json_unescape(const char *raw, char *d, size_t cap)
+{
+	const char *p = raw;
+	size_t n = 0;
+	for (;;) {
+		const char *q = p;
+		while (*q != '"' && *q != '\\')
+			q++;
+		size_t run = size_t(q - p);
+		if (run > cap - n)
+			return -2;
+		memcpy(d + n, p, run);
+		n += run;
+		if (*q == '"')
+			return long(n);
+		/* A backslash: stage 1 guarantees a byte after it. */
+		char e = q[1];
+		p = q + 2;
+		uint32_t cp;
+		switch (e) {
+		case '"': cp = '"'; break;
+		case '\\': cp = '\\'; break;
+		case '/': cp = '/'; break;
+		case 'b': cp = '\b'; break;
+		case 'f': cp = '\f'; break;
+		case 'n': cp = '\n'; break;
+		case 'r': cp = '\r'; break;
+		case 't': cp = '\t'; break;
+		case 'u': {
+			/* hex4 stops at the first non-hex byte, so it never reads
+			 * past the closing quote. */
+			int v = hex4(p);
+			if (v < 0)
+				return -1;
+			p += 4;
+			cp = uint32_t(v);
+			if (cp >= 0xD800 && cp <= 0xDBFF && p[0] == '\\' && p[1] == 'u') {
+				int lo = hex4(p + 2);
+				if (lo < 0)
+					return -1;
+				if (lo >= 0xDC00 && lo <= 0xDFFF) {
+					cp = 0x10000 + ((cp - 0xD800) << 10) + (uint32_t(lo) - 0xDC00);
+					p += 6;
+				}
+			}
+			if (cp >= 0xD800 && cp <= 0xDFFF)
+				cp = 0xFFFD;
+			break;
+		}
+		default:
+			return -1;
+		}
+		if (cap - n < 4)
+			return -2;
+		n += put_utf8(d + n, cp);
+	}
+}
+
 /* The key of a field as raw bytes. CloudTrail never escapes keys, so the
- * common case is a memchr; a key with a backslash is unescaped properly. */
-inline bool field_key(ondemand::field &f, std::string_view &key)
+ * common case is a short scan; a key with a backslash is unescaped into kbuf.
+ * An escaped key longer than kbuf, or with an escape JSON does not have,
+ * cannot be one of ours: it is returned empty, so it matches nothing and its
+ * value is skipped. */
+inline void field_key(ondemand::field &f, std::string_view &key, char (&kbuf)[32])
 {
 	/* Stage 1 has validated the string, so its closing quote exists: a plain
 	 * loop over a short key beats a memchr call. */
@@ -205,13 +333,10 @@ inline bool field_key(ondemand::field &f, std::string_view &key)
 		q++;
 	if (*q == '"') {
 		key = std::string_view(k, size_t(q - k));
-		return true;
+		return;
 	}
-	auto r = f.unescaped_key();
-	if (r.error())
-		return false;
-	key = r.value_unsafe();
-	return true;
+	long n = json_unescape(k, kbuf, sizeof(kbuf));
+	key = std::string_view(kbuf, n > 0 ? size_t(n) : 0);
 }
 
 #define KEYIS(lit) (key.size() == sizeof(lit) - 1 && memcmp(key.data(), lit, sizeof(lit) - 1) == 0)
@@ -229,13 +354,18 @@ inline bool get_str(ondemand::value v, arena &a, const char **out, failure &fail
 		return false;
 	}
 	if (t == ondemand::json_type::string) {
-		std::string_view s;
-		err = v.get_string().get(s);
+		ondemand::raw_json_string rs;
+		err = v.get_raw_json_string().get(rs);
 		if (err) {
 			fail = {reject_of(err), name, err};
 			return false;
 		}
-		*out = a.put(s);
+		const char *put = a.put_json(rs.raw());
+		if (!put) {
+			fail = {TH_REJECT_MALFORMED_JSON, name, STRING_ERROR};
+			return false;
+		}
+		*out = put;
 		return true;
 	}
 	if (t == ondemand::json_type::null || !strict)
@@ -277,10 +407,8 @@ inline int get_obj(ondemand::value v, ondemand::object &obj, failure &fail, cons
 			return false;                                                              \
 		}                                                                                  \
 		std::string_view key;                                                              \
-		if (!field_key(f, key)) {                                                          \
-			fail = {TH_REJECT_MALFORMED_JSON, nullptr, STRING_ERROR};                  \
-			return false;                                                              \
-		}                                                                                  \
+		char kbuf[32];                                                                     \
+		field_key(f, key, kbuf);                                                           \
 		body                                                                               \
 	}
 
@@ -757,10 +885,8 @@ int parse_object(ondemand::parser &parser, arena &a, size_t record_max, const ch
 			return TH_EPARSE;
 		}
 		std::string_view key;
-		if (!field_key(f, key)) {
-			fail = {TH_REJECT_MALFORMED_JSON, nullptr, STRING_ERROR};
-			return TH_EPARSE;
-		}
+		char kbuf[32];
+		field_key(f, key, kbuf);
 		if (!parse_top_field(f, key, ev, a, ci, fail))
 			return TH_EPARSE;
 	}

@@ -700,6 +700,34 @@ def test_identifiers_longer_than_aws_allows_are_rejected(tmp_path):
     assert letters == {"c%d" % i: why for i, (_, why) in enumerate(cases) if why}
 
 
+def test_lone_surrogate_escapes_chosen_by_a_caller_do_not_cost_the_event(tmp_path):
+    """A Java JSON writer (CloudTrail's) renders a lone UTF-16 surrogate in a
+    caller's string as "\\ud800". In a request parameter the parser reads
+    (role, roleArn, functionName: in any service) or in the user agent it made
+    the whole event malformed_json, so a stolen key's remote call went
+    unjudged. The story of tests/cases/variations/v2_cli.jsonl, its remote
+    call made a failed Glue CreateJob with such a role and user agent: the
+    variation-2 alert is still raised, and its text is valid UTF-8."""
+    lines = open(os.path.join(SRC, "tests/cases/variations/v2_cli.jsonl")).read().splitlines()
+    last = json.loads(lines[-1])
+    last.update(eventSource="glue.amazonaws.com", eventName="CreateJob",
+                errorCode="ValidationException", errorMessage="invalid role",
+                requestParameters={"name": "x", "role": "SURROGATE", "command": {"name": "glueetl"}},
+                userAgent=last["userAgent"].replace(" Python/", " SURROGATE Python/"))
+    text = json.dumps(last).replace("SURROGATE", "\\ud800")
+    assert text.count("\\ud800") == 2
+    path = tmp_path / "story.jsonl"
+    path.write_text("\n".join(lines[:-1] + [text]) + "\n")
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()[-3000:]
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == 4 and r["rejected"] == 0, r
+    got = alerts_of(p)
+    assert [(a["variation"], a["event_id"]) for a in got] == [(2, last["eventID"])]
+    assert "\ufffd" in got[0]["user_agent"]
+
+
 def test_event_times_out_of_range_are_rejected_and_change_nothing(sample, tmp_path):
     """One record dated 9999 expired every held use and pruned every baseline;
     one dated 1970 aged an account past its activation period (spec v2 §5)."""

@@ -321,6 +321,29 @@ static const struct accept_case {
 	 "eventName", "First"},
 	{"UTF-8 in values", "{" REQ ",\"userAgent\":\"\xe6\x97\xa5\xe6\x9c\xac\"}", "userAgent",
 	 "\xe6\x97\xa5\xe6\x9c\xac"},
+	/* A lone UTF-16 surrogate escape is how a Java JSON writer (CloudTrail's)
+	 * renders a caller's string that holds one: the caller chose it, so it
+	 * must not cost the event. It reads as U+FFFD, valid UTF-8 downstream. */
+	{"lone high surrogate in userAgent", "{" REQ ",\"userAgent\":\"a\\ud800b\"}", "userAgent",
+	 "a\xef\xbf\xbd" "b"},
+	{"lone low surrogate in userAgent", "{" REQ ",\"userAgent\":\"\\udc00\"}", "userAgent",
+	 "\xef\xbf\xbd"},
+	{"high surrogate at the end", "{" REQ ",\"userAgent\":\"x\\uD83D\"}", "userAgent",
+	 "x\xef\xbf\xbd"},
+	{"high surrogate then a non-low escape",
+	 "{" REQ ",\"userAgent\":\"\\ud83d\\u00e9\\ud83d\\ud83d\\ude00\"}", "userAgent",
+	 "\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xf0\x9f\x98\x80"},
+	{"lone surrogate in requestParameters.roleArn",
+	 "{" REQ ",\"requestParameters\":{\"roleArn\":\"arn:\\udfff\"}}",
+	 "requestParameters.roleArn", "arn:\xef\xbf\xbd"},
+	{"other escapes", "{" REQ ",\"userAgent\":\"\\b\\f\\n\\r\\t\\u00E9\\u0041\"}", "userAgent",
+	 "\b\f\n\r\t\xc3\xa9" "A"},
+	/* A key no field of ours can be is skipped, whatever its escapes. */
+	{"lone surrogate in a requestParameters key",
+	 "{" REQ ",\"requestParameters\":{\"\\ud800\":\"x\",\"roleArn\":\"r\"}}",
+	 "requestParameters.roleArn", "r"},
+	{"lone surrogate in a top-level key", "{" REQ ",\"\\udbff\":1,\"eventID\":\"k\"}", "eventID",
+	 "k"},
 };
 
 static void test_accept_table(void **state)
@@ -416,6 +439,10 @@ static const struct reject_case {
 	{"overlong UTF-8", "{" REQ ",\"userAgent\":\"\xc0\xaf\"}", TH_REJECT_INVALID_UTF8, 0, false},
 	{"UTF-16 surrogate in UTF-8", "{" REQ ",\"userAgent\":\"\xed\xa0\x80\"}",
 	 TH_REJECT_INVALID_UTF8, 0, false},
+	{"unknown escape in a value", "{" REQ ",\"userAgent\":\"a\\xb\"}", TH_REJECT_MALFORMED_JSON, 0,
+	 false},
+	{"short \\u escape in a value", "{" REQ ",\"userAgent\":\"\\u00g0\"}",
+	 TH_REJECT_MALFORMED_JSON, 0, false},
 	{"invalid UTF-8 in an ignored key", "{" REQ ",\"x" BAD_UTF8 "\":1}", TH_REJECT_INVALID_UTF8, 0,
 	 false},
 	{"missing eventTime", "{\"eventSource\":\"s\",\"eventName\":\"N\"}", TH_REJECT_MISSING_FIELD, 0,
