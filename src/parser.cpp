@@ -682,7 +682,8 @@ struct id_rule {
 
 /* requestParameters belong to each service; these names carry the limits below
  * only in STS AssumeRole and the Lambda API, the only events the detector reads
- * them from, so another service's "role" of any length is not ours to judge. */
+ * them from (and only from calls that succeeded, see check_identifiers), so
+ * another service's "role" of any length is not ours to judge. */
 const id_rule id_rules[] = {
 	/* Account IDs are 12 decimal digits (AWS Account Management reference,
 	 * "AccountId": pattern ^\d{12}$). */
@@ -742,8 +743,13 @@ bool is_account_id(const char *s, bool user_identity)
 
 int check_identifiers(const th_event *ev, enum th_reject *why, char *detail, size_t detail_size)
 {
-	bool sts_lambda = strcmp(ev->event_source, "sts.amazonaws.com") == 0 ||
-			  strcmp(ev->event_source, "lambda.amazonaws.com") == 0;
+	/* A call AWS refused (errorCode) logs the parameters its caller sent,
+	 * of any length: a ValidationError is how AWS answers one over its
+	 * limit. The detector learns nothing from a refused call's parameters,
+	 * but judges the call itself, which a caller must not be able to drop
+	 * by sending a 65-character session name. */
+	bool sts_lambda = !ev->error_code && (strcmp(ev->event_source, "sts.amazonaws.com") == 0 ||
+					      strcmp(ev->event_source, "lambda.amazonaws.com") == 0);
 	for (const id_rule &r : id_rules) {
 		const char *v = *reinterpret_cast<const char *const *>(
 			reinterpret_cast<const char *>(ev) + r.off);

@@ -728,6 +728,33 @@ def test_lone_surrogate_escapes_chosen_by_a_caller_do_not_cost_the_event(tmp_pat
     assert "\ufffd" in got[0]["user_agent"]
 
 
+@pytest.mark.parametrize("source,name,params", [
+    ("sts.amazonaws.com", "AssumeRole",
+     {"roleArn": "arn:aws:iam::111122223333:role/admin", "roleSessionName": "s" * 65}),
+    ("sts.amazonaws.com", "AssumeRole",
+     {"roleArn": "arn:aws:iam::111122223333:role/" + "r" * 2020, "roleSessionName": "s"}),
+    ("lambda.amazonaws.com", "GetFunction20150331v2", {"functionName": "f" * 171}),
+])
+def test_over_long_parameters_of_a_refused_call_do_not_cost_the_event(tmp_path, source, name, params):
+    """A call AWS refused logs the parameters its caller sent, of any length.
+    A stolen Lambda key's remote AssumeRole with a 65-character session name
+    (AWS answers ValidationError) was rejected as identifier_too_long, so the
+    caller chose to go unjudged: the variation-2 alert of
+    tests/cases/variations/v2_cli.jsonl must still be raised."""
+    lines = open(os.path.join(SRC, "tests/cases/variations/v2_cli.jsonl")).read().splitlines()
+    last = json.loads(lines[-1])
+    last.update(eventSource=source, eventName=name, requestParameters=params,
+                errorCode="ValidationError", errorMessage="1 validation error detected")
+    path = tmp_path / "story.jsonl"
+    path.write_text("\n".join(lines[:-1] + [json.dumps(last)]) + "\n")
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()[-3000:]
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == 4 and r["rejected"] == 0, r
+    assert [(a["variation"], a["event_id"]) for a in alerts_of(p)] == [(2, last["eventID"])]
+
+
 def test_event_times_out_of_range_are_rejected_and_change_nothing(sample, tmp_path):
     """One record dated 9999 expired every held use and pruned every baseline;
     one dated 1970 aged an account past its activation period (spec v2 §5)."""

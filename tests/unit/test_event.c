@@ -1046,6 +1046,24 @@ static const struct id_case {
 	{"171-char function ARN", "lambda.amazonaws.com",
 	 "{\"requestParameters\":{\"functionName\":\"", "\"}",
 	 "arn:aws:lambda:us-east-1:111122223333:function:", 171, TH_REJECT_IDENTIFIER_TOO_LONG},
+	/* A call AWS refused carries the parameters its caller chose, of any
+	 * length (a ValidationError names the one over the limit); nothing is
+	 * learned from them, and the call itself (by a stolen key, perhaps) must
+	 * still be judged. */
+#define REFUSED "\"},\"errorCode\":\"ValidationError\""
+	{"65-char session name of a refused AssumeRole", "sts.amazonaws.com",
+	 "{\"requestParameters\":{\"roleSessionName\":\"", REFUSED, "s", 65, TH_REJECT_NONE},
+	{"2049-char role ARN of a refused AssumeRole", "sts.amazonaws.com", ROLE_ARN, REFUSED, ARN_PFX,
+	 2049, TH_REJECT_NONE},
+	{"171-char function name of a refused Lambda call", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"functionName\":\"", REFUSED, "f", 171, TH_REJECT_NONE},
+	{"2049-char lambda role of a refused CreateFunction", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"role\":\"", REFUSED, ARN_PFX, 2049, TH_REJECT_NONE},
+	/* The caller's own identity is AWS's, refused call or not. */
+	{"129-char access key of a refused call", "sts.amazonaws.com",
+	 "{\"userIdentity\":{\"accessKeyId\":\"", REFUSED, "ASIA", 129,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+#undef REFUSED
 #undef UI_ARN
 #undef ROLE_ARN
 #undef ARN_PFX
