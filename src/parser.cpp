@@ -14,6 +14,7 @@
 #include "trailhound/parser.h"
 #include "trailhound/time.h"
 #include "trailhound/input.h"
+#include "trailhound/records.h"
 
 #include <simdjson.h>
 
@@ -666,6 +667,8 @@ void set_detail(char *detail, size_t size, const char *fmt, const char *a, const
 		snprintf(detail, size, fmt, a ? a : "", b ? b : "");
 }
 
+static_assert(TH_ARN_SIZE - 1 >= 640, "a role ARN with IAM's longest path and name must fit");
+
 /* Identifier sizes (spec v2 §5): the longest value AWS allows for each
  * identifier the detector keys its state by. Longer values are rejected as
  * identifier_too_long; an account ID that is not 12 digits as
@@ -692,14 +695,20 @@ const id_rule id_rules[] = {
 	{"sessionIssuer.accountId", offsetof(th_event, ui.session_issuer_account_id), ID_ACCOUNT, 12,
 	 IN_ANY},
 	{"vpcEndpointAccountId", offsetof(th_event, vpc_endpoint_account_id), ID_ACCOUNT, 12, IN_ANY},
-	/* ARNs: STS/IAM arnType, "Length Constraints: Minimum length of 20.
-	 * Maximum length of 2048." An IAM role ARN with a 512-character path and a
-	 * 64-character name is about 600 characters and must pass. */
-	{"userIdentity.arn", offsetof(th_event, ui.arn), ID_LENGTH, 2048, IN_ANY},
-	{"sessionIssuer.arn", offsetof(th_event, ui.session_issuer_arn), ID_LENGTH, 2048, IN_ANY},
-	{"requestParameters.roleArn", offsetof(th_event, req.role_arn), ID_LENGTH, 2048,
+	/* Principal ARNs: an IAM role or user ARN with a 512-character path and a
+	 * 64-character name is about 613 characters (the longest AWS allows, and
+	 * it must pass); an assumed-role ARN is shorter. STS's arnType allows
+	 * 2048, but that is the bound of any ARN, not of a principal's. The
+	 * detector keeps these in TH_ARN_SIZE fields (records.h) and keys later
+	 * work by what it kept: a longer value accepted was cut there, and a use
+	 * of it held for its role was never found again. */
+	{"userIdentity.arn", offsetof(th_event, ui.arn), ID_LENGTH, TH_ARN_SIZE - 1, IN_ANY},
+	{"sessionIssuer.arn", offsetof(th_event, ui.session_issuer_arn), ID_LENGTH, TH_ARN_SIZE - 1,
+	 IN_ANY},
+	{"requestParameters.roleArn", offsetof(th_event, req.role_arn), ID_LENGTH, TH_ARN_SIZE - 1,
 	 IN_STS_LAMBDA},
-	{"requestParameters.role", offsetof(th_event, req.role), ID_LENGTH, 2048, IN_STS_LAMBDA},
+	{"requestParameters.role", offsetof(th_event, req.role), ID_LENGTH, TH_ARN_SIZE - 1,
+	 IN_STS_LAMBDA},
 	/* Access key IDs: STS Credentials.AccessKeyId and IAM accessKeyIdType,
 	 * "Minimum length of 16. Maximum length of 128." */
 	{"userIdentity.accessKeyId", offsetof(th_event, ui.access_key_id), ID_LENGTH, 128, IN_ANY},
