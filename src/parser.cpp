@@ -1113,9 +1113,11 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 			return deliver(p, ci.detail.p, ci.detail.n, offset + uint64_t(ci.detail.p - buf),
 				       sink);
 		p->detail_type_copy.assign(ci.detail_type.data(), ci.detail_type.size());
-		snprintf(detail, sizeof(detail), "EventBridge envelope of detail-type \"%.80s\"%s",
-			 p->detail_type_copy.c_str(),
-			 ci.has_detail ? "" : " without detail");
+		/* Any text may be a detail-type (PutEvents): cut it on a character
+		 * boundary, the detail goes out as a Kafka header. */
+		const char *dtc = p->detail_type_copy.c_str();
+		snprintf(detail, sizeof(detail), "EventBridge envelope of detail-type \"%.*s\"%s",
+			 quote_len(dtc, 80), dtc, ci.has_detail ? "" : " without detail");
 		sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL, detail, buf, len, offset);
 		return 0;
 	}

@@ -911,6 +911,15 @@ static void test_detail_is_valid_utf8(void **state)
 				fail_msg("detail not UTF-8: %s", detail);
 			free(b);
 		}
+		/* An EventBridge envelope of another detail-type (PutEvents takes
+		 * any text) is rejected naming it: cut on a character too. */
+		int len = snprintf(json, sizeof(json), "{\"detail-type\":\"%s\",\"detail\":{}}", val);
+		struct seen s = {0};
+		assert_int_equal(feed(p, json, (size_t)len, 0, &s), 0);
+		assert_int_equal(s.nrej, 1);
+		assert_int_equal(s.rej[0].why, TH_REJECT_NOT_CLOUDTRAIL);
+		if (!valid_utf8(s.rej[0].detail))
+			fail_msg("envelope detail not UTF-8 (shift %d): %s", shift, s.rej[0].detail);
 	}
 	th_parser_destroy(p);
 }
