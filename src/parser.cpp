@@ -14,6 +14,7 @@
 #include "trailhound/parser.h"
 #include "trailhound/time.h"
 #include "trailhound/input.h"
+#include "trailhound/records.h"
 
 #include <simdjson.h>
 
@@ -58,6 +59,8 @@ inline span non_object(ondemand::value &el)
 	return {el.raw_json_token().data(), 0, false};
 }
 
+long json_unescape(const char *raw, char *d, size_t cap);
+
 /* Arena for the strings of the event being built. It is sized up front to
  * the record length (unescaped strings never exceed it), so pointers stay
  * valid for the life of the event. */
@@ -85,6 +88,20 @@ struct arena {
 		memcpy(d, s.data(), s.size());
 		d[s.size()] = '\0';
 		used += s.size() + 1;
+		return d;
+	}
+	/* A JSON string by its raw bytes (after the opening quote), unescaped;
+	 * NULL when it holds an escape JSON does not have. */
+	const char *put_json(const char *raw)
+	{
+		if (used >= cap)
+			return nullptr;
+		char *d = buf + used;
+		long n = json_unescape(raw, d, cap - used - 1);
+		if (n < 0)
+			return nullptr;
+		d[n] = '\0';
+		used += size_t(n) + 1;
 		return d;
 	}
 };
@@ -193,9 +210,121 @@ enum th_reject reject_of(error_code err)
 	}
 }
 
+inline int hex4(const char *p)
+{
+	int v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		int d = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10
+					       : -1;
+		if (d < 0)
+			return -1;
+		v = v << 4 | d;
+	}
+	return v;
+}
+
+inline size_t put_utf8(char *d, uint32_t cp)
+{
+	if (cp < 0x80) {
+		d[0] = char(cp);
+		return 1;
+	}
+	if (cp < 0x800) {
+		d[0] = char(0xC0 | cp >> 6);
+		d[1] = char(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		d[0] = char(0xE0 | cp >> 12);
+		d[1] = char(0x80 | (cp >> 6 & 0x3F));
+		d[2] = char(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	d[0] = char(0xF0 | cp >> 18);
+	d[1] = char(0x80 | (cp >> 12 & 0x3F));
+	d[2] = char(0x80 | (cp >> 6 & 0x3F));
+	d[3] = char(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/* Unescapes the JSON string whose bytes start at raw (after the opening
+ * quote; stage 1 has found its closing quote) into d, which has room for
+ * cap bytes. Returns the length, or -1 for an escape JSON does not have, or
+ * -2 when the string does not fit.
+ *
+ * Why not simdjson's unescaper: it fails the whole string on a UTF-16
+ * surrogate escape without its pair ("\ud800"). A Java JSON writer, as
+ * CloudTrail's, writes exactly that for a caller's string holding a lone
+ * surrogate (a request parameter, a header), so the caller would choose to
+ * lose the event. Such an escape reads as U+FFFD, keeping every string valid
+ * UTF-8. The unescaped form is never longer than the escaped one. */
+long json_unescape(const char *raw, char *d, size_t cap)
+{
+	const char *p = raw;
+	size_t n = 0;
+	for (;;) {
+		const char *q = p;
+		while (*q != '"' && *q != '\\')
+			q++;
+		size_t run = size_t(q - p);
+		if (run > cap - n)
+			return -2;
+		memcpy(d + n, p, run);
+		n += run;
+		if (*q == '"')
+			return long(n);
+		/* A backslash: stage 1 guarantees a byte after it. */
+		char e = q[1];
+		p = q + 2;
+		uint32_t cp;
+		switch (e) {
+		case '"': cp = '"'; break;
+		case '\\': cp = '\\'; break;
+		case '/': cp = '/'; break;
+		case 'b': cp = '\b'; break;
+		case 'f': cp = '\f'; break;
+		case 'n': cp = '\n'; break;
+		case 'r': cp = '\r'; break;
+		case 't': cp = '\t'; break;
+		case 'u': {
+			/* hex4 stops at the first non-hex byte, so it never reads
+			 * past the closing quote. */
+			int v = hex4(p);
+			if (v < 0)
+				return -1;
+			p += 4;
+			cp = uint32_t(v);
+			if (cp >= 0xD800 && cp <= 0xDBFF && p[0] == '\\' && p[1] == 'u') {
+				int lo = hex4(p + 2);
+				if (lo < 0)
+					return -1;
+				if (lo >= 0xDC00 && lo <= 0xDFFF) {
+					cp = 0x10000 + ((cp - 0xD800) << 10) + (uint32_t(lo) - 0xDC00);
+					p += 6;
+				}
+			}
+			if (cp >= 0xD800 && cp <= 0xDFFF)
+				cp = 0xFFFD;
+			break;
+		}
+		default:
+			return -1;
+		}
+		if (cap - n < 4)
+			return -2;
+		n += put_utf8(d + n, cp);
+	}
+}
+
 /* The key of a field as raw bytes. CloudTrail never escapes keys, so the
- * common case is a memchr; a key with a backslash is unescaped properly. */
-inline bool field_key(ondemand::field &f, std::string_view &key)
+ * common case is a short scan; a key with a backslash is unescaped into kbuf.
+ * An escaped key longer than kbuf, or with an escape JSON does not have,
+ * cannot be one of ours: it is returned empty, so it matches nothing and its
+ * value is skipped. */
+inline void field_key(ondemand::field &f, std::string_view &key, char (&kbuf)[32])
 {
 	/* Stage 1 has validated the string, so its closing quote exists: a plain
 	 * loop over a short key beats a memchr call. */
@@ -205,13 +334,10 @@ inline bool field_key(ondemand::field &f, std::string_view &key)
 		q++;
 	if (*q == '"') {
 		key = std::string_view(k, size_t(q - k));
-		return true;
+		return;
 	}
-	auto r = f.unescaped_key();
-	if (r.error())
-		return false;
-	key = r.value_unsafe();
-	return true;
+	long n = json_unescape(k, kbuf, sizeof(kbuf));
+	key = std::string_view(kbuf, n > 0 ? size_t(n) : 0);
 }
 
 #define KEYIS(lit) (key.size() == sizeof(lit) - 1 && memcmp(key.data(), lit, sizeof(lit) - 1) == 0)
@@ -229,13 +355,18 @@ inline bool get_str(ondemand::value v, arena &a, const char **out, failure &fail
 		return false;
 	}
 	if (t == ondemand::json_type::string) {
-		std::string_view s;
-		err = v.get_string().get(s);
+		ondemand::raw_json_string rs;
+		err = v.get_raw_json_string().get(rs);
 		if (err) {
 			fail = {reject_of(err), name, err};
 			return false;
 		}
-		*out = a.put(s);
+		const char *put = a.put_json(rs.raw());
+		if (!put) {
+			fail = {TH_REJECT_MALFORMED_JSON, name, STRING_ERROR};
+			return false;
+		}
+		*out = put;
 		return true;
 	}
 	if (t == ondemand::json_type::null || !strict)
@@ -277,10 +408,8 @@ inline int get_obj(ondemand::value v, ondemand::object &obj, failure &fail, cons
 			return false;                                                              \
 		}                                                                                  \
 		std::string_view key;                                                              \
-		if (!field_key(f, key)) {                                                          \
-			fail = {TH_REJECT_MALFORMED_JSON, nullptr, STRING_ERROR};                  \
-			return false;                                                              \
-		}                                                                                  \
+		char kbuf[32];                                                                     \
+		field_key(f, key, kbuf);                                                           \
 		body                                                                               \
 	}
 
@@ -538,6 +667,8 @@ void set_detail(char *detail, size_t size, const char *fmt, const char *a, const
 		snprintf(detail, size, fmt, a ? a : "", b ? b : "");
 }
 
+static_assert(TH_ARN_SIZE - 1 >= 640, "a role ARN with IAM's longest path and name must fit");
+
 /* Identifier sizes (spec v2 §5): the longest value AWS allows for each
  * identifier the detector keys its state by. Longer values are rejected as
  * identifier_too_long; an account ID that is not 12 digits as
@@ -554,7 +685,8 @@ struct id_rule {
 
 /* requestParameters belong to each service; these names carry the limits below
  * only in STS AssumeRole and the Lambda API, the only events the detector reads
- * them from, so another service's "role" of any length is not ours to judge. */
+ * them from (and only from calls that succeeded, see check_identifiers), so
+ * another service's "role" of any length is not ours to judge. */
 const id_rule id_rules[] = {
 	/* Account IDs are 12 decimal digits (AWS Account Management reference,
 	 * "AccountId": pattern ^\d{12}$). */
@@ -563,14 +695,20 @@ const id_rule id_rules[] = {
 	{"sessionIssuer.accountId", offsetof(th_event, ui.session_issuer_account_id), ID_ACCOUNT, 12,
 	 IN_ANY},
 	{"vpcEndpointAccountId", offsetof(th_event, vpc_endpoint_account_id), ID_ACCOUNT, 12, IN_ANY},
-	/* ARNs: STS/IAM arnType, "Length Constraints: Minimum length of 20.
-	 * Maximum length of 2048." An IAM role ARN with a 512-character path and a
-	 * 64-character name is about 600 characters and must pass. */
-	{"userIdentity.arn", offsetof(th_event, ui.arn), ID_LENGTH, 2048, IN_ANY},
-	{"sessionIssuer.arn", offsetof(th_event, ui.session_issuer_arn), ID_LENGTH, 2048, IN_ANY},
-	{"requestParameters.roleArn", offsetof(th_event, req.role_arn), ID_LENGTH, 2048,
+	/* Principal ARNs: an IAM role or user ARN with a 512-character path and a
+	 * 64-character name is about 613 characters (the longest AWS allows, and
+	 * it must pass); an assumed-role ARN is shorter. STS's arnType allows
+	 * 2048, but that is the bound of any ARN, not of a principal's. The
+	 * detector keeps these in TH_ARN_SIZE fields (records.h) and keys later
+	 * work by what it kept: a longer value accepted was cut there, and a use
+	 * of it held for its role was never found again. */
+	{"userIdentity.arn", offsetof(th_event, ui.arn), ID_LENGTH, TH_ARN_SIZE - 1, IN_ANY},
+	{"sessionIssuer.arn", offsetof(th_event, ui.session_issuer_arn), ID_LENGTH, TH_ARN_SIZE - 1,
+	 IN_ANY},
+	{"requestParameters.roleArn", offsetof(th_event, req.role_arn), ID_LENGTH, TH_ARN_SIZE - 1,
 	 IN_STS_LAMBDA},
-	{"requestParameters.role", offsetof(th_event, req.role), ID_LENGTH, 2048, IN_STS_LAMBDA},
+	{"requestParameters.role", offsetof(th_event, req.role), ID_LENGTH, TH_ARN_SIZE - 1,
+	 IN_STS_LAMBDA},
 	/* Access key IDs: STS Credentials.AccessKeyId and IAM accessKeyIdType,
 	 * "Minimum length of 16. Maximum length of 128." */
 	{"userIdentity.accessKeyId", offsetof(th_event, ui.access_key_id), ID_LENGTH, 128, IN_ANY},
@@ -614,8 +752,13 @@ bool is_account_id(const char *s, bool user_identity)
 
 int check_identifiers(const th_event *ev, enum th_reject *why, char *detail, size_t detail_size)
 {
-	bool sts_lambda = strcmp(ev->event_source, "sts.amazonaws.com") == 0 ||
-			  strcmp(ev->event_source, "lambda.amazonaws.com") == 0;
+	/* A call AWS refused (errorCode) logs the parameters its caller sent,
+	 * of any length: a ValidationError is how AWS answers one over its
+	 * limit. The detector learns nothing from a refused call's parameters,
+	 * but judges the call itself, which a caller must not be able to drop
+	 * by sending a 65-character session name. */
+	bool sts_lambda = !ev->error_code && (strcmp(ev->event_source, "sts.amazonaws.com") == 0 ||
+					      strcmp(ev->event_source, "lambda.amazonaws.com") == 0);
 	for (const id_rule &r : id_rules) {
 		const char *v = *reinterpret_cast<const char *const *>(
 			reinterpret_cast<const char *>(ev) + r.off);
@@ -757,10 +900,8 @@ int parse_object(ondemand::parser &parser, arena &a, size_t record_max, const ch
 			return TH_EPARSE;
 		}
 		std::string_view key;
-		if (!field_key(f, key)) {
-			fail = {TH_REJECT_MALFORMED_JSON, nullptr, STRING_ERROR};
-			return TH_EPARSE;
-		}
+		char kbuf[32];
+		field_key(f, key, kbuf);
 		if (!parse_top_field(f, key, ev, a, ci, fail))
 			return TH_EPARSE;
 	}
@@ -972,9 +1113,11 @@ int th_parser_feed(struct th_parser *p, const char *buf, size_t len, uint64_t of
 			return deliver(p, ci.detail.p, ci.detail.n, offset + uint64_t(ci.detail.p - buf),
 				       sink);
 		p->detail_type_copy.assign(ci.detail_type.data(), ci.detail_type.size());
-		snprintf(detail, sizeof(detail), "EventBridge envelope of detail-type \"%.80s\"%s",
-			 p->detail_type_copy.c_str(),
-			 ci.has_detail ? "" : " without detail");
+		/* Any text may be a detail-type (PutEvents): cut it on a character
+		 * boundary, the detail goes out as a Kafka header. */
+		const char *dtc = p->detail_type_copy.c_str();
+		snprintf(detail, sizeof(detail), "EventBridge envelope of detail-type \"%.*s\"%s",
+			 quote_len(dtc, 80), dtc, ci.has_detail ? "" : " without detail");
 		sink->on_reject(sink->ctx, TH_REJECT_NOT_CLOUDTRAIL, detail, buf, len, offset);
 		return 0;
 	}

@@ -678,12 +678,12 @@ def test_identifiers_longer_than_aws_allows_are_rejected(tmp_path):
     arn = lambda n: "arn:aws:iam::123456789012:role/" + "r" * (n - 31)
     cases = [
         (dict(base, requestParameters={"roleArn": arn(2049)}), "identifier_too_long"),
-        (dict(base, userIdentity={"arn": arn(2049)}), "identifier_too_long"),
+        (dict(base, userIdentity={"arn": arn(1024)}), "identifier_too_long"),
         (dict(base, userIdentity={"accessKeyId": "ASIA" + "K" * 125}), "identifier_too_long"),
         (dict(base, userIdentity={"accountId": "1234567890123"}), "invalid_identifier"),
         (dict(base, userIdentity={"accountId": "12345678901x"}), "invalid_identifier"),
         (dict(base, recipientAccountId="12345"), "invalid_identifier"),
-        (dict(base, requestParameters={"roleArn": arn(2048)}), None),
+        (dict(base, requestParameters={"roleArn": arn(1023)}), None),
         (dict(base, requestParameters={"roleArn": arn(600)}), None),
     ]
     path = tmp_path / "ids.jsonl"
@@ -698,6 +698,93 @@ def test_identifiers_longer_than_aws_allows_are_rejected(tmp_path):
     letters = {json.loads(base64.b64decode(json.loads(l)["raw_base64"]))["eventID"]: json.loads(l)["reason"]
                for l in open(dead)}
     assert letters == {"c%d" % i: why for i, (_, why) in enumerate(cases) if why}
+
+
+def test_lone_surrogate_escapes_chosen_by_a_caller_do_not_cost_the_event(tmp_path):
+    """A Java JSON writer (CloudTrail's) renders a lone UTF-16 surrogate in a
+    caller's string as "\\ud800". In a request parameter the parser reads
+    (role, roleArn, functionName: in any service) or in the user agent it made
+    the whole event malformed_json, so a stolen key's remote call went
+    unjudged. The story of tests/cases/variations/v2_cli.jsonl, its remote
+    call made a failed Glue CreateJob with such a role and user agent: the
+    variation-2 alert is still raised, and its text is valid UTF-8."""
+    lines = open(os.path.join(SRC, "tests/cases/variations/v2_cli.jsonl")).read().splitlines()
+    last = json.loads(lines[-1])
+    last.update(eventSource="glue.amazonaws.com", eventName="CreateJob",
+                errorCode="ValidationException", errorMessage="invalid role",
+                requestParameters={"name": "x", "role": "SURROGATE", "command": {"name": "glueetl"}},
+                userAgent=last["userAgent"].replace(" Python/", " SURROGATE Python/"))
+    text = json.dumps(last).replace("SURROGATE", "\\ud800")
+    assert text.count("\\ud800") == 2
+    path = tmp_path / "story.jsonl"
+    path.write_text("\n".join(lines[:-1] + [text]) + "\n")
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()[-3000:]
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == 4 and r["rejected"] == 0, r
+    got = alerts_of(p)
+    assert [(a["variation"], a["event_id"]) for a in got] == [(2, last["eventID"])]
+    assert "\ufffd" in got[0]["user_agent"]
+
+
+@pytest.mark.parametrize("source,name,params", [
+    ("sts.amazonaws.com", "AssumeRole",
+     {"roleArn": "arn:aws:iam::111122223333:role/admin", "roleSessionName": "s" * 65}),
+    ("sts.amazonaws.com", "AssumeRole",
+     {"roleArn": "arn:aws:iam::111122223333:role/" + "r" * 2020, "roleSessionName": "s"}),
+    ("lambda.amazonaws.com", "GetFunction20150331v2", {"functionName": "f" * 171}),
+])
+def test_over_long_parameters_of_a_refused_call_do_not_cost_the_event(tmp_path, source, name, params):
+    """A call AWS refused logs the parameters its caller sent, of any length.
+    A stolen Lambda key's remote AssumeRole with a 65-character session name
+    (AWS answers ValidationError) was rejected as identifier_too_long, so the
+    caller chose to go unjudged: the variation-2 alert of
+    tests/cases/variations/v2_cli.jsonl must still be raised."""
+    lines = open(os.path.join(SRC, "tests/cases/variations/v2_cli.jsonl")).read().splitlines()
+    last = json.loads(lines[-1])
+    last.update(eventSource=source, eventName=name, requestParameters=params,
+                errorCode="ValidationError", errorMessage="1 validation error detected")
+    path = tmp_path / "story.jsonl"
+    path.write_text("\n".join(lines[:-1] + [json.dumps(last)]) + "\n")
+    out = tmp_path / "s.json"
+    p = scan([path], "--summary-json", str(out))
+    assert p.returncode == 1, p.stderr.decode()[-3000:]
+    r = summary_json(p, out)["records"]
+    assert r["parsed"] == 4 and r["rejected"] == 0, r
+    assert [(a["variation"], a["event_id"]) for a in alerts_of(p)] == [(2, last["eventID"])]
+
+
+def test_role_arns_past_what_the_detector_keeps_are_rejected_not_lost(tmp_path):
+    """Principal ARNs of 1,024-2,048 characters (no IAM role reaches them:
+    512-character path + 64-character name is ~613) were accepted, then cut
+    to 1,023 in the detector's records: a remote use held until its role was
+    known was filed under the full ARN and looked up under the cut one, so it
+    expired unjudged, counted nowhere as a loss (the story of
+    tests/cases/variations/v2_cli.jsonl with its remote call before the
+    issuance). Such records are rejected, with a reason; one ARN byte
+    shorter, the same story gives its alert."""
+    lines = open(os.path.join(SRC, "tests/cases/variations/v2_cli.jsonl")).read().splitlines()
+    late = lines[:2] + [lines[3], lines[2]]
+    role = "arn:aws:iam::111122223333:role/service-role/orders-api-role-7k2p9x1q"
+    for arn_len, want in ((1100, None), (1023, 2)):
+        longer = role.replace("service-role/", "service-role/" + "p" * (arn_len - len(role) - 1) + "/")
+        assert len(longer) == arn_len
+        text = "\n".join(l.replace(role, longer) for l in late)
+        f = tmp_path / ("story-%d.jsonl" % arn_len)
+        f.write_text(text + "\n")
+        out = tmp_path / ("s-%d.json" % arn_len)
+        p = scan([f], "--summary-json", str(out))
+        s = summary_json(p, out)
+        if want is None:
+            assert p.returncode == 0, p.stderr.decode()[-3000:]
+            assert s["records"]["rejected_by"]["identifier_too_long"] == 2, s["records"]
+            assert s["detector"]["held_expired"] == 0, s["detector"]
+        else:
+            assert p.returncode == 1, p.stderr.decode()[-3000:]
+            assert s["records"]["rejected"] == 0, s["records"]
+            arns = [a["role_arn"] for a in alerts_of(p)]
+            assert [a["variation"] for a in alerts_of(p)] == [want] and len(arns[0]) == 1023, arns
 
 
 def test_event_times_out_of_range_are_rejected_and_change_nothing(sample, tmp_path):

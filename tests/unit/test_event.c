@@ -321,6 +321,29 @@ static const struct accept_case {
 	 "eventName", "First"},
 	{"UTF-8 in values", "{" REQ ",\"userAgent\":\"\xe6\x97\xa5\xe6\x9c\xac\"}", "userAgent",
 	 "\xe6\x97\xa5\xe6\x9c\xac"},
+	/* A lone UTF-16 surrogate escape is how a Java JSON writer (CloudTrail's)
+	 * renders a caller's string that holds one: the caller chose it, so it
+	 * must not cost the event. It reads as U+FFFD, valid UTF-8 downstream. */
+	{"lone high surrogate in userAgent", "{" REQ ",\"userAgent\":\"a\\ud800b\"}", "userAgent",
+	 "a\xef\xbf\xbd" "b"},
+	{"lone low surrogate in userAgent", "{" REQ ",\"userAgent\":\"\\udc00\"}", "userAgent",
+	 "\xef\xbf\xbd"},
+	{"high surrogate at the end", "{" REQ ",\"userAgent\":\"x\\uD83D\"}", "userAgent",
+	 "x\xef\xbf\xbd"},
+	{"high surrogate then a non-low escape",
+	 "{" REQ ",\"userAgent\":\"\\ud83d\\u00e9\\ud83d\\ud83d\\ude00\"}", "userAgent",
+	 "\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xf0\x9f\x98\x80"},
+	{"lone surrogate in requestParameters.roleArn",
+	 "{" REQ ",\"requestParameters\":{\"roleArn\":\"arn:\\udfff\"}}",
+	 "requestParameters.roleArn", "arn:\xef\xbf\xbd"},
+	{"other escapes", "{" REQ ",\"userAgent\":\"\\b\\f\\n\\r\\t\\u00E9\\u0041\"}", "userAgent",
+	 "\b\f\n\r\t\xc3\xa9" "A"},
+	/* A key no field of ours can be is skipped, whatever its escapes. */
+	{"lone surrogate in a requestParameters key",
+	 "{" REQ ",\"requestParameters\":{\"\\ud800\":\"x\",\"roleArn\":\"r\"}}",
+	 "requestParameters.roleArn", "r"},
+	{"lone surrogate in a top-level key", "{" REQ ",\"\\udbff\":1,\"eventID\":\"k\"}", "eventID",
+	 "k"},
 };
 
 static void test_accept_table(void **state)
@@ -416,6 +439,10 @@ static const struct reject_case {
 	{"overlong UTF-8", "{" REQ ",\"userAgent\":\"\xc0\xaf\"}", TH_REJECT_INVALID_UTF8, 0, false},
 	{"UTF-16 surrogate in UTF-8", "{" REQ ",\"userAgent\":\"\xed\xa0\x80\"}",
 	 TH_REJECT_INVALID_UTF8, 0, false},
+	{"unknown escape in a value", "{" REQ ",\"userAgent\":\"a\\xb\"}", TH_REJECT_MALFORMED_JSON, 0,
+	 false},
+	{"short \\u escape in a value", "{" REQ ",\"userAgent\":\"\\u00g0\"}",
+	 TH_REJECT_MALFORMED_JSON, 0, false},
 	{"invalid UTF-8 in an ignored key", "{" REQ ",\"x" BAD_UTF8 "\":1}", TH_REJECT_INVALID_UTF8, 0,
 	 false},
 	{"missing eventTime", "{\"eventSource\":\"s\",\"eventName\":\"N\"}", TH_REJECT_MISSING_FIELD, 0,
@@ -884,6 +911,15 @@ static void test_detail_is_valid_utf8(void **state)
 				fail_msg("detail not UTF-8: %s", detail);
 			free(b);
 		}
+		/* An EventBridge envelope of another detail-type (PutEvents takes
+		 * any text) is rejected naming it: cut on a character too. */
+		int len = snprintf(json, sizeof(json), "{\"detail-type\":\"%s\",\"detail\":{}}", val);
+		struct seen s = {0};
+		assert_int_equal(feed(p, json, (size_t)len, 0, &s), 0);
+		assert_int_equal(s.nrej, 1);
+		assert_int_equal(s.rej[0].why, TH_REJECT_NOT_CLOUDTRAIL);
+		if (!valid_utf8(s.rej[0].detail))
+			fail_msg("envelope detail not UTF-8 (shift %d): %s", shift, s.rej[0].detail);
 	}
 	th_parser_destroy(p);
 }
@@ -988,13 +1024,23 @@ static const struct id_case {
 #define ARN_PFX "arn:aws:iam::111122223333:role/"
 	{"600-char role ARN (512-char path)", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 600,
 	 TH_REJECT_NONE},
-	{"2048-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 2048, TH_REJECT_NONE},
+	/* 1023: the most a principal ARN may have, TH_ARN_SIZE - 1 (see parser.cpp) */
+	{"1023-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 1023, TH_REJECT_NONE},
+	{"1024-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 1024,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
 	{"2049-char role ARN", "sts.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX, 2049,
 	 TH_REJECT_IDENTIFIER_TOO_LONG},
 	{"2049-char role ARN of another service", "glue.amazonaws.com", ROLE_ARN, "\"}", ARN_PFX,
 	 2049, TH_REJECT_NONE},
-	{"2048-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 2048,
+	{"1023-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 1023,
 	 TH_REJECT_NONE},
+	{"1024-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 1024,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"1024-char sessionIssuer.arn", "s3.amazonaws.com",
+	 "{\"userIdentity\":{\"sessionContext\":{\"sessionIssuer\":{\"arn\":\"", "\"}}}", ARN_PFX,
+	 1024, TH_REJECT_IDENTIFIER_TOO_LONG},
+	{"1024-char lambda role", "lambda.amazonaws.com", "{\"requestParameters\":{\"role\":\"", "\"}",
+	 ARN_PFX, 1024, TH_REJECT_IDENTIFIER_TOO_LONG},
 	{"2049-char userIdentity.arn", "s3.amazonaws.com", UI_ARN, "\"}", ARN_PFX, 2049,
 	 TH_REJECT_IDENTIFIER_TOO_LONG},
 	{"2049-char sessionIssuer.arn", "s3.amazonaws.com",
@@ -1019,6 +1065,24 @@ static const struct id_case {
 	{"171-char function ARN", "lambda.amazonaws.com",
 	 "{\"requestParameters\":{\"functionName\":\"", "\"}",
 	 "arn:aws:lambda:us-east-1:111122223333:function:", 171, TH_REJECT_IDENTIFIER_TOO_LONG},
+	/* A call AWS refused carries the parameters its caller chose, of any
+	 * length (a ValidationError names the one over the limit); nothing is
+	 * learned from them, and the call itself (by a stolen key, perhaps) must
+	 * still be judged. */
+#define REFUSED "\"},\"errorCode\":\"ValidationError\""
+	{"65-char session name of a refused AssumeRole", "sts.amazonaws.com",
+	 "{\"requestParameters\":{\"roleSessionName\":\"", REFUSED, "s", 65, TH_REJECT_NONE},
+	{"2049-char role ARN of a refused AssumeRole", "sts.amazonaws.com", ROLE_ARN, REFUSED, ARN_PFX,
+	 2049, TH_REJECT_NONE},
+	{"171-char function name of a refused Lambda call", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"functionName\":\"", REFUSED, "f", 171, TH_REJECT_NONE},
+	{"2049-char lambda role of a refused CreateFunction", "lambda.amazonaws.com",
+	 "{\"requestParameters\":{\"role\":\"", REFUSED, ARN_PFX, 2049, TH_REJECT_NONE},
+	/* The caller's own identity is AWS's, refused call or not. */
+	{"129-char access key of a refused call", "sts.amazonaws.com",
+	 "{\"userIdentity\":{\"accessKeyId\":\"", REFUSED, "ASIA", 129,
+	 TH_REJECT_IDENTIFIER_TOO_LONG},
+#undef REFUSED
 #undef UI_ARN
 #undef ROLE_ARN
 #undef ARN_PFX
