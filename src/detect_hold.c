@@ -57,24 +57,37 @@ int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char
 	for (int i = 0; i < n; i++) {
 		struct th_alert_ref *r = &t->alerts[i];
 		/* Only what the descriptor calls upgradable (variation 1 has
-		 * nothing stronger); a suppressed decision has no alert to upgrade
-		 * (the dedup ledger already holds that case). */
+		 * nothing stronger). */
 		const struct th_variation *v = d->by_id[r->variation];
-		if (r->upgraded || !v || !v->upgradable || !r->alert_id[0])
+		if (r->upgraded || !v || !v->upgradable)
 			continue;
 		r->upgraded = 1;
 		char prior[33], reason[400];
 		struct th_call c = r->call;
 		memcpy(prior, r->alert_id, sizeof(prior));
+		int rc;
+		if (!prior[0]) {
+			/* A suppressed decision: deduplicated against another key's
+			 * alert of the weaker variation, whose ledger entry does not
+			 * cover the stronger one (the inside use arriving first gives
+			 * variation 1 on this call), so it is decided again, naming no
+			 * alert. Unless the account was still in its activation
+			 * period then: that suppression is counted already. */
+			int64_t first = 0;
+			if ((rc = th_detect_account_seen(d, acct, 0, &first)))
+				return rc;
+			if (!first || c.event_time_ms - first < d->conf.activation_ms)
+				continue;
+		}
 		struct th_role *ro;
 		struct regions rs;
-		int rc = th_detect_load_role(d, t->role_arn, &ro);
+		rc = th_detect_load_role(d, t->role_arn, &ro);
 		if (rc < 0)
 			return rc;
 		th_detect_regions_of(ro, th_detect_token_function(t), &rs);
 		th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason));
-		if ((rc = th_detect_decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason, prior,
-					   "the key's inside use is now known")))
+		if ((rc = th_detect_decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason,
+					   prior[0] ? prior : NULL, "the key's inside use is now known")))
 			return rc;
 	}
 	return 0;

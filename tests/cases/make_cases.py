@@ -1989,6 +1989,44 @@ def _(c):
 
 
 # =======================================================================================
+# review (r-detect): arrival orders the cases above did not cover
+# =======================================================================================
+
+@case("late", "remote_deduplicated_then_inside")
+def _(c):
+    """Two keys of orders-api used from DigitalOcean: ENV1's use alerts (V4), ENV2's is
+    deduplicated against it; then ENV2's inside use arrives (delivered late): ENV2 is used from
+    two networks -> V1 on ENV2's remote event, as when the inside use arrives first (V1 has its
+    own dedup key; the V4 ledger entry does not cover it)."""
+    c.office_start()
+    k1, k2 = key("ENV1"), key("ENV2")
+    c.issue(at(ATTACK, 10), k1)
+    c.issue(at(ATTACK, 10, 1), k2)
+    r1 = c.call(at(ATTACK, 10, 20), k1, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    r2 = c.call(at(ATTACK, 10, 25), k2, "do2", "boto3", "secrets", creation=at(ATTACK, 10, 1))
+    c.call(at(ATTACK, 10, 15), k2, "aws_use1", "runtime", "secret", creation=at(ATTACK, 10, 1))
+    c.expect(r1, 4)
+    c.expect(r2, 1)
+    c.counters(suppressed_dedup=1)
+
+
+@case("late", "inside_then_remote_deduplicated_control")
+def _(c):
+    """Control for remote_deduplicated_then_inside: the same events with ENV2's inside use
+    arriving first -> V4 on ENV1, V1 on ENV2."""
+    c.office_start()
+    k1, k2 = key("ENV1"), key("ENV2")
+    c.issue(at(ATTACK, 10), k1)
+    c.issue(at(ATTACK, 10, 1), k2)
+    r1 = c.call(at(ATTACK, 10, 20), k1, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.call(at(ATTACK, 10, 15), k2, "aws_use1", "runtime", "secret", creation=at(ATTACK, 10, 1))
+    r2 = c.call(at(ATTACK, 10, 25), k2, "do2", "boto3", "secrets", creation=at(ATTACK, 10, 1))
+    c.expect(r1, 4)
+    c.expect(r2, 1)
+    c.counters(suppressed_dedup=0)
+
+
+# =======================================================================================
 # output
 # =======================================================================================
 
