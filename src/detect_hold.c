@@ -219,6 +219,18 @@ int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *a
 		    (rc = th_detect_decide(d, acct, akid, cls, t, h->role_arn, &c, reason, NULL, NULL)))
 			return rc;
 	}
+	/* What process_call teaches for another session's call, once the
+	 * session is decided (after its own decisions: a session is no
+	 * evidence for itself): the role's training must not depend on whether
+	 * the use arrived before its AssumeRole. */
+	if (cls == TH_CRED_OTHER) {
+		for (int i = 0; i < h->n_asns; i++) {
+			char asn[16];
+			th_detect_asn_str(asn, sizeof(asn), h->asns[i]);
+			if ((rc = th_detect_teach_sighting(d, 'n', h->role_arn, asn, akid, h->asn_ms[i])))
+				return rc;
+		}
+	}
 	if ((rc = th_detect_save_token(d, acct, akid, t)))
 		return rc;
 drop:

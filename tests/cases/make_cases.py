@@ -2026,6 +2026,22 @@ def _(c):
     c.counters(suppressed_dedup=0)
 
 
+@case("late", "role_training_use_before_assumption")
+def _(c):
+    """Training: on day 5 the use of bob's session BOB1 from DigitalOcean arrives before bob's
+    AssumeRole of it (held, then bob's session). Day 20: bob assumes the role again (BOB2) and
+    uses it from DigitalOcean: identity and ASN were both seen for the role in training, with
+    another key -> V6, as when day 5's AssumeRole arrives first (periods/role_baseline_29_days)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.call(at(5, 14, 5), key("BOB1"), "do2", "laptop_boto3", "table", session="bob-debug", creation=at(5, 14))
+    c.user_assume(at(5, 14), "bob", key("BOB1"), "bob-debug")
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "bob-debug")
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 14))
+    c.expect(r, 6)
+
+
 # =======================================================================================
 # output
 # =======================================================================================
