@@ -340,7 +340,12 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	}
 	if (vd == NET_INSIDE) {
 		d->stats.inside_uses++;
-		if (cls != TH_CRED_UNKNOWN) {
+		if (cls == TH_CRED_UNKNOWN) {
+			/* The key's remote use may be held: its inside use must
+			 * count when the key becomes known. */
+			if ((rc = th_detect_hold_inside(d, acct, akid, c)))
+				return rc;
+		} else {
 			th_detect_token_record_use(d, t, c, vd);
 			if (cls == TH_CRED_TOKEN && (rc = th_detect_upgrade_alerts(d, acct, akid, t)))
 				return rc;

@@ -2042,6 +2042,21 @@ def _(c):
     c.expect(r, 6)
 
 
+@case("late", "remote_first_inside_then_issuance")
+def _(c):
+    """A function on a custom runtime (no exec-env/ in its user agent, so no runtime learning).
+    Its key's remote use from DigitalOcean arrives first (held: the role is not known yet), then
+    its inside use from us-east-1 EC2, then Lambda's issuance of the key: the key was used from two
+    networks -> V1, as when the issuance arrives first (late/inside_then_remote)."""
+    c.office_start()
+    k = key("ENV1")
+    r = c.call(at(ATTACK, 10, 20), k, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.call(at(ATTACK, 10, 15), k, "aws_use1", "custom_runtime", "secret", creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k)
+    c.expect(r, 1)
+    c.counters(held=1, held_resolved=1, inside_uses=1, remote_uses=1)
+
+
 # =======================================================================================
 # output
 # =======================================================================================
