@@ -425,11 +425,16 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	}
 
 	if (!ev->error_code && streq(ev->event_source, "sts.amazonaws.com") &&
-	    streq(ev->event_name, "AssumeRole") && ev->req.role_arn) {
+	    (streq(ev->event_name, "AssumeRole") || streq(ev->event_name, "AssumeRoleWithWebIdentity") ||
+	     streq(ev->event_name, "AssumeRoleWithSAML")) &&
+	    ev->req.role_arn) {
 		/* Lambda's issuance, or an assumption by any other identity, other
-		 * AWS services (ec2.amazonaws.com, ...) included (spec v2: "any
-		 * identity other than the Lambda service"). */
-		if (streq(type, "AWSService") && streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
+		 * AWS services (ec2.amazonaws.com, ...) and federated callers (CI
+		 * through OIDC, SSO through SAML: they choose their session name
+		 * too) included (spec v2: "any identity other than the Lambda
+		 * service"). Lambda issues only through AssumeRole. */
+		if (streq(ev->event_name, "AssumeRole") && streq(type, "AWSService") &&
+		    streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
 			rc = th_detect_learn_issuance(d, ev, acct);
 		else if (ev->cred.access_key_id && *ev->cred.access_key_id)
 			rc = th_detect_learn_assumption(d, ev, acct);

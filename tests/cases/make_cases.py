@@ -2057,6 +2057,61 @@ def _(c):
     c.counters(held=1, held_resolved=1, inside_uses=1, remote_uses=1)
 
 
+def oidc_assume(c, t, akid, session, ip="do"):
+    """A GitHub Actions workflow assumes the role through OIDC (sts:AssumeRoleWithWebIdentity),
+    choosing its roleSessionName."""
+    role = c.role
+    rname = role.rsplit("/", 1)[1]
+    provider = "arn:aws:iam::%s:oidc-provider/token.actions.githubusercontent.com" % c.acct
+    sub = "repo:acme/orders:ref:refs/heads/main"
+    return c._add({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "WebIdentityUser", "principalId": "%s:sts.amazonaws.com:%s" % (provider, sub),
+                         "userName": sub, "identityProvider": provider},
+        "eventTime": iso(t), "eventSource": "sts.amazonaws.com", "eventName": "AssumeRoleWithWebIdentity",
+        "awsRegion": REGION, "sourceIPAddress": IP[ip][0],
+        "userAgent": "aws-sdk-nodejs/2.1500.0 linux/v20.10.0 configure-aws-credentials-for-github-actions promise",
+        "requestParameters": {"roleArn": role, "roleSessionName": session, "durationSeconds": 3600},
+        "responseElements": {"credentials": {"accessKeyId": akid, "sessionToken": token(akid),
+                                             "expiration": expiration(t + HOUR)},
+                             "subjectFromWebIdentityToken": sub,
+                             "assumedRoleUser": {"assumedRoleId": "%s:%s" % (role_id(role), session),
+                                                 "arn": "arn:aws:sts::%s:assumed-role/%s/%s" % (c.acct, rname, session)},
+                             "provider": provider, "audience": "sts.amazonaws.com"},
+        "readOnly": True, "resources": [{"accountId": c.acct, "type": "AWS::IAM::Role", "ARN": role}],
+        "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": c.acct,
+        "eventCategory": "Management"})
+
+
+@case("sessions", "oidc_session_named_function")
+def _(c):
+    """A CI workflow assumes the Lambda role through OIDC (AssumeRoleWithWebIdentity) naming its
+    session orders-api (the role's function) and uses it from DigitalOcean: the assumer decides,
+    not the name, whichever STS assume API it used -> V5 (Medium), not a token's V3/V4
+    (Informational); 0 held (the assumption is known)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    oidc_assume(c, at(ATTACK, 14), key("GHA1"), FN)
+    r = c.call(at(ATTACK, 14, 5), key("GHA1"), "do", "boto3", "secret", session=FN, creation=at(ATTACK, 14))
+    c.expect(r, 5)
+    c.counters(held=0)
+
+
+@case("sessions", "oidc_session_trained")
+def _(c):
+    """The CI workflow assumed the Lambda role through OIDC on day 5 (key GHA1) and used it from
+    DigitalOcean; on day 20 again (key GHA2): the workflow's identity and ASN were seen for the
+    role in training -> V6 (not V5 'identity unknown')."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    oidc_assume(c, at(5, 14), key("GHA1"), "gha-deploy")
+    c.call(at(5, 14, 5), key("GHA1"), "do2", "boto3", "table", session="gha-deploy", creation=at(5, 14))
+    oidc_assume(c, at(ATTACK, 14), key("GHA2"), "gha-deploy")
+    r = c.call(at(ATTACK, 14, 5), key("GHA2"), "do", "boto3", "secret", session="gha-deploy",
+               creation=at(ATTACK, 14))
+    c.expect(r, 6)
+
+
 # =======================================================================================
 # output
 # =======================================================================================
