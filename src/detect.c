@@ -416,10 +416,14 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	if (streq(type, "AssumedRole") && starts_with(akid, "ASIA")) {
 		if ((rc = process_call(d, ev, acct, &ni, ref)))
 			return rc;
-	} else if (ni.kind == TH_NET_PUBLIC && type && !streq(type, "AWSService")) {
+	} else if (ni.kind == TH_NET_PUBLIC && type && !streq(type, "AWSService") && akid && *akid) {
 		/* Non-Lambda identities from public non-AWS networks: the account's
 		 * egress baseline. (Sessions of roles not yet known as Lambda's are
-		 * taught when their hold ends, see resolve_key.) */
+		 * taught when their hold ends, see resolve_key.) Only calls made
+		 * with the identity's credentials (an access key) teach: a sign-in
+		 * or a federation request is recorded whether or not it succeeds
+		 * (a failed ConsoleLogin carries no errorCode), so anyone could
+		 * otherwise make their network "known" by failing to sign in. */
 		if ((rc = th_detect_teach_account_asn(d, acct, ni.asn, ev->event_time_ms)))
 			return rc;
 	}

@@ -2112,6 +2112,31 @@ def _(c):
     c.expect(r, 6)
 
 
+@case("periods", "baseline_not_taught_by_failed_sign_in")
+def _(c):
+    """Someone on a DigitalOcean droplet fails to sign in to the console as alice on day 19 (a
+    failed ConsoleLogin: errorMessage "Failed authentication", no errorCode, no credentials;
+    anyone who knows the account can cause one). On day 20 orders-api's token is used from
+    DigitalOcean: a failed sign-in is no use of the network by the account's identities -> V4,
+    not V3 'known ASN'."""
+    c.office_start()
+    c._add({"eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "principalId": c.iam_user("alice")["principalId"],
+                             "accountId": c.acct, "accessKeyId": "", "userName": "alice"},
+            "eventTime": iso(at(ATTACK - 1, 3)), "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": IP["do2"][0],
+            "userAgent": UA["browser"], "errorMessage": "Failed authentication", "requestParameters": None,
+            "responseElements": {"ConsoleLogin": "Failure"},
+            "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home",
+                                    "MobileVersion": "No", "MFAUsed": "No"},
+            "eventType": "AwsConsoleSignIn", "managementEvent": True, "recipientAccountId": c.acct,
+            "eventCategory": "Management"})
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    r = c.call(at(ATTACK, 10, 20), k, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.expect(r, 4)
+
+
 # =======================================================================================
 # output
 # =======================================================================================
