@@ -269,8 +269,10 @@ int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *a
 	/* What process_call teaches for another session's call, once the
 	 * session is decided (after its own decisions: a session is no
 	 * evidence for itself): the role's training must not depend on whether
-	 * the use arrived before its AssumeRole. */
-	if (cls == TH_CRED_OTHER) {
+	 * the use arrived before its AssumeRole. Only a session whose AssumeRole
+	 * is known, as in process_call: a key judged another session only
+	 * because its hold ended (identity unknown) may be a stolen token. */
+	if (cls == TH_CRED_OTHER && tok_found && t->origin == TH_ORIGIN_ASSUMED) {
 		for (int i = 0; i < h->n_asns; i++) {
 			char asn[16];
 			th_detect_asn_str(asn, sizeof(asn), h->asns[i]);

@@ -2042,6 +2042,26 @@ def _(c):
     c.expect(r, 6)
 
 
+@case("late", "role_training_not_taught_by_unattributed_key")
+def _(c):
+    """Training: bob assumed the Lambda role on day 5 and used it from the office (AS174). On
+    day 10 a key of the role whose AssumeRole is never seen (session ops-debug, perhaps a stolen
+    token) is used from DigitalOcean: held, judged at the end of its hold as an other session with
+    unknown identity (V5). Day 20: bob assumes the role again and uses it from DigitalOcean: only
+    the unattributed key had used AS14061, which teaches the role nothing -> V5, not V6."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(5, 14), "bob", key("BOB1"), "bob-debug")
+    c.call(at(5, 14, 5), key("BOB1"), "office2", "laptop_boto3", "table", session="bob-debug",
+           creation=at(5, 14))
+    c.call(at(10, 9, 5), key("ENV9"), "do2", "boto3", "secret", session="ops-debug", creation=at(10, 9))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "bob-debug")
+    r2 = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="bob-debug",
+                creation=at(ATTACK, 14))
+    c.counters(held=1, held_resolved=1, suppressed_activation=2)
+    c.expect(r2, 5)
+
+
 @case("late", "remote_first_inside_then_issuance")
 def _(c):
     """A function on a custom runtime (no exec-env/ in its user agent, so no runtime learning).
