@@ -85,7 +85,11 @@ int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char
 		if (rc < 0)
 			return rc;
 		th_detect_regions_of(ro, th_detect_token_function(t), &rs);
-		th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason));
+		/* Judged with what is known now, as redecide_as_other does: an
+		 * AWS region learned since (a late issuance there) can make the
+		 * call the function's own, which the other order never alerts. */
+		if (th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason)) != NET_REMOTE)
+			continue;
 		if ((rc = th_detect_decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason,
 					   prior[0] ? prior : NULL, "the key's inside use is now known")))
 			return rc;

@@ -2062,6 +2062,23 @@ def _(c):
     c.expect(r2, 5)
 
 
+@case("late", "no_upgrade_once_region_known")
+def _(c):
+    """orders-api runs in us-east-1 and eu-west-1. Its us-east-1 key is used from eu-west-1 EC2
+    before the eu-west-1 issuance arrives: remote then -> V4. The late issuance makes eu-west-1 a
+    region of the function; then the key's inside use from us-east-1 arrives: the eu-west-1 call
+    is now the function's own (both issuances first give no alert), so it is no second network
+    and no V1 upgrade fires -> V4 only."""
+    c.office_start()
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    r = c.call(at(ATTACK, 10, 20), k, "aws_euw1", "custom_runtime", "secrets", creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 9), key("ENVW"), region="eu-west-1")
+    c.call(at(ATTACK, 10, 25), k, "aws_use1", "custom_runtime", "secret", creation=at(ATTACK, 10))
+    c.expect(r, 4, asn=16509)
+    c.counters(upgrades=0)
+
+
 @case("late", "remote_first_inside_then_issuance")
 def _(c):
     """A function on a custom runtime (no exec-env/ in its user agent, so no runtime learning).
