@@ -441,7 +441,8 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 		    streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
 			rc = th_detect_learn_issuance(d, ev, acct);
 		else if (ev->cred.access_key_id && *ev->cred.access_key_id)
-			rc = th_detect_learn_assumption(d, ev, acct);
+			rc = streq(ev->event_name, "AssumeRole") ? th_detect_learn_assumption(d, ev, acct)
+								 : th_detect_learn_federated(d, ev, acct);
 		if (rc)
 			return rc;
 	} else if (!ev->error_code && streq(ev->event_source, "lambda.amazonaws.com") &&

@@ -236,6 +236,7 @@ void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 				const struct th_call *c, enum verdict vd);
 int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct);
 int th_detect_learn_assumption(struct th_detector *d, const struct th_event *ev, const char *acct);
+int th_detect_learn_federated(struct th_detector *d, const struct th_event *ev, const char *acct);
 int th_detect_learn_function(struct th_detector *d, const struct th_event *ev);
 
 /* detect_hold.c: held uses, upgrades and re-decisions */

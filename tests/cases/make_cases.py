@@ -2174,6 +2174,21 @@ def _(c):
     c.expect(r, 4)
 
 
+@case("sessions", "oidc_session_named_function_use_first_role_unknown")
+def _(c):
+    """As oidc_session_named_function in another arrival order: the CI session's use from
+    DigitalOcean arrives while the role is not yet known as Lambda's (held), then its
+    AssumeRoleWithWebIdentity (learned: the key's use waits for it), then Lambda's issuance of
+    another key to orders-api makes the role Lambda's: the held use is the workflow's session ->
+    V5 only, never V4 (1 held, 1 resolved)."""
+    c.office_start()
+    r = c.call(at(ATTACK, 14, 5), key("GHA1"), "do", "boto3", "secret", session=FN, creation=at(ATTACK, 14))
+    oidc_assume(c, at(ATTACK, 14), key("GHA1"), FN)
+    c.issue(at(ATTACK, 14, 10), key("ENV1"))
+    c.expect(r, 5)
+    c.counters(held=1, held_resolved=1, held_expired=0, upgrades=0)
+
+
 # =======================================================================================
 # output
 # =======================================================================================
