@@ -340,7 +340,12 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	}
 	if (vd == NET_INSIDE) {
 		d->stats.inside_uses++;
-		if (cls != TH_CRED_UNKNOWN) {
+		if (cls == TH_CRED_UNKNOWN) {
+			/* The key's remote use may be held: its inside use must
+			 * count when the key becomes known. */
+			if ((rc = th_detect_hold_inside(d, acct, akid, c)))
+				return rc;
+		} else {
 			th_detect_token_record_use(d, t, c, vd);
 			if (cls == TH_CRED_TOKEN && (rc = th_detect_upgrade_alerts(d, acct, akid, t)))
 				return rc;
@@ -411,23 +416,33 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	if (streq(type, "AssumedRole") && starts_with(akid, "ASIA")) {
 		if ((rc = process_call(d, ev, acct, &ni, ref)))
 			return rc;
-	} else if (ni.kind == TH_NET_PUBLIC && type && !streq(type, "AWSService")) {
+	} else if (ni.kind == TH_NET_PUBLIC && type && !streq(type, "AWSService") && akid && *akid) {
 		/* Non-Lambda identities from public non-AWS networks: the account's
 		 * egress baseline. (Sessions of roles not yet known as Lambda's are
-		 * taught when their hold ends, see resolve_key.) */
+		 * taught when their hold ends, see resolve_key.) Only calls made
+		 * with the identity's credentials (an access key) teach: a sign-in
+		 * or a federation request is recorded whether or not it succeeds
+		 * (a failed ConsoleLogin carries no errorCode), so anyone could
+		 * otherwise make their network "known" by failing to sign in. */
 		if ((rc = th_detect_teach_account_asn(d, acct, ni.asn, ev->event_time_ms)))
 			return rc;
 	}
 
 	if (!ev->error_code && streq(ev->event_source, "sts.amazonaws.com") &&
-	    streq(ev->event_name, "AssumeRole") && ev->req.role_arn) {
+	    (streq(ev->event_name, "AssumeRole") || streq(ev->event_name, "AssumeRoleWithWebIdentity") ||
+	     streq(ev->event_name, "AssumeRoleWithSAML")) &&
+	    ev->req.role_arn) {
 		/* Lambda's issuance, or an assumption by any other identity, other
-		 * AWS services (ec2.amazonaws.com, ...) included (spec v2: "any
-		 * identity other than the Lambda service"). */
-		if (streq(type, "AWSService") && streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
+		 * AWS services (ec2.amazonaws.com, ...) and federated callers (CI
+		 * through OIDC, SSO through SAML: they choose their session name
+		 * too) included (spec v2: "any identity other than the Lambda
+		 * service"). Lambda issues only through AssumeRole. */
+		if (streq(ev->event_name, "AssumeRole") && streq(type, "AWSService") &&
+		    streq(ev->ui.invoked_by, "lambda.amazonaws.com"))
 			rc = th_detect_learn_issuance(d, ev, acct);
 		else if (ev->cred.access_key_id && *ev->cred.access_key_id)
-			rc = th_detect_learn_assumption(d, ev, acct);
+			rc = streq(ev->event_name, "AssumeRole") ? th_detect_learn_assumption(d, ev, acct)
+								 : th_detect_learn_federated(d, ev, acct);
 		if (rc)
 			return rc;
 	} else if (!ev->error_code && streq(ev->event_source, "lambda.amazonaws.com") &&

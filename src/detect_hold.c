@@ -57,24 +57,41 @@ int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char
 	for (int i = 0; i < n; i++) {
 		struct th_alert_ref *r = &t->alerts[i];
 		/* Only what the descriptor calls upgradable (variation 1 has
-		 * nothing stronger); a suppressed decision has no alert to upgrade
-		 * (the dedup ledger already holds that case). */
+		 * nothing stronger). */
 		const struct th_variation *v = d->by_id[r->variation];
-		if (r->upgraded || !v || !v->upgradable || !r->alert_id[0])
+		if (r->upgraded || !v || !v->upgradable)
 			continue;
 		r->upgraded = 1;
 		char prior[33], reason[400];
 		struct th_call c = r->call;
 		memcpy(prior, r->alert_id, sizeof(prior));
+		int rc;
+		if (!prior[0]) {
+			/* A suppressed decision: deduplicated against another key's
+			 * alert of the weaker variation, whose ledger entry does not
+			 * cover the stronger one (the inside use arriving first gives
+			 * variation 1 on this call), so it is decided again, naming no
+			 * alert. Unless the account was still in its activation
+			 * period then: that suppression is counted already. */
+			int64_t first = 0;
+			if ((rc = th_detect_account_seen(d, acct, 0, &first)))
+				return rc;
+			if (!first || c.event_time_ms - first < d->conf.activation_ms)
+				continue;
+		}
 		struct th_role *ro;
 		struct regions rs;
-		int rc = th_detect_load_role(d, t->role_arn, &ro);
+		rc = th_detect_load_role(d, t->role_arn, &ro);
 		if (rc < 0)
 			return rc;
 		th_detect_regions_of(ro, th_detect_token_function(t), &rs);
-		th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason));
-		if ((rc = th_detect_decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason, prior,
-					   "the key's inside use is now known")))
+		/* Judged with what is known now, as redecide_as_other does: an
+		 * AWS region learned since (a late issuance there) can make the
+		 * call the function's own, which the other order never alerts. */
+		if (th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason)) != NET_REMOTE)
+			continue;
+		if ((rc = th_detect_decide(d, acct, akid, TH_CRED_TOKEN, t, t->role_arn, &c, reason,
+					   prior[0] ? prior : NULL, "the key's inside use is now known")))
 			return rc;
 	}
 	return 0;
@@ -115,7 +132,10 @@ int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid
 	bool dup = false;
 	for (int i = 0; i < h->n && !dup; i++)
 		dup = h->calls[i].asn == c->asn && strcmp(h->calls[i].user_agent, c->user_agent) == 0 &&
-		      strcmp(h->calls[i].vpce_id, c->vpce_id) == 0;
+		      strcmp(h->calls[i].vpce_id, c->vpce_id) == 0 &&
+		      /* not an inside use kept with them (th_detect_hold_inside) */
+		      h->calls[i].net_kind == c->net_kind &&
+		      strcmp(h->calls[i].src_region, c->src_region) == 0;
 	if (!dup && h->n < TH_HELD_MAX)
 		h->calls[h->n++] = *c;
 	if (c->net_kind == TH_NET_PUBLIC && c->asn) {
@@ -134,6 +154,43 @@ int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid
 	d->stats.held++;
 	if ((rc = th_detect_held_add(d, pk, pkl, h->expiry_ms)))
 		return rc;
+	th_wbuf_reset(&d->w);
+	th_held_encode(&d->w, h);
+	return th_detect_put(d, pk, pkl);
+}
+
+/* An inside use of a key whose remote use is held: kept with the held uses, so
+ * that when the key becomes known its remote uses are judged with both
+ * networks, as when the issuance arrives first (spec §3, order independence:
+ * the inside use arriving after the remote one upgrades it). Does not move
+ * the hold's end; a key with no hold is left alone. */
+int th_detect_hold_inside(struct th_detector *d, const char *acct, const char *akid,
+			  const struct th_call *c)
+{
+	struct th_held *h = &d->held;
+	const void *v;
+	size_t n;
+	char pk[512];
+	size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
+	bool has;
+	int rc = th_detect_held_has(d, pk, pkl, &has);
+	if (rc || !has)
+		return rc;
+	rc = th_state_get(d->st, pk, pkl, &v, &n);
+	if (rc == TH_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (th_held_decode(v, n, h))
+		return 0;
+	/* One inside use per network is all a decision needs. */
+	for (int i = 0; i < h->n; i++)
+		if (h->calls[i].asn == c->asn && h->calls[i].net_kind == c->net_kind &&
+		    streq(h->calls[i].src_region, c->src_region) && streq(h->calls[i].vpce_id, c->vpce_id))
+			return 0;
+	if (h->n >= TH_HELD_MAX)
+		return 0;
+	h->calls[h->n++] = *c;
 	th_wbuf_reset(&d->w);
 	th_held_encode(&d->w, h);
 	return th_detect_put(d, pk, pkl);
@@ -196,15 +253,36 @@ int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *a
 			th_strlcpy(t->session, h->calls[0].session, sizeof(t->session));
 	}
 	d->stats.held_resolved++;
-	for (int i = 0; i < h->n; i++) {
-		struct th_call c = h->calls[i];
-		struct regions rs;
-		th_detect_regions_of(ro, cls == TH_CRED_TOKEN ? th_detect_token_function(t) : NULL, &rs);
-		enum verdict vd = th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason));
-		th_detect_token_record_use(d, t, &c, vd);
-		if (vd == NET_REMOTE &&
-		    (rc = th_detect_decide(d, acct, akid, cls, t, h->role_arn, &c, reason, NULL, NULL)))
-			return rc;
+	/* Inside uses first (th_detect_hold_inside): a remote use is judged with
+	 * every network the key was seen in while it waited. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < h->n; i++) {
+			struct th_call c = h->calls[i];
+			struct regions rs;
+			th_detect_regions_of(ro, cls == TH_CRED_TOKEN ? th_detect_token_function(t) : NULL,
+					     &rs);
+			enum verdict vd = th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason));
+			if ((pass == 0) != (vd == NET_INSIDE))
+				continue;
+			th_detect_token_record_use(d, t, &c, vd);
+			if (vd == NET_REMOTE && (rc = th_detect_decide(d, acct, akid, cls, t, h->role_arn, &c,
+								      reason, NULL, NULL)))
+				return rc;
+		}
+	}
+	/* What process_call teaches for another session's call, once the
+	 * session is decided (after its own decisions: a session is no
+	 * evidence for itself): the role's training must not depend on whether
+	 * the use arrived before its AssumeRole. Only a session whose AssumeRole
+	 * is known, as in process_call: a key judged another session only
+	 * because its hold ended (identity unknown) may be a stolen token. */
+	if (cls == TH_CRED_OTHER && tok_found && t->origin == TH_ORIGIN_ASSUMED) {
+		for (int i = 0; i < h->n_asns; i++) {
+			char asn[16];
+			th_detect_asn_str(asn, sizeof(asn), h->asns[i]);
+			if ((rc = th_detect_teach_sighting(d, 'n', h->role_arn, asn, akid, h->asn_ms[i])))
+				return rc;
+		}
 	}
 	if ((rc = th_detect_save_token(d, acct, akid, t)))
 		return rc;

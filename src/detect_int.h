@@ -236,6 +236,7 @@ void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 				const struct th_call *c, enum verdict vd);
 int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct);
 int th_detect_learn_assumption(struct th_detector *d, const struct th_event *ev, const char *acct);
+int th_detect_learn_federated(struct th_detector *d, const struct th_event *ev, const char *acct);
 int th_detect_learn_function(struct th_detector *d, const struct th_event *ev);
 
 /* detect_hold.c: held uses, upgrades and re-decisions */
@@ -245,6 +246,8 @@ int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char
 			     struct th_token *t);
 int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid,
 		       const char *role_arn, const struct th_call *c);
+int th_detect_hold_inside(struct th_detector *d, const char *acct, const char *akid,
+			  const struct th_call *c);
 int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *akid, bool expire);
 int th_detect_resolve_role(struct th_detector *d, const char *role_arn);
 int th_detect_expire_lapsed(struct th_detector *d, const char *acct, const char *akid,

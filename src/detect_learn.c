@@ -250,6 +250,33 @@ int th_detect_learn_assumption(struct th_detector *d, const struct th_event *ev,
 	return th_detect_resolve_key(d, acct, akid, false);
 }
 
+/* sts:AssumeRoleWithWebIdentity / AssumeRoleWithSAML: a federated caller's
+ * session, learned like an AssumeRole by an identity, but only where it can
+ * matter: the role is known as Lambda's, or the key's use already waits for
+ * it. Web identities (every Cognito app user, every EKS pod) assume roles at
+ * a volume that would otherwise fill the store with sessions of roles that
+ * are nobody's Lambda role. */
+int th_detect_learn_federated(struct th_detector *d, const struct th_event *ev, const char *acct)
+{
+	struct th_role *ro;
+	const char *akid = ev->cred.access_key_id;
+	char racct[16] = "", pk[512];
+	const char *p = strstr(ev->req.role_arn, ":iam::");
+	if (p && sscanf(p + 6, "%15[0-9]", racct) == 1)
+		acct = racct;
+	int found = th_detect_load_role(d, ev->req.role_arn, &ro);
+	if (found < 0)
+		return found;
+	bool wanted = found && ro->is_lambda;
+	if (!wanted) {
+		size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
+		int rc = th_detect_held_has(d, pk, pkl, &wanted);
+		if (rc)
+			return rc;
+	}
+	return wanted ? th_detect_learn_assumption(d, ev, acct) : 0;
+}
+
 /* lambda:CreateFunction* / UpdateFunctionConfiguration*: role → function. */
 int th_detect_learn_function(struct th_detector *d, const struct th_event *ev)
 {

@@ -1989,6 +1989,207 @@ def _(c):
 
 
 # =======================================================================================
+# review (r-detect): arrival orders the cases above did not cover
+# =======================================================================================
+
+@case("late", "remote_deduplicated_then_inside")
+def _(c):
+    """Two keys of orders-api used from DigitalOcean: ENV1's use alerts (V4), ENV2's is
+    deduplicated against it; then ENV2's inside use arrives (delivered late): ENV2 is used from
+    two networks -> V1 on ENV2's remote event, as when the inside use arrives first (V1 has its
+    own dedup key; the V4 ledger entry does not cover it)."""
+    c.office_start()
+    k1, k2 = key("ENV1"), key("ENV2")
+    c.issue(at(ATTACK, 10), k1)
+    c.issue(at(ATTACK, 10, 1), k2)
+    r1 = c.call(at(ATTACK, 10, 20), k1, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    r2 = c.call(at(ATTACK, 10, 25), k2, "do2", "boto3", "secrets", creation=at(ATTACK, 10, 1))
+    c.call(at(ATTACK, 10, 15), k2, "aws_use1", "runtime", "secret", creation=at(ATTACK, 10, 1))
+    c.expect(r1, 4)
+    c.expect(r2, 1)
+    c.counters(suppressed_dedup=1)
+
+
+@case("late", "inside_then_remote_deduplicated_control")
+def _(c):
+    """Control for remote_deduplicated_then_inside: the same events with ENV2's inside use
+    arriving first -> V4 on ENV1, V1 on ENV2."""
+    c.office_start()
+    k1, k2 = key("ENV1"), key("ENV2")
+    c.issue(at(ATTACK, 10), k1)
+    c.issue(at(ATTACK, 10, 1), k2)
+    r1 = c.call(at(ATTACK, 10, 20), k1, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.call(at(ATTACK, 10, 15), k2, "aws_use1", "runtime", "secret", creation=at(ATTACK, 10, 1))
+    r2 = c.call(at(ATTACK, 10, 25), k2, "do2", "boto3", "secrets", creation=at(ATTACK, 10, 1))
+    c.expect(r1, 4)
+    c.expect(r2, 1)
+    c.counters(suppressed_dedup=0)
+
+
+@case("late", "role_training_use_before_assumption")
+def _(c):
+    """Training: on day 5 the use of bob's session BOB1 from DigitalOcean arrives before bob's
+    AssumeRole of it (held, then bob's session). Day 20: bob assumes the role again (BOB2) and
+    uses it from DigitalOcean: identity and ASN were both seen for the role in training, with
+    another key -> V6, as when day 5's AssumeRole arrives first (periods/role_baseline_29_days)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.call(at(5, 14, 5), key("BOB1"), "do2", "laptop_boto3", "table", session="bob-debug", creation=at(5, 14))
+    c.user_assume(at(5, 14), "bob", key("BOB1"), "bob-debug")
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "bob-debug")
+    r = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 14))
+    c.expect(r, 6)
+
+
+@case("late", "role_training_not_taught_by_unattributed_key")
+def _(c):
+    """Training: bob assumed the Lambda role on day 5 and used it from the office (AS174). On
+    day 10 a key of the role whose AssumeRole is never seen (session ops-debug, perhaps a stolen
+    token) is used from DigitalOcean: held, judged at the end of its hold as an other session with
+    unknown identity (V5). Day 20: bob assumes the role again and uses it from DigitalOcean: only
+    the unattributed key had used AS14061, which teaches the role nothing -> V5, not V6."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(5, 14), "bob", key("BOB1"), "bob-debug")
+    c.call(at(5, 14, 5), key("BOB1"), "office2", "laptop_boto3", "table", session="bob-debug",
+           creation=at(5, 14))
+    c.call(at(10, 9, 5), key("ENV9"), "do2", "boto3", "secret", session="ops-debug", creation=at(10, 9))
+    c.user_assume(at(ATTACK, 14), "bob", key("BOB2"), "bob-debug")
+    r2 = c.call(at(ATTACK, 14, 5), key("BOB2"), "do", "laptop_boto3", "secret", session="bob-debug",
+                creation=at(ATTACK, 14))
+    c.counters(held=1, held_resolved=1, suppressed_activation=2)
+    c.expect(r2, 5)
+
+
+@case("late", "no_upgrade_once_region_known")
+def _(c):
+    """orders-api runs in us-east-1 and eu-west-1. Its us-east-1 key is used from eu-west-1 EC2
+    before the eu-west-1 issuance arrives: remote then -> V4. The late issuance makes eu-west-1 a
+    region of the function; then the key's inside use from us-east-1 arrives: the eu-west-1 call
+    is now the function's own (both issuances first give no alert), so it is no second network
+    and no V1 upgrade fires -> V4 only."""
+    c.office_start()
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    r = c.call(at(ATTACK, 10, 20), k, "aws_euw1", "custom_runtime", "secrets", creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 9), key("ENVW"), region="eu-west-1")
+    c.call(at(ATTACK, 10, 25), k, "aws_use1", "custom_runtime", "secret", creation=at(ATTACK, 10))
+    c.expect(r, 4, asn=16509)
+    c.counters(upgrades=0)
+
+
+@case("late", "remote_first_inside_then_issuance")
+def _(c):
+    """A function on a custom runtime (no exec-env/ in its user agent, so no runtime learning).
+    Its key's remote use from DigitalOcean arrives first (held: the role is not known yet), then
+    its inside use from us-east-1 EC2, then Lambda's issuance of the key: the key was used from two
+    networks -> V1, as when the issuance arrives first (late/inside_then_remote)."""
+    c.office_start()
+    k = key("ENV1")
+    r = c.call(at(ATTACK, 10, 20), k, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.call(at(ATTACK, 10, 15), k, "aws_use1", "custom_runtime", "secret", creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k)
+    c.expect(r, 1)
+    c.counters(held=1, held_resolved=1, inside_uses=1, remote_uses=1)
+
+
+def oidc_assume(c, t, akid, session, ip="do"):
+    """A GitHub Actions workflow assumes the role through OIDC (sts:AssumeRoleWithWebIdentity),
+    choosing its roleSessionName."""
+    role = c.role
+    rname = role.rsplit("/", 1)[1]
+    provider = "arn:aws:iam::%s:oidc-provider/token.actions.githubusercontent.com" % c.acct
+    sub = "repo:acme/orders:ref:refs/heads/main"
+    return c._add({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "WebIdentityUser", "principalId": "%s:sts.amazonaws.com:%s" % (provider, sub),
+                         "userName": sub, "identityProvider": provider},
+        "eventTime": iso(t), "eventSource": "sts.amazonaws.com", "eventName": "AssumeRoleWithWebIdentity",
+        "awsRegion": REGION, "sourceIPAddress": IP[ip][0],
+        "userAgent": "aws-sdk-nodejs/2.1500.0 linux/v20.10.0 configure-aws-credentials-for-github-actions promise",
+        "requestParameters": {"roleArn": role, "roleSessionName": session, "durationSeconds": 3600},
+        "responseElements": {"credentials": {"accessKeyId": akid, "sessionToken": token(akid),
+                                             "expiration": expiration(t + HOUR)},
+                             "subjectFromWebIdentityToken": sub,
+                             "assumedRoleUser": {"assumedRoleId": "%s:%s" % (role_id(role), session),
+                                                 "arn": "arn:aws:sts::%s:assumed-role/%s/%s" % (c.acct, rname, session)},
+                             "provider": provider, "audience": "sts.amazonaws.com"},
+        "readOnly": True, "resources": [{"accountId": c.acct, "type": "AWS::IAM::Role", "ARN": role}],
+        "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": c.acct,
+        "eventCategory": "Management"})
+
+
+@case("sessions", "oidc_session_named_function")
+def _(c):
+    """A CI workflow assumes the Lambda role through OIDC (AssumeRoleWithWebIdentity) naming its
+    session orders-api (the role's function) and uses it from DigitalOcean: the assumer decides,
+    not the name, whichever STS assume API it used -> V5 (Medium), not a token's V3/V4
+    (Informational); 0 held (the assumption is known)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    oidc_assume(c, at(ATTACK, 14), key("GHA1"), FN)
+    r = c.call(at(ATTACK, 14, 5), key("GHA1"), "do", "boto3", "secret", session=FN, creation=at(ATTACK, 14))
+    c.expect(r, 5)
+    c.counters(held=0)
+
+
+@case("sessions", "oidc_session_trained")
+def _(c):
+    """The CI workflow assumed the Lambda role through OIDC on day 5 (key GHA1) and used it from
+    DigitalOcean; on day 20 again (key GHA2): the workflow's identity and ASN were seen for the
+    role in training -> V6 (not V5 'identity unknown')."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    oidc_assume(c, at(5, 14), key("GHA1"), "gha-deploy")
+    c.call(at(5, 14, 5), key("GHA1"), "do2", "boto3", "table", session="gha-deploy", creation=at(5, 14))
+    oidc_assume(c, at(ATTACK, 14), key("GHA2"), "gha-deploy")
+    r = c.call(at(ATTACK, 14, 5), key("GHA2"), "do", "boto3", "secret", session="gha-deploy",
+               creation=at(ATTACK, 14))
+    c.expect(r, 6)
+
+
+@case("periods", "baseline_not_taught_by_failed_sign_in")
+def _(c):
+    """Someone on a DigitalOcean droplet fails to sign in to the console as alice on day 19 (a
+    failed ConsoleLogin: errorMessage "Failed authentication", no errorCode, no credentials;
+    anyone who knows the account can cause one). On day 20 orders-api's token is used from
+    DigitalOcean: a failed sign-in is no use of the network by the account's identities -> V4,
+    not V3 'known ASN'."""
+    c.office_start()
+    c._add({"eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "principalId": c.iam_user("alice")["principalId"],
+                             "accountId": c.acct, "accessKeyId": "", "userName": "alice"},
+            "eventTime": iso(at(ATTACK - 1, 3)), "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": IP["do2"][0],
+            "userAgent": UA["browser"], "errorMessage": "Failed authentication", "requestParameters": None,
+            "responseElements": {"ConsoleLogin": "Failure"},
+            "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home",
+                                    "MobileVersion": "No", "MFAUsed": "No"},
+            "eventType": "AwsConsoleSignIn", "managementEvent": True, "recipientAccountId": c.acct,
+            "eventCategory": "Management"})
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    r = c.call(at(ATTACK, 10, 20), k, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.expect(r, 4)
+
+
+@case("sessions", "oidc_session_named_function_use_first_role_unknown")
+def _(c):
+    """As oidc_session_named_function in another arrival order: the CI session's use from
+    DigitalOcean arrives while the role is not yet known as Lambda's (held), then its
+    AssumeRoleWithWebIdentity (learned: the key's use waits for it), then Lambda's issuance of
+    another key to orders-api makes the role Lambda's: the held use is the workflow's session ->
+    V5 only, never V4 (1 held, 1 resolved)."""
+    c.office_start()
+    r = c.call(at(ATTACK, 14, 5), key("GHA1"), "do", "boto3", "secret", session=FN, creation=at(ATTACK, 14))
+    oidc_assume(c, at(ATTACK, 14), key("GHA1"), FN)
+    c.issue(at(ATTACK, 14, 10), key("ENV1"))
+    c.expect(r, 5)
+    c.counters(held=1, held_resolved=1, held_expired=0, upgrades=0)
+
+
+# =======================================================================================
 # output
 # =======================================================================================
 
