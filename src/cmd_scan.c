@@ -304,6 +304,7 @@ static const size_t ev_strings[] = {
 	offsetof(struct th_event, user_agent),
 	offsetof(struct th_event, recipient_account_id),
 	offsetof(struct th_event, error_code),
+	offsetof(struct th_event, error_message),
 	offsetof(struct th_event, vpc_endpoint_id),
 	offsetof(struct th_event, vpc_endpoint_account_id),
 	offsetof(struct th_event, ui.type),

@@ -416,14 +416,16 @@ int th_detector_process(struct th_detector *d, const struct th_event *ev,
 	if (streq(type, "AssumedRole") && starts_with(akid, "ASIA")) {
 		if ((rc = process_call(d, ev, acct, &ni, ref)))
 			return rc;
-	} else if (ni.kind == TH_NET_PUBLIC && type && !streq(type, "AWSService") && akid && *akid) {
+	} else if (ni.kind == TH_NET_PUBLIC && type && !streq(type, "AWSService") &&
+		   ((akid && *akid) || (!ev->error_code && !ev->error_message))) {
 		/* Non-Lambda identities from public non-AWS networks: the account's
 		 * egress baseline. (Sessions of roles not yet known as Lambda's are
-		 * taught when their hold ends, see resolve_key.) Only calls made
-		 * with the identity's credentials (an access key) teach: a sign-in
-		 * or a federation request is recorded whether or not it succeeds
-		 * (a failed ConsoleLogin carries no errorCode), so anyone could
-		 * otherwise make their network "known" by failing to sign in. */
+		 * taught when their hold ends, see resolve_key.) Calls made with
+		 * the identity's credentials (an access key) teach, and sign-ins and
+		 * federation requests that succeeded; a failed one is logged too
+		 * (a failed ConsoleLogin with an errorMessage and no errorCode), and
+		 * anyone who knows the account could otherwise make their network
+		 * "known" by failing to sign in. */
 		if ((rc = th_detect_teach_account_asn(d, acct, ni.asn, ev->event_time_ms)))
 			return rc;
 	}

@@ -626,6 +626,9 @@ bool parse_top_field(ondemand::field &f, std::string_view key, th_event *ev, are
 			r = get_obj(f.value(), sub, fail, "userIdentity", true);
 			return r >= 0 && (r == 0 || parse_user_identity(sub, ev, a, fail));
 		}
+		/* only whether there is one matters (a failed sign-in): any type passes */
+		if (KEYIS("errorMessage"))
+			return get_str(f.value(), a, &ev->error_message, fail, "errorMessage", false);
 		return true;
 	case 13:
 		if (KEYIS("vpcEndpointId"))

@@ -26,6 +26,9 @@ struct th_event {
 	const char *event_id; /* eventID; synthesized from the record's hash when absent */
 	const char *event_source, *event_name, *aws_region, *source_ip, *user_agent;
 	const char *recipient_account_id, *error_code;
+	/* errorMessage: beside errorCode on a refused call, alone on a failed
+	 * console sign-in (ConsoleLogin logs no errorCode) */
+	const char *error_message;
 	const char *vpc_endpoint_id, *vpc_endpoint_account_id;
 	struct {
 		const char *type, *arn, *account_id, *access_key_id, *invoked_by, *principal_id;

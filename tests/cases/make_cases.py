@@ -2149,6 +2149,39 @@ def _(c):
     c.expect(r, 6)
 
 
+def console_login(c, when, ip, ok):
+    """alice's console sign-in: no credentials in userIdentity; a failure carries an errorMessage
+    and no errorCode, as CloudTrail logs it"""
+    ev = {"eventVersion": "1.09",
+          "userIdentity": {"type": "IAMUser", "principalId": c.iam_user("alice")["principalId"],
+                           "accountId": c.acct, "accessKeyId": "", "userName": "alice"},
+          "eventTime": iso(when), "eventSource": "signin.amazonaws.com",
+          "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": ip,
+          "userAgent": UA["browser"], "requestParameters": None,
+          "responseElements": {"ConsoleLogin": "Success" if ok else "Failure"},
+          "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home",
+                                  "MobileVersion": "No", "MFAUsed": "Yes" if ok else "No"},
+          "eventType": "AwsConsoleSignIn", "managementEvent": True, "recipientAccountId": c.acct,
+          "eventCategory": "Management"}
+    if not ok:
+        ev["errorMessage"] = "Failed authentication"
+    c._add(ev)
+
+
+@case("periods", "baseline_taught_by_successful_sign_in")
+def _(c):
+    """Twin of baseline_not_taught_by_failed_sign_in: alice signs in to the console from a
+    DigitalOcean droplet on day 19 and succeeds (no credentials in the event, no error). On day 20
+    orders-api's token is used from DigitalOcean: the account's identity used that network in
+    training -> V3 'known ASN'."""
+    c.office_start()
+    console_login(c, at(ATTACK - 1, 3), IP["do2"][0], ok=True)
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    r = c.call(at(ATTACK, 10, 20), k, "do", "boto3", "secrets", creation=at(ATTACK, 10))
+    c.expect(r, 3)
+
+
 @case("periods", "baseline_not_taught_by_failed_sign_in")
 def _(c):
     """Someone on a DigitalOcean droplet fails to sign in to the console as alice on day 19 (a
@@ -2157,17 +2190,7 @@ def _(c):
     DigitalOcean: a failed sign-in is no use of the network by the account's identities -> V4,
     not V3 'known ASN'."""
     c.office_start()
-    c._add({"eventVersion": "1.09",
-            "userIdentity": {"type": "IAMUser", "principalId": c.iam_user("alice")["principalId"],
-                             "accountId": c.acct, "accessKeyId": "", "userName": "alice"},
-            "eventTime": iso(at(ATTACK - 1, 3)), "eventSource": "signin.amazonaws.com",
-            "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": IP["do2"][0],
-            "userAgent": UA["browser"], "errorMessage": "Failed authentication", "requestParameters": None,
-            "responseElements": {"ConsoleLogin": "Failure"},
-            "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home",
-                                    "MobileVersion": "No", "MFAUsed": "No"},
-            "eventType": "AwsConsoleSignIn", "managementEvent": True, "recipientAccountId": c.acct,
-            "eventCategory": "Management"})
+    console_login(c, at(ATTACK - 1, 3), IP["do2"][0], ok=False)
     k = key("ENV1")
     c.issue(at(ATTACK, 10), k)
     r = c.call(at(ATTACK, 10, 20), k, "do", "boto3", "secrets", creation=at(ATTACK, 10))

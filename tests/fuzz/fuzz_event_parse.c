@@ -44,6 +44,7 @@ static int on_event(void *ctx, const struct th_event *ev, const char *raw, size_
 	*sum += touch(ev->event_time) + touch(ev->event_id) + touch(ev->event_source) +
 		touch(ev->event_name) + touch(ev->aws_region) + touch(ev->source_ip) +
 		touch(ev->user_agent) + touch(ev->recipient_account_id) + touch(ev->error_code) +
+		touch(ev->error_message) +
 		touch(ev->vpc_endpoint_id) + touch(ev->vpc_endpoint_account_id) +
 		touch(ev->ui.type) + touch(ev->ui.arn) + touch(ev->ui.account_id) +
 		touch(ev->ui.access_key_id) + touch(ev->ui.invoked_by) + touch(ev->ui.principal_id) +
