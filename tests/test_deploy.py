@@ -397,6 +397,58 @@ def test_bridge_statefulset():
     assert not [e for e in env if e.startswith("AWS_")]
 
 
+def image_env():
+    """{TRAILHOUND_*: value} the runtime stage of deploy/Dockerfile sets with ENV."""
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    text = re.sub(r"\\\n", " ", text)
+    runtime = text[text.rindex("\nFROM "):]
+    env = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            env.update(re.findall(r"\b(TRAILHOUND_[A-Z0-9_]+)=(\S+)", line))
+    return env
+
+
+def effective_setting(conf, container, key):
+    """What the process in the container uses for key: the config file, then
+    the environment (the image's ENV, then the container's env) on top, as
+    `trailhound` applies them (README: file < TRAILHOUND_* < --set)."""
+    var = "TRAILHOUND_" + key.upper().replace(".", "__")
+    env = dict(image_env())
+    env.update({e["name"]: e.get("value") for e in container.get("env", [])})
+    return env[var] if var in env else conf_value(conf, key)
+
+
+def test_containers_serve_metrics_where_probed():
+    """Each StatefulSet's process listens on the port its probes, its Service
+    and its NetworkPolicy use. The image's environment counts: a TRAILHOUND_*
+    ENV in deploy/Dockerfile overrides every mounted config file, so an
+    ENV TRAILHOUND_METRICS_LISTEN=0.0.0.0:9464 made the bridge (ConfigMap:
+    0.0.0.0:9465) listen on 9464, failing its liveness probe forever."""
+    for name, conf, cname in (("trailhound", configmap_conf(), "trailhound"),
+                              ("trailhound-bridge", bridge_conf(), "bridge")):
+        sts = named("StatefulSet", name)
+        (c,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == cname]
+        listen = effective_setting(conf, c, "metrics_listen")
+        assert listen, f"{name}: metrics off"
+        port = int(listen.rsplit(":", 1)[1])
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        for probe in ("livenessProbe", "readinessProbe"):
+            p = c[probe]["httpGet"]["port"]
+            assert ports.get(p, p) == port, f"{name}: {probe} on {p}, the process listens on {listen}"
+        svc = named("Service", name)
+        assert {ports.get(p["targetPort"], p["targetPort"]) for p in svc["spec"]["ports"]} == {port}
+        np = named("NetworkPolicy", name)
+        assert {p["port"] for r in np["spec"]["ingress"] for p in r["ports"]} == {port}
+        # and the other settings the ConfigMap names are the ones used
+        for line in conf.splitlines():
+            m = re.match(r'^\s*([a-z_][a-z0-9_.]*)\s*=\s*"([^"]*)"', line)
+            if m and not m.group(1).startswith("kafka."):
+                assert effective_setting(conf, c, m.group(1)) == m.group(2), \
+                    f"{name}: {m.group(1)} = {m.group(2)!r} in its ConfigMap is overridden " \
+                    f"by the environment"
+
+
 def test_network_policies_allow_what_the_configs_name():
     """Each NetworkPolicy selects its pods and lets in only the metrics port of
     their metrics_listen; its egress ports cover every address their ConfigMap
