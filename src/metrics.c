@@ -303,6 +303,16 @@ static void gauge(struct buf *b, const char *name, const char *help, int64_t v)
 	put(b, "%s %" PRId64 "\n", name, v);
 }
 
+/* Whether a variation of this build alerts with this severity. */
+static bool builtin_pair(int variation, const char *severity)
+{
+	for (size_t i = 0; i < th_variations_count; i++)
+		if (th_variations[i].id == variation &&
+		    strcmp(th_variations[i].severity, severity) == 0)
+			return true;
+	return false;
+}
+
 /* The bridge's own counters: a worker process never counts them, so they are
  * left out until one is counted (a bridge that has received a message). */
 static void bridge_metrics(struct buf *b)
@@ -357,9 +367,12 @@ int th_metrics_render(char **out, size_t *len)
 	for (int v = 0; v <= N_VARIATIONS; v++)
 		for (size_t s = 0; s < N_SEVERITIES; s++) {
 			uint64_t n = atomic_load(&M.alerts[v][s]);
-			/* every real pair once it has happened; variation 0 and
-			 * "other" only if they ever do */
-			if (!n)
+			/* every pair a variation of this build alerts with from the
+			 * start, at 0: a series born with its first alert hides that
+			 * alert from increase() and rate(), and "no alert for 7
+			 * days" needs a series to be 0; variation 0, "other" and
+			 * other unexpected pairs only if they ever happen */
+			if (!n && !builtin_pair(v, severities[s]))
 				continue;
 			put(&b, "trailhound_alerts_total{variation=\"%d\",severity=\"%s\"} %" PRIu64 "\n",
 			    v, severities[s], n);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "trailhound/metrics.h"
+#include "trailhound/variation.h"
 
 static char *render(void)
 {
@@ -54,6 +55,37 @@ static void test_counters_and_labels(void **state)
 	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_count 3\n"));
 	assert_non_null(strstr(m, "trailhound_build_info{version=\""));
 	assert_non_null(strstr(m, "# TYPE trailhound_transaction_commit_seconds histogram\n"));
+	free(m);
+}
+
+/* Every (variation, severity) pair the build can alert with is a series from
+ * the start, at 0: a series that appears only with its first alert hides that
+ * alert from increase()/rate() (no earlier sample), and a worker that has not
+ * alerted (yet, or since its restart) would have no series at all, so the
+ * rule "no alert in 7 days while events flow" (sum(increase(...[7d])) == 0)
+ * had nothing to compare and could never fire. */
+static void test_alert_series_exist_before_the_first_alert(void **state)
+{
+	char want[128];
+	(void)state;
+	th_metrics_reset();
+	char *m = render();
+	assert_true(th_variations_count > 0);
+	for (size_t i = 0; i < th_variations_count; i++) {
+		snprintf(want, sizeof(want),
+			 "\ntrailhound_alerts_total{variation=\"%d\",severity=\"%s\"} 0\n",
+			 th_variations[i].id, th_variations[i].severity);
+		assert_non_null(strstr(m, want));
+	}
+	/* pairs no variation has stay out until they happen */
+	assert_null(strstr(m, "severity=\"other\""));
+	assert_null(strstr(m, "variation=\"0\""));
+	free(m);
+	th_metrics_alert(th_variations[0].id, th_variations[0].severity);
+	m = render();
+	snprintf(want, sizeof(want), "\ntrailhound_alerts_total{variation=\"%d\",severity=\"%s\"} 1\n",
+		 th_variations[0].id, th_variations[0].severity);
+	assert_non_null(strstr(m, want));
 	free(m);
 }
 
@@ -138,6 +170,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_and_labels),
+		cmocka_unit_test(test_alert_series_exist_before_the_first_alert),
 		cmocka_unit_test(test_lag_from_statistics),
 		cmocka_unit_test(test_ready_and_healthy),
 		cmocka_unit_test(test_listen_address),
