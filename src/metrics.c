@@ -50,6 +50,7 @@ static struct {
 	_Atomic uint64_t commit_sum_us;
 	_Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC, 0 = never */
 	_Atomic int broker_up;
+	_Atomic int bridge; /* th_metrics_serve_bridge() */
 	double stale_s;
 	pthread_mutex_t lock; /* the two tables below */
 	struct th_metrics_part parts[MAX_PARTS];
@@ -230,6 +231,7 @@ void th_metrics_reset(void)
 	atomic_store(&M.commit_sum_us, 0);
 	atomic_store(&M.heartbeat_ms, 0);
 	atomic_store(&M.broker_up, 0);
+	atomic_store(&M.bridge, 0);
 	pthread_mutex_lock(&M.lock);
 	M.nparts = M.nlags = 0;
 	M.lag_known = false;
@@ -313,8 +315,14 @@ static bool builtin_pair(int variation, const char *severity)
 	return false;
 }
 
-/* The bridge's own counters: a worker process never counts them, so they are
- * left out until one is counted (a bridge that has received a message). */
+void th_metrics_serve_bridge(void)
+{
+	atomic_store(&M.bridge, 1);
+}
+
+/* The bridge's own counters: served by the bridge from its start (at 0), so
+ * they tell its pods from the workers' at once and its first dead letter is
+ * an increase; a worker never counts them and leaves them out. */
 static void bridge_metrics(struct buf *b)
 {
 	static const struct {
@@ -323,11 +331,7 @@ static void bridge_metrics(struct buf *b)
 	} files[] = {{TH_M_BRIDGE_FILES_PUBLISHED, "published"},
 		     {TH_M_BRIDGE_FILES_SKIPPED, "skipped"},
 		     {TH_M_BRIDGE_FILES_UNREADABLE, "unreadable"}};
-	uint64_t any = th_metrics_get(TH_M_BRIDGE_MESSAGES) +
-		       th_metrics_get(TH_M_BRIDGE_DEAD_LETTERED);
-	for (size_t i = 0; i < TH_ARRAY_SIZE(files); i++)
-		any += th_metrics_get(files[i].c);
-	if (!any)
+	if (!atomic_load(&M.bridge))
 		return;
 	head(b, "trailhound_bridge_files_total", "counter",
 	     "S3 objects by outcome: published (in a committed transaction), skipped (the "

@@ -115,6 +115,13 @@ int th_metrics_render(char **out, size_t *len);
  */
 int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size);
 void th_metrics_stop(void);
+/**
+ * @brief This process is `trailhound bridge`: serve its series
+ *        (trailhound_bridge_*) from now on, at 0 until counted. Rules and
+ *        dashboards tell the bridge from the workers by them, and a counter
+ *        born with its first count hides that count from increase().
+ */
+void th_metrics_serve_bridge(void);
 /** @brief Zero every metric (tests, and a worker started again in-process). */
 void th_metrics_reset(void);
 

@@ -89,6 +89,34 @@ static void test_alert_series_exist_before_the_first_alert(void **state)
 	free(m);
 }
 
+/* The bridge's series exist from its start, at 0. Served only once counted,
+ * an idle bridge (nothing on its queue yet, or a queue it cannot read) had no
+ * trailhound_bridge_sqs_messages_total, so the rules and the dashboard, which
+ * tell the bridge from the workers by that series, took its
+ * trailhound_assignment_held 1 for a standby worker's (TrailhoundNoPartitionOwned
+ * fired while no worker held an assignment), and the bridge's first dead
+ * letter or unreadable file was invisible to increase(). A worker never
+ * serves them. */
+static void test_bridge_series_from_its_start(void **state)
+{
+	(void)state;
+	th_metrics_reset();
+	char *m = render();
+	assert_null(strstr(m, "trailhound_bridge_"));
+	free(m);
+	th_metrics_serve_bridge();
+	m = render();
+	assert_non_null(strstr(m, "\ntrailhound_bridge_files_total{outcome=\"published\"} 0\n"));
+	assert_non_null(strstr(m, "\ntrailhound_bridge_files_total{outcome=\"unreadable\"} 0\n"));
+	assert_non_null(strstr(m, "\ntrailhound_bridge_dead_lettered_total 0\n"));
+	assert_non_null(strstr(m, "\ntrailhound_bridge_sqs_messages_total 0\n"));
+	free(m);
+	th_metrics_reset();
+	m = render();
+	assert_null(strstr(m, "trailhound_bridge_"));
+	free(m);
+}
+
 static const char stats_json[] =
 	"{\"name\":\"c\",\"type\":\"consumer\",\"brokers\":{\"b:9092/1\":{\"state\":\"UP\"},"
 	"\"b:9092/bootstrap\":{\"state\":\"INIT\"}},"
@@ -171,6 +199,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_and_labels),
 		cmocka_unit_test(test_alert_series_exist_before_the_first_alert),
+		cmocka_unit_test(test_bridge_series_from_its_start),
 		cmocka_unit_test(test_lag_from_statistics),
 		cmocka_unit_test(test_ready_and_healthy),
 		cmocka_unit_test(test_listen_address),
