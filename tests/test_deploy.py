@@ -276,6 +276,40 @@ def test_promtool_accepts_every_expression(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def promtool_test(tmp_path, tests):
+    """Run `promtool test rules` on the PrometheusRule's groups with these tests
+    (the rules' annotations left out: the tests judge when a rule fires)."""
+    (pr,) = k8s("PrometheusRule")
+    groups = [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"}
+                              for r in g["rules"]]} for g in pr["spec"]["groups"]]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}))
+    return subprocess.run(["promtool", "test", "rules", str(tmp_path / "test.yml")],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_restore_stuck_fires_before_the_restore_timeout(tmp_path):
+    """A restore that never finishes ends at restore_timeout_ms with exit 5; the
+    restarted worker serves trailhound_partitions_restoring 0 until its
+    assignment and then restores again. TrailhoundRestoreStuck's `for:` must
+    be shorter than restore_timeout_ms, or that loop resets it every time and it
+    never fires (it was 20 min against the ConfigMap's 600 s)."""
+    timeout_min = int(conf_value(configmap_conf(), "restore_timeout_ms") or 300000) // 60000
+    # restoring for the timeout, then one minute restarting (0), over and over
+    cycle = f"1x{timeout_min - 1} 0 "
+    values = (cycle * (180 // (timeout_min + 1))).strip()
+    r = promtool_test(tmp_path, [{
+        "interval": "1m",
+        "input_series": [{"series": 'trailhound_partitions_restoring{pod="trailhound-0"}',
+                          "values": values}],
+        "alert_rule_test": [{"eval_time": f"{2 * (timeout_min + 1) - 2}m",
+                             "alertname": "TrailhoundRestoreStuck",
+                             "exp_alerts": [{"exp_labels": {"severity": "ticket", "pod": "trailhound-0"}}]}]}])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_statefulset():
     sts, c = worker_container()
     spec = sts["spec"]["template"]["spec"]
