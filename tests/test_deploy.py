@@ -310,6 +310,39 @@ def test_restore_stuck_fires_before_the_restore_timeout(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_no_input_pages_when_every_worker_is_gone(tmp_path):
+    """TrailhoundNoEventsConsumed is the page for "the bridge or the workers
+    stopped". Workers that are gone (crash-looping on exit 4 before they serve
+    /metrics, scaled to 0, the StatefulSet deleted) serve no series: a rule that
+    only sums their rates has nothing to compare and stays silent, and so does
+    every other worker rule. Also with the bridge still up: its series
+    (trailhound_bridge_*, served from its start) mark it as no worker."""
+    worker = 'trailhound_events_consumed_total{pod="trailhound-0"}'
+    bridge = [{"series": 'trailhound_events_consumed_total{pod="trailhound-bridge-0"}',
+               "values": "0x120"},
+              {"series": 'trailhound_bridge_sqs_messages_total{pod="trailhound-bridge-0"}',
+               "values": "0+10x120"}]
+    fired = [{"exp_labels": {"severity": "page"}}]
+    for extra in ([], bridge):
+        r = promtool_test(tmp_path, [{
+            "interval": "1m",
+            # events flow for an hour, then the worker is gone
+            "input_series": [{"series": worker, "values": "0+100x60"}] + extra,
+            "alert_rule_test": [
+                {"eval_time": "50m", "alertname": "TrailhoundNoEventsConsumed", "exp_alerts": []},
+                {"eval_time": "110m", "alertname": "TrailhoundNoEventsConsumed",
+                 "exp_alerts": fired}]}])
+        assert r.returncode == 0, ("with the bridge: " if extra else "") + r.stdout + r.stderr
+    # and events flowing through a worker while the bridge idles is no page
+    r = promtool_test(tmp_path, [{
+        "interval": "1m",
+        "input_series": [{"series": worker, "values": "0+100x120"}] + bridge,
+        "alert_rule_test": [{"eval_time": "110m", "alertname": "TrailhoundNoEventsConsumed",
+                             "exp_alerts": []}]}])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_statefulset():
     sts, c = worker_container()
     spec = sts["spec"]["template"]["spec"]
