@@ -343,6 +343,39 @@ def test_no_input_pages_when_every_worker_is_gone(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def dashboard_expr(title_start, ref):
+    dash = json.load(open(os.path.join(DEPLOY, "grafana/trailhound.json")))
+    (t,) = [t for p in dash["panels"] if p["title"].startswith(title_start)
+            for t in p.get("targets", []) if t["refId"] == ref]
+    return t["expr"].replace("$__rate_interval", "5m")
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_worker_panels_count_workers_only(tmp_path):
+    """The bridge serves the worker's metric names too (its events published
+    as trailhound_events_parsed_total, its own trailhound_ready). The workers'
+    panels must not add them in: a worker parsing everything it consumes showed
+    parsed = 2 x consumed, and the bridge counted as one more worker."""
+    w, b = '{pod="trailhound-0"}', '{pod="trailhound-bridge-0"}'
+    series = [
+        {"series": f"trailhound_events_consumed_total{w}", "values": "0+60x30"},
+        {"series": f"trailhound_events_parsed_total{w}", "values": "0+60x30"},
+        {"series": f"trailhound_ready{w}", "values": "1x30"},
+        {"series": f"trailhound_events_consumed_total{b}", "values": "0x30"},
+        {"series": f"trailhound_events_parsed_total{b}", "values": "0+60x30"},
+        {"series": f"trailhound_ready{b}", "values": "1x30"},
+        {"series": f"trailhound_bridge_sqs_messages_total{b}", "values": "0+1x30"},
+    ]
+    want = {("Events consumed", "A"): 1, ("Events consumed", "B"): 1,
+            ("Workers ready", "A"): 1, ("Workers ready", "B"): 1}
+    r = promtool_test(tmp_path, [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": dashboard_expr(t, ref), "eval_time": "20m",
+                              "exp_samples": [{"labels": "{}", "value": v}]}
+                             for (t, ref), v in want.items()]}])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_statefulset():
     sts, c = worker_container()
     spec = sts["spec"]["template"]["spec"]
