@@ -558,25 +558,41 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	th_log_warn("metrics", "libmicrohttpd: %s", msg);
 }
 
-int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size)
+/* metrics_listen as an address to bind: host:port, [v6]:port or :port, the
+ * port a number in 1..65535 (getaddrinfo takes 74464 and the socket layer
+ * keeps its low 16 bits; 0 is a random port nobody would scrape). *ai is
+ * freeaddrinfo's. */
+static int resolve_listen(const char *listen, struct addrinfo **ai, char *errstr,
+			  size_t errstr_size)
 {
 	char host[256], port[16];
-	struct addrinfo hints = {0}, *ai = NULL;
-	const char *colon;
+	struct addrinfo hints = {0};
+	const char *colon = listen ? strrchr(listen, ':') : NULL;
+	unsigned long n = 0;
 	int rc;
 
-	if (M.daemon)
-		return 0;
-	if (!listen || !*listen)
-		return 0;
-	/* host:port, [v6]:port or :port */
-	colon = strrchr(listen, ':');
+	*ai = NULL;
+	/* "[::1]" alone: the last colon is inside the brackets */
 	if (!colon || !colon[1] || strlen(colon + 1) >= sizeof(port) ||
-	    (size_t)(colon - listen) >= sizeof(host)) {
-		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": want host:port", listen);
+	    (size_t)(colon - listen) >= sizeof(host) ||
+	    (strchr(listen, ']') && strchr(listen, ']') > colon)) {
+		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": want host:port",
+			  listen ? listen : "");
 		return TH_ECONFIG;
 	}
 	snprintf(port, sizeof(port), "%s", colon + 1);
+	for (const char *q = port; *q; q++) {
+		if (*q < '0' || *q > '9' || n > 65535) {
+			n = 0; /* not a port */
+			break;
+		}
+		n = n * 10 + (unsigned long)(*q - '0');
+	}
+	if (n < 1 || n > 65535) {
+		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": port %s is not in 1..65535",
+			  listen, port);
+		return TH_ECONFIG;
+	}
 	if (listen[0] == '[' && colon > listen && colon[-1] == ']')
 		snprintf(host, sizeof(host), "%.*s", (int)(colon - listen - 2), listen + 1);
 	else
@@ -584,10 +600,34 @@ int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t er
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai)) != 0) {
+	if ((rc = getaddrinfo(*host ? host : NULL, port, &hints, ai)) != 0) {
+		*ai = NULL;
 		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": %s", listen, gai_strerror(rc));
 		return TH_ECONFIG;
 	}
+	return 0;
+}
+
+int th_metrics_check_listen(const char *listen, char *errstr, size_t errstr_size)
+{
+	struct addrinfo *ai = NULL;
+	int rc = resolve_listen(listen, &ai, errstr, errstr_size);
+	if (ai)
+		freeaddrinfo(ai);
+	return rc;
+}
+
+int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size)
+{
+	struct addrinfo *ai = NULL;
+	int rc;
+
+	if (M.daemon)
+		return 0;
+	if (!listen || !*listen)
+		return 0;
+	if ((rc = resolve_listen(listen, &ai, errstr, errstr_size)))
+		return rc;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

@@ -114,6 +114,12 @@ int th_metrics_render(char **out, size_t *len);
  * @returns 0, or TH_ECONFIG (bad address, port taken) with errstr set.
  */
 int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size);
+/**
+ * @brief Whether th_metrics_start() would accept @p listen as an address
+ *        (syntax, a port in 1..65535, the host resolves); binds nothing.
+ * @returns 0, or TH_ECONFIG with errstr set.
+ */
+int th_metrics_check_listen(const char *listen, char *errstr, size_t errstr_size);
 void th_metrics_stop(void);
 /**
  * @brief This process is `trailhound bridge`: serve its series

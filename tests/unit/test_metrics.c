@@ -194,6 +194,30 @@ static void test_listen_address(void **state)
 	th_metrics_stop();
 }
 
+/* A port outside 1..65535 was taken modulo 65536 (127.0.0.1:74464 served on
+ * 8928 while the log said 74464), and 0 binds a random port: neither is where
+ * the probes and Prometheus look. th_metrics_check_listen is what
+ * `run --check-config` asks; it and the start judge an address alike. */
+static void test_listen_port_out_of_range(void **state)
+{
+	char err[256];
+	(void)state;
+	static const char *const bad[] = {"127.0.0.1:74464", "127.0.0.1:65536", "127.0.0.1:0",
+					  "127.0.0.1:-1", "127.0.0.1:+80", "0.0.0.0", "[::1]",
+					  "127.0.0.1:", "no-such-host.invalid:9464"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_metrics_check_listen(bad[i], err, sizeof(err)), TH_ECONFIG);
+		assert_non_null(strstr(err, "metrics_listen"));
+		assert_int_equal(th_metrics_start(bad[i], 60, err, sizeof(err)), TH_ECONFIG);
+		th_metrics_stop();
+	}
+	static const char *const good[] = {"127.0.0.1:9464", "0.0.0.0:65535", ":9464",
+					   "[::1]:9464", "localhost:1"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_int_equal(th_metrics_check_listen(good[i], err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +227,7 @@ int main(void)
 		cmocka_unit_test(test_lag_from_statistics),
 		cmocka_unit_test(test_ready_and_healthy),
 		cmocka_unit_test(test_listen_address),
+		cmocka_unit_test(test_listen_port_out_of_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
