@@ -1252,6 +1252,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	}
 	/* the worker's /metrics, /healthz, /readyz; stale after two ReceiveMessage
 	 * waits or a visibility period without a sign of life */
+	th_metrics_serve_bridge(); /* the trailhound_bridge_* series, from the start */
 	if (cf->metrics_listen[0]) {
 		double stale = 2.0 * 20 + (double)cf->bridge_visibility_s + 30.0;
 		if (th_metrics_start(cf->metrics_listen, stale, b.errstr, sizeof(b.errstr))) {

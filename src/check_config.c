@@ -21,6 +21,7 @@
 #include "trailhound/common.h"
 #include "trailhound/enrich.h"
 #include "trailhound/log.h"
+#include "trailhound/metrics.h"
 #include "trailhound/time.h"
 
 struct check {
@@ -291,11 +292,26 @@ static void check_schema(struct check *c, const struct th_config *cf)
 		       "schema_registry_url to register alert.avsc");
 }
 
+/* The address the worker would serve /metrics, /healthz and /readyz on, as
+ * its start judges it (binding it is left to the start: the check may run
+ * beside the worker it checks). */
+static void check_metrics_listen(struct check *c, const char *listen)
+{
+	char errstr[512] = "";
+	if (!listen || !*listen)
+		return;
+	if (th_metrics_check_listen(listen, errstr, sizeof(errstr)))
+		report(c, false, "%s", errstr);
+	else
+		report(c, true, "metrics_listen %s: a valid address", listen);
+}
+
 int th_config_check(struct th_config *cf, FILE *out)
 {
 	struct check c = {out, 0};
 	check_kafka(&c, cf);
 	check_state_dir(&c, cf->state_dir);
+	check_metrics_listen(&c, cf->metrics_listen);
 	check_reference(&c, cf);
 	check_schema(&c, cf);
 	fprintf(out, "\n# effective configuration (file, TRAILHOUND_* environment, --set; secrets "

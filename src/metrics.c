@@ -50,6 +50,7 @@ static struct {
 	_Atomic uint64_t commit_sum_us;
 	_Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC, 0 = never */
 	_Atomic int broker_up;
+	_Atomic int bridge; /* th_metrics_serve_bridge() */
 	double stale_s;
 	pthread_mutex_t lock; /* the two tables below */
 	struct th_metrics_part parts[MAX_PARTS];
@@ -230,6 +231,7 @@ void th_metrics_reset(void)
 	atomic_store(&M.commit_sum_us, 0);
 	atomic_store(&M.heartbeat_ms, 0);
 	atomic_store(&M.broker_up, 0);
+	atomic_store(&M.bridge, 0);
 	pthread_mutex_lock(&M.lock);
 	M.nparts = M.nlags = 0;
 	M.lag_known = false;
@@ -303,8 +305,24 @@ static void gauge(struct buf *b, const char *name, const char *help, int64_t v)
 	put(b, "%s %" PRId64 "\n", name, v);
 }
 
-/* The bridge's own counters: a worker process never counts them, so they are
- * left out until one is counted (a bridge that has received a message). */
+/* Whether a variation of this build alerts with this severity. */
+static bool builtin_pair(int variation, const char *severity)
+{
+	for (size_t i = 0; i < th_variations_count; i++)
+		if (th_variations[i].id == variation &&
+		    strcmp(th_variations[i].severity, severity) == 0)
+			return true;
+	return false;
+}
+
+void th_metrics_serve_bridge(void)
+{
+	atomic_store(&M.bridge, 1);
+}
+
+/* The bridge's own counters: served by the bridge from its start (at 0), so
+ * they tell its pods from the workers' at once and its first dead letter is
+ * an increase; a worker never counts them and leaves them out. */
 static void bridge_metrics(struct buf *b)
 {
 	static const struct {
@@ -313,11 +331,7 @@ static void bridge_metrics(struct buf *b)
 	} files[] = {{TH_M_BRIDGE_FILES_PUBLISHED, "published"},
 		     {TH_M_BRIDGE_FILES_SKIPPED, "skipped"},
 		     {TH_M_BRIDGE_FILES_UNREADABLE, "unreadable"}};
-	uint64_t any = th_metrics_get(TH_M_BRIDGE_MESSAGES) +
-		       th_metrics_get(TH_M_BRIDGE_DEAD_LETTERED);
-	for (size_t i = 0; i < TH_ARRAY_SIZE(files); i++)
-		any += th_metrics_get(files[i].c);
-	if (!any)
+	if (!atomic_load(&M.bridge))
 		return;
 	head(b, "trailhound_bridge_files_total", "counter",
 	     "S3 objects by outcome: published (in a committed transaction), skipped (the "
@@ -357,9 +371,12 @@ int th_metrics_render(char **out, size_t *len)
 	for (int v = 0; v <= N_VARIATIONS; v++)
 		for (size_t s = 0; s < N_SEVERITIES; s++) {
 			uint64_t n = atomic_load(&M.alerts[v][s]);
-			/* every real pair once it has happened; variation 0 and
-			 * "other" only if they ever do */
-			if (!n)
+			/* every pair a variation of this build alerts with from the
+			 * start, at 0: a series born with its first alert hides that
+			 * alert from increase() and rate(), and "no alert for 7
+			 * days" needs a series to be 0; variation 0, "other" and
+			 * other unexpected pairs only if they ever happen */
+			if (!n && !builtin_pair(v, severities[s]))
 				continue;
 			put(&b, "trailhound_alerts_total{variation=\"%d\",severity=\"%s\"} %" PRIu64 "\n",
 			    v, severities[s], n);
@@ -541,25 +558,41 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	th_log_warn("metrics", "libmicrohttpd: %s", msg);
 }
 
-int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size)
+/* metrics_listen as an address to bind: host:port, [v6]:port or :port, the
+ * port a number in 1..65535 (getaddrinfo takes 74464 and the socket layer
+ * keeps its low 16 bits; 0 is a random port nobody would scrape). *ai is
+ * freeaddrinfo's. */
+static int resolve_listen(const char *listen, struct addrinfo **ai, char *errstr,
+			  size_t errstr_size)
 {
 	char host[256], port[16];
-	struct addrinfo hints = {0}, *ai = NULL;
-	const char *colon;
+	struct addrinfo hints = {0};
+	const char *colon = listen ? strrchr(listen, ':') : NULL;
+	unsigned long n = 0;
 	int rc;
 
-	if (M.daemon)
-		return 0;
-	if (!listen || !*listen)
-		return 0;
-	/* host:port, [v6]:port or :port */
-	colon = strrchr(listen, ':');
+	*ai = NULL;
+	/* "[::1]" alone: the last colon is inside the brackets */
 	if (!colon || !colon[1] || strlen(colon + 1) >= sizeof(port) ||
-	    (size_t)(colon - listen) >= sizeof(host)) {
-		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": want host:port", listen);
+	    (size_t)(colon - listen) >= sizeof(host) ||
+	    (strchr(listen, ']') && strchr(listen, ']') > colon)) {
+		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": want host:port",
+			  listen ? listen : "");
 		return TH_ECONFIG;
 	}
 	snprintf(port, sizeof(port), "%s", colon + 1);
+	for (const char *q = port; *q; q++) {
+		if (*q < '0' || *q > '9' || n > 65535) {
+			n = 0; /* not a port */
+			break;
+		}
+		n = n * 10 + (unsigned long)(*q - '0');
+	}
+	if (n < 1 || n > 65535) {
+		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": port %s is not in 1..65535",
+			  listen, port);
+		return TH_ECONFIG;
+	}
 	if (listen[0] == '[' && colon > listen && colon[-1] == ']')
 		snprintf(host, sizeof(host), "%.*s", (int)(colon - listen - 2), listen + 1);
 	else
@@ -567,10 +600,34 @@ int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t er
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai)) != 0) {
+	if ((rc = getaddrinfo(*host ? host : NULL, port, &hints, ai)) != 0) {
+		*ai = NULL;
 		th_errstr(errstr, errstr_size, "metrics_listen \"%s\": %s", listen, gai_strerror(rc));
 		return TH_ECONFIG;
 	}
+	return 0;
+}
+
+int th_metrics_check_listen(const char *listen, char *errstr, size_t errstr_size)
+{
+	struct addrinfo *ai = NULL;
+	int rc = resolve_listen(listen, &ai, errstr, errstr_size);
+	if (ai)
+		freeaddrinfo(ai);
+	return rc;
+}
+
+int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size)
+{
+	struct addrinfo *ai = NULL;
+	int rc;
+
+	if (M.daemon)
+		return 0;
+	if (!listen || !*listen)
+		return 0;
+	if ((rc = resolve_listen(listen, &ai, errstr, errstr_size)))
+		return rc;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

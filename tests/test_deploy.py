@@ -276,6 +276,106 @@ def test_promtool_accepts_every_expression(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def promtool_test(tmp_path, tests):
+    """Run `promtool test rules` on the PrometheusRule's groups with these tests
+    (the rules' annotations left out: the tests judge when a rule fires)."""
+    (pr,) = k8s("PrometheusRule")
+    groups = [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"}
+                              for r in g["rules"]]} for g in pr["spec"]["groups"]]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}))
+    return subprocess.run(["promtool", "test", "rules", str(tmp_path / "test.yml")],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_restore_stuck_fires_before_the_restore_timeout(tmp_path):
+    """A restore that never finishes ends at restore_timeout_ms with exit 5; the
+    restarted worker serves trailhound_partitions_restoring 0 until its
+    assignment and then restores again. TrailhoundRestoreStuck's `for:` must
+    be shorter than restore_timeout_ms, or that loop resets it every time and it
+    never fires (it was 20 min against the ConfigMap's 600 s)."""
+    timeout_min = int(conf_value(configmap_conf(), "restore_timeout_ms") or 300000) // 60000
+    # restoring for the timeout, then one minute restarting (0), over and over
+    cycle = f"1x{timeout_min - 1} 0 "
+    values = (cycle * (180 // (timeout_min + 1))).strip()
+    r = promtool_test(tmp_path, [{
+        "interval": "1m",
+        "input_series": [{"series": 'trailhound_partitions_restoring{pod="trailhound-0"}',
+                          "values": values}],
+        "alert_rule_test": [{"eval_time": f"{2 * (timeout_min + 1) - 2}m",
+                             "alertname": "TrailhoundRestoreStuck",
+                             "exp_alerts": [{"exp_labels": {"severity": "ticket", "pod": "trailhound-0"}}]}]}])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_no_input_pages_when_every_worker_is_gone(tmp_path):
+    """TrailhoundNoEventsConsumed is the page for "the bridge or the workers
+    stopped". Workers that are gone (crash-looping on exit 4 before they serve
+    /metrics, scaled to 0, the StatefulSet deleted) serve no series: a rule that
+    only sums their rates has nothing to compare and stays silent, and so does
+    every other worker rule. Also with the bridge still up: its series
+    (trailhound_bridge_*, served from its start) mark it as no worker."""
+    worker = 'trailhound_events_consumed_total{pod="trailhound-0"}'
+    bridge = [{"series": 'trailhound_events_consumed_total{pod="trailhound-bridge-0"}',
+               "values": "0x120"},
+              {"series": 'trailhound_bridge_sqs_messages_total{pod="trailhound-bridge-0"}',
+               "values": "0+10x120"}]
+    fired = [{"exp_labels": {"severity": "page"}}]
+    for extra in ([], bridge):
+        r = promtool_test(tmp_path, [{
+            "interval": "1m",
+            # events flow for an hour, then the worker is gone
+            "input_series": [{"series": worker, "values": "0+100x60"}] + extra,
+            "alert_rule_test": [
+                {"eval_time": "50m", "alertname": "TrailhoundNoEventsConsumed", "exp_alerts": []},
+                {"eval_time": "110m", "alertname": "TrailhoundNoEventsConsumed",
+                 "exp_alerts": fired}]}])
+        assert r.returncode == 0, ("with the bridge: " if extra else "") + r.stdout + r.stderr
+    # and events flowing through a worker while the bridge idles is no page
+    r = promtool_test(tmp_path, [{
+        "interval": "1m",
+        "input_series": [{"series": worker, "values": "0+100x120"}] + bridge,
+        "alert_rule_test": [{"eval_time": "110m", "alertname": "TrailhoundNoEventsConsumed",
+                             "exp_alerts": []}]}])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def dashboard_expr(title_start, ref):
+    dash = json.load(open(os.path.join(DEPLOY, "grafana/trailhound.json")))
+    (t,) = [t for p in dash["panels"] if p["title"].startswith(title_start)
+            for t in p.get("targets", []) if t["refId"] == ref]
+    return t["expr"].replace("$__rate_interval", "5m")
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_worker_panels_count_workers_only(tmp_path):
+    """The bridge serves the worker's metric names too (its events published
+    as trailhound_events_parsed_total, its own trailhound_ready). The workers'
+    panels must not add them in: a worker parsing everything it consumes showed
+    parsed = 2 x consumed, and the bridge counted as one more worker."""
+    w, b = '{pod="trailhound-0"}', '{pod="trailhound-bridge-0"}'
+    series = [
+        {"series": f"trailhound_events_consumed_total{w}", "values": "0+60x30"},
+        {"series": f"trailhound_events_parsed_total{w}", "values": "0+60x30"},
+        {"series": f"trailhound_ready{w}", "values": "1x30"},
+        {"series": f"trailhound_events_consumed_total{b}", "values": "0x30"},
+        {"series": f"trailhound_events_parsed_total{b}", "values": "0+60x30"},
+        {"series": f"trailhound_ready{b}", "values": "1x30"},
+        {"series": f"trailhound_bridge_sqs_messages_total{b}", "values": "0+1x30"},
+    ]
+    want = {("Events consumed", "A"): 1, ("Events consumed", "B"): 1,
+            ("Workers ready", "A"): 1, ("Workers ready", "B"): 1}
+    r = promtool_test(tmp_path, [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": dashboard_expr(t, ref), "eval_time": "20m",
+                              "exp_samples": [{"labels": "{}", "value": v}]}
+                             for (t, ref), v in want.items()]}])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_statefulset():
     sts, c = worker_container()
     spec = sts["spec"]["template"]["spec"]
@@ -395,6 +495,58 @@ def test_bridge_statefulset():
     # credentials from the ServiceAccount's role, never in the manifest
     assert spec["serviceAccountName"] == named("ServiceAccount", "trailhound-bridge")["metadata"]["name"]
     assert not [e for e in env if e.startswith("AWS_")]
+
+
+def image_env():
+    """{TRAILHOUND_*: value} the runtime stage of deploy/Dockerfile sets with ENV."""
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    text = re.sub(r"\\\n", " ", text)
+    runtime = text[text.rindex("\nFROM "):]
+    env = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            env.update(re.findall(r"\b(TRAILHOUND_[A-Z0-9_]+)=(\S+)", line))
+    return env
+
+
+def effective_setting(conf, container, key):
+    """What the process in the container uses for key: the config file, then
+    the environment (the image's ENV, then the container's env) on top, as
+    `trailhound` applies them (README: file < TRAILHOUND_* < --set)."""
+    var = "TRAILHOUND_" + key.upper().replace(".", "__")
+    env = dict(image_env())
+    env.update({e["name"]: e.get("value") for e in container.get("env", [])})
+    return env[var] if var in env else conf_value(conf, key)
+
+
+def test_containers_serve_metrics_where_probed():
+    """Each StatefulSet's process listens on the port its probes, its Service
+    and its NetworkPolicy use. The image's environment counts: a TRAILHOUND_*
+    ENV in deploy/Dockerfile overrides every mounted config file, so an
+    ENV TRAILHOUND_METRICS_LISTEN=0.0.0.0:9464 made the bridge (ConfigMap:
+    0.0.0.0:9465) listen on 9464, failing its liveness probe forever."""
+    for name, conf, cname in (("trailhound", configmap_conf(), "trailhound"),
+                              ("trailhound-bridge", bridge_conf(), "bridge")):
+        sts = named("StatefulSet", name)
+        (c,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == cname]
+        listen = effective_setting(conf, c, "metrics_listen")
+        assert listen, f"{name}: metrics off"
+        port = int(listen.rsplit(":", 1)[1])
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        for probe in ("livenessProbe", "readinessProbe"):
+            p = c[probe]["httpGet"]["port"]
+            assert ports.get(p, p) == port, f"{name}: {probe} on {p}, the process listens on {listen}"
+        svc = named("Service", name)
+        assert {ports.get(p["targetPort"], p["targetPort"]) for p in svc["spec"]["ports"]} == {port}
+        np = named("NetworkPolicy", name)
+        assert {p["port"] for r in np["spec"]["ingress"] for p in r["ports"]} == {port}
+        # and the other settings the ConfigMap names are the ones used
+        for line in conf.splitlines():
+            m = re.match(r'^\s*([a-z_][a-z0-9_.]*)\s*=\s*"([^"]*)"', line)
+            if m and not m.group(1).startswith("kafka."):
+                assert effective_setting(conf, c, m.group(1)) == m.group(2), \
+                    f"{name}: {m.group(1)} = {m.group(2)!r} in its ConfigMap is overridden " \
+                    f"by the environment"
 
 
 def test_network_policies_allow_what_the_configs_name():

@@ -114,7 +114,20 @@ int th_metrics_render(char **out, size_t *len);
  * @returns 0, or TH_ECONFIG (bad address, port taken) with errstr set.
  */
 int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t errstr_size);
+/**
+ * @brief Whether th_metrics_start() would accept @p listen as an address
+ *        (syntax, a port in 1..65535, the host resolves); binds nothing.
+ * @returns 0, or TH_ECONFIG with errstr set.
+ */
+int th_metrics_check_listen(const char *listen, char *errstr, size_t errstr_size);
 void th_metrics_stop(void);
+/**
+ * @brief This process is `trailhound bridge`: serve its series
+ *        (trailhound_bridge_*) from now on, at 0 until counted. Rules and
+ *        dashboards tell the bridge from the workers by them, and a counter
+ *        born with its first count hides that count from increase().
+ */
+void th_metrics_serve_bridge(void);
 /** @brief Zero every metric (tests, and a worker started again in-process). */
 void th_metrics_reset(void);
 

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "trailhound/metrics.h"
+#include "trailhound/variation.h"
 
 static char *render(void)
 {
@@ -54,6 +55,65 @@ static void test_counters_and_labels(void **state)
 	assert_non_null(strstr(m, "trailhound_transaction_commit_seconds_count 3\n"));
 	assert_non_null(strstr(m, "trailhound_build_info{version=\""));
 	assert_non_null(strstr(m, "# TYPE trailhound_transaction_commit_seconds histogram\n"));
+	free(m);
+}
+
+/* Every (variation, severity) pair the build can alert with is a series from
+ * the start, at 0: a series that appears only with its first alert hides that
+ * alert from increase()/rate() (no earlier sample), and a worker that has not
+ * alerted (yet, or since its restart) would have no series at all, so the
+ * rule "no alert in 7 days while events flow" (sum(increase(...[7d])) == 0)
+ * had nothing to compare and could never fire. */
+static void test_alert_series_exist_before_the_first_alert(void **state)
+{
+	char want[128];
+	(void)state;
+	th_metrics_reset();
+	char *m = render();
+	assert_true(th_variations_count > 0);
+	for (size_t i = 0; i < th_variations_count; i++) {
+		snprintf(want, sizeof(want),
+			 "\ntrailhound_alerts_total{variation=\"%d\",severity=\"%s\"} 0\n",
+			 th_variations[i].id, th_variations[i].severity);
+		assert_non_null(strstr(m, want));
+	}
+	/* pairs no variation has stay out until they happen */
+	assert_null(strstr(m, "severity=\"other\""));
+	assert_null(strstr(m, "variation=\"0\""));
+	free(m);
+	th_metrics_alert(th_variations[0].id, th_variations[0].severity);
+	m = render();
+	snprintf(want, sizeof(want), "\ntrailhound_alerts_total{variation=\"%d\",severity=\"%s\"} 1\n",
+		 th_variations[0].id, th_variations[0].severity);
+	assert_non_null(strstr(m, want));
+	free(m);
+}
+
+/* The bridge's series exist from its start, at 0. Served only once counted,
+ * an idle bridge (nothing on its queue yet, or a queue it cannot read) had no
+ * trailhound_bridge_sqs_messages_total, so the rules and the dashboard, which
+ * tell the bridge from the workers by that series, took its
+ * trailhound_assignment_held 1 for a standby worker's (TrailhoundNoPartitionOwned
+ * fired while no worker held an assignment), and the bridge's first dead
+ * letter or unreadable file was invisible to increase(). A worker never
+ * serves them. */
+static void test_bridge_series_from_its_start(void **state)
+{
+	(void)state;
+	th_metrics_reset();
+	char *m = render();
+	assert_null(strstr(m, "trailhound_bridge_"));
+	free(m);
+	th_metrics_serve_bridge();
+	m = render();
+	assert_non_null(strstr(m, "\ntrailhound_bridge_files_total{outcome=\"published\"} 0\n"));
+	assert_non_null(strstr(m, "\ntrailhound_bridge_files_total{outcome=\"unreadable\"} 0\n"));
+	assert_non_null(strstr(m, "\ntrailhound_bridge_dead_lettered_total 0\n"));
+	assert_non_null(strstr(m, "\ntrailhound_bridge_sqs_messages_total 0\n"));
+	free(m);
+	th_metrics_reset();
+	m = render();
+	assert_null(strstr(m, "trailhound_bridge_"));
 	free(m);
 }
 
@@ -134,13 +194,40 @@ static void test_listen_address(void **state)
 	th_metrics_stop();
 }
 
+/* A port outside 1..65535 was taken modulo 65536 (127.0.0.1:74464 served on
+ * 8928 while the log said 74464), and 0 binds a random port: neither is where
+ * the probes and Prometheus look. th_metrics_check_listen is what
+ * `run --check-config` asks; it and the start judge an address alike. */
+static void test_listen_port_out_of_range(void **state)
+{
+	char err[256];
+	(void)state;
+	static const char *const bad[] = {"127.0.0.1:74464", "127.0.0.1:65536", "127.0.0.1:0",
+					  "127.0.0.1:-1", "127.0.0.1:+80", "0.0.0.0", "[::1]",
+					  "127.0.0.1:", "no-such-host.invalid:9464"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_metrics_check_listen(bad[i], err, sizeof(err)), TH_ECONFIG);
+		assert_non_null(strstr(err, "metrics_listen"));
+		assert_int_equal(th_metrics_start(bad[i], 60, err, sizeof(err)), TH_ECONFIG);
+		th_metrics_stop();
+	}
+	static const char *const good[] = {"127.0.0.1:9464", "0.0.0.0:65535", ":9464",
+					   "[::1]:9464", "localhost:1"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_int_equal(th_metrics_check_listen(good[i], err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_and_labels),
+		cmocka_unit_test(test_alert_series_exist_before_the_first_alert),
+		cmocka_unit_test(test_bridge_series_from_its_start),
 		cmocka_unit_test(test_lag_from_statistics),
 		cmocka_unit_test(test_ready_and_healthy),
 		cmocka_unit_test(test_listen_address),
+		cmocka_unit_test(test_listen_port_out_of_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
