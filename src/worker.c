@@ -543,7 +543,11 @@ static int rewind_all(struct worker *w)
 			if (tp->offset < 0)
 				tp->offset = RD_KAFKA_OFFSET_BEGINNING;
 		}
-		if ((error = rd_kafka_seek_partitions(w->consumer, assigned, -1))) {
+		/* Bounded: a seek waits for each partition's fetcher to answer, and
+		 * once the group session is lost or the consumer fenced an answer
+		 * may never come; a timed-out rewind is fatal (exit 5, restart)
+		 * rather than a worker alive and stuck for good. */
+		if ((error = rd_kafka_seek_partitions(w->consumer, assigned, QUERY_TIMEOUT_MS))) {
 			set_fatal(w, "rewind: seek", rd_kafka_error_string(error));
 			rc = TH_EFATAL;
 			goto out;
