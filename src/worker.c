@@ -357,12 +357,19 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			rc = TH_EKAFKA;
 			goto out;
 		}
-		if (hi > lo) {
+		if (hi <= lo) {
+			rs[i].done = true;
+			continue;
+		}
+		/* Several input topics share the changelog: their partitions of
+		 * one number restore from the one changelog partition, read once
+		 * (an assign may not name a partition twice) and told apart by
+		 * the input topic that starts each key. */
+		if (!rd_kafka_topic_partition_list_find(tp, w->cf->changelog_topic, p->partition)) {
 			rd_kafka_topic_partition_list_add(tp, w->cf->changelog_topic, p->partition)
 				->offset = RD_KAFKA_OFFSET_BEGINNING;
 			left++;
-		} else
-			rs[i].done = true;
+		}
 	}
 	if (left && (err = rd_kafka_assign(w->restorer, tp))) {
 		th_log_err("restore", "assign: %s", rd_kafka_err2str(err));
@@ -399,18 +406,18 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 		}
 		if (!m)
 			continue;
-		struct restore *r = NULL;
-		for (int i = 0; i < nr; i++)
-			if (rs[i].p->partition == m->partition && !rs[i].done)
-				r = &rs[i];
-		if (!r) {
-			rd_kafka_message_destroy(m);
-			continue;
-		}
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			/* the end of the changelog partition: of every input
+			 * partition restoring from it */
+			bool was_open = false;
+			for (int i = 0; i < nr; i++)
+				if (rs[i].p->partition == m->partition && !rs[i].done) {
+					rs[i].done = true;
+					was_open = true;
+				}
 			rd_kafka_message_destroy(m);
-			r->done = true;
-			left--;
+			if (was_open)
+				left--;
 			continue;
 		}
 		if (m->err) {
@@ -418,15 +425,26 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			rd_kafka_message_destroy(m);
 			continue;
 		}
+		/* the input partition whose state this record is: same number,
+		 * and the key starts with its topic */
+		struct restore *r = NULL;
+		const char *k = m->key;
+		for (int i = 0; i < nr && !r; i++) {
+			size_t tlen = strlen(rs[i].p->topic);
+			if (rs[i].p->partition == m->partition && !rs[i].done &&
+			    m->key_len > tlen && memcmp(k, rs[i].p->topic, tlen) == 0 &&
+			    k[tlen] == CHANGELOG_SEP)
+				r = &rs[i];
+		}
+		if (!r) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
 		struct part *p = r->p;
 		size_t tlen = strlen(p->topic);
-		const char *k = m->key;
-		if (m->key_len > tlen && memcmp(k, p->topic, tlen) == 0 && k[tlen] == CHANGELOG_SEP) {
-			rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload,
-					    m->len);
-			r->n++;
-			th_metrics_add(TH_M_RESTORE_RECORDS, 1);
-		}
+		rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload, m->len);
+		r->n++;
+		th_metrics_add(TH_M_RESTORE_RECORDS, 1);
 		rd_kafka_message_destroy(m);
 		if (rc)
 			break;
