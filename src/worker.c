@@ -46,6 +46,11 @@
 /* Defaults of the test-tunable th_worker_opts. */
 #define DISK_RETRY_MS_DEFAULT 5000
 #define TXN_TIMEOUT_MS_DEFAULT 30000
+/* A dead letter cut to fit message.max.bytes: room left for its headers
+ * (a detail is < 256 bytes, a topic name < 250) and the record framing, and
+ * the most of a key kept (an account ID has 12 bytes). */
+#define DL_HEADROOM 4096
+#define DL_KEY_MAX 1024
 
 struct worker;
 
@@ -124,6 +129,7 @@ struct worker {
 	 * seen during a broker outage; a timed-out commit or abort is retried
 	 * (librdkafka lets them resume), a timed-out send_offsets aborts. */
 	int txn_timeout_ms;
+	size_t max_msg_bytes; /* the producer's message.max.bytes */
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -1004,26 +1010,71 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- per message ---- */
 
+/* One dead letter, its key and value cut to klen and vlen bytes; when cut,
+ * headers give the original sizes. */
+static rd_kafka_resp_err_t send_dead_letter(struct worker *w, const char *reason,
+					    const char *detail, size_t klen, const char *raw,
+					    size_t vlen, size_t raw_len, uint64_t offset)
+{
+	const rd_kafka_message_t *m = w->cur_msg;
+	char part[16], off[32], roff[32], vorig[24], korig[24];
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	snprintf(part, sizeof(part), "%d", (int)m->partition);
+	snprintf(off, sizeof(off), "%" PRId64, m->offset);
+	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
+	rd_kafka_header_add(h, "reason", -1, reason, -1);
+	rd_kafka_header_add(h, "detail", -1, detail, -1);
+	rd_kafka_header_add(h, "source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+	rd_kafka_header_add(h, "source.partition", -1, part, -1);
+	rd_kafka_header_add(h, "source.offset", -1, off, -1);
+	rd_kafka_header_add(h, "record.byte_offset", -1, roff, -1);
+	if (vlen < raw_len) {
+		snprintf(vorig, sizeof(vorig), "%zu", raw_len);
+		rd_kafka_header_add(h, "record.truncated_from", -1, vorig, -1);
+	}
+	if (klen < m->key_len) {
+		snprintf(korig, sizeof(korig), "%zu", m->key_len);
+		rd_kafka_header_add(h, "key.truncated_from", -1, korig, -1);
+	}
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
+		RD_KAFKA_V_KEY(m->key, klen), RD_KAFKA_V_VALUE((void *)raw, vlen),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+	if (err)
+		rd_kafka_headers_destroy(h); /* librdkafka owns them only on success */
+	return err;
+}
+
 static int produce_dead_letter(struct worker *w, enum th_reject why, const char *detail,
 			       const char *raw, size_t raw_len, uint64_t offset)
 {
 	const rd_kafka_message_t *m = w->cur_msg;
-	char part[16], off[32], roff[32];
-	snprintf(part, sizeof(part), "%d", (int)m->partition);
-	snprintf(off, sizeof(off), "%" PRId64, m->offset);
-	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
 	const char *reason = th_reject_name(why);
 	double t0 = now_s();
-	rd_kafka_resp_err_t err = rd_kafka_producev(
-		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
-		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE((void *)raw, raw_len),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_HEADER("reason", reason, -1), RD_KAFKA_V_HEADER("detail", detail, -1),
-		RD_KAFKA_V_HEADER("source.topic", rd_kafka_topic_name(m->rkt), -1),
-		RD_KAFKA_V_HEADER("source.partition", part, -1),
-		RD_KAFKA_V_HEADER("source.offset", off, -1),
-		RD_KAFKA_V_HEADER("record.byte_offset", roff, -1), RD_KAFKA_V_END);
+	rd_kafka_resp_err_t err =
+		send_dead_letter(w, reason, detail, m->key_len, raw, raw_len, raw_len, offset);
+	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+		/* The record with the dead letter's headers is more than the
+		 * producer may send (message.max.bytes): it came in just under
+		 * that, or from a producer allowed more. Refused, it would fail
+		 * its batch at every attempt, poison handling included, and stop
+		 * every partition of the transaction for good. Its start goes to
+		 * the dead-letter topic (the headers say where the whole record
+		 * is), and a key of more than DL_KEY_MAX bytes is cut too. */
+		size_t klen = m->key_len < DL_KEY_MAX ? m->key_len : DL_KEY_MAX;
+		size_t room = w->max_msg_bytes > DL_HEADROOM + klen
+				      ? w->max_msg_bytes - DL_HEADROOM - klen
+				      : 0;
+		size_t vlen = raw_len < room ? raw_len : room;
+		th_log_warn("worker", "%s[%d]@%" PRId64 ": dead letter of %zu bytes (key %zu) over "
+				      "message.max.bytes %zu: sending its first %zu bytes",
+			    rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, raw_len,
+			    m->key_len, w->max_msg_bytes, vlen);
+		err = send_dead_letter(w, reason, detail, klen, raw, vlen, raw_len, offset);
+	}
 	phase_add(w, PH_PRODUCE, &t0);
+	if (err)
+		th_log_warn("worker", "dead letter produce: %s", rd_kafka_err2str(err));
 	return err ? TH_EKAFKA : 0;
 }
 
@@ -1380,6 +1431,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		rd_kafka_error_destroy(error);
 		return TH_EFATAL;
 	}
+	char mmb[32];
+	size_t mmb_len = sizeof(mmb);
+	w->max_msg_bytes = rd_kafka_conf_get(rd_kafka_conf(w->producer), "message.max.bytes", mmb,
+					     &mmb_len) == RD_KAFKA_CONF_OK
+				   ? (size_t)strtoull(mmb, NULL, 10)
+				   : 1000000;
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
