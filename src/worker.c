@@ -1344,7 +1344,18 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"statistics.interval.ms", "5000",
 		NULL,
 	};
-	if (!(conf = th_kafka_conf_new(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
+	/* What exactly-once rests on; a kafka.* setting may not change it:
+	 * offsets only through the transactions, no aborted input, and the
+	 * end of a partition seen (caught up, --exit-when-idle). */
+	static const char *const consumer_locked[] = {
+		"enable.auto.commit", "false",
+		"enable.auto.offset.store", "false",
+		"isolation.level", "read_committed",
+		"enable.partition.eof", "true",
+		NULL,
+	};
+	if (!(conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults, consumer_locked,
+					      "exactly-once", errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
 		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
@@ -1367,7 +1378,15 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"fetch.wait.max.ms", "10",
 		NULL,
 	};
-	if (!(conf = th_kafka_conf_new(cf, "restore", restore_defaults, errstr, errstr_size)) ||
+	/* a restore applies committed changes only, and ends at EOF */
+	static const char *const restore_locked[] = {
+		"isolation.level", "read_committed",
+		"enable.partition.eof", "true",
+		NULL,
+	};
+	if (!(conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults, restore_locked,
+					      "exactly-once state restore", errstr,
+					      errstr_size)) ||
 	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
 		return TH_ECONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
