@@ -872,10 +872,41 @@ static void reload_reference(struct worker *w)
 
 /* ---- rebalancing (eager protocol, range assignor) ---- */
 
+static int topic_partitions(rd_kafka_t *rk, const char *topic);
+
+/* Partition p of an input restores from, and writes its changes to,
+ * partition p of the changelog. An input topic given more partitions while
+ * the worker runs (setup checked the counts) brings partitions the
+ * changelog lacks: each commit's changelog record for one is refused, the
+ * transaction aborted, and every partition of the worker would redo its
+ * batch forever. Stop instead, saying why (the start then refuses the
+ * counts too). A count that cannot be read now is not held against it. */
+static bool changelog_lacks(struct worker *w, const rd_kafka_topic_partition_list_t *parts)
+{
+	int nc = topic_partitions(w->restorer, w->cf->changelog_topic);
+	for (int i = 0; nc > 0 && i < parts->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+		if (tp->partition < nc)
+			continue;
+		char why[512];
+		snprintf(why, sizeof(why), "%s[%d] has no changelog partition (%s has %d): the input "
+			 "topic was given more partitions; that needs a new input topic, changelog "
+			 "and a replay (docs/operations.md, Topics)",
+			 tp->topic, (int)tp->partition, w->cf->changelog_topic, nc);
+		if (!w->fatal)
+			w->fatal = TH_ECONFIG;
+		set_fatal(w, "assign", why);
+		return true;
+	}
+	return false;
+}
+
 static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
 {
 	struct restore rs[MAX_PARTS];
 	int nr = 0;
+	if (changelog_lacks(w, parts))
+		return;
 	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, ASSIGN_TIMEOUT_MS);
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
