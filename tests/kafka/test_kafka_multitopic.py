@@ -13,8 +13,8 @@ list"), failed the restore and exited 5 -- at every restart, for good.
 """
 from confluent_kafka.admin import NewTopic
 
-from conftest import (PARTITIONS, assert_caught_up, group_offsets, inspect_state, log, produce_file,
-                      split_file, wait_for_topics)
+from conftest import (PARTITIONS, assert_caught_up, group_offsets, inspect_state, log,
+                      produce_file, split_file, wait_for_topics)
 
 
 def test_two_inputs_restore_from_one_changelog(broker, admin, topics, workers, sample,
