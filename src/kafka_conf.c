@@ -7,10 +7,27 @@
  */
 #include "trailhound/kafka_conf.h"
 
+#include <string.h>
+
 #include "trailhound/log.h"
 
-rd_kafka_conf_t *th_kafka_conf_new(const struct th_config *cf, const char *scope,
-				   const char *const *defaults, char *errstr, size_t errstr_size)
+/* The kafka.* setting of this scope that names property k (the last one:
+ * later settings override earlier ones), written as the user wrote it. */
+static int user_setting(const struct th_config *cf, const char *scope, const char *k)
+{
+	int found = -1;
+	for (int i = 0; i < cf->n_kafka; i++) {
+		const char *uk = th_config_kafka_key(cf, i, scope);
+		if (uk && strcmp(uk, k) == 0)
+			found = i;
+	}
+	return found;
+}
+
+rd_kafka_conf_t *th_kafka_conf_new_locked(const struct th_config *cf, const char *scope,
+					  const char *const *defaults,
+					  const char *const *locked, const char *why,
+					  char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
@@ -24,8 +41,37 @@ rd_kafka_conf_t *th_kafka_conf_new(const struct th_config *cf, const char *scope
 		if (k && rd_kafka_conf_set(conf, k, cf->kafka_values[i], errstr, errstr_size))
 			goto fail;
 	}
+	/* Compared as librdkafka reads them ("0" is false), after every
+	 * setting: a kafka.* that changes one of these would not fail, the
+	 * client would silently do something else (commit offsets outside
+	 * the transactions, read aborted records, never see an end). */
+	for (int i = 0; locked && locked[i]; i += 2) {
+		char have[128];
+		size_t n = sizeof(have);
+		if (rd_kafka_conf_get(conf, locked[i], have, &n) != RD_KAFKA_CONF_OK)
+			have[0] = '\0';
+		if (strcmp(have, locked[i + 1]) == 0)
+			continue;
+		int u = user_setting(cf, scope, locked[i]);
+		if (u >= 0)
+			snprintf(errstr, errstr_size,
+				 "kafka.%s = \"%s\": the %s client needs %s = %s (%s); remove the "
+				 "setting",
+				 cf->kafka_keys[u], cf->kafka_values[u], scope, locked[i],
+				 locked[i + 1], why ? why : "required");
+		else
+			snprintf(errstr, errstr_size, "%s is \"%s\": the %s client needs %s (%s)",
+				 locked[i], have, scope, locked[i + 1], why ? why : "required");
+		goto fail;
+	}
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);
 	return NULL;
+}
+
+rd_kafka_conf_t *th_kafka_conf_new(const struct th_config *cf, const char *scope,
+				   const char *const *defaults, char *errstr, size_t errstr_size)
+{
+	return th_kafka_conf_new_locked(cf, scope, defaults, NULL, NULL, errstr, errstr_size);
 }

@@ -46,6 +46,11 @@
 /* Defaults of the test-tunable th_worker_opts. */
 #define DISK_RETRY_MS_DEFAULT 5000
 #define TXN_TIMEOUT_MS_DEFAULT 30000
+/* A dead letter cut to fit message.max.bytes: room left for its headers
+ * (a detail is < 256 bytes, a topic name < 250) and the record framing, and
+ * the most of a key kept (an account ID has 12 bytes). */
+#define DL_HEADROOM 4096
+#define DL_KEY_MAX 1024
 
 struct worker;
 
@@ -124,6 +129,7 @@ struct worker {
 	 * seen during a broker outage; a timed-out commit or abort is retried
 	 * (librdkafka lets them resume), a timed-out send_offsets aborts. */
 	int txn_timeout_ms;
+	size_t max_msg_bytes; /* the producer's message.max.bytes */
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -357,12 +363,19 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			rc = TH_EKAFKA;
 			goto out;
 		}
-		if (hi > lo) {
+		if (hi <= lo) {
+			rs[i].done = true;
+			continue;
+		}
+		/* Several input topics share the changelog: their partitions of
+		 * one number restore from the one changelog partition, read once
+		 * (an assign may not name a partition twice) and told apart by
+		 * the input topic that starts each key. */
+		if (!rd_kafka_topic_partition_list_find(tp, w->cf->changelog_topic, p->partition)) {
 			rd_kafka_topic_partition_list_add(tp, w->cf->changelog_topic, p->partition)
 				->offset = RD_KAFKA_OFFSET_BEGINNING;
 			left++;
-		} else
-			rs[i].done = true;
+		}
 	}
 	if (left && (err = rd_kafka_assign(w->restorer, tp))) {
 		th_log_err("restore", "assign: %s", rd_kafka_err2str(err));
@@ -399,18 +412,18 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 		}
 		if (!m)
 			continue;
-		struct restore *r = NULL;
-		for (int i = 0; i < nr; i++)
-			if (rs[i].p->partition == m->partition && !rs[i].done)
-				r = &rs[i];
-		if (!r) {
-			rd_kafka_message_destroy(m);
-			continue;
-		}
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			/* the end of the changelog partition: of every input
+			 * partition restoring from it */
+			bool was_open = false;
+			for (int i = 0; i < nr; i++)
+				if (rs[i].p->partition == m->partition && !rs[i].done) {
+					rs[i].done = true;
+					was_open = true;
+				}
 			rd_kafka_message_destroy(m);
-			r->done = true;
-			left--;
+			if (was_open)
+				left--;
 			continue;
 		}
 		if (m->err) {
@@ -418,15 +431,26 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 			rd_kafka_message_destroy(m);
 			continue;
 		}
+		/* the input partition whose state this record is: same number,
+		 * and the key starts with its topic */
+		struct restore *r = NULL;
+		const char *k = m->key;
+		for (int i = 0; i < nr && !r; i++) {
+			size_t tlen = strlen(rs[i].p->topic);
+			if (rs[i].p->partition == m->partition && !rs[i].done &&
+			    m->key_len > tlen && memcmp(k, rs[i].p->topic, tlen) == 0 &&
+			    k[tlen] == CHANGELOG_SEP)
+				r = &rs[i];
+		}
+		if (!r) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
 		struct part *p = r->p;
 		size_t tlen = strlen(p->topic);
-		const char *k = m->key;
-		if (m->key_len > tlen && memcmp(k, p->topic, tlen) == 0 && k[tlen] == CHANGELOG_SEP) {
-			rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload,
-					    m->len);
-			r->n++;
-			th_metrics_add(TH_M_RESTORE_RECORDS, 1);
-		}
+		rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload, m->len);
+		r->n++;
+		th_metrics_add(TH_M_RESTORE_RECORDS, 1);
 		rd_kafka_message_destroy(m);
 		if (rc)
 			break;
@@ -852,10 +876,41 @@ static void reload_reference(struct worker *w)
 
 /* ---- rebalancing (eager protocol, range assignor) ---- */
 
+static int topic_partitions(rd_kafka_t *rk, const char *topic);
+
+/* Partition p of an input restores from, and writes its changes to,
+ * partition p of the changelog. An input topic given more partitions while
+ * the worker runs (setup checked the counts) brings partitions the
+ * changelog lacks: each commit's changelog record for one is refused, the
+ * transaction aborted, and every partition of the worker would redo its
+ * batch forever. Stop instead, saying why (the start then refuses the
+ * counts too). A count that cannot be read now is not held against it. */
+static bool changelog_lacks(struct worker *w, const rd_kafka_topic_partition_list_t *parts)
+{
+	int nc = topic_partitions(w->restorer, w->cf->changelog_topic);
+	for (int i = 0; nc > 0 && i < parts->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+		if (tp->partition < nc)
+			continue;
+		char why[512];
+		snprintf(why, sizeof(why), "%s[%d] has no changelog partition (%s has %d): the input "
+			 "topic was given more partitions; that needs a new input topic, changelog "
+			 "and a replay (docs/operations.md, Topics)",
+			 tp->topic, (int)tp->partition, w->cf->changelog_topic, nc);
+		if (!w->fatal)
+			w->fatal = TH_ECONFIG;
+		set_fatal(w, "assign", why);
+		return true;
+	}
+	return false;
+}
+
 static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
 {
 	struct restore rs[MAX_PARTS];
 	int nr = 0;
+	if (changelog_lacks(w, parts))
+		return;
 	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, ASSIGN_TIMEOUT_MS);
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
@@ -990,26 +1045,71 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- per message ---- */
 
+/* One dead letter, its key and value cut to klen and vlen bytes; when cut,
+ * headers give the original sizes. */
+static rd_kafka_resp_err_t send_dead_letter(struct worker *w, const char *reason,
+					    const char *detail, size_t klen, const char *raw,
+					    size_t vlen, size_t raw_len, uint64_t offset)
+{
+	const rd_kafka_message_t *m = w->cur_msg;
+	char part[16], off[32], roff[32], vorig[24], korig[24];
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	snprintf(part, sizeof(part), "%d", (int)m->partition);
+	snprintf(off, sizeof(off), "%" PRId64, m->offset);
+	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
+	rd_kafka_header_add(h, "reason", -1, reason, -1);
+	rd_kafka_header_add(h, "detail", -1, detail, -1);
+	rd_kafka_header_add(h, "source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+	rd_kafka_header_add(h, "source.partition", -1, part, -1);
+	rd_kafka_header_add(h, "source.offset", -1, off, -1);
+	rd_kafka_header_add(h, "record.byte_offset", -1, roff, -1);
+	if (vlen < raw_len) {
+		snprintf(vorig, sizeof(vorig), "%zu", raw_len);
+		rd_kafka_header_add(h, "record.truncated_from", -1, vorig, -1);
+	}
+	if (klen < m->key_len) {
+		snprintf(korig, sizeof(korig), "%zu", m->key_len);
+		rd_kafka_header_add(h, "key.truncated_from", -1, korig, -1);
+	}
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
+		RD_KAFKA_V_KEY(m->key, klen), RD_KAFKA_V_VALUE((void *)raw, vlen),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+	if (err)
+		rd_kafka_headers_destroy(h); /* librdkafka owns them only on success */
+	return err;
+}
+
 static int produce_dead_letter(struct worker *w, enum th_reject why, const char *detail,
 			       const char *raw, size_t raw_len, uint64_t offset)
 {
 	const rd_kafka_message_t *m = w->cur_msg;
-	char part[16], off[32], roff[32];
-	snprintf(part, sizeof(part), "%d", (int)m->partition);
-	snprintf(off, sizeof(off), "%" PRId64, m->offset);
-	snprintf(roff, sizeof(roff), "%" PRIu64, offset);
 	const char *reason = th_reject_name(why);
 	double t0 = now_s();
-	rd_kafka_resp_err_t err = rd_kafka_producev(
-		w->producer, RD_KAFKA_V_TOPIC(w->cf->dead_letter_topic),
-		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE((void *)raw, raw_len),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_HEADER("reason", reason, -1), RD_KAFKA_V_HEADER("detail", detail, -1),
-		RD_KAFKA_V_HEADER("source.topic", rd_kafka_topic_name(m->rkt), -1),
-		RD_KAFKA_V_HEADER("source.partition", part, -1),
-		RD_KAFKA_V_HEADER("source.offset", off, -1),
-		RD_KAFKA_V_HEADER("record.byte_offset", roff, -1), RD_KAFKA_V_END);
+	rd_kafka_resp_err_t err =
+		send_dead_letter(w, reason, detail, m->key_len, raw, raw_len, raw_len, offset);
+	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+		/* The record with the dead letter's headers is more than the
+		 * producer may send (message.max.bytes): it came in just under
+		 * that, or from a producer allowed more. Refused, it would fail
+		 * its batch at every attempt, poison handling included, and stop
+		 * every partition of the transaction for good. Its start goes to
+		 * the dead-letter topic (the headers say where the whole record
+		 * is), and a key of more than DL_KEY_MAX bytes is cut too. */
+		size_t klen = m->key_len < DL_KEY_MAX ? m->key_len : DL_KEY_MAX;
+		size_t room = w->max_msg_bytes > DL_HEADROOM + klen
+				      ? w->max_msg_bytes - DL_HEADROOM - klen
+				      : 0;
+		size_t vlen = raw_len < room ? raw_len : room;
+		th_log_warn("worker", "%s[%d]@%" PRId64 ": dead letter of %zu bytes (key %zu) over "
+				      "message.max.bytes %zu: sending its first %zu bytes",
+			    rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, raw_len,
+			    m->key_len, w->max_msg_bytes, vlen);
+		err = send_dead_letter(w, reason, detail, klen, raw, vlen, raw_len, offset);
+	}
 	phase_add(w, PH_PRODUCE, &t0);
+	if (err)
+		th_log_warn("worker", "dead letter produce: %s", rd_kafka_err2str(err));
 	return err ? TH_EKAFKA : 0;
 }
 
@@ -1279,7 +1379,18 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"statistics.interval.ms", "5000",
 		NULL,
 	};
-	if (!(conf = th_kafka_conf_new(cf, "consumer", consumer_defaults, errstr, errstr_size)) ||
+	/* What exactly-once rests on; a kafka.* setting may not change it:
+	 * offsets only through the transactions, no aborted input, and the
+	 * end of a partition seen (caught up, --exit-when-idle). */
+	static const char *const consumer_locked[] = {
+		"enable.auto.commit", "false",
+		"enable.auto.offset.store", "false",
+		"isolation.level", "read_committed",
+		"enable.partition.eof", "true",
+		NULL,
+	};
+	if (!(conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults, consumer_locked,
+					      "exactly-once", errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
 		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
@@ -1302,7 +1413,15 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		"fetch.wait.max.ms", "10",
 		NULL,
 	};
-	if (!(conf = th_kafka_conf_new(cf, "restore", restore_defaults, errstr, errstr_size)) ||
+	/* a restore applies committed changes only, and ends at EOF */
+	static const char *const restore_locked[] = {
+		"isolation.level", "read_committed",
+		"enable.partition.eof", "true",
+		NULL,
+	};
+	if (!(conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults, restore_locked,
+					      "exactly-once state restore", errstr,
+					      errstr_size)) ||
 	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
 		return TH_ECONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
@@ -1366,6 +1485,12 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		rd_kafka_error_destroy(error);
 		return TH_EFATAL;
 	}
+	char mmb[32];
+	size_t mmb_len = sizeof(mmb);
+	w->max_msg_bytes = rd_kafka_conf_get(rd_kafka_conf(w->producer), "message.max.bytes", mmb,
+					     &mmb_len) == RD_KAFKA_CONF_OK
+				   ? (size_t)strtoull(mmb, NULL, 10)
+				   : 1000000;
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};

@@ -27,6 +27,18 @@ extern "C" {
 rd_kafka_conf_t *th_kafka_conf_new(const struct th_config *cf, const char *scope,
 				   const char *const *defaults, char *errstr, size_t errstr_size);
 
+/**
+ * @brief th_kafka_conf_new(), and then the properties of @p locked (name,
+ *        value, ..., NULL) must have these values: a kafka.* setting of the
+ *        scope that changes one is refused, naming it and @p why, rather than
+ *        silently changing what the caller relies on.
+ * @returns the configuration, or NULL with errstr set.
+ */
+rd_kafka_conf_t *th_kafka_conf_new_locked(const struct th_config *cf, const char *scope,
+					  const char *const *defaults,
+					  const char *const *locked, const char *why,
+					  char *errstr, size_t errstr_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,8 +9,8 @@ import time
 
 from confluent_kafka import Producer
 
-from conftest import (assert_caught_up, assert_exactly_once, log, read_alerts, read_topic,
-                      run_to_end)
+from conftest import (assert_caught_up, assert_exactly_once, log, produce_file, read_alerts,
+                      read_topic, run_to_end)
 
 N_BAD = 7  # bad records: 6 whole messages + 1 inside a Records batch
 
@@ -135,3 +135,54 @@ def test_poison_records_go_to_dead_letter(broker, topics, workers, sample):
     assert_exactly_once(read_alerts(broker, pipe.output), sample.expected_ids)
     assert_caught_up(broker, pipe.group, names.input)
     log(f"poison test: {time.monotonic() - t0:.1f} s")
+
+
+def test_record_too_big_for_a_dead_letter(broker, topics, workers, sample):
+    """A bad record that the broker took but whose dead letter (the record plus
+    its headers) is over the producer's message.max.bytes (1,000,000): one with
+    a value just under that, one with a key just under it. The worker must still
+    dead-letter each (its start, with the original sizes in the headers) and go
+    on. The old worker had its dead letter refused at every attempt, poison
+    handling included (processing_failed is a dead letter too), aborting the
+    transaction of every partition again and again for good."""
+    pipe = topics.names.pipeline("bigdl")
+    names = topics.create(pipe)
+    produce_file(broker, names.input, sample.path)
+    big_value = b'{"eventVersion": "' + b"x" * (999_900 - 18)
+    big_key = b"k" * 999_850
+    p = Producer({"bootstrap.servers": broker, "enable.idempotence": True})
+    where = {}
+
+    def dr(name):
+        def cb(err, msg):
+            assert err is None, err
+            where[(msg.partition(), msg.offset())] = name
+        return cb
+
+    p.produce(names.input, value=big_value, key=b"123456789012", partition=0,
+              on_delivery=dr("value"))
+    p.produce(names.input, value=b"nope", key=big_key, partition=1, on_delivery=dr("key"))
+    assert p.flush(60) == 0 and len(where) == 2
+
+    run_to_end(workers, names.input, pipe, pipe.tid_prefix + ".W1", names.state_dir("W1"))
+
+    letters = read_topic(broker, pipe.dead_letter)
+    got = {(int(m.headers["source.partition"]), int(m.headers["source.offset"])): m
+           for m in letters}
+    assert len(letters) == 2 and sorted(got) == sorted(where), \
+        [(m.headers, len(m.value or b"")) for m in letters]
+    for src, what in where.items():
+        m = got[src]
+        if what == "value":
+            assert m.key == b"123456789012"
+            assert int(m.headers["record.truncated_from"]) == len(big_value)
+            assert 0 < len(m.value) < len(big_value) and big_value.startswith(m.value)
+            assert "key.truncated_from" not in m.headers
+        else:
+            assert m.value == b"nope" and "record.truncated_from" not in m.headers
+            assert int(m.headers["key.truncated_from"]) == len(big_key)
+            assert 0 < len(m.key) < len(big_key) and big_key.startswith(m.key)
+        assert m.headers["reason"] and m.headers["detail"]
+
+    assert_exactly_once(read_alerts(broker, pipe.output), sample.expected_ids)
+    assert_caught_up(broker, pipe.group, names.input)

@@ -1,0 +1,71 @@
+"""kafka.* settings pass to librdkafka verbatim and override the worker's own
+defaults -- but not the ones exactly-once rests on. A setting that would
+change one of those is refused at start (exit 4, naming it), where the old
+worker ran with it and silently lost the guarantee:
+
+  - isolation.level=read_uncommitted: input of aborted transactions (a bridge
+    that aborts a file's transaction and publishes it again) is processed:
+    alerts for events that were never published, state learnt from them; the
+    restore applies aborted changelog records;
+  - enable.auto.commit / enable.auto.offset.store: offsets committed outside
+    the transactions, e.g. past a batch whose transaction then aborts;
+  - enable.partition.eof=false: a restore never sees the end of the changelog
+    (exit 5 after restore_timeout_ms, at every restart) and a caught-up worker
+    never knows it.
+
+The input holds one attack (tests/cases v1_two_networks, one alert) published
+in a transaction that was aborted: a correct worker raises nothing from it.
+"""
+import os
+
+import pytest
+from confluent_kafka import Producer
+
+from conftest import SRC, read_alerts, read_topic, run_to_end
+
+ATTACK = os.path.join(SRC, "tests/cases/variations/v1_two_networks.jsonl")
+
+
+def publish_aborted(broker, topic, tid):
+    p = Producer({"bootstrap.servers": broker, "transactional.id": tid})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for line in open(ATTACK, "rb").read().splitlines():
+        if line.strip():
+            p.produce(topic, value=line, key=b"123456789012", partition=0)
+    p.flush(30)
+    p.abort_transaction(30)
+
+
+@pytest.mark.parametrize("setting", [
+    "kafka.consumer.isolation.level=read_uncommitted",
+    "kafka.isolation.level=read_uncommitted",
+    "kafka.enable.auto.commit=true",
+    "kafka.consumer.enable.auto.offset.store=1",
+    "kafka.enable.partition.eof=false",
+])
+def test_setting_that_breaks_exactly_once_is_refused(broker, topics, workers, setting):
+    pipe = topics.names.pipeline("set")
+    names = topics.create(pipe)
+    publish_aborted(broker, names.input, pipe.tid_prefix + ".input")
+    w = workers(names.input, pipe, pipe.tid_prefix + ".W1", names.state_dir("W1"),
+                "--exit-when-idle", "3000", "--drain", "--set", setting)
+    rc = w.wait(120)
+    key = setting.split("=")[0]
+    assert rc == 4, f"{setting}: exit {rc}, alerts {len(read_alerts(broker, pipe.output))}:\n" \
+        + w.tail()
+    assert f"{key} = " in w.text() and "remove the setting" in w.text(), w.tail()
+    assert read_topic(broker, pipe.output) == []
+
+
+def test_same_values_spelt_otherwise_are_accepted(broker, topics, workers):
+    """The positive twin: settings that leave those values as they are ("0" is
+    false to librdkafka) are fine, and the aborted attack raises nothing."""
+    pipe = topics.names.pipeline("same")
+    names = topics.create(pipe)
+    publish_aborted(broker, names.input, pipe.tid_prefix + ".input")
+    run_to_end(workers, names.input, pipe, pipe.tid_prefix + ".W1", names.state_dir("W1"),
+               "--set", "kafka.consumer.enable.auto.commit=0",
+               "--set", "kafka.isolation.level=read_committed",
+               "--set", "kafka.enable.partition.eof=1")
+    assert read_alerts(broker, pipe.output) == []
