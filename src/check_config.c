@@ -23,6 +23,7 @@
 #include "trailhound/log.h"
 #include "trailhound/metrics.h"
 #include "trailhound/time.h"
+#include "trailhound/worker.h"
 
 struct check {
 	FILE *out;
@@ -306,9 +307,21 @@ static void check_metrics_listen(struct check *c, const char *listen)
 		report(c, true, "metrics_listen %s: a valid address", listen);
 }
 
+/* The kafka.* settings `run` refuses at its start (they would silently
+ * break exactly-once): refused here first, before a deployment. */
+static void check_kafka_settings(struct check *c, const struct th_config *cf)
+{
+	char errstr[512] = "";
+	if (th_worker_check_kafka_settings(cf, errstr, sizeof(errstr)))
+		report(c, false, "%s", errstr);
+	else
+		report(c, true, "kafka.* settings keep what exactly-once needs");
+}
+
 int th_config_check(struct th_config *cf, FILE *out)
 {
 	struct check c = {out, 0};
+	check_kafka_settings(&c, cf);
 	check_kafka(&c, cf);
 	check_state_dir(&c, cf->state_dir);
 	check_metrics_listen(&c, cf->metrics_listen);

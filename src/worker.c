@@ -1293,6 +1293,69 @@ static int check_topics(struct worker *w, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* Consumer: read_committed, no auto commit (offsets go through the
+ * transaction), range assignor (librdkafka 2.0.x's cooperative protocol has
+ * known bugs). */
+static const char *const consumer_defaults[] = {
+	"enable.auto.commit", "false",
+	"enable.auto.offset.store", "false",
+	"isolation.level", "read_committed",
+	"auto.offset.reset", "earliest",
+	"partition.assignment.strategy", "range",
+	"enable.partition.eof", "true",
+	/* Fetching must keep ahead of a worker that processes ~300k
+	 * events/s: a modest prefetch (see wake_fetcher for how it is
+	 * refilled without librdkafka's ~1 s pause) and a bounded broker
+	 * wait once caught up. */
+	"queued.min.messages", "20000",
+	"fetch.wait.max.ms", "100",
+	/* consumer lag for /metrics and the [stats] line (stats_cb) */
+	"statistics.interval.ms", "5000",
+	NULL,
+};
+/* The changelog reader for restores */
+static const char *const restore_defaults[] = {
+	"enable.auto.commit", "false",
+	"isolation.level", "read_committed",
+	"enable.partition.eof", "true",
+	"auto.offset.reset", "earliest",
+	/* the end of a changelog is known only from an empty fetch: do not
+	 * let the broker hold that fetch for the default 500 ms */
+	"fetch.wait.max.ms", "10",
+	NULL,
+};
+
+/* What exactly-once rests on; a kafka.* setting may not change it: offsets
+ * only through the transactions, no aborted input, and the end of a
+ * partition seen (caught up, --exit-when-idle). */
+static const char *const consumer_locked[] = {
+	"enable.auto.commit", "false",
+	"enable.auto.offset.store", "false",
+	"isolation.level", "read_committed",
+	"enable.partition.eof", "true",
+	NULL,
+};
+/* a restore applies committed changes only, and ends at EOF */
+static const char *const restore_locked[] = {
+	"isolation.level", "read_committed",
+	"enable.partition.eof", "true",
+	NULL,
+};
+
+int th_worker_check_kafka_settings(const struct th_config *cf, char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *conf;
+	if (!(conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults, consumer_locked,
+					      "exactly-once", errstr, errstr_size)))
+		return TH_ECONFIG;
+	rd_kafka_conf_destroy(conf);
+	if (!(conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults, restore_locked,
+					      "exactly-once state restore", errstr, errstr_size)))
+		return TH_ECONFIG;
+	rd_kafka_conf_destroy(conf);
+	return 0;
+}
+
 /* mkdir -p: the partitions' environments go below state_dir. */
 static int make_dirs(const char *path, char *errstr, size_t errstr_size)
 {
@@ -1359,36 +1422,6 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	if (th_avro_alert_new(&w->avro, th_config_alert_schema(cf), schema_id, errstr, errstr_size))
 		return TH_ECONFIG;
 
-	/* Consumer: read_committed, no auto commit (offsets go through the
-	 * transaction), range assignor (librdkafka 2.0.x's cooperative protocol
-	 * has known bugs). */
-	static const char *const consumer_defaults[] = {
-		"enable.auto.commit", "false",
-		"enable.auto.offset.store", "false",
-		"isolation.level", "read_committed",
-		"auto.offset.reset", "earliest",
-		"partition.assignment.strategy", "range",
-		"enable.partition.eof", "true",
-		/* Fetching must keep ahead of a worker that processes ~300k
-		 * events/s: a modest prefetch (see wake_fetcher for how it is
-		 * refilled without librdkafka's ~1 s pause) and a bounded broker
-		 * wait once caught up. */
-		"queued.min.messages", "20000",
-		"fetch.wait.max.ms", "100",
-		/* consumer lag for /metrics and the [stats] line (stats_cb) */
-		"statistics.interval.ms", "5000",
-		NULL,
-	};
-	/* What exactly-once rests on; a kafka.* setting may not change it:
-	 * offsets only through the transactions, no aborted input, and the
-	 * end of a partition seen (caught up, --exit-when-idle). */
-	static const char *const consumer_locked[] = {
-		"enable.auto.commit", "false",
-		"enable.auto.offset.store", "false",
-		"isolation.level", "read_committed",
-		"enable.partition.eof", "true",
-		NULL,
-	};
 	if (!(conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults, consumer_locked,
 					      "exactly-once", errstr, errstr_size)) ||
 	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
@@ -1403,22 +1436,6 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	}
 
 	/* The changelog reader for restores: no group membership, read_committed. */
-	static const char *const restore_defaults[] = {
-		"enable.auto.commit", "false",
-		"isolation.level", "read_committed",
-		"enable.partition.eof", "true",
-		"auto.offset.reset", "earliest",
-		/* the end of a changelog is known only from an empty fetch: do not
-		 * let the broker hold that fetch for the default 500 ms */
-		"fetch.wait.max.ms", "10",
-		NULL,
-	};
-	/* a restore applies committed changes only, and ends at EOF */
-	static const char *const restore_locked[] = {
-		"isolation.level", "read_committed",
-		"enable.partition.eof", "true",
-		NULL,
-	};
 	if (!(conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults, restore_locked,
 					      "exactly-once state restore", errstr,
 					      errstr_size)) ||

@@ -86,6 +86,14 @@ struct th_worker_opts {
 };
 
 /**
+ * @brief Whether the kafka.* settings leave the worker's clients what
+ *        exactly-once rests on (read_committed, no auto commit, partition
+ *        EOF), as `run` checks at its start. For --check-config.
+ * @returns 0, or TH_ECONFIG with errstr naming the setting.
+ */
+int th_worker_check_kafka_settings(const struct th_config *cf, char *errstr, size_t errstr_size);
+
+/**
  * @brief Run the worker until @p *run becomes 0 (signal) or, with
  *        exit_when_idle_ms, until caught up.
  * @returns 0 on a clean stop, TH_ECONFIG on a configuration error, or

@@ -1,8 +1,8 @@
 """`trailhound run --check-config` against a live broker (issue 9 item 3): a good
 setup passes; a missing input topic, a changelog with more partitions than the
 input, a changelog that is not compacted, an unreachable broker, an unwritable
-state_dir and unloadable reference data each fail with their own message and
-exit 4. The worker itself refuses a changelog with more partitions than the
+state_dir, unloadable reference data and a kafka.* setting that would break
+exactly-once each fail with their own message and exit 4. The worker itself refuses a changelog with more partitions than the
 input (issue 9 item 7: it used to accept it)."""
 import subprocess
 import time
@@ -91,6 +91,18 @@ def test_check_config(broker, admin, topics, tmp_path):
 
         rc, out, err = check(broker, names, pipe, state, "--set", f"asn_db={tmp_path}/no.mmdb")
         assert rc == 4 and len(fails(out)) == 1 and "FAIL reference data" in out, out
+
+        # kafka.* settings `run` refuses (they would break exactly-once) are
+        # refused here too, each by its name; the good setup above passed
+        # the same check ("ok   kafka.* settings ...")
+        assert "ok   kafka.* settings keep what exactly-once needs" in check(
+            broker, names, pipe, state, "--set", "kafka.consumer.isolation.level=read_committed")[1]
+        for bad in ("kafka.consumer.isolation.level=read_uncommitted",
+                    "kafka.enable.auto.commit=true", "kafka.enable.partition.eof=false"):
+            rc, out, err = check(broker, names, pipe, state, "--set", bad)
+            name, value = bad.split("=")
+            assert rc == 4 and fails(out) == [l for l in fails(out) if name in l], out
+            assert len(fails(out)) == 1 and f'{name} = "{value}"' in out, out
 
         rc, out, err = check("127.0.0.1:1", names, pipe, state)
         assert rc == 4 and "FAIL brokers 127.0.0.1:1: not reachable" in out, out
