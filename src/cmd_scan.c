@@ -107,6 +107,8 @@ struct part {
 	struct th_wbuf json, avro_blob, msg;
 	const struct fent *cur;
 	uint64_t since_commit;
+	FILE *spool;	/* --state: DIR[/pN]/alerts.pending, alerts not yet delivered */
+	size_t spooled; /* alerts[0..spooled) are in the spool */
 	_Atomic uint64_t files_done, nalert_atomic;
 	_Atomic int fatal;
 };
@@ -197,11 +199,8 @@ static int partition_of(const struct th_event *ev, int n)
 	return (int)rd_kafka_msg_partitioner_murmur2(NULL, acct, strlen(acct), n, NULL, NULL);
 }
 
-static int on_alert(void *ctx, const struct th_alert *a)
+static int alerts_grow(struct part *p)
 {
-	struct part *p = ctx;
-	struct scan *s = p->s;
-	struct abuf *ab;
 	if (p->nalerts == p->cap) {
 		size_t nc = p->cap ? p->cap * 2 : 64;
 		struct abuf *q = realloc(p->alerts, nc * sizeof(*q));
@@ -210,6 +209,16 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		p->alerts = q;
 		p->cap = nc;
 	}
+	return 0;
+}
+
+static int on_alert(void *ctx, const struct th_alert *a)
+{
+	struct part *p = ctx;
+	struct scan *s = p->s;
+	struct abuf *ab;
+	if (alerts_grow(p))
+		return TH_ENOMEM;
 	ab = &p->alerts[p->nalerts];
 	memset(ab, 0, sizeof(*ab));
 	ab->t = a->event_time_ms;
@@ -253,9 +262,126 @@ static int on_alert(void *ctx, const struct th_alert *a)
 	return 0;
 }
 
+/*
+ * The alert spool. Alerts reach stdout only at the end of a run (sorted, the
+ * same for any --jobs), but a commit makes the state remember them (dedup,
+ * upgrades) and the ledger then names their files done: a --state run killed
+ * after a commit (Ctrl-C, OOM killer, kill -9) lost those alerts for good, as
+ * the next run skips the files and would suppress them anyway. So before each
+ * commit the alerts raised since the last one are appended to the
+ * partition's alerts.pending and synced; the next run writes them with its
+ * own, and a run that delivered its alerts empties the spool.
+ */
+#define SPOOL_MAGIC 0x31505354u /* "TSP1" */
+#define SPOOL_FIELD_MAX (64u << 20)
+
+struct spool_hdr {
+	uint32_t magic, account_len, json_len, avro_len;
+	int64_t t;
+	int32_t depth, variation;
+	char id[TH_ALERT_ID_LEN + 1];
+	char pad_[7];
+};
+
+static int spool_write(struct part *p)
+{
+	if (!p->spool || p->spooled == p->nalerts)
+		return 0;
+	for (size_t i = p->spooled; i < p->nalerts; i++) {
+		const struct abuf *ab = &p->alerts[i];
+		struct spool_hdr h;
+		memset(&h, 0, sizeof(h));
+		h.magic = SPOOL_MAGIC;
+		h.account_len = (uint32_t)strlen(ab->account);
+		h.json_len = (uint32_t)ab->json_len;
+		h.avro_len = (uint32_t)ab->avro_len;
+		h.t = ab->t;
+		h.depth = ab->depth;
+		h.variation = ab->variation;
+		memcpy(h.id, ab->id, sizeof(h.id));
+		if (fwrite(&h, sizeof(h), 1, p->spool) != 1 ||
+		    fwrite(ab->account, 1, h.account_len, p->spool) != h.account_len ||
+		    fwrite(p->json.p + ab->json_off, 1, ab->json_len, p->spool) != ab->json_len ||
+		    (ab->avro_len && fwrite(p->avro_blob.p + ab->avro_off, 1, ab->avro_len,
+					    p->spool) != ab->avro_len))
+			return TH_EIO;
+	}
+	if (fflush(p->spool) || fsync(fileno(p->spool)))
+		return TH_EIO;
+	p->spooled = p->nalerts;
+	return 0;
+}
+
+/* Reads the alerts a killed run left in @p path into the partition (a torn
+ * last record, from a kill mid-write, was never followed by a commit: it is
+ * cut off), then opens the spool for appending. */
+static int spool_open(struct part *p, const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long good = 0;
+	int rc = 0;
+	if (f) {
+		struct spool_hdr h;
+		while (fread(&h, sizeof(h), 1, f) == 1 && h.magic == SPOOL_MAGIC &&
+		       h.account_len < SPOOL_FIELD_MAX && h.json_len < SPOOL_FIELD_MAX &&
+		       h.avro_len < SPOOL_FIELD_MAX && h.id[TH_ALERT_ID_LEN] == 0) {
+			size_t n = (size_t)h.account_len + h.json_len + h.avro_len;
+			char *nb = realloc(buf, n + 1);
+			if (!nb) {
+				rc = TH_ENOMEM;
+				break;
+			}
+			buf = nb;
+			if (fread(buf, 1, n, f) != n)
+				break;
+			if ((rc = alerts_grow(p)))
+				break;
+			struct abuf *ab = &p->alerts[p->nalerts];
+			memset(ab, 0, sizeof(*ab));
+			ab->t = h.t;
+			ab->depth = h.depth;
+			ab->variation = h.variation;
+			ab->part = p->idx;
+			memcpy(ab->id, h.id, sizeof(ab->id));
+			if (!(ab->account = strndup(buf, h.account_len))) {
+				rc = TH_ENOMEM;
+				break;
+			}
+			ab->json_off = p->json.len;
+			ab->json_len = h.json_len;
+			th_put_bytes(&p->json, buf + h.account_len, h.json_len);
+			ab->avro_off = p->avro_blob.len;
+			ab->avro_len = h.avro_len;
+			th_put_bytes(&p->avro_blob, buf + h.account_len + h.json_len, h.avro_len);
+			if (p->json.oom || p->avro_blob.oom) {
+				free(ab->account);
+				rc = TH_ENOMEM;
+				break;
+			}
+			p->nalerts++;
+			atomic_fetch_add(&p->nalert_atomic, 1);
+			good = ftell(f);
+		}
+		fclose(f);
+		free(buf);
+		if (!rc && truncate(path, good) != 0)
+			rc = TH_EIO;
+	}
+	p->spooled = p->nalerts;
+	if (!rc && !(p->spool = fopen(path, "ab")))
+		rc = TH_EIO;
+	if (rc)
+		snprintf(errstr, errstr_size, "%.400s: %s", path,
+			 rc == TH_EIO ? strerror(errno) : th_strerror(rc));
+	return rc;
+}
+
 static int part_commit(struct part *p)
 {
-	int rc = th_detector_checkpoint(p->det);
+	int rc = spool_write(p);
+	if (!rc)
+		rc = th_detector_checkpoint(p->det);
 	if (!rc)
 		rc = th_state_commit(p->st, TH_STATE_NO_OFFSET);
 	return rc;
@@ -741,6 +867,13 @@ static int merge_alerts(struct scan *s, struct merged *m)
 	}
 	sort_scan = s;
 	qsort(m->v, m->n, sizeof(*m->v), cmp_abuf);
+	/* A run killed between its spool write and its commit raises the
+	 * spooled alerts again: the same bytes, written once. */
+	size_t k = 0;
+	for (size_t i = 0; i < m->n; i++)
+		if (!k || cmp_abuf_ctx_less(&m->v[k - 1], &m->v[i], s) != 0)
+			m->v[k++] = m->v[i];
+	m->n = k;
 	for (size_t i = 0; i < m->n; i++) {
 		const struct abuf *ab = &m->v[i];
 		const struct part *p = &s->parts[ab->part];
@@ -1363,6 +1496,15 @@ int th_cmd_scan(int argc, char **argv)
 			ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
 			goto out;
 		}
+		if (s.persistent) {
+			char sp[4200];
+			snprintf(sp, sizeof(sp), "%s/alerts.pending", dir);
+			if (spool_open(p, sp, errstr, sizeof(errstr))) {
+				fprintf(stderr, "trailhound scan: %s\n", errstr);
+				ret = TH_EXIT_RUNTIME;
+				goto out;
+			}
+		}
 		if (avro_path && i > 0 &&
 		    th_avro_alert_new(&p->avro, th_config_alert_schema(&cf), schema_id, errstr,
 				      sizeof(errstr))) {
@@ -1460,6 +1602,7 @@ int th_cmd_scan(int argc, char **argv)
 		/* End of input: decide every use still held for late attribution. */
 		for (int i = 0; i < s.nparts && !s.fatal; i++)
 			if ((rc = th_detector_advance(s.parts[i].det, true)) ||
+			    (rc = spool_write(&s.parts[i])) ||
 			    (rc = th_detector_checkpoint(s.parts[i].det)) ||
 			    (rc = th_state_commit(s.parts[i].st, 0))) {
 				fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
@@ -1483,6 +1626,19 @@ int th_cmd_scan(int argc, char **argv)
 		if (!s.fatal)
 			s.fatal = TH_EIO;
 	}
+	/* Delivered: the spooled alerts (this run's and a killed run's) are
+	 * out, and must not come again. Undelivered, they stay for the next run. */
+	if (!s.out_err && !s.parse_only &&
+	    (!s.avro_out || (fflush(s.avro_out) == 0 && !ferror(s.avro_out))))
+		for (int i = 0; i < s.nparts; i++) {
+			struct part *p = &s.parts[i];
+			if (p->spool && (ftruncate(fileno(p->spool), 0) || fsync(fileno(p->spool)))) {
+				fprintf(stderr, "trailhound scan: emptying alerts.pending: %s\n",
+					strerror(errno));
+				if (!s.fatal)
+					s.fatal = TH_EIO;
+			}
+		}
 	if (s.dead && (fflush(s.dead) || ferror(s.dead)) && !s.dead_err) {
 		s.dead_err = errno ? errno : EIO;
 		fprintf(stderr, "trailhound scan: dead letter %s: %s\n", dead_path,
@@ -1491,6 +1647,13 @@ int th_cmd_scan(int argc, char **argv)
 	if (s.dead_err && !s.fatal)
 		s.fatal = TH_EIO;
 	sum_stats(&s, &ds);
+	/* Alerts by variation as written (a resumed run also writes the alerts
+	 * a killed run spooled, which this run's detectors did not count). */
+	memset(ds.alerts, 0, sizeof(ds.alerts));
+	for (size_t i = 0; i < m.n; i++)
+		if (m.v[i].variation >= 0 &&
+		    (size_t)m.v[i].variation < sizeof(ds.alerts) / sizeof(ds.alerts[0]))
+			ds.alerts[m.v[i].variation]++;
 	print_summary(&s, &ds, &m, now_s() - s.t0);
 	if (summary_path && write_summary_json(&s, &ds, &m, summary_path) && !s.fatal)
 		s.fatal = TH_EIO;
@@ -1510,6 +1673,8 @@ out:
 		}
 		th_detector_destroy(p->det);
 		th_state_close(p->st);
+		if (p->spool)
+			fclose(p->spool);
 		th_avro_alert_destroy(p->avro);
 		for (size_t k = 0; k < p->nalerts; k++)
 			free(p->alerts[k].account);

@@ -312,3 +312,50 @@ def test_progress_line_on_a_terminal_only(archive):
     assert " files, " not in piped.stderr.decode()
     no_flag = subprocess.run([c for c in cmd], capture_output=True, cwd=tree)
     assert "\r" not in no_flag.stderr.decode()
+
+
+def test_alerts_not_delivered_come_with_the_next_run(archive, tmp_path):
+    """Alerts are written at the end of a run, but each commit makes the store
+    remember them and files.done names their files: a run whose alerts never
+    reached their output (disk full here) must not lose them. The next run
+    writes them (exactly once), then nothing is pending."""
+    tree, _, want = archive
+    state = tmp_path / "state"
+    with open("/dev/full", "wb") as full:
+        cmd = [os.path.abspath(BIN), "scan", "--no-progress", "--quiet-rejects", "--asn-db", ASN,
+               "--aws-ranges", RANGES, "--jobs", "2", "--state", str(state), "AWSLogs"]
+        lost = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, cwd=tree, timeout=300)
+    assert lost.returncode == 5, lost.stderr.decode()[-2000:]
+    again = scan(["AWSLogs"], "--state", state, cwd=tree)
+    assert again.returncode == 1, again.stderr.decode()[-2000:]
+    assert again.stdout == want
+    third = scan(["AWSLogs"], "--state", state, cwd=tree)
+    assert third.returncode == 0 and third.stdout == b""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_killed_run_loses_no_alert(archive, tmp_path, jobs):
+    """kill -9 (OOM killer, a lost session) once files.done names some files:
+    the resumed run gives every alert the full run gives, none twice."""
+    import signal
+    tree, _, want = archive
+    state = tmp_path / "state"
+    total = len(log_files(tree))
+    cmd = [os.path.abspath(BIN), "scan", "--no-progress", "--quiet-rejects", "--asn-db", ASN,
+           "--aws-ranges", RANGES, "--jobs", str(jobs), "--batch", "50", "--state", str(state),
+           "AWSLogs"]
+    out = tmp_path / "1.jsonl"
+    with open(out, "wb") as o:
+        p = subprocess.Popen(cmd, stdout=o, stderr=subprocess.DEVNULL, cwd=tree)
+        done = state / "files.done"
+        while p.poll() is None:
+            if done.exists() and done.read_bytes().count(b"\n") >= total * 2 // 3:
+                p.send_signal(signal.SIGKILL)
+                break
+        p.wait(timeout=300)
+    if p.returncode != -signal.SIGKILL:
+        pytest.skip("the run ended before it could be killed")
+    assert out.read_bytes() == b""
+    second = scan(["AWSLogs"], "--state", state, cwd=tree)
+    assert second.returncode == 1, second.stderr.decode()[-2000:]
+    assert second.stdout == want
