@@ -359,3 +359,22 @@ def test_a_killed_run_loses_no_alert(archive, tmp_path, jobs):
     second = scan(["AWSLogs"], "--state", state, cwd=tree)
     assert second.returncode == 1, second.stderr.decode()[-2000:]
     assert second.stdout == want
+
+
+def test_a_file_named_twice_is_read_once(archive, tmp_path):
+    """Overlapping globs, or a file named next to the directory holding it:
+    one file, read once (as a file reached twice by walking), so no event is
+    counted twice."""
+    tree, events, want = archive
+    files = log_files(tree, rel=True)
+    s1, s2 = tmp_path / "1.json", tmp_path / "2.json"
+    both = scan(["AWSLogs", files[0], files[1], files[0]], "--jobs", "2", summary=s1, cwd=tree)
+    assert both.returncode == 1 and both.stdout == want
+    j = json.load(open(s1))
+    assert j["files"]["read"] == len(files)
+    assert j["files"]["skipped_by"]["duplicate"] == 3
+    assert j["records"]["read"] == sum(1 for l in open(events) if l.strip())
+    twice = scan([events, events], "--jobs", "1", summary=s2)
+    j = json.load(open(s2))
+    assert j["files"]["read"] == 1 and j["files"]["skipped_by"]["duplicate"] == 1
+    assert j["records"]["read"] == sum(1 for l in open(events) if l.strip())
