@@ -1496,7 +1496,9 @@ int th_cmd_scan(int argc, char **argv)
 			ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
 			goto out;
 		}
-		if (s.persistent) {
+		/* --parse-only detects nothing and commits nothing: the spool
+		 * stays for the next run that does */
+		if (s.persistent && !s.parse_only) {
 			char sp[4200];
 			snprintf(sp, sizeof(sp), "%s/alerts.pending", dir);
 			if (spool_open(p, sp, errstr, sizeof(errstr))) {

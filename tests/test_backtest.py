@@ -326,6 +326,9 @@ def test_alerts_not_delivered_come_with_the_next_run(archive, tmp_path):
                "--aws-ranges", RANGES, "--jobs", "2", "--state", str(state), "AWSLogs"]
         lost = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, cwd=tree, timeout=300)
     assert lost.returncode == 5, lost.stderr.decode()[-2000:]
+    # --parse-only detects nothing: it neither writes nor uses up what is pending
+    parse = scan(["AWSLogs"], "--state", state, "--parse-only", cwd=tree)
+    assert parse.returncode == 0 and parse.stdout == b""
     again = scan(["AWSLogs"], "--state", state, cwd=tree)
     assert again.returncode == 1, again.stderr.decode()[-2000:]
     assert again.stdout == want
