@@ -59,6 +59,7 @@
 struct fent {
 	char *path, *ledger;
 	uint64_t idx;
+	bool failed; /* not read to the end: never named done */
 };
 
 /* A queued event: header, then len bytes of packed event (pack_event), padded
@@ -109,6 +110,9 @@ struct part {
 	uint64_t since_commit;
 	FILE *spool;	/* --state: DIR[/pN]/alerts.pending, alerts not yet delivered */
 	size_t spooled; /* alerts[0..spooled) are in the spool */
+	/* --state: how far into the current file this partition has learnt */
+	uint64_t seen_idx, skip_below, next_off;
+	bool file_events;
 	_Atomic uint64_t files_done, nalert_atomic;
 	_Atomic int fatal;
 };
@@ -377,6 +381,79 @@ static int spool_open(struct part *p, const char *path, char *errstr, size_t err
 	return rc;
 }
 
+/*
+ * Progress within a file. The ledger names a file only once every partition
+ * is past its end, and partitions commit on their own (mid-file every --batch
+ * events, at each file's end): a run killed in between left events in a
+ * store that the next run, reading the file again, learnt a second time
+ * (a key's inside/outside counts and API call counts doubled in `inspect`).
+ * So each partition keeps, in the same commit, how far into a file it has
+ * learnt (`\0scan-file␟<ledger name>`: the offset of the next record to
+ * learn, UINT64_MAX once at its end), and skips what it already learnt. The
+ * records of files the ledger names are removed at the start and end of a
+ * run.
+ */
+#define PROGRESS_PREFIX "\0scan-file\x1f"
+#define PROGRESS_PREFIX_LEN (sizeof(PROGRESS_PREFIX) - 1)
+
+static size_t progress_key(char *k, size_t n, const char *ledger)
+{
+	size_t ll = strlen(ledger);
+	if (PROGRESS_PREFIX_LEN + ll > n)
+		return 0;
+	memcpy(k, PROGRESS_PREFIX, PROGRESS_PREFIX_LEN);
+	memcpy(k + PROGRESS_PREFIX_LEN, ledger, ll);
+	return PROGRESS_PREFIX_LEN + ll;
+}
+
+static int progress_put(struct part *p, uint64_t next)
+{
+	char k[4200];
+	uint8_t v[8];
+	size_t kl;
+	if (!p->s->persistent || !p->cur || !p->cur->ledger || !p->file_events ||
+	    !(kl = progress_key(k, sizeof(k), p->cur->ledger)))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v[i] = (uint8_t)(next >> (8 * i));
+	return th_state_put(p->st, k, kl, v, sizeof(v));
+}
+
+/* The first event of a file in this partition: how much of it is learnt. */
+static int progress_start(struct part *p)
+{
+	char k[4200];
+	const void *v;
+	size_t kl, vl;
+	int rc;
+	p->seen_idx = p->cur->idx;
+	p->skip_below = 0;
+	p->file_events = false;
+	if (!p->cur->ledger || !(kl = progress_key(k, sizeof(k), p->cur->ledger)))
+		return 0;
+	rc = th_state_get(p->st, k, kl, &v, &vl);
+	if (rc == TH_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (vl == 8)
+		for (int i = 0; i < 8; i++)
+			p->skip_below |= (uint64_t)((const uint8_t *)v)[i] << (8 * i);
+	return 0;
+}
+
+static int progress_drop_cb(void *ctx, const void *key, size_t klen, const void *val,
+			    size_t vlen);
+
+/* Forget the progress of the files the ledger names, then commit. */
+static int progress_drop_done(struct part *p)
+{
+	int rc = th_state_scan(p->st, PROGRESS_PREFIX, PROGRESS_PREFIX_LEN, progress_drop_cb, p);
+	if (!rc)
+		rc = th_state_commit(p->st, TH_STATE_NO_OFFSET);
+	return rc;
+}
+
 static int part_commit(struct part *p)
 {
 	int rc = spool_write(p);
@@ -392,6 +469,14 @@ static int part_event(struct part *p, const struct th_event *ev, uint64_t offset
 	struct th_input_ref ref = {.topic = p->cur ? p->cur->path : "<stdin>", .partition = -1,
 				   .offset = (int64_t)offset};
 	int rc;
+	if (p->s->persistent) {
+		if (p->cur && p->cur->idx != p->seen_idx && (rc = progress_start(p)))
+			return rc;
+		if (offset < p->skip_below)
+			return 0; /* learnt by a run that was killed */
+		p->file_events = true;
+		p->next_off = offset + 1;
+	}
 	if ((rc = th_detector_process(p->det, ev, &ref))) {
 		fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n", ref.topic,
 			offset, th_strerror(rc));
@@ -400,7 +485,7 @@ static int part_event(struct part *p, const struct th_event *ev, uint64_t offset
 	/* Coalesced writes: LMDB sees one put per distinct key per batch. */
 	if (++p->since_commit >= p->s->batch) {
 		p->since_commit = 0;
-		if ((rc = part_commit(p)))
+		if ((rc = progress_put(p, p->next_off)) || (rc = part_commit(p)))
 			return rc;
 	}
 	return 0;
@@ -412,7 +497,12 @@ static int part_file_end(struct part *p, const struct fent *f)
 	int rc = 0;
 	if (p->s->persistent) {
 		p->since_commit = 0;
-		rc = part_commit(p);
+		if (p->cur != f)
+			p->file_events = false; /* none of f's events came here */
+		rc = progress_put(p, UINT64_MAX);
+		p->file_events = false;
+		if (!rc)
+			rc = part_commit(p);
 	}
 	if (!rc)
 		atomic_store(&p->files_done, f->idx + 1);
@@ -735,6 +825,21 @@ static bool ledger_has(struct scan *s, const char *key)
 	return e != NULL;
 }
 
+static int progress_drop_cb(void *ctx, const void *key, size_t klen, const void *val,
+			    size_t vlen)
+{
+	struct part *p = ctx;
+	char name[4200];
+	(void)val, (void)vlen;
+	if (klen - PROGRESS_PREFIX_LEN >= sizeof(name))
+		return 0;
+	memcpy(name, (const char *)key + PROGRESS_PREFIX_LEN, klen - PROGRESS_PREFIX_LEN);
+	name[klen - PROGRESS_PREFIX_LEN] = 0;
+	if (ledger_has(p->s, name))
+		return th_state_del(p->st, key, klen) ? 1 : 0;
+	return 0;
+}
+
 static int ledger_add_mem(struct scan *s, const char *key)
 {
 	size_t n = strlen(key) + 1;
@@ -802,8 +907,9 @@ static int fents_retire(struct scan *s)
 	for (; s->fents_freed < upto && s->fents_freed < s->nfents; s->fents_freed++) {
 		struct fent *f = s->fents[s->fents_freed];
 		/* --parse-only detected nothing: its files are not done */
-		if (f && f->ledger && s->ledger && !s->parse_only && !rc &&
-		    (fprintf(s->ledger, "%s\n", f->ledger) < 0 || fflush(s->ledger)))
+		if (f && f->ledger && !f->failed && s->ledger && !s->parse_only && !rc &&
+		    (fprintf(s->ledger, "%s\n", f->ledger) < 0 || fflush(s->ledger) ||
+		     ledger_add_mem(s, f->ledger)))
 			rc = TH_EIO;
 		if (f) {
 			free(f->path);
@@ -1275,9 +1381,9 @@ static int read_one(struct scan *s, const struct th_archive_file *af, const stru
 			s->inputs_failed++, bad = true;
 		else
 			s->skipped_by[TH_SKIP_UNREADABLE]++;
-		/* what was read is kept; the file is not named done */
-		free(f->ledger);
-		f->ledger = NULL;
+		/* what was read is kept; the file is not named done (a flag:
+		 * partitions may still read f->ledger) */
+		f->failed = true;
 	}
 	/* end of file: every partition commits, then the ledger may name it */
 	for (int i = 0; i < s->nparts && !s->parse_only; i++) {
@@ -1476,6 +1582,7 @@ int th_cmd_scan(int argc, char **argv)
 		const char *dir = state_dir;
 		p->idx = i;
 		p->s = &s;
+		p->seen_idx = UINT64_MAX;
 		pthread_mutex_init(&p->mu, NULL);
 		pthread_cond_init(&p->cv, NULL);
 		if (s.nparts > 1) {
@@ -1527,6 +1634,12 @@ int th_cmd_scan(int argc, char **argv)
 		ret = TH_EXIT_RUNTIME;
 		goto out;
 	}
+	for (int i = 0; s.persistent && !s.parse_only && i < s.nparts; i++)
+		if ((rc = progress_drop_done(&s.parts[i]))) {
+			fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+			ret = TH_EXIT_RUNTIME;
+			goto out;
+		}
 	if (dead_path && !(s.dead = fopen(dead_path, "w"))) {
 		fprintf(stderr, "trailhound scan: %s: %s\n", dead_path, strerror(errno));
 		ret = TH_EXIT_USAGE;
@@ -1617,6 +1730,13 @@ int th_cmd_scan(int argc, char **argv)
 		fprintf(stderr, "trailhound scan: writing files.done: %s\n", strerror(errno));
 		s.fatal = TH_EIO;
 	}
+	/* every file of this run is named done now: its progress goes */
+	if (!s.fatal)
+		for (int i = 0; s.persistent && !s.parse_only && !s.fatal && i < s.nparts; i++)
+			if ((rc = progress_drop_done(&s.parts[i]))) {
+				fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+				s.fatal = rc;
+			}
 	if (merge_alerts(&s, &m) && !s.fatal)
 		s.fatal = TH_EIO;
 	/* Alerts sit in stdio's buffer until here: a full disk or closed pipe
