@@ -656,6 +656,20 @@ int th_archive_new(struct th_archive **ap, char *const *paths, int n, th_archive
 			nd.ledger = strdup(arg);
 		} else {
 			const char *base = base_of(nd.path);
+			bool was;
+			/* A file named twice (overlapping globs) or named and also
+			 * inside a named directory is one file: read once, like a
+			 * file reached twice by walking. */
+			if (seen_add(&a->files, &st, &was)) {
+				node_free(&nd);
+				goto cleanup;
+			}
+			if (was) {
+				if (on_skip)
+					on_skip(ctx, arg, TH_SKIP_DUPLICATE, "");
+				node_free(&nd);
+				continue;
+			}
 			nd.size = (uint64_t)st.st_size;
 			if (th_archive_s3_name(base, &nd.ts)) {
 				nd.tie = base;

@@ -26,7 +26,7 @@
 struct producer {
 	rd_kafka_t *rk;
 	const char *topic;
-	uint64_t sent, rejected, failed, delivered;
+	uint64_t sent, rejected, failed, delivered, skipped;
 	const char *input;
 	/* an authentication or TLS failure: retrying cannot fix it, so stop */
 	char conn_err[384];
@@ -95,6 +95,17 @@ static void produce_reject(void *ctx, enum th_reject why, const char *detail, co
 		    th_reject_name(why), detail);
 }
 
+/* What an archive walk leaves out (digest and dot files, a file named twice,
+ * unreadable files) is counted; what the user may want to fix is said. */
+static void produce_skip(void *ctx, const char *path, enum th_archive_skip why, const char *detail)
+{
+	struct producer *p = ctx;
+	p->skipped++;
+	if (why == TH_SKIP_SYMLINK_LOOP || why == TH_SKIP_UNREADABLE || why == TH_SKIP_NOT_REGULAR)
+		th_log_warn("produce", "skipped %s (%s%s%s)", path, th_archive_skip_name(why),
+			    detail && *detail ? ": " : "", detail ? detail : "");
+}
+
 int th_cmd_produce(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -108,6 +119,8 @@ int th_cmd_produce(int argc, char **argv)
 	struct th_config cf;
 	struct producer p = {0};
 	struct th_parser *parser = NULL;
+	struct th_archive *ar = NULL;
+	const struct th_archive_file *af;
 	rd_kafka_conf_t *conf = NULL;
 	char errstr[512];
 	const char *topic = NULL, *brokers = NULL;
@@ -127,12 +140,15 @@ int th_cmd_produce(int argc, char **argv)
 		case 't': topic = optarg; break;
 		case 'b': brokers = optarg; break;
 		case 'h':
-			printf("Usage: trailhound produce [-c FILE] [-b BROKERS] [-t TOPIC] FILE...|-\n"
+			printf("Usage: trailhound produce [-c FILE] [-b BROKERS] [-t TOPIC] "
+			       "FILE|DIR...|-\n"
 			       "\n"
 			       "Publishes CloudTrail files (every framing `scan` reads) to Kafka, one\n"
 			       "message per event, keyed by the credential owner's account\n"
 			       "(userIdentity.accountId, else recipientAccountId), with an idempotent\n"
 			       "producer. The topic defaults to the first input_topics entry.\n"
+			       "Files and directories (an S3 archive) are read in CloudTrail delivery\n"
+			       "order, as `scan` reads them; a file named twice is sent once.\n"
 			       "Exit codes: 0 all sent, 3 an input could not be read or records were\n"
 			       "rejected, 4 configuration, 5 delivery failure.\n");
 			goto out;
@@ -173,14 +189,27 @@ int th_cmd_produce(int argc, char **argv)
 	}
 	th_parser_set_max_future_skew(parser, cf.max_future_skew_ms);
 	struct th_sink sink = {produce_event, produce_reject, &p};
+	/* The files in the order `scan` reads them (delivery order, across
+	 * accounts and regions). In argument order, a shell glob of an archive
+	 * sent one region's whole history before the next, and a worker
+	 * replaying the topic saw another stream than scan of the same files. */
+	char *dash[] = {"-"};
 	int nfiles = argc - optind;
-	for (int i = 0; i < (nfiles ? nfiles : 1) && th_cmd_running; i++) {
-		const char *path = nfiles ? argv[optind + i] : "-";
+	if (th_archive_new(&ar, nfiles ? argv + optind : dash, nfiles ? nfiles : 1, produce_skip,
+			   &p)) {
+		ret = TH_EXIT_RUNTIME;
+		goto out;
+	}
+	while (th_cmd_running && th_archive_next(ar, &af) == 0) {
+		const char *path = af->path;
 		struct th_input *in;
 		p.input = path;
 		if (th_input_open(&in, path, 0, errstr, sizeof(errstr))) {
 			fprintf(stderr, "trailhound produce: %s\n", errstr);
-			ret = TH_EXIT_INPUT;
+			if (af->explicit_arg)
+				ret = TH_EXIT_INPUT;
+			else
+				p.skipped++; /* found by walking, gone since */
 			continue;
 		}
 		/* no record of a log file is later than its delivery */
@@ -203,14 +232,15 @@ int th_cmd_produce(int argc, char **argv)
 	else if (p.rejected && ret == TH_EXIT_OK)
 		ret = TH_EXIT_INPUT;
 	th_log_info("produce", "%" PRIu64 " events sent to %s, %" PRIu64 " delivered, %" PRIu64
-			       " rejected, %" PRIu64 " failed",
-		    p.sent, p.topic, p.delivered, p.rejected, p.failed);
+			       " rejected, %" PRIu64 " failed; %" PRIu64 " files skipped",
+		    p.sent, p.topic, p.delivered, p.rejected, p.failed, p.skipped);
 out:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	if (p.rk)
 		rd_kafka_destroy(p.rk);
 	th_parser_destroy(parser);
+	th_archive_destroy(ar);
 	free(sets);
 	th_config_free(&cf);
 	return ret;

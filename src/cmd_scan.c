@@ -59,6 +59,7 @@
 struct fent {
 	char *path, *ledger;
 	uint64_t idx;
+	bool failed; /* not read to the end: never named done */
 };
 
 /* A queued event: header, then len bytes of packed event (pack_event), padded
@@ -107,6 +108,11 @@ struct part {
 	struct th_wbuf json, avro_blob, msg;
 	const struct fent *cur;
 	uint64_t since_commit;
+	FILE *spool;	/* --state: DIR[/pN]/alerts.pending, alerts not yet delivered */
+	size_t spooled; /* alerts[0..spooled) are in the spool */
+	/* --state: how far into the current file this partition has learnt */
+	uint64_t seen_idx, skip_below, next_off;
+	bool file_events;
 	_Atomic uint64_t files_done, nalert_atomic;
 	_Atomic int fatal;
 };
@@ -197,11 +203,8 @@ static int partition_of(const struct th_event *ev, int n)
 	return (int)rd_kafka_msg_partitioner_murmur2(NULL, acct, strlen(acct), n, NULL, NULL);
 }
 
-static int on_alert(void *ctx, const struct th_alert *a)
+static int alerts_grow(struct part *p)
 {
-	struct part *p = ctx;
-	struct scan *s = p->s;
-	struct abuf *ab;
 	if (p->nalerts == p->cap) {
 		size_t nc = p->cap ? p->cap * 2 : 64;
 		struct abuf *q = realloc(p->alerts, nc * sizeof(*q));
@@ -210,6 +213,16 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		p->alerts = q;
 		p->cap = nc;
 	}
+	return 0;
+}
+
+static int on_alert(void *ctx, const struct th_alert *a)
+{
+	struct part *p = ctx;
+	struct scan *s = p->s;
+	struct abuf *ab;
+	if (alerts_grow(p))
+		return TH_ENOMEM;
 	ab = &p->alerts[p->nalerts];
 	memset(ab, 0, sizeof(*ab));
 	ab->t = a->event_time_ms;
@@ -253,9 +266,199 @@ static int on_alert(void *ctx, const struct th_alert *a)
 	return 0;
 }
 
+/*
+ * The alert spool. Alerts reach stdout only at the end of a run (sorted, the
+ * same for any --jobs), but a commit makes the state remember them (dedup,
+ * upgrades) and the ledger then names their files done: a --state run killed
+ * after a commit (Ctrl-C, OOM killer, kill -9) lost those alerts for good, as
+ * the next run skips the files and would suppress them anyway. So before each
+ * commit the alerts raised since the last one are appended to the
+ * partition's alerts.pending and synced; the next run writes them with its
+ * own, and a run that delivered its alerts empties the spool.
+ */
+#define SPOOL_MAGIC 0x31505354u /* "TSP1" */
+#define SPOOL_FIELD_MAX (64u << 20)
+
+struct spool_hdr {
+	uint32_t magic, account_len, json_len, avro_len;
+	int64_t t;
+	int32_t depth, variation;
+	char id[TH_ALERT_ID_LEN + 1];
+	char pad_[7];
+};
+
+static int spool_write(struct part *p)
+{
+	if (!p->spool || p->spooled == p->nalerts)
+		return 0;
+	for (size_t i = p->spooled; i < p->nalerts; i++) {
+		const struct abuf *ab = &p->alerts[i];
+		struct spool_hdr h;
+		memset(&h, 0, sizeof(h));
+		h.magic = SPOOL_MAGIC;
+		h.account_len = (uint32_t)strlen(ab->account);
+		h.json_len = (uint32_t)ab->json_len;
+		h.avro_len = (uint32_t)ab->avro_len;
+		h.t = ab->t;
+		h.depth = ab->depth;
+		h.variation = ab->variation;
+		memcpy(h.id, ab->id, sizeof(h.id));
+		if (fwrite(&h, sizeof(h), 1, p->spool) != 1 ||
+		    fwrite(ab->account, 1, h.account_len, p->spool) != h.account_len ||
+		    fwrite(p->json.p + ab->json_off, 1, ab->json_len, p->spool) != ab->json_len ||
+		    (ab->avro_len && fwrite(p->avro_blob.p + ab->avro_off, 1, ab->avro_len,
+					    p->spool) != ab->avro_len))
+			return TH_EIO;
+	}
+	if (fflush(p->spool) || fsync(fileno(p->spool)))
+		return TH_EIO;
+	p->spooled = p->nalerts;
+	return 0;
+}
+
+/* Reads the alerts a killed run left in @p path into the partition (a torn
+ * last record, from a kill mid-write, was never followed by a commit: it is
+ * cut off), then opens the spool for appending. */
+static int spool_open(struct part *p, const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long good = 0;
+	int rc = 0;
+	if (f) {
+		struct spool_hdr h;
+		while (fread(&h, sizeof(h), 1, f) == 1 && h.magic == SPOOL_MAGIC &&
+		       h.account_len < SPOOL_FIELD_MAX && h.json_len < SPOOL_FIELD_MAX &&
+		       h.avro_len < SPOOL_FIELD_MAX && h.id[TH_ALERT_ID_LEN] == 0) {
+			size_t n = (size_t)h.account_len + h.json_len + h.avro_len;
+			char *nb = realloc(buf, n + 1);
+			if (!nb) {
+				rc = TH_ENOMEM;
+				break;
+			}
+			buf = nb;
+			if (fread(buf, 1, n, f) != n)
+				break;
+			if ((rc = alerts_grow(p)))
+				break;
+			struct abuf *ab = &p->alerts[p->nalerts];
+			memset(ab, 0, sizeof(*ab));
+			ab->t = h.t;
+			ab->depth = h.depth;
+			ab->variation = h.variation;
+			ab->part = p->idx;
+			memcpy(ab->id, h.id, sizeof(ab->id));
+			if (!(ab->account = strndup(buf, h.account_len))) {
+				rc = TH_ENOMEM;
+				break;
+			}
+			ab->json_off = p->json.len;
+			ab->json_len = h.json_len;
+			th_put_bytes(&p->json, buf + h.account_len, h.json_len);
+			ab->avro_off = p->avro_blob.len;
+			ab->avro_len = h.avro_len;
+			th_put_bytes(&p->avro_blob, buf + h.account_len + h.json_len, h.avro_len);
+			if (p->json.oom || p->avro_blob.oom) {
+				free(ab->account);
+				rc = TH_ENOMEM;
+				break;
+			}
+			p->nalerts++;
+			atomic_fetch_add(&p->nalert_atomic, 1);
+			good = ftell(f);
+		}
+		fclose(f);
+		free(buf);
+		if (!rc && truncate(path, good) != 0)
+			rc = TH_EIO;
+	}
+	p->spooled = p->nalerts;
+	if (!rc && !(p->spool = fopen(path, "ab")))
+		rc = TH_EIO;
+	if (rc)
+		snprintf(errstr, errstr_size, "%.400s: %s", path,
+			 rc == TH_EIO ? strerror(errno) : th_strerror(rc));
+	return rc;
+}
+
+/*
+ * Progress within a file. The ledger names a file only once every partition
+ * is past its end, and partitions commit on their own (mid-file every --batch
+ * events, at each file's end): a run killed in between left events in a
+ * store that the next run, reading the file again, learnt a second time
+ * (a key's inside/outside counts and API call counts doubled in `inspect`).
+ * So each partition keeps, in the same commit, how far into a file it has
+ * learnt (`\0scan-file␟<ledger name>`: the offset of the next record to
+ * learn, UINT64_MAX once at its end), and skips what it already learnt. The
+ * records of files the ledger names are removed at the start and end of a
+ * run.
+ */
+#define PROGRESS_PREFIX "\0scan-file\x1f"
+#define PROGRESS_PREFIX_LEN (sizeof(PROGRESS_PREFIX) - 1)
+
+static size_t progress_key(char *k, size_t n, const char *ledger)
+{
+	size_t ll = strlen(ledger);
+	if (PROGRESS_PREFIX_LEN + ll > n)
+		return 0;
+	memcpy(k, PROGRESS_PREFIX, PROGRESS_PREFIX_LEN);
+	memcpy(k + PROGRESS_PREFIX_LEN, ledger, ll);
+	return PROGRESS_PREFIX_LEN + ll;
+}
+
+static int progress_put(struct part *p, uint64_t next)
+{
+	char k[4200];
+	uint8_t v[8];
+	size_t kl;
+	if (!p->s->persistent || !p->cur || !p->cur->ledger || !p->file_events ||
+	    !(kl = progress_key(k, sizeof(k), p->cur->ledger)))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v[i] = (uint8_t)(next >> (8 * i));
+	return th_state_put(p->st, k, kl, v, sizeof(v));
+}
+
+/* The first event of a file in this partition: how much of it is learnt. */
+static int progress_start(struct part *p)
+{
+	char k[4200];
+	const void *v;
+	size_t kl, vl;
+	int rc;
+	p->seen_idx = p->cur->idx;
+	p->skip_below = 0;
+	p->file_events = false;
+	if (!p->cur->ledger || !(kl = progress_key(k, sizeof(k), p->cur->ledger)))
+		return 0;
+	rc = th_state_get(p->st, k, kl, &v, &vl);
+	if (rc == TH_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (vl == 8)
+		for (int i = 0; i < 8; i++)
+			p->skip_below |= (uint64_t)((const uint8_t *)v)[i] << (8 * i);
+	return 0;
+}
+
+static int progress_drop_cb(void *ctx, const void *key, size_t klen, const void *val,
+			    size_t vlen);
+
+/* Forget the progress of the files the ledger names, then commit. */
+static int progress_drop_done(struct part *p)
+{
+	int rc = th_state_scan(p->st, PROGRESS_PREFIX, PROGRESS_PREFIX_LEN, progress_drop_cb, p);
+	if (!rc)
+		rc = th_state_commit(p->st, TH_STATE_NO_OFFSET);
+	return rc;
+}
+
 static int part_commit(struct part *p)
 {
-	int rc = th_detector_checkpoint(p->det);
+	int rc = spool_write(p);
+	if (!rc)
+		rc = th_detector_checkpoint(p->det);
 	if (!rc)
 		rc = th_state_commit(p->st, TH_STATE_NO_OFFSET);
 	return rc;
@@ -266,6 +469,14 @@ static int part_event(struct part *p, const struct th_event *ev, uint64_t offset
 	struct th_input_ref ref = {.topic = p->cur ? p->cur->path : "<stdin>", .partition = -1,
 				   .offset = (int64_t)offset};
 	int rc;
+	if (p->s->persistent) {
+		if (p->cur && p->cur->idx != p->seen_idx && (rc = progress_start(p)))
+			return rc;
+		if (offset < p->skip_below)
+			return 0; /* learnt by a run that was killed */
+		p->file_events = true;
+		p->next_off = offset + 1;
+	}
 	if ((rc = th_detector_process(p->det, ev, &ref))) {
 		fprintf(stderr, "trailhound: detector failed at %s byte %" PRIu64 ": %s\n", ref.topic,
 			offset, th_strerror(rc));
@@ -274,7 +485,7 @@ static int part_event(struct part *p, const struct th_event *ev, uint64_t offset
 	/* Coalesced writes: LMDB sees one put per distinct key per batch. */
 	if (++p->since_commit >= p->s->batch) {
 		p->since_commit = 0;
-		if ((rc = part_commit(p)))
+		if ((rc = progress_put(p, p->next_off)) || (rc = part_commit(p)))
 			return rc;
 	}
 	return 0;
@@ -286,7 +497,12 @@ static int part_file_end(struct part *p, const struct fent *f)
 	int rc = 0;
 	if (p->s->persistent) {
 		p->since_commit = 0;
-		rc = part_commit(p);
+		if (p->cur != f)
+			p->file_events = false; /* none of f's events came here */
+		rc = progress_put(p, UINT64_MAX);
+		p->file_events = false;
+		if (!rc)
+			rc = part_commit(p);
 	}
 	if (!rc)
 		atomic_store(&p->files_done, f->idx + 1);
@@ -609,6 +825,21 @@ static bool ledger_has(struct scan *s, const char *key)
 	return e != NULL;
 }
 
+static int progress_drop_cb(void *ctx, const void *key, size_t klen, const void *val,
+			    size_t vlen)
+{
+	struct part *p = ctx;
+	char name[4200];
+	(void)val, (void)vlen;
+	if (klen - PROGRESS_PREFIX_LEN >= sizeof(name))
+		return 0;
+	memcpy(name, (const char *)key + PROGRESS_PREFIX_LEN, klen - PROGRESS_PREFIX_LEN);
+	name[klen - PROGRESS_PREFIX_LEN] = 0;
+	if (ledger_has(p->s, name))
+		return th_state_del(p->st, key, klen) ? 1 : 0;
+	return 0;
+}
+
 static int ledger_add_mem(struct scan *s, const char *key)
 {
 	size_t n = strlen(key) + 1;
@@ -676,8 +907,9 @@ static int fents_retire(struct scan *s)
 	for (; s->fents_freed < upto && s->fents_freed < s->nfents; s->fents_freed++) {
 		struct fent *f = s->fents[s->fents_freed];
 		/* --parse-only detected nothing: its files are not done */
-		if (f && f->ledger && s->ledger && !s->parse_only && !rc &&
-		    (fprintf(s->ledger, "%s\n", f->ledger) < 0 || fflush(s->ledger)))
+		if (f && f->ledger && !f->failed && s->ledger && !s->parse_only && !rc &&
+		    (fprintf(s->ledger, "%s\n", f->ledger) < 0 || fflush(s->ledger) ||
+		     ledger_add_mem(s, f->ledger)))
 			rc = TH_EIO;
 		if (f) {
 			free(f->path);
@@ -741,6 +973,13 @@ static int merge_alerts(struct scan *s, struct merged *m)
 	}
 	sort_scan = s;
 	qsort(m->v, m->n, sizeof(*m->v), cmp_abuf);
+	/* A run killed between its spool write and its commit raises the
+	 * spooled alerts again: the same bytes, written once. */
+	size_t k = 0;
+	for (size_t i = 0; i < m->n; i++)
+		if (!k || cmp_abuf_ctx_less(&m->v[k - 1], &m->v[i], s) != 0)
+			m->v[k++] = m->v[i];
+	m->n = k;
 	for (size_t i = 0; i < m->n; i++) {
 		const struct abuf *ab = &m->v[i];
 		const struct part *p = &s->parts[ab->part];
@@ -1142,9 +1381,9 @@ static int read_one(struct scan *s, const struct th_archive_file *af, const stru
 			s->inputs_failed++, bad = true;
 		else
 			s->skipped_by[TH_SKIP_UNREADABLE]++;
-		/* what was read is kept; the file is not named done */
-		free(f->ledger);
-		f->ledger = NULL;
+		/* what was read is kept; the file is not named done (a flag:
+		 * partitions may still read f->ledger) */
+		f->failed = true;
 	}
 	/* end of file: every partition commits, then the ledger may name it */
 	for (int i = 0; i < s->nparts && !s->parse_only; i++) {
@@ -1343,6 +1582,7 @@ int th_cmd_scan(int argc, char **argv)
 		const char *dir = state_dir;
 		p->idx = i;
 		p->s = &s;
+		p->seen_idx = UINT64_MAX;
 		pthread_mutex_init(&p->mu, NULL);
 		pthread_cond_init(&p->cv, NULL);
 		if (s.nparts > 1) {
@@ -1362,6 +1602,17 @@ int th_cmd_scan(int argc, char **argv)
 						    : "");
 			ret = rc == TH_EUNTRUSTED ? TH_EXIT_CONFIG : TH_EXIT_RUNTIME;
 			goto out;
+		}
+		/* --parse-only detects nothing and commits nothing: the spool
+		 * stays for the next run that does */
+		if (s.persistent && !s.parse_only) {
+			char sp[4200];
+			snprintf(sp, sizeof(sp), "%s/alerts.pending", dir);
+			if (spool_open(p, sp, errstr, sizeof(errstr))) {
+				fprintf(stderr, "trailhound scan: %s\n", errstr);
+				ret = TH_EXIT_RUNTIME;
+				goto out;
+			}
 		}
 		if (avro_path && i > 0 &&
 		    th_avro_alert_new(&p->avro, th_config_alert_schema(&cf), schema_id, errstr,
@@ -1383,6 +1634,12 @@ int th_cmd_scan(int argc, char **argv)
 		ret = TH_EXIT_RUNTIME;
 		goto out;
 	}
+	for (int i = 0; s.persistent && !s.parse_only && i < s.nparts; i++)
+		if ((rc = progress_drop_done(&s.parts[i]))) {
+			fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+			ret = TH_EXIT_RUNTIME;
+			goto out;
+		}
 	if (dead_path && !(s.dead = fopen(dead_path, "w"))) {
 		fprintf(stderr, "trailhound scan: %s: %s\n", dead_path, strerror(errno));
 		ret = TH_EXIT_USAGE;
@@ -1460,6 +1717,7 @@ int th_cmd_scan(int argc, char **argv)
 		/* End of input: decide every use still held for late attribution. */
 		for (int i = 0; i < s.nparts && !s.fatal; i++)
 			if ((rc = th_detector_advance(s.parts[i].det, true)) ||
+			    (rc = spool_write(&s.parts[i])) ||
 			    (rc = th_detector_checkpoint(s.parts[i].det)) ||
 			    (rc = th_state_commit(s.parts[i].st, 0))) {
 				fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
@@ -1472,6 +1730,13 @@ int th_cmd_scan(int argc, char **argv)
 		fprintf(stderr, "trailhound scan: writing files.done: %s\n", strerror(errno));
 		s.fatal = TH_EIO;
 	}
+	/* every file of this run is named done now: its progress goes */
+	if (!s.fatal)
+		for (int i = 0; s.persistent && !s.parse_only && !s.fatal && i < s.nparts; i++)
+			if ((rc = progress_drop_done(&s.parts[i]))) {
+				fprintf(stderr, "trailhound scan: %s\n", th_strerror(rc));
+				s.fatal = rc;
+			}
 	if (merge_alerts(&s, &m) && !s.fatal)
 		s.fatal = TH_EIO;
 	/* Alerts sit in stdio's buffer until here: a full disk or closed pipe
@@ -1483,6 +1748,19 @@ int th_cmd_scan(int argc, char **argv)
 		if (!s.fatal)
 			s.fatal = TH_EIO;
 	}
+	/* Delivered: the spooled alerts (this run's and a killed run's) are
+	 * out, and must not come again. Undelivered, they stay for the next run. */
+	if (!s.out_err && !s.parse_only &&
+	    (!s.avro_out || (fflush(s.avro_out) == 0 && !ferror(s.avro_out))))
+		for (int i = 0; i < s.nparts; i++) {
+			struct part *p = &s.parts[i];
+			if (p->spool && (ftruncate(fileno(p->spool), 0) || fsync(fileno(p->spool)))) {
+				fprintf(stderr, "trailhound scan: emptying alerts.pending: %s\n",
+					strerror(errno));
+				if (!s.fatal)
+					s.fatal = TH_EIO;
+			}
+		}
 	if (s.dead && (fflush(s.dead) || ferror(s.dead)) && !s.dead_err) {
 		s.dead_err = errno ? errno : EIO;
 		fprintf(stderr, "trailhound scan: dead letter %s: %s\n", dead_path,
@@ -1491,6 +1769,13 @@ int th_cmd_scan(int argc, char **argv)
 	if (s.dead_err && !s.fatal)
 		s.fatal = TH_EIO;
 	sum_stats(&s, &ds);
+	/* Alerts by variation as written (a resumed run also writes the alerts
+	 * a killed run spooled, which this run's detectors did not count). */
+	memset(ds.alerts, 0, sizeof(ds.alerts));
+	for (size_t i = 0; i < m.n; i++)
+		if (m.v[i].variation >= 0 &&
+		    (size_t)m.v[i].variation < sizeof(ds.alerts) / sizeof(ds.alerts[0]))
+			ds.alerts[m.v[i].variation]++;
 	print_summary(&s, &ds, &m, now_s() - s.t0);
 	if (summary_path && write_summary_json(&s, &ds, &m, summary_path) && !s.fatal)
 		s.fatal = TH_EIO;
@@ -1510,6 +1795,8 @@ out:
 		}
 		th_detector_destroy(p->det);
 		th_state_close(p->st);
+		if (p->spool)
+			fclose(p->spool);
 		th_avro_alert_destroy(p->avro);
 		for (size_t k = 0; k < p->nalerts; k++)
 			free(p->alerts[k].account);

@@ -312,3 +312,121 @@ def test_progress_line_on_a_terminal_only(archive):
     assert " files, " not in piped.stderr.decode()
     no_flag = subprocess.run([c for c in cmd], capture_output=True, cwd=tree)
     assert "\r" not in no_flag.stderr.decode()
+
+
+def test_alerts_not_delivered_come_with_the_next_run(archive, tmp_path):
+    """Alerts are written at the end of a run, but each commit makes the store
+    remember them and files.done names their files: a run whose alerts never
+    reached their output (disk full here) must not lose them. The next run
+    writes them (exactly once), then nothing is pending."""
+    tree, _, want = archive
+    state = tmp_path / "state"
+    with open("/dev/full", "wb") as full:
+        cmd = [os.path.abspath(BIN), "scan", "--no-progress", "--quiet-rejects", "--asn-db", ASN,
+               "--aws-ranges", RANGES, "--jobs", "2", "--state", str(state), "AWSLogs"]
+        lost = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, cwd=tree, timeout=300)
+    assert lost.returncode == 5, lost.stderr.decode()[-2000:]
+    # --parse-only detects nothing: it neither writes nor uses up what is pending
+    parse = scan(["AWSLogs"], "--state", state, "--parse-only", cwd=tree)
+    assert parse.returncode == 0 and parse.stdout == b""
+    again = scan(["AWSLogs"], "--state", state, cwd=tree)
+    assert again.returncode == 1, again.stderr.decode()[-2000:]
+    assert again.stdout == want
+    third = scan(["AWSLogs"], "--state", state, cwd=tree)
+    assert third.returncode == 0 and third.stdout == b""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_killed_run_loses_no_alert(archive, tmp_path, jobs):
+    """kill -9 (OOM killer, a lost session) once files.done names some files:
+    the resumed run gives every alert the full run gives, none twice."""
+    import signal
+    tree, _, want = archive
+    state = tmp_path / "state"
+    total = len(log_files(tree))
+    cmd = [os.path.abspath(BIN), "scan", "--no-progress", "--quiet-rejects", "--asn-db", ASN,
+           "--aws-ranges", RANGES, "--jobs", str(jobs), "--batch", "50", "--state", str(state),
+           "AWSLogs"]
+    out = tmp_path / "1.jsonl"
+    with open(out, "wb") as o:
+        p = subprocess.Popen(cmd, stdout=o, stderr=subprocess.DEVNULL, cwd=tree)
+        done = state / "files.done"
+        while p.poll() is None:
+            if done.exists() and done.read_bytes().count(b"\n") >= total * 2 // 3:
+                p.send_signal(signal.SIGKILL)
+                break
+        p.wait(timeout=300)
+    if p.returncode != -signal.SIGKILL:
+        pytest.skip("the run ended before it could be killed")
+    assert out.read_bytes() == b""
+    second = scan(["AWSLogs"], "--state", state, cwd=tree)
+    assert second.returncode == 1, second.stderr.decode()[-2000:]
+    assert second.stdout == want
+
+
+def test_a_file_named_twice_is_read_once(archive, tmp_path):
+    """Overlapping globs, or a file named next to the directory holding it:
+    one file, read once (as a file reached twice by walking), so no event is
+    counted twice."""
+    tree, events, want = archive
+    files = log_files(tree, rel=True)
+    s1, s2 = tmp_path / "1.json", tmp_path / "2.json"
+    both = scan(["AWSLogs", files[0], files[1], files[0]], "--jobs", "2", summary=s1, cwd=tree)
+    assert both.returncode == 1 and both.stdout == want
+    j = json.load(open(s1))
+    assert j["files"]["read"] == len(files)
+    assert j["files"]["skipped_by"]["duplicate"] == 3
+    assert j["records"]["read"] == sum(1 for l in open(events) if l.strip())
+    twice = scan([events, events], "--jobs", "1", summary=s2)
+    j = json.load(open(s2))
+    assert j["files"]["read"] == 1 and j["files"]["skipped_by"]["duplicate"] == 1
+    assert j["records"]["read"] == sum(1 for l in open(events) if l.strip())
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_killed_mid_file_learns_each_record_once(tmp_path, jobs):
+    """A partition commits every --batch events, mid-file; the ledger names a
+    file only at its end. Killed in between, the next run reads the file
+    again: what the store already learnt from it must not be learnt twice
+    (inspect's counts of a key's calls doubled)."""
+    import signal
+    events = tmp_path / "events.jsonl"
+    subprocess.run([sys.executable, GEN, "--seed", "9", "--target-events", "100000", "--out", str(events),
+                    "-q"], check=True)
+    args = ["--jobs", str(jobs), "--batch", "100"]
+    clean = tmp_path / "clean"
+    want = scan([events], "--state", clean, *args)
+    assert want.returncode == 1
+
+    def inspect_keys(state):
+        p = subprocess.run([os.path.abspath(BIN), "inspect", "--state", str(state), "--json", "keys"],
+                           capture_output=True, timeout=120)
+        return json.loads(p.stdout or b"[]")
+
+    def keys(state):
+        return sorted(json.dumps(k, sort_keys=True) for k in inspect_keys(state))
+
+    # keys of the first days are pruned by the end of the run, and their
+    # counts with them: kill once the store holds keys of the last fifth
+    times = sorted(calendar.timegm(time.strptime(json.loads(l)["eventTime"][:19], "%Y-%m-%dT%H:%M:%S"))
+                   for l in open(events) if l.strip())
+    last_day = time.strftime("%Y-%m-%d", time.gmtime(times[len(times) * 4 // 5]))
+
+    state = tmp_path / "state"
+    cmd = [os.path.abspath(BIN), "scan", "--no-progress", "--quiet-rejects", "--asn-db", ASN,
+           "--aws-ranges", RANGES, "--state", str(state), *args, str(events)]
+    first = tmp_path / "first.jsonl"
+    out = open(first, "wb")
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+    # inspect reads the store alongside the scan
+    while p.poll() is None and not any(k["last_seen"][:10] >= last_day for k in inspect_keys(state)):
+        pass
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=300)
+    out.close()
+    if p.returncode != -signal.SIGKILL or first.read_bytes():
+        pytest.skip("the run ended before it could be killed")
+    again = scan([events], "--state", state, *args)
+    assert again.returncode == 1, again.stderr.decode()[-2000:]
+    assert again.stdout == want.stdout
+    assert keys(state) == keys(clean)
