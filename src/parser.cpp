@@ -264,17 +264,23 @@ inline size_t put_utf8(char *d, uint32_t cp)
 long json_unescape(const char *raw, char *d, size_t cap)
 {
 	const char *p = raw;
+	const char *quote = nullptr; /* the next '"' at or after p */
 	size_t n = 0;
 	for (;;) {
-		const char *q = p;
-		while (*q != '"' && *q != '\\')
-			q++;
+		/* glibc's vectorised searches, not a byte loop: user agents and
+		 * ARNs run to hundreds of bytes, and a byte loop here cost the
+		 * parse ~10 % against simdjson's own unescaper. Stage 1 has
+		 * validated the string, so its closing quote exists. */
+		if (!quote || quote < p)
+			quote = static_cast<const char *>(rawmemchr(p, '"'));
+		const char *bs = static_cast<const char *>(memchr(p, '\\', size_t(quote - p)));
+		const char *q = bs ? bs : quote;
 		size_t run = size_t(q - p);
 		if (run > cap - n)
 			return -2;
 		memcpy(d + n, p, run);
 		n += run;
-		if (*q == '"')
+		if (!bs)
 			return long(n);
 		/* A backslash: stage 1 guarantees a byte after it. */
 		char e = q[1];
