@@ -372,10 +372,10 @@ STATE_LIMITS = """What changed for these targets (issue 7), and what is left:
   with the process. A container's memory limit counts them, and reclaims them before it
   kills: the runs under a hard limit above show what that costs. With the whole store
   (~460 MB of environment) cached the worker runs at full speed; at 512 MB it reclaims and
-  re-reads (~250 MB of cache beside ~260 MB private) and takes ~1.5× as long; at 300 MB only
-  ~40 MB is left for the store beside the private memory, and once the store outgrows it
-  (~640k keys) every new key waits on disk reads: a 300 MB container cannot hold 1M live
-  keys at speed. Private memory is the part a smaller limit would need to cut, and the
+  re-reads (~250 MB of cache beside ~250 MB private) and takes 1.2–1.5× as long (1.2× in the
+  run above, 1.5× in one with other work on the machine); at 300 MB only ~50 MB is left for
+  the store beside the private memory, and once the store outgrows it (~600k keys) every new
+  key waits on disk reads: a 300 MB container cannot hold 1M live keys at speed. Private memory is the part a smaller limit would need to cut, and the
   store's pages the rest; neither fits in 300 MB together.
   Dropping the mapping after each commit (`madvise(MADV_DONTNEED)`) would not bound it either:
   a read fault maps back the pages around it that are in the page cache (the kernel's
