@@ -37,6 +37,29 @@ std::string_view str_at(dom::element e, const char *key)
 	return {};
 }
 
+/* One new object from a notification: its bucket and object elements, and
+ * the names its ETag and version ID have there (S3's own notification and
+ * S3's EventBridge event spell them differently). The key comes URL-encoded
+ * ('+' for a space) in both (AWS's Lambda Powertools decodes the EventBridge
+ * event's key with unquote_plus too). */
+int add_object(dom::element bucket, dom::element object, const char *etag_name,
+	       const char *version_name, struct th_s3_obj *objs, int max_objs, int *n)
+{
+	std::string_view b = str_at(bucket, "name"), k = str_at(object, "key");
+	if (b.empty() || k.empty())
+		return TH_EPARSE;
+	if (*n >= max_objs)
+		return TH_ETOOBIG;
+	struct th_s3_obj *o = &objs[(*n)++];
+	memset(o, 0, sizeof(*o));
+	copy_sv(b, o->bucket, sizeof(o->bucket));
+	std::string enc(k);
+	th_aws_s3_key_decode(enc.c_str(), o->key, sizeof(o->key));
+	copy_sv(str_at(object, etag_name), o->etag, sizeof(o->etag));
+	copy_sv(str_at(object, version_name), o->version, sizeof(o->version));
+	return 0;
+}
+
 int add_s3_records(dom::array recs, struct th_s3_obj *objs, int max_objs, int *n)
 {
 	for (dom::element r : recs) {
@@ -47,19 +70,8 @@ int add_s3_records(dom::array recs, struct th_s3_obj *objs, int max_objs, int *n
 		dom::element s3, bucket, object;
 		if (r["s3"].get(s3) || s3["bucket"].get(bucket) || s3["object"].get(object))
 			return TH_EPARSE;
-		std::string_view b = str_at(bucket, "name"), k = str_at(object, "key");
-		if (b.empty() || k.empty())
-			return TH_EPARSE;
-		if (*n >= max_objs)
-			return TH_ETOOBIG;
-		struct th_s3_obj *o = &objs[(*n)++];
-		memset(o, 0, sizeof(*o));
-		copy_sv(b, o->bucket, sizeof(o->bucket));
-		/* notifications URL-encode the key ('+' for a space) */
-		std::string enc(k);
-		th_aws_s3_key_decode(enc.c_str(), o->key, sizeof(o->key));
-		copy_sv(str_at(object, "eTag"), o->etag, sizeof(o->etag));
-		copy_sv(str_at(object, "versionId"), o->version, sizeof(o->version));
+		if (int rc = add_object(bucket, object, "eTag", "versionId", objs, max_objs, n))
+			return rc;
 	}
 	return 0;
 }
@@ -97,24 +109,11 @@ int notice(dom::parser &parser, const char *json, size_t len, struct th_s3_obj *
 		 * Created" is a new log file; Object Deleted, Restore, … are none */
 		if (str_at(doc, "detail-type") != "Object Created")
 			return TH_NOTICE_OBJECTS;
-		dom::element bucket_e, object;
-		if (detail["bucket"].get(bucket_e) || detail["object"].get(object))
+		dom::element bucket, object;
+		if (detail["bucket"].get(bucket) || detail["object"].get(object))
 			return TH_EPARSE;
-		std::string_view b = str_at(bucket_e, "name"), k = str_at(object, "key");
-		if (b.empty() || k.empty())
-			return TH_EPARSE;
-		if (*n >= max_objs)
-			return TH_ETOOBIG;
-		struct th_s3_obj *o = &objs[(*n)++];
-		memset(o, 0, sizeof(*o));
-		copy_sv(b, o->bucket, sizeof(o->bucket));
-		/* URL-encoded like a notification's key (AWS's Lambda Powertools
-		 * decodes S3EventBridgeNotificationObject.key with unquote_plus) */
-		std::string enc(k);
-		th_aws_s3_key_decode(enc.c_str(), o->key, sizeof(o->key));
-		copy_sv(str_at(object, "etag"), o->etag, sizeof(o->etag));
-		copy_sv(str_at(object, "version-id"), o->version, sizeof(o->version));
-		return TH_NOTICE_OBJECTS;
+		int rc = add_object(bucket, object, "etag", "version-id", objs, max_objs, n);
+		return rc ? rc : TH_NOTICE_OBJECTS;
 	}
 	std::string_view bucket = str_at(doc, "s3Bucket");
 	dom::array keys;

@@ -45,6 +45,30 @@ static void test_s3_notification(void **state)
 	assert_string_equal(objs[0].etag, "abc");
 }
 
+/* S3 -> EventBridge -> SQS: one object in "detail", its ETag and version ID
+ * spelled "etag" and "version-id"; only "Object Created" is a new file */
+static void test_eventbridge_object_created(void **state)
+{
+	int n;
+	(void)state;
+	const char *j = "{\"version\":\"0\",\"detail-type\":\"Object Created\",\"source\":"
+			"\"aws.s3\",\"detail\":{\"bucket\":{\"name\":\"eb\"},\"object\":{\"key\":"
+			"\"AWSLogs/1/x+y%3A.json.gz\",\"etag\":\"e1\",\"version-id\":\"v1\"}}}";
+	assert_int_equal(notice(j, &n), TH_NOTICE_OBJECTS);
+	assert_int_equal(n, 1);
+	assert_string_equal(objs[0].bucket, "eb");
+	assert_string_equal(objs[0].key, "AWSLogs/1/x y:.json.gz");
+	assert_string_equal(objs[0].etag, "e1");
+	assert_string_equal(objs[0].version, "v1");
+	const char *del = "{\"detail-type\":\"Object Deleted\",\"source\":\"aws.s3\",\"detail\":"
+			  "{\"bucket\":{\"name\":\"eb\"},\"object\":{\"key\":\"k\"}}}";
+	assert_int_equal(notice(del, &n), TH_NOTICE_OBJECTS);
+	assert_int_equal(n, 0);
+	const char *nokey = "{\"detail-type\":\"Object Created\",\"source\":\"aws.s3\","
+			    "\"detail\":{\"bucket\":{\"name\":\"eb\"},\"object\":{}}}";
+	assert_int_equal(notice(nokey, &n), TH_EPARSE);
+}
+
 static void test_sns_wrapped_and_cloudtrail(void **state)
 {
 	int n;
@@ -264,6 +288,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_transient_errors),
 		cmocka_unit_test(test_s3_notification),
+		cmocka_unit_test(test_eventbridge_object_created),
 		cmocka_unit_test(test_sns_wrapped_and_cloudtrail),
 		cmocka_unit_test(test_test_events_and_garbage),
 		cmocka_unit_test(test_sqs_answer),
