@@ -517,6 +517,38 @@ int th_config_set_kv(struct th_config *cf, const char *kv, char *errstr, size_t 
 	return th_config_set(cf, key, val, errstr, errstr_size);
 }
 
+/* A comment after a file line's value, "key = "v" # why" or "key = 5 # why",
+ * is cut off: left in, it became part of the value (group_id "\"abc\" # why"
+ * silently, an integer an error). A quoted value ends at its first closing
+ * quote followed by nothing but blanks and a comment; an unquoted one at a
+ * '#' after a blank, so "a#b" and URL fragments stay whole. */
+static void cut_comment(char *line)
+{
+	char *eq = strchr(line, '=');
+	if (!eq)
+		return;
+	char *v = eq + 1;
+	while (isspace((unsigned char)*v))
+		v++;
+	if (*v == '"' || *v == '\'') {
+		for (char *q = strchr(v + 1, *v); q; q = strchr(q + 1, *v)) {
+			char *r = q + 1;
+			while (isspace((unsigned char)*r))
+				r++;
+			if (*r == '#' || !*r) {
+				q[1] = '\0';
+				return;
+			}
+		}
+		return;
+	}
+	for (char *h = strchr(v, '#'); h; h = strchr(h + 1, '#'))
+		if (h > v && isspace((unsigned char)h[-1])) {
+			*h = '\0';
+			return;
+		}
+}
+
 /* The longest config line accepted; longer ones are an error, never split. */
 #define TH_CONFIG_LINE_MAX 4095
 
@@ -553,6 +585,7 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 		char *s = trim(line);
 		if (!*s || *s == '#' || *s == '[')
 			continue;
+		cut_comment(s);
 		if ((rc = th_config_set_kv(cf, s, err, sizeof(err)))) {
 			snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno, err);
 			break;

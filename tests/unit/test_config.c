@@ -192,6 +192,36 @@ static void test_over_long_line_is_an_error(void **state)
 	unlink(path);
 }
 
+/* A comment after a value is not part of it (it was: group_id "\"abc\" # c"),
+ * and a '#' inside a value stays. */
+static void test_comment_after_a_value(void **state)
+{
+	struct th_config cf;
+	char path[] = "/tmp/th-test-conf-XXXXXX", err[256];
+	(void)state;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char text[] = "group_id = \"abc\" # the group\n"
+			    "batch_size = 500 # events\n"
+			    "output_topic = 'a#b'   #  quoted, with a hash\n"
+			    "changelog_topic = x#y\n"
+			    "dead_letter_topic = \"say \"hi\" there\"\n"
+			    "transactional_id = \"t\" #\n";
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	th_config_init(&cf);
+	if (th_config_load(&cf, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(cf.group_id, "abc");
+	assert_int_equal(cf.batch_size, 500);
+	assert_string_equal(cf.output_topic, "a#b");
+	assert_string_equal(cf.changelog_topic, "x#y");
+	assert_string_equal(cf.dead_letter_topic, "say \"hi\" there");
+	assert_string_equal(cf.transactional_id, "t");
+	th_config_free(&cf);
+	unlink(path);
+}
+
 static void test_file_with_line_numbers(void **state)
 {
 	struct th_config cf;
@@ -294,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_are_the_spec),
 		cmocka_unit_test(test_set_table),
 		cmocka_unit_test(test_file_with_line_numbers),
+		cmocka_unit_test(test_comment_after_a_value),
 		cmocka_unit_test(test_duration_units),
 		cmocka_unit_test(test_over_long_line_is_an_error),
 		cmocka_unit_test(test_kafka_key_scopes),
