@@ -411,7 +411,9 @@ static int progress_put(struct part *p, uint64_t next)
 	char k[4200];
 	uint8_t v[8];
 	size_t kl;
-	if (!p->s->persistent || !p->cur || !p->cur->ledger || !p->file_events ||
+	/* file_events first: without events of the current file p->cur may be
+	 * a file the reading thread has freed */
+	if (!p->s->persistent || !p->file_events || !p->cur || !p->cur->ledger ||
 	    !(kl = progress_key(k, sizeof(k), p->cur->ledger)))
 		return 0;
 	for (int i = 0; i < 8; i++)
@@ -504,6 +506,9 @@ static int part_file_end(struct part *p, const struct fent *f)
 		if (!rc)
 			rc = part_commit(p);
 	}
+	/* once files_done passes it the reading thread may free f */
+	if (p->cur == f)
+		p->cur = NULL;
 	if (!rc)
 		atomic_store(&p->files_done, f->idx + 1);
 	return rc;
