@@ -360,7 +360,7 @@ STATE_LIMITS = """What changed for these targets (issue 7), and what is left:
   traffic change far fewer records per 100 ms and commit by time as before (the 1M-event
   stream above: 26–27 transactions, as before this change).
 - **Private memory** was 706 MB at 1M keys: the detector kept up to 8,192 decoded objects per
-  partition (`struct th_token` ~10 KB, `struct th_role` ~20 KB) plus as many spares, checked
+  partition (`struct th_token` ~10 KB, `struct th_role` ~1.6 KB and 136 B per function) plus as many spares, checked
   only at a commit, and the store kept 262,144 clean entries per partition. Now the decoded
   objects are bounded between events too (`OBJS_MAX` 1,024 per partition, 256 spares;
   `src/detect_int.h`) and the clean cache holds 32,768 entries (`src/state.c`); `scan`'s CPU on

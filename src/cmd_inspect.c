@@ -220,6 +220,29 @@ static void show_sightings(struct out *o, struct th_state *st, char type, const 
 	th_state_scan(st, prefix, pl, sight_cb, &sc);
 }
 
+/* A role's regions are named once in ro->regions; functions hold bits. */
+static void json_regions(struct out *o, const struct th_role *ro, uint64_t bits)
+{
+	bool first = true;
+	th_put_u8(&o->w, '[');
+	for (int j = 0; j < ro->n_regions; j++) {
+		if (!(bits & (UINT64_C(1) << j)))
+			continue;
+		if (!first)
+			th_put_u8(&o->w, ',');
+		first = false;
+		th_json_put_string(&o->w, ro->regions[j]);
+	}
+	th_put_u8(&o->w, ']');
+}
+
+static void print_regions(const struct th_role *ro, uint64_t bits)
+{
+	for (int j = 0; j < ro->n_regions; j++)
+		if (bits & (UINT64_C(1) << j))
+			printf(" %s", ro->regions[j]);
+}
+
 static void show_role(struct out *o, struct th_state *st, const char *arn,
 		      const struct th_role *ro)
 {
@@ -233,20 +256,18 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 		th_put_bytes(&o->w, ro->is_lambda ? "true" : "false", ro->is_lambda ? 4 : 5);
 		json_kt(&o->w, "first_seen", ro->first_seen_ms);
 		TH_PUT_LIT(&o->w, ",\"functions\":[");
-		for (int i = 0; i < ro->n_functions; i++) {
+		for (uint32_t i = 0; i < ro->n_functions; i++) {
 			if (i)
 				th_put_u8(&o->w, ',');
 			th_put_u8(&o->w, '{');
 			json_kv(&o->w, "name", ro->functions[i].name, true);
-			TH_PUT_LIT(&o->w, ",\"regions\":[");
-			for (int j = 0; j < ro->functions[i].n_regions; j++) {
-				if (j)
-					th_put_u8(&o->w, ',');
-				th_json_put_string(&o->w, ro->functions[i].regions[j]);
-			}
-			TH_PUT_LIT(&o->w, "]}");
+			TH_PUT_LIT(&o->w, ",\"regions\":");
+			json_regions(o, ro, ro->functions[i].regions);
+			th_put_u8(&o->w, '}');
 		}
-		TH_PUT_LIT(&o->w, "],\"assumed_by\":[");
+		TH_PUT_LIT(&o->w, "],\"service_session_regions\":");
+		json_regions(o, ro, ro->service_regions);
+		TH_PUT_LIT(&o->w, ",\"assumed_by\":[");
 		show_sightings(o, st, 'i', arn, "identity");
 		TH_PUT_LIT(&o->w, "],\"other_session_asns\":[");
 		show_sightings(o, st, 'n', arn, "asn");
@@ -258,16 +279,14 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 	printf("role %s\n", arn);
 	printf("  Lambda execution role: %s (first seen %s)\n", ro->is_lambda ? "yes" : "no", a);
 	printf("  functions using it:\n");
-	for (int i = 0; i < ro->n_functions; i++) {
+	for (uint32_t i = 0; i < ro->n_functions; i++) {
 		printf("    %-48s", ro->functions[i].name);
-		for (int j = 0; j < ro->functions[i].n_regions; j++)
-			printf(" %s", ro->functions[i].regions[j]);
-		printf("%s\n", ro->functions[i].n_regions ? "" : " (region not yet known)");
+		print_regions(ro, ro->functions[i].regions);
+		printf("%s\n", ro->functions[i].regions ? "" : " (region not yet known)");
 	}
-	if (ro->n_service_regions) {
+	if (ro->service_regions) {
 		printf("  Lambda service sessions in:");
-		for (int j = 0; j < ro->n_service_regions; j++)
-			printf(" %s", ro->service_regions[j]);
+		print_regions(ro, ro->service_regions);
 		printf("\n");
 	}
 	printf("  identities that assumed it (training window):\n");
@@ -296,7 +315,7 @@ static int role_cb(void *ctx, const void *key, size_t klen, const void *val, siz
 	if (rc->arn && strcmp(rc->arn, arn) != 0)
 		return 0;
 	if (rc->list_only && !rc->o->json) {
-		printf("  %s%s, %d function(s)\n", arn, ro.is_lambda ? " (Lambda)" : "",
+		printf("  %s%s, %u function(s)\n", arn, ro.is_lambda ? " (Lambda)" : "",
 		       ro.n_functions);
 		rc->o->nfound++;
 		return 0;

@@ -16,14 +16,6 @@
 #include "detect_int.h"
 
 
-int th_detect_find_function(const struct th_role *ro, const char *name)
-{
-	for (int i = 0; i < ro->n_functions; i++)
-		if (strcmp(ro->functions[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
 /* Lambda's own service sessions (event-source pollers) are named
  * "awslambda_<n>_<yyyymmddHHMMSSmmm>". The name alone decides nothing (anyone
  * may pass it to AssumeRole, and a function may be called "awslambda_orders"):
@@ -53,19 +45,19 @@ const char *th_detect_token_function(const struct th_token *t)
 
 void th_detect_regions_of(const struct th_role *ro, const char *function, struct regions *out)
 {
+	uint64_t bits;
 	out->n = 0;
 	if (function) {
-		int i = th_detect_find_function(ro, function);
-		if (i >= 0)
-			for (int j = 0; j < ro->functions[i].n_regions; j++)
-				out->r[out->n++] = ro->functions[i].regions[j];
-		return;
+		int i = th_role_find_function(ro, function);
+		bits = i >= 0 ? ro->functions[i].regions : 0;
+	} else {
+		/* A service session: every region the role's functions or service
+		 * sessions were issued in (the table holds exactly those). */
+		bits = UINT64_MAX;
 	}
-	for (int i = 0; i < ro->n_functions; i++)
-		for (int j = 0; j < ro->functions[i].n_regions; j++)
-			out->r[out->n++] = ro->functions[i].regions[j];
-	for (int j = 0; j < ro->n_service_regions; j++)
-		out->r[out->n++] = ro->service_regions[j];
+	for (int j = 0; j < ro->n_regions; j++)
+		if (bits & (UINT64_C(1) << j))
+			out->r[out->n++] = ro->regions[j];
 }
 
 static bool regions_has(const struct regions *rs, const char *region)
@@ -187,7 +179,7 @@ enum th_cred_class th_detect_classify(const struct th_role *ro, bool role_found,
 		return TH_CRED_OTHER;
 	if (tok_found && t->origin != TH_ORIGIN_UNKNOWN)
 		return TH_CRED_TOKEN;
-	if (role_found && ro->is_lambda && session && th_detect_find_function(ro, session) >= 0) {
+	if (role_found && ro->is_lambda && session && th_role_find_function(ro, session) >= 0) {
 		t->origin = TH_ORIGIN_SESSION;
 		th_strlcpy(t->function, session, sizeof(t->function));
 		return TH_CRED_TOKEN;

@@ -201,11 +201,10 @@ int th_detect_account_seen(struct th_detector *d, const char *acct, int64_t t, i
 /* The region set a source address is judged against. */
 struct regions {
 	int n;
-	const char *r[TH_MAX_REGIONS * (TH_ROLE_MAX_FUNCTIONS + 1)];
+	const char *r[TH_ROLE_MAX_REGIONS];
 };
 
 /* detect_classify.c: which credential, which network, the judgement */
-int th_detect_find_function(const struct th_role *ro, const char *name);
 bool th_detect_is_poller_name(const char *s);
 const char *th_detect_token_function(const struct th_token *t);
 void th_detect_regions_of(const struct th_role *ro, const char *function, struct regions *out);
@@ -231,7 +230,6 @@ struct th_detect_known {
 };
 int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, const char *acct,
 			    const char *role_arn, const char *session, struct th_detect_known *k);
-int th_detect_role_add_function(struct th_role *ro, const char *name, const char *region);
 void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 				const struct th_call *c, enum verdict vd);
 int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, const char *acct);

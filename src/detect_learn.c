@@ -14,43 +14,6 @@
 
 #include "detect_int.h"
 
-static bool has_region(char regions[][24], uint8_t n, const char *region)
-{
-	if (!region || !*region)
-		return true; /* nothing to add */
-	for (int i = 0; i < n; i++)
-		if (strcmp(regions[i], region) == 0)
-			return true;
-	return false;
-}
-
-static void add_region(char regions[][24], uint8_t *n, const char *region)
-{
-	if (!region || !*region)
-		return;
-	for (int i = 0; i < *n; i++)
-		if (strcmp(regions[i], region) == 0)
-			return;
-	if (*n < TH_MAX_REGIONS)
-		th_strlcpy(regions[(*n)++], region, 24);
-}
-
-/* Adds a function (and a region, when given). Returns its index or -1. */
-int th_detect_role_add_function(struct th_role *ro, const char *name, const char *region)
-{
-	int i = th_detect_find_function(ro, name);
-	if (i < 0) {
-		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS)
-			return -1;
-		i = ro->n_functions++;
-		memset(&ro->functions[i], 0, sizeof(ro->functions[i]));
-		th_strlcpy(ro->functions[i].name, name, sizeof(ro->functions[i].name));
-	}
-	add_region(ro->functions[i].regions, &ro->functions[i].n_regions, region);
-	return i;
-}
-
-
 /* Counts each distinct source address once: the first TH_TOKEN_MAX_IPS are
  * kept (inspect lists them), later ones by hash. An address not counted
  * again at every use keeps distinct_ips a count an analyst can read: a
@@ -147,16 +110,15 @@ int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, c
 	/* A function may carry a poller-shaped name; once it is known (function
 	 * management), its issuance is a function's. */
 	bool poller = !sess || !*sess ||
-		      (th_detect_is_poller_name(sess) && (!found || th_detect_find_function(ro, sess) < 0));
+		      (th_detect_is_poller_name(sess) && (!found || th_role_find_function(ro, sess) < 0));
 	/* Only a change to the role can decide other keys' holds; checking the
 	 * role's held keys on every issuance would cost a scan per event. */
 	bool will_change = !found || !ro->is_lambda;
-	if (!will_change && poller) {
-		will_change = !has_region(ro->service_regions, ro->n_service_regions, ev->aws_region);
-	} else if (!will_change) {
-		int i = th_detect_find_function(ro, sess);
-		will_change = i < 0 || !has_region(ro->functions[i].regions,
-						   ro->functions[i].n_regions, ev->aws_region);
+	if (!will_change) {
+		uint64_t bit = th_role_region_bit(ro, ev->aws_region);
+		int i = poller ? -1 : th_role_find_function(ro, sess);
+		uint64_t known = poller ? ro->service_regions : i >= 0 ? ro->functions[i].regions : 0;
+		will_change = (!poller && i < 0) || (*ev->aws_region && !(known & bit));
 	}
 	if ((rc = th_detect_expire_lapsed(d, acct, akid, will_change ? role_arn : NULL,
 					  ev->event_time_ms)))
@@ -169,16 +131,10 @@ int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, c
 		ro->is_lambda = 1;
 		changed = true;
 	}
-	if (poller) {
-		uint8_t before = ro->n_service_regions;
-		add_region(ro->service_regions, &ro->n_service_regions, ev->aws_region);
-		changed = changed || before != ro->n_service_regions;
-	} else {
-		int i = th_detect_find_function(ro, sess);
-		uint8_t before = i >= 0 ? ro->functions[i].n_regions : 0;
-		i = th_detect_role_add_function(ro, sess, ev->aws_region);
-		changed = changed || i < 0 || before != ro->functions[i].n_regions || before == 0;
-	}
+	if (poller)
+		th_role_add_service_region(ro, ev->aws_region, &changed);
+	else
+		th_role_add_function(ro, sess, ev->aws_region, &changed);
 	if (changed && (rc = th_detect_save_role(d, role_arn, ro)))
 		return rc;
 	if (akid && *akid) {
@@ -300,7 +256,8 @@ int th_detect_learn_function(struct th_detector *d, const struct th_event *ev)
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
 	ro->is_lambda = 1;
-	th_detect_role_add_function(ro, name, ev->aws_region);
+	bool changed = false;
+	th_role_add_function(ro, name, ev->aws_region, &changed);
 	if ((rc = th_detect_save_role(d, ev->req.role, ro)))
 		return rc;
 	return th_detect_resolve_role(d, ev->req.role);
@@ -318,7 +275,7 @@ int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, co
 	char reason[400];
 	int rc;
 
-	int fn_idx = session && k->role_found ? th_detect_find_function(k->ro, session) : -1;
+	int fn_idx = session && k->role_found ? th_role_find_function(k->ro, session) : -1;
 	/* The session name may teach a function only while nothing better is
 	 * known of the key: an AssumeRole by an identity or Lambda's issuance
 	 * decides what the key is, and a poller's name is never a function. */
@@ -347,7 +304,8 @@ int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, co
 				if (!k->role_found)
 					k->ro->first_seen_ms = ev->event_time_ms;
 				k->ro->is_lambda = 1;
-				th_detect_role_add_function(k->ro, session, NULL);
+				bool added = false;
+				th_role_add_function(k->ro, session, NULL, &added);
 				k->role_found = 1;
 				k->role_learned = true;
 				if ((rc = th_detect_save_role(d, role_arn, k->ro)))

@@ -75,13 +75,20 @@ static void *spare_take(struct th_detector *d, char type)
 		(*n)--;
 		return p;
 	}
-	return malloc(type == 'k' ? sizeof(struct th_token) : sizeof(struct th_role));
+	if (type == 'k')
+		return malloc(sizeof(struct th_token));
+	struct th_role *ro = malloc(sizeof(*ro));
+	if (ro)
+		th_role_init(ro); /* owns a function array: no garbage pointer */
+	return ro;
 }
 
 static void spare_put(struct th_detector *d, char type, void *p)
 {
 	void **head = type == 'k' ? &d->spare_tok : &d->spare_role;
 	size_t *n = type == 'k' ? &d->nspare_tok : &d->nspare_role;
+	if (type == 'r' && (*n >= SPARES_MAX || ((struct th_role *)p)->cap_functions > 256))
+		th_role_free(p); /* a shared role's thousands of functions are not kept spare */
 	if (*n >= SPARES_MAX) {
 		free(p);
 		return;
@@ -100,6 +107,7 @@ void th_detect_free_spares(struct th_detector *d)
 	}
 	for (p = d->spare_role; p; p = next) {
 		memcpy(&next, p, sizeof(void *));
+		th_role_free(p);
 		free(p);
 	}
 	d->spare_tok = d->spare_role = NULL;
@@ -132,13 +140,21 @@ static struct obj *obj_get(struct th_detector *d, char type, const char *key, si
 	if (rc && rc != TH_ENOTFOUND) {
 		/* A read error must not turn into an empty record that a later
 		 * save would write over the real one. */
-		free(o->payload);
+		spare_put(d, type, o->payload);
 		free(o);
 		*found = rc;
 		return NULL;
 	}
-	int ok = rc == 0 && (type == 'k' ? th_token_decode(v, n, o->payload)
-					 : th_role_decode(v, n, o->payload)) == 0;
+	int drc = rc ? rc
+		     : type == 'k' ? th_token_decode(v, n, o->payload)
+				   : th_role_decode(v, n, o->payload);
+	if (drc == TH_ENOMEM) {
+		spare_put(d, type, o->payload);
+		free(o);
+		*found = drc;
+		return NULL;
+	}
+	int ok = drc == 0;
 	if (!ok) {
 		if (type == 'k')
 			th_token_clear(o->payload);

@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *th_origin_name(enum th_origin o)
@@ -209,8 +210,119 @@ void th_role_clear(struct th_role *ro)
 {
 	ro->is_lambda = 0;
 	ro->first_seen_ms = 0;
+	ro->n_regions = 0;
+	ro->service_regions = 0;
 	ro->n_functions = 0;
-	ro->n_service_regions = 0;
+}
+
+void th_role_init(struct th_role *ro)
+{
+	memset(ro, 0, sizeof(*ro));
+}
+
+void th_role_free(struct th_role *ro)
+{
+	free(ro->functions);
+	ro->functions = NULL;
+	ro->n_functions = ro->cap_functions = 0;
+}
+
+/* Index of the first function whose name is not below name. */
+static uint32_t function_lower_bound(const struct th_role *ro, const char *name)
+{
+	uint32_t lo = 0, hi = ro->n_functions;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (strcmp(ro->functions[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int th_role_find_function(const struct th_role *ro, const char *name)
+{
+	/* Compared as stored: a name longer than the field matches its cut. */
+	char cut[sizeof(ro->functions[0].name)];
+	if (strlen(name) >= sizeof(cut)) {
+		th_strlcpy(cut, name, sizeof(cut));
+		name = cut;
+	}
+	uint32_t i = function_lower_bound(ro, name);
+	return i < ro->n_functions && strcmp(ro->functions[i].name, name) == 0 ? (int)i : -1;
+}
+
+static int region_index(const struct th_role *ro, const char *region)
+{
+	for (int i = 0; i < ro->n_regions; i++)
+		if (strcmp(ro->regions[i], region) == 0)
+			return i;
+	return -1;
+}
+
+uint64_t th_role_region_bit(const struct th_role *ro, const char *region)
+{
+	int i = region && *region ? region_index(ro, region) : -1;
+	return i < 0 ? 0 : UINT64_C(1) << i;
+}
+
+/* The region's bit, named in the role's table if new; 0 when the table is
+ * full (a region past TH_ROLE_MAX_REGIONS is not learned). */
+static uint64_t region_bit_add(struct th_role *ro, const char *region)
+{
+	if (!region || !*region)
+		return 0;
+	int i = region_index(ro, region);
+	if (i < 0) {
+		if (ro->n_regions >= TH_ROLE_MAX_REGIONS)
+			return 0;
+		i = ro->n_regions++;
+		th_strlcpy(ro->regions[i], region, sizeof(ro->regions[i]));
+	}
+	return UINT64_C(1) << i;
+}
+
+void th_role_add_service_region(struct th_role *ro, const char *region, bool *changed)
+{
+	uint64_t bit = region_bit_add(ro, region);
+	if (bit && !(ro->service_regions & bit)) {
+		ro->service_regions |= bit;
+		*changed = true;
+	}
+}
+
+int th_role_add_function(struct th_role *ro, const char *name, const char *region, bool *changed)
+{
+	char cut[sizeof(ro->functions[0].name)];
+	th_strlcpy(cut, name, sizeof(cut));
+	uint32_t i = function_lower_bound(ro, cut);
+	if (i >= ro->n_functions || strcmp(ro->functions[i].name, cut) != 0) {
+		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS)
+			return -1;
+		if (ro->n_functions == ro->cap_functions) {
+			uint32_t cap = ro->cap_functions ? ro->cap_functions * 2 : 8;
+			if (cap > TH_ROLE_MAX_FUNCTIONS)
+				cap = TH_ROLE_MAX_FUNCTIONS;
+			void *p = realloc(ro->functions, cap * sizeof(ro->functions[0]));
+			if (!p)
+				return -1;
+			ro->functions = p;
+			ro->cap_functions = cap;
+		}
+		memmove(&ro->functions[i + 1], &ro->functions[i],
+			(ro->n_functions - i) * sizeof(ro->functions[0]));
+		memcpy(ro->functions[i].name, cut, sizeof(cut));
+		ro->functions[i].regions = 0;
+		ro->n_functions++;
+		*changed = true;
+	}
+	uint64_t bit = region_bit_add(ro, region);
+	if (bit && !(ro->functions[i].regions & bit)) {
+		ro->functions[i].regions |= bit;
+		*changed = true;
+	}
+	return (int)i;
 }
 
 /* A token's version: 2 as written now, or 1 (no address hashes), which
@@ -346,19 +458,48 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 
 void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
 {
-	th_put_u8(w, TH_REC_VERSION);
+	th_put_u8(w, TH_ROLE_VERSION);
 	th_put_u8(w, ro->is_lambda);
 	th_put_i64(w, ro->first_seen_ms);
-	th_put_u8(w, ro->n_functions);
-	for (int i = 0; i < ro->n_functions; i++) {
+	th_put_varint(w, ro->n_regions);
+	for (int i = 0; i < ro->n_regions; i++)
+		th_put_str(w, ro->regions[i]);
+	th_put_varint(w, ro->service_regions);
+	th_put_varint(w, ro->n_functions);
+	for (uint32_t i = 0; i < ro->n_functions; i++) {
 		th_put_str(w, ro->functions[i].name);
-		th_put_u8(w, ro->functions[i].n_regions);
-		for (int j = 0; j < ro->functions[i].n_regions; j++)
-			th_put_str(w, ro->functions[i].regions[j]);
+		th_put_varint(w, ro->functions[i].regions);
 	}
-	th_put_u8(w, ro->n_service_regions);
-	for (int j = 0; j < ro->n_service_regions; j++)
-		th_put_str(w, ro->service_regions[j]);
+}
+
+/* A version-1 role (stores and changelogs written before version 2): each
+ * function with its own list of region names, at most 64 functions. */
+static int role_decode_v1(struct th_rbuf *r, struct th_role *ro)
+{
+	char name[128], region[24];
+	bool changed;
+	unsigned nf = th_get_u8(r);
+	if (nf > 64)
+		return TH_EPARSE;
+	for (unsigned i = 0; i < nf && !r->bad; i++) {
+		th_get_str(r, name, sizeof(name));
+		int fi = th_role_add_function(ro, name, NULL, &changed);
+		unsigned nr = th_get_u8(r);
+		if (fi < 0 || nr > 8)
+			return TH_EPARSE;
+		for (unsigned j = 0; j < nr && !r->bad; j++) {
+			th_get_str(r, region, sizeof(region));
+			th_role_add_function(ro, name, region, &changed);
+		}
+	}
+	unsigned ns = th_get_u8(r);
+	if (ns > 8)
+		return TH_EPARSE;
+	for (unsigned j = 0; j < ns && !r->bad; j++) {
+		th_get_str(r, region, sizeof(region));
+		th_role_add_service_region(ro, region, &changed);
+	}
+	return done(r);
 }
 
 int th_role_decode(const void *p, size_t n, struct th_role *ro)
@@ -366,26 +507,48 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 	struct th_rbuf r;
 	th_rbuf_init(&r, p, n);
 	th_role_clear(ro);
-	if (check_version(&r))
+	int v = th_get_u8(&r);
+	if (r.bad || (v != TH_REC_VERSION && v != TH_ROLE_VERSION))
 		return TH_EPARSE;
 	ro->is_lambda = th_get_u8(&r);
 	ro->first_seen_ms = th_get_time(&r);
-	ro->n_functions = th_get_u8(&r);
-	if (ro->n_functions > TH_ROLE_MAX_FUNCTIONS)
+	if (v == TH_REC_VERSION)
+		return role_decode_v1(&r, ro);
+	uint64_t nr = th_get_varint(&r);
+	if (nr > TH_ROLE_MAX_REGIONS)
 		return TH_EPARSE;
-	for (int i = 0; i < ro->n_functions; i++) {
-		th_get_str(&r, ro->functions[i].name, sizeof(ro->functions[i].name));
-		ro->functions[i].n_regions = th_get_u8(&r);
-		if (ro->functions[i].n_regions > TH_MAX_REGIONS)
-			return TH_EPARSE;
-		for (int j = 0; j < ro->functions[i].n_regions; j++)
-			th_get_str(&r, ro->functions[i].regions[j], sizeof(ro->functions[i].regions[j]));
+	ro->n_regions = (uint8_t)nr;
+	for (int i = 0; i < ro->n_regions; i++)
+		th_get_str(&r, ro->regions[i], sizeof(ro->regions[i]));
+	/* A bit naming no region would make a function "inside" nowhere
+	 * visible; such a value is not one this code wrote. */
+	uint64_t known = nr == 64 ? UINT64_MAX : (UINT64_C(1) << nr) - 1;
+	ro->service_regions = th_get_varint(&r);
+	if (ro->service_regions & ~known)
+		return TH_EPARSE;
+	uint64_t nf = th_get_varint(&r);
+	if (r.bad || nf > TH_ROLE_MAX_FUNCTIONS)
+		return TH_EPARSE;
+	/* Each function takes at least 2 bytes: a count past what is left is
+	 * garbage, not a reason to allocate. */
+	if (nf > (uint64_t)(r.end - r.p) / 2)
+		return TH_EPARSE;
+	if (nf > ro->cap_functions) {
+		void *q = realloc(ro->functions, nf * sizeof(ro->functions[0]));
+		if (!q)
+			return TH_ENOMEM;
+		ro->functions = q;
+		ro->cap_functions = (uint32_t)nf;
 	}
-	ro->n_service_regions = th_get_u8(&r);
-	if (ro->n_service_regions > TH_MAX_REGIONS)
-		return TH_EPARSE;
-	for (int j = 0; j < ro->n_service_regions; j++)
-		th_get_str(&r, ro->service_regions[j], sizeof(ro->service_regions[j]));
+	for (uint64_t i = 0; i < nf && !r.bad; i++) {
+		struct th_role_function *f = &ro->functions[i];
+		th_get_str(&r, f->name, sizeof(f->name));
+		f->regions = th_get_varint(&r);
+		/* Sorted and distinct, as written: lookups search by halves. */
+		if ((f->regions & ~known) || (i && strcmp(ro->functions[i - 1].name, f->name) >= 0))
+			return TH_EPARSE;
+		ro->n_functions = (uint32_t)i + 1;
+	}
 	return done(&r);
 }
 

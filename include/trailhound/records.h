@@ -114,20 +114,37 @@ struct th_token {
 	struct th_alert_ref alerts[TH_TOKEN_MAX_ALERTS];
 };
 
-#define TH_ROLE_MAX_FUNCTIONS 64
-#define TH_MAX_REGIONS 8
+/* A role's functions and regions. A shared execution role may serve
+ * hundreds of functions, and one function name may be deployed in every
+ * region (IAM roles are global): a function not learned, or a region not
+ * learned, turns into a missed or a false alert, so the caps sit well above
+ * what AWS accounts hold. Functions: TH_ROLE_MAX_FUNCTIONS keeps an encoded
+ * role (at most ~140 B per function) under Kafka's default 1 MB record
+ * limit, since the changelog carries it whole. Regions: every distinct
+ * region of the role is named once in .regions, and each function holds a
+ * bit per region; AWS has fewer than 40 regions. */
+#define TH_ROLE_MAX_FUNCTIONS 4096
+#define TH_ROLE_MAX_REGIONS 64
+#define TH_ROLE_VERSION 2 /* version 1: per-function region lists, at most 64 functions */
+
+struct th_role_function {
+	char name[128];
+	uint64_t regions; /* bit i: ro->regions[i]; 0 while the region is not known */
+};
 
 struct th_role {
 	uint8_t is_lambda;
 	int64_t first_seen_ms;
-	uint8_t n_functions;
-	struct {
-		char name[128];
-		uint8_t n_regions;
-		char regions[TH_MAX_REGIONS][24];
-	} functions[TH_ROLE_MAX_FUNCTIONS];
-	uint8_t n_service_regions;
-	char service_regions[TH_MAX_REGIONS][24];
+	uint8_t n_regions;
+	char regions[TH_ROLE_MAX_REGIONS][24];
+	uint64_t service_regions; /* regions of Lambda's own service sessions (bits) */
+	/* Sorted by name (strcmp), distinct: found by binary search on every
+	 * use of a function's key. Owned by the record: th_role_init() before
+	 * first use, th_role_free() at the end; th_role_clear() keeps the
+	 * array for reuse. Kept last: the detector links spare records through
+	 * their first bytes. */
+	uint32_t n_functions, cap_functions;
+	struct th_role_function *functions;
 };
 
 /* Training entry: most recent sighting, and the most recent one by another key. */
@@ -169,6 +186,18 @@ struct th_dedup {
 /* Reset to an empty record (cheaper than zeroing the whole struct). */
 void th_token_clear(struct th_token *t);
 void th_role_clear(struct th_role *ro);
+void th_role_init(struct th_role *ro);
+void th_role_free(struct th_role *ro);
+/* The function's index, or -1. */
+int th_role_find_function(const struct th_role *ro, const char *name);
+/* Adds the function if new (sorted), and its region when given and not
+ * known. Returns its index, or -1 when the role holds TH_ROLE_MAX_FUNCTIONS
+ * already (or memory ran out). *changed is set when anything was added. */
+int th_role_add_function(struct th_role *ro, const char *name, const char *region, bool *changed);
+/* Adds a region of Lambda's service sessions; sets *changed when new. */
+void th_role_add_service_region(struct th_role *ro, const char *region, bool *changed);
+/* The bit of region in ro->regions, or 0 when the role has not seen it. */
+uint64_t th_role_region_bit(const struct th_role *ro, const char *region);
 void th_held_clear(struct th_held *h);
 
 /* Encoders append to w (after th_wbuf_reset). Decoders read untrusted bytes

@@ -1406,6 +1406,47 @@ def _(c):
     c.expect(r, 4)
 
 
+@case("learning", "shared_role_65th_function")
+def _(c):
+    """One execution role shared by 65 functions, all created in us-east-1; orders-api is the
+    65th. Its key is used from eu-west-1 EC2, where none of them runs -> V4 (AS16509). (The
+    role kept only 64 functions once: orders-api went unlearned, no region of it was known,
+    and the call counted as inside: a missed alert.)"""
+    c.office_start()
+    for i in range(64):
+        c.manage_function(at(1, 10, i // 60, i % 60), "CreateFunction20150331", "billing-%02d" % i)
+    c.manage_function(at(2, 10), "CreateFunction20150331", FN)
+    k = key("ENV1")
+    c.issue(at(ATTACK, 10), k)
+    r = c.call(at(ATTACK, 10, 20), k, "aws_euw1", "boto3", "secrets", creation=at(ATTACK, 10),
+               region="eu-west-1")
+    c.expect(r, 4)
+
+
+NINE_REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-south-1", "ap-northeast-1",
+                "ca-central-1", "sa-east-1", "eu-west-1"]
+
+
+@case("learning", "function_in_nine_regions")
+def _(c):
+    """orders-api runs in nine regions under one (global) role: Lambda issues its keys in each,
+    eu-west-1 last. The eu-west-1 key is used from eu-west-1 EC2 with a custom runtime's UA ->
+    inside, no alert (1 inside use, 0 remote). (A function kept 8 regions once: eu-west-1 went
+    unlearned and this call raised a false V4.)"""
+    c.office_start()
+    for i, region in enumerate(NINE_REGIONS[:-1]):
+        c.issue(at(1 + i, 10), key("OLD%d" % i), region=region)
+    k = key("ENV1")
+    iss = c.issue(at(ATTACK, 10), k, region=NINE_REGIONS[-1])
+    c.call(at(ATTACK, 10, 20), k, "aws_euw1", "custom_runtime", "secret", creation=at(ATTACK, 10),
+           region="eu-west-1")
+    c.counters(inside_uses=1, remote_uses=0)
+    t = c.twin(iss, "awsRegion", "eu-central-1",
+               """the last issuance is in eu-central-1: no key of the function was issued in
+               eu-west-1, so the call from eu-west-1 EC2 is remote -> V4 (AS16509).""")
+    t.expect(t.events[-1], 4)
+
+
 @case("learning", "runtime_learning_adds_no_region")
 def _(c):
     """Runtime learning only (exec-env/ call from us-east-1 EC2) never adds a region: the same

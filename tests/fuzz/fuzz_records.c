@@ -39,10 +39,11 @@
 
 enum { R_TOKEN, R_ROLE, R_SIGHTING, R_HELD, R_DEDUP, R_CALL, R_KEY, R_RESTORE, R__COUNT };
 
-/* Big records: static, not on the stack. */
+/* Big records: static, not on the stack. A role owns a function array, so
+ * it is kept out of the union (another kind's bytes would be its pointer). */
+static struct th_role role_a, role_b;
 static union {
 	struct th_token token;
-	struct th_role role;
 	struct th_sighting sighting;
 	struct th_held held;
 	struct th_dedup dedup;
@@ -333,13 +334,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_restore(data + 1, size - 1);
 		return 0;
 	}
-	if (decode(kind, data + 1, size - 1, &a) != 0)
+	void *pa = kind == R_ROLE ? (void *)&role_a : (void *)&a;
+	void *pb = kind == R_ROLE ? (void *)&role_b : (void *)&b;
+	if (decode(kind, data + 1, size - 1, pa) != 0)
 		return 0;
-	encode(kind, &a, &w1);
-	if (decode(kind, w1.p, w1.len, &b) != 0)
+	encode(kind, pa, &w1);
+	if (decode(kind, w1.p, w1.len, pb) != 0)
 		fuzz_fail("kind %d: a decoded record re-encodes to %zu bytes that do not decode",
 			  kind, w1.len);
-	encode(kind, &b, &w2);
+	encode(kind, pb, &w2);
 	if (w1.len != w2.len || memcmp(w1.p, w2.p, w1.len) != 0)
 		fuzz_fail("kind %d: encode(decode(encode(x))) differs from encode(x) (%zu vs %zu bytes)",
 			  kind, w2.len, w1.len);

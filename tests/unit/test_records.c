@@ -287,6 +287,191 @@ static void check_life_agrees(const void *p, size_t n)
 	}
 }
 
+/* ---- roles: a shared execution role's functions and regions ---- */
+
+static void role_round_trip(const struct th_role *in, struct th_role *out)
+{
+	struct th_wbuf w = {0};
+	th_role_encode(&w, in);
+	assert_false(w.oom);
+	assert_int_equal(th_role_decode(w.p, w.len, out), 0);
+	assert_int_equal(out->n_functions, in->n_functions);
+	assert_int_equal(out->n_regions, in->n_regions);
+	assert_true(out->service_regions == in->service_regions);
+	for (uint32_t i = 0; i < in->n_functions; i++) {
+		assert_string_equal(out->functions[i].name, in->functions[i].name);
+		assert_true(out->functions[i].regions == in->functions[i].regions);
+	}
+	th_wbuf_free(&w);
+}
+
+/* Version 1 held at most 64 functions and 8 regions each: the 65th
+ * function of a shared role went unlearned (its keys judged as another
+ * session's) and a function's 9th region too (its own calls there judged
+ * remote). Both now sit far above what an account holds. */
+static void test_role_holds_thousands_of_functions_in_every_region(void **state)
+{
+	static struct th_role ro, back;
+	char name[160], region[24];
+	bool changed;
+	(void)state;
+	th_role_init(&ro);
+	th_role_init(&back);
+	/* inserted out of order: the role keeps them sorted for its search */
+	for (int k = 0; k < TH_ROLE_MAX_FUNCTIONS; k++) {
+		int i = (k * 7919) % TH_ROLE_MAX_FUNCTIONS; /* 7919 is prime: a permutation */
+		snprintf(name, sizeof(name), "orders-%05d", i);
+		snprintf(region, sizeof(region), "region-%d", i % 40);
+		changed = false;
+		assert_true(th_role_add_function(&ro, name, region, &changed) >= 0);
+		assert_true(changed);
+	}
+	assert_int_equal(ro.n_functions, TH_ROLE_MAX_FUNCTIONS);
+	assert_int_equal(ro.n_regions, 40);
+	changed = false;
+	assert_int_equal(th_role_add_function(&ro, "one-too-many", "us-east-1", &changed), -1);
+	assert_false(changed);
+	for (int i = 0; i < TH_ROLE_MAX_FUNCTIONS; i++) {
+		snprintf(name, sizeof(name), "orders-%05d", i);
+		snprintf(region, sizeof(region), "region-%d", i % 40);
+		int fi = th_role_find_function(&ro, name);
+		assert_true(fi >= 0);
+		assert_true(ro.functions[fi].regions == th_role_region_bit(&ro, region));
+	}
+	assert_int_equal(th_role_find_function(&ro, "orders-"), -1);
+	assert_int_equal(th_role_find_function(&ro, "orders-99999"), -1);
+	/* one function in 40 regions, then an already known region: no change */
+	th_role_clear(&ro);
+	for (int j = 0; j < 40; j++) {
+		snprintf(region, sizeof(region), "region-%d", j);
+		changed = false;
+		th_role_add_function(&ro, "global-api", region, &changed);
+		assert_true(changed);
+	}
+	changed = false;
+	assert_int_equal(th_role_add_function(&ro, "global-api", "region-39", &changed), 0);
+	assert_false(changed);
+	assert_true(ro.functions[0].regions == (UINT64_C(1) << 40) - 1);
+	role_round_trip(&ro, &back);
+	/* the regions past the table's 64 are the only ones not learned */
+	for (int j = 40; j < TH_ROLE_MAX_REGIONS + 5; j++) {
+		snprintf(region, sizeof(region), "region-%d", j);
+		changed = false;
+		th_role_add_function(&ro, "global-api", region, &changed);
+		assert_true(changed == (j < TH_ROLE_MAX_REGIONS));
+	}
+	th_role_free(&ro);
+	th_role_free(&back);
+}
+
+/* The whole role travels in one changelog record: at the cap, with names
+ * at the field's length, it stays under Kafka's default 1 MB record. */
+static void test_role_at_the_cap_fits_a_kafka_record(void **state)
+{
+	static struct th_role ro, back;
+	struct th_wbuf w = {0};
+	char name[128];
+	bool changed;
+	(void)state;
+	th_role_init(&ro);
+	th_role_init(&back);
+	for (int i = 0; i < TH_ROLE_MAX_REGIONS; i++) {
+		char region[24];
+		snprintf(region, sizeof(region), "xx-region-%012d", i);
+		th_role_add_service_region(&ro, region, &changed);
+	}
+	for (int i = 0; i < TH_ROLE_MAX_FUNCTIONS; i++) {
+		memset(name, 'f', sizeof(name) - 1);
+		name[sizeof(name) - 1] = '\0';
+		snprintf(name + 100, 27, "%026d", i);
+		assert_true(th_role_add_function(&ro, name, "xx-region-000000000063", &changed) >= 0);
+		ro.functions[th_role_find_function(&ro, name)].regions = UINT64_MAX;
+	}
+	th_role_encode(&w, &ro);
+	assert_true(w.len < 1000000);
+	role_round_trip(&ro, &back);
+	th_wbuf_free(&w);
+	th_role_free(&ro);
+	th_role_free(&back);
+}
+
+/* Stores and changelogs written before hold version-1 roles. */
+static void test_role_version_1_still_decodes(void **state)
+{
+	static struct th_role ro;
+	struct th_wbuf w = {0};
+	(void)state;
+	th_role_init(&ro);
+	th_put_u8(&w, 1);
+	th_put_u8(&w, 1);          /* is_lambda */
+	th_put_i64(&w, 1700000000000);
+	th_put_u8(&w, 2);          /* functions, in learning order */
+	th_put_str(&w, "zeta");
+	th_put_u8(&w, 2);
+	th_put_str(&w, "eu-west-1");
+	th_put_str(&w, "us-east-1");
+	th_put_str(&w, "alpha");
+	th_put_u8(&w, 0);          /* region not yet known */
+	th_put_u8(&w, 1);          /* service-session regions */
+	th_put_str(&w, "ap-south-1");
+	assert_int_equal(th_role_decode(w.p, w.len, &ro), 0);
+	assert_int_equal(ro.is_lambda, 1);
+	assert_true(ro.first_seen_ms == 1700000000000);
+	assert_int_equal(ro.n_functions, 2);
+	assert_string_equal(ro.functions[0].name, "alpha");
+	assert_true(ro.functions[0].regions == 0);
+	int z = th_role_find_function(&ro, "zeta");
+	assert_int_equal(z, 1);
+	assert_true(ro.functions[z].regions ==
+		    (th_role_region_bit(&ro, "eu-west-1") | th_role_region_bit(&ro, "us-east-1")));
+	assert_true(ro.service_regions == th_role_region_bit(&ro, "ap-south-1"));
+	assert_true(ro.service_regions != 0);
+	th_wbuf_free(&w);
+	th_role_free(&ro);
+}
+
+/* A version-2 value out of order, with a duplicate, or with a bit naming no
+ * region is not one the encoder wrote. */
+static void test_role_decoder_rejects_what_it_never_writes(void **state)
+{
+	static struct th_role ro;
+	struct th_wbuf w = {0};
+	(void)state;
+	th_role_init(&ro);
+	const char *names[][2] = {{"b", "a"}, {"a", "a"}};
+	for (int k = 0; k < 3; k++) {
+		th_wbuf_reset(&w);
+		th_put_u8(&w, TH_ROLE_VERSION);
+		th_put_u8(&w, 1);
+		th_put_i64(&w, 5);
+		th_put_varint(&w, 1);
+		th_put_str(&w, "us-east-1");
+		th_put_varint(&w, 0);
+		th_put_varint(&w, 2);
+		th_put_str(&w, k < 2 ? names[k][0] : "a");
+		th_put_varint(&w, 1);
+		th_put_str(&w, k < 2 ? names[k][1] : "b");
+		th_put_varint(&w, k < 2 ? 1 : 2); /* bit 1: no second region */
+		assert_int_equal(th_role_decode(w.p, w.len, &ro), TH_EPARSE);
+	}
+	/* and the same value in order decodes */
+	th_wbuf_reset(&w);
+	th_put_u8(&w, TH_ROLE_VERSION);
+	th_put_u8(&w, 1);
+	th_put_i64(&w, 5);
+	th_put_varint(&w, 1);
+	th_put_str(&w, "us-east-1");
+	th_put_varint(&w, 0);
+	th_put_varint(&w, 2);
+	th_put_str(&w, "a");
+	th_put_varint(&w, 1);
+	th_put_str(&w, "b");
+	th_put_varint(&w, 1);
+	assert_int_equal(th_role_decode(w.p, w.len, &ro), 0);
+	th_wbuf_free(&w);
+	th_role_free(&ro);
+}
+
 static void test_token_life_agrees_with_decode(void **state)
 {
 	struct th_wbuf w = {0};
@@ -461,19 +646,23 @@ static void test_decoders_reject_truncated_and_garbled(void **state)
 
 	th_role_clear(&ro);
 	ro.is_lambda = 1;
-	ro.n_functions = 3;
-	for (int i = 0; i < ro.n_functions; i++) {
-		snprintf(ro.functions[i].name, sizeof(ro.functions[i].name), "fn-%d", i);
-		ro.functions[i].n_regions = TH_MAX_REGIONS;
-		for (int j = 0; j < TH_MAX_REGIONS; j++)
-			snprintf(ro.functions[i].regions[j], 24, "region-%d", j);
+	bool changed = false;
+	for (int i = 0; i < 3; i++) {
+		char name[16], region[24];
+		snprintf(name, sizeof(name), "fn-%d", i);
+		for (int j = 0; j < 8; j++) {
+			snprintf(region, sizeof(region), "region-%d", j);
+			assert_true(th_role_add_function(&ro, name, region, &changed) >= 0);
+		}
 	}
-	ro.n_service_regions = 2;
-	th_strlcpy(ro.service_regions[0], "eu-west-1", 24);
-	th_strlcpy(ro.service_regions[1], "us-east-1", 24);
+	th_role_add_service_region(&ro, "eu-west-1", &changed);
+	th_role_add_service_region(&ro, "us-east-1", &changed);
+	assert_true(changed);
 	th_wbuf_reset(&w);
 	th_role_encode(&w, &ro);
 	check_decoder("role", &w, dec_role, &ro2);
+	th_role_free(&ro);
+	th_role_free(&ro2);
 
 	th_sighting_update(&s, "ASIAONE", 100);
 	th_sighting_update(&s, "ASIATWO", 200);
@@ -610,6 +799,10 @@ int main(void)
 		cmocka_unit_test(test_key_refuses_rather_than_truncates),
 		cmocka_unit_test(test_decoders_reject_truncated_and_garbled),
 		cmocka_unit_test(test_token_life_agrees_with_decode),
+		cmocka_unit_test(test_role_holds_thousands_of_functions_in_every_region),
+		cmocka_unit_test(test_role_at_the_cap_fits_a_kafka_record),
+		cmocka_unit_test(test_role_version_1_still_decodes),
+		cmocka_unit_test(test_role_decoder_rejects_what_it_never_writes),
 		cmocka_unit_test(test_token_version_1_still_decodes),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
