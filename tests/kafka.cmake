@@ -3,9 +3,10 @@
 #
 # The broker is a CTest fixture: kafka.broker.start runs before the first of them
 # (the first start fetches the jars with Maven, hence its long timeout) and
-# kafka.broker.stop after the last. RESOURCE_LOCK kafka runs them one at a time
-# (they share the broker and kill -9/restart workers with timing-sensitive steps),
-# while other labels may run alongside under `ctest -j`.
+# kafka.broker.stop after the last. RESOURCE_LOCK kafka runs the worker tests one
+# at a time (they share the broker and kill -9/restart workers with
+# timing-sensitive steps), while the bridge's tests and other labels may run
+# alongside under `ctest -j` (below).
 #
 # Environment of the tests, like tests/pytest.cmake: TH_BIN (the binary), TH_SHARED
 # (reference data, used in place), TH_SRC (the repository). Each file gets its own
@@ -29,7 +30,21 @@ foreach(py ${TH_KAFKA_TESTS})
     COMMAND ${Python3_EXECUTABLE} -m pytest -q -s -p no:cacheprovider --durations=0
             --basetemp=${CMAKE_CURRENT_BINARY_DIR}/kafka-tmp/${short} ${py}
     WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/kafka)
+  # The bridge's tests spend their time waiting on moto and SQS visibility
+  # timeouts, on topics and ports of their own: they take a lock of their own
+  # and run alongside the worker tests. The tests that freeze the shared
+  # broker (SIGSTOP) take both locks. The longest start first (COST).
+  if(short STREQUAL "bridge")
+    set(lock kafka-bridge)
+    set(cost 1000)
+  elseif(short STREQUAL "outage" OR short STREQUAL "fencing")
+    set(lock "kafka;kafka-bridge")
+    set(cost 500)
+  else()
+    set(lock kafka)
+    set(cost 100)
+  endif()
   set_tests_properties(kafka.${short} PROPERTIES
-    FIXTURES_REQUIRED kafka LABELS kafka TIMEOUT 600 RESOURCE_LOCK kafka
+    FIXTURES_REQUIRED kafka LABELS kafka TIMEOUT 600 RESOURCE_LOCK "${lock}" COST ${cost}
     ENVIRONMENT "TH_BIN=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")
 endforeach()
