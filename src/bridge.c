@@ -93,6 +93,47 @@ static int markers_add(struct markers *m, const char *k)
 	return 0;
 }
 
+static void markers_free(struct markers *m);
+
+/* The delivery time in a marker's file name ("s3://bucket/key@etag"), or
+ * TH_EPARSE. */
+static int marker_delivered(const char *k, int64_t *ms)
+{
+	char key[MARKER_MAX];
+	const char *at = strrchr(k, '@');
+	if (!at || (size_t)(at - k) >= sizeof(key))
+		return TH_EPARSE;
+	memcpy(key, k, (size_t)(at - k));
+	key[at - k] = '\0';
+	return th_bridge_key_time(key, ms);
+}
+
+/* Drop the markers of files delivered before keep_from (their notifications
+ * are gone from SQS): rehash the others into a table of their size. Returns
+ * how many were dropped, or TH_ENOMEM (the table is then unchanged). */
+static long markers_prune(struct markers *m, int64_t keep_from)
+{
+	struct markers nm = {0};
+	long dropped = 0;
+	for (size_t i = 0; i < m->cap; i++) {
+		int64_t t;
+		if (!m->slot[i])
+			continue;
+		/* a name without a stamp is kept: no marker is given up unsure */
+		if (marker_delivered(m->slot[i], &t) == 0 && t < keep_from) {
+			dropped++;
+			continue;
+		}
+		if (markers_add(&nm, m->slot[i])) {
+			markers_free(&nm);
+			return TH_ENOMEM;
+		}
+	}
+	markers_free(m);
+	*m = nm;
+	return dropped;
+}
+
 static void markers_free(struct markers *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
@@ -129,6 +170,11 @@ struct bridge {
 	rd_kafka_t *rk, *ledger;
 	struct th_parser *parser;
 	struct markers seen;
+	/* markers of files delivered before this are not held (0: all): the
+	 * live bridge's bridge_ledger_retention, a backfill's --since */
+	int64_t keep_from_ms;
+	uint64_t markers_old; /* read from the ledger and not held */
+	int64_t next_prune_ms;
 	const char *topic;
 	/* the file in flight */
 	const struct th_s3_obj *obj;
@@ -322,9 +368,14 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 			ret = TH_EKAFKA;
 		} else if (m->key && m->key_len < MARKER_MAX && m->payload) {
 			char k[MARKER_MAX];
+			int64_t t;
 			memcpy(k, m->key, m->key_len);
 			k[m->key_len] = '\0';
-			ret = markers_add(&b->seen, k);
+			/* a file SQS can no longer deliver needs no marker in memory */
+			if (b->keep_from_ms && marker_delivered(k, &t) == 0 && t < b->keep_from_ms)
+				b->markers_old++;
+			else
+				ret = markers_add(&b->seen, k);
 		}
 		rd_kafka_message_destroy(m);
 		if (ret)
@@ -332,6 +383,24 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 	}
 	free(done);
 	return ret;
+}
+
+/* The live bridge: once an hour, forget the markers of files delivered
+ * longer ago than bridge_ledger_retention (its own and other instances'), so
+ * months of running hold what a fresh start would. */
+static void ledger_prune(struct bridge *b)
+{
+	int64_t now = now_ms();
+	if (b->o->backfill || !b->cf->bridge_ledger_retention_ms || now < b->next_prune_ms)
+		return;
+	b->next_prune_ms = now + 3600000;
+	b->keep_from_ms = now - b->cf->bridge_ledger_retention_ms;
+	long dropped = markers_prune(&b->seen, b->keep_from_ms);
+	if (dropped > 0) {
+		b->markers_old += (uint64_t)dropped;
+		th_log_info("bridge", "ledger: %ld marker(s) older than bridge_ledger_retention "
+				      "dropped, %zu held", dropped, b->seen.n);
+	}
 }
 
 static int ledger_open(struct bridge *b)
@@ -368,18 +437,49 @@ static int ledger_open(struct bridge *b)
 		goto cleanup;
 	}
 	parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+	/* A file is published after its delivery, so the markers of files
+	 * delivered since keep_from were written since then: start each
+	 * partition at that time (a day earlier, for a clock that is off), not
+	 * at the beginning of months of markers. An offset lookup that fails
+	 * reads from the beginning: slower, never fewer markers. */
 	for (int i = 0; i < md->topics[0].partition_cnt; i++)
 		rd_kafka_topic_partition_list_add(parts, b->cf->bridge_ledger_topic,
 						  md->topics[0].partitions[i].id)
-			->offset = RD_KAFKA_OFFSET_BEGINNING;
+			->offset = b->keep_from_ms ? b->keep_from_ms - 86400000 : RD_KAFKA_OFFSET_BEGINNING;
+	if (b->keep_from_ms &&
+	    rd_kafka_offsets_for_times(b->ledger, parts, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		th_log_warn("bridge", "ledger topic %s: no offset lookup by time; read from the "
+				      "beginning", b->cf->bridge_ledger_topic);
+		for (int i = 0; i < parts->cnt; i++)
+			parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+	}
+	for (int i = 0; b->keep_from_ms && i < parts->cnt; i++) {
+		/* no marker that late: nothing to read there (END) */
+		if (parts->elems[i].err || parts->elems[i].offset < 0)
+			parts->elems[i].offset = parts->elems[i].err ? RD_KAFKA_OFFSET_BEGINNING
+								     : RD_KAFKA_OFFSET_END;
+	}
 	if (rd_kafka_assign(b->ledger, parts)) {
 		th_errstr(b->errstr, sizeof(b->errstr), "ledger topic: assign failed");
 		goto cleanup;
 	}
 	rc = ledger_catch_up(b, true);
-	if (!rc)
-		th_log_info("bridge", "ledger %s: %zu file(s) published before",
+	if (!rc && b->keep_from_ms) {
+		char day[32];
+		time_t secs = (time_t)(b->keep_from_ms / 1000);
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		strftime(day, sizeof(day), "%Y-%m-%dT%H:%MZ", &tm);
+		th_log_info("bridge",
+			    "ledger %s: %zu file(s) published before held; %" PRIu64
+			    " marker(s) of files delivered before %s read and not held, "
+			    "earlier-written ones not read (%s)",
+			    b->cf->bridge_ledger_topic, b->seen.n, b->markers_old, day,
+			    b->o->backfill ? "before --since" : "bridge_ledger_retention");
+	} else if (!rc) {
+		th_log_info("bridge", "ledger %s: %zu file(s) published before held",
 			    b->cf->bridge_ledger_topic, b->seen.n);
+	}
 cleanup:
 	if (md)
 		rd_kafka_metadata_destroy(md);
@@ -528,6 +628,13 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	enum outcome out = F_UNREADABLE;
 	int fd = -1, rc;
 
+	int64_t delivered;
+	if (b->keep_from_ms && th_bridge_key_time(o->key, &delivered) == 0 &&
+	    delivered < b->keep_from_ms)
+		th_log_warn("bridge",
+			    "s3://%s/%s: delivered before the ledger's markers held "
+			    "(bridge_ledger_retention): published again if it was before",
+			    o->bucket, o->key);
 	if (o->etag[0]) {
 		marker_of(o, o->etag, marker, sizeof(marker));
 		ledger_catch_up(b, false);
@@ -842,6 +949,7 @@ static int live(struct bridge *b)
 	while (*b->run) {
 		struct th_aws_resp r;
 		th_metrics_heartbeat();
+		ledger_prune(b);
 		int rc = th_sqs_call(&b->sqs, "ReceiveMessage", body, &r, b->errstr,
 				     sizeof(b->errstr));
 		if (rc == TH_ECONFIG) {
@@ -1298,6 +1406,13 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		goto cleanup;
 	}
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
+	/* markers worth holding: the live bridge those SQS may still deliver,
+	 * a backfill those of its period (all without --since) */
+	if (o->backfill)
+		b.keep_from_ms = o->since_ms ? now_ms() - o->since_ms : 0;
+	else if (cf->bridge_ledger_retention_ms)
+		b.keep_from_ms = now_ms() - cf->bridge_ledger_retention_ms;
+	b.next_prune_ms = now_ms() + 3600000;
 	int rc = ledger_open(&b);
 	if (rc) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);

@@ -169,6 +169,10 @@ class Env:
                 "--set", f"bridge_queue_url={self.queue}",
                 "--set", f"aws_endpoint={self.moto.endpoint}",
                 "--set", f"aws_region={REGION}",
+                # the fixtures' files are dated 2026-11-01 (Env.key): their
+                # markers must stay held whatever day the suite runs
+                # (test_bridge_ledger_retention sets the default back)
+                "--set", "bridge_ledger_retention=3650d",
                 "--wait", "1", *extra]
 
     def env(self, **over):
@@ -279,6 +283,48 @@ def test_bridge_exactly_once_keyed(env, events, tmp_path):
     assert "published before (ledger), skipped" in p.stderr
     assert_once_keyed(env, published)
     assert env.queue_depth() == 0
+
+
+def test_bridge_ledger_retention(env, events):
+    """The ledger's markers are kept on the topic, but the live bridge holds in
+    memory only those of files delivered within bridge_ledger_retention: SQS
+    keeps a notification 14 days at most, so an older file cannot come again
+    but by a backfill. A file within the retention is still never published
+    twice; a file older than it, notified again, is published again with a
+    warning (the trade-off, said in the log); a backfill reads the markers of
+    its whole period and publishes neither again. (All markers were held for
+    ever: the second start logged "2 file(s) published before".)"""
+    when = lambda t: dict(day=time.strftime("%Y/%m/%d", time.gmtime(t)),
+                          stamp=time.strftime("%Y%m%dT%H%MZ", time.gmtime(t)))
+    old = env.key(**when(time.time() - 60 * 86400))
+    new = env.key(account="444455556666", **when(time.time() - 3600))
+    env.upload(old, events[0:20])
+    env.upload(new, events[20:50])
+    # the default retention; the sample's records are later than the old file's stamp
+    keep = ("--set", "bridge_ledger_retention=30d", "--set", "max_future_skew=0")
+    p = env.run(*keep)
+    assert p.returncode == 0, p.stderr
+    assert_once_keyed(env, events[0:50])
+    for k in (old, new):
+        etag = env.s3.head_object(Bucket=env.bucket, Key=k)["ETag"].strip('"')
+        env.sqs.send_message(QueueUrl=env.queue, MessageBody=json.dumps({"Records": [{
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": env.bucket}, "object": {"key": k, "eTag": etag}}}]}))
+    p = env.run(*keep)
+    assert p.returncode == 0, p.stderr
+    assert "1 file(s) published before held; 1 marker(s) of files delivered before" in p.stderr
+    assert "read and not held" in p.stderr
+    assert f"{new}: published before (ledger), skipped" in p.stderr
+    assert f"{old}: delivered before the ledger's markers held" in p.stderr
+    got = by_event_id(read_topic(env.broker, env.topic))
+    assert sorted({len(v) for e, v in got.items()}) == [1, 2]
+    assert all(len(got[e["eventID"]]) == 1 for e in events[20:50])
+    assert all(len(got[e["eventID"]]) == 2 for e in events[0:20])
+    # a backfill consults the markers of its period (here: all)
+    p = env.run("--backfill", f"s3://{env.bucket}/AWSLogs", *keep)
+    assert p.returncode == 0, p.stderr
+    assert "files=0 " in p.stderr and "skipped=2 " in p.stderr, p.stderr
+    assert len(read_topic(env.broker, env.topic)) == 20 * 2 + 30
 
 
 def test_bridge_sns_and_cloudtrail_formats(moto, admin, broker, tmp_path, events):
