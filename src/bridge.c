@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,11 @@ struct bridge {
 	int n_pend;
 	int64_t next_beat_ms;
 	long stall_ms;
+	/* the broker watch (/readyz): a thread asking for metadata */
+	pthread_t watch;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	bool watch_stop, watching;
 	char errstr[1024];
 };
 
@@ -306,6 +312,63 @@ static int on_progress(void *ctx)
 	struct bridge *b = ctx;
 	heartbeat(b);
 	return *b->run ? 0 : 1;
+}
+
+/* ---- broker reachability (/readyz) ---- */
+
+#define WATCH_EVERY_S 2
+#define WATCH_TIMEOUT_MS 5000
+
+/* /readyz follows the brokers: every WATCH_EVERY_S a metadata request (any
+ * broker). Not librdkafka's statistics or its all-brokers-down error: both
+ * come through rd_kafka_poll(), which nothing calls while the bridge waits on
+ * SQS, and an idle producer does not reconnect by itself, so neither would
+ * say when the brokers are back. A request answers both within seconds. */
+static void *broker_watch(void *arg)
+{
+	struct bridge *b = arg;
+	bool up = true;
+	pthread_mutex_lock(&b->watch_mu);
+	while (!b->watch_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += WATCH_EVERY_S;
+		pthread_cond_timedwait(&b->watch_cv, &b->watch_mu, &until);
+		if (b->watch_stop)
+			break;
+		pthread_mutex_unlock(&b->watch_mu);
+		const struct rd_kafka_metadata *md = NULL;
+		rd_kafka_resp_err_t err = rd_kafka_metadata(b->rk, 0, NULL, &md, WATCH_TIMEOUT_MS);
+		bool now_up = !err && md && md->broker_cnt > 0;
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		if (now_up != up) {
+			if (now_up)
+				th_log_info("bridge", "Kafka brokers reachable again: ready");
+			else
+				th_log_err("bridge", "no Kafka broker answers (%s): not ready until one "
+						     "does", rd_kafka_err2str(err));
+			th_metrics_broker_up(now_up);
+			up = now_up;
+		}
+		pthread_mutex_lock(&b->watch_mu);
+	}
+	pthread_mutex_unlock(&b->watch_mu);
+	return NULL;
+}
+
+static void broker_watch_stop(struct bridge *b)
+{
+	if (!b->watching)
+		return;
+	pthread_mutex_lock(&b->watch_mu);
+	b->watch_stop = true;
+	pthread_cond_signal(&b->watch_cv);
+	pthread_mutex_unlock(&b->watch_mu);
+	pthread_join(b->watch, NULL);
+	pthread_cond_destroy(&b->watch_cv);
+	pthread_mutex_destroy(&b->watch_mu);
+	b->watching = false;
 }
 
 /* ---- the ledger ---- */
@@ -1424,6 +1487,18 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	 * broker reached, the loop alive */
 	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 1);
 	th_metrics_heartbeat();
+	if (metrics) {
+		pthread_mutex_init(&b.watch_mu, NULL);
+		pthread_cond_init(&b.watch_cv, NULL);
+		if (pthread_create(&b.watch, NULL, broker_watch, &b) == 0) {
+			b.watching = true;
+		} else {
+			pthread_cond_destroy(&b.watch_cv);
+			pthread_mutex_destroy(&b.watch_mu);
+			th_log_warn("bridge", "no broker watch thread: /readyz will not follow "
+					      "the brokers");
+		}
+	}
 	th_log_info("bridge", "transactional id %s, topic %s, %s", tid, b.topic,
 		    o->backfill ? o->backfill : cf->bridge_queue_url);
 	ret = o->backfill ? backfill(&b) : live(&b);
@@ -1433,6 +1508,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		    b.st->files, b.st->events, b.st->rejected, b.st->skipped, b.st->unreadable,
 		    b.st->dead_lettered, b.st->messages);
 cleanup:
+	broker_watch_stop(&b);
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	if (b.ledger) {
