@@ -403,7 +403,7 @@ bool th_aws_transient(int rc, long status, const char *code)
 	       strcmp(code, "SlowDown") == 0 || strcmp(code, "ThrottlingException") == 0;
 }
 
-static bool expired_error(const char *code)
+bool th_aws_expired_error(const char *code)
 {
 	return strcmp(code, "ExpiredToken") == 0 || strcmp(code, "ExpiredTokenException") == 0 ||
 	       strcmp(code, "RequestExpired") == 0;
@@ -440,7 +440,7 @@ int th_sqs_call(struct th_sqs *q, const char *action, const char *json,
 			return rc;
 		if (resp->status == 200)
 			return 0;
-		if (attempt == 0 && expired_error(resp->code)) {
+		if (attempt == 0 && th_aws_expired_error(resp->code)) {
 			th_aws_resp_free(resp);
 			continue; /* refresh the credentials once */
 		}

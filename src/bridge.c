@@ -762,6 +762,10 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		 * AccessDenied (bucket policy, KMS) is this file's problem */
 		if (strcmp(r.code, "AccessDenied") != 0 && th_aws_auth_error(r.code, r.status))
 			out = F_AUTH;
+		/* credentials that expired (and did not refresh) are not the
+		 * file's fault either: it waits, its receives not counted */
+		else if (th_aws_expired_error(r.code))
+			out = F_RETRY;
 		else if (strcmp(r.code, "RequestTimeTooSkewed") == 0)
 			out = F_AUTH;
 		/* S3 or the network failing for now (an outage, throttling) is not
@@ -1009,12 +1013,45 @@ static int live(struct bridge *b)
 		 "\"VisibilityTimeout\":%ld,\"AttributeNames\":[\"ApproximateReceiveCount\"],"
 		 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"]}",
 		 eurl, MAX_BATCH, wait, b->cf->bridge_visibility_s);
+	bool expired = false;
 	while (*b->run) {
-		struct th_aws_resp r;
-		th_metrics_heartbeat();
+		struct th_aws_resp r = {0};
+		/* no sign of life while the credentials are expired: /healthz says so */
+		if (!expired)
+			th_metrics_heartbeat();
 		ledger_prune(b);
 		int rc = th_sqs_call(&b->sqs, "ReceiveMessage", body, &r, b->errstr,
 				     sizeof(b->errstr));
+		if (rc && th_aws_expired_error(r.code)) {
+			/* refreshed once already (th_sqs_call): the source has nothing
+			 * newer. Environment credentials never will in this process; a
+			 * file, container or instance source may, so keep asking */
+			const struct th_aws_creds *cr;
+			char src[64] = "?", key[8] = "", cerr[256];
+			if (th_aws_creds_get(b->creds, false, &cr, cerr, sizeof(cerr)) == 0) {
+				snprintf(src, sizeof(src), "%s", cr->source);
+				snprintf(key, sizeof(key), "%.4s", cr->akid);
+			}
+			if (!expired)
+				th_log_err("bridge",
+					   "the AWS credentials from %s (key %s…) have expired (%s) and "
+					   "%s has no newer ones: renew them%s; /healthz answers 503 "
+					   "until AWS accepts them",
+					   src, key, r.code, src,
+					   strcmp(src, "environment") == 0
+						   ? " (AWS_SESSION_TOKEN…) and restart the bridge"
+						   : "");
+			expired = true;
+			th_metrics_unhealthy();
+			for (int i = 0; i < 50 && *b->run; i++)
+				usleep(100000);
+			continue;
+		}
+		if (!rc && expired) {
+			th_log_info("bridge", "the AWS credentials are accepted again");
+			expired = false;
+			th_metrics_heartbeat();
+		}
 		if (rc == TH_ECONFIG) {
 			fprintf(stderr,
 				"trailhound bridge: AWS refused the request (check the credentials: "

@@ -194,6 +194,9 @@ struct th_sqs {
 int th_sqs_call(struct th_sqs *q, const char *action, const char *json,
 		struct th_aws_resp *resp, char *errstr, size_t errstr_size);
 
+/** @brief Whether an AWS error code says the (temporary) credentials expired:
+ *         ExpiredToken, ExpiredTokenException, RequestExpired. */
+bool th_aws_expired_error(const char *code);
 /** @brief Whether an AWS error code means bad credentials or signature (not retriable). */
 bool th_aws_auth_error(const char *code, long status);
 

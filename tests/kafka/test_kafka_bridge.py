@@ -539,6 +539,74 @@ def test_bridge_readyz_follows_the_brokers(env, events, tmp_path):
     assert_once_keyed(env, events[0:25])
 
 
+def test_bridge_expired_session_token_unhealthy(env, tmp_path):
+    """Temporary credentials in the environment that AWS says have expired
+    (AWS_SESSION_TOKEN past its session): the environment never gives newer
+    ones, so the bridge says so in one clear log line and /healthz answers 503
+    (it retried every 5 s for ever, /healthz 200, a warning per try); once AWS
+    accepts the credentials again, /healthz is 200 again. moto 5.2 does not
+    model expiry (no ExpiredToken anywhere in it): a stand-in SQS endpoint
+    answers as SQS does, 403 ExpiredTokenException, then 200."""
+    import http.server
+    import threading
+    state = {"expired": True, "tokens": set()}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state["tokens"].add(self.headers.get("X-Amz-Security-Token"))
+            if state["expired"]:
+                code, body = 403, {"__type": "com.amazon.coral.service#ExpiredTokenException",
+                                   "message": "The security token included in the request "
+                                              "is expired"}
+            else:
+                code, body = 200, {"Messages": []}
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    stand_in = f"http://127.0.0.1:{srv.server_port}"
+    mport = free_port()
+    logf = tmp_path / "bridge.log"
+    try:
+        with open(logf, "wb") as lf:
+            proc = subprocess.Popen(
+                env.cmd("--exit-when-idle", "600000", "--set", f"aws_endpoint={stand_in}",
+                        "--set", f"bridge_queue_url={stand_in}/{ACCOUNT}/q",
+                        "--set", f"metrics_listen=127.0.0.1:{mport}"),
+                env=env.env(AWS_ACCESS_KEY_ID="ASIAEXPIREDEXAMPLE01",
+                            AWS_SESSION_TOKEN="expired-session-token"),
+                stderr=lf, stdout=subprocess.DEVNULL)
+            try:
+                wait_status(mport, "/healthz", 503, proc, 60, logf)
+                text = logf.read_text()
+                assert "the AWS credentials from environment (key ASIA…) have expired " \
+                       "(ExpiredTokenException)" in text, text
+                assert "renew them (AWS_SESSION_TOKEN…) and restart the bridge" in text
+                assert text.count("have expired") == 1, text  # one line, not one per try
+                assert "expired-session-token" not in text
+                assert state["tokens"] == {"expired-session-token"}
+                state["expired"] = False
+                wait_status(mport, "/healthz", 200, proc, 60, logf)
+                assert "the AWS credentials are accepted again" in logf.read_text()
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(60) == 0, logf.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        srv.shutdown()
+
+
 def run_scraped(env, *extra, idle):
     """env.run, with /metrics scraped every 0.2 s while the bridge runs:
     returns the process and the last scrape's samples {name{labels}: value}
