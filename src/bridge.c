@@ -267,6 +267,32 @@ rd_kafka_conf_t *th_bridge_producer_conf(const struct th_config *cf, char *errst
 	return th_kafka_conf_new(cf, "producer", defaults, errstr, errstr_size);
 }
 
+/* S3 answered that the bucket lives in another region than aws_region (301
+ * PermanentRedirect; curl is not told to follow it). Not the file's fault and
+ * not a passing failure: every file of that bucket would fail alike, so it is
+ * a configuration error (exit 4) naming the bucket's region. Not followed: one
+ * bridge signs for one region, S3 sends notifications only to a queue in the
+ * bucket's own region, and a custom aws_endpoint (a VPC endpoint) serves one
+ * region. Writes the message into why. */
+static bool wrong_region(const struct bridge *b, const char *bucket,
+			 const struct th_aws_resp *r, char *why, size_t why_size)
+{
+	if (r->status != 301 && strcmp(r->code, "PermanentRedirect") != 0)
+		return false;
+	if (r->region[0])
+		snprintf(why, why_size,
+			 "bucket %s is in region %s, not aws_region %s (S3: HTTP %ld %s): set "
+			 "aws_region = %s, with a queue in that region",
+			 bucket, r->region, b->t.region, r->status,
+			 r->code[0] ? r->code : "redirect", r->region);
+	else
+		snprintf(why, why_size,
+			 "bucket %s is in another region than aws_region %s (S3: HTTP %ld %s, "
+			 "its region not given): set aws_region to the bucket's region",
+			 bucket, b->t.region, r->status, r->code[0] ? r->code : "redirect");
+	return true;
+}
+
 /* ---- SQS ---- */
 
 static int sqs_simple(struct bridge *b, const char *action, const char *receipt, long vis)
@@ -754,6 +780,10 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 			continue;
 		break;
 	}
+	if (r.status != 200 && wrong_region(b, o->bucket, &r, why, why_size)) {
+		out = F_AUTH;
+		goto cleanup;
+	}
 	if (r.status != 200) {
 		snprintf(why, why_size, "GET: HTTP %ld %s%s%s", r.status, r.code,
 			 r.message[0] ? ": " : "", r.message);
@@ -1205,7 +1235,14 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 		struct th_aws_req rq = {.method = "GET", .url = url, .service = "s3",
 					.region = b->t.region, .creds = cr, .out_fd = -1,
 					.timeout_s = 120};
-		if (th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr)) || r.status != 200) {
+		int rrc = th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr));
+		if (!rrc && wrong_region(b, ls->bucket, &r, b->errstr, sizeof(b->errstr))) {
+			fprintf(stderr, "trailhound bridge: ListObjectsV2 s3://%s/%s: %s\n",
+				ls->bucket, prefix, b->errstr);
+			th_aws_resp_free(&r);
+			return TH_ECONFIG;
+		}
+		if (rrc || r.status != 200) {
 			fprintf(stderr,
 				"trailhound bridge: ListObjectsV2 s3://%s/%s: %s%s HTTP %ld %s %s\n",
 				ls->bucket, prefix, r.status ? "" : b->errstr, r.status ? "" : ";",

@@ -721,6 +721,58 @@ def test_bridge_s3_unreachable_waits_on_the_queue(env, events):
     assert env.queue_depth() == 0
 
 
+def test_bridge_bucket_in_another_region_exits_4(env, events):
+    """A bucket in another region than aws_region: S3 answers 301
+    PermanentRedirect (its region in x-amz-bucket-region, its endpoint in the
+    body). Every file of it would fail alike, so it is a configuration error,
+    exit 4, naming the bucket's region; the file stays on the queue, nothing
+    dead-lettered (it counted as an unreadable file and was dead-lettered after
+    bridge_max_receives). moto serves every region at once and never redirects:
+    a stand-in S3 on aws_endpoint answers as S3 does (SQS answers at the queue's
+    own URL, moto). The same for the backfill's listing, the region from the
+    body's <Endpoint> alone."""
+    import http.server
+    import threading
+    header = {"on": True}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect"
+                    f"</Code><Message>The bucket you are attempting to access must be addressed "
+                    f"using the specified endpoint. Please send all future requests to this "
+                    f"endpoint.</Message><Endpoint>{env.bucket}.s3.eu-west-1.amazonaws.com"
+                    f"</Endpoint><Bucket>{env.bucket}</Bucket></Error>").encode()
+            self.send_response(301)
+            if header["on"]:
+                self.send_header("x-amz-bucket-region", "eu-west-1")
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    s3 = f"aws_endpoint=http://127.0.0.1:{srv.server_port}"
+    try:
+        env.upload(env.key(), events[0:10])
+        p = env.run("--set", s3, "--set", "bridge_max_receives=1", idle=3000)
+        assert p.returncode == 4, p.stderr
+        assert f"bucket {env.bucket} is in region eu-west-1, not aws_region {REGION} " \
+               "(S3: HTTP 301 PermanentRedirect): set aws_region = eu-west-1" in p.stderr, p.stderr
+        assert "dead-lettered" not in p.stderr
+        assert read_topic(env.broker, env.dlq) == []
+        assert env.queue_depth() == 1
+        header["on"] = False
+        p = env.run("--backfill", f"s3://{env.bucket}/AWSLogs", "--set", s3, idle=1000)
+        assert p.returncode == 4, p.stderr
+        assert f"bucket {env.bucket} is in region eu-west-1, not aws_region" in p.stderr, p.stderr
+    finally:
+        srv.shutdown()
+
+
 def test_bridge_record_after_its_files_delivery_dead_lettered(env, events):
     """A log file holds only records written before its delivery (the time in
     its S3 name). A record dated days after it, yet before the wall clock, is
