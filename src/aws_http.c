@@ -83,6 +83,15 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct xfer *x = ud;
 	size_t n = size * nmemb;
+	static const char breg[] = "x-amz-bucket-region:";
+	if (n > sizeof(breg) - 1 && strncasecmp(data, breg, sizeof(breg) - 1) == 0) {
+		const char *p = data + sizeof(breg) - 1, *e = data + n;
+		while (p < e && *p == ' ')
+			p++;
+		while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
+			e--;
+		snprintf(x->resp->region, sizeof(x->resp->region), "%.*s", (int)(e - p), p);
+	}
 	if (n > 5 && strncasecmp(data, "ETag:", 5) == 0) {
 		const char *p = data + 5, *e = data + n;
 		while (p < e && (*p == ' ' || *p == '"'))
@@ -129,6 +138,45 @@ static void parse_error(struct th_aws_resp *r)
 	}
 	th_aws_xml_text(r->body, end, "Code", r->code, sizeof(r->code));
 	th_aws_xml_text(r->body, end, "Message", r->message, sizeof(r->message));
+	if (!r->region[0]) {
+		/* a redirect names the bucket's endpoint; a request signed for the
+		 * wrong region (AuthorizationHeaderMalformed) the region itself */
+		char ep[300];
+		if (th_aws_xml_text(r->body, end, "Endpoint", ep, sizeof(ep)))
+			th_aws_s3_endpoint_region(ep, r->region, sizeof(r->region));
+		else
+			th_aws_xml_text(r->body, end, "Region", r->region, sizeof(r->region));
+	}
+}
+
+int th_aws_s3_endpoint_region(const char *host, char *out, size_t out_size)
+{
+	/* the labels after "s3." or "s3-" (the bucket's own name may hold
+	 * either: the last one before amazonaws wins) */
+	const char *az = strstr(host, ".amazonaws.com"), *p = NULL;
+	if (out_size)
+		out[0] = '\0';
+	if (!az)
+		return TH_ENOTFOUND;
+	for (const char *q = host; q < az; q++)
+		if ((q == host || q[-1] == '.') && strncmp(q, "s3", 2) == 0 &&
+		    (q[2] == '.' || q[2] == '-'))
+			p = q + 3;
+	if (!p)
+		return TH_ENOTFOUND;
+	if (p > az) /* "s3.amazonaws.com": the global endpoint */
+		p = az;
+	if (strncmp(p, "dualstack.", 10) == 0)
+		p += 10;
+	const char *e = p < az ? strchr(p, '.') : az;
+	if (!e || e > az)
+		e = az;
+	/* s3-external-1: the old name of us-east-1's endpoint */
+	if (p == e || (e - p == 10 && strncmp(p, "external-1", 10) == 0))
+		snprintf(out, out_size, "us-east-1");
+	else
+		snprintf(out, out_size, "%.*s", (int)(e - p), p);
+	return 0;
 }
 
 int th_aws_request(const struct th_aws_req *rq, struct th_aws_resp *resp, char *errstr,
@@ -403,7 +451,7 @@ bool th_aws_transient(int rc, long status, const char *code)
 	       strcmp(code, "SlowDown") == 0 || strcmp(code, "ThrottlingException") == 0;
 }
 
-static bool expired_error(const char *code)
+bool th_aws_expired_error(const char *code)
 {
 	return strcmp(code, "ExpiredToken") == 0 || strcmp(code, "ExpiredTokenException") == 0 ||
 	       strcmp(code, "RequestExpired") == 0;
@@ -440,7 +488,7 @@ int th_sqs_call(struct th_sqs *q, const char *action, const char *json,
 			return rc;
 		if (resp->status == 200)
 			return 0;
-		if (attempt == 0 && expired_error(resp->code)) {
+		if (attempt == 0 && th_aws_expired_error(resp->code)) {
 			th_aws_resp_free(resp);
 			continue; /* refresh the credentials once */
 		}

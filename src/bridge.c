@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,47 @@ static int markers_add(struct markers *m, const char *k)
 	return 0;
 }
 
+static void markers_free(struct markers *m);
+
+/* The delivery time in a marker's file name ("s3://bucket/key@etag"), or
+ * TH_EPARSE. */
+static int marker_delivered(const char *k, int64_t *ms)
+{
+	char key[MARKER_MAX];
+	const char *at = strrchr(k, '@');
+	if (!at || (size_t)(at - k) >= sizeof(key))
+		return TH_EPARSE;
+	memcpy(key, k, (size_t)(at - k));
+	key[at - k] = '\0';
+	return th_bridge_key_time(key, ms);
+}
+
+/* Drop the markers of files delivered before keep_from (their notifications
+ * are gone from SQS): rehash the others into a table of their size. Returns
+ * how many were dropped, or TH_ENOMEM (the table is then unchanged). */
+static long markers_prune(struct markers *m, int64_t keep_from)
+{
+	struct markers nm = {0};
+	long dropped = 0;
+	for (size_t i = 0; i < m->cap; i++) {
+		int64_t t;
+		if (!m->slot[i])
+			continue;
+		/* a name without a stamp is kept: no marker is given up unsure */
+		if (marker_delivered(m->slot[i], &t) == 0 && t < keep_from) {
+			dropped++;
+			continue;
+		}
+		if (markers_add(&nm, m->slot[i])) {
+			markers_free(&nm);
+			return TH_ENOMEM;
+		}
+	}
+	markers_free(m);
+	*m = nm;
+	return dropped;
+}
+
 static void markers_free(struct markers *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
@@ -129,6 +171,11 @@ struct bridge {
 	rd_kafka_t *rk, *ledger;
 	struct th_parser *parser;
 	struct markers seen;
+	/* markers of files delivered before this are not held (0: all): the
+	 * live bridge's bridge_ledger_retention, a backfill's --since */
+	int64_t keep_from_ms;
+	uint64_t markers_old; /* read from the ledger and not held */
+	int64_t next_prune_ms;
 	const char *topic;
 	/* the file in flight */
 	const struct th_s3_obj *obj;
@@ -140,6 +187,11 @@ struct bridge {
 	int n_pend;
 	int64_t next_beat_ms;
 	long stall_ms;
+	/* the broker watch (/readyz): a thread asking for metadata */
+	pthread_t watch;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	bool watch_stop, watching;
 	char errstr[1024];
 };
 
@@ -215,6 +267,32 @@ rd_kafka_conf_t *th_bridge_producer_conf(const struct th_config *cf, char *errst
 	return th_kafka_conf_new(cf, "producer", defaults, errstr, errstr_size);
 }
 
+/* S3 answered that the bucket lives in another region than aws_region (301
+ * PermanentRedirect; curl is not told to follow it). Not the file's fault and
+ * not a passing failure: every file of that bucket would fail alike, so it is
+ * a configuration error (exit 4) naming the bucket's region. Not followed: one
+ * bridge signs for one region, S3 sends notifications only to a queue in the
+ * bucket's own region, and a custom aws_endpoint (a VPC endpoint) serves one
+ * region. Writes the message into why. */
+static bool wrong_region(const struct bridge *b, const char *bucket,
+			 const struct th_aws_resp *r, char *why, size_t why_size)
+{
+	if (r->status != 301 && strcmp(r->code, "PermanentRedirect") != 0)
+		return false;
+	if (r->region[0])
+		snprintf(why, why_size,
+			 "bucket %s is in region %s, not aws_region %s (S3: HTTP %ld %s): set "
+			 "aws_region = %s, with a queue in that region",
+			 bucket, r->region, b->t.region, r->status,
+			 r->code[0] ? r->code : "redirect", r->region);
+	else
+		snprintf(why, why_size,
+			 "bucket %s is in another region than aws_region %s (S3: HTTP %ld %s, "
+			 "its region not given): set aws_region to the bucket's region",
+			 bucket, b->t.region, r->status, r->code[0] ? r->code : "redirect");
+	return true;
+}
+
 /* ---- SQS ---- */
 
 static int sqs_simple(struct bridge *b, const char *action, const char *receipt, long vis)
@@ -260,6 +338,63 @@ static int on_progress(void *ctx)
 	struct bridge *b = ctx;
 	heartbeat(b);
 	return *b->run ? 0 : 1;
+}
+
+/* ---- broker reachability (/readyz) ---- */
+
+#define WATCH_EVERY_S 2
+#define WATCH_TIMEOUT_MS 5000
+
+/* /readyz follows the brokers: every WATCH_EVERY_S a metadata request (any
+ * broker). Not librdkafka's statistics or its all-brokers-down error: both
+ * come through rd_kafka_poll(), which nothing calls while the bridge waits on
+ * SQS, and an idle producer does not reconnect by itself, so neither would
+ * say when the brokers are back. A request answers both within seconds. */
+static void *broker_watch(void *arg)
+{
+	struct bridge *b = arg;
+	bool up = true;
+	pthread_mutex_lock(&b->watch_mu);
+	while (!b->watch_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += WATCH_EVERY_S;
+		pthread_cond_timedwait(&b->watch_cv, &b->watch_mu, &until);
+		if (b->watch_stop)
+			break;
+		pthread_mutex_unlock(&b->watch_mu);
+		const struct rd_kafka_metadata *md = NULL;
+		rd_kafka_resp_err_t err = rd_kafka_metadata(b->rk, 0, NULL, &md, WATCH_TIMEOUT_MS);
+		bool now_up = !err && md && md->broker_cnt > 0;
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		if (now_up != up) {
+			if (now_up)
+				th_log_info("bridge", "Kafka brokers reachable again: ready");
+			else
+				th_log_err("bridge", "no Kafka broker answers (%s): not ready until one "
+						     "does", rd_kafka_err2str(err));
+			th_metrics_broker_up(now_up);
+			up = now_up;
+		}
+		pthread_mutex_lock(&b->watch_mu);
+	}
+	pthread_mutex_unlock(&b->watch_mu);
+	return NULL;
+}
+
+static void broker_watch_stop(struct bridge *b)
+{
+	if (!b->watching)
+		return;
+	pthread_mutex_lock(&b->watch_mu);
+	b->watch_stop = true;
+	pthread_cond_signal(&b->watch_cv);
+	pthread_mutex_unlock(&b->watch_mu);
+	pthread_join(b->watch, NULL);
+	pthread_cond_destroy(&b->watch_cv);
+	pthread_mutex_destroy(&b->watch_mu);
+	b->watching = false;
 }
 
 /* ---- the ledger ---- */
@@ -322,9 +457,14 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 			ret = TH_EKAFKA;
 		} else if (m->key && m->key_len < MARKER_MAX && m->payload) {
 			char k[MARKER_MAX];
+			int64_t t;
 			memcpy(k, m->key, m->key_len);
 			k[m->key_len] = '\0';
-			ret = markers_add(&b->seen, k);
+			/* a file SQS can no longer deliver needs no marker in memory */
+			if (b->keep_from_ms && marker_delivered(k, &t) == 0 && t < b->keep_from_ms)
+				b->markers_old++;
+			else
+				ret = markers_add(&b->seen, k);
 		}
 		rd_kafka_message_destroy(m);
 		if (ret)
@@ -332,6 +472,24 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 	}
 	free(done);
 	return ret;
+}
+
+/* The live bridge: once an hour, forget the markers of files delivered
+ * longer ago than bridge_ledger_retention (its own and other instances'), so
+ * months of running hold what a fresh start would. */
+static void ledger_prune(struct bridge *b)
+{
+	int64_t now = now_ms();
+	if (b->o->backfill || !b->cf->bridge_ledger_retention_ms || now < b->next_prune_ms)
+		return;
+	b->next_prune_ms = now + 3600000;
+	b->keep_from_ms = now - b->cf->bridge_ledger_retention_ms;
+	long dropped = markers_prune(&b->seen, b->keep_from_ms);
+	if (dropped > 0) {
+		b->markers_old += (uint64_t)dropped;
+		th_log_info("bridge", "ledger: %ld marker(s) older than bridge_ledger_retention "
+				      "dropped, %zu held", dropped, b->seen.n);
+	}
 }
 
 static int ledger_open(struct bridge *b)
@@ -368,18 +526,49 @@ static int ledger_open(struct bridge *b)
 		goto cleanup;
 	}
 	parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+	/* A file is published after its delivery, so the markers of files
+	 * delivered since keep_from were written since then: start each
+	 * partition at that time (a day earlier, for a clock that is off), not
+	 * at the beginning of months of markers. An offset lookup that fails
+	 * reads from the beginning: slower, never fewer markers. */
 	for (int i = 0; i < md->topics[0].partition_cnt; i++)
 		rd_kafka_topic_partition_list_add(parts, b->cf->bridge_ledger_topic,
 						  md->topics[0].partitions[i].id)
-			->offset = RD_KAFKA_OFFSET_BEGINNING;
+			->offset = b->keep_from_ms ? b->keep_from_ms - 86400000 : RD_KAFKA_OFFSET_BEGINNING;
+	if (b->keep_from_ms &&
+	    rd_kafka_offsets_for_times(b->ledger, parts, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		th_log_warn("bridge", "ledger topic %s: no offset lookup by time; read from the "
+				      "beginning", b->cf->bridge_ledger_topic);
+		for (int i = 0; i < parts->cnt; i++)
+			parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+	}
+	for (int i = 0; b->keep_from_ms && i < parts->cnt; i++) {
+		/* no marker that late: nothing to read there (END) */
+		if (parts->elems[i].err || parts->elems[i].offset < 0)
+			parts->elems[i].offset = parts->elems[i].err ? RD_KAFKA_OFFSET_BEGINNING
+								     : RD_KAFKA_OFFSET_END;
+	}
 	if (rd_kafka_assign(b->ledger, parts)) {
 		th_errstr(b->errstr, sizeof(b->errstr), "ledger topic: assign failed");
 		goto cleanup;
 	}
 	rc = ledger_catch_up(b, true);
-	if (!rc)
-		th_log_info("bridge", "ledger %s: %zu file(s) published before",
+	if (!rc && b->keep_from_ms) {
+		char day[32];
+		time_t secs = (time_t)(b->keep_from_ms / 1000);
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		strftime(day, sizeof(day), "%Y-%m-%dT%H:%MZ", &tm);
+		th_log_info("bridge",
+			    "ledger %s: %zu file(s) published before held; %" PRIu64
+			    " marker(s) of files delivered before %s read and not held, "
+			    "earlier-written ones not read (%s)",
+			    b->cf->bridge_ledger_topic, b->seen.n, b->markers_old, day,
+			    b->o->backfill ? "before --since" : "bridge_ledger_retention");
+	} else if (!rc) {
+		th_log_info("bridge", "ledger %s: %zu file(s) published before held",
 			    b->cf->bridge_ledger_topic, b->seen.n);
+	}
 cleanup:
 	if (md)
 		rd_kafka_metadata_destroy(md);
@@ -528,6 +717,13 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 	enum outcome out = F_UNREADABLE;
 	int fd = -1, rc;
 
+	int64_t delivered;
+	if (b->keep_from_ms && th_bridge_key_time(o->key, &delivered) == 0 &&
+	    delivered < b->keep_from_ms)
+		th_log_warn("bridge",
+			    "s3://%s/%s: delivered before the ledger's markers held "
+			    "(bridge_ledger_retention): published again if it was before",
+			    o->bucket, o->key);
 	if (o->etag[0]) {
 		marker_of(o, o->etag, marker, sizeof(marker));
 		ledger_catch_up(b, false);
@@ -584,6 +780,10 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 			continue;
 		break;
 	}
+	if (r.status != 200 && wrong_region(b, o->bucket, &r, why, why_size)) {
+		out = F_AUTH;
+		goto cleanup;
+	}
 	if (r.status != 200) {
 		snprintf(why, why_size, "GET: HTTP %ld %s%s%s", r.status, r.code,
 			 r.message[0] ? ": " : "", r.message);
@@ -592,6 +792,10 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		 * AccessDenied (bucket policy, KMS) is this file's problem */
 		if (strcmp(r.code, "AccessDenied") != 0 && th_aws_auth_error(r.code, r.status))
 			out = F_AUTH;
+		/* credentials that expired (and did not refresh) are not the
+		 * file's fault either: it waits, its receives not counted */
+		else if (th_aws_expired_error(r.code))
+			out = F_RETRY;
 		else if (strcmp(r.code, "RequestTimeTooSkewed") == 0)
 			out = F_AUTH;
 		/* S3 or the network failing for now (an outage, throttling) is not
@@ -839,11 +1043,45 @@ static int live(struct bridge *b)
 		 "\"VisibilityTimeout\":%ld,\"AttributeNames\":[\"ApproximateReceiveCount\"],"
 		 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"]}",
 		 eurl, MAX_BATCH, wait, b->cf->bridge_visibility_s);
+	bool expired = false;
 	while (*b->run) {
-		struct th_aws_resp r;
-		th_metrics_heartbeat();
+		struct th_aws_resp r = {0};
+		/* no sign of life while the credentials are expired: /healthz says so */
+		if (!expired)
+			th_metrics_heartbeat();
+		ledger_prune(b);
 		int rc = th_sqs_call(&b->sqs, "ReceiveMessage", body, &r, b->errstr,
 				     sizeof(b->errstr));
+		if (rc && th_aws_expired_error(r.code)) {
+			/* refreshed once already (th_sqs_call): the source has nothing
+			 * newer. Environment credentials never will in this process; a
+			 * file, container or instance source may, so keep asking */
+			const struct th_aws_creds *cr;
+			char src[64] = "?", key[8] = "", cerr[256];
+			if (th_aws_creds_get(b->creds, false, &cr, cerr, sizeof(cerr)) == 0) {
+				snprintf(src, sizeof(src), "%s", cr->source);
+				snprintf(key, sizeof(key), "%.4s", cr->akid);
+			}
+			if (!expired)
+				th_log_err("bridge",
+					   "the AWS credentials from %s (key %s…) have expired (%s) and "
+					   "%s has no newer ones: renew them%s; /healthz answers 503 "
+					   "until AWS accepts them",
+					   src, key, r.code, src,
+					   strcmp(src, "environment") == 0
+						   ? " (AWS_SESSION_TOKEN…) and restart the bridge"
+						   : "");
+			expired = true;
+			th_metrics_unhealthy();
+			for (int i = 0; i < 50 && *b->run; i++)
+				usleep(100000);
+			continue;
+		}
+		if (!rc && expired) {
+			th_log_info("bridge", "the AWS credentials are accepted again");
+			expired = false;
+			th_metrics_heartbeat();
+		}
 		if (rc == TH_ECONFIG) {
 			fprintf(stderr,
 				"trailhound bridge: AWS refused the request (check the credentials: "
@@ -997,7 +1235,14 @@ static int list_prefix(struct bridge *b, struct listing *ls, const char *prefix,
 		struct th_aws_req rq = {.method = "GET", .url = url, .service = "s3",
 					.region = b->t.region, .creds = cr, .out_fd = -1,
 					.timeout_s = 120};
-		if (th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr)) || r.status != 200) {
+		int rrc = th_aws_request(&rq, &r, b->errstr, sizeof(b->errstr));
+		if (!rrc && wrong_region(b, ls->bucket, &r, b->errstr, sizeof(b->errstr))) {
+			fprintf(stderr, "trailhound bridge: ListObjectsV2 s3://%s/%s: %s\n",
+				ls->bucket, prefix, b->errstr);
+			th_aws_resp_free(&r);
+			return TH_ECONFIG;
+		}
+		if (rrc || r.status != 200) {
 			fprintf(stderr,
 				"trailhound bridge: ListObjectsV2 s3://%s/%s: %s%s HTTP %ld %s %s\n",
 				ls->bucket, prefix, r.status ? "" : b->errstr, r.status ? "" : ";",
@@ -1298,6 +1543,13 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		goto cleanup;
 	}
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
+	/* markers worth holding: the live bridge those SQS may still deliver,
+	 * a backfill those of its period (all without --since) */
+	if (o->backfill)
+		b.keep_from_ms = o->since_ms ? now_ms() - o->since_ms : 0;
+	else if (cf->bridge_ledger_retention_ms)
+		b.keep_from_ms = now_ms() - cf->bridge_ledger_retention_ms;
+	b.next_prune_ms = now_ms() + 3600000;
 	int rc = ledger_open(&b);
 	if (rc) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
@@ -1309,6 +1561,18 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	 * broker reached, the loop alive */
 	th_metrics_set_gauge(TH_G_ASSIGNMENT_HELD, 1);
 	th_metrics_heartbeat();
+	if (metrics) {
+		pthread_mutex_init(&b.watch_mu, NULL);
+		pthread_cond_init(&b.watch_cv, NULL);
+		if (pthread_create(&b.watch, NULL, broker_watch, &b) == 0) {
+			b.watching = true;
+		} else {
+			pthread_cond_destroy(&b.watch_cv);
+			pthread_mutex_destroy(&b.watch_mu);
+			th_log_warn("bridge", "no broker watch thread: /readyz will not follow "
+					      "the brokers");
+		}
+	}
 	th_log_info("bridge", "transactional id %s, topic %s, %s", tid, b.topic,
 		    o->backfill ? o->backfill : cf->bridge_queue_url);
 	ret = o->backfill ? backfill(&b) : live(&b);
@@ -1318,6 +1582,7 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		    b.st->files, b.st->events, b.st->rejected, b.st->skipped, b.st->unreadable,
 		    b.st->dead_lettered, b.st->messages);
 cleanup:
+	broker_watch_stop(&b);
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	if (b.ledger) {

@@ -136,6 +136,12 @@ static const struct conf_item items[] = {
 	 "bridge: largest log file fetched, compressed and again decompressed (MiB)"},
 	{"bridge_visibility_s", T_LONG, "120", 1, 43200, C(bridge_visibility_s),
 	 "bridge: SQS visibility timeout kept ahead of a file in flight (seconds)"},
+	/* a marker is needed while SQS can deliver its file again (a queue keeps
+	 * a message 14 days at most); max in seconds: ten years */
+	{"bridge_ledger_retention", T_DURATION, "30d", 0, 3650L * 86400,
+	 C(bridge_ledger_retention_ms),
+	 "bridge: ledger markers of files delivered longer ago are not loaded (the live "
+	 "bridge; a backfill reads those of its period); 0 = all"},
 	/* operations */
 	{"metrics_listen", T_STR, "", 0, 0, C(metrics_listen),
 	 "serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. "

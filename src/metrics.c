@@ -134,6 +134,11 @@ void th_metrics_heartbeat(void)
 	atomic_store_explicit(&M.heartbeat_ms, mono_ms(), memory_order_relaxed);
 }
 
+void th_metrics_unhealthy(void)
+{
+	atomic_store_explicit(&M.heartbeat_ms, 0, memory_order_relaxed);
+}
+
 void th_metrics_broker_up(bool up)
 {
 	atomic_store_explicit(&M.broker_up, up ? 1 : 0, memory_order_relaxed);

@@ -49,6 +49,8 @@ struct th_aws_resp {
 	char etag[160];         /* the ETag header, quotes removed */
 	char code[128];         /* AWS error code (XML <Code> or JSON __type), if any */
 	char message[512];      /* AWS error message, if any */
+	char region[64];        /* S3: the bucket's region (x-amz-bucket-region, else a
+				 * redirect's <Endpoint> or <Region>), "" when not given */
 };
 
 /* Called about once a second during a transfer; non-zero aborts it. */
@@ -96,6 +98,13 @@ void th_aws_endpoint(const struct th_aws_target *t, const char *service, char *o
  */
 int th_aws_s3_url(const struct th_aws_target *t, const char *bucket, const char *key,
 		  char *out, size_t out_size);
+/**
+ * @brief The region in an S3 endpoint host name, as a 301 PermanentRedirect's
+ *        <Endpoint> gives it: "b.s3.eu-west-1.amazonaws.com", "b.s3-eu-west-1…",
+ *        "b.s3.dualstack.eu-west-1…"; the global "b.s3.amazonaws.com" is us-east-1.
+ * @returns 0, or TH_ENOTFOUND (out "") when the name is not an S3 endpoint.
+ */
+int th_aws_s3_endpoint_region(const char *host, char *out, size_t out_size);
 /** @brief Percent-encode all but unreserved characters ('/' too): query values, forms. */
 int th_aws_uri_encode(const char *in, char *out, size_t out_size);
 /** @brief Decode an S3 event notification's key ('+' is a space, %XX). */
@@ -194,6 +203,9 @@ struct th_sqs {
 int th_sqs_call(struct th_sqs *q, const char *action, const char *json,
 		struct th_aws_resp *resp, char *errstr, size_t errstr_size);
 
+/** @brief Whether an AWS error code says the (temporary) credentials expired:
+ *         ExpiredToken, ExpiredTokenException, RequestExpired. */
+bool th_aws_expired_error(const char *code);
 /** @brief Whether an AWS error code means bad credentials or signature (not retriable). */
 bool th_aws_auth_error(const char *code, long status);
 

@@ -55,6 +55,7 @@ struct th_config {
 	char *aws_region, *aws_endpoint, *bridge_queue_url, *bridge_ledger_topic;
 	char *bridge_transactional_id;
 	long bridge_max_receives, bridge_object_max_mb, bridge_visibility_s;
+	int64_t bridge_ledger_retention_ms; /* markers of older files not loaded; 0 = all */
 	/* operations: Prometheus endpoint ("" = off), log level and format */
 	char *metrics_listen;
 	char *log_level, *log_format;

@@ -72,6 +72,8 @@ void th_metrics_alert(int variation, const char *severity);
 void th_metrics_commit_seconds(double seconds);
 /** @brief The loop is alive (for /healthz): call at least every few seconds. */
 void th_metrics_heartbeat(void);
+/** @brief Alive but unable to work (credentials expired): /healthz 503 until the next heartbeat. */
+void th_metrics_unhealthy(void);
 /** @brief Whether a broker answered lately (from statistics and errors). */
 void th_metrics_broker_up(bool up);
 

@@ -35,7 +35,7 @@ import uuid
 
 import pytest
 
-from conftest import (BIN, PARTITIONS, free_port, log, read_alerts, read_topic, run_to_end,
+from conftest import (BIN, KAFKA_LOCAL, PARTITIONS, free_port, log, read_alerts, read_topic, run_to_end,
                       wait_for_topics)
 
 try:
@@ -169,6 +169,10 @@ class Env:
                 "--set", f"bridge_queue_url={self.queue}",
                 "--set", f"aws_endpoint={self.moto.endpoint}",
                 "--set", f"aws_region={REGION}",
+                # the fixtures' files are dated 2026-11-01 (Env.key): their
+                # markers must stay held whatever day the suite runs
+                # (test_bridge_ledger_retention sets the default back)
+                "--set", "bridge_ledger_retention=3650d",
                 "--wait", "1", *extra]
 
     def env(self, **over):
@@ -279,6 +283,48 @@ def test_bridge_exactly_once_keyed(env, events, tmp_path):
     assert "published before (ledger), skipped" in p.stderr
     assert_once_keyed(env, published)
     assert env.queue_depth() == 0
+
+
+def test_bridge_ledger_retention(env, events):
+    """The ledger's markers are kept on the topic, but the live bridge holds in
+    memory only those of files delivered within bridge_ledger_retention: SQS
+    keeps a notification 14 days at most, so an older file cannot come again
+    but by a backfill. A file within the retention is still never published
+    twice; a file older than it, notified again, is published again with a
+    warning (the trade-off, said in the log); a backfill reads the markers of
+    its whole period and publishes neither again. (All markers were held for
+    ever: the second start logged "2 file(s) published before".)"""
+    when = lambda t: dict(day=time.strftime("%Y/%m/%d", time.gmtime(t)),
+                          stamp=time.strftime("%Y%m%dT%H%MZ", time.gmtime(t)))
+    old = env.key(**when(time.time() - 60 * 86400))
+    new = env.key(account="444455556666", **when(time.time() - 3600))
+    env.upload(old, events[0:20])
+    env.upload(new, events[20:50])
+    # the default retention; the sample's records are later than the old file's stamp
+    keep = ("--set", "bridge_ledger_retention=30d", "--set", "max_future_skew=0")
+    p = env.run(*keep)
+    assert p.returncode == 0, p.stderr
+    assert_once_keyed(env, events[0:50])
+    for k in (old, new):
+        etag = env.s3.head_object(Bucket=env.bucket, Key=k)["ETag"].strip('"')
+        env.sqs.send_message(QueueUrl=env.queue, MessageBody=json.dumps({"Records": [{
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": env.bucket}, "object": {"key": k, "eTag": etag}}}]}))
+    p = env.run(*keep)
+    assert p.returncode == 0, p.stderr
+    assert "1 file(s) published before held; 1 marker(s) of files delivered before" in p.stderr
+    assert "read and not held" in p.stderr
+    assert f"{new}: published before (ledger), skipped" in p.stderr
+    assert f"{old}: delivered before the ledger's markers held" in p.stderr
+    got = by_event_id(read_topic(env.broker, env.topic))
+    assert sorted({len(v) for e, v in got.items()}) == [1, 2]
+    assert all(len(got[e["eventID"]]) == 1 for e in events[20:50])
+    assert all(len(got[e["eventID"]]) == 2 for e in events[0:20])
+    # a backfill consults the markers of its period (here: all)
+    p = env.run("--backfill", f"s3://{env.bucket}/AWSLogs", *keep)
+    assert p.returncode == 0, p.stderr
+    assert "files=0 " in p.stderr and "skipped=2 " in p.stderr, p.stderr
+    assert len(read_topic(env.broker, env.topic)) == 20 * 2 + 30
 
 
 def test_bridge_sns_and_cloudtrail_formats(moto, admin, broker, tmp_path, events):
@@ -434,6 +480,133 @@ def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
     assert env.queue_depth() == 0
 
 
+def http_status(port, path):
+    """The HTTP status of GET path on the bridge's metrics port."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:  # not listening yet
+        return None
+
+
+def wait_status(port, path, want, proc, seconds, logf):
+    deadline = time.monotonic() + seconds
+    while http_status(port, path) != want:
+        assert proc.poll() is None, logf.read_text()
+        assert time.monotonic() < deadline, f"{path} never answered {want}: {logf.read_text()}"
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
+                    reason="stops and starts the local broker (scripts/kafka-local.sh)")
+def test_bridge_readyz_follows_the_brokers(env, events, tmp_path):
+    """/readyz answers 503 while no broker answers and 200 again when one does
+    (it had said "ready" from the start on, whatever became of the brokers).
+    The broker is stopped and started again (its data kept); the bridge keeps
+    running meanwhile, and publishes a file once the broker is back."""
+    mport = free_port()
+    logf = tmp_path / "bridge.log"
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "600000", "--set",
+                                        f"metrics_listen=127.0.0.1:{mport}"),
+                                env=env.env(), stderr=lf, stdout=subprocess.DEVNULL)
+        try:
+            wait_status(mport, "/readyz", 200, proc, 60, logf)
+            subprocess.run([KAFKA_LOCAL, "stop"], check=True)
+            try:
+                wait_status(mport, "/readyz", 503, proc, 60, logf)
+                assert http_status(mport, "/healthz") == 200  # the loop itself runs
+            finally:
+                subprocess.run([KAFKA_LOCAL, "start"], check=True)
+            wait_status(mport, "/readyz", 200, proc, 90, logf)
+            env.upload(env.key(), events[0:25])
+            deadline = time.monotonic() + 60
+            while ": 25 events" not in logf.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, logf.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = logf.read_text()
+    assert "no Kafka broker answers" in text and "Kafka brokers reachable again" in text
+    assert_once_keyed(env, events[0:25])
+
+
+def test_bridge_expired_session_token_unhealthy(env, tmp_path):
+    """Temporary credentials in the environment that AWS says have expired
+    (AWS_SESSION_TOKEN past its session): the environment never gives newer
+    ones, so the bridge says so in one clear log line and /healthz answers 503
+    (it retried every 5 s for ever, /healthz 200, a warning per try); once AWS
+    accepts the credentials again, /healthz is 200 again. moto 5.2 does not
+    model expiry (no ExpiredToken anywhere in it): a stand-in SQS endpoint
+    answers as SQS does, 403 ExpiredTokenException, then 200."""
+    import http.server
+    import threading
+    state = {"expired": True, "tokens": set()}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state["tokens"].add(self.headers.get("X-Amz-Security-Token"))
+            if state["expired"]:
+                code, body = 403, {"__type": "com.amazon.coral.service#ExpiredTokenException",
+                                   "message": "The security token included in the request "
+                                              "is expired"}
+            else:
+                code, body = 200, {"Messages": []}
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    stand_in = f"http://127.0.0.1:{srv.server_port}"
+    mport = free_port()
+    logf = tmp_path / "bridge.log"
+    try:
+        with open(logf, "wb") as lf:
+            proc = subprocess.Popen(
+                env.cmd("--exit-when-idle", "600000", "--set", f"aws_endpoint={stand_in}",
+                        "--set", f"bridge_queue_url={stand_in}/{ACCOUNT}/q",
+                        "--set", f"metrics_listen=127.0.0.1:{mport}"),
+                env=env.env(AWS_ACCESS_KEY_ID="ASIAEXPIREDEXAMPLE01",
+                            AWS_SESSION_TOKEN="expired-session-token"),
+                stderr=lf, stdout=subprocess.DEVNULL)
+            try:
+                wait_status(mport, "/healthz", 503, proc, 60, logf)
+                text = logf.read_text()
+                assert "the AWS credentials from environment (key ASIA…) have expired " \
+                       "(ExpiredTokenException)" in text, text
+                assert "renew them (AWS_SESSION_TOKEN…) and restart the bridge" in text
+                assert text.count("have expired") == 1, text  # one line, not one per try
+                assert "expired-session-token" not in text
+                assert state["tokens"] == {"expired-session-token"}
+                state["expired"] = False
+                wait_status(mport, "/healthz", 200, proc, 60, logf)
+                assert "the AWS credentials are accepted again" in logf.read_text()
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(60) == 0, logf.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        srv.shutdown()
+
+
 def run_scraped(env, *extra, idle):
     """env.run, with /metrics scraped every 0.2 s while the bridge runs:
     returns the process and the last scrape's samples {name{labels}: value}
@@ -546,6 +719,58 @@ def test_bridge_s3_unreachable_waits_on_the_queue(env, events):
     assert_once_keyed(env, events[0:40])
     assert read_topic(env.broker, env.dlq) == []
     assert env.queue_depth() == 0
+
+
+def test_bridge_bucket_in_another_region_exits_4(env, events):
+    """A bucket in another region than aws_region: S3 answers 301
+    PermanentRedirect (its region in x-amz-bucket-region, its endpoint in the
+    body). Every file of it would fail alike, so it is a configuration error,
+    exit 4, naming the bucket's region; the file stays on the queue, nothing
+    dead-lettered (it counted as an unreadable file and was dead-lettered after
+    bridge_max_receives). moto serves every region at once and never redirects:
+    a stand-in S3 on aws_endpoint answers as S3 does (SQS answers at the queue's
+    own URL, moto). The same for the backfill's listing, the region from the
+    body's <Endpoint> alone."""
+    import http.server
+    import threading
+    header = {"on": True}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect"
+                    f"</Code><Message>The bucket you are attempting to access must be addressed "
+                    f"using the specified endpoint. Please send all future requests to this "
+                    f"endpoint.</Message><Endpoint>{env.bucket}.s3.eu-west-1.amazonaws.com"
+                    f"</Endpoint><Bucket>{env.bucket}</Bucket></Error>").encode()
+            self.send_response(301)
+            if header["on"]:
+                self.send_header("x-amz-bucket-region", "eu-west-1")
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    s3 = f"aws_endpoint=http://127.0.0.1:{srv.server_port}"
+    try:
+        env.upload(env.key(), events[0:10])
+        p = env.run("--set", s3, "--set", "bridge_max_receives=1", idle=3000)
+        assert p.returncode == 4, p.stderr
+        assert f"bucket {env.bucket} is in region eu-west-1, not aws_region {REGION} " \
+               "(S3: HTTP 301 PermanentRedirect): set aws_region = eu-west-1" in p.stderr, p.stderr
+        assert "dead-lettered" not in p.stderr
+        assert read_topic(env.broker, env.dlq) == []
+        assert env.queue_depth() == 1
+        header["on"] = False
+        p = env.run("--backfill", f"s3://{env.bucket}/AWSLogs", "--set", s3, idle=1000)
+        assert p.returncode == 4, p.stderr
+        assert f"bucket {env.bucket} is in region eu-west-1, not aws_region" in p.stderr, p.stderr
+    finally:
+        srv.shutdown()
 
 
 def test_bridge_record_after_its_files_delivery_dead_lettered(env, events):

@@ -283,6 +283,37 @@ static void test_transient_errors(void **state)
 	assert_false(th_aws_transient(0, 301, "PermanentRedirect"));
 }
 
+/* A 301 PermanentRedirect without x-amz-bucket-region (a proxy dropped it)
+ * names the bucket's endpoint: its region is what the error tells the
+ * operator to set. */
+static void test_redirect_endpoint_region(void **state)
+{
+	static const struct {
+		const char *host, *region;
+	} ok[] = {
+		{"trail.s3.eu-west-1.amazonaws.com", "eu-west-1"},
+		{"trail.s3-eu-west-1.amazonaws.com", "eu-west-1"},
+		{"trail.s3.dualstack.ap-southeast-2.amazonaws.com", "ap-southeast-2"},
+		{"s3.eu-central-1.amazonaws.com", "eu-central-1"},
+		{"trail.s3.amazonaws.com", "us-east-1"},   /* the global endpoint */
+		{"trail.s3-external-1.amazonaws.com", "us-east-1"},
+		{"s3-logs.s3.eu-north-1.amazonaws.com", "eu-north-1"}, /* a bucket named s3-… */
+		{"my.s3.bucket.s3.us-west-2.amazonaws.com", "us-west-2"},
+		{"trail.s3.cn-north-1.amazonaws.com.cn", "cn-north-1"},
+	};
+	char out[64];
+	(void)state;
+	for (size_t i = 0; i < TH_ARRAY_SIZE(ok); i++) {
+		assert_int_equal(th_aws_s3_endpoint_region(ok[i].host, out, sizeof(out)), 0);
+		assert_string_equal(out, ok[i].region);
+	}
+	assert_int_equal(th_aws_s3_endpoint_region("minio.local:9000", out, sizeof(out)),
+			 TH_ENOTFOUND);
+	assert_string_equal(out, "");
+	assert_int_equal(th_aws_s3_endpoint_region("sqs.eu-west-1.amazonaws.com", out, sizeof(out)),
+			 TH_ENOTFOUND);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +327,7 @@ int main(void)
 		cmocka_unit_test(test_xml),
 		cmocka_unit_test(test_cloudtrail_names),
 		cmocka_unit_test(test_creds_env_then_profile),
+		cmocka_unit_test(test_redirect_endpoint_region),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
