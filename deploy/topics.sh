@@ -19,6 +19,9 @@ create trailhound.state-changelog "$parts" --config cleanup.policy=compact \
     --config min.compaction.lag.ms=60000
 create trailhound.alerts "$parts"
 create trailhound.dead-letter "$parts" --config retention.ms=2592000000
-# The bridge's ledger of files already published (one marker per S3 object,
-# read whole at the bridge's start): compacted, a few partitions are plenty.
-create trailhound.bridge-ledger 3 --config cleanup.policy=compact
+# The bridge's ledger of files already published (one marker per S3 object;
+# the bridge reads the last bridge_ledger_retention of it at start): compacted,
+# and deleted after 90 days (every key is written once, so compaction alone
+# never shrinks it; docs/bridge.md). A few partitions are plenty.
+create trailhound.bridge-ledger 3 --config cleanup.policy=compact,delete \
+    --config retention.ms=7776000000
