@@ -335,7 +335,7 @@ static int lm_tree(struct lm_walk *w, uint64_t pgno, int depth, bool freedb)
 		uint16_t lo = lm_u16(node), hi = lm_u16(node + 2), nflags = lm_u16(node + 4),
 			 ksize = lm_u16(node + 6);
 		uint64_t room = w->psize - off - LM_NODESIZE;
-		if (ksize > room || ksize > 511)
+		if (ksize > room || ksize > TH_STATE_KEY_MAX)
 			return VERIFY_CORRUPT;
 		if (flags == LM_P_BRANCH) {
 			uint64_t child = lo | ((uint64_t)hi << 16) | ((uint64_t)nflags << 32);
@@ -1159,8 +1159,12 @@ int th_state_wipe(struct th_state *st)
 int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
 		   size_t vlen)
 {
-	if (klen && ((const char *)key)[0] == '\0')
-		return TH_EINVAL; /* metadata never travels through the changelog */
+	/* Metadata never travels through the changelog, and no key the detector
+	 * writes is empty or longer than LMDB takes (th_key: at most 511 bytes).
+	 * Such a record was not written by a worker; kept, it would fail the
+	 * commit of the whole restore, at every restart. */
+	if (klen == 0 || klen > TH_STATE_KEY_MAX || ((const char *)key)[0] == '\0')
+		return TH_EINVAL;
 	return val ? th_state_put(st, key, klen, val, vlen) : th_state_del(st, key, klen);
 }
 

@@ -128,7 +128,11 @@ void th_state_rollback(struct th_state *st);
 int64_t th_state_offset(struct th_state *st);
 /** @brief Delete every key (committed at once) and the offset. @returns 0 or TH_ESTATE. */
 int th_state_wipe(struct th_state *st);
-/** @brief Apply a key/value (val NULL = delete) straight from a changelog record. */
+/** LMDB's key limit (mdb_env_get_maxkeysize of the default build). */
+#define TH_STATE_KEY_MAX 511
+/** @brief Apply a key/value (val NULL = delete) straight from a changelog record.
+ * @returns 0, TH_EINVAL for a key no worker writes (empty, over TH_STATE_KEY_MAX,
+ * or the store's metadata: the caller skips the record), or an error. */
 int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
 		   size_t vlen);
 void th_state_get_stats(const struct th_state *st, struct th_state_stats *out);

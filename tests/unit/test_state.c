@@ -345,6 +345,13 @@ static void test_dirty_foreach_and_apply(void **state)
 	E(th_state_apply(f->st, "x", 1, NULL, 0));
 	E(th_state_apply(f->st, "w", 1, "9", 1));
 	assert_int_equal(th_state_apply(f->st, "\0offset", 7, "1", 1), TH_EINVAL);
+	/* keys no worker writes, which LMDB would refuse at the commit: refused
+	 * here, so the commit of everything else goes through */
+	char longest[TH_STATE_KEY_MAX + 1];
+	memset(longest, 'k', sizeof(longest));
+	assert_int_equal(th_state_apply(f->st, "", 0, "1", 1), TH_EINVAL);
+	assert_int_equal(th_state_apply(f->st, longest, sizeof(longest), "1", 1), TH_EINVAL);
+	E(th_state_apply(f->st, longest, TH_STATE_KEY_MAX, "L", 1));
 	E(th_state_commit(f->st, 4));
 	check_value(f->st, "x", NULL);
 	check_value(f->st, "w", "9");
