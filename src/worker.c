@@ -1482,7 +1482,24 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	for (int waited = 0;; waited++) {
 		if (!(error = rd_kafka_init_transactions(w->producer, 1000)))
 			break;
-		bool again = rd_kafka_error_is_retriable(error) && waited < INIT_TXN_TIMEOUT_MS / 1000 && *w->run;
+		rd_kafka_resp_err_t ierr = rd_kafka_error_code(error);
+		if (rd_kafka_error_is_retriable(error) && !*w->run) {
+			/* SIGTERM while waiting for the brokers: a clean stop like
+			 * any other (exit 0), nothing begun; the loop sees *run. */
+			rd_kafka_error_destroy(error);
+			th_log_info("worker", "stopped while waiting for the brokers %s", cf->brokers);
+			return 0;
+		}
+		if (ierr == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+		    ierr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
+			/* a missing ACL: no restart grants it (exit 4, not 5) */
+			snprintf(errstr, errstr_size, "init_transactions: %s (grant the worker's "
+				 "principal the ACLs in docs/operations.md)",
+				 rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return TH_ECONFIG;
+		}
+		bool again = rd_kafka_error_is_retriable(error) && waited < INIT_TXN_TIMEOUT_MS / 1000;
 		if (again) {
 			rd_kafka_error_destroy(error);
 			rd_kafka_poll(w->producer, 0);
