@@ -31,7 +31,15 @@
 
 /* How long the blocking Kafka calls may take. */
 #define QUERY_TIMEOUT_MS 10000     /* metadata, watermarks, committed offsets on a rewind, abort */
-#define ASSIGN_TIMEOUT_MS 30000    /* committed offsets on assignment (coordinator may be busy) */
+/* Committed offsets on assignment: a crashed member's open transaction holds
+ * them pending (UNSTABLE_OFFSET_COMMIT) until the coordinator aborts it, up to
+ * transaction.timeout.ms after it began (assign_wait_ms: the producer's,
+ * the same setting as the crashed member's), plus this margin for the
+ * broker's scan for timed-out transactions (every 10 s by default) and the
+ * abort markers; never less than ASSIGN_TIMEOUT_MS (coordinator may be busy). */
+#define ASSIGN_TIMEOUT_MS 30000
+#define ASSIGN_MARGIN_MS 20000
+#define ASSIGN_SLICE_MS 1000 /* one committed() call: a stop signal is seen in between */
 #define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
 #define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
 /* Restoring partitions together, each commits its store once it holds its
@@ -130,6 +138,7 @@ struct worker {
 	 * (librdkafka lets them resume), a timed-out send_offsets aborts. */
 	int txn_timeout_ms;
 	size_t max_msg_bytes; /* the producer's message.max.bytes */
+	long assign_wait_ms;  /* how long an assignment waits for its committed offsets */
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -905,13 +914,52 @@ static bool changelog_lacks(struct worker *w, const rd_kafka_topic_partition_lis
 	return false;
 }
 
+/* The group's committed offsets of parts, waiting out offsets still pending
+ * in another member's open transaction (see ASSIGN_MARGIN_MS) in slices, so
+ * that a stop signal ends the wait: then *stopped is set. */
+static rd_kafka_resp_err_t committed_offsets(struct worker *w,
+					     rd_kafka_topic_partition_list_t *parts, bool *stopped)
+{
+	double deadline = now_s() + (double)w->assign_wait_ms / 1000.0;
+	rd_kafka_resp_err_t err;
+	*stopped = false;
+	for (;;) {
+		bool pending = false;
+		err = rd_kafka_committed(w->consumer, parts, ASSIGN_SLICE_MS);
+		for (int i = 0; !err && i < parts->cnt; i++)
+			if (parts->elems[i].err == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
+				pending = true;
+		if (err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+		    err == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
+			pending = true;
+		if (!pending || now_s() >= deadline)
+			return err;
+		th_metrics_heartbeat(); /* waiting on the coordinator, alive */
+		if (!*w->run) {
+			*stopped = true;
+			return err;
+		}
+		for (int i = 0; i < parts->cnt; i++) {
+			parts->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+			parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+		}
+	}
+}
+
 static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
 {
 	struct restore rs[MAX_PARTS];
 	int nr = 0;
+	bool stopped;
 	if (changelog_lacks(w, parts))
 		return;
-	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, ASSIGN_TIMEOUT_MS);
+	rd_kafka_resp_err_t err = committed_offsets(w, parts, &stopped);
+	if (stopped) {
+		/* SIGTERM: take nothing on, the loop ends (exit 0) */
+		th_log_info("worker", "stopped while waiting for the committed offsets");
+		rd_kafka_assign(w->consumer, NULL);
+		return;
+	}
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
 		return;
@@ -1525,6 +1573,14 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 					     &mmb_len) == RD_KAFKA_CONF_OK
 				   ? (size_t)strtoull(mmb, NULL, 10)
 				   : 1000000;
+	char tto[32];
+	size_t tto_len = sizeof(tto);
+	long txn_to = rd_kafka_conf_get(rd_kafka_conf(w->producer), "transaction.timeout.ms", tto,
+					&tto_len) == RD_KAFKA_CONF_OK
+			      ? strtol(tto, NULL, 10)
+			      : 60000;
+	w->assign_wait_ms = txn_to + ASSIGN_MARGIN_MS > ASSIGN_TIMEOUT_MS ? txn_to + ASSIGN_MARGIN_MS
+									  : ASSIGN_TIMEOUT_MS;
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};

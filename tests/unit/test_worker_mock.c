@@ -492,6 +492,29 @@ static void test_stop_while_waiting_for_brokers_exits_0(void **state)
 	assert_int_equal(m->stats.transactions, 0);
 }
 
+/* A crashed member's transaction still holds offsets of the partition: the
+ * coordinator answers the new owner's committed-offsets request with
+ * UNSTABLE_OFFSET_COMMIT until that transaction times out
+ * (transaction.timeout.ms) and is aborted. The new owner waits that out and
+ * goes on; it exited 5 before. */
+static void test_pending_offsets_waited_out(void **state)
+{
+	struct mock *m = *state;
+	/* pending for ~35 s (librdkafka asks again every ~100 ms): longer
+	 * than the old fixed 30 s wait, less than the transaction timeout
+	 * configured here plus the margin */
+	static rd_kafka_resp_err_t unstable[350];
+	for (size_t i = 0; i < sizeof(unstable) / sizeof(unstable[0]); i++)
+		unstable[i] = RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT;
+	set(m, "kafka.producer.transaction.timeout.ms=45000");
+	set(m, "kafka.producer.message.timeout.ms=40000");
+	rd_kafka_mock_push_request_errors_array(m->mc, API_OFFSET_FETCH,
+						sizeof(unstable) / sizeof(unstable[0]), unstable);
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.messages, m->n_input);
+	assert_int_equal(m->stats.alerts, 1);
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -513,6 +536,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_pending_offsets_waited_out, setup, teardown),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))
