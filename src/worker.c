@@ -340,13 +340,15 @@ struct restore {
 };
 
 /* Read the partitions' changelogs from the start (read_committed) into their
- * wiped stores: the state as of the group's committed offsets. All of an
+ * wiped stores: the state as of the group's committed offsets. A stop signal
+ * ends it at once (*stopped, returns 0): the stores are wiped again and keep
+ * no offset, so the next assignment restores them in full. All of an
  * assignment's partitions are read together by one assign, so their fetches
  * overlap the LMDB writes instead of queueing partition after partition; each
  * ends at its partition-EOF, which the restorer's low fetch.wait.max.ms makes
  * prompt (the last offset is a transaction marker, never a message, so EOF is
  * the only sure end). */
-static int restore_parts(struct worker *w, struct restore *rs, int nr)
+static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *stopped)
 {
 	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(nr);
 	rd_kafka_resp_err_t err;
@@ -357,6 +359,7 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	size_t least = cap < RESTORE_BATCH_MIN ? cap : RESTORE_BATCH_MIN;
 	if (batch < least)
 		batch = least;
+	*stopped = false;
 
 	for (int i = 0; i < nr; i++) {
 		struct part *p = rs[i].p;
@@ -392,6 +395,12 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 		goto out;
 	}
 	while (left > 0) {
+		if (!*w->run) {
+			/* SIGTERM: a restore may take restore_timeout_ms; a
+			 * rolling deploy must not wait for it (or SIGKILL) */
+			*stopped = true;
+			break;
+		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 20);
 		th_metrics_heartbeat(); /* a restore, however long, is alive */
 		if (!m) {
@@ -471,7 +480,18 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	}
 	if (tp->cnt)
 		rd_kafka_assign(w->restorer, NULL);
-	for (int i = 0; !rc && i < nr; i++) {
+	for (int i = 0; !rc && *stopped && i < nr; i++) {
+		/* Half a state is no state: the batches committed so far go, the
+		 * store is left as a new one (empty, no offset) and restores in
+		 * full next time, as a store at another offset than the group's
+		 * (one LMDB transaction, which drops the uncommitted rest). */
+		if ((rc = th_state_wipe(rs[i].p->st)))
+			break;
+		th_log_info("restore", "%s[%d]: stopped after %" PRIu64 " state records: nothing "
+				       "kept, restores in full next time",
+			    rs[i].p->topic, (int)rs[i].p->partition, rs[i].n);
+	}
+	for (int i = 0; !rc && !*stopped && i < nr; i++) {
 		struct part *p = rs[i].p;
 		if ((rc = th_state_commit(p->st, rs[i].committed)))
 			break;
@@ -1003,11 +1023,17 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	if (nr > 0) {
 		double t0 = now_s();
 		uint64_t before = w->n_restored;
+		bool stopped;
 		th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, nr);
-		int rrc = restore_parts(w, rs, nr);
+		int rrc = restore_parts(w, rs, nr, &stopped);
 		th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 0);
 		if (rrc) {
 			set_fatal(w, "restore", "changelog restore failed");
+			return;
+		}
+		if (stopped) {
+			/* take nothing on: the loop ends at once (exit 0) */
+			rd_kafka_assign(w->consumer, NULL);
 			return;
 		}
 		w->n_part_restores += (uint64_t)nr;
