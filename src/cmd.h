@@ -8,7 +8,8 @@
  * th_cmd_exit_code().
  *   0  success (scan: no alerts)       1  scan: alerts were raised
  *   2  usage error                     3  input error (a file could not be read)
- *   4  configuration or reference-data error
+ *   4  configuration or reference-data error, or a permission (ACL) that a
+ *      restart will not grant
  *   5  runtime failure (state store, Kafka); the supervisor should restart
  */
 #ifndef TRAILHOUND_CMD_H

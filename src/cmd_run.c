@@ -43,7 +43,8 @@ static void run_usage(FILE *out)
 		"Settings come from the file, then TRAILHOUND_<SETTING> environment variables\n"
 		"(upper case, '.' as \"__\": TRAILHOUND_KAFKA__SASL__PASSWORD), then --set.\n"
 		"\n"
-		"Exit codes: 0 stopped cleanly, 2 usage, 4 configuration, 5 runtime failure\n"
+		"Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, also during the start or a\n"
+		"restore), 2 usage, 4 configuration (a missing ACL included), 5 runtime failure\n"
 		"(fenced by a newer instance, fatal Kafka or consumer group error, offsets\n"
 		"unreadable for a rewind, state store): restart it (Restart=on-failure).\n");
 }

@@ -31,7 +31,15 @@
 
 /* How long the blocking Kafka calls may take. */
 #define QUERY_TIMEOUT_MS 10000     /* metadata, watermarks, committed offsets on a rewind, abort */
-#define ASSIGN_TIMEOUT_MS 30000    /* committed offsets on assignment (coordinator may be busy) */
+/* Committed offsets on assignment: a crashed member's open transaction holds
+ * them pending (UNSTABLE_OFFSET_COMMIT) until the coordinator aborts it, up to
+ * transaction.timeout.ms after it began (assign_wait_ms: the producer's,
+ * the same setting as the crashed member's), plus this margin for the
+ * broker's scan for timed-out transactions (every 10 s by default) and the
+ * abort markers; never less than ASSIGN_TIMEOUT_MS (coordinator may be busy). */
+#define ASSIGN_TIMEOUT_MS 30000
+#define ASSIGN_MARGIN_MS 20000
+#define ASSIGN_SLICE_MS 1000 /* one committed() call: a stop signal is seen in between */
 #define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
 #define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
 /* Restoring partitions together, each commits its store once it holds its
@@ -130,6 +138,7 @@ struct worker {
 	 * (librdkafka lets them resume), a timed-out send_offsets aborts. */
 	int txn_timeout_ms;
 	size_t max_msg_bytes; /* the producer's message.max.bytes */
+	long assign_wait_ms;  /* how long an assignment waits for its committed offsets */
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -331,13 +340,15 @@ struct restore {
 };
 
 /* Read the partitions' changelogs from the start (read_committed) into their
- * wiped stores: the state as of the group's committed offsets. All of an
+ * wiped stores: the state as of the group's committed offsets. A stop signal
+ * ends it at once (*stopped, returns 0): the stores are wiped again and keep
+ * no offset, so the next assignment restores them in full. All of an
  * assignment's partitions are read together by one assign, so their fetches
  * overlap the LMDB writes instead of queueing partition after partition; each
  * ends at its partition-EOF, which the restorer's low fetch.wait.max.ms makes
  * prompt (the last offset is a transaction marker, never a message, so EOF is
  * the only sure end). */
-static int restore_parts(struct worker *w, struct restore *rs, int nr)
+static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *stopped)
 {
 	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(nr);
 	rd_kafka_resp_err_t err;
@@ -348,6 +359,7 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	size_t least = cap < RESTORE_BATCH_MIN ? cap : RESTORE_BATCH_MIN;
 	if (batch < least)
 		batch = least;
+	*stopped = false;
 
 	for (int i = 0; i < nr; i++) {
 		struct part *p = rs[i].p;
@@ -383,6 +395,12 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 		goto out;
 	}
 	while (left > 0) {
+		if (!*w->run) {
+			/* SIGTERM: a restore may take restore_timeout_ms; a
+			 * rolling deploy must not wait for it (or SIGKILL) */
+			*stopped = true;
+			break;
+		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 20);
 		th_metrics_heartbeat(); /* a restore, however long, is alive */
 		if (!m) {
@@ -462,7 +480,18 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr)
 	}
 	if (tp->cnt)
 		rd_kafka_assign(w->restorer, NULL);
-	for (int i = 0; !rc && i < nr; i++) {
+	for (int i = 0; !rc && *stopped && i < nr; i++) {
+		/* Half a state is no state: the batches committed so far go, the
+		 * store is left as a new one (empty, no offset) and restores in
+		 * full next time, as a store at another offset than the group's
+		 * (one LMDB transaction, which drops the uncommitted rest). */
+		if ((rc = th_state_wipe(rs[i].p->st)))
+			break;
+		th_log_info("restore", "%s[%d]: stopped after %" PRIu64 " state records: nothing "
+				       "kept, restores in full next time",
+			    rs[i].p->topic, (int)rs[i].p->partition, rs[i].n);
+	}
+	for (int i = 0; !rc && !*stopped && i < nr; i++) {
 		struct part *p = rs[i].p;
 		if ((rc = th_state_commit(p->st, rs[i].committed)))
 			break;
@@ -905,13 +934,52 @@ static bool changelog_lacks(struct worker *w, const rd_kafka_topic_partition_lis
 	return false;
 }
 
+/* The group's committed offsets of parts, waiting out offsets still pending
+ * in another member's open transaction (see ASSIGN_MARGIN_MS) in slices, so
+ * that a stop signal ends the wait: then *stopped is set. */
+static rd_kafka_resp_err_t committed_offsets(struct worker *w,
+					     rd_kafka_topic_partition_list_t *parts, bool *stopped)
+{
+	double deadline = now_s() + (double)w->assign_wait_ms / 1000.0;
+	rd_kafka_resp_err_t err;
+	*stopped = false;
+	for (;;) {
+		bool pending = false;
+		err = rd_kafka_committed(w->consumer, parts, ASSIGN_SLICE_MS);
+		for (int i = 0; !err && i < parts->cnt; i++)
+			if (parts->elems[i].err == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
+				pending = true;
+		if (err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+		    err == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
+			pending = true;
+		if (!pending || now_s() >= deadline)
+			return err;
+		th_metrics_heartbeat(); /* waiting on the coordinator, alive */
+		if (!*w->run) {
+			*stopped = true;
+			return err;
+		}
+		for (int i = 0; i < parts->cnt; i++) {
+			parts->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+			parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+		}
+	}
+}
+
 static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t *parts)
 {
 	struct restore rs[MAX_PARTS];
 	int nr = 0;
+	bool stopped;
 	if (changelog_lacks(w, parts))
 		return;
-	rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, parts, ASSIGN_TIMEOUT_MS);
+	rd_kafka_resp_err_t err = committed_offsets(w, parts, &stopped);
+	if (stopped) {
+		/* SIGTERM: take nothing on, the loop ends (exit 0) */
+		th_log_info("worker", "stopped while waiting for the committed offsets");
+		rd_kafka_assign(w->consumer, NULL);
+		return;
+	}
 	if (err) {
 		set_fatal(w, "committed offsets", rd_kafka_err2str(err));
 		return;
@@ -955,11 +1023,17 @@ static void assign_partitions(struct worker *w, rd_kafka_topic_partition_list_t 
 	if (nr > 0) {
 		double t0 = now_s();
 		uint64_t before = w->n_restored;
+		bool stopped;
 		th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, nr);
-		int rrc = restore_parts(w, rs, nr);
+		int rrc = restore_parts(w, rs, nr, &stopped);
 		th_metrics_set_gauge(TH_G_PARTITIONS_RESTORING, 0);
 		if (rrc) {
 			set_fatal(w, "restore", "changelog restore failed");
+			return;
+		}
+		if (stopped) {
+			/* take nothing on: the loop ends at once (exit 0) */
+			rd_kafka_assign(w->consumer, NULL);
 			return;
 		}
 		w->n_part_restores += (uint64_t)nr;
@@ -1482,7 +1556,24 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	for (int waited = 0;; waited++) {
 		if (!(error = rd_kafka_init_transactions(w->producer, 1000)))
 			break;
-		bool again = rd_kafka_error_is_retriable(error) && waited < INIT_TXN_TIMEOUT_MS / 1000 && *w->run;
+		rd_kafka_resp_err_t ierr = rd_kafka_error_code(error);
+		if (rd_kafka_error_is_retriable(error) && !*w->run) {
+			/* SIGTERM while waiting for the brokers: a clean stop like
+			 * any other (exit 0), nothing begun; the loop sees *run. */
+			rd_kafka_error_destroy(error);
+			th_log_info("worker", "stopped while waiting for the brokers %s", cf->brokers);
+			return 0;
+		}
+		if (ierr == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+		    ierr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
+			/* a missing ACL: no restart grants it (exit 4, not 5) */
+			snprintf(errstr, errstr_size, "init_transactions: %s (grant the worker's "
+				 "principal the ACLs in docs/operations.md)",
+				 rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return TH_ECONFIG;
+		}
+		bool again = rd_kafka_error_is_retriable(error) && waited < INIT_TXN_TIMEOUT_MS / 1000;
 		if (again) {
 			rd_kafka_error_destroy(error);
 			rd_kafka_poll(w->producer, 0);
@@ -1508,6 +1599,14 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 					     &mmb_len) == RD_KAFKA_CONF_OK
 				   ? (size_t)strtoull(mmb, NULL, 10)
 				   : 1000000;
+	char tto[32];
+	size_t tto_len = sizeof(tto);
+	long txn_to = rd_kafka_conf_get(rd_kafka_conf(w->producer), "transaction.timeout.ms", tto,
+					&tto_len) == RD_KAFKA_CONF_OK
+			      ? strtol(tto, NULL, 10)
+			      : 60000;
+	w->assign_wait_ms = txn_to + ASSIGN_MARGIN_MS > ASSIGN_TIMEOUT_MS ? txn_to + ASSIGN_MARGIN_MS
+									  : ASSIGN_TIMEOUT_MS;
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};

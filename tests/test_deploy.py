@@ -642,3 +642,48 @@ def test_systemd_unit_verifies(tmp_path):
     f.write_text(unit.replace("/usr/local/bin/trailhound", BIN))
     p = subprocess.run(["systemd-analyze", "verify", str(f)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def systemd_instance(tmp_path, instance):
+    """The settings `trailhound@INSTANCE` runs with, as the binary takes them:
+    the unit's EnvironmentFile (from deploy/systemd/) in the environment, its
+    ExecStart's --set options, the shared deploy/trailhound.conf; printed by
+    --check-config (brokers moved to a closed port, state to tmp_path)."""
+    unit = open(os.path.join(DEPLOY, "systemd/trailhound@.service")).read()
+    env = dict(os.environ)
+    files = re.findall(r"^EnvironmentFile=(\S+)", unit, re.M)
+    assert files, "the unit reads no per-instance EnvironmentFile"
+    for f in files:
+        assert not f.startswith("-"), f"{f}: optional, an instance without one would share the port"
+        assert "%i" in f, f"{f}: the same file for every instance"
+        path = os.path.join(DEPLOY, "systemd", os.path.basename(f.replace("%i", instance)))
+        assert os.path.exists(path), f"deploy/systemd/ has no example {os.path.basename(path)}"
+        for line in open(path):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                env[k] = v
+    execstart = re.search(r"^ExecStart=(.*?)(?<!\\)$", unit, re.M | re.S).group(1)
+    execstart = execstart.replace("\\\n", " ").replace("%i", instance).replace("%H", "host")
+    sets = re.findall(r"--set (\S+)", execstart)
+    args = [BIN, "run", "-c", os.path.join(DEPLOY, "trailhound.conf"), "--check-config"]
+    for s in sets:
+        args += ["--set", s.replace("/var/lib/trailhound", str(tmp_path))]
+    args += ["--set", "brokers=127.0.0.1:1"]
+    p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    return dict(re.findall(r'^([a-z0-9_.]+) = "(.*)"$', p.stdout, re.M))
+
+
+def test_systemd_instances_get_distinct_metrics_ports(tmp_path):
+    # with one shared config, a metrics_listen there made the second instance
+    # fail on the port (exit 4) and restart in a loop
+    one = systemd_instance(tmp_path, "1")
+    two = systemd_instance(tmp_path, "2")
+    assert one["metrics_listen"] and two["metrics_listen"], (one.get("metrics_listen"), two.get("metrics_listen"))
+    assert one["metrics_listen"] != two["metrics_listen"]
+    assert one["transactional_id"] != two["transactional_id"]
+    assert one["state_dir"] != two["state_dir"]
+    known = binary_settings()
+    for f in glob.glob(os.path.join(DEPLOY, "systemd", "*.env")):
+        for var in re.findall(r"^(TRAILHOUND_[A-Z0-9_]+)=", open(f).read(), re.M):
+            check_setting(env_setting(var), known, f"environment {var} in {os.path.basename(f)}")

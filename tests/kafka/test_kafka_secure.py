@@ -113,9 +113,9 @@ def acl(principal, rtype, name, op):
                       AclPermissionType.ALLOW)
 
 
-def worker_acls(n, principal="User:trailhound", group=True):
+def worker_acls(n, principal="User:trailhound", group=True, tid=True):
     """The worker's ACLs as docs/operations.md lists them (group=False leaves
-    out the consumer group's)."""
+    out the consumer group's, tid=False the transactional id's)."""
     T, G, X = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
     R, W, D = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
     out = [acl(principal, T, n.input, R), acl(principal, T, n.input, D),
@@ -123,8 +123,9 @@ def worker_acls(n, principal="User:trailhound", group=True):
            acl(principal, T, n.changelog, D),
            acl(principal, T, n.changelog, AclOperation.DESCRIBE_CONFIGS),
            acl(principal, T, n.output, W), acl(principal, T, n.output, D),
-           acl(principal, T, n.dead_letter, W), acl(principal, T, n.dead_letter, D),
-           acl(principal, X, n.tid, W), acl(principal, X, n.tid, D)]
+           acl(principal, T, n.dead_letter, W), acl(principal, T, n.dead_letter, D)]
+    if tid:
+        out += [acl(principal, X, n.tid, W), acl(principal, X, n.tid, D)]
     if group:
         out.append(acl(principal, G, n.group, R))
     return out
@@ -288,6 +289,20 @@ def test_worker_without_group_acl_processes_nothing(secure, admin, names, small_
     last = [l for l in w.stderr.splitlines() if "ERROR [worker]" in l]
     assert last and "not authorized" in last[-1] and "Group authorization failed" in last[-1], \
         w.stderr[-3000:]
+    assert read_all(secure, names.output) == []
+
+
+def test_worker_without_transactional_id_acl_exits_4(secure, admin, names, tmp_path):
+    """Without its TransactionalId ACL the worker's init_transactions fails with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED: a permission no restart grants, so
+    exit 4 with the reason (it exited 5, and a supervisor restarted it in a
+    loop), having written nothing."""
+    grant(admin, worker_acls(names, tid=False))
+    wcfg = write_config(tmp_path / "worker.conf", secure, "trailhound")
+    w = run_worker(wcfg, names, tmp_path / "state", "--exit-when-idle", "3000")
+    assert w.returncode == 4, w.stderr[-3000:]
+    last = [l for l in w.stderr.splitlines() if "ERROR [worker]" in l]
+    assert last and "Transactional Id authorization failed" in last[-1], w.stderr[-3000:]
     assert read_all(secure, names.output) == []
 
 

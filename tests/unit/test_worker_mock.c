@@ -42,6 +42,7 @@ enum {
 	API_OFFSET_FETCH = 9,
 	API_JOIN_GROUP = 11,
 	API_HEARTBEAT = 12,
+	API_INIT_PRODUCER_ID = 22,
 	API_ADD_OFFSETS_TO_TXN = 25,
 	API_END_TXN = 26,
 	API_TXN_OFFSET_COMMIT = 28,
@@ -443,6 +444,77 @@ static void test_poison_message_dead_lettered(void **state)
 	assert_int_equal(dead_letters(m, "processing_failed", 2), 1);
 }
 
+/* The principal lacks the TransactionalId ACL: no restart grants it, so
+ * the worker's start fails as a configuration error (exit 4), not as a
+ * runtime failure for the supervisor to restart forever (the old code: 5).
+ * The local broker runs no authorizer; the secure one (kafka.secure) is a
+ * separate setup, and the mock answers exactly as a broker denying it. */
+static void test_transactional_id_acl_missing_exits_4(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_push_request_errors(m->mc, API_INIT_PRODUCER_ID, 1,
+					  RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	assert_int_equal(m->stats.messages, 0);
+}
+
+/* The same for a principal without IdempotentWrite on the cluster (brokers
+ * before 3.0 require it of a transactional producer). */
+static void test_cluster_acl_missing_exits_4(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_push_request_errors(m->mc, API_INIT_PRODUCER_ID, 1,
+					  RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	assert_int_equal(m->stats.messages, 0);
+}
+
+static void *stop_soon(void *arg)
+{
+	struct mock *m = arg;
+	sleep(2);
+	m->run = 0;
+	return NULL;
+}
+
+/* SIGTERM while the start still waits for the brokers (all down): a clean
+ * stop, 0, as at any other time (the old code: 5, a restart to no end). */
+static void test_stop_while_waiting_for_brokers_exits_0(void **state)
+{
+	struct mock *m = *state;
+	pthread_t t;
+	rd_kafka_mock_broker_set_down(m->mc, 1);
+	assert_int_equal(pthread_create(&t, NULL, stop_soon, m), 0);
+	int rc = run_worker(m);
+	pthread_join(t, NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(m->stats.messages, 0);
+	assert_int_equal(m->stats.transactions, 0);
+}
+
+/* A crashed member's transaction still holds offsets of the partition: the
+ * coordinator answers the new owner's committed-offsets request with
+ * UNSTABLE_OFFSET_COMMIT until that transaction times out
+ * (transaction.timeout.ms) and is aborted. The new owner waits that out and
+ * goes on; it exited 5 before. */
+static void test_pending_offsets_waited_out(void **state)
+{
+	struct mock *m = *state;
+	/* pending for ~35 s (librdkafka asks again every ~100 ms): longer
+	 * than the old fixed 30 s wait, less than the transaction timeout
+	 * configured here plus the margin */
+	static rd_kafka_resp_err_t unstable[350];
+	for (size_t i = 0; i < sizeof(unstable) / sizeof(unstable[0]); i++)
+		unstable[i] = RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT;
+	set(m, "kafka.producer.transaction.timeout.ms=45000");
+	set(m, "kafka.producer.message.timeout.ms=40000");
+	rd_kafka_mock_push_request_errors_array(m->mc, API_OFFSET_FETCH,
+						sizeof(unstable) / sizeof(unstable[0]), unstable);
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.messages, m->n_input);
+	assert_int_equal(m->stats.alerts, 1);
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -459,6 +531,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_assignment_aborts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_rewind_exits_5, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poison_message_dead_lettered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transactional_id_acl_missing_exits_4, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_pending_offsets_waited_out, setup, teardown),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))
