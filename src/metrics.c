@@ -414,6 +414,9 @@ int th_metrics_render(char **out, size_t *len)
 	put(&b, "trailhound_transaction_commit_seconds_count %" PRIu64 "\n", count);
 	counter(&b, "trailhound_restore_records_total", "Changelog records restored.",
 		TH_M_RESTORE_RECORDS);
+	counter(&b, "trailhound_restore_records_skipped_total",
+		"Changelog records skipped at a restore: a key no worker writes.",
+		TH_M_RESTORE_SKIPPED);
 	gauge(&b, "trailhound_partitions_restoring",
 	      "Partitions whose state is being restored from the changelog.",
 	      th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING));

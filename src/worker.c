@@ -335,6 +335,7 @@ struct restore {
 	struct part *p;
 	int64_t committed; /* the group's committed input offset the state is for */
 	uint64_t n;	   /* changelog records applied */
+	uint64_t skipped;  /* ... and refused (th_state_apply: TH_EINVAL) */
 	unsigned commits;  /* store commits, the final one included */
 	bool done;
 };
@@ -467,6 +468,21 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *sto
 		struct part *p = r->p;
 		size_t tlen = strlen(p->topic);
 		rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload, m->len);
+		if (rc == TH_EINVAL) {
+			/* A key no worker writes (someone else's write to the
+			 * changelog): kept, it would fail this restore at every
+			 * restart. Skipped, counted and named; the detector's
+			 * records decode their values as untrusted anyway. */
+			if (r->skipped++ < 10)
+				th_log_warn("restore", "%s[%d]: changelog record at offset %" PRId64
+						       " skipped: a key of %zu bytes no worker writes",
+					    p->topic, (int)p->partition, m->offset,
+					    m->key_len - tlen - 1);
+			th_metrics_add(TH_M_RESTORE_SKIPPED, 1);
+			rc = 0;
+			rd_kafka_message_destroy(m);
+			continue;
+		}
 		r->n++;
 		th_metrics_add(TH_M_RESTORE_RECORDS, 1);
 		rd_kafka_message_destroy(m);

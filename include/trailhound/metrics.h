@@ -31,6 +31,7 @@ enum th_counter {
 	TH_M_TXN_COMMITTED,
 	TH_M_TXN_ABORTED,
 	TH_M_RESTORE_RECORDS,      /* changelog records restored */
+	TH_M_RESTORE_SKIPPED,      /* ... and skipped: a key no worker writes */
 	TH_M_SUPPRESSED_ACTIVATION, /* set, not added: the detectors' own counters */
 	TH_M_DEDUPLICATED,
 	TH_M_HELD_EXPIRED,

@@ -100,3 +100,53 @@ def test_sigterm_ends_a_restore(broker, topics, workers, sample_200k, tmp_path):
     w = workers(names.input, pipe, tid, c_dir, "--exit-when-idle", "3000", name="check")
     assert w.wait(600) == 0, w.tail()
     assert inspect_state(c_dir, names.input) == inspect_state(b_dir, names.input)
+
+
+def test_restore_skips_changelog_keys_no_worker_writes(broker, topics, workers, sample, tmp_path):
+    """A changelog record whose key no worker writes (empty after the input-topic prefix,
+    longer than LMDB's 511 bytes, or naming the store's metadata) came from someone else's
+    write to the changelog. The old worker failed the whole restore on it (exit 5) at every
+    restart: one record stopped the partition for good. Now it is skipped, counted and
+    named, and the restore and the run go on with every expected alert exactly once."""
+    from confluent_kafka import Producer
+
+    pipe = topics.names.pipeline("rhostile")
+    names = topics.create(pipe)
+    (first, _), (second, _) = split_file(sample.path, 2, tmp_path)
+    produce_file(broker, names.input, first)
+    tid = pipe.tid_prefix + ".W1"
+    w = workers(names.input, pipe, tid, names.state_dir("first"), "--exit-when-idle", "3000",
+                name="first")
+    assert w.wait(600) == 0, w.tail()
+
+    prefix = names.input.encode() + b"\x1e"
+    hostile = [prefix, prefix + b"k" * 600, prefix + b"\x00offset"]
+    p = Producer({"bootstrap.servers": broker})
+    for part in range(PARTITIONS):
+        for key in hostile:
+            p.produce(pipe.changelog, key=key, value=b"\x01junk", partition=part)
+    assert p.flush(30) == 0
+
+    # a new node restores every partition, past the hostile records
+    produce_file(broker, names.input, second)
+    port = free_port()
+    w = workers(names.input, pipe, tid, names.state_dir("new-node"), "--exit-when-idle", "5000",
+                "--set", f"metrics_listen=127.0.0.1:{port}", name="restored")
+    deadline = time.monotonic() + 300
+    while w.poll() is None and not w.lines("caught up") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        text = b""  # exited: the exit code below says why
+    rc = w.wait(600)
+    assert rc == 0, f"exit {rc}: the restore failed on records no worker writes\n{w.tail()}"
+    # every partition restored (those with a committed offset) met all three
+    restored = w.lines("state records restored from")
+    assert restored, w.tail()
+    skipped = w.lines("skipped: a key of")
+    assert len(skipped) == len(hostile) * len(restored), "\n".join(skipped) or w.tail()
+    m = re.search(rb"^trailhound_restore_records_skipped_total (\d+)", text, re.M)
+    assert m and int(m.group(1)) == len(skipped), text.decode()[:2000]
+    assert_caught_up(broker, pipe.group, names.input)
+    assert_exactly_once(read_alerts(broker, pipe.output), sample.expected_ids)
