@@ -39,7 +39,8 @@ extern const struct th_command th_commands[];
 extern volatile sig_atomic_t th_cmd_running;
 void th_cmd_install_signals(void);
 
-/** @brief The exit code for a core error: TH_ECONFIG / TH_EUNTRUSTED → 4, other errors → 5. */
+/** @brief The exit code for a core error: TH_ECONFIG → 4, other errors → 5 (`scan` maps its
+ * untrusted store, TH_EUNTRUSTED, to 4 itself; the worker rebuilds one from the changelog). */
 int th_cmd_exit_code(int err);
 
 /* The longest --exit-when-idle (run, bridge): a day, in milliseconds. */
