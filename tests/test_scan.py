@@ -226,6 +226,17 @@ def test_counts_in_options_are_checked_by_every_command(cmd, opt, bad, good):
         assert p.returncode == 0 and b"Usage" in p.stdout, p.stderr.decode()
 
 
+def test_drain_without_exit_when_idle_is_a_usage_error():
+    """`run --drain` alone did nothing (held uses are drained only before an
+    --exit-when-idle exit) and said nothing; it is a usage error now."""
+    p = subprocess.run([BIN, "run", "--drain"], capture_output=True, timeout=60)
+    assert p.returncode == 2, p.stderr.decode()
+    assert b"--drain works only with --exit-when-idle" in p.stderr
+    p = subprocess.run([BIN, "run", "--drain", "--exit-when-idle", "0", "--help"],
+                       capture_output=True)
+    assert p.returncode == 0 and b"Usage" in p.stdout, p.stderr.decode()
+
+
 def test_state_dir_is_kept_and_reused(tmp_path):
     """The second scan alerts only because the first one's state was kept: the
     learning (account age, office ASN baseline, issuance, inside use, function)
