@@ -118,7 +118,9 @@ int th_cmd_bridge(int argc, char **argv)
 			if ((ret = th_cmd_parse_count("bridge", "--exit-when-idle", optarg, 0,
 						      TH_CMD_IDLE_MAX_MS, &n)))
 				goto out;
-			bo.exit_when_idle_ms = (long)n;
+			/* the bridge reads 0 as "never exit"; 0 ms asked for
+			 * here means exit at the first poll without a message */
+			bo.exit_when_idle_ms = n ? (long)n : 1;
 			break;
 		case O_WAIT:
 			if ((ret = th_cmd_parse_count("bridge", "--wait", optarg, 0, 20, &n)))

@@ -374,7 +374,7 @@ static void inspect_usage(FILE *out)
 		"\n"
 		"DIR is a `scan --state` directory or a worker's state_dir (every partition\n"
 		"below it is searched). Exit codes: 0 found, 1 nothing found, 2 usage,\n"
-		"5 the state could not be read.\n");
+		"5 DIR holds no state or it could not be read.\n");
 }
 
 static int inspect_one(struct out *o, const char *dir, const char *what, const char *id)
@@ -419,7 +419,7 @@ int th_cmd_inspect(int argc, char **argv)
 	const char *dir = NULL, *what = "accounts", *id = NULL;
 	struct stat sb;
 	char path[2048];
-	int c, ret = 0;
+	int c, ret = 0, stores = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
@@ -446,6 +446,7 @@ int th_cmd_inspect(int argc, char **argv)
 	th_put_u8(&o.w, '[');
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	if (stat(path, &sb) == 0) {
+		stores = 1;
 		ret = inspect_one(&o, dir, what, id);
 	} else {
 		/* a worker's state_dir: one environment per partition below it */
@@ -462,9 +463,27 @@ int th_cmd_inspect(int argc, char **argv)
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			if (!o.json && (!id))
 				printf("# %s\n", de->d_name);
+			stores++;
 			ret = inspect_one(&o, path, what, id);
 		}
 		closedir(d);
+	}
+	/* A directory holding no store at all is a wrong --state (the parent
+	 * of a state_dir, a typo'd partition), not an answer: "nothing found"
+	 * would tell an investigator that the detector never saw the key. */
+	if (!ret && !stores) {
+		fprintf(stderr,
+			"trailhound inspect: %s: no trailhound state here (no data.mdb in it or in "
+			"a directory below it; give a `scan --state` directory or the worker's "
+			"state_dir)\n",
+			dir);
+		ret = TH_EXIT_RUNTIME;
+	} else if (!ret && !o.nfound && id) {
+		fprintf(stderr, "trailhound inspect: %s %s not found in the %d store(s) of %s\n",
+			what, id, stores, dir);
+	} else if (!ret && !o.nfound) {
+		fprintf(stderr, "trailhound inspect: no %s in the %d store(s) of %s\n", what, stores,
+			dir);
 	}
 	th_put_u8(&o.w, ']');
 	if (o.json)

@@ -27,6 +27,10 @@ struct producer {
 	rd_kafka_t *rk;
 	const char *topic;
 	uint64_t sent, rejected, failed, delivered, skipped;
+	/* the last delivery error logged: each new one is logged once, the
+	 * rest only counted (a broker that is down or a missing topic fails
+	 * every event alike: one line per event buried the reason) */
+	rd_kafka_resp_err_t logged_err;
 	const char *input;
 	/* an authentication or TLS failure: retrying cannot fix it, so stop */
 	char conn_err[384];
@@ -49,7 +53,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	(void)rk;
 	if (m->err) {
 		p->failed++;
-		th_log_err("produce", "delivery failed: %s", rd_kafka_err2str(m->err));
+		if (m->err != p->logged_err)
+			th_log_err("produce", "delivery failed: %s (more events failing alike are "
+					      "counted, not logged)", rd_kafka_err2str(m->err));
+		p->logged_err = m->err;
 	} else {
 		p->delivered++;
 	}
@@ -227,8 +234,17 @@ int th_cmd_produce(int argc, char **argv)
 				"kafka.sasl.* and kafka.ssl.* settings)\n",
 			cf.brokers, p.conn_err);
 		ret = TH_EXIT_CONFIG;
-	} else if (rd_kafka_outq_len(p.rk) > 0 || p.failed)
+	} else if (rd_kafka_outq_len(p.rk) > 0 || p.failed) {
+		if (rd_kafka_outq_len(p.rk) > 0)
+			/* no delivery report yet: librdkafka is still retrying
+			 * (message.timeout.ms is longer than this wait), which
+			 * is what a broker that never answers looks like */
+			fprintf(stderr, "trailhound produce: %d event(s) not delivered after %d s: "
+					"no broker of %s took them (is one up and reachable, does "
+					"topic %s exist?)\n",
+				rd_kafka_outq_len(p.rk), FLUSH_TIMEOUT_MS / 1000, cf.brokers, p.topic);
 		ret = TH_EXIT_RUNTIME;
+	}
 	else if (p.rejected && ret == TH_EXIT_OK)
 		ret = TH_EXIT_INPUT;
 	th_log_info("produce", "%" PRIu64 " events sent to %s, %" PRIu64 " delivered, %" PRIu64

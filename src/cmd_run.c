@@ -88,7 +88,9 @@ int th_cmd_run(int argc, char **argv)
 			if ((ret = th_cmd_parse_count("run", "--exit-when-idle", optarg, 0, TH_CMD_IDLE_MAX_MS,
 						      &n)))
 				goto out;
-			wo.exit_when_idle_ms = (long)n;
+			/* The worker reads 0 as "never exit"; 0 ms of idleness
+			 * asked for here means exit as soon as caught up. */
+			wo.exit_when_idle_ms = n ? (long)n : 1;
 			break;
 		case O_DRAIN: wo.drain = true; break;
 		case O_ATTEMPTS:
@@ -110,6 +112,13 @@ int th_cmd_run(int argc, char **argv)
 	}
 	if (optind < argc) {
 		run_usage(stderr);
+		ret = TH_EXIT_USAGE;
+		goto out;
+	}
+	/* alone it would do nothing: a worker that goes on decides held uses
+	 * as later events and hold expiries arrive */
+	if (wo.drain && !wo.exit_when_idle_ms) {
+		fprintf(stderr, "trailhound run: --drain works only with --exit-when-idle MS\n");
 		ret = TH_EXIT_USAGE;
 		goto out;
 	}

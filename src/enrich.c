@@ -834,6 +834,10 @@ static int th_open_mmdb(struct th_enrich *en, const char *path, char *errstr,
 		th_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
 		return errno == ENOENT || errno == ENOTDIR ? TH_ENOTFOUND : TH_EIO;
 	}
+	if (S_ISDIR(sb.st_mode)) {
+		th_errstr(errstr, errstr_size, "%s: a directory, not the .mmdb file", path);
+		return TH_EIO;
+	}
 	int snap = snapshot_file(path);
 	if (snap == -2) {
 		th_errstr(errstr, errstr_size, "%s: changed while being read (rewritten in place?)",
@@ -963,15 +967,25 @@ int th_enrich_new(struct th_enrich **enp, const struct th_enrich_conf *conf, cha
 		en->namazon_asns = nasns;
 	}
 
+	/* Each error names the setting as well as the path: "x: No such file"
+	 * or libmaxminddb's "An attempt to read data from the MaxMind DB file
+	 * failed" (a directory) does not say which of the two files is wrong
+	 * or where it was given. */
+	char why[512] = "out of memory";
 	if (conf->asn_db_path) {
 		if ((rc = note_source(en, 0, conf->asn_db_path)) ||
-		    (rc = th_open_mmdb(en, conf->asn_db_path, errstr, errstr_size)))
+		    (rc = th_open_mmdb(en, conf->asn_db_path, why, sizeof(why)))) {
+			th_errstr(errstr, errstr_size, "ASN database (asn_db, --asn-db) %s", why);
 			goto cleanup;
+		}
 	}
 	if (conf->aws_ranges_path) {
 		if ((rc = note_source(en, 1, conf->aws_ranges_path)) ||
-		    (rc = th_load_ranges(en, conf->aws_ranges_path, errstr, errstr_size)))
+		    (rc = th_load_ranges(en, conf->aws_ranges_path, why, sizeof(why)))) {
+			th_errstr(errstr, errstr_size, "AWS ip-ranges.json (aws_ranges, --aws-ranges) %s",
+				  why);
 			goto cleanup;
+		}
 	}
 	*enp = en;
 	en = NULL;

@@ -1432,17 +1432,92 @@ static const char *const restore_locked[] = {
 	NULL,
 };
 
+/* The transactional producer's own defaults, which kafka.* may override. */
+static const char *const producer_defaults[] = {
+	"transaction.timeout.ms", "60000",
+	"message.timeout.ms", "55000",
+	"linger.ms", "5",
+	/* After each commit the coordinator writes the transaction markers;
+	 * the next transaction's AddOffsetsToTxn/AddPartitionsToTxn gets
+	 * CONCURRENT_TRANSACTIONS until then and is retried after this
+	 * backoff. librdkafka's 100 ms cost ~25 ms per transaction in
+	 * send_offsets_to_transaction (the Java client uses 20 ms here). */
+	"retry.backoff.ms", "10",
+	NULL,
+};
+
+/* The configurations of the worker's three clients, built in one place for
+ * setup() and for th_worker_check_kafka_settings(): the check must judge
+ * exactly what the start will create. */
+static rd_kafka_conf_t *consumer_conf(const struct th_config *cf, char *errstr,
+				      size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults,
+							 consumer_locked, "exactly-once", errstr,
+							 errstr_size);
+	if (conf && conf_set(conf, "group.id", cf->group_id, errstr, errstr_size)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+/* The changelog reader for restores: no group membership, read_committed. */
+static rd_kafka_conf_t *restore_conf(const struct th_config *cf, char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults,
+							 restore_locked,
+							 "exactly-once state restore", errstr,
+							 errstr_size);
+	if (conf && conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+static rd_kafka_conf_t *producer_conf(const struct th_config *cf, const char *tid, char *errstr,
+				      size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = th_kafka_conf_new(cf, "producer", producer_defaults, errstr,
+						  errstr_size);
+	if (conf && conf_set(conf, "transactional.id", tid, errstr, errstr_size)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
 int th_worker_check_kafka_settings(const struct th_config *cf, char *errstr, size_t errstr_size)
 {
-	rd_kafka_conf_t *conf;
-	if (!(conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults, consumer_locked,
-					      "exactly-once", errstr, errstr_size)))
-		return TH_ECONFIG;
-	rd_kafka_conf_destroy(conf);
-	if (!(conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults, restore_locked,
-					      "exactly-once state restore", errstr, errstr_size)))
-		return TH_ECONFIG;
-	rd_kafka_conf_destroy(conf);
+	static const char *const names[] = {"group consumer", "restore reader",
+					    "transactional producer"};
+	char why[512];
+	for (int i = 0; i < 3; i++) {
+		/* A transactional.id of the check's own: creating the producer
+		 * neither contacts the coordinator (that is init_transactions)
+		 * nor may it ever fence a worker running beside the check. */
+		rd_kafka_conf_t *conf = i == 0   ? consumer_conf(cf, errstr, errstr_size)
+					: i == 1 ? restore_conf(cf, errstr, errstr_size)
+						 : producer_conf(cf, "trailhound-check-config",
+								 errstr, errstr_size);
+		if (!conf)
+			return TH_ECONFIG;
+		/* librdkafka judges some combinations only when the client is
+		 * made (acks with idempotence, max.poll.interval.ms against
+		 * session.timeout.ms): make each client as the start would, so
+		 * a setting `run` refuses is refused here too. No connection
+		 * matters: the client is destroyed before it does anything. */
+		rd_kafka_t *rk = rd_kafka_new(i == 2 ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf,
+					      why, sizeof(why));
+		if (!rk) {
+			rd_kafka_conf_destroy(conf);
+			snprintf(errstr, errstr_size, "kafka.* settings: the worker's %s refuses them: %s",
+				 names[i], why);
+			return TH_ECONFIG;
+		}
+		rd_kafka_destroy(rk);
+	}
 	return 0;
 }
 
@@ -1512,9 +1587,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	if (th_avro_alert_new(&w->avro, th_config_alert_schema(cf), schema_id, errstr, errstr_size))
 		return TH_ECONFIG;
 
-	if (!(conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults, consumer_locked,
-					      "exactly-once", errstr, errstr_size)) ||
-	    conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
+	if (!(conf = consumer_conf(cf, errstr, errstr_size)))
 		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
@@ -1525,11 +1598,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		return TH_ECONFIG;
 	}
 
-	/* The changelog reader for restores: no group membership, read_committed. */
-	if (!(conf = th_kafka_conf_new_locked(cf, "restore", restore_defaults, restore_locked,
-					      "exactly-once state restore", errstr,
-					      errstr_size)) ||
-	    conf_set(conf, "group.id", "trailhound-restore", errstr, errstr_size))
+	if (!(conf = restore_conf(cf, errstr, errstr_size)))
 		return TH_ECONFIG;
 	if (!(w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
 		rd_kafka_conf_destroy(conf);
@@ -1543,20 +1612,7 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 		gethostname(host, sizeof(host) - 1);
 		snprintf(tid, sizeof(tid), "trailhound-%s", host);
 	}
-	static const char *const producer_defaults[] = {
-		"transaction.timeout.ms", "60000",
-		"message.timeout.ms", "55000",
-		"linger.ms", "5",
-		/* After each commit the coordinator writes the transaction markers;
-		 * the next transaction's AddOffsetsToTxn/AddPartitionsToTxn gets
-		 * CONCURRENT_TRANSACTIONS until then and is retried after this
-		 * backoff. librdkafka's 100 ms cost ~25 ms per transaction in
-		 * send_offsets_to_transaction (the Java client uses 20 ms here). */
-		"retry.backoff.ms", "10",
-		NULL,
-	};
-	if (!(conf = th_kafka_conf_new(cf, "producer", producer_defaults, errstr, errstr_size)) ||
-	    conf_set(conf, "transactional.id", tid, errstr, errstr_size))
+	if (!(conf = producer_conf(cf, tid, errstr, errstr_size)))
 		return TH_ECONFIG;
 	rd_kafka_conf_set_opaque(conf, w);
 	rd_kafka_conf_set_error_cb(conf, error_cb);

@@ -226,6 +226,39 @@ def test_counts_in_options_are_checked_by_every_command(cmd, opt, bad, good):
         assert p.returncode == 0 and b"Usage" in p.stdout, p.stderr.decode()
 
 
+@pytest.mark.parametrize("opt,path,want", [
+    ("--asn-db", RANGES, "ASN database (asn_db, --asn-db) " + RANGES + ": "),
+    ("--asn-db", os.path.dirname(ASN), "ASN database (asn_db, --asn-db) " + os.path.dirname(ASN)
+     + ": a directory, not the .mmdb file"),
+    ("--asn-db", "/nonexistent/asn.mmdb",
+     "ASN database (asn_db, --asn-db) /nonexistent/asn.mmdb: No such file or directory"),
+    ("--aws-ranges", ASN, "AWS ip-ranges.json (aws_ranges, --aws-ranges) " + ASN + ": "),
+])
+def test_reference_data_errors_name_the_file_they_are_about(tmp_path, opt, path, want):
+    """A wrong reference file is named with its setting: the message was the
+    path and libmaxminddb's words alone ("An attempt to read data from the
+    MaxMind DB file failed" for a directory), which does not say which of the
+    two files was wrong, nor where it was given."""
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    other = ("--aws-ranges", RANGES) if opt == "--asn-db" else ("--asn-db", ASN)
+    p = subprocess.run([BIN, "scan", "--no-progress", opt, path, *other, str(events)],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 4, p.stderr.decode()
+    assert want in p.stderr.decode(), p.stderr.decode()
+
+
+def test_drain_without_exit_when_idle_is_a_usage_error():
+    """`run --drain` alone did nothing (held uses are drained only before an
+    --exit-when-idle exit) and said nothing; it is a usage error now."""
+    p = subprocess.run([BIN, "run", "--drain"], capture_output=True, timeout=60)
+    assert p.returncode == 2, p.stderr.decode()
+    assert b"--drain works only with --exit-when-idle" in p.stderr
+    p = subprocess.run([BIN, "run", "--drain", "--exit-when-idle", "0", "--help"],
+                       capture_output=True)
+    assert p.returncode == 0 and b"Usage" in p.stdout, p.stderr.decode()
+
+
 def test_state_dir_is_kept_and_reused(tmp_path):
     """The second scan alerts only because the first one's state was kept: the
     learning (account age, office ASN baseline, issuance, inside use, function)

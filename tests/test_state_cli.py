@@ -133,3 +133,31 @@ def test_inspect_reads_a_store_on_a_read_only_mount(tmp_path):
         assert not list(ro.glob("**/lock.mdb"))
     finally:
         subprocess.run(["umount", str(ro)])
+
+
+def test_inspect_of_a_directory_without_state_is_an_error_not_nothing_found(tmp_path):
+    """A wrong --state (the parent of the state, an empty or unrelated
+    directory) exited 1, "nothing found", printing nothing: an investigator
+    read it as "the detector never saw this key". It is exit 5 with the
+    reason now; a key absent from a real store stays exit 1, and says so."""
+    state = tmp_path / "state"
+    p = scan([CASE], "--state", str(state), "--jobs", "2")
+    assert p.returncode == 1, p.stderr.decode()
+    key = json.loads(p.stdout.decode().splitlines()[0])["access_key_id"]
+
+    def inspect(d, *args):
+        r = subprocess.run([BIN, "inspect", "--state", str(d)] + list(args), capture_output=True)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+    rc, out, err = inspect(state, "--json", "key", key)
+    assert rc == 0 and json.loads(out)[0]["access_key_id"] == key, err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for wrong in (tmp_path, empty):  # the state's parent; a directory with no store
+        for args in (("key", key), ("--json", "key", key), ("accounts",)):
+            rc, out, err = inspect(wrong, *args)
+            assert rc == 5, (wrong, args, rc, out, err)
+            assert f"{wrong}: no trailhound state here" in err, err
+    rc, out, err = inspect(state, "key", "ASIAQ3NOTSEEN0000000")
+    assert rc == 1 and out == "", (rc, out, err)
+    assert f"key ASIAQ3NOTSEEN0000000 not found in the 2 store(s) of {state}" in err, err

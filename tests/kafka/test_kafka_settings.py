@@ -69,3 +69,20 @@ def test_same_values_spelt_otherwise_are_accepted(broker, topics, workers):
                "--set", "kafka.isolation.level=read_committed",
                "--set", "kafka.enable.partition.eof=1")
     assert read_alerts(broker, pipe.output) == []
+
+
+def test_exit_when_idle_0_exits_once_caught_up(broker, topics, workers):
+    """`run --exit-when-idle 0` ("exit once caught up and idle for 0 ms")
+    never exited: the worker reads 0 as "no --exit-when-idle", so a replay
+    asked to stop at once ran until killed. It exits 0 once caught up now."""
+    pipe = topics.names.pipeline("idle0")
+    names = topics.create(pipe)
+    p = Producer({"bootstrap.servers": broker})
+    for line in open(ATTACK, "rb").read().splitlines():
+        if line.strip():
+            p.produce(names.input, value=line, key=b"111122223333")
+    assert p.flush(30) == 0
+    w = workers(names.input, pipe, pipe.tid_prefix + ".W1", names.state_dir("W1"),
+                "--exit-when-idle", "0")
+    assert w.wait(120) == 0, w.tail()
+    assert w.lines("caught up; exiting"), w.tail()
