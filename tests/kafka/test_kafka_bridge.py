@@ -35,7 +35,7 @@ import uuid
 
 import pytest
 
-from conftest import (BIN, KAFKA_LOCAL, PARTITIONS, free_port, log, read_alerts, read_topic, run_to_end,
+from conftest import (BIN, PARTITIONS, free_port, log, read_alerts, read_topic, run_to_end,
                       wait_for_topics)
 
 try:
@@ -499,44 +499,6 @@ def wait_status(port, path, want, proc, seconds, logf):
         assert proc.poll() is None, logf.read_text()
         assert time.monotonic() < deadline, f"{path} never answered {want}: {logf.read_text()}"
         time.sleep(0.5)
-
-
-@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
-                    reason="stops and starts the local broker (scripts/kafka-local.sh)")
-def test_bridge_readyz_follows_the_brokers(env, events, tmp_path):
-    """/readyz answers 503 while no broker answers and 200 again when one does
-    (it had said "ready" from the start on, whatever became of the brokers).
-    The broker is stopped and started again (its data kept); the bridge keeps
-    running meanwhile, and publishes a file once the broker is back."""
-    mport = free_port()
-    logf = tmp_path / "bridge.log"
-    with open(logf, "wb") as lf:
-        proc = subprocess.Popen(env.cmd("--exit-when-idle", "600000", "--set",
-                                        f"metrics_listen=127.0.0.1:{mport}"),
-                                env=env.env(), stderr=lf, stdout=subprocess.DEVNULL)
-        try:
-            wait_status(mport, "/readyz", 200, proc, 60, logf)
-            subprocess.run([KAFKA_LOCAL, "stop"], check=True)
-            try:
-                wait_status(mport, "/readyz", 503, proc, 60, logf)
-                assert http_status(mport, "/healthz") == 200  # the loop itself runs
-            finally:
-                subprocess.run([KAFKA_LOCAL, "start"], check=True)
-            wait_status(mport, "/readyz", 200, proc, 90, logf)
-            env.upload(env.key(), events[0:25])
-            deadline = time.monotonic() + 60
-            while ": 25 events" not in logf.read_text():
-                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
-                time.sleep(0.5)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(60) == 0, logf.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = logf.read_text()
-    assert "no Kafka broker answers" in text and "Kafka brokers reachable again" in text
-    assert_once_keyed(env, events[0:25])
 
 
 def test_bridge_expired_session_token_unhealthy(env, tmp_path):

@@ -1,0 +1,58 @@
+"""The bridge's /readyz while the shared broker is stopped and started again.
+
+Its own file (CTest kafka.bridge_brokers), not in test_kafka_bridge.py: it
+stops the broker every other Kafka test uses, so it must hold both locks
+(tests/kafka.cmake), as the broker-freezing outage test does, while the rest
+of the bridge's tests run alongside the worker tests. In kafka.bridge it took
+the broker away from whichever worker test ran at the same time (and a test
+file starting meanwhile found no broker, started one of its own and stopped
+it when done). Fixtures and helpers are test_kafka_bridge.py's.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import KAFKA_LOCAL, free_port
+# pytest fixtures are found by name in this module: moto, env, events
+from test_kafka_bridge import assert_once_keyed, env, events, http_status, moto, wait_status  # noqa: F401
+
+
+@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
+                    reason="stops and starts the local broker (scripts/kafka-local.sh)")
+def test_bridge_readyz_follows_the_brokers(env, events, tmp_path):
+    """/readyz answers 503 while no broker answers and 200 again when one does
+    (it had said "ready" from the start on, whatever became of the brokers).
+    The broker is stopped and started again (its data kept); the bridge keeps
+    running meanwhile, and publishes a file once the broker is back."""
+    mport = free_port()
+    logf = tmp_path / "bridge.log"
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "600000", "--set",
+                                        f"metrics_listen=127.0.0.1:{mport}"),
+                                env=env.env(), stderr=lf, stdout=subprocess.DEVNULL)
+        try:
+            wait_status(mport, "/readyz", 200, proc, 60, logf)
+            subprocess.run([KAFKA_LOCAL, "stop"], check=True)
+            try:
+                wait_status(mport, "/readyz", 503, proc, 60, logf)
+                assert http_status(mport, "/healthz") == 200  # the loop itself runs
+            finally:
+                subprocess.run([KAFKA_LOCAL, "start"], check=True)
+            wait_status(mport, "/readyz", 200, proc, 90, logf)
+            env.upload(env.key(), events[0:25])
+            deadline = time.monotonic() + 60
+            while ": 25 events" not in logf.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, logf.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = logf.read_text()
+    assert "no Kafka broker answers" in text and "Kafka brokers reachable again" in text
+    assert_once_keyed(env, events[0:25])
