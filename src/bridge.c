@@ -1536,10 +1536,21 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 	/* fences an older bridge with this id and aborts what it left open */
 	rd_kafka_error_t *e = rd_kafka_init_transactions(b.rk, 60000);
 	if (e) {
-		fprintf(stderr, "trailhound bridge: init_transactions: %s\n",
-			rd_kafka_error_string(e));
+		rd_kafka_resp_err_t ierr = rd_kafka_error_code(e);
+		/* a missing ACL: no restart grants it (exit 4, as the worker) */
+		bool acl = ierr == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+			   ierr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;
+		if (acl)
+			fprintf(stderr,
+				"trailhound bridge: init_transactions: %s (grant the bridge's "
+				"principal Write and Describe on TransactionalId %s, and Cluster "
+				"IdempotentWrite on brokers before 3.0: docs/operations.md)\n",
+				rd_kafka_error_string(e), tid);
+		else
+			fprintf(stderr, "trailhound bridge: init_transactions: %s\n",
+				rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
-		ret = TH_EFATAL;
+		ret = acl ? TH_ECONFIG : TH_EFATAL;
 		goto cleanup;
 	}
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */

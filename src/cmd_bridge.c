@@ -47,7 +47,8 @@ static void bridge_usage(FILE *out)
 		"(AWS_PROFILE), the container endpoint, EC2 IMDSv2.\n"
 		"\n"
 		"Exit codes: 0 stopped, 2 usage, 3 backfill: a file could not be read,\n"
-		"4 configuration or AWS refused the credentials, 5 Kafka failure.\n");
+		"4 configuration, AWS refused the credentials or a Kafka ACL is missing,\n"
+		"5 Kafka failure.\n");
 }
 
 static int parse_since(const char *s, int64_t *ms)

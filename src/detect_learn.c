@@ -118,7 +118,10 @@ int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, c
 		uint64_t bit = th_role_region_bit(ro, ev->aws_region);
 		int i = poller ? -1 : th_role_find_function(ro, sess);
 		uint64_t known = poller ? ro->service_regions : i >= 0 ? ro->functions[i].regions : 0;
-		will_change = (!poller && i < 0) || (*ev->aws_region && !(known & bit));
+		/* awsRegion is optional in a record (NULL when absent): no
+		 * region, nothing to learn of it */
+		bool region = ev->aws_region && *ev->aws_region;
+		will_change = (!poller && i < 0) || (region && !(known & bit));
 	}
 	if ((rc = th_detect_expire_lapsed(d, acct, akid, will_change ? role_arn : NULL,
 					  ev->event_time_ms)))

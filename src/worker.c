@@ -39,7 +39,12 @@
  * abort markers; never less than ASSIGN_TIMEOUT_MS (coordinator may be busy). */
 #define ASSIGN_TIMEOUT_MS 30000
 #define ASSIGN_MARGIN_MS 20000
-#define ASSIGN_SLICE_MS 1000 /* one committed() call: a stop signal is seen in between */
+/* One committed() call: a stop signal is seen in between. A call that got no
+ * answer at all in its slice asks again with twice the slice, up to
+ * QUERY_TIMEOUT_MS: each call sends its own request and drops the answer of
+ * the one before, so a coordinator slower than a fixed slice (an overloaded
+ * broker) would never be heard. */
+#define ASSIGN_SLICE_MS 1000
 #define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
 #define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
 /* Restoring partitions together, each commits its store once it holds its
@@ -958,10 +963,13 @@ static rd_kafka_resp_err_t committed_offsets(struct worker *w,
 {
 	double deadline = now_s() + (double)w->assign_wait_ms / 1000.0;
 	rd_kafka_resp_err_t err;
+	int slice = ASSIGN_SLICE_MS;
 	*stopped = false;
 	for (;;) {
 		bool pending = false;
-		err = rd_kafka_committed(w->consumer, parts, ASSIGN_SLICE_MS);
+		err = rd_kafka_committed(w->consumer, parts, slice);
+		if (err == RD_KAFKA_RESP_ERR__TIMED_OUT && slice < QUERY_TIMEOUT_MS)
+			slice = slice * 2 < QUERY_TIMEOUT_MS ? slice * 2 : QUERY_TIMEOUT_MS;
 		for (int i = 0; !err && i < parts->cnt; i++)
 			if (parts->elems[i].err == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
 				pending = true;

@@ -32,8 +32,11 @@ foreach(py ${TH_KAFKA_TESTS})
     WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/kafka)
   # The bridge's tests spend their time waiting on moto and SQS visibility
   # timeouts, on topics and ports of their own: they take a lock of their own
-  # and run alongside the worker tests. The tests that freeze or stop the
-  # shared broker (SIGSTOP; bridge_brokers stops and starts it) take both locks. The longest start first (COST).
+  # and run alongside the worker tests. The tests that freeze (SIGSTOP) or stop
+  # the shared broker take both locks (py.test_kafka_locks checks it): a broker
+  # gone under a test that runs alongside fails it, and a test file starting
+  # meanwhile starts a broker of its own and stops it when done. The longest
+  # start first (COST).
   if(short STREQUAL "bridge")
     set(lock kafka-bridge)
     set(cost 1000)

@@ -105,3 +105,24 @@ def test_the_engine_names_no_variation_ids():
                          code) or re.search(r"\w+ alerts\[\d+\];", code):
                 bad.append("%s:%d: %s" % (os.path.relpath(f, SRC), n, line.strip()))
     assert not bad, bad
+
+
+def test_every_record_version_is_in_the_rollback_table():
+    """docs/state-format.md's "Record versions and rollbacks" lists each record
+    version an older build refuses: a rollback past its commit needs the state
+    rebuilt, and an operator learns it from that table only. The role's
+    version 2 was missing from it."""
+    hdr = open(os.path.join(SRC, "include", "trailhound", "records.h")).read()
+    doc = open(os.path.join(SRC, "docs", "state-format.md")).read()
+    table = doc.split("### Record versions and rollbacks", 1)[1].split("\n## ", 1)[0]
+    rows = [l for l in table.splitlines() if l.startswith("|") and "---" not in l]
+    letters = {"TOKEN": "k", "ROLE": "r", "DEDUP": "d"}
+    versions = re.findall(r"#define TH_([A-Z]+)_VERSION (\d+)", hdr)
+    assert {k for k, _ in versions} >= set(letters), versions
+    for kind, n in versions:
+        if kind not in letters:
+            continue
+        for v in range(2, int(n) + 1):
+            assert any("`%s`" % letters[kind] in r and "version %d" % v in r for r in rows), (
+                "docs/state-format.md, Record versions and rollbacks: no row for the %s "
+                "record's version %d" % (kind.lower(), v))

@@ -436,3 +436,25 @@ def test_evidence_names_the_identity_whole(tmp_path, who):
     assert [a["variation"] for a in alerts] == [2, 5]
     again = [e for e in alerts[1]["evidence"] if e.startswith("upgrades alert ")]
     assert len(again) == 1 and ("the key was assumed by %s, so it is the role's other session" % who) in again[0]
+
+
+# ---- an issuance without awsRegion for a role already known ----
+
+@pytest.mark.parametrize("session", ["orders", POLLER])
+@pytest.mark.parametrize("region", [_MISSING, None, ""])
+def test_issuance_without_region_of_a_known_role(tmp_path, session, region):
+    """Lambda's AssumeRole with no (or a null, or an empty) awsRegion, for a
+    role the detector already knows as Lambda's: the key is still Lambda's
+    and its remote use alerts. The scan crashed on it (SIGSEGV: the detector
+    read the missing region), and a worker would crash on it at every
+    restart, the record never committed past."""
+    key = "ASIAFUNCORDERS000002"
+    iss = issuance(key, session, ts(DAY, 9))
+    if region is _MISSING:
+        del iss["awsRegion"]
+    else:
+        iss["awsRegion"] = region
+    use = call(key, session, ts(DAY, 10), DO)
+    alerts, _ = scan(tmp_path, [baseline_event()] + function_token() + [iss, use])
+    assert verdicts(alerts) == [(4, "Informational", use["eventID"])]
+    assert alerts[0]["history"]["origin"] == "issued-by-lambda"

@@ -1,10 +1,12 @@
-"""`trailhound bridge`'s /readyz follows the brokers (docs/bridge.md).
+"""The bridge's /readyz while the shared broker is stopped and started again.
 
-Its own CTest test (kafka.bridge_brokers), apart from test_kafka_bridge.py:
-it stops and starts the shared broker, so it takes the worker tests' lock as
-well as the bridge's (tests/kafka.cmake), while kafka.bridge, which never
-touches the broker, runs alongside the worker tests. The fixtures and helpers
-are test_kafka_bridge.py's.
+Its own file (CTest kafka.bridge_brokers), not in test_kafka_bridge.py: it
+stops the broker every other Kafka test uses, so it must hold both locks
+(tests/kafka.cmake), as the broker-freezing outage test does, while the rest
+of the bridge's tests run alongside the worker tests. In kafka.bridge it took
+the broker away from whichever worker test ran at the same time (and a test
+file starting meanwhile found no broker, started one of its own and stopped
+it when done). Fixtures and helpers are test_kafka_bridge.py's.
 """
 import os
 import signal
@@ -14,8 +16,8 @@ import time
 import pytest
 
 from conftest import KAFKA_LOCAL, free_port
-from test_kafka_bridge import (assert_once_keyed, env, events, http_status, moto,  # noqa: F401
-                               wait_status)
+# pytest fixtures are found by name in this module: moto, env, events
+from test_kafka_bridge import assert_once_keyed, env, events, http_status, moto, wait_status  # noqa: F401
 
 
 @pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),

@@ -515,6 +515,25 @@ static void test_pending_offsets_waited_out(void **state)
 	assert_int_equal(m->stats.alerts, 1);
 }
 
+/* A coordinator that answers the committed-offsets request, but slowly
+ * (an overloaded broker: 1.5 s in its request queue). One answer is all
+ * the assignment needs; the 30 s wait before the stop-signal slices got it
+ * at once. Asking again every second and dropping each late answer never
+ * got one, and the worker exited 5 at the end of the wait. */
+static void test_slow_offset_fetch_answered(void **state)
+{
+	struct mock *m = *state;
+	/* the wait: ASSIGN_TIMEOUT_MS, 30 s */
+	set(m, "kafka.producer.transaction.timeout.ms=10000");
+	set(m, "kafka.producer.message.timeout.ms=9000");
+	for (int i = 0; i < 60; i++)
+		rd_kafka_mock_broker_push_request_error_rtts(m->mc, 1, API_OFFSET_FETCH, 1,
+							     RD_KAFKA_RESP_ERR_NO_ERROR, 1500);
+	assert_int_equal(run_worker(m), 0);
+	assert_int_equal(m->stats.messages, m->n_input);
+	assert_int_equal(m->stats.alerts, 1);
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -537,6 +556,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pending_offsets_waited_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_offset_fetch_answered, setup, teardown),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))
