@@ -13,6 +13,7 @@
 #include "trailhound/check.h"
 #include "trailhound/config.h"
 #include "trailhound/log.h"
+#include "trailhound/watchdog.h"
 #include "trailhound/worker.h"
 
 static void run_usage(FILE *out)
@@ -46,7 +47,8 @@ static void run_usage(FILE *out)
 		"Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, also during the start or a\n"
 		"restore), 2 usage, 4 configuration (a missing ACL included), 5 runtime failure\n"
 		"(fenced by a newer instance, fatal Kafka or consumer group error, offsets\n"
-		"unreadable for a rewind, state store): restart it (Restart=on-failure).\n");
+		"unreadable for a rewind, state store, a librdkafka call hung far past its\n"
+		"timeout): restart it (Restart=on-failure).\n");
 }
 
 int th_cmd_run(int argc, char **argv)
@@ -132,7 +134,13 @@ int th_cmd_run(int argc, char **argv)
 		goto out;
 	}
 	th_cmd_install_signals();
+	/* a librdkafka call hung past its timeout ends the process with 5, the
+	 * code that asks for a restart (watchdog.h) */
+	if (th_watchdog_start(TH_EXIT_RUNTIME))
+		th_log_warn("run", "cannot start the hang watchdog: a hung librdkafka call would "
+				   "stop the worker for good");
 	ret = th_cmd_exit_code(th_worker_run(&cf, &wo, &th_cmd_running));
+	th_watchdog_stop();
 out:
 	free(sets);
 	th_config_free(&cf);

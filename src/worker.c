@@ -23,6 +23,7 @@
 #include "trailhound/kafka_conf.h"
 #include "trailhound/log.h"
 #include "trailhound/metrics.h"
+#include "trailhound/watchdog.h"
 
 /* Separates the input topic from the state key in changelog record keys, so
  * several input topics can share one changelog topic. */
@@ -602,7 +603,10 @@ static int rewind_all(struct worker *w)
 		return TH_EFATAL;
 	}
 	if (assigned->cnt) {
-		if ((err = rd_kafka_committed(w->consumer, assigned, QUERY_TIMEOUT_MS))) {
+		th_watchdog_enter("committed", QUERY_TIMEOUT_MS);
+		err = rd_kafka_committed(w->consumer, assigned, QUERY_TIMEOUT_MS);
+		th_watchdog_leave();
+		if (err) {
 			set_fatal(w, "rewind: committed offsets", rd_kafka_err2str(err));
 			rc = TH_EFATAL;
 			goto out;
@@ -621,7 +625,10 @@ static int rewind_all(struct worker *w)
 		 * once the group session is lost or the consumer fenced an answer
 		 * may never come; a timed-out rewind is fatal (exit 5, restart)
 		 * rather than a worker alive and stuck for good. */
-		if ((error = rd_kafka_seek_partitions(w->consumer, assigned, QUERY_TIMEOUT_MS))) {
+		th_watchdog_enter("seek_partitions", QUERY_TIMEOUT_MS);
+		error = rd_kafka_seek_partitions(w->consumer, assigned, QUERY_TIMEOUT_MS);
+		th_watchdog_leave();
+		if (error) {
 			set_fatal(w, "rewind: seek", rd_kafka_error_string(error));
 			rc = TH_EFATAL;
 			goto out;
@@ -649,7 +656,9 @@ static int abort_only(struct worker *w)
 	th_metrics_add(TH_M_TXN_ABORTED, 1);
 	w->txn_open = false;
 	for (;;) {
+		th_watchdog_enter("abort_transaction", w->txn_timeout_ms);
 		error = rd_kafka_abort_transaction(w->producer, w->txn_timeout_ms);
+		th_watchdog_leave();
 		if (!error)
 			return 0;
 		if (rd_kafka_error_is_retriable(error) && !rd_kafka_error_is_fatal(error) &&
@@ -778,8 +787,10 @@ static int commit_txn(struct worker *w)
 		goto abortable;
 	}
 	cgmd = rd_kafka_consumer_group_metadata(w->consumer);
+	th_watchdog_enter("send_offsets_to_transaction", w->txn_timeout_ms);
 	error = rd_kafka_send_offsets_to_transaction(w->producer, positions, cgmd,
 						     w->txn_timeout_ms);
+	th_watchdog_leave();
 	phase_add(w, PH_SEND_OFFSETS, &t0);
 	if (error) {
 		if (rd_kafka_error_is_fatal(error)) {
@@ -799,7 +810,9 @@ static int commit_txn(struct worker *w)
 	}
 	for (;;) {
 		double c0 = t0;
+		th_watchdog_enter("commit_transaction", w->txn_timeout_ms);
 		error = rd_kafka_commit_transaction(w->producer, w->txn_timeout_ms);
+		th_watchdog_leave();
 		phase_add(w, PH_COMMIT, &t0);
 		th_metrics_commit_seconds(t0 - c0);
 		th_metrics_heartbeat(); /* a retried commit is alive */
@@ -967,7 +980,9 @@ static rd_kafka_resp_err_t committed_offsets(struct worker *w,
 	*stopped = false;
 	for (;;) {
 		bool pending = false;
+		th_watchdog_enter("committed", slice);
 		err = rd_kafka_committed(w->consumer, parts, slice);
+		th_watchdog_leave();
 		if (err == RD_KAFKA_RESP_ERR__TIMED_OUT && slice < QUERY_TIMEOUT_MS)
 			slice = slice * 2 < QUERY_TIMEOUT_MS ? slice * 2 : QUERY_TIMEOUT_MS;
 		for (int i = 0; !err && i < parts->cnt; i++)
@@ -1634,7 +1649,10 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 	 * clients' error events in between: an authentication or TLS failure
 	 * stops the start with its reason instead of a time-out a minute later. */
 	for (int waited = 0;; waited++) {
-		if (!(error = rd_kafka_init_transactions(w->producer, 1000)))
+		th_watchdog_enter("init_transactions", 1000);
+		error = rd_kafka_init_transactions(w->producer, 1000);
+		th_watchdog_leave();
+		if (!error)
 			break;
 		rd_kafka_resp_err_t ierr = rd_kafka_error_code(error);
 		if (rd_kafka_error_is_retriable(error) && !*w->run) {
@@ -2075,7 +2093,9 @@ out:
 	}
 	if (w.producer) {
 		if (w.txn_open && !w.fatal) {
+			th_watchdog_enter("abort_transaction", QUERY_TIMEOUT_MS);
 			rd_kafka_error_t *e = rd_kafka_abort_transaction(w.producer, QUERY_TIMEOUT_MS);
+			th_watchdog_leave();
 			if (e)
 				rd_kafka_error_destroy(e);
 		}

@@ -6,7 +6,9 @@ stay open, nothing answers) for OUTAGE_S seconds, either while a batch is in
 flight or while the worker is idle (caught up, no transaction in flight: the
 producer notices nothing, only the group membership expires), then thawed. The worker must then be processing again (new input is committed)
 or have exited 5 for its supervisor to restart it -- never idle with the broker
-back (the zombie of issue 8: a fenced static member sat at partitions=0). Run
+back (the zombie of issue 8: a fenced static member sat at partitions=0; and
+a send_offsets_to_transaction hung for good on the coordinator the outage
+left behind, librdkafka #5456, until src/watchdog.c ended it with exit 5). Run
 with static membership (group.instance.id) and without.
 
 Afterwards every expected alert is committed exactly once and the group has

@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -34,6 +36,7 @@
 #include <pthread.h>
 
 #include "trailhound/config.h"
+#include "trailhound/watchdog.h"
 #include "trailhound/worker.h"
 
 /* Kafka API keys (2.0.2's public headers do not export RD_KAFKAP_*) */
@@ -70,7 +73,13 @@ struct mock {
 	int hook_action;
 };
 
-enum { HOOK_NONE, HOOK_POISON, HOOK_LOSE_ASSIGNMENT, HOOK_BREAK_REWIND };
+enum { HOOK_NONE, HOOK_POISON, HOOK_LOSE_ASSIGNMENT, HOOK_BREAK_REWIND, HOOK_COORDINATOR_DOWN };
+
+/* setup_cluster()'s broker ids: with three brokers the group coordinator is
+ * broker 2 and everything else (partition leaders, the transaction
+ * coordinator) broker 1, so the group coordinator alone can go down */
+#define LEADER 1
+#define GROUP_COORDINATOR 2
 
 static void set(struct mock *m, const char *fmt, ...)
 {
@@ -114,7 +123,7 @@ static void produce_input(struct mock *m)
 	assert_true(m->n_input >= 3);
 }
 
-static int setup(void **state)
+static int setup_cluster(void **state, int brokers)
 {
 	static struct mock m;
 	char errstr[512];
@@ -123,12 +132,21 @@ static int setup(void **state)
 	rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
 	m.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	assert_non_null(m.rk);
-	m.mc = rd_kafka_mock_cluster_new(m.rk, 1);
+	m.mc = rd_kafka_mock_cluster_new(m.rk, brokers);
 	assert_non_null(m.mc);
 	snprintf(m.bootstraps, sizeof(m.bootstraps), "%s", rd_kafka_mock_cluster_bootstraps(m.mc));
 	const char *topics[] = {"in", "alerts", "changelog", "dead"};
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < 4; i++) {
 		assert_int_equal(rd_kafka_mock_topic_create(m.mc, topics[i], 1, 1), 0);
+		if (brokers > 1)
+			assert_int_equal(
+				rd_kafka_mock_partition_set_leader(m.mc, topics[i], 0, LEADER), 0);
+	}
+	if (brokers > 1) {
+		assert_int_equal(rd_kafka_mock_coordinator_set(m.mc, "transaction", "t1", LEADER), 0);
+		assert_int_equal(
+			rd_kafka_mock_coordinator_set(m.mc, "group", "g1", GROUP_COORDINATOR), 0);
+	}
 	produce_input(&m);
 
 	snprintf(m.state_dir, sizeof(m.state_dir), "/tmp/th-mock-XXXXXX");
@@ -158,6 +176,11 @@ static int setup(void **state)
 	m.run = 1;
 	*state = &m;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_cluster(state, 1);
 }
 
 static int teardown(void **state)
@@ -219,6 +242,12 @@ static int hook(void *ctx, const char *topic, int32_t partition, int64_t offset)
 				RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
 			return TH_ESTATE;
 		}
+		return 0;
+	case HOOK_COORDINATOR_DOWN:
+		if (m->hook_calls == 2)
+			/* mid-transaction: the commit's send_offsets_to_transaction()
+			 * will need the group coordinator */
+			rd_kafka_mock_broker_set_down(m->mc, GROUP_COORDINATOR);
 		return 0;
 	default:
 		return 0;
@@ -534,6 +563,93 @@ static void test_slow_offset_fetch_answered(void **state)
 	assert_int_equal(m->stats.alerts, 1);
 }
 
+/* The worker on a three-broker cluster in a child process with the hang
+ * watchdog started as `run` starts it (exit 5): a watchdog that fires ends
+ * the child, not this test. The child's log (stderr) goes to @p log; its
+ * exit code is returned (the worker's own result: 0 = 0, anything else 1).
+ * The parent has no threads when it forks (every earlier test joined its
+ * clients'), so the child may build its own cluster. */
+static int run_forked(int hook_action, char *log, size_t log_size)
+{
+	char path[] = "/tmp/th-mock-log-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		void *state;
+		dup2(fd, 2);
+		setup_cluster(&state, 3);
+		struct mock *m = state;
+		m->hook_action = hook_action;
+		m->wo.test_hook = hook;
+		m->wo.test_ctx = m;
+		fprintf(stderr, "state_dir=%s\n", m->state_dir);
+		if (th_watchdog_start(5))
+			_exit(3);
+		int rc = th_worker_run(&m->cf, &m->wo, &m->run);
+		fprintf(stderr, "worker returned %d: messages=%llu transactions=%llu\n", rc,
+			(unsigned long long)m->stats.messages,
+			(unsigned long long)m->stats.transactions);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	close(fd);
+	/* bounded: the watchdog fires 2 x 1.5 s + 10 s into the hang */
+	int status = 0;
+	pid_t done = 0;
+	for (int i = 0; i < 1200 && !(done = waitpid(pid, &status, WNOHANG)); i++)
+		usleep(100000);
+	if (!done) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(log, 1, log_size - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	unlink(path);
+	fprintf(stderr, "---- the child's log ----\n%s---- end ----\n", log);
+	char *sd = strstr(log, "state_dir=");
+	if (sd) {
+		char cmd[128];
+		int len = (int)strcspn(sd + 10, "\n");
+		snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", len, sd + 10);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove the child's state_dir\n");
+	}
+	if (!done)
+		fail_msg("the child still ran after 120 s: no watchdog ended it");
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* librdkafka 2.0.2's send_offsets_to_transaction() waits for a group
+ * coordinator that stays down forever, whatever its timeout (librdkafka
+ * #5456; CI's broker outage met it: the worker sat in the group doing
+ * nothing for minutes). The group coordinator goes down mid-transaction:
+ * the watchdog names the hung call and ends the worker with 5. */
+static void test_hung_send_offsets_exits_5(void **state)
+{
+	static char log[1 << 20];
+	(void)state;
+	assert_int_equal(run_forked(HOOK_COORDINATOR_DOWN, log, sizeof(log)), 5);
+	assert_non_null(strstr(log, "[watchdog] send_offsets_to_transaction has not returned"));
+	assert_null(strstr(log, "worker returned"));
+}
+
+/* Its twin: the same cluster and child, the coordinator stays up: the
+ * worker commits and exits 0, and the watchdog says nothing. */
+static void test_forked_run_with_coordinator_up_exits_0(void **state)
+{
+	static char log[1 << 20];
+	(void)state;
+	assert_int_equal(run_forked(HOOK_NONE, log, sizeof(log)), 0);
+	assert_null(strstr(log, "[watchdog]"));
+	assert_non_null(strstr(log, "worker returned 0"));
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -557,6 +673,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pending_offsets_waited_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_offset_fetch_answered, setup, teardown),
+		cmocka_unit_test(test_forked_run_with_coordinator_up_exits_0),
+		cmocka_unit_test(test_hung_send_offsets_exits_5),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))

@@ -1,0 +1,148 @@
+/*
+ * The hang watchdog (watchdog.h): a thread that wakes twice a second and
+ * ends the process when the watched librdkafka call has run far past its
+ * own timeout. Enter and leave are two atomic stores each, cheap enough for
+ * every transactional call.
+ */
+#include "trailhound/watchdog.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "trailhound/common.h"
+
+#define CHECK_MS 500
+
+static struct {
+	/* the watched call: a generation counter makes a leave (or the next
+	 * enter) between the thread's reads visible, so it never fires on a
+	 * call that has returned */
+	_Atomic uint64_t gen;
+	_Atomic int64_t entered_ms; /* CLOCK_MONOTONIC; 0 = no call under way */
+	_Atomic long limit_ms;
+	_Atomic int timeout_ms;
+	const char *_Atomic call;
+
+	pthread_mutex_t lock; /* stop and wake below */
+	pthread_cond_t wake;
+	bool stop;
+	bool started;
+	int exit_code;
+	pthread_t thread;
+} W = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long th_watchdog_limit_ms(int timeout_ms)
+{
+	return 2L * (timeout_ms > 0 ? timeout_ms : 0) + TH_WATCHDOG_GRACE_MS;
+}
+
+void th_watchdog_enter(const char *call, int timeout_ms)
+{
+	atomic_store(&W.entered_ms, 0);
+	atomic_fetch_add(&W.gen, 1);
+	atomic_store(&W.call, call);
+	atomic_store(&W.timeout_ms, timeout_ms);
+	atomic_store(&W.limit_ms, th_watchdog_limit_ms(timeout_ms));
+	atomic_store(&W.entered_ms, mono_ms());
+}
+
+void th_watchdog_leave(void)
+{
+	atomic_store(&W.entered_ms, 0);
+	atomic_fetch_add(&W.gen, 1);
+}
+
+/* The watched call, when it counts as hung: true with its name, timeout and
+ * how long it has run. */
+static bool hung(const char **call, int *timeout_ms, int64_t *ran_ms)
+{
+	uint64_t gen = atomic_load(&W.gen);
+	int64_t entered = atomic_load(&W.entered_ms);
+	if (!entered)
+		return false;
+	*call = atomic_load(&W.call);
+	*timeout_ms = atomic_load(&W.timeout_ms);
+	long limit = atomic_load(&W.limit_ms);
+	*ran_ms = mono_ms() - entered;
+	return *ran_ms > limit && atomic_load(&W.gen) == gen;
+}
+
+static void *watch(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&W.lock);
+	while (!W.stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += CHECK_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&W.wake, &W.lock, &until);
+		const char *call;
+		int timeout_ms;
+		int64_t ran_ms;
+		if (W.stop || !hung(&call, &timeout_ms, &ran_ms))
+			continue;
+		th_log_err("watchdog",
+			   "%s has not returned %.1f s after it was called with a %.1f s timeout: a "
+			   "librdkafka hang (librdkafka #5456: a group coordinator that stays "
+			   "unreachable). It cannot be cancelled; exiting %d for the supervisor to "
+			   "restart the worker (the restart fences and aborts the open transaction; "
+			   "nothing committed is lost)",
+			   call ? call : "a librdkafka call", (double)ran_ms / 1000.0,
+			   (double)timeout_ms / 1000.0, W.exit_code);
+		fflush(stderr);
+		/* _exit: the stuck thread holds librdkafka's locks, so nothing may
+		 * be destroyed or flushed on the way out (LMDB needs no close: its
+		 * last commit is durable, the open write transaction is dropped) */
+		_exit(W.exit_code);
+	}
+	pthread_mutex_unlock(&W.lock);
+	return NULL;
+}
+
+int th_watchdog_start(int exit_code)
+{
+	int rc = 0;
+	pthread_mutex_lock(&W.lock);
+	if (W.started) {
+		rc = TH_EINVAL;
+	} else {
+		W.stop = false;
+		W.exit_code = exit_code;
+		if (pthread_create(&W.thread, NULL, watch, NULL))
+			rc = TH_ENOMEM;
+		else
+			W.started = true;
+	}
+	pthread_mutex_unlock(&W.lock);
+	return rc;
+}
+
+void th_watchdog_stop(void)
+{
+	pthread_mutex_lock(&W.lock);
+	if (!W.started) {
+		pthread_mutex_unlock(&W.lock);
+		return;
+	}
+	W.stop = true;
+	pthread_cond_signal(&W.wake);
+	pthread_mutex_unlock(&W.lock);
+	pthread_join(W.thread, NULL);
+	pthread_mutex_lock(&W.lock);
+	W.started = false;
+	pthread_mutex_unlock(&W.lock);
+}
