@@ -64,23 +64,51 @@ void th_watchdog_leave(void)
 	atomic_fetch_add(&W.gen, 1);
 }
 
+/* How long the watched call has run, counted by the watchdog's own ticks:
+ * each tick adds the time since the previous one, at most MAX_STEP_MS. A
+ * process stopped as a whole (SIGSTOP, a frozen VM, a laptop lid) wakes
+ * with one long step; that pause is not a hang of the call (every thread
+ * was stopped, librdkafka's timers too) and it is not counted: a zombie
+ * paused mid-commit must still learn on waking that it was fenced, not be
+ * ended by the watchdog. A starved thread counts late, never early. */
+#define MAX_STEP_MS (2 * CHECK_MS)
+
+struct tally {
+	uint64_t gen;    /* the call counted */
+	int64_t ran_ms;  /* its running time so far */
+	int64_t tick_ms; /* the previous tick */
+};
+
 /* The watched call, when it counts as hung: true with its name, timeout and
- * how long it has run. */
-static bool hung(const char **call, int *timeout_ms, int64_t *ran_ms)
+ * running time. */
+static bool hung(struct tally *t, const char **call, int *timeout_ms, int64_t *ran_ms)
 {
+	int64_t now = mono_ms();
+	int64_t step = now - t->tick_ms < MAX_STEP_MS ? now - t->tick_ms : MAX_STEP_MS;
 	uint64_t gen = atomic_load(&W.gen);
 	int64_t entered = atomic_load(&W.entered_ms);
+	t->tick_ms = now;
 	if (!entered)
 		return false;
 	*call = atomic_load(&W.call);
 	*timeout_ms = atomic_load(&W.timeout_ms);
 	long limit = atomic_load(&W.limit_ms);
-	*ran_ms = mono_ms() - entered;
-	return *ran_ms > limit && atomic_load(&W.gen) == gen;
+	if (atomic_load(&W.gen) != gen)
+		return false; /* left or replaced meanwhile: count it next tick */
+	if (gen != t->gen) {
+		/* entered since the previous tick */
+		t->gen = gen;
+		t->ran_ms = now - entered < step ? now - entered : step;
+	} else {
+		t->ran_ms += step;
+	}
+	*ran_ms = t->ran_ms;
+	return t->ran_ms > limit;
 }
 
 static void *watch(void *arg)
 {
+	struct tally t = {.tick_ms = mono_ms()};
 	(void)arg;
 	pthread_mutex_lock(&W.lock);
 	while (!W.stop) {
@@ -93,7 +121,7 @@ static void *watch(void *arg)
 		const char *call;
 		int timeout_ms;
 		int64_t ran_ms;
-		if (W.stop || !hung(&call, &timeout_ms, &ran_ms))
+		if (W.stop || !hung(&t, &call, &timeout_ms, &ran_ms))
 			continue;
 		th_log_err("watchdog",
 			   "%s has not returned %.1f s after it was called with a %.1f s timeout: a "

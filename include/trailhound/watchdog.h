@@ -37,7 +37,8 @@ void th_watchdog_stop(void);
 /**
  * @brief A blocking call named @p call (a string literal: it is kept) with
  *        its own timeout @p timeout_ms begins. It counts as hung once it has
- *        run for twice its timeout plus TH_WATCHDOG_GRACE_MS.
+ *        run for twice its timeout plus TH_WATCHDOG_GRACE_MS, not counting
+ *        time the whole process was stopped (SIGSTOP, a paused VM).
  */
 void th_watchdog_enter(const char *call, int timeout_ms);
 /** @brief The call entered last has returned. */

@@ -1,0 +1,154 @@
+/*
+ * The hang watchdog (src/watchdog.c), each case in a child process since
+ * the watchdog ends the process it runs in: a call past twice its timeout
+ * plus the grace ends the child with the given code and names the call;
+ * calls that return in time, and a call whose whole process was stopped
+ * (SIGSTOP, like a paused VM) for longer than the limit, do not. The worker's
+ * real hang (send_offsets_to_transaction, librdkafka #5456) is
+ * unit.test_worker_mock's test_hung_send_offsets_exits_5.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "trailhound/log.h"
+#include "trailhound/watchdog.h"
+
+#define EXIT_HUNG 7
+#define CALL_TIMEOUT_MS 100
+
+enum child_action { HANG, RETURN_IN_TIME, PAUSED_WHILE_IN_CALL };
+
+static void child(enum child_action what, int ready_fd)
+{
+	if (th_watchdog_start(EXIT_HUNG))
+		_exit(3);
+	switch (what) {
+	case HANG:
+		th_watchdog_enter("fake_call", CALL_TIMEOUT_MS);
+		sleep(120);
+		break;
+	case RETURN_IN_TIME:
+		/* 3 s of calls, each well inside its limit */
+		for (int i = 0; i < 60; i++) {
+			th_watchdog_enter("fake_call", CALL_TIMEOUT_MS);
+			usleep(50000);
+			th_watchdog_leave();
+		}
+		break;
+	case PAUSED_WHILE_IN_CALL:
+		th_watchdog_enter("fake_call", CALL_TIMEOUT_MS);
+		if (write(ready_fd, "r", 1) != 1)
+			_exit(4);
+		/* the parent stops us for longer than the limit in here */
+		sleep(3);
+		/* awake: the call returns a moment later */
+		usleep(500000);
+		th_watchdog_leave();
+		break;
+	}
+	th_watchdog_stop();
+	_exit(0);
+}
+
+/* Run the child; @returns its exit code, its log in @p log. */
+static int run_child(enum child_action what, char *log, size_t log_size)
+{
+	char path[] = "/tmp/th-watchdog-log-XXXXXX";
+	int fd = mkstemp(path), ready[2];
+	assert_true(fd >= 0);
+	assert_int_equal(pipe(ready), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd, 2);
+		close(ready[0]);
+		child(what, ready[1]);
+	}
+	close(fd);
+	close(ready[1]);
+	if (what == PAUSED_WHILE_IN_CALL) {
+		char c;
+		assert_int_equal(read(ready[0], &c, 1), 1);
+		kill(pid, SIGSTOP);
+		/* longer than the call's limit, 2 x 0.1 s + the grace */
+		sleep((unsigned)(th_watchdog_limit_ms(CALL_TIMEOUT_MS) / 1000 + 3));
+		kill(pid, SIGCONT);
+	}
+	close(ready[0]);
+	int status = 0;
+	pid_t done = 0;
+	for (int i = 0; i < 600 && !(done = waitpid(pid, &status, WNOHANG)); i++)
+		usleep(100000);
+	if (!done) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(log, 1, log_size - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	unlink(path);
+	fprintf(stderr, "---- the child's log ----\n%s---- end ----\n", log);
+	if (!done)
+		fail_msg("the child still ran after 60 s");
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_hung_call_ends_the_process(void **state)
+{
+	char log[4096];
+	(void)state;
+	assert_int_equal(run_child(HANG, log, sizeof(log)), EXIT_HUNG);
+	assert_non_null(strstr(log, "[watchdog] fake_call has not returned"));
+	assert_non_null(strstr(log, "with a 0.1 s timeout"));
+}
+
+static void test_calls_returning_in_time_are_left_alone(void **state)
+{
+	char log[4096];
+	(void)state;
+	assert_int_equal(run_child(RETURN_IN_TIME, log, sizeof(log)), 0);
+	assert_null(strstr(log, "[watchdog]"));
+}
+
+/* A zombie paused mid-commit (kafka.fencing's SIGSTOP) must wake and learn
+ * it was fenced, not be ended for the time it was stopped. */
+static void test_a_stopped_process_is_not_a_hung_call(void **state)
+{
+	char log[4096];
+	(void)state;
+	assert_int_equal(run_child(PAUSED_WHILE_IN_CALL, log, sizeof(log)), 0);
+	assert_null(strstr(log, "[watchdog]"));
+}
+
+static void test_limit(void **state)
+{
+	(void)state;
+	assert_int_equal(th_watchdog_limit_ms(30000), 70000);
+	assert_int_equal(th_watchdog_limit_ms(0), TH_WATCHDOG_GRACE_MS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_limit),
+		cmocka_unit_test(test_hung_call_ends_the_process),
+		cmocka_unit_test(test_calls_returning_in_time_are_left_alone),
+		cmocka_unit_test(test_a_stopped_process_is_not_a_hung_call),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
