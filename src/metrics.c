@@ -48,6 +48,10 @@ static struct {
 	_Atomic uint64_t commit_buckets[TH_METRICS_COMMIT_BUCKETS];
 	_Atomic uint64_t commit_count;
 	_Atomic uint64_t commit_sum_us;
+	/* an open transaction's alerts and rejects (th_metrics_staged_*): the
+	 * worker's thread alone touches them, so plain integers */
+	uint64_t staged_alerts[N_VARIATIONS + 1][N_SEVERITIES];
+	uint64_t staged_rejects[TH_REJECT__COUNT];
 	_Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC, 0 = never */
 	_Atomic int broker_up;
 	_Atomic int bridge; /* th_metrics_serve_bridge() */
@@ -99,22 +103,65 @@ int64_t th_metrics_get_gauge(enum th_gauge g)
 					 : 0;
 }
 
+static enum th_reject reject_index(enum th_reject why)
+{
+	return (unsigned)why < TH_REJECT__COUNT ? why : TH_REJECT_MALFORMED_JSON;
+}
+
 void th_metrics_reject(enum th_reject why)
 {
-	if ((unsigned)why >= TH_REJECT__COUNT)
-		why = TH_REJECT_MALFORMED_JSON;
-	atomic_fetch_add_explicit(&M.rejects[why], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&M.rejects[reject_index(why)], 1, memory_order_relaxed);
+}
+
+/* The alerts table's row and column of an alert. */
+static void alert_index(int variation, const char *severity, int *v, size_t *s)
+{
+	*v = variation < 1 || variation > N_VARIATIONS ? 0 : variation; /* 0: never expected,
+									   kept, not dropped */
+	for (*s = 0; *s + 1 < N_SEVERITIES; (*s)++)
+		if (severity && strcmp(severity, severities[*s]) == 0)
+			break;
 }
 
 void th_metrics_alert(int variation, const char *severity)
 {
+	int v;
 	size_t s;
-	if (variation < 1 || variation > N_VARIATIONS)
-		variation = 0; /* never expected: kept, not dropped */
-	for (s = 0; s + 1 < N_SEVERITIES; s++)
-		if (severity && strcmp(severity, severities[s]) == 0)
-			break;
-	atomic_fetch_add_explicit(&M.alerts[variation][s], 1, memory_order_relaxed);
+	alert_index(variation, severity, &v, &s);
+	atomic_fetch_add_explicit(&M.alerts[v][s], 1, memory_order_relaxed);
+}
+
+void th_metrics_staged_alert(int variation, const char *severity)
+{
+	int v;
+	size_t s;
+	alert_index(variation, severity, &v, &s);
+	M.staged_alerts[v][s]++;
+}
+
+void th_metrics_staged_reject(enum th_reject why)
+{
+	M.staged_rejects[reject_index(why)]++;
+}
+
+void th_metrics_staged_commit(void)
+{
+	for (int v = 0; v <= N_VARIATIONS; v++)
+		for (size_t s = 0; s < N_SEVERITIES; s++)
+			if (M.staged_alerts[v][s])
+				atomic_fetch_add_explicit(&M.alerts[v][s], M.staged_alerts[v][s],
+							  memory_order_relaxed);
+	for (int i = 0; i < TH_REJECT__COUNT; i++)
+		if (M.staged_rejects[i])
+			atomic_fetch_add_explicit(&M.rejects[i], M.staged_rejects[i],
+						  memory_order_relaxed);
+	th_metrics_staged_discard();
+}
+
+void th_metrics_staged_discard(void)
+{
+	memset(M.staged_alerts, 0, sizeof(M.staged_alerts));
+	memset(M.staged_rejects, 0, sizeof(M.staged_rejects));
 }
 
 void th_metrics_commit_seconds(double seconds)
@@ -234,6 +281,7 @@ void th_metrics_reset(void)
 		atomic_store(&M.commit_buckets[i], 0);
 	atomic_store(&M.commit_count, 0);
 	atomic_store(&M.commit_sum_us, 0);
+	th_metrics_staged_discard();
 	atomic_store(&M.heartbeat_ms, 0);
 	atomic_store(&M.broker_up, 0);
 	atomic_store(&M.bridge, 0);
@@ -372,7 +420,7 @@ int th_metrics_render(char **out, size_t *len)
 		put(&b, "trailhound_events_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
 		    th_reject_name((enum th_reject)i), atomic_load(&M.rejects[i]));
 	head(&b, "trailhound_alerts_total", "counter",
-	     "Alerts produced, by variation and severity (aborted transactions included).");
+	     "Alerts committed, by variation and severity (an aborted transaction's are not).");
 	for (int v = 0; v <= N_VARIATIONS; v++)
 		for (size_t s = 0; s < N_SEVERITIES; s++) {
 			uint64_t n = atomic_load(&M.alerts[v][s]);

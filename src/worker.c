@@ -654,6 +654,7 @@ static int abort_only(struct worker *w)
 	rd_kafka_error_t *error;
 	w->n_aborts++;
 	th_metrics_add(TH_M_TXN_ABORTED, 1);
+	th_metrics_staged_discard(); /* the batch is redone: its alerts come again */
 	w->txn_open = false;
 	for (;;) {
 		th_watchdog_enter("abort_transaction", w->txn_timeout_ms);
@@ -840,6 +841,7 @@ static int commit_txn(struct worker *w)
 	w->txn_open = false;
 	w->n_txn++;
 	th_metrics_add(TH_M_TXN_COMMITTED, 1);
+	th_metrics_staged_commit();
 	/* The committed positions as the consumer's stored offsets: never
 	 * committed by the consumer itself (no auto commit), they only make
 	 * librdkafka's statistics report consumer_lag_stored, the lag behind
@@ -1249,7 +1251,7 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		return TH_EKAFKA;
 	}
 	w->n_alerts++;
-	th_metrics_alert(a->variation, a->severity);
+	th_metrics_staged_alert(a->variation, a->severity); /* counted when committed */
 	return 0;
 }
 
@@ -1277,7 +1279,7 @@ static void sink_reject(void *ctx, enum th_reject why, const char *detail, const
 	struct worker *w = ctx;
 	w->n_rejects++;
 	w->rejects_by[why < TH_REJECT__COUNT ? why : TH_REJECT_MALFORMED_JSON]++;
-	th_metrics_reject(why);
+	th_metrics_staged_reject(why); /* counted when committed */
 	th_log_debug("worker", "%s[%d]@%" PRId64 ": rejected (%s): %s",
 		     rd_kafka_topic_name(w->cur_msg->rkt), (int)w->cur_msg->partition,
 		     w->cur_msg->offset, th_reject_name(why), detail);

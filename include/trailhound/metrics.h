@@ -69,6 +69,18 @@ int64_t th_metrics_get_gauge(enum th_gauge g);
 void th_metrics_reject(enum th_reject why);
 /** @brief One alert produced: @p variation 1..6, @p severity as in the alert. */
 void th_metrics_alert(int variation, const char *severity);
+/*
+ * Alerts and rejects produced inside a Kafka transaction count only once it
+ * commits: an aborted batch is processed again, and counting both would
+ * report alerts and dead letters no read_committed consumer ever sees.
+ * Staged ones wait in a tally until th_metrics_staged_commit() adds them to
+ * the counters or th_metrics_staged_discard() drops them (the abort). One
+ * thread only (the worker's loop).
+ */
+void th_metrics_staged_alert(int variation, const char *severity);
+void th_metrics_staged_reject(enum th_reject why);
+void th_metrics_staged_commit(void);
+void th_metrics_staged_discard(void);
 /** @brief One commit_transaction() that took @p seconds. */
 void th_metrics_commit_seconds(double seconds);
 /** @brief The loop is alive (for /healthz): call at least every few seconds. */

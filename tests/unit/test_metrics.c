@@ -64,6 +64,30 @@ static void test_counters_and_labels(void **state)
  * alerted (yet, or since its restart) would have no series at all, so the
  * rule "no alert in 7 days while events flow" (sum(increase(...[7d])) == 0)
  * had nothing to compare and could never fire. */
+/* An aborted transaction's alerts and dead letters are produced again with
+ * the redone batch: only committed ones count. */
+static void test_staged_counts_only_when_committed(void **state)
+{
+	(void)state;
+	th_metrics_reset();
+	th_metrics_staged_alert(1, "High");
+	th_metrics_staged_alert(1, "High");
+	th_metrics_staged_reject(TH_REJECT_MALFORMED_JSON);
+	char *m = render();
+	assert_non_null(strstr(m, "trailhound_alerts_total{variation=\"1\",severity=\"High\"} 0\n"));
+	free(m);
+	th_metrics_staged_discard(); /* the abort */
+	th_metrics_staged_alert(1, "High");
+	th_metrics_staged_reject(TH_REJECT_MALFORMED_JSON);
+	th_metrics_staged_commit();
+	th_metrics_staged_commit(); /* nothing staged twice */
+	m = render();
+	assert_non_null(strstr(m, "trailhound_alerts_total{variation=\"1\",severity=\"High\"} 1\n"));
+	assert_non_null(
+		strstr(m, "trailhound_events_rejected_total{reason=\"malformed_json\"} 1\n"));
+	free(m);
+}
+
 static void test_alert_series_exist_before_the_first_alert(void **state)
 {
 	char want[128];
@@ -222,6 +246,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_and_labels),
+		cmocka_unit_test(test_staged_counts_only_when_committed),
 		cmocka_unit_test(test_alert_series_exist_before_the_first_alert),
 		cmocka_unit_test(test_bridge_series_from_its_start),
 		cmocka_unit_test(test_lag_from_statistics),
