@@ -1533,8 +1533,24 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		goto cleanup;
 	}
 	conf = NULL;
-	/* fences an older bridge with this id and aborts what it left open */
-	rd_kafka_error_t *e = rd_kafka_init_transactions(b.rk, 60000);
+	/* fences an older bridge with this id and aborts what it left open; in
+	 * 1 s slices for up to a minute, so that SIGTERM while the brokers are
+	 * still unreachable stops the start at once (exit 0, as the worker)
+	 * instead of after the minute with exit 5 */
+	rd_kafka_error_t *e;
+	for (int waited = 0;; waited++) {
+		e = rd_kafka_init_transactions(b.rk, 1000);
+		if (!e || !rd_kafka_error_is_retriable(e) || waited >= 59)
+			break;
+		rd_kafka_error_destroy(e);
+		e = NULL;
+		if (!*run) {
+			th_log_info("bridge", "stopped while waiting for the brokers %s",
+				    cf->brokers);
+			ret = 0;
+			goto cleanup;
+		}
+	}
 	if (e) {
 		rd_kafka_resp_err_t ierr = rd_kafka_error_code(e);
 		/* a missing ACL: no restart grants it (exit 4, as the worker) */

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
 
 #include "trailhound/bridge.h"
 #include "trailhound/common.h"
@@ -29,6 +31,7 @@ struct mock {
 	rd_kafka_t *rk;
 	rd_kafka_mock_cluster_t *mc;
 	struct th_config cf;
+	volatile sig_atomic_t run;
 };
 
 static void set(struct mock *m, const char *fmt, ...)
@@ -67,6 +70,7 @@ static int setup(void **state)
 	setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "unused", 1);
 	unsetenv("AWS_SESSION_TOKEN");
+	m.run = 1;
 	*state = &m;
 	return 0;
 }
@@ -82,10 +86,9 @@ static int teardown(void **state)
 
 static int run_bridge(struct mock *m)
 {
-	static volatile sig_atomic_t run = 1;
 	struct th_bridge_opts o = {.exit_when_idle_ms = 1, .wait_s = 0};
 	struct th_bridge_stats st;
-	return th_bridge_run(&m->cf, &o, &run, &st);
+	return th_bridge_run(&m->cf, &o, &m->run, &st);
 }
 
 /* Without the TransactionalId ACL (Write, Describe on bridge_transactional_id)
@@ -110,6 +113,28 @@ static void test_cluster_acl_missing_exits_4(void **state)
 	assert_int_equal(run_bridge(m), TH_ECONFIG);
 }
 
+static void *stop_soon(void *arg)
+{
+	struct mock *m = arg;
+	sleep(2);
+	m->run = 0;
+	return NULL;
+}
+
+/* SIGTERM while the start still waits for the brokers (all down): a clean
+ * stop, 0, as the worker's. The bridge waited out init_transactions' minute
+ * and exited 5 (TH_EFATAL), its supervisor's cue to start it again. */
+static void test_stop_while_waiting_for_brokers_exits_0(void **state)
+{
+	struct mock *m = *state;
+	pthread_t t;
+	rd_kafka_mock_broker_set_down(m->mc, 1);
+	assert_int_equal(pthread_create(&t, NULL, stop_soon, m), 0);
+	int rc = run_bridge(m);
+	pthread_join(t, NULL);
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -117,6 +142,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transactional_id_acl_missing_exits_4, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
