@@ -372,6 +372,11 @@ static void inspect_usage(FILE *out)
 		"  account ACCOUNT_ID  the account's age and baseline ASNs\n"
 		"  roles | accounts | keys   list them all\n"
 		"\n"
+		"Options:\n"
+		"  --state DIR         the state to read (required)\n"
+		"  --json              JSON instead of text\n"
+		"  -h, --help          this text\n"
+		"\n"
 		"DIR is a `scan --state` directory or a worker's state_dir (every partition\n"
 		"below it is searched). Exit codes: 0 found, 1 nothing found, 2 usage,\n"
 		"5 DIR holds no state or it could not be read.\n");

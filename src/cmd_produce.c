@@ -156,6 +156,15 @@ int th_cmd_produce(int argc, char **argv)
 			       "producer. The topic defaults to the first input_topics entry.\n"
 			       "Files and directories (an S3 archive) are read in CloudTrail delivery\n"
 			       "order, as `scan` reads them; a file named twice is sent once.\n"
+			       "\n"
+			       "Options:\n"
+			       "  -c, --config FILE     the configuration file (brokers, input_topics,\n"
+			       "                        kafka.* settings such as TLS and SASL)\n"
+			       "  -s, --set KEY=VALUE   override one setting (kafka.* pass to librdkafka)\n"
+			       "  -b, --brokers LIST    bootstrap servers (the setting brokers)\n"
+			       "  -t, --topic TOPIC     the topic (default: the first input_topics entry)\n"
+			       "  -h, --help            this text\n"
+			       "\n"
 			       "Exit codes: 0 all sent, 3 an input could not be read or records were\n"
 			       "rejected, 4 configuration, 5 delivery failure.\n");
 			goto out;

@@ -126,3 +126,23 @@ def test_every_record_version_is_in_the_rollback_table():
             assert any("`%s`" % letters[kind] in r and "version %d" % v in r for r in rows), (
                 "docs/state-format.md, Record versions and rollbacks: no row for the %s "
                 "record's version %d" % (kind.lower(), v))
+
+
+def test_every_option_is_in_its_help():
+    """Each command's --help names every long option its getopt table takes
+    (produce --help lacked -s/--set, inspect --help its --help)."""
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(SRC, "src", "cmd_*.c"))):
+        command = os.path.basename(path)[len("cmd_"):-len(".c")]
+        text = open(path).read()
+        names = [n for table in re.findall(r"struct option \w+\[\] = \{(.*?)\};", text, re.S)
+                 for n in re.findall(r'\{"([a-z0-9-]+)",', table)]
+        if not names:
+            continue
+        r = subprocess.run([BIN, command, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0, (command, r.stderr)
+        missing = [n for n in names if f"--{n}" not in r.stdout + r.stderr]
+        assert not missing, f"trailhound {command} --help does not name {missing}"
+        checked += 1
+    assert checked >= 5, checked
+
