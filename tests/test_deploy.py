@@ -687,3 +687,43 @@ def test_systemd_instances_get_distinct_metrics_ports(tmp_path):
     for f in glob.glob(os.path.join(DEPLOY, "systemd", "*.env")):
         for var in re.findall(r"^(TRAILHOUND_[A-Z0-9_]+)=", open(f).read(), re.M):
             check_setting(env_setting(var), known, f"environment {var} in {os.path.basename(f)}")
+
+
+def image_conf():
+    """The configuration the image runs with: deploy/trailhound.conf and the
+    lines the Dockerfile's RUN printf appends to it."""
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    m = re.search(r"^RUN printf '%s\\n' (.*?)>> /etc/trailhound/trailhound.conf", text,
+                  re.M | re.S)
+    assert m, "the Dockerfile appends nothing to the image's configuration"
+    lines = re.findall(r"'([^']*)'", m.group(1))
+    return open(os.path.join(DEPLOY, "trailhound.conf")).read() + "\n".join(lines) + "\n"
+
+
+def test_image_reads_the_reference_data_where_it_is_mounted(tmp_path):
+    """The Dockerfile says the reference data is mounted at
+    /usr/share/trailhound/refdata; the image's own configuration must read it
+    from there. It named neither file, so `docker run` with the data mounted
+    exited 4: 'no reference data' (HOME holds no cached ASN database)."""
+    shared = os.environ.get("TH_SHARED", os.path.join(SRC, "..", "shared", "data"))
+    refdata = tmp_path / "refdata"
+    refdata.mkdir()
+    os.symlink(os.path.join(shared, "asn", "asn.mmdb"), refdata / "asn.mmdb")
+    os.symlink(os.path.join(shared, "aws-ip-ranges", "ip-ranges.json"), refdata / "ip-ranges.json")
+    conf = (image_conf().replace("/usr/share/trailhound/refdata", str(refdata))
+            .replace("/usr/share/trailhound/alert.avsc", os.path.join(SRC, "schemas", "alert.avsc"))
+            .replace("/var/lib/trailhound", str(tmp_path / "state")))
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "image.conf"
+    path.write_text(conf)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TRAILHOUND_") and k not in ("TH_ASN_DB", "TH_AWS_RANGES")}
+    env["HOME"] = str(tmp_path)
+    p = subprocess.run([BIN, "run", "-c", str(path), "--check-config",
+                        "--set", "brokers=127.0.0.1:1"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    out = p.stdout + p.stderr
+    assert re.search(r"^ok +reference data: loaded", p.stdout, re.M), out
+    effective = dict(re.findall(r'^([a-z0-9_.]+) = "(.*)"$', p.stdout, re.M))
+    assert effective["asn_db"] == str(refdata / "asn.mmdb"), effective.get("asn_db")
+    assert effective["aws_ranges"] == str(refdata / "ip-ranges.json"), effective.get("aws_ranges")
