@@ -2103,6 +2103,52 @@ def _(c):
     c.expect(r2, 5)
 
 
+@case("late", "held_use_not_trained_by_later_assumption")
+def _(c):
+    """Training is the 30 days before the event judged, by event time. Day 10: alice's session
+    of the role (not yet known as Lambda's) is used from DigitalOcean (AS14061 seen for the role; held, and dropped when its hold ends).
+    Day 20 10:00 bob assumes the role for the first time (BOB1) and uses it at 10:05 from
+    DigitalOcean: held. 11:00 bob assumes it again (BOB2); 12:00 Lambda's issuance makes the role
+    Lambda's and BOB1's use is decided: bob's only other assumption is after 10:05, so it is no
+    training for that use -> V5 (the build before gave V6, trained by BOB2), as when the issuance
+    arrives first."""
+    c.office_start()
+    c.user_assume(at(10, 9), "alice", key("ALI1"), "alice-debug")
+    c.call(at(10, 9, 5), key("ALI1"), "do2", "laptop_boto3", "table", session="alice-debug",
+           creation=at(10, 9))
+    c.user_assume(at(ATTACK, 10), "bob", key("BOB1"), "bob-debug")
+    r = c.call(at(ATTACK, 10, 5), key("BOB1"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 10))
+    c.user_assume(at(ATTACK, 11), "bob", key("BOB2"), "bob-debug")
+    c.issue(at(ATTACK, 12), key("ENV1"))
+    c.counters(held=2, held_resolved=1, held_expired=1)
+    c.expect(r, 5)
+    d = c.derive("earlier_assumption",
+                 "Control of held_use_not_trained_by_later_assumption: bob's BOB2 AssumeRole is on "
+                 "day 15, before the held use, inside the training window -> V6.",
+                 mutate=(c.events[-2], "eventTime", iso(at(15, 11))))
+    d.counters(held=2, held_resolved=1, held_expired=1)
+    d.expect(d.ev(r), 6)
+
+
+@case("late", "late_arrival_not_trained_by_later_assumption")
+def _(c):
+    """The same in arrival order: the role is Lambda's; bob's second AssumeRole (BOB2, day 20
+    11:00) arrives before his first (BOB1, 10:00) and BOB1's use at 10:05 from DigitalOcean
+    (AS14061 seen for the role on day 10 with alice's session). For BOB1's use bob's only other
+    assumption is later -> V5 (the build before gave V6)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(10, 9), "alice", key("ALI1"), "alice-debug")
+    c.call(at(10, 9, 5), key("ALI1"), "do2", "laptop_boto3", "table", session="alice-debug",
+           creation=at(10, 9))
+    c.user_assume(at(ATTACK, 11), "bob", key("BOB2"), "bob-debug")
+    c.user_assume(at(ATTACK, 10), "bob", key("BOB1"), "bob-debug")
+    r = c.call(at(ATTACK, 10, 5), key("BOB1"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 10))
+    c.expect(r, 5)
+
+
 @case("late", "no_upgrade_once_region_known")
 def _(c):
     """orders-api runs in us-east-1 and eu-west-1. Its us-east-1 key is used from eu-west-1 EC2
