@@ -2149,6 +2149,56 @@ def _(c):
     c.expect(r, 5)
 
 
+@case("late", "inside_then_remote_issuance_last")
+def _(c):
+    """Order independence: the role is Lambda's (orders-api); a key of a function not yet known
+    (session billing, custom runtime: no exec-env/ to learn from) is used from us-east-1 EC2
+    (inside) and then from DigitalOcean (held); Lambda's issuance of the key to billing arrives
+    last. Two networks within its lifetime -> V1, as when the issuance arrives first (the build
+    before forgot the inside use of the unknown key and gave V4)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    k = key("BILL1")
+    c.call(at(ATTACK, 10, 5), k, "aws_use1", "custom_runtime", "table", session="billing",
+           creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 30), k, "do", "boto3", "secrets", session="billing", creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn="billing")
+    c.counters(held=1, held_resolved=1, inside_uses=1, remote_uses=1)
+    c.expect(r, 1, function="billing")
+
+
+@case("sessions", "poller_inside_then_remote_issuance_last")
+def _(c):
+    """Spec v2 and order independence: a poller key of the Lambda role is used from us-east-1 EC2
+    (inside) and then from DigitalOcean (held, its issuance not yet seen); Lambda's issuance of it
+    arrives last -> V1, function none, as sessions/poller_inside_then_remote (the build before
+    gave V4)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    k = key("POLLER1")
+    c.call(at(ATTACK, 10, 5), k, "aws_use1", "poller", "table", session=POLLER, creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 30), k, "do", "boto3", "secrets", session=POLLER, creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    c.counters(held=1, held_resolved=1)
+    c.expect(r, 1, function=None)
+
+
+@case("late", "inside_only_unknown_key_expires_quietly")
+def _(c):
+    """A key of the Lambda role never tied to a function or an identity (session ops-batch) is
+    used only from us-east-1 EC2 (inside): its remembered inside use ends with its hold, no
+    alert, nothing counted as held. Twin: the same use from DigitalOcean (remote) -> V5 at the
+    end of the hold (identity unknown)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    r = c.call(at(ATTACK, 10, 5), key("OPS1"), "aws_use1", "custom_runtime", "table", session="ops-batch",
+               creation=at(ATTACK, 10))
+    c.counters(held=0, held_resolved=0, held_expired=0, inside_uses=1)
+    t = c.twin(r, "sourceIPAddress", IP["do"][0], "the use comes from DigitalOcean (remote): V5")
+    t.counters(held=1, held_resolved=1, held_expired=0)
+    t.expect(t.ev(r), 5)
+
+
 @case("late", "no_upgrade_once_region_known")
 def _(c):
     """orders-api runs in us-east-1 and eu-west-1. Its us-east-1 key is used from eu-west-1 EC2
