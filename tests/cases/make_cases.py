@@ -2199,6 +2199,29 @@ def _(c):
     t.expect(t.ev(r), 5)
 
 
+@case("late", "late_assumption_between_others_is_training")
+def _(c):
+    """bob assumes the Lambda role on days 2, 40 and 41 (those records arrive first), then his
+    day-35 AssumeRole arrives late. Day 36 bob assumes it again and uses it from DigitalOcean
+    (AS14061, seen for the role with alice's session on day 30, her first: V5): his day-35
+    assumption is training for it (another key, within 30 days before) -> V6. The late day-35 sighting changed none of
+    the record's latest/first times, only its per-key list, and must still be stored."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(2, 9), "bob", key("BOB0"), "bob-debug")
+    c.user_assume(at(40, 9), "bob", key("BOBA"), "bob-debug")
+    c.user_assume(at(41, 9), "bob", key("BOBC"), "bob-debug")
+    c.user_assume(at(35, 9), "bob", key("BOBB"), "bob-debug")
+    c.user_assume(at(30, 9), "alice", key("ALI1"), "alice-debug")
+    a = c.call(at(30, 9, 5), key("ALI1"), "do2", "laptop_boto3", "table", session="alice-debug",
+               creation=at(30, 9))
+    c.user_assume(at(36, 9), "bob", key("BOBD"), "bob-debug")
+    r = c.call(at(36, 9, 5), key("BOBD"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(36, 9))
+    c.expect(a, 5)
+    c.expect(r, 6)
+
+
 @case("late", "no_upgrade_once_region_known")
 def _(c):
     """orders-api runs in us-east-1 and eu-west-1. Its us-east-1 key is used from eu-west-1 EC2
