@@ -343,7 +343,8 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 		if (cls == TH_CRED_UNKNOWN) {
 			/* The key's remote use may be held: its inside use must
 			 * count when the key becomes known. */
-			if ((rc = th_detect_hold_inside(d, acct, akid, c)))
+			if ((rc = th_detect_hold_inside(d, acct, akid,
+							role_found && ro->is_lambda ? role_arn : NULL, c)))
 				return rc;
 		} else {
 			th_detect_token_record_use(d, t, c, vd);

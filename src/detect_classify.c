@@ -223,12 +223,15 @@ int th_detect_decide(struct th_detector *d, const char *acct, const char *akid,
 		if (m.identity) {
 			if ((rc = th_detect_load_sighting(d, 'i', role_arn, m.identity, &s)) < 0)
 				return rc;
-			int64_t o = rc == 1 ? th_sighting_other(&s, akid) : 0;
+			/* By another key, at or before this event: a later
+			 * assumption (taught before a held use is decided, or
+			 * arriving first) is no training for it. */
+			int64_t o = rc == 1 ? th_sighting_other_at(&s, akid, tm) : 0;
 			m.identity_seen = o && o >= since;
 		}
 		if ((rc = th_detect_load_sighting(d, 'n', role_arn, asn, &s)) < 0)
 			return rc;
-		int64_t o = rc == 1 ? th_sighting_other(&s, akid) : 0;
+		int64_t o = rc == 1 ? th_sighting_other_at(&s, akid, tm) : 0;
 		m.asn_seen_for_role = c->asn && o && o >= since;
 	}
 

@@ -163,9 +163,13 @@ int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid
  * that when the key becomes known its remote uses are judged with both
  * networks, as when the issuance arrives first (spec §3, order independence:
  * the inside use arriving after the remote one upgrades it). Does not move
- * the hold's end; a key with no hold is left alone. */
+ * the hold's end. A key with no hold is left alone, unless @p role_arn is
+ * given (the key's role is known as Lambda's): then the inside use starts a
+ * hold of its own, so a remote use after it, decided when the key becomes
+ * known, still sees both networks (variation 1, as in the issuance-first
+ * order). Keys of other roles (every EC2/ECS session) are not remembered. */
 int th_detect_hold_inside(struct th_detector *d, const char *acct, const char *akid,
-			  const struct th_call *c)
+			  const char *role_arn, const struct th_call *c)
 {
 	struct th_held *h = &d->held;
 	const void *v;
@@ -174,8 +178,26 @@ int th_detect_hold_inside(struct th_detector *d, const char *acct, const char *a
 	size_t pkl = th_key(pk, sizeof(pk), 'p', 2, acct, akid);
 	bool has;
 	int rc = th_detect_held_has(d, pk, pkl, &has);
-	if (rc || !has)
+	if (rc)
 		return rc;
+	if (!has && role_arn) {
+		th_held_clear(h);
+		th_strlcpy(h->role_arn, role_arn, sizeof(h->role_arn));
+		h->expiry_ms = (c->creation_ms ? c->creation_ms : c->event_time_ms) + d->conf.hold_ms;
+		if (h->expiry_ms < c->event_time_ms + HOLD_FLOOR_MS)
+			h->expiry_ms = c->event_time_ms + HOLD_FLOOR_MS;
+		size_t ql = th_key(d->k2, sizeof(d->k2), 'q', 3, role_arn, acct, akid);
+		if ((rc = th_state_put(d->st, d->k2, ql, "", 0)))
+			return rc;
+		h->calls[h->n++] = *c;
+		if ((rc = th_detect_held_add(d, pk, pkl, h->expiry_ms)))
+			return rc;
+		th_wbuf_reset(&d->w);
+		th_held_encode(&d->w, h);
+		return th_detect_put(d, pk, pkl);
+	}
+	if (!has)
+		return 0;
 	rc = th_state_get(d->st, pk, pkl, &v, &n);
 	if (rc == TH_ENOTFOUND)
 		return 0;
@@ -247,12 +269,25 @@ int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *a
 		 * identity: judged as another identity's session, identity unknown. */
 		cls = TH_CRED_OTHER;
 	}
+	/* Only inside uses waited (th_detect_hold_inside): nothing to decide.
+	 * At the end of the hold they are forgotten, as an inside use of an
+	 * unknown key always was; once the key is known they count on it. */
+	bool any_remote = false;
+	for (int i = 0; i < h->n && !any_remote; i++) {
+		struct th_call c = h->calls[i];
+		struct regions rs;
+		th_detect_regions_of(ro, cls == TH_CRED_TOKEN ? th_detect_token_function(t) : NULL, &rs);
+		any_remote = th_detect_net_verdict(&c, acct, &rs, reason, sizeof(reason)) == NET_REMOTE;
+	}
+	if (!any_remote && expire)
+		goto drop;
 	if (!tok_found) {
 		th_strlcpy(t->role_arn, h->role_arn, sizeof(t->role_arn));
 		if (h->n)
 			th_strlcpy(t->session, h->calls[0].session, sizeof(t->session));
 	}
-	d->stats.held_resolved++;
+	if (any_remote)
+		d->stats.held_resolved++;
 	/* Inside uses first (th_detect_hold_inside): a remote use is judged with
 	 * every network the key was seen in while it waited. */
 	for (int pass = 0; pass < 2; pass++) {

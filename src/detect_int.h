@@ -245,7 +245,7 @@ int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char
 int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid,
 		       const char *role_arn, const struct th_call *c);
 int th_detect_hold_inside(struct th_detector *d, const char *acct, const char *akid,
-			  const struct th_call *c);
+			  const char *role_arn, const struct th_call *c);
 int th_detect_resolve_key(struct th_detector *d, const char *acct, const char *akid, bool expire);
 int th_detect_resolve_role(struct th_detector *d, const char *role_arn);
 int th_detect_expire_lapsed(struct th_detector *d, const char *acct, const char *akid,

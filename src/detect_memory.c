@@ -277,6 +277,19 @@ int th_detect_save_token(struct th_detector *d, const char *acct, const char *ak
 	return 0;
 }
 
+/* Whether an update left a sighting as it was (its per-key list included:
+ * a late sighting by a new key may change only the list). */
+static bool sighting_same(const struct th_sighting *a, const struct th_sighting *b)
+{
+	if (a->last_ms != b->last_ms || a->other_ms != b->other_ms || a->first_ms != b->first_ms ||
+	    strcmp(a->key, b->key) != 0 || a->n != b->n)
+		return false;
+	for (int i = 0; i < a->n; i++)
+		if (a->by_key[i].ms != b->by_key[i].ms || strcmp(a->by_key[i].key, b->by_key[i].key) != 0)
+			return false;
+	return true;
+}
+
 int th_detect_load_sighting(struct th_detector *d, char type, const char *a, const char *b,
 			    struct th_sighting *s)
 {
@@ -312,8 +325,7 @@ int th_detect_teach_sighting(struct th_detector *d, char type, const char *a, co
 	 * same record again cost an encode, a second cache lookup and a dirty
 	 * key per event. Both structs are fully initialised (decode and the
 	 * not-found path memset them), so comparing the fields is exact. */
-	if (rc == 1 && before.last_ms == s.last_ms && before.other_ms == s.other_ms &&
-	    before.first_ms == s.first_ms && strcmp(before.key, s.key) == 0)
+	if (rc == 1 && sighting_same(&before, &s))
 		return 0;
 	th_wbuf_reset(&d->w);
 	th_sighting_encode(&d->w, &s);
@@ -373,8 +385,7 @@ int th_detect_teach_account_asn(struct th_detector *d, const char *acct, uint32_
 	struct th_sighting before = bs->s;
 	th_sighting_update(&bs->s, "", t);
 	/* Written at the next flush only if it changed (see teach_sighting). */
-	if (!bs->exists || before.last_ms != bs->s.last_ms || before.other_ms != bs->s.other_ms ||
-	    before.first_ms != bs->s.first_ms || strcmp(before.key, bs->s.key) != 0) {
+	if (!bs->exists || !sighting_same(&before, &bs->s)) {
 		bs->dirty = true;
 		bs->exists = true;
 	}

@@ -554,11 +554,74 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s)
 {
-	th_put_u8(w, TH_REC_VERSION);
+	th_put_u8(w, TH_SIGHTING_VERSION);
 	th_put_str(w, s->key);
 	th_put_i64(w, s->last_ms);
 	th_put_i64(w, s->other_ms);
 	th_put_i64(w, s->first_ms);
+	th_put_u8(w, s->n);
+	for (int i = 0; i < s->n; i++) {
+		th_put_str(w, s->by_key[i].key);
+		th_put_i64(w, s->by_key[i].ms);
+	}
+}
+
+/* Keep the latest sighting of each key, sorted by time. When a new key
+ * finds the list full, the entry whose removal leaves the smallest gap
+ * between its neighbours goes (never the newest): the kept entries stay
+ * spread over the time seen, so a decision at any time of the window still
+ * finds the sighting nearest before it. */
+static void sighting_list_add(struct th_sighting *s, const char *key, int64_t t)
+{
+	char k[sizeof(s->by_key[0].key)];
+	th_strlcpy(k, key, sizeof(k));
+	int i;
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->by_key[i].key, k) == 0)
+			break;
+	if (i < s->n) {
+		if (t <= s->by_key[i].ms)
+			return;
+		s->by_key[i].ms = t;
+		/* moved later: bubble it up */
+		for (; i + 1 < s->n && s->by_key[i + 1].ms <= s->by_key[i].ms; i++) {
+			struct th_sighting_key tmp = s->by_key[i];
+			s->by_key[i] = s->by_key[i + 1];
+			s->by_key[i + 1] = tmp;
+		}
+		return;
+	}
+	if (s->n == TH_SIGHTING_KEYS) {
+		/* the new entry takes part: it may be the one to go */
+		int pos = s->n;
+		while (pos > 0 && s->by_key[pos - 1].ms > t)
+			pos--;
+		int64_t at[TH_SIGHTING_KEYS + 1];
+		for (int j = 0, m = 0; j <= s->n; j++)
+			at[j] = j == pos ? t : s->by_key[m++].ms;
+		int drop = -1;
+		int64_t best = 0;
+		for (int j = 1; j < s->n; j++) { /* interior of n + 1 entries */
+			int64_t gap = at[j + 1] - at[j - 1];
+			if (drop < 0 || gap < best) {
+				drop = j;
+				best = gap;
+			}
+		}
+		if (drop == pos)
+			return;
+		int from = drop < pos ? drop : drop - 1; /* index in by_key */
+		memmove(&s->by_key[from], &s->by_key[from + 1],
+			(size_t)(s->n - from - 1) * sizeof(s->by_key[0]));
+		s->n--;
+	}
+	int pos = s->n;
+	while (pos > 0 && s->by_key[pos - 1].ms > t)
+		pos--;
+	memmove(&s->by_key[pos + 1], &s->by_key[pos], (size_t)(s->n - pos) * sizeof(s->by_key[0]));
+	memcpy(s->by_key[pos].key, k, sizeof(k));
+	s->by_key[pos].ms = t;
+	s->n++;
 }
 
 int th_sighting_decode(const void *p, size_t n, struct th_sighting *s)
@@ -566,18 +629,41 @@ int th_sighting_decode(const void *p, size_t n, struct th_sighting *s)
 	struct th_rbuf r;
 	th_rbuf_init(&r, p, n);
 	memset(s, 0, sizeof(*s));
-	if (check_version(&r))
+	uint8_t v = th_get_u8(&r);
+	if (r.bad || (v != TH_REC_VERSION && v != TH_SIGHTING_VERSION))
 		return TH_EPARSE;
 	th_get_str(&r, s->key, sizeof(s->key));
 	s->last_ms = th_get_time(&r);
 	s->other_ms = th_get_time(&r);
 	s->first_ms = th_get_time(&r);
+	if (v == TH_REC_VERSION) {
+		/* A version-1 value: its holder, and its other key, which is
+		 * unknown ("?": another key than any asked about). */
+		if (!r.bad && s->last_ms)
+			sighting_list_add(s, s->key, s->last_ms);
+		if (!r.bad && s->other_ms)
+			sighting_list_add(s, "?", s->other_ms);
+		return done(&r);
+	}
+	s->n = th_get_u8(&r);
+	if (s->n > TH_SIGHTING_KEYS)
+		return TH_EPARSE;
+	for (int i = 0; i < s->n && !r.bad; i++) {
+		th_get_str(&r, s->by_key[i].key, sizeof(s->by_key[i].key));
+		s->by_key[i].ms = th_get_time(&r);
+		if (i > 0 && s->by_key[i].ms < s->by_key[i - 1].ms)
+			return TH_EPARSE;
+		for (int j = 0; j < i; j++)
+			if (strcmp(s->by_key[j].key, s->by_key[i].key) == 0)
+				return TH_EPARSE;
+	}
 	return done(&r);
 }
 
 void th_sighting_update(struct th_sighting *s, const char *key, int64_t t)
 {
 	key = key ? key : "";
+	sighting_list_add(s, key, t);
 	if (!s->first_ms || t < s->first_ms)
 		s->first_ms = t;
 	if (strcmp(s->key, key) == 0) {
@@ -606,6 +692,16 @@ int64_t th_sighting_other(const struct th_sighting *s, const char *key)
 	if (strcmp(s->key, key ? key : "") == 0)
 		return s->other_ms;
 	return s->last_ms > s->other_ms ? s->last_ms : s->other_ms;
+}
+
+int64_t th_sighting_other_at(const struct th_sighting *s, const char *key, int64_t t)
+{
+	char k[sizeof(s->by_key[0].key)];
+	th_strlcpy(k, key ? key : "", sizeof(k));
+	for (int i = s->n - 1; i >= 0; i--)
+		if (s->by_key[i].ms <= t && strcmp(s->by_key[i].key, k) != 0)
+			return s->by_key[i].ms;
+	return 0;
 }
 
 void th_held_encode(struct th_wbuf *w, const struct th_held *h)

@@ -147,12 +147,23 @@ struct th_role {
 	struct th_role_function *functions;
 };
 
-/* Training entry: most recent sighting, and the most recent one by another key. */
+/* Training entry: most recent sighting, and the most recent one by another key.
+ * Version 2 adds the latest sighting of each of up to TH_SIGHTING_KEYS keys
+ * (oldest first): a decision judged after later events were taught (a held
+ * use, an upgrade, an event arriving late) must count only evidence from at
+ * or before its own event time, by another key (th_sighting_other_at). */
+#define TH_SIGHTING_VERSION 2 /* version 1 had no per-key list */
+#define TH_SIGHTING_KEYS 12
 struct th_sighting {
 	char key[32];
 	int64_t last_ms;     /* by .key */
 	int64_t other_ms;    /* by any key other than .key; 0 when none */
 	int64_t first_ms;    /* earliest sighting by any key */
+	uint8_t n;
+	struct th_sighting_key {
+		char key[32]; /* "?" for the unknown other key of a version-1 value */
+		int64_t ms;
+	} by_key[TH_SIGHTING_KEYS]; /* sorted by ms, oldest first; keys distinct */
 };
 
 #define TH_HELD_MAX 8
@@ -230,6 +241,9 @@ int th_dedup_decode(const void *p, size_t n, struct th_dedup *d);
 void th_sighting_update(struct th_sighting *s, const char *key, int64_t t);
 /* Last time seen by a key other than @p key (0 when never). */
 int64_t th_sighting_other(const struct th_sighting *s, const char *key);
+/* Last time seen by a key other than @p key at or before @p t (0 when none
+ * kept): training evidence for a decision about @p key's event at @p t. */
+int64_t th_sighting_other_at(const struct th_sighting *s, const char *key, int64_t t);
 
 /**
  * @brief Build the key "<type><sep>part<sep>part..." into @p buf.

@@ -2103,6 +2103,125 @@ def _(c):
     c.expect(r2, 5)
 
 
+@case("late", "held_use_not_trained_by_later_assumption")
+def _(c):
+    """Training is the 30 days before the event judged, by event time. Day 10: alice's session
+    of the role (not yet known as Lambda's) is used from DigitalOcean (AS14061 seen for the role; held, and dropped when its hold ends).
+    Day 20 10:00 bob assumes the role for the first time (BOB1) and uses it at 10:05 from
+    DigitalOcean: held. 11:00 bob assumes it again (BOB2); 12:00 Lambda's issuance makes the role
+    Lambda's and BOB1's use is decided: bob's only other assumption is after 10:05, so it is no
+    training for that use -> V5 (the build before gave V6, trained by BOB2), as when the issuance
+    arrives first."""
+    c.office_start()
+    c.user_assume(at(10, 9), "alice", key("ALI1"), "alice-debug")
+    c.call(at(10, 9, 5), key("ALI1"), "do2", "laptop_boto3", "table", session="alice-debug",
+           creation=at(10, 9))
+    c.user_assume(at(ATTACK, 10), "bob", key("BOB1"), "bob-debug")
+    r = c.call(at(ATTACK, 10, 5), key("BOB1"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 10))
+    c.user_assume(at(ATTACK, 11), "bob", key("BOB2"), "bob-debug")
+    c.issue(at(ATTACK, 12), key("ENV1"))
+    c.counters(held=2, held_resolved=1, held_expired=1)
+    c.expect(r, 5)
+    d = c.derive("earlier_assumption",
+                 "Control of held_use_not_trained_by_later_assumption: bob's BOB2 AssumeRole is on "
+                 "day 15, before the held use, inside the training window -> V6.",
+                 mutate=(c.events[-2], "eventTime", iso(at(15, 11))))
+    d.counters(held=2, held_resolved=1, held_expired=1)
+    d.expect(d.ev(r), 6)
+
+
+@case("late", "late_arrival_not_trained_by_later_assumption")
+def _(c):
+    """The same in arrival order: the role is Lambda's; bob's second AssumeRole (BOB2, day 20
+    11:00) arrives before his first (BOB1, 10:00) and BOB1's use at 10:05 from DigitalOcean
+    (AS14061 seen for the role on day 10 with alice's session). For BOB1's use bob's only other
+    assumption is later -> V5 (the build before gave V6)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(10, 9), "alice", key("ALI1"), "alice-debug")
+    c.call(at(10, 9, 5), key("ALI1"), "do2", "laptop_boto3", "table", session="alice-debug",
+           creation=at(10, 9))
+    c.user_assume(at(ATTACK, 11), "bob", key("BOB2"), "bob-debug")
+    c.user_assume(at(ATTACK, 10), "bob", key("BOB1"), "bob-debug")
+    r = c.call(at(ATTACK, 10, 5), key("BOB1"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(ATTACK, 10))
+    c.expect(r, 5)
+
+
+@case("late", "inside_then_remote_issuance_last")
+def _(c):
+    """Order independence: the role is Lambda's (orders-api); a key of a function not yet known
+    (session billing, custom runtime: no exec-env/ to learn from) is used from us-east-1 EC2
+    (inside) and then from DigitalOcean (held); Lambda's issuance of the key to billing arrives
+    last. Two networks within its lifetime -> V1, as when the issuance arrives first (the build
+    before forgot the inside use of the unknown key and gave V4)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    k = key("BILL1")
+    c.call(at(ATTACK, 10, 5), k, "aws_use1", "custom_runtime", "table", session="billing",
+           creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 30), k, "do", "boto3", "secrets", session="billing", creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn="billing")
+    c.counters(held=1, held_resolved=1, inside_uses=1, remote_uses=1)
+    c.expect(r, 1, function="billing")
+
+
+@case("sessions", "poller_inside_then_remote_issuance_last")
+def _(c):
+    """Spec v2 and order independence: a poller key of the Lambda role is used from us-east-1 EC2
+    (inside) and then from DigitalOcean (held, its issuance not yet seen); Lambda's issuance of it
+    arrives last -> V1, function none, as sessions/poller_inside_then_remote (the build before
+    gave V4)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    k = key("POLLER1")
+    c.call(at(ATTACK, 10, 5), k, "aws_use1", "poller", "table", session=POLLER, creation=at(ATTACK, 10))
+    r = c.call(at(ATTACK, 10, 30), k, "do", "boto3", "secrets", session=POLLER, creation=at(ATTACK, 10))
+    c.issue(at(ATTACK, 10), k, fn=POLLER)
+    c.counters(held=1, held_resolved=1)
+    c.expect(r, 1, function=None)
+
+
+@case("late", "inside_only_unknown_key_expires_quietly")
+def _(c):
+    """A key of the Lambda role never tied to a function or an identity (session ops-batch) is
+    used only from us-east-1 EC2 (inside): its remembered inside use ends with its hold, no
+    alert, nothing counted as held. Twin: the same use from DigitalOcean (remote) -> V5 at the
+    end of the hold (identity unknown)."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    r = c.call(at(ATTACK, 10, 5), key("OPS1"), "aws_use1", "custom_runtime", "table", session="ops-batch",
+               creation=at(ATTACK, 10))
+    c.counters(held=0, held_resolved=0, held_expired=0, inside_uses=1)
+    t = c.twin(r, "sourceIPAddress", IP["do"][0], "the use comes from DigitalOcean (remote): V5")
+    t.counters(held=1, held_resolved=1, held_expired=0)
+    t.expect(t.ev(r), 5)
+
+
+@case("late", "late_assumption_between_others_is_training")
+def _(c):
+    """bob assumes the Lambda role on days 2, 40 and 41 (those records arrive first), then his
+    day-35 AssumeRole arrives late. Day 36 bob assumes it again and uses it from DigitalOcean
+    (AS14061, seen for the role with alice's session on day 30, her first: V5): his day-35
+    assumption is training for it (another key, within 30 days before) -> V6. The late day-35 sighting changed none of
+    the record's latest/first times, only its per-key list, and must still be stored."""
+    c.office_start()
+    c.issue(at(1, 8), key("ENV0"))
+    c.user_assume(at(2, 9), "bob", key("BOB0"), "bob-debug")
+    c.user_assume(at(40, 9), "bob", key("BOBA"), "bob-debug")
+    c.user_assume(at(41, 9), "bob", key("BOBC"), "bob-debug")
+    c.user_assume(at(35, 9), "bob", key("BOBB"), "bob-debug")
+    c.user_assume(at(30, 9), "alice", key("ALI1"), "alice-debug")
+    a = c.call(at(30, 9, 5), key("ALI1"), "do2", "laptop_boto3", "table", session="alice-debug",
+               creation=at(30, 9))
+    c.user_assume(at(36, 9), "bob", key("BOBD"), "bob-debug")
+    r = c.call(at(36, 9, 5), key("BOBD"), "do", "laptop_boto3", "secret", session="bob-debug",
+               creation=at(36, 9))
+    c.expect(a, 5)
+    c.expect(r, 6)
+
+
 @case("late", "no_upgrade_once_region_known")
 def _(c):
     """orders-api runs in us-east-1 and eu-west-1. Its us-east-1 key is used from eu-west-1 EC2

@@ -624,6 +624,83 @@ static void test_decoders_reject_times_past_the_bound(void **state)
 	th_wbuf_free(&w);
 }
 
+/* Training evidence for a key's event at time t is a sighting by another key
+ * at or before t (spec: 30 days sliding by event time; the session judged is
+ * no evidence for itself). The version-1 fields keep only the latest holder
+ * and the latest other time, so a decision judged after a later sighting
+ * (a held use decided hours later) counted that later sighting. */
+static void test_sighting_other_at_counts_only_earlier_other_keys(void **state)
+{
+	struct th_sighting s = {0}, s2;
+	struct th_wbuf w = {0};
+	(void)state;
+	th_sighting_update(&s, "ASIAK0", 1000); /* an earlier session */
+	th_sighting_update(&s, "ASIAK1", 2000); /* the one judged */
+	th_sighting_update(&s, "ASIAK2", 3000); /* a later one */
+	assert_int_equal(th_sighting_other_at(&s, "ASIAK1", 2500), 1000);
+	assert_int_equal(th_sighting_other_at(&s, "ASIAK1", 3000), 3000);
+	assert_int_equal(th_sighting_other_at(&s, "ASIAK0", 1500), 0);
+	assert_int_equal(th_sighting_other_at(&s, "ASIAK2", 999), 0);
+	/* the version-1 view is unchanged */
+	assert_int_equal(th_sighting_other(&s, "ASIAK1"), 3000);
+	th_sighting_encode(&w, &s);
+	assert_int_equal(th_sighting_decode(w.p, w.len, &s2), 0);
+	assert_int_equal(s2.n, 3);
+	assert_int_equal(th_sighting_other_at(&s2, "ASIAK1", 2500), 1000);
+	/* a key seen again moves to its latest time, once */
+	th_sighting_update(&s, "ASIAK0", 4000);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(th_sighting_other_at(&s, "ASIAK1", 2500), 0);
+	assert_int_equal(th_sighting_other_at(&s, "ASIAK1", 5000), 4000);
+
+	/* Many keys: the list stays bounded, sorted, and spread over the time
+	 * seen, so an event at any time still finds a sighting shortly before. */
+	struct th_sighting m = {0};
+	char k[32];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(k, sizeof(k), "ASIAKEY%04d", i);
+		th_sighting_update(&m, k, 1000 + 15 * 60 * 1000LL * i);
+	}
+	assert_int_equal(m.n, TH_SIGHTING_KEYS);
+	for (int i = 1; i < m.n; i++)
+		assert_true(m.by_key[i - 1].ms <= m.by_key[i].ms);
+	assert_int_equal(m.by_key[m.n - 1].ms, 1000 + 15 * 60 * 1000LL * 999);
+	int64_t span = 15 * 60 * 1000LL * 999;
+	for (int64_t t = 1000; t <= 1000 + span; t += span / 10) {
+		int64_t o = th_sighting_other_at(&m, "ASIAJUDGED", t);
+		assert_true(o && o <= t && t - o <= span / 4);
+	}
+
+	/* A version-1 value still decodes: its holder, and its other key as
+	 * an unknown one ("?"), counted as another key as before. */
+	th_wbuf_reset(&w);
+	th_put_u8(&w, TH_REC_VERSION);
+	th_put_str(&w, "ASIAK2");
+	th_put_i64(&w, 3000);
+	th_put_i64(&w, 2000);
+	th_put_i64(&w, 1000);
+	assert_int_equal(th_sighting_decode(w.p, w.len, &s2), 0);
+	assert_int_equal(s2.n, 2);
+	assert_int_equal(th_sighting_other_at(&s2, "ASIAK1", 2500), 2000);
+	assert_int_equal(th_sighting_other_at(&s2, "ASIAK1", 3500), 3000);
+	assert_int_equal(th_sighting_other_at(&s2, "ASIAK2", 3500), 2000);
+
+	/* entries out of order or repeated are never written: refused */
+	s2 = s;
+	struct th_sighting_key tmp = s2.by_key[0];
+	s2.by_key[0] = s2.by_key[1];
+	s2.by_key[1] = tmp;
+	th_wbuf_reset(&w);
+	th_sighting_encode(&w, &s2);
+	assert_int_equal(th_sighting_decode(w.p, w.len, &s2), TH_EPARSE);
+	s2 = s;
+	memcpy(s2.by_key[1].key, s2.by_key[0].key, sizeof(s2.by_key[0].key));
+	th_wbuf_reset(&w);
+	th_sighting_encode(&w, &s2);
+	assert_int_equal(th_sighting_decode(w.p, w.len, &s2), TH_EPARSE);
+	th_wbuf_free(&w);
+}
+
 static void test_decoders_reject_truncated_and_garbled(void **state)
 {
 	struct th_wbuf w = {0};
@@ -803,6 +880,7 @@ int main(void)
 		cmocka_unit_test(test_role_decoder_rejects_what_it_never_writes),
 		cmocka_unit_test(test_token_version_1_still_decodes),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
+		cmocka_unit_test(test_sighting_other_at_counts_only_earlier_other_keys),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
 		cmocka_unit_test(test_utf8_validity),
 	};
