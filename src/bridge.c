@@ -657,7 +657,12 @@ static enum outcome commit(struct bridge *b)
 			th_metrics_add(TH_M_TXN_COMMITTED, 1);
 			return F_PUBLISHED;
 		}
-		if (rd_kafka_error_is_retriable(e)) {
+		/* A stop signal ends the retries (as the worker's): a broker that
+		 * stays frozen times the commit out again and again, while the
+		 * messages wait for message.timeout.ms (5 min), longer than any
+		 * grace period. Fatal: exit 5, the file stays on the queue and
+		 * the restart's init_transactions aborts the transaction. */
+		if (rd_kafka_error_is_retriable(e) && *b->run) {
 			rd_kafka_error_destroy(e);
 			continue;
 		}

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KAFKA_LOCAL, free_port
+from conftest import KAFKA_LOCAL, broker_pid, free_port
 # pytest fixtures are found by name in this module: moto, env, events
 from test_kafka_bridge import assert_once_keyed, env, events, http_status, moto, wait_status  # noqa: F401
 
@@ -55,4 +55,59 @@ def test_bridge_readyz_follows_the_brokers(env, events, tmp_path):
                 proc.wait()
     text = logf.read_text()
     assert "no Kafka broker answers" in text and "Kafka brokers reachable again" in text
+    assert_once_keyed(env, events[0:25])
+
+
+@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
+                    reason="freezes the local broker (SIGSTOP)")
+def test_bridge_stop_while_commit_waits_for_a_frozen_broker(env, events, tmp_path):
+    """SIGTERM while the file's commit waits for a frozen broker (SIGSTOP:
+    connections open, no answers) ends the bridge after the commit's own
+    timeout with exit 5, the file left on the queue. Its commit loop retried a
+    timed-out commit_transaction for as long as the broker stayed frozen,
+    ignoring the signal, with /healthz beating: still running 150 s after
+    SIGTERM (librdkafka fails the messages only at message.timeout.ms, 300 s).
+    Once the broker is back, the next run publishes the file once."""
+    env.upload(env.key(), events[0:25])
+    mport = free_port()
+    logf = tmp_path / "bridge.log"
+    pid = broker_pid()
+    with open(logf, "wb") as lf:
+        # the first event stalls 5 s: the broker is frozen meanwhile, so
+        # the file's commit is what waits for it
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "600000", "--set",
+                                        f"metrics_listen=127.0.0.1:{mport}", "--set",
+                                        "bridge_visibility_s=6"),
+                                env=env.env(TH_BRIDGE_TEST_STALL_MS="5000"), stderr=lf,
+                                stdout=subprocess.DEVNULL)
+        frozen = False
+        try:
+            wait_status(mport, "/readyz", 200, proc, 60, logf)
+            deadline = time.monotonic() + 30
+            while env.queue_depth() == 0 or env.sqs.get_queue_attributes(
+                    QueueUrl=env.queue, AttributeNames=["ApproximateNumberOfMessages"])[
+                        "Attributes"]["ApproximateNumberOfMessages"] != "0":
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.2)
+            # received: the file is in its stall
+            os.kill(pid, signal.SIGSTOP)
+            frozen = True
+            time.sleep(8)  # the stall is over: the commit waits for the broker
+            assert proc.poll() is None, logf.read_text()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(150)
+            except subprocess.TimeoutExpired:
+                rc = None
+            assert rc == 5, "still running 150 s after SIGTERM:\n" + logf.read_text()
+        finally:
+            if frozen:
+                os.kill(pid, signal.SIGCONT)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "[bridge] commit: " in logf.read_text()  # the timed-out commit, not retried
+    time.sleep(7)  # the file's visibility timeout runs out: SQS hands it out again
+    p = env.run(idle=8000)
+    assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:25])
