@@ -596,6 +596,10 @@ static int sink_event(void *ctx, const struct th_event *ev, const char *raw, siz
 			RD_KAFKA_V_VALUE((void *)raw, raw_len),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			/* a frozen broker keeps the queue full until
+			 * message.timeout.ms (5 min): a stop signal stops the file */
+			if (!*b->run)
+				return TH_EIO;
 			rd_kafka_poll(b->rk, 50);
 			heartbeat(b);
 			continue;
