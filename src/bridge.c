@@ -596,6 +596,10 @@ static int sink_event(void *ctx, const struct th_event *ev, const char *raw, siz
 			RD_KAFKA_V_VALUE((void *)raw, raw_len),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			/* a frozen broker keeps the queue full until
+			 * message.timeout.ms (5 min): a stop signal stops the file */
+			if (!*b->run)
+				return TH_EIO;
 			rd_kafka_poll(b->rk, 50);
 			heartbeat(b);
 			continue;
@@ -657,7 +661,12 @@ static enum outcome commit(struct bridge *b)
 			th_metrics_add(TH_M_TXN_COMMITTED, 1);
 			return F_PUBLISHED;
 		}
-		if (rd_kafka_error_is_retriable(e)) {
+		/* A stop signal ends the retries (as the worker's): a broker that
+		 * stays frozen times the commit out again and again, while the
+		 * messages wait for message.timeout.ms (5 min), longer than any
+		 * grace period. Fatal: exit 5, the file stays on the queue and
+		 * the restart's init_transactions aborts the transaction. */
+		if (rd_kafka_error_is_retriable(e) && *b->run) {
 			rd_kafka_error_destroy(e);
 			continue;
 		}

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KAFKA_LOCAL, free_port
+from conftest import KAFKA_LOCAL, broker_pid, free_port
 # pytest fixtures are found by name in this module: moto, env, events
 from test_kafka_bridge import assert_once_keyed, env, events, http_status, moto, wait_status  # noqa: F401
 
@@ -56,3 +56,88 @@ def test_bridge_readyz_follows_the_brokers(env, events, tmp_path):
     text = logf.read_text()
     assert "no Kafka broker answers" in text and "Kafka brokers reachable again" in text
     assert_once_keyed(env, events[0:25])
+
+
+def stop_while_frozen(env, events, tmp_path, *extra):
+    """Publish one file whose first event stalls 5 s, freeze the broker
+    (SIGSTOP: connections open, no answers) during the stall, SIGTERM the
+    bridge once the stall is over. Returns the bridge's exit code (None if it
+    still ran 150 s after the signal) and its log; the broker runs again."""
+    env.upload(env.key(), events[0:25])
+    mport = free_port()
+    logf = tmp_path / "bridge.log"
+    pid = broker_pid()
+    rc = None
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "600000", "--set",
+                                        f"metrics_listen=127.0.0.1:{mport}", "--set",
+                                        "bridge_visibility_s=6", *extra),
+                                env=env.env(TH_BRIDGE_TEST_STALL_MS="5000"), stderr=lf,
+                                stdout=subprocess.DEVNULL)
+        frozen = False
+        try:
+            wait_status(mport, "/readyz", 200, proc, 60, logf)
+            deadline = time.monotonic() + 30
+            while env.queue_depth() == 0 or env.sqs.get_queue_attributes(
+                    QueueUrl=env.queue, AttributeNames=["ApproximateNumberOfMessages"])[
+                        "Attributes"]["ApproximateNumberOfMessages"] != "0":
+                assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()
+                time.sleep(0.2)
+            # received: the file is in its stall
+            os.kill(pid, signal.SIGSTOP)
+            frozen = True
+            time.sleep(8)  # the stall is over: the file waits for the broker
+            assert proc.poll() is None, logf.read_text()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(150)
+            except subprocess.TimeoutExpired:
+                rc = None
+        finally:
+            if frozen:
+                os.kill(pid, signal.SIGCONT)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return rc, logf.read_text()
+
+
+def published_once_after(env, events):
+    """The file left on the queue is published once by the next run."""
+    time.sleep(7)  # the file's visibility timeout runs out: SQS hands it out again
+    p = env.run(idle=8000)
+    assert p.returncode == 0, p.stderr
+    assert_once_keyed(env, events[0:25])
+
+
+@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
+                    reason="freezes the local broker (SIGSTOP)")
+def test_bridge_stop_while_commit_waits_for_a_frozen_broker(env, events, tmp_path):
+    """SIGTERM while the file's commit waits for a frozen broker ends the
+    bridge after the commit's own timeout with exit 5, the file left on the
+    queue. Its commit loop retried a timed-out commit_transaction for as long
+    as the broker stayed frozen, ignoring the signal, with /healthz beating:
+    still running 150 s after SIGTERM (librdkafka fails the messages only at
+    message.timeout.ms, 300 s). Once the broker is back, the next run
+    publishes the file once."""
+    rc, text = stop_while_frozen(env, events, tmp_path)
+    assert rc == 5, "exit %s after SIGTERM:\n%s" % (rc, text)
+    assert "[bridge] commit: " in text  # the timed-out commit, not retried
+    published_once_after(env, events)
+
+
+@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
+                    reason="freezes the local broker (SIGSTOP)")
+def test_bridge_stop_while_producer_queue_full(env, events, tmp_path):
+    """The same signal while the file's events wait for room in the producer's
+    queue (5 messages here; 100000 by default, a large file with the broker
+    frozen): the file stops and its transaction is aborted: exit 0, or 5 when
+    the abort needed the frozen broker (the freeze can come before or after
+    the file's first request) and timed out. The wait for room retried for as
+    long as the queue stayed full, ignoring the signal: still running 150 s
+    after SIGTERM."""
+    rc, text = stop_while_frozen(env, events, tmp_path, "--set",
+                                 "kafka.producer.queue.buffering.max.messages=5")
+    assert rc in (0, 5), "exit %s after SIGTERM:\n%s" % (rc, text)
+    assert "stopped; left on the queue" in text or "[bridge] abort: " in text, text
+    published_once_after(env, events)
