@@ -75,6 +75,10 @@ static int produce_event(void *ctx, const struct th_event *ev, const char *raw, 
 			RD_KAFKA_V_VALUE((void *)raw, raw_len),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			/* a broker that does not take events keeps the queue full
+			 * until message.timeout.ms (5 min): Ctrl-C stops the wait */
+			if (!th_cmd_running)
+				return TH_EIO;
 			rd_kafka_poll(p->rk, QUEUE_FULL_POLL_MS);
 			if (p->conn_err[0])
 				return TH_EKAFKA;
@@ -234,8 +238,10 @@ int th_cmd_produce(int argc, char **argv)
 			ret = TH_EXIT_INPUT;
 		th_input_close(in);
 	}
-	/* in 1 s slices, so an authentication or TLS failure ends the wait */
-	for (int i = 0; i < FLUSH_TIMEOUT_MS / 1000 && !p.conn_err[0] && rd_kafka_outq_len(p.rk) > 0;
+	/* in 1 s slices, so an authentication or TLS failure, or Ctrl-C, ends
+	 * the wait (what is still queued is reported as not delivered) */
+	for (int i = 0; i < FLUSH_TIMEOUT_MS / 1000 && th_cmd_running && !p.conn_err[0] &&
+			rd_kafka_outq_len(p.rk) > 0;
 	     i++)
 		rd_kafka_flush(p.rk, 1000);
 	if (p.conn_err[0]) {
@@ -244,7 +250,10 @@ int th_cmd_produce(int argc, char **argv)
 			cf.brokers, p.conn_err);
 		ret = TH_EXIT_CONFIG;
 	} else if (rd_kafka_outq_len(p.rk) > 0 || p.failed) {
-		if (rd_kafka_outq_len(p.rk) > 0)
+		if (rd_kafka_outq_len(p.rk) > 0 && !th_cmd_running)
+			fprintf(stderr, "trailhound produce: stopped: %d event(s) not delivered\n",
+				rd_kafka_outq_len(p.rk));
+		else if (rd_kafka_outq_len(p.rk) > 0)
 			/* no delivery report yet: librdkafka is still retrying
 			 * (message.timeout.ms is longer than this wait), which
 			 * is what a broker that never answers looks like */
