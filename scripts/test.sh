@@ -38,7 +38,8 @@ if [ -z "${TH_SKIP_SANITIZE:-}" ] && [ $# -eq 0 ]; then
 	# sample (crash, fencing) has 50k events instead of 200k (rebalance keeps
 	# 200k: with 50k one partition is too small for its scenario) and
 	# the broker outages last 15 s instead of 25 (still longer than the
-	# test's session and transaction timeouts), only with a batch in flight.
+	# test's session and transaction timeouts), only with a batch in flight,
+	# and of the bridge's two stops under a frozen broker only the shorter.
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		TH_CRASH_EVENTS=${TH_CRASH_EVENTS_SANITIZE:-50000} TH_OUTAGE_S=15 TH_OUTAGE_QUICK=1 \
 		ctest --test-dir "$asan" --output-on-failure --no-tests=error -j2 \
