@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "child_log.h"
 #include "trailhound/log.h"
 #include "trailhound/watchdog.h"
 
@@ -88,21 +89,7 @@ static int run_child(enum child_action what, char *log, size_t log_size)
 	}
 	close(ready[0]);
 	int status = 0;
-	pid_t done = 0;
-	for (int i = 0; i < 600 && !(done = waitpid(pid, &status, WNOHANG)); i++)
-		usleep(100000);
-	if (!done) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(log, 1, log_size - 1, f);
-	log[n] = '\0';
-	fclose(f);
-	unlink(path);
-	fprintf(stderr, "---- the child's log ----\n%s---- end ----\n", log);
-	if (!done)
+	if (!child_wait_and_read_log(pid, 60, &status, path, log, log_size))
 		fail_msg("the child still ran after 60 s");
 	assert_true(WIFEXITED(status));
 	return WEXITSTATUS(status);

@@ -35,6 +35,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 
+#include "child_log.h"
 #include "trailhound/config.h"
 #include "trailhound/metrics.h"
 #include "trailhound/watchdog.h"
@@ -614,20 +615,7 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 	close(fd);
 	/* bounded: the watchdog fires 2 x 1.5 s + 10 s into the hang */
 	int status = 0;
-	pid_t done = 0;
-	for (int i = 0; i < 1200 && !(done = waitpid(pid, &status, WNOHANG)); i++)
-		usleep(100000);
-	if (!done) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(log, 1, log_size - 1, f);
-	log[n] = '\0';
-	fclose(f);
-	unlink(path);
-	fprintf(stderr, "---- the child's log ----\n%s---- end ----\n", log);
+	bool done = child_wait_and_read_log(pid, 120, &status, path, log, log_size);
 	char *sd = strstr(log, "state_dir=");
 	if (sd) {
 		char cmd[128];
