@@ -13,6 +13,7 @@
 #include "trailhound/bridge.h"
 #include "trailhound/config.h"
 #include "trailhound/log.h"
+#include "trailhound/watchdog.h"
 
 static void bridge_usage(FILE *out)
 {
@@ -48,7 +49,7 @@ static void bridge_usage(FILE *out)
 		"\n"
 		"Exit codes: 0 stopped, 2 usage, 3 backfill: a file could not be read,\n"
 		"4 configuration, AWS refused the credentials or a Kafka ACL is missing,\n"
-		"5 Kafka failure.\n");
+		"5 Kafka failure, or a stop not finished within stop_timeout.\n");
 }
 
 static int parse_since(const char *s, int64_t *ms)
@@ -149,7 +150,14 @@ int th_cmd_bridge(int argc, char **argv)
 	if (verbose)
 		th_log_level = TH_LOG_DEBUG;
 	th_cmd_install_signals();
+	/* the bridge's calls are bounded by their own timeouts; the watchdog
+	 * bounds its stop as a whole (stop_timeout) */
+	th_watchdog_set_stop_limit((long)cf.stop_timeout_ms);
+	if (th_watchdog_start(TH_EXIT_RUNTIME))
+		th_log_warn("bridge", "cannot start the watchdog: a stop is not bounded by "
+				      "stop_timeout");
 	rc = th_bridge_run(&cf, &bo, &th_cmd_running, NULL);
+	th_watchdog_stop();
 	ret = rc == TH_EIO ? TH_EXIT_INPUT : rc == TH_EINVAL ? TH_EXIT_USAGE : th_cmd_exit_code(rc);
 out:
 	free(sets);

@@ -48,7 +48,8 @@ static void run_usage(FILE *out)
 		"restore), 2 usage, 4 configuration (a missing ACL included), 5 runtime failure\n"
 		"(fenced by a newer instance, fatal Kafka or consumer group error, offsets\n"
 		"unreadable for a rewind, state store, a librdkafka call hung far past its\n"
-		"timeout): restart it (Restart=on-failure).\n");
+		"timeout, a stop not finished within stop_timeout): restart it\n"
+		"(Restart=on-failure).\n");
 }
 
 int th_cmd_run(int argc, char **argv)
@@ -136,6 +137,7 @@ int th_cmd_run(int argc, char **argv)
 	th_cmd_install_signals();
 	/* a librdkafka call hung past its timeout ends the process with 5, the
 	 * code that asks for a restart (watchdog.h) */
+	th_watchdog_set_stop_limit((long)cf.stop_timeout_ms);
 	if (th_watchdog_start(TH_EXIT_RUNTIME))
 		th_log_warn("run", "cannot start the hang watchdog: a hung librdkafka call would "
 				   "stop the worker for good");

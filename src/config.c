@@ -142,7 +142,12 @@ static const struct conf_item items[] = {
 	 C(bridge_ledger_retention_ms),
 	 "bridge: ledger markers of files delivered longer ago are not loaded (the live "
 	 "bridge; a backfill reads those of its period); 0 = all"},
-	/* operations */
+	/* operations; max in seconds: an hour */
+	{"stop_timeout", T_DURATION, "60s", 0, 3600, C(stop_timeout_ms),
+	 "run and bridge: after SIGTERM/SIGINT, end within this long even when a broker call "
+	 "has not returned (exit 5, no clean close: the open transaction is aborted, nothing "
+	 "committed is lost); keep it below the supervisor's grace period (manifests: 90 s); "
+	 "0 = no limit"},
 	{"metrics_listen", T_STR, "", 0, 0, C(metrics_listen),
 	 "serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. "
 	 "127.0.0.1:9464, 0.0.0.0:9464); empty = off"},

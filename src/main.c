@@ -7,6 +7,7 @@
 #include "cmd.h"
 #include "trailhound/config.h"
 #include "trailhound/common.h"
+#include "trailhound/watchdog.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,6 +35,8 @@ static void stop(int sig)
 {
 	(void)sig;
 	th_cmd_running = 0;
+	/* starts the stop limit's count (run, bridge: stop_timeout) */
+	th_watchdog_stop_requested();
 }
 
 void th_cmd_install_signals(void)

@@ -727,3 +727,55 @@ def test_image_reads_the_reference_data_where_it_is_mounted(tmp_path):
     effective = dict(re.findall(r'^([a-z0-9_.]+) = "(.*)"$', p.stdout, re.M))
     assert effective["asn_db"] == str(refdata / "asn.mmdb"), effective.get("asn_db")
     assert effective["aws_ranges"] == str(refdata / "ip-ranges.json"), effective.get("aws_ranges")
+
+
+def duration_s(v):
+    """A setting's duration (`<n>[ms|s|m|h|d]`, a bare number is seconds) or a
+    supervisor's (`90s`, `90`) in seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", str(v))
+    assert m, f"not a duration: {v!r}"
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+# What the process needs after its stop limit to log and exit (the watchdog
+# looks twice a second).
+STOP_MARGIN_S = 10
+
+
+def test_every_supervisor_waits_longer_than_the_stop_timeout(tmp_path):
+    """After SIGTERM each supervisor waits its grace period, then kills.
+    stop_timeout bounds the worker's and the bridge's own stop (the watchdog
+    ends a stop still running then, exit 5), so the grace must be longer: the
+    worst stop with the brokers frozen (a commit timing out, then an abort, or
+    librdkafka #5456's hang) took ~100 s, past the 90 s of the manifests and
+    the 60 s of the systemd unit."""
+    default = conf_value(open(os.path.join(DEPLOY, "trailhound.conf")).read(), "stop_timeout")
+    assert default is not None, "deploy/trailhound.conf has no stop_timeout: an older binary?"
+
+    def check(where, grace, stop_timeout):
+        stop_timeout = default if stop_timeout is None else stop_timeout
+        limit = duration_s(stop_timeout)
+        assert limit > 0, f"{where}: stop_timeout 0 leaves the stop unbounded"
+        assert duration_s(grace) >= limit + STOP_MARGIN_S, \
+            f"{where}: grace {grace} does not exceed stop_timeout {stop_timeout} by {STOP_MARGIN_S} s"
+
+    sts, c = worker_container()
+    check("statefulset.yaml", sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+          effective_setting(configmap_conf(), c, "stop_timeout"))
+    bridge = named("StatefulSet", "trailhound-bridge")
+    (bc,) = bridge["spec"]["template"]["spec"]["containers"]
+    check("bridge.yaml", bridge["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+          effective_setting(bridge_conf(), bc, "stop_timeout"))
+    (compose,) = docs(os.path.join(DEPLOY, "compose", "docker-compose.yml"))
+    for name, svc in compose["services"].items():
+        if svc.get("image") != "trailhound:local":
+            continue
+        env = svc.get("environment") or {}
+        conf = open(os.path.join(DEPLOY, "compose", "trailhound.conf")).read()
+        check(f"docker-compose.yml {name}", svc.get("stop_grace_period", "10s"),
+              env.get("TRAILHOUND_STOP_TIMEOUT", conf_value(conf, "stop_timeout")))
+    unit = open(os.path.join(DEPLOY, "systemd/trailhound@.service")).read()
+    grace = re.search(r"^TimeoutStopSec=(\S+)", unit, re.M)
+    for instance in ("1", "2"):
+        got = systemd_instance(tmp_path, instance)
+        check(f"trailhound@{instance}", grace.group(1) if grace else "90s", got["stop_timeout"])

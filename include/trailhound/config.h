@@ -56,7 +56,9 @@ struct th_config {
 	char *bridge_transactional_id;
 	long bridge_max_receives, bridge_object_max_mb, bridge_visibility_s;
 	int64_t bridge_ledger_retention_ms; /* markers of older files not loaded; 0 = all */
-	/* operations: Prometheus endpoint ("" = off), log level and format */
+	/* operations: the stop's bound (0 = none; watchdog.h), Prometheus
+	 * endpoint ("" = off), log level and format */
+	int64_t stop_timeout_ms;
 	char *metrics_listen;
 	char *log_level, *log_format;
 	/* how many secret settings (th_config_is_secret) were set */

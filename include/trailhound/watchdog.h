@@ -16,6 +16,14 @@
  *
  * One call is watched at a time (the worker's loop is one thread). Without
  * th_watchdog_start() enter/leave only record, nothing ends the process.
+ *
+ * It also bounds a stop: after SIGTERM a supervisor waits its grace period
+ * (the manifests: 90 s) and then kills. A stop with the brokers frozen can
+ * take longer than that (an abort of up to its timeout after a call that
+ * timed out, or a hang above), so the kill would land at a moment nobody
+ * chose. With a stop limit set, the process ends itself that long after the
+ * stop was asked for, saying what it was still doing, with the same exit
+ * as a hang.
  */
 #ifndef TRAILHOUND_WATCHDOG_H
 #define TRAILHOUND_WATCHDOG_H
@@ -43,6 +51,18 @@ void th_watchdog_stop(void);
 void th_watchdog_enter(const char *call, int timeout_ms);
 /** @brief The call entered last has returned. */
 void th_watchdog_leave(void);
+
+/**
+ * @brief Give a stop at most @p within_ms from th_watchdog_stop_requested()
+ *        to the end of the process (0, the default: no limit). Counted like
+ *        a call's running time: a stopped process's pause does not count.
+ */
+void th_watchdog_set_stop_limit(long within_ms);
+/**
+ * @brief A stop was asked for (SIGTERM, SIGINT). Async-signal-safe (one
+ *        lock-free atomic store): the signal handler calls it.
+ */
+void th_watchdog_stop_requested(void);
 
 /** @brief How long after entering a call with @p timeout_ms it counts as hung (ms). */
 long th_watchdog_limit_ms(int timeout_ms);

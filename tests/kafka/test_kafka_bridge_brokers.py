@@ -122,10 +122,26 @@ def test_bridge_stop_while_commit_waits_for_a_frozen_broker(env, events, tmp_pat
     as the broker stayed frozen, ignoring the signal, with /healthz beating:
     still running 150 s after SIGTERM (librdkafka fails the messages only at
     message.timeout.ms, 300 s). Once the broker is back, the next run
-    publishes the file once."""
-    rc, text = stop_while_frozen(env, events, tmp_path)
+    publishes the file once. Without stop_timeout: the bridge's own bound is
+    what this shows (the default 60 s would race the commit's 60 s)."""
+    rc, text = stop_while_frozen(env, events, tmp_path, "--set", "stop_timeout=0")
     assert rc == 5, "exit %s after SIGTERM:\n%s" % (rc, text)
     assert "[bridge] commit: " in text  # the timed-out commit, not retried
+    published_once_after(env, events)
+
+
+@pytest.mark.skipif(bool(os.environ.get("TH_KAFKA_BOOTSTRAP")),
+                    reason="freezes the local broker (SIGSTOP)")
+def test_bridge_stop_past_stop_timeout_exits_5(env, events, tmp_path):
+    """The same stop with stop_timeout 5 s: SIGTERM starts the stop's count,
+    and the watchdog ends the bridge 5 s later, still in its commit, with exit
+    5 and a line saying so. The manifests' grace periods exceed the default
+    (py.test_deploy), so a supervisor's kill never lands first. The file left
+    on the queue is published once by the next run."""
+    rc, text = stop_while_frozen(env, events, tmp_path, "--set", "stop_timeout=5s")
+    assert rc == 5, "exit %s after SIGTERM:\n%s" % (rc, text)
+    assert "[watchdog] the stop asked for" in text and "(stop_timeout 5.0 s)" in text, text
+    assert "[bridge] commit: " not in text  # the watchdog ended it first
     published_once_after(env, events)
 
 

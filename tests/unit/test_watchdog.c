@@ -6,6 +6,8 @@
  * (SIGSTOP, like a paused VM) for longer than the limit, do not. The worker's
  * real hang (send_offsets_to_transaction, librdkafka #5456) is
  * unit.test_worker_mock's test_hung_send_offsets_exits_5.
+ * A stop that outlives the stop limit ends the child too (and says what it
+ * was still doing); one that finishes in time, or has no limit, does not.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -27,8 +29,18 @@
 
 #define EXIT_HUNG 7
 #define CALL_TIMEOUT_MS 100
+#define STOP_LIMIT_MS 1000
+/* a call far longer than the test: only the stop limit can end it */
+#define SLOW_CALL_TIMEOUT_MS 600000
 
-enum child_action { HANG, RETURN_IN_TIME, PAUSED_WHILE_IN_CALL };
+enum child_action {
+	HANG,
+	RETURN_IN_TIME,
+	PAUSED_WHILE_IN_CALL,
+	STOP_STUCK_IN_CALL,
+	STOP_IN_TIME,
+	STOP_WITHOUT_LIMIT,
+};
 
 static void child(enum child_action what, int ready_fd)
 {
@@ -56,6 +68,23 @@ static void child(enum child_action what, int ready_fd)
 		/* awake: the call returns a moment later */
 		usleep(500000);
 		th_watchdog_leave();
+		break;
+	case STOP_STUCK_IN_CALL:
+		th_watchdog_set_stop_limit(STOP_LIMIT_MS);
+		th_watchdog_enter("slow_call", SLOW_CALL_TIMEOUT_MS);
+		th_watchdog_stop_requested();
+		sleep(120);
+		break;
+	case STOP_IN_TIME:
+		/* the stop takes a quarter of its limit, then the process ends */
+		th_watchdog_set_stop_limit(STOP_LIMIT_MS);
+		th_watchdog_stop_requested();
+		usleep(STOP_LIMIT_MS * 1000 / 4);
+		break;
+	case STOP_WITHOUT_LIMIT:
+		/* three times the limit of the cases above, with none set */
+		th_watchdog_stop_requested();
+		usleep(3 * STOP_LIMIT_MS * 1000);
 		break;
 	}
 	th_watchdog_stop();
@@ -129,6 +158,33 @@ static void test_limit(void **state)
 	assert_int_equal(th_watchdog_limit_ms(0), TH_WATCHDOG_GRACE_MS);
 }
 
+static void test_overdue_stop_ends_the_process(void **state)
+{
+	char log[4096];
+	(void)state;
+	assert_int_equal(run_child(STOP_STUCK_IN_CALL, log, sizeof(log)), EXIT_HUNG);
+	assert_non_null(strstr(log, "[watchdog] the stop asked for"));
+	assert_non_null(strstr(log, "(stop_timeout 1.0 s); slow_call has been running for"));
+	/* the stop limit ended it, not the call's own (20 min) */
+	assert_null(strstr(log, "has not returned"));
+}
+
+static void test_stop_finishing_in_time_is_left_alone(void **state)
+{
+	char log[4096];
+	(void)state;
+	assert_int_equal(run_child(STOP_IN_TIME, log, sizeof(log)), 0);
+	assert_null(strstr(log, "[watchdog]"));
+}
+
+static void test_no_stop_limit_by_default(void **state)
+{
+	char log[4096];
+	(void)state;
+	assert_int_equal(run_child(STOP_WITHOUT_LIMIT, log, sizeof(log)), 0);
+	assert_null(strstr(log, "[watchdog]"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +192,9 @@ int main(void)
 		cmocka_unit_test(test_hung_call_ends_the_process),
 		cmocka_unit_test(test_calls_returning_in_time_are_left_alone),
 		cmocka_unit_test(test_a_stopped_process_is_not_a_hung_call),
+		cmocka_unit_test(test_overdue_stop_ends_the_process),
+		cmocka_unit_test(test_stop_finishing_in_time_is_left_alone),
+		cmocka_unit_test(test_no_stop_limit_by_default),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,7 +75,21 @@ struct mock {
 	int hook_action;
 };
 
-enum { HOOK_NONE, HOOK_POISON, HOOK_LOSE_ASSIGNMENT, HOOK_BREAK_REWIND, HOOK_COORDINATOR_DOWN };
+enum {
+	HOOK_NONE,
+	HOOK_POISON,
+	HOOK_LOSE_ASSIGNMENT,
+	HOOK_BREAK_REWIND,
+	HOOK_COORDINATOR_DOWN,
+	HOOK_COORDINATOR_DOWN_THEN_STOP,
+	HOOK_STOP,
+};
+
+/* The forked cases' stop: asked for STOP_AFTER_S after the second message,
+ * well inside the hang's limit (2 x 1.5 s + 10 s), as a SIGTERM would (the
+ * run flag and the watchdog's stop count); the worker gets STOP_LIMIT_MS. */
+#define STOP_AFTER_S 3
+#define STOP_LIMIT_MS 2000
 
 /* setup_cluster()'s broker ids: with three brokers the group coordinator is
  * broker 2 and everything else (partition leaders, the transaction
@@ -210,6 +224,23 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
+static void *stop_later(void *arg)
+{
+	struct mock *m = arg;
+	sleep(STOP_AFTER_S);
+	fprintf(stderr, "asking the worker to stop\n");
+	m->run = 0;
+	th_watchdog_stop_requested();
+	return NULL;
+}
+
+static void stop_in_a_while(struct mock *m)
+{
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, stop_later, m), 0);
+	pthread_detach(t);
+}
+
 static int hook(void *ctx, const char *topic, int32_t partition, int64_t offset)
 {
 	struct mock *m = ctx;
@@ -246,10 +277,17 @@ static int hook(void *ctx, const char *topic, int32_t partition, int64_t offset)
 		}
 		return 0;
 	case HOOK_COORDINATOR_DOWN:
+	case HOOK_COORDINATOR_DOWN_THEN_STOP:
 		if (m->hook_calls == 2)
 			/* mid-transaction: the commit's send_offsets_to_transaction()
 			 * will need the group coordinator */
 			rd_kafka_mock_broker_set_down(m->mc, GROUP_COORDINATOR);
+		if (m->hook_calls == 2 && m->hook_action == HOOK_COORDINATOR_DOWN_THEN_STOP)
+			stop_in_a_while(m);
+		return 0;
+	case HOOK_STOP:
+		if (m->hook_calls == 2)
+			stop_in_a_while(m);
 		return 0;
 	default:
 		return 0;
@@ -603,7 +641,10 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 		m->hook_action = hook_action;
 		m->wo.test_hook = hook;
 		m->wo.test_ctx = m;
+		if (hook_action == HOOK_STOP)
+			m->wo.exit_when_idle_ms = 0; /* it runs until the stop */
 		fprintf(stderr, "state_dir=%s\n", m->state_dir);
+		th_watchdog_set_stop_limit(STOP_LIMIT_MS);
 		if (th_watchdog_start(5))
 			_exit(3);
 		int rc = th_worker_run(&m->cf, &m->wo, &m->run);
@@ -655,6 +696,34 @@ static void test_forked_run_with_coordinator_up_exits_0(void **state)
 	assert_non_null(strstr(log, "worker returned 0"));
 }
 
+/* SIGTERM while send_offsets_to_transaction() hangs (the case above): the
+ * stop cannot finish, and the worker ends STOP_LIMIT_MS after it was asked
+ * for (stop_timeout), before a supervisor's kill would, and long before the
+ * hang's own limit; the log says what it was still doing. */
+static void test_stop_during_a_hang_ends_at_the_stop_limit(void **state)
+{
+	static char log[1 << 20];
+	(void)state;
+	assert_int_equal(run_forked(HOOK_COORDINATOR_DOWN_THEN_STOP, log, sizeof(log)), 5);
+	assert_non_null(strstr(log, "asking the worker to stop"));
+	assert_non_null(strstr(log, "[watchdog] the stop asked for"));
+	assert_non_null(strstr(log, "send_offsets_to_transaction has been running for"));
+	assert_null(strstr(log, "has not returned"));
+	assert_null(strstr(log, "worker returned"));
+}
+
+/* Its twin: the same stop with every broker up finishes cleanly, inside
+ * the limit: exit 0 and no word from the watchdog. */
+static void test_stop_with_brokers_up_is_clean(void **state)
+{
+	static char log[1 << 20];
+	(void)state;
+	assert_int_equal(run_forked(HOOK_STOP, log, sizeof(log)), 0);
+	assert_non_null(strstr(log, "asking the worker to stop"));
+	assert_null(strstr(log, "[watchdog]"));
+	assert_non_null(strstr(log, "worker returned 0"));
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -680,6 +749,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_offset_fetch_answered, setup, teardown),
 		cmocka_unit_test(test_forked_run_with_coordinator_up_exits_0),
 		cmocka_unit_test(test_hung_send_offsets_exits_5),
+		cmocka_unit_test(test_stop_during_a_hang_ends_at_the_stop_limit),
+		cmocka_unit_test(test_stop_with_brokers_up_is_clean),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))
