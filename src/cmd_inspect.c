@@ -255,6 +255,8 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 		TH_PUT_LIT(&o->w, ",\"lambda_execution_role\":");
 		th_put_bytes(&o->w, ro->is_lambda ? "true" : "false", ro->is_lambda ? 4 : 5);
 		json_kt(&o->w, "first_seen", ro->first_seen_ms);
+		/* "-" for a role not seen since an upgrade (record version 2) */
+		json_kt(&o->w, "last_seen", ro->last_seen_ms);
 		TH_PUT_LIT(&o->w, ",\"functions\":[");
 		for (uint32_t i = 0; i < ro->n_functions; i++) {
 			if (i)
@@ -274,10 +276,12 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 		TH_PUT_LIT(&o->w, "]}");
 		return;
 	}
-	char a[40];
+	char a[40], b[40];
 	ts(ro->first_seen_ms, a, sizeof(a));
+	ts(ro->last_seen_ms, b, sizeof(b));
 	printf("role %s\n", arn);
-	printf("  Lambda execution role: %s (first seen %s)\n", ro->is_lambda ? "yes" : "no", a);
+	printf("  Lambda execution role: %s (first seen %s, last seen %s)\n",
+	       ro->is_lambda ? "yes" : "no", a, b);
 	printf("  functions using it:\n");
 	for (uint32_t i = 0; i < ro->n_functions; i++) {
 		printf("    %-48s", ro->functions[i].name);

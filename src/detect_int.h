@@ -37,6 +37,10 @@
  * matches the training window, the longest any other evidence is kept; a
  * later event may re-alert a key whose alert was pruned (docs/detections.md). */
 #define DEDUP_LATENESS_MS (30 * TH_DAY_MS)
+/* A role's last sighting moves at most this often: each move rewrites the
+ * role (up to 600 KB for a shared role) into the store and the changelog,
+ * and pruning by days needs no finer time. */
+#define ROLE_TOUCH_MS (24 * HOUR_MS)
 
 enum verdict { NET_NONE = 0, NET_INSIDE, NET_REMOTE };
 
@@ -178,6 +182,9 @@ void th_detect_clear_objects(struct th_detector *d);
 void th_detect_free_spares(struct th_detector *d);
 int th_detect_load_role(struct th_detector *d, const char *arn, struct th_role **ro);
 int th_detect_save_role(struct th_detector *d, const char *arn, const struct th_role *ro);
+/* Records that an event at t named the role (kept until pruned past its
+ * window); only for a role that exists or is being saved. */
+int th_detect_touch_role(struct th_detector *d, const char *arn, struct th_role *ro, int64_t t);
 int th_detect_load_token(struct th_detector *d, const char *acct, const char *akid,
 			 struct th_token **t);
 int th_detect_save_token(struct th_detector *d, const char *acct, const char *akid,

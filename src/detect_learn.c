@@ -138,7 +138,10 @@ int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, c
 		th_role_add_service_region(ro, ev->aws_region, &changed);
 	else
 		th_role_add_function(ro, sess, ev->aws_region, &changed);
-	if (changed && (rc = th_detect_save_role(d, role_arn, ro)))
+	if (changed && ev->event_time_ms > ro->last_seen_ms)
+		ro->last_seen_ms = ev->event_time_ms;
+	if ((rc = changed ? th_detect_save_role(d, role_arn, ro)
+			  : th_detect_touch_role(d, role_arn, ro, ev->event_time_ms)))
 		return rc;
 	if (akid && *akid) {
 		int tf = th_detect_load_token(d, acct, akid, &t);
@@ -259,6 +262,8 @@ int th_detect_learn_function(struct th_detector *d, const struct th_event *ev)
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
 	ro->is_lambda = 1;
+	if (ev->event_time_ms > ro->last_seen_ms)
+		ro->last_seen_ms = ev->event_time_ms;
 	bool changed = false;
 	th_role_add_function(ro, name, ev->aws_region, &changed);
 	if ((rc = th_detect_save_role(d, ev->req.role, ro)))
@@ -307,6 +312,8 @@ int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, co
 				if (!k->role_found)
 					k->ro->first_seen_ms = ev->event_time_ms;
 				k->ro->is_lambda = 1;
+				if (ev->event_time_ms > k->ro->last_seen_ms)
+					k->ro->last_seen_ms = ev->event_time_ms;
 				bool added = false;
 				th_role_add_function(k->ro, session, NULL, &added);
 				k->role_found = 1;

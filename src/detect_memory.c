@@ -252,6 +252,14 @@ int th_detect_save_role(struct th_detector *d, const char *arn, const struct th_
 	return 0;
 }
 
+int th_detect_touch_role(struct th_detector *d, const char *arn, struct th_role *ro, int64_t t)
+{
+	if (t < ro->last_seen_ms + ROLE_TOUCH_MS)
+		return 0;
+	ro->last_seen_ms = t;
+	return th_detect_save_role(d, arn, ro);
+}
+
 int th_detect_load_token(struct th_detector *d, const char *acct, const char *akid,
 			 struct th_token **t)
 {

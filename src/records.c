@@ -210,6 +210,7 @@ void th_role_clear(struct th_role *ro)
 {
 	ro->is_lambda = 0;
 	ro->first_seen_ms = 0;
+	ro->last_seen_ms = 0;
 	ro->n_regions = 0;
 	ro->service_regions = 0;
 	ro->n_functions = 0;
@@ -461,6 +462,7 @@ void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
 	th_put_u8(w, TH_ROLE_VERSION);
 	th_put_u8(w, ro->is_lambda);
 	th_put_i64(w, ro->first_seen_ms);
+	th_put_i64(w, ro->last_seen_ms);
 	th_put_varint(w, ro->n_regions);
 	for (int i = 0; i < ro->n_regions; i++)
 		th_put_str(w, ro->regions[i]);
@@ -508,12 +510,15 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 	th_rbuf_init(&r, p, n);
 	th_role_clear(ro);
 	int v = th_get_u8(&r);
-	if (r.bad || (v != TH_REC_VERSION && v != TH_ROLE_VERSION))
+	if (r.bad || (v != TH_REC_VERSION && v != 2 && v != TH_ROLE_VERSION))
 		return TH_EPARSE;
 	ro->is_lambda = th_get_u8(&r);
 	ro->first_seen_ms = th_get_time(&r);
 	if (v == TH_REC_VERSION)
 		return role_decode_v1(&r, ro);
+	/* version 2 is version 3 without the last sighting */
+	if (v == TH_ROLE_VERSION)
+		ro->last_seen_ms = th_get_time(&r);
 	uint64_t nr = th_get_varint(&r);
 	if (nr > TH_ROLE_MAX_REGIONS)
 		return TH_EPARSE;
@@ -550,6 +555,22 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 		ro->n_functions = (uint32_t)i + 1;
 	}
 	return done(&r);
+}
+
+int th_role_last_seen(const void *p, size_t n, int64_t *last_ms)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	int v = th_get_u8(&r);
+	*last_ms = 0;
+	if (r.bad || (v != TH_REC_VERSION && v != 2 && v != TH_ROLE_VERSION))
+		return TH_EPARSE;
+	if (v == TH_ROLE_VERSION) {
+		th_get_u8(&r);
+		th_get_time(&r);
+		*last_ms = th_get_time(&r);
+	}
+	return r.bad ? TH_EPARSE : 0;
 }
 
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s)

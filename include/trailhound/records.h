@@ -125,7 +125,8 @@ struct th_token {
  * bit per region; AWS has fewer than 40 regions. */
 #define TH_ROLE_MAX_FUNCTIONS 4096
 #define TH_ROLE_MAX_REGIONS 64
-#define TH_ROLE_VERSION 2 /* version 1: per-function region lists, at most 64 functions */
+/* version 2: no last sighting; version 1: per-function region lists, at most 64 functions */
+#define TH_ROLE_VERSION 3
 
 struct th_role_function {
 	char name[128];
@@ -135,6 +136,10 @@ struct th_role_function {
 struct th_role {
 	uint8_t is_lambda;
 	int64_t first_seen_ms;
+	/* The latest event that named the role (issuance, function management,
+	 * a call of one of its sessions), moved at most once a day: a role not
+	 * seen for its window is pruned. 0 in a value written before version 3. */
+	int64_t last_seen_ms;
 	uint8_t n_regions;
 	char regions[TH_ROLE_MAX_REGIONS][24];
 	uint64_t service_regions; /* regions of Lambda's own service sessions (bits) */
@@ -230,6 +235,10 @@ struct th_token_life {
 int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_token *scratch);
 void th_role_encode(struct th_wbuf *w, const struct th_role *r);
 int th_role_decode(const void *p, size_t n, struct th_role *r);
+/* What pruning needs of a role, read in place: its last sighting (0 for a
+ * value written before version 3, which has none). TH_EPARSE for a value
+ * of no version this code reads; the rest of the value is not checked. */
+int th_role_last_seen(const void *p, size_t n, int64_t *last_ms);
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s);
 int th_sighting_decode(const void *p, size_t n, struct th_sighting *s);
 void th_held_encode(struct th_wbuf *w, const struct th_held *h);

@@ -298,6 +298,8 @@ static void role_round_trip(const struct th_role *in, struct th_role *out)
 	assert_int_equal(out->n_functions, in->n_functions);
 	assert_int_equal(out->n_regions, in->n_regions);
 	assert_true(out->service_regions == in->service_regions);
+	assert_true(out->first_seen_ms == in->first_seen_ms);
+	assert_true(out->last_seen_ms == in->last_seen_ms);
 	for (uint32_t i = 0; i < in->n_functions; i++) {
 		assert_string_equal(out->functions[i].name, in->functions[i].name);
 		assert_true(out->functions[i].regions == in->functions[i].regions);
@@ -435,7 +437,7 @@ static void put_role_v2(struct th_wbuf *w, const char *first, const char *second
 			uint64_t second_bits)
 {
 	th_wbuf_reset(w);
-	th_put_u8(w, TH_ROLE_VERSION);
+	th_put_u8(w, 2);
 	th_put_u8(w, 1);
 	th_put_i64(w, 5);
 	th_put_varint(w, 1);
@@ -468,6 +470,42 @@ static void test_role_decoder_rejects_what_it_never_writes(void **state)
 	assert_int_equal(th_role_find_function(&ro, "b"), 1);
 	th_wbuf_free(&w);
 	th_role_free(&ro);
+}
+
+/* Version 3 carries the role's last sighting (pruning drops a role not seen
+ * for its window); a version-2 value, written before, decodes with none. */
+static void test_role_keeps_its_last_sighting(void **state)
+{
+	static struct th_role ro, back;
+	struct th_wbuf w = {0};
+	bool changed = false;
+	int64_t last = -1;
+	(void)state;
+	th_role_init(&ro);
+	th_role_init(&back);
+	ro.is_lambda = 1;
+	ro.first_seen_ms = 1767225600000;
+	ro.last_seen_ms = 1767225600000 + 90LL * 86400000;
+	th_role_add_function(&ro, "api", "us-east-1", &changed);
+	role_round_trip(&ro, &back);
+	th_role_encode(&w, &ro);
+	assert_int_equal(w.p[0], TH_ROLE_VERSION);
+	assert_int_equal(th_role_last_seen(w.p, w.len, &last), 0);
+	assert_true(last == ro.last_seen_ms);
+	put_role_v2(&w, "a", "b", 1);
+	assert_int_equal(th_role_decode(w.p, w.len, &back), 0);
+	assert_true(back.first_seen_ms == 5 && back.last_seen_ms == 0);
+	assert_int_equal(th_role_last_seen(w.p, w.len, &last), 0);
+	assert_true(last == 0);
+	/* a version this code never wrote, or a cut value, is refused */
+	w.p[0] = TH_ROLE_VERSION + 1;
+	assert_int_equal(th_role_last_seen(w.p, w.len, &last), TH_EPARSE);
+	th_wbuf_reset(&w);
+	th_role_encode(&w, &ro);
+	assert_int_equal(th_role_last_seen(w.p, 3, &last), TH_EPARSE);
+	th_wbuf_free(&w);
+	th_role_free(&ro);
+	th_role_free(&back);
 }
 
 static void test_token_life_agrees_with_decode(void **state)
@@ -878,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_role_at_the_cap_fits_a_kafka_record),
 		cmocka_unit_test(test_role_version_1_still_decodes),
 		cmocka_unit_test(test_role_decoder_rejects_what_it_never_writes),
+		cmocka_unit_test(test_role_keeps_its_last_sighting),
 		cmocka_unit_test(test_token_version_1_still_decodes),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_sighting_other_at_counts_only_earlier_other_keys),

@@ -1,0 +1,197 @@
+/*
+ * The detector's aging against its store (detect.c, prune): what a long run
+ * keeps. A learned role is kept while events name it and for its window
+ * after (role_retention_days); a role written before record version 3 has
+ * no last sighting and is given the first prune's time, so an upgrade
+ * forgets nothing at once; role_retention_days = 0 keeps roles for ever.
+ * Events here are struct th_event values with a service source (no
+ * reference data needed) that move the event-time clock and nothing else.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "trailhound/codec.h"
+#include "trailhound/common.h"
+#include "trailhound/detect.h"
+#include "trailhound/event.h"
+#include "trailhound/records.h"
+#include "trailhound/state.h"
+
+static char errstr[512];
+
+#define E(expr)                                                                                    \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_)                                                                           \
+			fail_msg("%s: %s (%s)", #expr, th_strerror(rc_), errstr);                  \
+	} while (0)
+
+#define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
+#define ROLE "arn:aws:iam::111122223333:role/service-role/report-role"
+
+struct run {
+	char dir[64];
+	struct th_state *st;
+	struct th_detector *det;
+	int64_t offset;
+};
+
+static int no_alert(void *ctx, const struct th_alert *a)
+{
+	(void)ctx;
+	(void)a;
+	return 0;
+}
+
+static void run_open(struct run *r, int64_t role_retention_ms)
+{
+	struct th_detect_conf conf;
+	memset(r, 0, sizeof(*r));
+	snprintf(r->dir, sizeof(r->dir), "/tmp/th-detect-XXXXXX");
+	assert_non_null(mkdtemp(r->dir));
+	E(th_state_open(&r->st, r->dir, 64u << 20, errstr, sizeof(errstr)));
+	th_detect_conf_defaults(&conf);
+	conf.role_retention_ms = role_retention_ms;
+	E(th_detector_new(&r->det, &conf, NULL, r->st, no_alert, r));
+}
+
+static void run_close(struct run *r)
+{
+	th_detector_destroy(r->det);
+	th_state_close(r->st);
+	E(th_state_remove_files(r->dir));
+	rmdir(r->dir);
+}
+
+/* An event at t of an unrelated identity from a service source: it moves
+ * the clock (and so the daily prune), nothing else. */
+static void tick(struct run *r, int64_t t)
+{
+	struct th_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.event_time_ms = t;
+	ev.recipient_account_id = "111122223333";
+	ev.event_source = "s3.amazonaws.com";
+	ev.event_name = "ListBuckets";
+	ev.source_ip = "AWS Internal";
+	ev.ui.type = "AWSService";
+	E(th_detector_process(r->det, &ev, NULL));
+	E(th_detector_checkpoint(r->det));
+	E(th_state_commit(r->st, ++r->offset));
+}
+
+/* The role as a build before version 3 wrote it: a Lambda role first seen
+ * at T0 with one function in us-east-1, and no last sighting. */
+static void put_role_v2(struct run *r)
+{
+	char key[TH_KEY_SIZE];
+	struct th_wbuf w = {0};
+	th_put_u8(&w, 2);
+	th_put_u8(&w, 1);
+	th_put_i64(&w, T0);
+	th_put_varint(&w, 1);
+	th_put_str(&w, "us-east-1");
+	th_put_varint(&w, 0);
+	th_put_varint(&w, 1);
+	th_put_str(&w, "report");
+	th_put_varint(&w, 1);
+	size_t kl = th_key(key, sizeof(key), 'r', 1, ROLE);
+	E(th_state_put(r->st, key, kl, w.p, w.len));
+	E(th_state_commit(r->st, ++r->offset));
+	th_wbuf_free(&w);
+}
+
+/* 1 and the role in *ro when the store holds it, 0 when not. */
+static int get_role(struct run *r, struct th_role *ro)
+{
+	char key[TH_KEY_SIZE];
+	const void *v;
+	size_t n;
+	size_t kl = th_key(key, sizeof(key), 'r', 1, ROLE);
+	int rc = th_state_get(r->st, key, kl, &v, &n);
+	if (rc == TH_ENOTFOUND)
+		return 0;
+	E(rc);
+	E(th_role_decode(v, n, ro));
+	return 1;
+}
+
+static void test_role_from_before_version_3_is_kept_a_window_then_pruned(void **state)
+{
+	static struct th_role ro;
+	struct run r;
+	(void)state;
+	th_role_init(&ro);
+	run_open(&r, 40 * TH_DAY_MS);
+	put_role_v2(&r);
+	/* the first prune after the upgrade gives it that prune's time */
+	tick(&r, T0 + 100 * TH_DAY_MS);
+	assert_int_equal(get_role(&r, &ro), 1);
+	assert_true(ro.last_seen_ms == T0 + 100 * TH_DAY_MS);
+	assert_true(ro.first_seen_ms == T0);
+	assert_int_equal(ro.n_functions, 1);
+	assert_string_equal(ro.functions[0].name, "report");
+	/* kept within its window, gone past it */
+	tick(&r, T0 + 139 * TH_DAY_MS);
+	assert_int_equal(get_role(&r, &ro), 1);
+	tick(&r, T0 + 141 * TH_DAY_MS);
+	assert_int_equal(get_role(&r, &ro), 0);
+	th_role_free(&ro);
+	run_close(&r);
+}
+
+/* The twin: with role_retention_days = 0 the same role stays, as it was. */
+static void test_role_retention_0_keeps_roles(void **state)
+{
+	static struct th_role ro;
+	struct run r;
+	(void)state;
+	th_role_init(&ro);
+	run_open(&r, 0);
+	put_role_v2(&r);
+	tick(&r, T0 + 100 * TH_DAY_MS);
+	tick(&r, T0 + 900 * TH_DAY_MS);
+	assert_int_equal(get_role(&r, &ro), 1);
+	assert_true(ro.last_seen_ms == 0);
+	assert_int_equal(ro.n_functions, 1);
+	th_role_free(&ro);
+	run_close(&r);
+}
+
+/* The window is never shorter than the training window (30 days by
+ * default): a role's other sessions are judged against that training. */
+static void test_role_window_is_at_least_training(void **state)
+{
+	static struct th_role ro;
+	struct run r;
+	(void)state;
+	th_role_init(&ro);
+	run_open(&r, 1 * TH_DAY_MS);
+	put_role_v2(&r);
+	tick(&r, T0 + 100 * TH_DAY_MS);
+	tick(&r, T0 + 129 * TH_DAY_MS);
+	assert_int_equal(get_role(&r, &ro), 1);
+	tick(&r, T0 + 131 * TH_DAY_MS);
+	assert_int_equal(get_role(&r, &ro), 0);
+	th_role_free(&ro);
+	run_close(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_role_from_before_version_3_is_kept_a_window_then_pruned),
+		cmocka_unit_test(test_role_retention_0_keeps_roles),
+		cmocka_unit_test(test_role_window_is_at_least_training),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
