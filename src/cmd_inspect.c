@@ -263,6 +263,7 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 				th_put_u8(&o->w, ',');
 			th_put_u8(&o->w, '{');
 			json_kv(&o->w, "name", ro->functions[i].name, true);
+			json_kt(&o->w, "last_seen", ro->functions[i].last_seen_ms);
 			TH_PUT_LIT(&o->w, ",\"regions\":");
 			json_regions(o, ro, ro->functions[i].regions);
 			th_put_u8(&o->w, '}');

@@ -41,6 +41,10 @@
  * role (up to 600 KB for a shared role) into the store and the changelog,
  * and pruning by days needs no finer time. */
 #define ROLE_TOUCH_MS (24 * HOUR_MS)
+/* A function's last sighting (which function of a full role gives way to a
+ * new one) moves at most this often: a shared role of thousands of functions
+ * is rewritten whole for each move. */
+#define FUNCTION_TOUCH_MS (30 * TH_DAY_MS)
 
 enum verdict { NET_NONE = 0, NET_INSIDE, NET_REMOTE };
 

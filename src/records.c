@@ -299,8 +299,16 @@ int th_role_add_function(struct th_role *ro, const char *name, const char *regio
 	th_strlcpy(cut, name, sizeof(cut));
 	uint32_t i = function_lower_bound(ro, cut);
 	if (i >= ro->n_functions || strcmp(ro->functions[i].name, cut) != 0) {
-		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS)
-			return -1;
+		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS) {
+			uint32_t old = 0;
+			for (uint32_t j = 1; j < ro->n_functions; j++)
+				if (ro->functions[j].last_seen_ms < ro->functions[old].last_seen_ms)
+					old = j;
+			memmove(&ro->functions[old], &ro->functions[old + 1],
+				(ro->n_functions - old - 1) * sizeof(ro->functions[0]));
+			ro->n_functions--;
+			i = function_lower_bound(ro, cut);
+		}
 		if (ro->n_functions == ro->cap_functions) {
 			uint32_t cap = ro->cap_functions ? ro->cap_functions * 2 : 8;
 			if (cap > TH_ROLE_MAX_FUNCTIONS)
@@ -315,6 +323,7 @@ int th_role_add_function(struct th_role *ro, const char *name, const char *regio
 			(ro->n_functions - i) * sizeof(ro->functions[0]));
 		memcpy(ro->functions[i].name, cut, sizeof(cut));
 		ro->functions[i].regions = 0;
+		ro->functions[i].last_seen_ms = 0;
 		ro->n_functions++;
 		*changed = true;
 	}
@@ -471,6 +480,7 @@ void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
 	for (uint32_t i = 0; i < ro->n_functions; i++) {
 		th_put_str(w, ro->functions[i].name);
 		th_put_varint(w, ro->functions[i].regions);
+		th_put_i64(w, ro->functions[i].last_seen_ms);
 	}
 }
 
@@ -549,6 +559,7 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 		struct th_role_function *f = &ro->functions[i];
 		th_get_str(&r, f->name, sizeof(f->name));
 		f->regions = th_get_varint(&r);
+		f->last_seen_ms = v == TH_ROLE_VERSION ? th_get_time(&r) : 0;
 		/* Sorted and distinct, as written: lookups search by halves. */
 		if ((f->regions & ~known) || (i && strcmp(ro->functions[i - 1].name, f->name) >= 0))
 			return TH_EPARSE;

@@ -10,6 +10,9 @@ and over 150 days, the store must hold the same number of roles: the live ones a
 for less than the window, never every role of the run. With the default (365 days) a role
 gone for 99 days is still known (docs/detections.md, "How long learned roles are kept").
 
+A role shared by short-lived deployments meets its cap of functions in months: it must keep
+learning new functions, the least recently seen one giving way.
+
 Run under CTest (tests/pytest.cmake): TH_BIN, TH_SHARED, TH_SRC.
 """
 import hashlib
@@ -138,3 +141,63 @@ def test_roles_are_kept_for_the_default_window(tmp_path):
     # its last sighting moves with its daily use (at most once a day)
     assert roles[API]["last_seen"][:10] == time.strftime("%Y-%m-%d", time.gmtime(START + 99 * DAY))
     assert len(preview(roles)) == 200, len(preview(roles))
+
+
+# ---- a shared execution role's functions ----
+
+SHARED = f"arn:aws:iam::{ACCT}:role/service-role/preview-shared-role"
+EC2_EU = "54.74.0.0/15"  # EC2 eu-west-1 (tools/gen_sample.py's checked blocks)
+UA_BOTO = ("Boto3/1.34.69 md/Botocore#1.34.69 ua/2.0 os/linux#6.8.0-45-generic md/arch#x86_64 "
+           "lang/python#3.12.3 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.34.69")
+
+
+def shared_role_world(days, per_day):
+    """per_day new preview functions a day, all with one shared role, each deployed and
+    issued a key once; then, on the last day, a new function "checkout" issued a key in
+    us-east-1 whose key is used from an EC2 address of eu-west-1, a region where it
+    never runs: remote, variation 4."""
+    w = World(0)
+    for d in range(days):
+        for i in range(per_day):
+            w.function_day(SHARED, f"preview-{d}-{i}", START + d * DAY + HOUR + i * 10, True)
+    t = START + days * DAY + 2 * HOUR
+    k = w.key()
+    w.add(t, {"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}, "sts.amazonaws.com",
+          "AssumeRole", "lambda.amazonaws.com", "lambda.amazonaws.com",
+          rp={"roleArn": SHARED, "roleSessionName": "checkout"},
+          re={"credentials": {"accessKeyId": k, "expiration": time.strftime(
+              "%b %d, %Y, %I:%M:%S %p", time.gmtime(t + 12 * HOUR))}})
+    ui = {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCT}:assumed-role/preview-shared-role/checkout",
+          "accountId": ACCT, "accessKeyId": k, "sessionContext": {
+              "sessionIssuer": {"type": "Role", "arn": SHARED, "accountId": ACCT},
+              "attributes": {"creationDate": iso(t), "mfaAuthenticated": "false"}}}
+    w.add(t + HOUR, ui, "s3.amazonaws.com", "ListBuckets", w.ip(EC2_EU), UA_BOTO)
+    w.events.sort(key=lambda e: e["eventTime"])
+    return w, k
+
+
+def scan_alerts(tmp_path, name, events):
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    p = subprocess.run([BIN, "scan", "--no-progress", "--jobs", "1", "--asn-db", ASN, "--aws-ranges", RANGES,
+                        "--set", "max_future_skew=0", "--set", "activation_days=0", str(path)],
+                       capture_output=True)
+    assert p.returncode in (0, 1), p.stderr.decode()
+    return [json.loads(l) for l in p.stdout.decode().splitlines() if l.strip()]
+
+
+def test_a_shared_role_keeps_learning_new_functions(tmp_path):
+    """A role shared by preview deployments meets its cap of 4,096 functions (records.h)
+    after 70 days of 60 a day; a function deployed after that must still be learned (the
+    least recently seen one gives way), or its key's use from another region's EC2
+    address counts as inside (no region known) and goes unreported."""
+    w, k = shared_role_world(70, 60)
+    alerts = [a for a in scan_alerts(tmp_path, "cap", w.events) if a["access_key_id"] == k]
+    assert [a["variation"] for a in alerts] == [4], alerts
+
+
+def test_a_new_function_of_a_shared_role_is_learned(tmp_path):
+    """The twin, far from the cap: the same last day gives the same alert."""
+    w, k = shared_role_world(3, 60)
+    alerts = [a for a in scan_alerts(tmp_path, "few", w.events) if a["access_key_id"] == k]
+    assert [a["variation"] for a in alerts] == [4], alerts

@@ -125,12 +125,16 @@ struct th_token {
  * bit per region; AWS has fewer than 40 regions. */
 #define TH_ROLE_MAX_FUNCTIONS 4096
 #define TH_ROLE_MAX_REGIONS 64
-/* version 2: no last sighting; version 1: per-function region lists, at most 64 functions */
+/* version 2: no last sightings; version 1: per-function region lists, at most 64 functions */
 #define TH_ROLE_VERSION 3
 
 struct th_role_function {
 	char name[128];
 	uint64_t regions; /* bit i: ro->regions[i]; 0 while the region is not known */
+	/* when the function was last learned or issued a key (the detector moves
+	 * it at most once a month); 0 in a value written before version 3. At
+	 * the cap the least recently seen function gives way to a new one. */
+	int64_t last_seen_ms;
 };
 
 struct th_role {
@@ -207,8 +211,11 @@ void th_role_free(struct th_role *ro);
 /* The function's index, or -1. */
 int th_role_find_function(const struct th_role *ro, const char *name);
 /* Adds the function if new (sorted), and its region when given and not
- * known. Returns its index, or -1 when the role holds TH_ROLE_MAX_FUNCTIONS
- * already (or memory ran out). *changed is set when anything was added. */
+ * known. A role holding TH_ROLE_MAX_FUNCTIONS already drops its least
+ * recently seen function (functions of preview deployments come and go
+ * under one shared role: a full role must not stop learning). Returns the
+ * function's index, or -1 when memory ran out. *changed is set when anything
+ * was added. */
 int th_role_add_function(struct th_role *ro, const char *name, const char *region, bool *changed);
 /* Adds a region of Lambda's service sessions; sets *changed when new. */
 void th_role_add_service_region(struct th_role *ro, const char *region, bool *changed);

@@ -303,6 +303,7 @@ static void role_round_trip(const struct th_role *in, struct th_role *out)
 	for (uint32_t i = 0; i < in->n_functions; i++) {
 		assert_string_equal(out->functions[i].name, in->functions[i].name);
 		assert_true(out->functions[i].regions == in->functions[i].regions);
+		assert_true(out->functions[i].last_seen_ms == in->functions[i].last_seen_ms);
 	}
 	th_wbuf_free(&w);
 }
@@ -310,7 +311,8 @@ static void role_round_trip(const struct th_role *in, struct th_role *out)
 /* Version 1 held at most 64 functions and 8 regions each: the 65th
  * function of a shared role went unlearned (its keys judged as another
  * session's) and a function's 9th region too (its own calls there judged
- * remote). Both now sit far above what an account holds. */
+ * remote). Both now sit far above what an account holds, and a full role
+ * still learns: its least recently seen function gives way. */
 static void test_role_holds_thousands_of_functions_in_every_region(void **state)
 {
 	static struct th_role ro, back;
@@ -330,9 +332,6 @@ static void test_role_holds_thousands_of_functions_in_every_region(void **state)
 	}
 	assert_int_equal(ro.n_functions, TH_ROLE_MAX_FUNCTIONS);
 	assert_int_equal(ro.n_regions, 40);
-	changed = false;
-	assert_int_equal(th_role_add_function(&ro, "one-too-many", "us-east-1", &changed), -1);
-	assert_false(changed);
 	for (int i = 0; i < TH_ROLE_MAX_FUNCTIONS; i++) {
 		snprintf(name, sizeof(name), "orders-%05d", i);
 		snprintf(region, sizeof(region), "region-%d", i % 40);
@@ -342,6 +341,22 @@ static void test_role_holds_thousands_of_functions_in_every_region(void **state)
 	}
 	assert_int_equal(th_role_find_function(&ro, "orders-"), -1);
 	assert_int_equal(th_role_find_function(&ro, "orders-99999"), -1);
+	/* full: a new function takes the place of the least recently seen one */
+	for (int i = 0; i < TH_ROLE_MAX_FUNCTIONS; i++)
+		ro.functions[i].last_seen_ms = 1000 + (i == 1234 ? -1 : i);
+	changed = false;
+	int fi = th_role_add_function(&ro, "one-too-many", "us-east-1", &changed);
+	assert_true(fi >= 0 && changed);
+	assert_string_equal(ro.functions[fi].name, "one-too-many");
+	assert_true(ro.functions[fi].regions == th_role_region_bit(&ro, "us-east-1"));
+	assert_true(ro.functions[fi].last_seen_ms == 0);
+	assert_int_equal(ro.n_functions, TH_ROLE_MAX_FUNCTIONS);
+	assert_int_equal(th_role_find_function(&ro, "orders-01234"), -1);
+	assert_true(th_role_find_function(&ro, "orders-01233") >= 0);
+	assert_true(th_role_find_function(&ro, "orders-01235") >= 0);
+	for (uint32_t i = 1; i < ro.n_functions; i++)
+		assert_true(strcmp(ro.functions[i - 1].name, ro.functions[i].name) < 0);
+	role_round_trip(&ro, &back);
 	/* one function in 40 regions, then an already known region: no change */
 	th_role_clear(&ro);
 	for (int j = 0; j < 40; j++) {
@@ -388,6 +403,7 @@ static void test_role_at_the_cap_fits_a_kafka_record(void **state)
 		snprintf(name + 100, 27, "%026d", i);
 		assert_true(th_role_add_function(&ro, name, "xx-region-000000000063", &changed) >= 0);
 		ro.functions[th_role_find_function(&ro, name)].regions = UINT64_MAX;
+		ro.functions[th_role_find_function(&ro, name)].last_seen_ms = 4102444800000; /* 2100 */
 	}
 	th_role_encode(&w, &ro);
 	assert_true(w.len < 1000000);
