@@ -53,7 +53,11 @@ struct clock_rec {
 };
 
 /* Accounts' first event times, read on every event: kept in memory (and
- * written through to the store whenever they move). */
+ * written through to the store whenever they move). An event names its
+ * caller's account, so every external account that calls in is one more:
+ * past ACCOUNTS_MAX (~6 MB) the table is emptied and read again from the
+ * store as accounts come back. */
+#define ACCOUNTS_MAX 65536
 struct acct_first {
 	UT_hash_handle hh;
 	int64_t first_ms;

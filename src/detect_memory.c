@@ -495,6 +495,8 @@ int th_detect_account_seen(struct th_detector *d, const char *acct, int64_t t, i
 	int rc;
 	HASH_FIND(hh, d->accounts, acct, alen, a);
 	if (!a) {
+		if (HASH_COUNT(d->accounts) >= ACCOUNTS_MAX)
+			th_detect_clear_accounts(d); /* all written through: nothing lost */
 		const void *v;
 		size_t n;
 		struct th_rbuf r;

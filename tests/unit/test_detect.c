@@ -4,8 +4,9 @@
  * after (role_retention_days); a role written before record version 3 has
  * no last sighting and is given the first prune's time, so an upgrade
  * forgets nothing at once; role_retention_days = 0 keeps roles for ever.
- * Events here are struct th_event values with a service source (no
- * reference data needed) that move the event-time clock and nothing else.
+ * The in-memory table of accounts' first event times is bounded, and what
+ * it drops is read again from the store. Events here are struct th_event
+ * values with a service source (no reference data needed).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,8 @@
 #include "trailhound/event.h"
 #include "trailhound/records.h"
 #include "trailhound/state.h"
+
+#include "../../src/detect_int.h" /* the detector's tables, counted */
 
 static char errstr[512];
 
@@ -72,19 +75,25 @@ static void run_close(struct run *r)
 	rmdir(r->dir);
 }
 
-/* An event at t of an unrelated identity from a service source: it moves
- * the clock (and so the daily prune), nothing else. */
-static void tick(struct run *r, int64_t t)
+/* An event at t of an account's service identity from a service source: it
+ * moves the clock (and so the daily prune) and the account's first event
+ * time, nothing else. */
+static void event_of(struct run *r, const char *acct, int64_t t)
 {
 	struct th_event ev;
 	memset(&ev, 0, sizeof(ev));
 	ev.event_time_ms = t;
-	ev.recipient_account_id = "111122223333";
+	ev.recipient_account_id = acct;
 	ev.event_source = "s3.amazonaws.com";
 	ev.event_name = "ListBuckets";
 	ev.source_ip = "AWS Internal";
 	ev.ui.type = "AWSService";
 	E(th_detector_process(r->det, &ev, NULL));
+}
+
+static void tick(struct run *r, int64_t t)
+{
+	event_of(r, "111122223333", t);
 	E(th_detector_checkpoint(r->det));
 	E(th_state_commit(r->st, ++r->offset));
 }
@@ -186,12 +195,42 @@ static void test_role_window_is_at_least_training(void **state)
 	run_close(&r);
 }
 
+/* Events name the caller's account (userIdentity.accountId): every external
+ * account that calls in (a public bucket's readers, cross-account attempts)
+ * is one more. 100,000 of them over 100 days must not stay in memory; an
+ * account dropped from the table keeps its first event time (the store). */
+static void test_account_table_is_bounded(void **state)
+{
+	struct run r;
+	char acct[16];
+	int64_t first = 0;
+	(void)state;
+	run_open(&r, 0);
+	event_of(&r, "999999999999", T0);
+	for (int i = 0; i < 100000; i++) {
+		snprintf(acct, sizeof(acct), "%012d", 100000000 + i);
+		event_of(&r, acct, T0 + (int64_t)i * 86400);
+		if (i % 5000 == 4999) {
+			E(th_detector_checkpoint(r.det));
+			E(th_state_commit(r.st, ++r.offset));
+		}
+	}
+	size_t n = HASH_COUNT(r.det->accounts);
+	if (n > 65536)
+		fail_msg("%zu accounts held in memory", n);
+	/* the first account's first event time, read back from the store */
+	E(th_detect_account_seen(r.det, "999999999999", 0, &first));
+	assert_true(first == T0);
+	run_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_role_from_before_version_3_is_kept_a_window_then_pruned),
 		cmocka_unit_test(test_role_retention_0_keeps_roles),
 		cmocka_unit_test(test_role_window_is_at_least_training),
+		cmocka_unit_test(test_account_table_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
