@@ -23,6 +23,7 @@
 #include "trailhound/codec.h"
 #include "trailhound/common.h"
 #include "trailhound/detect.h"
+#include "trailhound/enrich.h"
 #include "trailhound/event.h"
 #include "trailhound/records.h"
 #include "trailhound/state.h"
@@ -43,6 +44,7 @@ static char errstr[512];
 
 struct run {
 	char dir[64];
+	struct th_enrich *en;
 	struct th_state *st;
 	struct th_detector *det;
 	int64_t offset;
@@ -55,21 +57,34 @@ static int no_alert(void *ctx, const struct th_alert *a)
 	return 0;
 }
 
-static void run_open(struct run *r, int64_t role_retention_ms)
+/* with_enrich: public addresses are told from AWS ones (the reference data) */
+static void run_open2(struct run *r, int64_t role_retention_ms, bool with_enrich)
 {
 	struct th_detect_conf conf;
+	struct th_enrich_conf ec = {
+		.asn_db_path = TH_SHARED_DATA "/asn/asn.mmdb",
+		.aws_ranges_path = TH_SHARED_DATA "/aws-ip-ranges/ip-ranges.json",
+	};
 	memset(r, 0, sizeof(*r));
 	snprintf(r->dir, sizeof(r->dir), "/tmp/th-detect-XXXXXX");
 	assert_non_null(mkdtemp(r->dir));
-	E(th_state_open(&r->st, r->dir, 64u << 20, errstr, sizeof(errstr)));
+	if (with_enrich)
+		E(th_enrich_new(&r->en, &ec, errstr, sizeof(errstr)));
+	E(th_state_open(&r->st, r->dir, 256u << 20, errstr, sizeof(errstr)));
 	th_detect_conf_defaults(&conf);
 	conf.role_retention_ms = role_retention_ms;
-	E(th_detector_new(&r->det, &conf, NULL, r->st, no_alert, r));
+	E(th_detector_new(&r->det, &conf, r->en, r->st, no_alert, r));
+}
+
+static void run_open(struct run *r, int64_t role_retention_ms)
+{
+	run_open2(r, role_retention_ms, false);
 }
 
 static void run_close(struct run *r)
 {
 	th_detector_destroy(r->det);
+	th_enrich_destroy(r->en);
 	th_state_close(r->st);
 	E(th_state_remove_files(r->dir));
 	rmdir(r->dir);
@@ -224,6 +239,63 @@ static void test_account_table_is_bounded(void **state)
 	run_close(&r);
 }
 
+/* A CI job's session (a role nobody knows as Lambda's) used from a public
+ * address: a remote use of an unknown key, held until its session's end. */
+static void ci_call(struct run *r, int job, int64_t t)
+{
+	char akid[32], arn[96];
+	struct th_event ev;
+	snprintf(akid, sizeof(akid), "ASIACI%014d", job);
+	snprintf(arn, sizeof(arn), "arn:aws:sts::111122223333:assumed-role/ci-deploy/job-%d", job);
+	memset(&ev, 0, sizeof(ev));
+	ev.event_time_ms = t;
+	ev.recipient_account_id = "111122223333";
+	ev.event_source = "s3.amazonaws.com";
+	ev.event_name = "PutObject";
+	ev.source_ip = "38.104.55.10"; /* AS174, public, not AWS */
+	ev.user_agent = "aws-cli/2.17.20";
+	ev.ui.type = "AssumedRole";
+	ev.ui.arn = arn;
+	ev.ui.account_id = "111122223333";
+	ev.ui.access_key_id = akid;
+	ev.ui.session_issuer_arn = "arn:aws:iam::111122223333:role/ci-deploy";
+	ev.ui.creation_ms = t;
+	E(th_detector_process(r->det, &ev, NULL));
+}
+
+/* The decoded-object cache holds at most OBJS_MAX tokens and roles between
+ * events (~10 KB a token); a sweep that ends many holds at once (the
+ * watermark past a busy hour of CI jobs, a lagging partition catching up,
+ * the end of a scan) must not decode all their keys into it at once. */
+static void test_expiry_sweep_keeps_the_object_cache_bounded(void **state)
+{
+	struct run r;
+	const int jobs = 12000;
+	(void)state;
+	run_open2(&r, 0, true);
+	for (int i = 0; i < jobs; i++) {
+		ci_call(&r, i, T0 + i * 100);
+		if (i % 2000 == 1999) {
+			E(th_detector_checkpoint(r.det));
+			E(th_state_commit(r.st, ++r.offset));
+		}
+	}
+	E(th_detector_checkpoint(r.det));
+	E(th_state_commit(r.st, ++r.offset));
+	struct th_detect_stats st;
+	th_detector_get_stats(r.det, &st);
+	assert_int_equal(st.held_pending, jobs);
+	/* 13 hours on: every hold ends in the one sweep this event starts */
+	event_of(&r, "111122223333", T0 + 13 * 3600 * 1000LL);
+	th_detector_get_stats(r.det, &st);
+	assert_int_equal(st.held_pending, 0);
+	assert_int_equal(st.held_expired, jobs);
+	if (r.det->nobjs > OBJS_MAX + 2 || r.det->nbsights > OBJS_MAX + 2)
+		fail_msg("%zu objects and %zu sightings decoded after the sweep", r.det->nobjs,
+			 r.det->nbsights);
+	run_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_role_retention_0_keeps_roles),
 		cmocka_unit_test(test_role_window_is_at_least_training),
 		cmocka_unit_test(test_account_table_is_bounded),
+		cmocka_unit_test(test_expiry_sweep_keeps_the_object_cache_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
