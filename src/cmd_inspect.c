@@ -255,12 +255,15 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 		TH_PUT_LIT(&o->w, ",\"lambda_execution_role\":");
 		th_put_bytes(&o->w, ro->is_lambda ? "true" : "false", ro->is_lambda ? 4 : 5);
 		json_kt(&o->w, "first_seen", ro->first_seen_ms);
+		/* "-" for a role not seen since an upgrade (record version 2) */
+		json_kt(&o->w, "last_seen", ro->last_seen_ms);
 		TH_PUT_LIT(&o->w, ",\"functions\":[");
 		for (uint32_t i = 0; i < ro->n_functions; i++) {
 			if (i)
 				th_put_u8(&o->w, ',');
 			th_put_u8(&o->w, '{');
 			json_kv(&o->w, "name", ro->functions[i].name, true);
+			json_kt(&o->w, "last_seen", ro->functions[i].last_seen_ms);
 			TH_PUT_LIT(&o->w, ",\"regions\":");
 			json_regions(o, ro, ro->functions[i].regions);
 			th_put_u8(&o->w, '}');
@@ -274,10 +277,12 @@ static void show_role(struct out *o, struct th_state *st, const char *arn,
 		TH_PUT_LIT(&o->w, "]}");
 		return;
 	}
-	char a[40];
+	char a[40], b[40];
 	ts(ro->first_seen_ms, a, sizeof(a));
+	ts(ro->last_seen_ms, b, sizeof(b));
 	printf("role %s\n", arn);
-	printf("  Lambda execution role: %s (first seen %s)\n", ro->is_lambda ? "yes" : "no", a);
+	printf("  Lambda execution role: %s (first seen %s, last seen %s)\n",
+	       ro->is_lambda ? "yes" : "no", a, b);
 	printf("  functions using it:\n");
 	for (uint32_t i = 0; i < ro->n_functions; i++) {
 		printf("    %-48s", ro->functions[i].name);

@@ -59,6 +59,9 @@ static const struct conf_item items[] = {
 	 "sliding window of the baselines (account ASNs, role identities and ASNs)"},
 	{"dedup_days", T_DAYS, "7", 0, 3650, D(dedup_ms),
 	 "at most one alert per (variation, account, role, function/session, ASN) per period"},
+	{"role_retention_days", T_DAYS, "365", 0, 3650, D(role_retention_ms),
+	 "forget a learned Lambda role not seen for this long, or for training_days or 30 days if "
+	 "longer (event time; 0 = never)"},
 	{"hold_hours", T_HOURS, "12", 1, 48, D(hold_ms),
 	 "how long a remote use of a not-yet-known key is held for late attribution"},
 	{"cli_user_agents", T_UALIST, "aws-cli/,^AWSPowerShell,aws-shell,s3cmd", 0, 0,

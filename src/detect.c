@@ -35,6 +35,7 @@ void th_detect_conf_defaults(struct th_detect_conf *c)
 	c->activation_ms = 14 * TH_DAY_MS;
 	c->training_ms = 30 * TH_DAY_MS;
 	c->dedup_ms = 7 * TH_DAY_MS;
+	c->role_retention_ms = 365 * TH_DAY_MS;
 	c->hold_ms = 12 * HOUR_MS;
 	for (size_t i = 0; i < TH_ARRAY_SIZE(cli); i++)
 		c->cli_user_agents[c->n_cli_user_agents++] = cli[i];
@@ -121,9 +122,42 @@ void th_detector_reset(struct th_detector *d)
 struct prune_ctx {
 	struct th_detector *d;
 	char type;
-	int64_t cutoff;
+	int64_t now, cutoff;
 	int err;
 };
+
+/* How long a role is kept after its last sighting: role_retention_ms (a
+ * function may run once a quarter or a year, and its role's other sessions
+ * are judged only while the role is known as Lambda's), never less than the
+ * lateness an event may still arrive with (DEDUP_LATENESS_MS) or the
+ * training window that keeps those sessions' evidence. */
+static int64_t role_window_ms(const struct th_detector *d)
+{
+	int64_t w = d->conf.role_retention_ms;
+	if (w < d->conf.training_ms)
+		w = d->conf.training_ms;
+	return w > DEDUP_LATENESS_MS ? w : DEDUP_LATENESS_MS;
+}
+
+/* A role written before version 3 has no last sighting: it is given the
+ * prune's time, so it stays a whole window from the upgrade unless seen. */
+static int role_restamp(struct th_detector *d, const void *key, size_t klen, const void *val,
+			size_t vlen, int64_t now)
+{
+	struct th_role ro;
+	th_role_init(&ro);
+	int rc = th_role_decode(val, vlen, &ro);
+	if (rc == 0) {
+		ro.last_seen_ms = now;
+		th_wbuf_reset(&d->w);
+		th_role_encode(&d->w, &ro);
+		rc = th_detect_put(d, key, klen);
+	} else if (rc == TH_EPARSE) {
+		rc = 0; /* not a role this code wrote: left as it is */
+	}
+	th_role_free(&ro);
+	return rc;
+}
 
 static int prune_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -152,6 +186,18 @@ static int prune_cb(void *ctx, const void *key, size_t klen, const void *val, si
 		}
 		break;
 	}
+	case 'r': {
+		int64_t seen;
+		if (th_role_last_seen(val, vlen, &seen) != 0)
+			break;
+		if (!seen) {
+			if ((pc->err = role_restamp(pc->d, key, klen, val, vlen, pc->now)))
+				return 1;
+			break;
+		}
+		drop = seen < pc->cutoff;
+		break;
+	}
 	case 'd': {
 		/* Whole records go once their latest alert is past the horizon;
 		 * older entries of a live record are dropped when it is next
@@ -174,14 +220,17 @@ static int prune(struct th_detector *d, int64_t now)
 {
 	static const struct {
 		char type;
-		int which; /* 0 tokens, 1 training, 2 dedup */
-	} kinds[] = {{'k', 0}, {'b', 1}, {'i', 1}, {'n', 1}, {'d', 2}};
+		int which; /* 0 tokens, 1 training, 2 dedup, 3 roles */
+	} kinds[] = {{'k', 0}, {'b', 1}, {'i', 1}, {'n', 1}, {'d', 2}, {'r', 3}};
 	for (size_t i = 0; i < TH_ARRAY_SIZE(kinds); i++) {
+		if (kinds[i].which == 3 && !d->conf.role_retention_ms)
+			continue;
 		char prefix[2] = {kinds[i].type, TH_KEY_SEP};
 		int64_t cutoff = kinds[i].which == 0   ? now
 				 : kinds[i].which == 1 ? now - d->conf.training_ms
-						       : th_detect_dedup_horizon(d, now);
-		struct prune_ctx pc = {.d = d, .type = kinds[i].type, .cutoff = cutoff};
+				 : kinds[i].which == 2 ? th_detect_dedup_horizon(d, now)
+						       : now - role_window_ms(d);
+		struct prune_ctx pc = {.d = d, .type = kinds[i].type, .now = now, .cutoff = cutoff};
 		int rc = th_state_scan(d->st, prefix, 2, prune_cb, &pc);
 		if (pc.err)
 			return pc.err;
@@ -326,6 +375,9 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 	t = k.t;
 	role_found = k.role_found;
 	tok_found = k.tok_found;
+	/* A call of one of its sessions keeps a role known (prune). */
+	if (role_found && (rc = th_detect_touch_role(d, role_arn, ro, ev->event_time_ms)))
+		return rc;
 
 	enum th_cred_class cls = th_detect_classify(ro, role_found, t, tok_found, session);
 	struct regions rs;

@@ -411,10 +411,21 @@ static bool hold_lapsed(struct th_detector *d, const char *acct, const char *aki
 
 /* Resolve the collected keys in order: every one, or with @p lapsed_before
  * only those whose hold ended before that time. */
-static int resolve_collected(struct th_detector *d, bool expire, const int64_t *lapsed_before)
+/* may_drop: no caller holds a loaded object (the periodic sweep), so the
+ * decoded objects are written and dropped whenever they pass OBJS_MAX: a
+ * sweep ending thousands of holds would otherwise decode every one of their
+ * keys (~10 KB each) before the next event's check. */
+static int resolve_collected(struct th_detector *d, bool expire, const int64_t *lapsed_before,
+			     bool may_drop)
 {
 	size_t n = d->ncollected;
 	for (size_t i = 0; i < n; i++) {
+		if (may_drop && (d->nobjs > OBJS_MAX || d->nbsights > OBJS_MAX)) {
+			int rc = th_detect_flush(d);
+			if (rc)
+				return rc;
+			th_detect_clear_objects(d);
+		}
 		char *acct, *akid, a[TH_KEY_PART_MAX + 1], k[TH_KEY_PART_MAX + 1];
 		if (!split2(d->collected[i], &acct, &akid))
 			continue;
@@ -432,7 +443,7 @@ static int resolve_collected(struct th_detector *d, bool expire, const int64_t *
 int th_detect_resolve_role(struct th_detector *d, const char *role_arn)
 {
 	int rc = collect_role(d, role_arn);
-	return rc ? rc : resolve_collected(d, false, NULL);
+	return rc ? rc : resolve_collected(d, false, NULL, false);
 }
 
 /* Holds that lapsed before time t are decided with what was known before the
@@ -457,7 +468,7 @@ int th_detect_expire_lapsed(struct th_detector *d, const char *acct, const char 
 		return 0;
 	if ((rc = collect_role(d, role_arn)))
 		return rc;
-	return resolve_collected(d, true, &t);
+	return resolve_collected(d, true, &t, false);
 }
 
 int th_detect_expire_held(struct th_detector *d, int64_t now, bool final)
@@ -472,7 +483,7 @@ int th_detect_expire_held(struct th_detector *d, int64_t now, bool final)
 		size_t n = d->ncollected;
 		if (n == 0)
 			return 0;
-		if ((rc = resolve_collected(d, true, NULL)))
+		if ((rc = resolve_collected(d, true, NULL, true)))
 			return rc;
 		if (n < MAX_RESOLVE)
 			return 0;

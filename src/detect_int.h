@@ -37,6 +37,14 @@
  * matches the training window, the longest any other evidence is kept; a
  * later event may re-alert a key whose alert was pruned (docs/detections.md). */
 #define DEDUP_LATENESS_MS (30 * TH_DAY_MS)
+/* A role's last sighting moves at most this often: each move rewrites the
+ * role (up to 600 KB for a shared role) into the store and the changelog,
+ * and pruning by days needs no finer time. */
+#define ROLE_TOUCH_MS (24 * HOUR_MS)
+/* A function's last sighting (which function of a full role gives way to a
+ * new one) moves at most this often: a shared role of thousands of functions
+ * is rewritten whole for each move. */
+#define FUNCTION_TOUCH_MS (30 * TH_DAY_MS)
 
 enum verdict { NET_NONE = 0, NET_INSIDE, NET_REMOTE };
 
@@ -45,7 +53,11 @@ struct clock_rec {
 };
 
 /* Accounts' first event times, read on every event: kept in memory (and
- * written through to the store whenever they move). */
+ * written through to the store whenever they move). An event names its
+ * caller's account, so every external account that calls in is one more:
+ * past ACCOUNTS_MAX (~6 MB) the table is emptied and read again from the
+ * store as accounts come back. */
+#define ACCOUNTS_MAX 65536
 struct acct_first {
 	UT_hash_handle hh;
 	int64_t first_ms;
@@ -178,6 +190,9 @@ void th_detect_clear_objects(struct th_detector *d);
 void th_detect_free_spares(struct th_detector *d);
 int th_detect_load_role(struct th_detector *d, const char *arn, struct th_role **ro);
 int th_detect_save_role(struct th_detector *d, const char *arn, const struct th_role *ro);
+/* Records that an event at t named the role (kept until pruned past its
+ * window); only for a role that exists or is being saved. */
+int th_detect_touch_role(struct th_detector *d, const char *arn, struct th_role *ro, int64_t t);
 int th_detect_load_token(struct th_detector *d, const char *acct, const char *akid,
 			 struct th_token **t);
 int th_detect_save_token(struct th_detector *d, const char *acct, const char *akid,

@@ -83,6 +83,19 @@ void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 	t->calls[slot].last_ms = tm;
 }
 
+/* Moves the function's last sighting to t when the role is written anyway
+ * (@p saving) or the sighting is a month old; returns whether it moved. */
+static bool function_seen(struct th_role *ro, int fi, int64_t t, bool saving)
+{
+	if (fi < 0)
+		return false;
+	struct th_role_function *f = &ro->functions[fi];
+	if (t <= f->last_seen_ms || (!saving && t < f->last_seen_ms + FUNCTION_TOUCH_MS))
+		return false;
+	f->last_seen_ms = t;
+	return true;
+}
+
 /* A credential's expiry from an AssumeRole response, within what STS can
  * issue (at most hold_ms, 12 hours by default): a record claiming more (or an expiry before its
  * own event) must not keep the key, or prune it, on its say-so. */
@@ -134,11 +147,16 @@ int th_detect_learn_issuance(struct th_detector *d, const struct th_event *ev, c
 		ro->is_lambda = 1;
 		changed = true;
 	}
+	bool seen = false; /* a function's sighting moved: written, decides nothing */
 	if (poller)
 		th_role_add_service_region(ro, ev->aws_region, &changed);
 	else
-		th_role_add_function(ro, sess, ev->aws_region, &changed);
-	if (changed && (rc = th_detect_save_role(d, role_arn, ro)))
+		seen = function_seen(ro, th_role_add_function(ro, sess, ev->aws_region, &changed),
+				     ev->event_time_ms, changed);
+	if ((changed || seen) && ev->event_time_ms > ro->last_seen_ms)
+		ro->last_seen_ms = ev->event_time_ms;
+	if ((rc = changed || seen ? th_detect_save_role(d, role_arn, ro)
+				  : th_detect_touch_role(d, role_arn, ro, ev->event_time_ms)))
 		return rc;
 	if (akid && *akid) {
 		int tf = th_detect_load_token(d, acct, akid, &t);
@@ -259,8 +277,11 @@ int th_detect_learn_function(struct th_detector *d, const struct th_event *ev)
 	if (!found)
 		ro->first_seen_ms = ev->event_time_ms;
 	ro->is_lambda = 1;
+	if (ev->event_time_ms > ro->last_seen_ms)
+		ro->last_seen_ms = ev->event_time_ms;
 	bool changed = false;
-	th_role_add_function(ro, name, ev->aws_region, &changed);
+	function_seen(ro, th_role_add_function(ro, name, ev->aws_region, &changed),
+		      ev->event_time_ms, true);
 	if ((rc = th_detect_save_role(d, ev->req.role, ro)))
 		return rc;
 	return th_detect_resolve_role(d, ev->req.role);
@@ -307,8 +328,11 @@ int th_detect_learn_runtime(struct th_detector *d, const struct th_event *ev, co
 				if (!k->role_found)
 					k->ro->first_seen_ms = ev->event_time_ms;
 				k->ro->is_lambda = 1;
+				if (ev->event_time_ms > k->ro->last_seen_ms)
+					k->ro->last_seen_ms = ev->event_time_ms;
 				bool added = false;
-				th_role_add_function(k->ro, session, NULL, &added);
+				function_seen(k->ro, th_role_add_function(k->ro, session, NULL, &added),
+					      ev->event_time_ms, true);
 				k->role_found = 1;
 				k->role_learned = true;
 				if ((rc = th_detect_save_role(d, role_arn, k->ro)))

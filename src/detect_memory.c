@@ -252,6 +252,14 @@ int th_detect_save_role(struct th_detector *d, const char *arn, const struct th_
 	return 0;
 }
 
+int th_detect_touch_role(struct th_detector *d, const char *arn, struct th_role *ro, int64_t t)
+{
+	if (t < ro->last_seen_ms + ROLE_TOUCH_MS)
+		return 0;
+	ro->last_seen_ms = t;
+	return th_detect_save_role(d, arn, ro);
+}
+
 int th_detect_load_token(struct th_detector *d, const char *acct, const char *akid,
 			 struct th_token **t)
 {
@@ -487,6 +495,8 @@ int th_detect_account_seen(struct th_detector *d, const char *acct, int64_t t, i
 	int rc;
 	HASH_FIND(hh, d->accounts, acct, alen, a);
 	if (!a) {
+		if (HASH_COUNT(d->accounts) >= ACCOUNTS_MAX)
+			th_detect_clear_accounts(d); /* all written through: nothing lost */
 		const void *v;
 		size_t n;
 		struct th_rbuf r;

@@ -210,6 +210,7 @@ void th_role_clear(struct th_role *ro)
 {
 	ro->is_lambda = 0;
 	ro->first_seen_ms = 0;
+	ro->last_seen_ms = 0;
 	ro->n_regions = 0;
 	ro->service_regions = 0;
 	ro->n_functions = 0;
@@ -298,8 +299,16 @@ int th_role_add_function(struct th_role *ro, const char *name, const char *regio
 	th_strlcpy(cut, name, sizeof(cut));
 	uint32_t i = function_lower_bound(ro, cut);
 	if (i >= ro->n_functions || strcmp(ro->functions[i].name, cut) != 0) {
-		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS)
-			return -1;
+		if (ro->n_functions >= TH_ROLE_MAX_FUNCTIONS) {
+			uint32_t old = 0;
+			for (uint32_t j = 1; j < ro->n_functions; j++)
+				if (ro->functions[j].last_seen_ms < ro->functions[old].last_seen_ms)
+					old = j;
+			memmove(&ro->functions[old], &ro->functions[old + 1],
+				(ro->n_functions - old - 1) * sizeof(ro->functions[0]));
+			ro->n_functions--;
+			i = function_lower_bound(ro, cut);
+		}
 		if (ro->n_functions == ro->cap_functions) {
 			uint32_t cap = ro->cap_functions ? ro->cap_functions * 2 : 8;
 			if (cap > TH_ROLE_MAX_FUNCTIONS)
@@ -314,6 +323,7 @@ int th_role_add_function(struct th_role *ro, const char *name, const char *regio
 			(ro->n_functions - i) * sizeof(ro->functions[0]));
 		memcpy(ro->functions[i].name, cut, sizeof(cut));
 		ro->functions[i].regions = 0;
+		ro->functions[i].last_seen_ms = 0;
 		ro->n_functions++;
 		*changed = true;
 	}
@@ -461,6 +471,7 @@ void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
 	th_put_u8(w, TH_ROLE_VERSION);
 	th_put_u8(w, ro->is_lambda);
 	th_put_i64(w, ro->first_seen_ms);
+	th_put_i64(w, ro->last_seen_ms);
 	th_put_varint(w, ro->n_regions);
 	for (int i = 0; i < ro->n_regions; i++)
 		th_put_str(w, ro->regions[i]);
@@ -469,6 +480,7 @@ void th_role_encode(struct th_wbuf *w, const struct th_role *ro)
 	for (uint32_t i = 0; i < ro->n_functions; i++) {
 		th_put_str(w, ro->functions[i].name);
 		th_put_varint(w, ro->functions[i].regions);
+		th_put_i64(w, ro->functions[i].last_seen_ms);
 	}
 }
 
@@ -508,12 +520,15 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 	th_rbuf_init(&r, p, n);
 	th_role_clear(ro);
 	int v = th_get_u8(&r);
-	if (r.bad || (v != TH_REC_VERSION && v != TH_ROLE_VERSION))
+	if (r.bad || (v != TH_REC_VERSION && v != 2 && v != TH_ROLE_VERSION))
 		return TH_EPARSE;
 	ro->is_lambda = th_get_u8(&r);
 	ro->first_seen_ms = th_get_time(&r);
 	if (v == TH_REC_VERSION)
 		return role_decode_v1(&r, ro);
+	/* version 2 is version 3 without the last sighting */
+	if (v == TH_ROLE_VERSION)
+		ro->last_seen_ms = th_get_time(&r);
 	uint64_t nr = th_get_varint(&r);
 	if (nr > TH_ROLE_MAX_REGIONS)
 		return TH_EPARSE;
@@ -544,12 +559,29 @@ int th_role_decode(const void *p, size_t n, struct th_role *ro)
 		struct th_role_function *f = &ro->functions[i];
 		th_get_str(&r, f->name, sizeof(f->name));
 		f->regions = th_get_varint(&r);
+		f->last_seen_ms = v == TH_ROLE_VERSION ? th_get_time(&r) : 0;
 		/* Sorted and distinct, as written: lookups search by halves. */
 		if ((f->regions & ~known) || (i && strcmp(ro->functions[i - 1].name, f->name) >= 0))
 			return TH_EPARSE;
 		ro->n_functions = (uint32_t)i + 1;
 	}
 	return done(&r);
+}
+
+int th_role_last_seen(const void *p, size_t n, int64_t *last_ms)
+{
+	struct th_rbuf r;
+	th_rbuf_init(&r, p, n);
+	int v = th_get_u8(&r);
+	*last_ms = 0;
+	if (r.bad || (v != TH_REC_VERSION && v != 2 && v != TH_ROLE_VERSION))
+		return TH_EPARSE;
+	if (v == TH_ROLE_VERSION) {
+		th_get_u8(&r);
+		th_get_time(&r);
+		*last_ms = th_get_time(&r);
+	}
+	return r.bad ? TH_EPARSE : 0;
 }
 
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s)

@@ -34,6 +34,9 @@ struct th_detect_conf {
 	int64_t activation_ms; /* default 14 days */
 	int64_t training_ms;   /* default 30 days */
 	int64_t dedup_ms;      /* default 7 days */
+	int64_t role_retention_ms; /* a learned role is pruned once not seen for this long, or
+				      for training_ms or 30 days if longer (default 365
+				      days; 0 keeps roles for ever) */
 	int64_t hold_ms;       /* late attribution: hold a key's remote use this long after
 				  its creationDate (default 12 h, the longest Lambda session);
 				  also the longest credential lifetime believed (a

@@ -125,16 +125,25 @@ struct th_token {
  * bit per region; AWS has fewer than 40 regions. */
 #define TH_ROLE_MAX_FUNCTIONS 4096
 #define TH_ROLE_MAX_REGIONS 64
-#define TH_ROLE_VERSION 2 /* version 1: per-function region lists, at most 64 functions */
+/* version 2: no last sightings; version 1: per-function region lists, at most 64 functions */
+#define TH_ROLE_VERSION 3
 
 struct th_role_function {
 	char name[128];
 	uint64_t regions; /* bit i: ro->regions[i]; 0 while the region is not known */
+	/* when the function was last learned or issued a key (the detector moves
+	 * it at most once a month); 0 in a value written before version 3. At
+	 * the cap the least recently seen function gives way to a new one. */
+	int64_t last_seen_ms;
 };
 
 struct th_role {
 	uint8_t is_lambda;
 	int64_t first_seen_ms;
+	/* The latest event that named the role (issuance, function management,
+	 * a call of one of its sessions), moved at most once a day: a role not
+	 * seen for its window is pruned. 0 in a value written before version 3. */
+	int64_t last_seen_ms;
 	uint8_t n_regions;
 	char regions[TH_ROLE_MAX_REGIONS][24];
 	uint64_t service_regions; /* regions of Lambda's own service sessions (bits) */
@@ -202,8 +211,11 @@ void th_role_free(struct th_role *ro);
 /* The function's index, or -1. */
 int th_role_find_function(const struct th_role *ro, const char *name);
 /* Adds the function if new (sorted), and its region when given and not
- * known. Returns its index, or -1 when the role holds TH_ROLE_MAX_FUNCTIONS
- * already (or memory ran out). *changed is set when anything was added. */
+ * known. A role holding TH_ROLE_MAX_FUNCTIONS already drops its least
+ * recently seen function (functions of preview deployments come and go
+ * under one shared role: a full role must not stop learning). Returns the
+ * function's index, or -1 when memory ran out. *changed is set when anything
+ * was added. */
 int th_role_add_function(struct th_role *ro, const char *name, const char *region, bool *changed);
 /* Adds a region of Lambda's service sessions; sets *changed when new. */
 void th_role_add_service_region(struct th_role *ro, const char *region, bool *changed);
@@ -230,6 +242,10 @@ struct th_token_life {
 int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_token *scratch);
 void th_role_encode(struct th_wbuf *w, const struct th_role *r);
 int th_role_decode(const void *p, size_t n, struct th_role *r);
+/* What pruning needs of a role, read in place: its last sighting (0 for a
+ * value written before version 3, which has none). TH_EPARSE for a value
+ * of no version this code reads; the rest of the value is not checked. */
+int th_role_last_seen(const void *p, size_t n, int64_t *last_ms);
 void th_sighting_encode(struct th_wbuf *w, const struct th_sighting *s);
 int th_sighting_decode(const void *p, size_t n, struct th_sighting *s);
 void th_held_encode(struct th_wbuf *w, const struct th_held *h);

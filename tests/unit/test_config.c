@@ -26,6 +26,7 @@ static void test_defaults_are_the_spec(void **state)
 	assert_int_equal(cf.detect.activation_ms, 14 * TH_DAY_MS);
 	assert_int_equal(cf.detect.training_ms, 30 * TH_DAY_MS);
 	assert_int_equal(cf.detect.dedup_ms, 7 * TH_DAY_MS);
+	assert_int_equal(cf.detect.role_retention_ms, 365 * TH_DAY_MS);
 	assert_int_equal(cf.detect.hold_ms, 12 * 3600 * 1000LL);
 	assert_int_equal(cf.detect.n_cli_user_agents, 4);
 	assert_string_equal(cf.detect.cli_user_agents[0], "aws-cli/");
@@ -49,6 +50,9 @@ static const struct {
 	{"activation_days=ten", TH_ECONFIG},
 	{"dedup_days = 3", 0},
 	{"training_days=\"45\"", 0},
+	{"role_retention_days=0", 0},
+	{"role_retention_days=3651", TH_ECONFIG},
+	{"role_retention_days=90", 0},
 	{"batch_size=0", TH_ECONFIG},
 	{"trusted_asns=AS14061, 16276", 0},
 	{"trusted_asns=AS0", TH_ECONFIG},
@@ -94,6 +98,7 @@ static void test_set_table(void **state)
 	assert_int_equal(cf.detect.activation_ms, 0);
 	assert_int_equal(cf.detect.dedup_ms, 3 * TH_DAY_MS);
 	assert_int_equal(cf.detect.training_ms, 45 * TH_DAY_MS);
+	assert_int_equal(cf.detect.role_retention_ms, 90 * TH_DAY_MS);
 	assert_int_equal(cf.detect.n_trusted_asns, 2);
 	assert_int_equal(cf.detect.trusted_asns[0], 14061);
 	assert_int_equal(cf.detect.trusted_asns[1], 16276);

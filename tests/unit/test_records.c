@@ -298,9 +298,12 @@ static void role_round_trip(const struct th_role *in, struct th_role *out)
 	assert_int_equal(out->n_functions, in->n_functions);
 	assert_int_equal(out->n_regions, in->n_regions);
 	assert_true(out->service_regions == in->service_regions);
+	assert_true(out->first_seen_ms == in->first_seen_ms);
+	assert_true(out->last_seen_ms == in->last_seen_ms);
 	for (uint32_t i = 0; i < in->n_functions; i++) {
 		assert_string_equal(out->functions[i].name, in->functions[i].name);
 		assert_true(out->functions[i].regions == in->functions[i].regions);
+		assert_true(out->functions[i].last_seen_ms == in->functions[i].last_seen_ms);
 	}
 	th_wbuf_free(&w);
 }
@@ -308,7 +311,8 @@ static void role_round_trip(const struct th_role *in, struct th_role *out)
 /* Version 1 held at most 64 functions and 8 regions each: the 65th
  * function of a shared role went unlearned (its keys judged as another
  * session's) and a function's 9th region too (its own calls there judged
- * remote). Both now sit far above what an account holds. */
+ * remote). Both now sit far above what an account holds, and a full role
+ * still learns: its least recently seen function gives way. */
 static void test_role_holds_thousands_of_functions_in_every_region(void **state)
 {
 	static struct th_role ro, back;
@@ -328,9 +332,6 @@ static void test_role_holds_thousands_of_functions_in_every_region(void **state)
 	}
 	assert_int_equal(ro.n_functions, TH_ROLE_MAX_FUNCTIONS);
 	assert_int_equal(ro.n_regions, 40);
-	changed = false;
-	assert_int_equal(th_role_add_function(&ro, "one-too-many", "us-east-1", &changed), -1);
-	assert_false(changed);
 	for (int i = 0; i < TH_ROLE_MAX_FUNCTIONS; i++) {
 		snprintf(name, sizeof(name), "orders-%05d", i);
 		snprintf(region, sizeof(region), "region-%d", i % 40);
@@ -340,6 +341,22 @@ static void test_role_holds_thousands_of_functions_in_every_region(void **state)
 	}
 	assert_int_equal(th_role_find_function(&ro, "orders-"), -1);
 	assert_int_equal(th_role_find_function(&ro, "orders-99999"), -1);
+	/* full: a new function takes the place of the least recently seen one */
+	for (int i = 0; i < TH_ROLE_MAX_FUNCTIONS; i++)
+		ro.functions[i].last_seen_ms = 1000 + (i == 1234 ? -1 : i);
+	changed = false;
+	int fi = th_role_add_function(&ro, "one-too-many", "us-east-1", &changed);
+	assert_true(fi >= 0 && changed);
+	assert_string_equal(ro.functions[fi].name, "one-too-many");
+	assert_true(ro.functions[fi].regions == th_role_region_bit(&ro, "us-east-1"));
+	assert_true(ro.functions[fi].last_seen_ms == 0);
+	assert_int_equal(ro.n_functions, TH_ROLE_MAX_FUNCTIONS);
+	assert_int_equal(th_role_find_function(&ro, "orders-01234"), -1);
+	assert_true(th_role_find_function(&ro, "orders-01233") >= 0);
+	assert_true(th_role_find_function(&ro, "orders-01235") >= 0);
+	for (uint32_t i = 1; i < ro.n_functions; i++)
+		assert_true(strcmp(ro.functions[i - 1].name, ro.functions[i].name) < 0);
+	role_round_trip(&ro, &back);
 	/* one function in 40 regions, then an already known region: no change */
 	th_role_clear(&ro);
 	for (int j = 0; j < 40; j++) {
@@ -386,6 +403,7 @@ static void test_role_at_the_cap_fits_a_kafka_record(void **state)
 		snprintf(name + 100, 27, "%026d", i);
 		assert_true(th_role_add_function(&ro, name, "xx-region-000000000063", &changed) >= 0);
 		ro.functions[th_role_find_function(&ro, name)].regions = UINT64_MAX;
+		ro.functions[th_role_find_function(&ro, name)].last_seen_ms = 4102444800000; /* 2100 */
 	}
 	th_role_encode(&w, &ro);
 	assert_true(w.len < 1000000);
@@ -435,7 +453,7 @@ static void put_role_v2(struct th_wbuf *w, const char *first, const char *second
 			uint64_t second_bits)
 {
 	th_wbuf_reset(w);
-	th_put_u8(w, TH_ROLE_VERSION);
+	th_put_u8(w, 2);
 	th_put_u8(w, 1);
 	th_put_i64(w, 5);
 	th_put_varint(w, 1);
@@ -468,6 +486,42 @@ static void test_role_decoder_rejects_what_it_never_writes(void **state)
 	assert_int_equal(th_role_find_function(&ro, "b"), 1);
 	th_wbuf_free(&w);
 	th_role_free(&ro);
+}
+
+/* Version 3 carries the role's last sighting (pruning drops a role not seen
+ * for its window); a version-2 value, written before, decodes with none. */
+static void test_role_keeps_its_last_sighting(void **state)
+{
+	static struct th_role ro, back;
+	struct th_wbuf w = {0};
+	bool changed = false;
+	int64_t last = -1;
+	(void)state;
+	th_role_init(&ro);
+	th_role_init(&back);
+	ro.is_lambda = 1;
+	ro.first_seen_ms = 1767225600000;
+	ro.last_seen_ms = 1767225600000 + 90LL * 86400000;
+	th_role_add_function(&ro, "api", "us-east-1", &changed);
+	role_round_trip(&ro, &back);
+	th_role_encode(&w, &ro);
+	assert_int_equal(w.p[0], TH_ROLE_VERSION);
+	assert_int_equal(th_role_last_seen(w.p, w.len, &last), 0);
+	assert_true(last == ro.last_seen_ms);
+	put_role_v2(&w, "a", "b", 1);
+	assert_int_equal(th_role_decode(w.p, w.len, &back), 0);
+	assert_true(back.first_seen_ms == 5 && back.last_seen_ms == 0);
+	assert_int_equal(th_role_last_seen(w.p, w.len, &last), 0);
+	assert_true(last == 0);
+	/* a version this code never wrote, or a cut value, is refused */
+	w.p[0] = TH_ROLE_VERSION + 1;
+	assert_int_equal(th_role_last_seen(w.p, w.len, &last), TH_EPARSE);
+	th_wbuf_reset(&w);
+	th_role_encode(&w, &ro);
+	assert_int_equal(th_role_last_seen(w.p, 3, &last), TH_EPARSE);
+	th_wbuf_free(&w);
+	th_role_free(&ro);
+	th_role_free(&back);
 }
 
 static void test_token_life_agrees_with_decode(void **state)
@@ -878,6 +932,7 @@ int main(void)
 		cmocka_unit_test(test_role_at_the_cap_fits_a_kafka_record),
 		cmocka_unit_test(test_role_version_1_still_decodes),
 		cmocka_unit_test(test_role_decoder_rejects_what_it_never_writes),
+		cmocka_unit_test(test_role_keeps_its_last_sighting),
 		cmocka_unit_test(test_token_version_1_still_decodes),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_sighting_other_at_counts_only_earlier_other_keys),
