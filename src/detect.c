@@ -266,7 +266,8 @@ static void call_complete(const struct th_event *ev, const struct th_netinfo *ni
 	th_strlcpy(c->session, session, sizeof(c->session));
 	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
 	th_strlcpy(c->user_agent, ev->user_agent, sizeof(c->user_agent));
-	th_strlcpy(c->input_topic, ref ? ref->topic : NULL, sizeof(c->input_topic));
+	/* The end of a long path is the file's name: what traces the event. */
+	th_copy_utf8_tail(c->input_topic, sizeof(c->input_topic), ref ? ref->topic : NULL);
 }
 
 /* The role ARN of a session: sessionIssuer.arn, else rebuilt from the
