@@ -114,6 +114,20 @@ size_t th_copy_utf8(char *dst, size_t dst_size, const char *src)
 	return th_copy_utf8n(dst, dst_size, src, SIZE_MAX);
 }
 
+size_t th_copy_utf8n_mark(char *dst, size_t dst_size, const char *src, size_t len)
+{
+	if (!src || strnlen(src, len) < dst_size)
+		return th_copy_utf8n(dst, dst_size, src, len);
+	size_t n = th_copy_utf8n(dst, dst_size - TH_CUT_MARK_LEN, src, len);
+	memcpy(dst + n, TH_CUT_MARK, TH_CUT_MARK_LEN + 1);
+	return n + TH_CUT_MARK_LEN;
+}
+
+size_t th_copy_utf8_mark(char *dst, size_t dst_size, const char *src)
+{
+	return th_copy_utf8n_mark(dst, dst_size, src, SIZE_MAX);
+}
+
 size_t th_copy_utf8_tail(char *dst, size_t dst_size, const char *src)
 {
 	size_t len = src ? strlen(src) : 0;
