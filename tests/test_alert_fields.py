@@ -165,3 +165,63 @@ def test_a_long_as_organisation_name_is_cut_visibly(tmp_path):
            "Recherche (RITER)")
     assert rec["as_org"] == alert["as_org"]
     assert_cut(alert["as_org"], org + " - " + org, 95)
+
+
+def killed_after_spooling(state, *extra):
+    """A `scan --state` run that spooled its alert (committed it, with its
+    events read from a pipe that stays open), then was killed with -9."""
+    import signal
+    import time
+    cmd = [BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
+           "--state", str(state), "--jobs", "1", "--batch", "1"] + list(extra) + ["-"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    p.stdin.write(story())
+    p.stdin.flush()
+    spool = state / "alerts.pending"
+    for _ in range(600):  # a wait for a file, not a timing assertion
+        if spool.exists() and spool.stat().st_size > 0 and p.poll() is None:
+            break
+        time.sleep(0.1)
+    assert spool.stat().st_size > 0, "the run never spooled its alert"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stdin.close()
+
+
+def resume(state, tmp_path):
+    empty = tmp_path / "nothing.jsonl"
+    empty.write_bytes(b"")
+    avro_out = tmp_path / "resumed.avro"
+    p = subprocess.run([BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
+                        "--state", str(state), "--jobs", "1", "--avro-out", str(avro_out),
+                        str(empty)], capture_output=True)
+    assert p.returncode == 1, p.stderr.decode()
+    (line,) = p.stdout.decode().splitlines()  # the killed run's alert, delivered now
+    return json.loads(line), avro_out.read_bytes(), p.stderr.decode()
+
+
+def test_a_resumed_alert_missing_from_the_avro_output_is_reported(tmp_path):
+    # the killed run had no --avro-out: its alert can reach the JSON output
+    # only, and the run that delivers it says so rather than hand a router
+    # an Avro file one alert short
+    state = tmp_path / "state"
+    killed_after_spooling(state)
+    alert, avro, err = resume(state, tmp_path)
+    assert alert["variation"] == 2
+    assert avro == b""
+    assert "1 alert(s) in the JSON output only" in err, err
+
+
+def test_a_resumed_alert_with_its_avro_is_in_both_outputs(tmp_path):
+    # the twin: the killed run wrote Avro too, so both outputs have the alert
+    state = tmp_path / "state"
+    killed_after_spooling(state, "--avro-out", str(tmp_path / "killed.avro"))
+    alert, avro, err = resume(state, tmp_path)
+    (n,) = struct.unpack(">I", avro[:4])
+    assert len(avro) == 4 + n
+    with open(AVSC) as f:
+        schema = fastavro.parse_schema(json.load(f))
+    rec = fastavro.schemaless_reader(io.BytesIO(avro[4 + 5:]), schema)
+    assert rec["alert_id"] == alert["alert_id"]
+    assert "JSON output only" not in err, err
