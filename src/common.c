@@ -116,8 +116,13 @@ size_t th_copy_utf8(char *dst, size_t dst_size, const char *src)
 
 size_t th_copy_utf8n_mark(char *dst, size_t dst_size, const char *src, size_t len)
 {
-	if (!src || strnlen(src, len) < dst_size)
-		return th_copy_utf8n(dst, dst_size, src, len);
+	/* Only as far as the room: the common case is one short scan and a copy. */
+	size_t have = src ? strnlen(src, len < dst_size ? len : dst_size) : 0;
+	if (have < dst_size) {
+		memcpy(dst, src ? src : "", have);
+		dst[have] = '\0';
+		return have;
+	}
 	size_t n = th_copy_utf8n(dst, dst_size - TH_CUT_MARK_LEN, src, len);
 	memcpy(dst + n, TH_CUT_MARK, TH_CUT_MARK_LEN + 1);
 	return n + TH_CUT_MARK_LEN;
