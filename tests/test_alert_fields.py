@@ -225,3 +225,34 @@ def test_a_resumed_alert_with_its_avro_is_in_both_outputs(tmp_path):
     rec = fastavro.schemaless_reader(io.BytesIO(avro[4 + 5:]), schema)
     assert rec["alert_id"] == alert["alert_id"]
     assert "JSON output only" not in err, err
+
+
+def test_a_nul_escape_does_not_cut_the_user_agent(tmp_path):
+    # "\u0000" is legal JSON; read into a C string it ended the user agent
+    # there, so the alert showed "aws-cli/2.15.30 " and the Lambda claim
+    # after it was never seen (variation 2 instead of 1)
+    ua = "aws-cli/2.15.30 \u0000 exec-env/AWS_Lambda_python3.12"
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(story(userAgent=ua))
+    p = subprocess.run([BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
+                        str(events)], capture_output=True)
+    assert p.returncode == 1, p.stderr.decode()
+    (alert,) = [json.loads(l) for l in p.stdout.decode().splitlines()]
+    assert alert["user_agent"] == ua.replace("\u0000", "\ufffd")
+    assert alert["variation"] == 1, alert["evidence"]
+
+
+def test_a_nul_escape_never_makes_a_source_a_service_name(tmp_path):
+    # spec v2: only names as AWS writes them are services; this one was read
+    # as "lambda.amazonaws.com" and the call excluded, with no alert and
+    # nothing counted
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(story(sourceIPAddress="lambda.amazonaws.com\u0000159.203.45.77"))
+    summary = tmp_path / "summary.json"
+    p = subprocess.run([BIN, "scan", "--no-progress", "--asn-db", ASN, "--aws-ranges", RANGES,
+                        "--summary-json", str(summary), str(events)], capture_output=True)
+    assert p.returncode == 1, p.stderr.decode()
+    (alert,) = [json.loads(l) for l in p.stdout.decode().splitlines()]
+    assert alert["network"] == "unrecognised" and alert["asn"] == 0
+    assert alert["source_ip"] == "lambda.amazonaws.com\ufffd159.203.45.77"
+    assert json.loads(summary.read_text())["detector"]["source_unrecognised"] == 1
