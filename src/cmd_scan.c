@@ -1001,7 +1001,9 @@ static int merge_alerts(struct scan *s, struct merged *m)
 		if (!s->out_err && fwrite(p->json.p + ab->json_off, 1, ab->json_len, stdout) !=
 					   ab->json_len)
 			s->out_err = errno ? errno : EIO;
-		if (s->avro_out &&
+		/* None (said above): with no Avro at all the blob has no buffer,
+		 * and fwrite of NULL is undefined even for 0 bytes. */
+		if (s->avro_out && ab->avro_len &&
 		    fwrite(p->avro_blob.p + ab->avro_off, 1, ab->avro_len, s->avro_out) !=
 			    ab->avro_len)
 			return TH_EIO;
