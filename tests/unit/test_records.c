@@ -876,7 +876,8 @@ static void test_marked_copies_cut_on_boundaries_and_say_so(void **state)
 			kept = got - TH_CUT_MARK_LEN;
 			assert_int_equal(kept % cl, 0);
 			assert_true(kept + cl > size - 1 - TH_CUT_MARK_LEN);
-			assert_memory_equal(dst + TH_CUT_MARK_LEN, src + n - kept, kept); /* the end */
+			/* the end */
+			assert_memory_equal(dst + TH_CUT_MARK_LEN, src + n - kept, kept);
 		}
 	}
 	/* what fits is copied as it is, to the last byte of room */
