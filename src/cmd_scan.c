@@ -980,18 +980,30 @@ static int merge_alerts(struct scan *s, struct merged *m)
 	qsort(m->v, m->n, sizeof(*m->v), cmp_abuf);
 	/* A run killed between its spool write and its commit raises the
 	 * spooled alerts again: the same bytes, written once. */
-	size_t k = 0;
+	size_t k = 0, json_only = 0;
 	for (size_t i = 0; i < m->n; i++)
 		if (!k || cmp_abuf_ctx_less(&m->v[k - 1], &m->v[i], s) != 0)
 			m->v[k++] = m->v[i];
 	m->n = k;
+	/* A spooled alert of a killed run without --avro-out has only its
+	 * JSON (the Avro is encoded when the alert is raised): said, so the
+	 * two outputs never differ unnoticed. */
+	for (size_t i = 0; s->avro_out && i < m->n; i++)
+		json_only += !m->v[i].avro_len;
+	if (json_only)
+		fprintf(stderr,
+			"trailhound scan: %zu alert(s) in the JSON output only: raised by an "
+			"interrupted run without --avro-out, delivered now from its spool\n",
+			json_only);
 	for (size_t i = 0; i < m->n; i++) {
 		const struct abuf *ab = &m->v[i];
 		const struct part *p = &s->parts[ab->part];
 		if (!s->out_err && fwrite(p->json.p + ab->json_off, 1, ab->json_len, stdout) !=
 					   ab->json_len)
 			s->out_err = errno ? errno : EIO;
-		if (s->avro_out &&
+		/* None (said above): with no Avro at all the blob has no buffer,
+		 * and fwrite of NULL is undefined even for 0 bytes. */
+		if (s->avro_out && ab->avro_len &&
 		    fwrite(p->avro_blob.p + ab->avro_off, 1, ab->avro_len, s->avro_out) !=
 			    ab->avro_len)
 			return TH_EIO;

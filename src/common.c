@@ -114,6 +114,42 @@ size_t th_copy_utf8(char *dst, size_t dst_size, const char *src)
 	return th_copy_utf8n(dst, dst_size, src, SIZE_MAX);
 }
 
+size_t th_copy_utf8n_mark(char *dst, size_t dst_size, const char *src, size_t len)
+{
+	/* Only as far as the room: the common case is one short scan and a copy. */
+	size_t have = src ? strnlen(src, len < dst_size ? len : dst_size) : 0;
+	if (have < dst_size) {
+		memcpy(dst, src ? src : "", have);
+		dst[have] = '\0';
+		return have;
+	}
+	size_t n = th_copy_utf8n(dst, dst_size - TH_CUT_MARK_LEN, src, len);
+	memcpy(dst + n, TH_CUT_MARK, TH_CUT_MARK_LEN + 1);
+	return n + TH_CUT_MARK_LEN;
+}
+
+size_t th_copy_utf8_mark(char *dst, size_t dst_size, const char *src)
+{
+	return th_copy_utf8n_mark(dst, dst_size, src, SIZE_MAX);
+}
+
+size_t th_copy_utf8_tail(char *dst, size_t dst_size, const char *src)
+{
+	size_t len = src ? strlen(src) : 0;
+	if (len < dst_size)
+		return th_copy_utf8(dst, dst_size, src);
+	size_t keep = dst_size - 1 - TH_CUT_MARK_LEN;
+	const unsigned char *s = (const unsigned char *)src + (len - keep);
+	/* Start on a character: continuation bytes of one cut in two are left
+	 * out with the rest (at most 3 follow a lead byte). */
+	for (int i = 0; i < 3 && keep && (*s & 0xC0) == 0x80; i++, s++)
+		keep--;
+	memcpy(dst, TH_CUT_MARK, TH_CUT_MARK_LEN);
+	memcpy(dst + TH_CUT_MARK_LEN, s, keep);
+	dst[TH_CUT_MARK_LEN + keep] = '\0';
+	return TH_CUT_MARK_LEN + keep;
+}
+
 void th_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 {
 	va_list ap;

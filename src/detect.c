@@ -271,16 +271,18 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 {
 	(void)d;
 	(void)session;
-	th_strlcpy(c->event_name, ev->event_name, sizeof(c->event_name));
-	th_strlcpy(c->event_source, ev->event_source, sizeof(c->event_source));
-	th_strlcpy(c->aws_region, ev->aws_region, sizeof(c->aws_region));
-	th_strlcpy(c->source_ip, ev->source_ip, sizeof(c->source_ip));
+	/* Fields an alert names: a value too long for its field (only a string
+	 * AWS does not write, or a user agent) ends in a mark that says so. */
+	th_copy_utf8_mark(c->event_name, sizeof(c->event_name), ev->event_name);
+	th_copy_utf8_mark(c->event_source, sizeof(c->event_source), ev->event_source);
+	th_copy_utf8_mark(c->aws_region, sizeof(c->aws_region), ev->aws_region);
+	th_copy_utf8_mark(c->source_ip, sizeof(c->source_ip), ev->source_ip);
 	/* The event id, session, user agent and input name matter only for
 	 * remote calls (held or judged, and named in alerts): call_complete()
 	 * copies them then. Copying them for every inside call was a tenth of
 	 * the detector's work on a Lambda-heavy stream. */
 	c->event_id[0] = c->session[0] = c->user_agent[0] = '\0';
-	th_strlcpy(c->vpce_id, ev->vpc_endpoint_id, sizeof(c->vpce_id));
+	th_copy_utf8_mark(c->vpce_id, sizeof(c->vpce_id), ev->vpc_endpoint_id);
 	th_strlcpy(c->vpce_account, ev->vpc_endpoint_account_id, sizeof(c->vpce_account));
 	c->input_topic[0] = '\0';
 	c->input_partition = ref ? ref->partition : -1;
@@ -307,15 +309,20 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 	c->net_kind = (uint8_t)ni->kind;
 }
 
+_Static_assert(sizeof(((struct th_call *)0)->as_org) >= sizeof(((struct th_netinfo *)0)->as_org),
+	       "an AS name fits the call as enrichment gave it (marked there when cut)");
+
 static void call_complete(const struct th_event *ev, const struct th_netinfo *ni,
 			  const char *session, const struct th_input_ref *ref,
 			  struct th_call *c)
 {
-	th_strlcpy(c->event_id, ev->event_id, sizeof(c->event_id));
-	th_strlcpy(c->session, session, sizeof(c->session));
-	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org));
-	th_strlcpy(c->user_agent, ev->user_agent, sizeof(c->user_agent));
-	th_strlcpy(c->input_topic, ref ? ref->topic : NULL, sizeof(c->input_topic));
+	th_copy_utf8_mark(c->event_id, sizeof(c->event_id), ev->event_id);
+	th_copy_utf8_mark(c->session, sizeof(c->session), session);
+	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org)); /* cut (marked) by enrich if at all */
+	/* A user agent is the caller's to choose, of any length. */
+	th_copy_utf8_mark(c->user_agent, sizeof(c->user_agent), ev->user_agent);
+	/* The end of a long path is the file's name: what traces the event. */
+	th_copy_utf8_tail(c->input_topic, sizeof(c->input_topic), ref ? ref->topic : NULL);
 }
 
 /* The role ARN of a session: sessionIssuer.arn, else rebuilt from the

@@ -902,7 +902,8 @@ static void th_lookup_asn(const struct th_enrich *en, const struct sockaddr *sa,
 	}
 	if (MMDB_aget_value(&res.entry, &data, org_path) == MMDB_SUCCESS && data.has_data &&
 	    data.type == MMDB_DATA_TYPE_UTF8_STRING)
-		th_copy_utf8n(out->as_org, sizeof(out->as_org), data.utf8_string, data.data_size);
+		th_copy_utf8n_mark(out->as_org, sizeof(out->as_org), data.utf8_string,
+				   data.data_size);
 }
 
 static int th_asn_cmp(const void *pa, const void *pb)

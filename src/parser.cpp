@@ -260,7 +260,8 @@ inline size_t put_utf8(char *d, uint32_t cp)
  * CloudTrail's, writes exactly that for a caller's string holding a lone
  * surrogate (a request parameter, a header), so the caller would choose to
  * lose the event. Such an escape reads as U+FFFD, keeping every string valid
- * UTF-8. The unescaped form is never longer than the escaped one. */
+ * UTF-8, and so does "\u0000", keeping every string whole as a C string.
+ * The unescaped form is never longer than the escaped one. */
 long json_unescape(const char *raw, char *d, size_t cap)
 {
 	const char *p = raw;
@@ -312,7 +313,10 @@ long json_unescape(const char *raw, char *d, size_t cap)
 					p += 6;
 				}
 			}
-			if (cp >= 0xD800 && cp <= 0xDFFF)
+			/* "\u0000" is legal JSON, but a NUL would end the C string
+			 * there: "lambda.amazonaws.com\u0000…" read as a service
+			 * name, a user agent cut where its caller chose. */
+			if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0)
 				cp = 0xFFFD;
 			break;
 		}

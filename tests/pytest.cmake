@@ -2,7 +2,7 @@
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 foreach(t test_scan test_avro_python test_detect_v2 test_dedup_order test_backtest
     test_schema_evolution test_deploy test_architecture test_produce_cli test_kafka_locks
-    test_state_churn)
+    test_state_churn test_alert_fields)
   add_test(NAME py.${t}
     COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/${t}.py)
   set_tests_properties(py.${t} PROPERTIES LABELS e2e

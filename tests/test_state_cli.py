@@ -77,8 +77,9 @@ def avro_messages(path):
 
 
 def test_user_agent_cut_mid_character_stays_valid_utf8(tmp_path):
-    # "é" (2 bytes) occupies bytes 510-511: a 511-byte cut would split it
-    ua = "A" * 510 + "é" + "Z" * 100
+    # "é" (2 bytes) occupies bytes 507-508: the 508 bytes kept before the
+    # cut's 3-byte mark ("…") would split it
+    ua = "A" * 507 + "é" + "Z" * 100
     events = tmp_path / "events.jsonl"
     events.write_bytes(case_lines(user_agent=ua).encode())
     avro_out = tmp_path / "alerts.avro"
@@ -86,12 +87,12 @@ def test_user_agent_cut_mid_character_stays_valid_utf8(tmp_path):
     assert p.returncode == 1, p.stderr.decode()
     text = p.stdout.decode("utf-8", errors="strict")  # raises on invalid UTF-8
     (alert,) = [json.loads(l) for l in text.splitlines()]
-    assert alert["user_agent"] == "A" * 510  # cut before the character, not inside it
+    assert alert["user_agent"] == "A" * 507 + "…"  # cut before the character, not inside it
     with open(AVSC) as f:
         schema = fastavro.parse_schema(json.load(f))
     (msg,) = avro_messages(avro_out)
     rec = fastavro.schemaless_reader(io.BytesIO(msg[5:]), schema)  # strict UTF-8 decode
-    assert rec["user_agent"] == "A" * 510
+    assert rec["user_agent"] == "A" * 507 + "…"
 
 
 def test_untrusted_store_is_reported_not_crashed(tmp_path):

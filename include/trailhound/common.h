@@ -97,6 +97,31 @@ size_t th_copy_utf8n(char *dst, size_t dst_size, const char *src, size_t len);
 /** @brief th_copy_utf8n() of the whole C string @p src. */
 size_t th_copy_utf8(char *dst, size_t dst_size, const char *src);
 
+/* What stands for the text a cut left out: U+2026 HORIZONTAL ELLIPSIS. */
+#define TH_CUT_MARK "\xe2\x80\xa6"
+#define TH_CUT_MARK_LEN 3
+
+/**
+ * @brief th_copy_utf8n(), but a cut says so: when the text does not fit,
+ *        its head is kept and TH_CUT_MARK ends it (alert fields: a reader
+ *        must not take a cut value for the event's own). @p dst_size must be
+ *        more than TH_CUT_MARK_LEN.
+ * @returns the number of bytes written (excluding the NUL).
+ */
+size_t th_copy_utf8n_mark(char *dst, size_t dst_size, const char *src, size_t len);
+
+/** @brief th_copy_utf8n_mark() of the whole C string @p src. */
+size_t th_copy_utf8_mark(char *dst, size_t dst_size, const char *src);
+
+/**
+ * @brief Copy the C string @p src, or, when it does not fit, TH_CUT_MARK
+ *        followed by as much of its end as fits, starting on a character
+ *        boundary: for a path, whose last component names the file.
+ *        @p dst_size must be more than TH_CUT_MARK_LEN.
+ * @returns the number of bytes written (excluding the NUL).
+ */
+size_t th_copy_utf8_tail(char *dst, size_t dst_size, const char *src);
+
 /**
  * @brief Length of the well-formed UTF-8 character at @p p (RFC 3629: no
  *        overlong forms, no surrogates, nothing above U+10FFFF), reading at

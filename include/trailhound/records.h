@@ -59,7 +59,9 @@ struct th_call {
 	char event_id[72], event_name[72], event_source[72], aws_region[32];
 	char source_ip[48], user_agent[512], vpce_id[40], vpce_account[16];
 	char session[128];
-	char input_topic[160];
+	/* A Kafka topic name has at most 249 characters; a longer input (a
+	 * scanned file's path) keeps its end, th_copy_utf8_tail(). */
+	char input_topic[256];
 	int64_t event_time_ms, creation_ms, input_offset;
 	int32_t input_partition;
 	uint32_t asn;

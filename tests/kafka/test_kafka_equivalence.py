@@ -52,6 +52,9 @@ def test_equivalence_with_scan(broker, topics, workers, sample):
         assert m.key == rec["account_id"].encode()
         assert m.headers["alert_name"] == rec["alert_name"].encode()
         assert m.headers["severity"] == rec["severity"].encode()
+        # and the rest docs/operations.md names: a router may route on them unread
+        assert m.headers["variation"] == str(rec["variation"]).encode()
+        assert m.headers["alert_id"] == rec["alert_id"].encode()
     # the generator's view of each case
     by_id = {rec["alert_id"]: rec for _, rec in alerts}
     for w in sample.expected:

@@ -899,6 +899,57 @@ static void test_copy_utf8_cuts_on_boundaries(void **state)
 	assert_string_equal(dst, "ab");
 }
 
+/* Alert fields: a cut keeps whole characters and says so with "…"; the head
+ * for text, the end (the file name) for a path. */
+static void test_marked_copies_cut_on_boundaries_and_say_so(void **state)
+{
+	static const char *const chars[] = {"e", "\xc3\xa9", "\xe6\x9d\xb1", "\xf0\x9f\xa6\x8a"};
+	char src[64], dst[32];
+	(void)state;
+	for (size_t ci = 0; ci < 4; ci++) {
+		size_t cl = strlen(chars[ci]), n = 0;
+		while (n + cl < sizeof(src)) {
+			memcpy(src + n, chars[ci], cl);
+			n += cl;
+		}
+		src[n] = '\0';
+		for (size_t size = TH_CUT_MARK_LEN + 1; size <= sizeof(dst); size++) {
+			size_t got = th_copy_utf8_mark(dst, size, src);
+			assert_int_equal(got, strlen(dst));
+			assert_true(got < size && th_utf8_valid(dst, got));
+			assert_string_equal(dst + got - TH_CUT_MARK_LEN, TH_CUT_MARK);
+			size_t kept = got - TH_CUT_MARK_LEN;
+			assert_int_equal(kept % cl, 0);                       /* whole characters */
+			assert_true(kept + cl > size - 1 - TH_CUT_MARK_LEN);  /* as many as fit */
+			assert_memory_equal(dst, src, kept);                  /* the head */
+
+			got = th_copy_utf8_tail(dst, size, src);
+			assert_int_equal(got, strlen(dst));
+			assert_true(got < size && th_utf8_valid(dst, got));
+			assert_memory_equal(dst, TH_CUT_MARK, TH_CUT_MARK_LEN);
+			kept = got - TH_CUT_MARK_LEN;
+			assert_int_equal(kept % cl, 0);
+			assert_true(kept + cl > size - 1 - TH_CUT_MARK_LEN);
+			/* the end */
+			assert_memory_equal(dst + TH_CUT_MARK_LEN, src + n - kept, kept);
+		}
+	}
+	/* what fits is copied as it is, to the last byte of room */
+	assert_int_equal(th_copy_utf8_mark(dst, 4, "abc"), 3);
+	assert_string_equal(dst, "abc");
+	assert_int_equal(th_copy_utf8_tail(dst, 4, "abc"), 3);
+	assert_string_equal(dst, "abc");
+	assert_int_equal(th_copy_utf8_mark(dst, sizeof(dst), NULL), 0);
+	assert_string_equal(dst, "");
+	assert_int_equal(th_copy_utf8_tail(dst, sizeof(dst), NULL), 0);
+	assert_string_equal(dst, "");
+	/* an explicit length, as the ASN data gives one */
+	assert_int_equal(th_copy_utf8n_mark(dst, 5, "abcdefgh", 4), 4);
+	assert_string_equal(dst, "abcd");
+	assert_int_equal(th_copy_utf8n_mark(dst, 5, "abcdefgh", 5), 4);
+	assert_string_equal(dst, "a" TH_CUT_MARK);
+}
+
 static void test_utf8_validity(void **state)
 {
 	(void)state;
@@ -937,6 +988,7 @@ int main(void)
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_sighting_other_at_counts_only_earlier_other_keys),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
+		cmocka_unit_test(test_marked_copies_cut_on_boundaries_and_say_so),
 		cmocka_unit_test(test_utf8_validity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
