@@ -312,15 +312,16 @@ static void call_from_event(struct th_detector *d, const struct th_event *ev,
 _Static_assert(sizeof(((struct th_call *)0)->as_org) >= sizeof(((struct th_netinfo *)0)->as_org),
 	       "an AS name fits the call as enrichment gave it (marked there when cut)");
 
-static void call_complete(const struct th_event *ev, const struct th_netinfo *ni,
-			  const char *session, const struct th_input_ref *ref,
-			  struct th_call *c)
+static void call_complete(const struct th_detector *d, const struct th_event *ev,
+			  const struct th_netinfo *ni, const char *session,
+			  const struct th_input_ref *ref, struct th_call *c)
 {
 	th_copy_utf8_mark(c->event_id, sizeof(c->event_id), ev->event_id);
 	th_copy_utf8_mark(c->session, sizeof(c->session), session);
 	th_strlcpy(c->as_org, ni->as_org, sizeof(c->as_org)); /* cut (marked) by enrich if at all */
-	/* A user agent is the caller's to choose, of any length. */
-	th_copy_utf8_mark(c->user_agent, sizeof(c->user_agent), ev->user_agent);
+	/* A user agent is the caller's to choose, of any length; the variation
+	 * is decided on this copy (a held use later, from the store). */
+	th_detect_keep_user_agent(d, c->user_agent, sizeof(c->user_agent), ev->user_agent);
 	/* The end of a long path is the file's name: what traces the event. */
 	th_copy_utf8_tail(c->input_topic, sizeof(c->input_topic), ref ? ref->topic : NULL);
 }
@@ -414,7 +415,7 @@ static int process_call(struct th_detector *d, const struct th_event *ev, const 
 		}
 	} else if (vd == NET_REMOTE) {
 		d->stats.remote_uses++;
-		call_complete(ev, ni, session, ref, c);
+		call_complete(d, ev, ni, session, ref, c);
 		/* A key tied to a function by its session name alone is decided at
 		 * once, as the function's token: holding it until an AssumeRole
 		 * might arrive would delay a real stolen key's alert by up to the

@@ -151,9 +151,68 @@ const char *th_detect_ua_lambda_claim(const struct th_detector *d, const char *u
 	return NULL;
 }
 
+/* What ua_cli_family() looks for besides the configured command-line tools:
+ * an SDK inside Lambda appends it. */
+#define UA_EXEC_ENV "exec-env/"
+
+/* A marker's word kept after a cut: the marker and what follows it up to
+ * the next space (its version, the runtime), at most this long. */
+#define UA_WORD_MAX 64
+/* Room for the kept words; the head gets the rest of the field. */
+#define UA_WORDS_MAX 192
+
+/* Appends the word of marker @p m to @p words when @p ua holds it ending
+ * past @p head_min (shorter heads keep it whole), and it is not there yet. */
+static void keep_marker(const char *ua, const char *m, size_t head_min, char *words, size_t *n)
+{
+	size_t ml = strlen(m);
+	const char *at = ml ? strstr(ua, m) : NULL;
+	if (!at || (size_t)(at - ua) + ml <= head_min)
+		return;
+	size_t wl = strcspn(at, " ");
+	if (wl > UA_WORD_MAX)
+		wl = ml > UA_WORD_MAX ? ml : UA_WORD_MAX;
+	/* a marker that no longer fits is dropped whole, never cut (a cut
+	 * marker would not match, nor could it match what the value lacks) */
+	if (ml > wl || *n + 1 + wl >= UA_WORDS_MAX)
+		return;
+	char word[UA_WORDS_MAX];
+	size_t cut = th_copy_utf8n(word, sizeof(word), at, wl);
+	if (cut < ml)
+		return;
+	words[*n] = ' ';
+	memcpy(words + *n + 1, word, cut + 1);
+	if (strstr(words, word) != words + *n + 1)
+		words[*n] = '\0'; /* kept already */
+	else
+		*n += 1 + cut;
+}
+
+void th_detect_keep_user_agent(const struct th_detector *d, char *dst, size_t size, const char *ua)
+{
+	size_t len = ua ? strlen(ua) : 0;
+	if (len < size || size <= UA_WORDS_MAX + TH_CUT_MARK_LEN + 1) {
+		th_copy_utf8_mark(dst, size, ua);
+		return;
+	}
+	/* A marker ending within this many bytes is kept by any head. */
+	size_t head_min = size - 1 - TH_CUT_MARK_LEN - UA_WORDS_MAX, n = 0;
+	char words[UA_WORDS_MAX] = "";
+	/* in the order they decide: a Lambda claim (variation 1) first */
+	for (int i = 0; i < d->conf.n_lambda_user_agents; i++)
+		keep_marker(ua, d->conf.lambda_user_agents[i], head_min, words, &n);
+	keep_marker(ua, UA_EXEC_ENV, head_min, words, &n);
+	/* an anchored one ('^') is judged at the start, which every head keeps */
+	for (int i = 0; i < d->conf.n_cli_user_agents; i++)
+		if (d->conf.cli_user_agents[i][0] != '^')
+			keep_marker(ua, d->conf.cli_user_agents[i], head_min, words, &n);
+	size_t h = th_copy_utf8n_mark(dst, size - n, ua, len);
+	memcpy(dst + h, words, n + 1);
+}
+
 static const char *ua_cli_family(const struct th_detector *d, const char *ua)
 {
-	if (!ua || strstr(ua, "exec-env/"))
+	if (!ua || strstr(ua, UA_EXEC_ENV))
 		return NULL;
 	for (int i = 0; i < d->conf.n_cli_user_agents; i++) {
 		const char *p = d->conf.cli_user_agents[i];

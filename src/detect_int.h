@@ -233,6 +233,11 @@ int th_detect_decide(struct th_detector *d, const char *acct, const char *akid,
 		     const char *why);
 
 const char *th_detect_ua_lambda_claim(const struct th_detector *d, const char *ua);
+/* Copies user agent @p ua into @p dst as th_copy_utf8_mark() does, but a
+ * cut one ends with every marker the user agents are judged by that the
+ * whole value holds: judged on the copy, it decides as the whole would. */
+void th_detect_keep_user_agent(const struct th_detector *d, char *dst, size_t size,
+			       const char *ua);
 
 /* detect_learn.c: what events teach */
 /* What processing a call knows of its role and key: loaded from the working

@@ -458,3 +458,58 @@ def test_issuance_without_region_of_a_known_role(tmp_path, session, region):
     alerts, _ = scan(tmp_path, [baseline_event()] + function_token() + [iss, use])
     assert verdicts(alerts) == [(4, "Informational", use["eventID"])]
     assert alerts[0]["history"]["origin"] == "issued-by-lambda"
+
+
+# ---- a user agent of any length decides as a whole ----
+
+# Padding a caller may put before what names its tool: longer than the
+# field a call keeps (511 bytes), as an SDK's appended metadata can be.
+UA_PADDING = "Boto3/1.34.69 " + " ".join("md/extension-%03d#1.0" % i for i in range(150))
+
+
+@pytest.mark.parametrize("order", ["issuance_first", "use_first"])
+@pytest.mark.parametrize("tail,want", [
+    (CLI, (2, "High")),
+    ("aws-cli/2.17.20 exec-env/AWS_Lambda_python3.12", (1, "High")),
+    ("awslambda-worker/1.0 rust/1.79", (1, "High")),
+], ids=["cli", "cli_in_lambda", "lambda_worker"])
+def test_a_marker_past_the_kept_user_agent_still_decides(tmp_path, order, tail, want):
+    """The variation is decided on the user agent a call keeps (511 bytes;
+    a held use is decided later from it), and a longer one was cut before
+    its end: padding put aws-cli/ past the cut, and a stolen key used from
+    the command line came out as V4 Informational instead of V2 High (the
+    Lambda claims likewise). The kept copy now ends with every marker the
+    whole value holds."""
+    key = "ASIAFUNCORDERS000001"
+    ua = UA_PADDING + " " + tail
+    assert len(ua) > 1024
+    use = call(key, "orders", ts(DAY, 10, 20), DO, ua=ua)
+    evs = function_token() + [use] if order == "issuance_first" else [use] + function_token()
+    alerts, _ = scan(tmp_path, [baseline_event()] + evs)
+    assert verdicts(alerts) == [want + (use["eventID"],)]
+    kept = alerts[0]["user_agent"]
+    assert kept.startswith(UA_PADDING[:200]) and len(kept.encode()) <= 511, kept
+    assert tail.split(" ")[0] in kept, kept
+
+
+@pytest.mark.parametrize("order", ["issuance_first", "use_first"])
+def test_twin_long_user_agent_without_a_marker(tmp_path, order):
+    key = "ASIAFUNCORDERS000001"
+    use = call(key, "orders", ts(DAY, 10, 20), DO, ua=UA_PADDING + " " + BOTO)
+    evs = function_token() + [use] if order == "issuance_first" else [use] + function_token()
+    alerts, _ = scan(tmp_path, [baseline_event()] + evs)
+    assert verdicts(alerts) == [(4, "Informational", use["eventID"])]
+
+
+@pytest.mark.parametrize("order", ["issuance_first", "use_first"])
+def test_exec_env_past_the_kept_user_agent_still_counts(tmp_path, order):
+    """aws-cli/ at the start and exec-env/ past the cut: the SDK runs inside
+    Lambda, so the call claims Lambda's runtime (V1); cut before exec-env/
+    it read as a command line from outside (V2)."""
+    key = "ASIAFUNCORDERS000001"
+    use = call(key, "orders", ts(DAY, 10, 20), DO,
+               ua=CLI + " " + UA_PADDING + " exec-env/AWS_Lambda_python3.12")
+    evs = function_token() + [use] if order == "issuance_first" else [use] + function_token()
+    alerts, _ = scan(tmp_path, [baseline_event()] + evs)
+    assert verdicts(alerts) == [(1, "High", use["eventID"])]
+    assert alerts[0]["user_agent"].startswith(CLI)
