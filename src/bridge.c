@@ -633,7 +633,9 @@ static void sink_reject(void *ctx, enum th_reject why, const char *detail, const
 	char off[32];
 	snprintf(off, sizeof(off), "%" PRIu64, offset);
 	b->f_rejects++;
-	th_metrics_reject(why);
+	/* counted when the file's transaction commits: an aborted file is read
+	 * again (the next receive), and its rejects with it */
+	th_metrics_staged_reject(why);
 	th_log_debug("bridge", "s3://%s/%s: byte %" PRIu64 ": rejected (%s): %s", b->obj->bucket,
 		     b->obj->key, offset, th_reject_name(why), detail);
 	/* the worker's dead-letter rule: original bytes, reason headers */
@@ -882,10 +884,13 @@ static enum outcome publish_file(struct bridge *b, const struct th_s3_obj *o, ch
 		b->st->rejected += b->f_rejects;
 		th_log_info("bridge", "s3://%s/%s: %" PRIu64 " events, %" PRIu64 " rejected",
 			    o->bucket, o->key, b->f_events, b->f_rejects);
+		th_metrics_staged_commit();
 	} else {
 		snprintf(why, why_size, "transaction %s", out == F_FATAL ? "failed" : "aborted");
 	}
 cleanup:
+	if (out != F_PUBLISHED)
+		th_metrics_staged_discard(); /* nothing of the file is visible */
 	th_input_close(in);
 	th_aws_resp_free(&r);
 	if (fd >= 0)

@@ -75,7 +75,7 @@ void th_metrics_alert(int variation, const char *severity);
  * report alerts and dead letters no read_committed consumer ever sees.
  * Staged ones wait in a tally until th_metrics_staged_commit() adds them to
  * the counters or th_metrics_staged_discard() drops them (the abort). One
- * thread only (the worker's loop).
+ * thread only (the worker's loop, or the bridge's).
  */
 void th_metrics_staged_alert(int variation, const char *severity);
 void th_metrics_staged_reject(enum th_reject why);

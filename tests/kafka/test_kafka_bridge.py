@@ -606,11 +606,21 @@ def run_scraped(env, *extra, idle):
 def test_bridge_corrupt_gzip_dead_lettered(env, events):
     """A truncated .json.gz is retried until bridge_max_receives, then
     dead-lettered with its reason; the good file beside it is published. The
-    bridge's /metrics counts both files' outcomes as they happened."""
+    bridge's /metrics counts both files' outcomes as they happened, and a
+    rejected record once it is committed: the good file's one, once; not the
+    bad file's, read (and dead-lettered, in the aborted transactions) on each
+    of its three receives (a build that counted at send said 4)."""
     bad = env.key()
-    good = gzip.compress(json.dumps({"Records": events[0:100]}).encode())
-    env.s3.put_object(Bucket=env.bucket, Key=bad, Body=good[:len(good) // 2])  # truncated
-    env.upload(env.key(account="999900001111"), events[100:150])
+    # a record that is not an object: rejected (not_cloudtrail) where it stands,
+    # near the start of both files. The bad file is cut 64 bytes before its
+    # end, and large (~3,000 records), so its reading reaches the record (the
+    # input reads MBs ahead of framing) before it fails.
+    good = gzip.compress(json.dumps(
+        {"Records": events[0:1] + [42] + events[1:100] * 30}).encode())
+    env.s3.put_object(Bucket=env.bucket, Key=bad, Body=good[:-64])  # truncated
+    env.s3.put_object(Bucket=env.bucket, Key=env.key(account="999900001111"),
+                      Body=gzip.compress(json.dumps(
+                          {"Records": events[100:101] + [42] + events[101:150]}).encode()))
     p, m = run_scraped(env, "--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=3",
                        idle=10000)
     assert p.returncode == 0, p.stderr
@@ -618,6 +628,8 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     assert (f("published"), f("unreadable"), f("skipped")) == (1, 3, 0), m
     assert m.get("trailhound_bridge_dead_lettered_total") == 1, m
     assert m.get("trailhound_events_parsed_total") == 50, m
+    rejects = {k: v for k, v in m.items() if k.startswith("trailhound_events_rejected_total") and v}
+    assert rejects == {'trailhound_events_rejected_total{reason="not_cloudtrail"}': 1}, rejects
     # the SQS messages: as many as the run's own end line counts, at least the
     # good file's once and the bad file's three receives
     end = [l for l in p.stderr.splitlines() if "files=" in l][-1]
@@ -637,10 +649,12 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     assert "left on the queue (receive 1 of 3)" in p.stderr
     assert "received 3 times: dead-lettered" in p.stderr
     dl = read_topic(env.broker, env.dlq)
-    assert len(dl) == 1
-    h = text_headers(dl[0])
-    assert h["reason"] == "file_unreadable" and h["source.key"] == bad, h
+    assert len(dl) == 2, [text_headers(r) for r in dl]
+    h = text_headers(next(r for r in dl if text_headers(r)["reason"] == "file_unreadable"))
+    assert h["source.key"] == bad, h
     assert "corrupt or truncated" in h["detail"]
+    rejected = [text_headers(r) for r in dl if text_headers(r)["reason"] == "not_cloudtrail"]
+    assert len(rejected) == 1 and rejected[0]["source.key"] != bad, rejected
     # nothing of the bad file, all of the good one
     assert_once_keyed(env, events[100:150])
     assert env.queue_depth() == 0
