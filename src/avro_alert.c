@@ -106,6 +106,7 @@ struct th_avro_alert {
 	int32_t schema_id;
 	int idx[F__COUNT];
 	int null_branch[F__COUNT], val_branch[F__COUNT]; /* unions only */
+	bool widened[F__COUNT]; /* a K_INT field a newer schema made long */
 	int sev[TH_ARRAY_SIZE(sev_names)];
 	struct extra_field extra[EXTRA_MAX];
 	int nextra;
@@ -248,7 +249,12 @@ static int resolve_fields(struct th_avro_alert *aa, char *errstr, size_t errstr_
 		fs[id] = s = deref(avro_schema_record_field_get_by_index(rs, aa->idx[id]));
 		switch (d->kind) {
 		case K_STR: ok = is_avro_string(s); break;
-		case K_INT: ok = is_avro_int32(s); break;
+		case K_INT:
+			/* int -> long is Avro's promotion, allowed by the evolution
+			 * rules (docs/operations.md): write the newer schema's long */
+			aa->widened[id] = is_avro_int64(s);
+			ok = is_avro_int32(s) || aa->widened[id];
+			break;
 		case K_LONG: ok = is_avro_int64(s); break;
 		case K_RECORD: ok = is_avro_record(s); break;
 		case K_OPT_STR: ok = resolve_union(aa, id, s, AVRO_STRING); break;
@@ -419,8 +425,8 @@ static void put_long(struct fill *f, avro_value_t *rec, enum fid id, int64_t n, 
 		return;
 	if (fdesc[id].kind == K_OPT_LONG && !branch(f, id, &v, present))
 		return;
-	f->err = fdesc[id].kind == K_INT ? avro_value_set_int(&v, (int32_t)n)
-					 : avro_value_set_long(&v, n);
+	f->err = fdesc[id].kind == K_INT && !f->aa->widened[id] ? avro_value_set_int(&v, (int32_t)n)
+								: avro_value_set_long(&v, n);
 	if (f->err)
 		f->bad = id;
 }

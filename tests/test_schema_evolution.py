@@ -388,3 +388,52 @@ def test_alert_schema_with_a_required_field_this_build_cannot_fill_is_refused_at
     assert p.returncode == 4, p.stderr
     assert "input.cluster" in p.stderr and "optional" in p.stderr, p.stderr
     assert not out.exists() or out.stat().st_size == 0
+
+
+def widened_schema(to="long"):
+    """A later alert.avsc whose int fields (variation, input.partition) became
+    `to`: "long" is Avro's promotion, which the evolution rules allow; "string"
+    is a type change they forbid."""
+    s = v1()
+    next(f for f in s["fields"] if f["name"] == "variation")["type"] = to
+    inp = next(f for f in s["fields"] if f["name"] == "input")["type"]
+    next(f for f in inp["fields"] if f["name"] == "partition")["type"] = to
+    return s
+
+
+def test_alert_schema_that_widens_an_int_to_long_is_written(alerts_v1, sample_events,
+                                                            tmp_path):
+    """`alert_schema` set to a newer schema that promotes variation and
+    input.partition from int to long (allowed: docs/operations.md): every
+    alert is written, read back with that schema by fastavro: the same
+    alerts as this build's own schema gives. (The build refused it at start:
+    "field variation has the wrong type".) Such a schema is BACKWARD
+    compatible only: its readers read old alerts, old readers cannot read
+    its longs."""
+    wide = widened_schema()
+    assert resolves(wide, v1()) and not resolves(v1(), wide)
+    path = tmp_path / "alert-wide.avsc"
+    path.write_text(json.dumps(wide))
+    out = tmp_path / "alerts.avro"
+    p = scan_avro(sample_events, out, "alert_schema=" + str(path))
+    assert p.returncode == 1, p.stderr   # 1: alerts raised, none failed
+    got = {r["alert_id"]: r for r in (decode(b, wide) for _, b in framed(out.read_bytes()))}
+    want = {r["alert_id"]: r for r in (decode(b, v1()) for b in alerts_v1)}
+    assert want and got == want
+    # and a reader of the newer schema reads the alerts of this build's own
+    # schema (int -> long): a rolling upgrade's mix
+    assert [decode(b, v1(), wide) for b in alerts_v1[:3]] == [
+        decode(b, v1()) for b in alerts_v1[:3]]
+
+
+def test_alert_schema_that_changes_an_int_to_string_is_refused_at_start(sample_events,
+                                                                        tmp_path):
+    """The twin: a type change that is no promotion (int -> string) is refused
+    before any event is read (exit 4), naming the field."""
+    path = tmp_path / "alert-bad.avsc"
+    path.write_text(json.dumps(widened_schema("string")))
+    out = tmp_path / "alerts.avro"
+    p = scan_avro(sample_events, out, "alert_schema=" + str(path))
+    assert p.returncode == 4, p.stderr
+    assert "field variation has the wrong type" in p.stderr, p.stderr
+    assert not out.exists() or out.stat().st_size == 0
