@@ -61,11 +61,11 @@ void th_detect_token_record_use(const struct th_detector *d, struct th_token *t,
 	const char *svc = c->event_source;
 	const char *dot = strstr(svc, ".amazonaws.com");
 	size_t sl = dot ? (size_t)(dot - svc) : strlen(svc);
-	if (sl > 40)
-		sl = 40;
-	sl = th_copy_utf8n(name, sl + 1, svc, sl);
+	/* the service in at most 40 bytes, the name in the rest; a cut says so
+	 * (the names are evidence in the alert's history.api_calls) */
+	sl = th_copy_utf8n_mark(name, 41, svc, sl);
 	name[sl] = ':';
-	th_copy_utf8(name + sl + 1, sizeof(name) - sl - 1, c->event_name);
+	th_copy_utf8_mark(name + sl + 1, sizeof(name) - sl - 1, c->event_name);
 	int oldest = -1;
 	for (int i = 0; i < t->n_calls; i++) {
 		if (strcmp(t->calls[i].name, name) == 0) {

@@ -256,3 +256,29 @@ def test_a_nul_escape_never_makes_a_source_a_service_name(tmp_path):
     assert alert["network"] == "unrecognised" and alert["asn"] == 0
     assert alert["source_ip"] == "lambda.amazonaws.com\ufffd159.203.45.77"
     assert json.loads(summary.read_text())["detector"]["source_unrecognised"] == 1
+
+
+def test_long_api_call_names_are_cut_visibly_in_the_history(tmp_path):
+    # the history's api_calls name each call "<service>:<eventName>" in 95
+    # bytes, the service in at most 40: a cut name must not pass for an API
+    # of that name (it was cut silently)
+    name = "GetObject" + "Attributes" * 12                  # 129 bytes
+    source = "a" * 50 + ".amazonaws.com"                    # a 50-byte service
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(story(eventName=name, eventSource=source))
+    alert, rec = scan_one(events, tmp_path)
+    (call,) = [c for c in alert["history"]["api_calls"] if c.startswith("a")]
+    svc, _, ev = call.partition(":")
+    assert_cut(svc, "a" * 50, 40)
+    assert_cut(call, svc + ":" + name, 95)
+    assert rec["history"]["api_calls"] == alert["history"]["api_calls"]
+
+
+def test_api_call_names_that_fit_are_whole(tmp_path):
+    # the twin: a 40-byte service and a name filling the 95 bytes exactly
+    source = "b" * 40 + ".amazonaws.com"
+    name = "N" * (95 - 41)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(story(eventName=name, eventSource=source))
+    alert, rec = scan_one(events, tmp_path)
+    assert "b" * 40 + ":" + name in alert["history"]["api_calls"], alert["history"]
