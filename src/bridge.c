@@ -399,8 +399,12 @@ static void broker_watch_stop(struct bridge *b)
 
 /* ---- the ledger ---- */
 
+/* ledger_catch_up()'s return when a stop signal came first */
+#define LEDGER_STOPPED 1
+
 /* Read what the ledger holds now (read_committed); at start until every
- * partition reached its end, later whatever has arrived. */
+ * partition reached its end, later whatever has arrived. 0, LEDGER_STOPPED
+ * or an error (TH_E*, b->errstr says what). */
 static int ledger_catch_up(struct bridge *b, bool to_end)
 {
 	int todo = 0, ret = 0;
@@ -420,9 +424,14 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 		for (int i = 0; i < asg->cnt; i++) {
 			int64_t lo = 0, hi = 0;
 			int32_t id = asg->elems[i].partition;
+			if (!*b->run) {
+				rd_kafka_topic_partition_list_destroy(asg);
+				free(done);
+				return LEDGER_STOPPED;
+			}
 			/* an empty partition need not report its end: done now */
-			if (rd_kafka_query_watermark_offsets(b->ledger, asg->elems[i].topic, id, &lo,
-							     &hi, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			if (th_kafka_watermarks(b->ledger, asg->elems[i].topic, id, &lo, &hi,
+						10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 			    lo == hi)
 				done[id] = true;
 			else
@@ -436,7 +445,11 @@ static int ledger_catch_up(struct bridge *b, bool to_end)
 		if (!m) {
 			if (!to_end)
 				break;
-			if (now_ms() > deadline || !*b->run) {
+			if (!*b->run) {
+				ret = LEDGER_STOPPED;
+				break;
+			}
+			if (now_ms() > deadline) {
 				th_errstr(b->errstr, sizeof(b->errstr),
 					  "ledger topic %s: not read to its end in 120 s",
 					  b->cf->bridge_ledger_topic);
@@ -1592,6 +1605,14 @@ int th_bridge_run(const struct th_config *cf, const struct th_bridge_opts *o,
 		b.keep_from_ms = now_ms() - cf->bridge_ledger_retention_ms;
 	b.next_prune_ms = now_ms() + 3600000;
 	int rc = ledger_open(&b);
+	if (rc == LEDGER_STOPPED) {
+		/* SIGTERM while the start reads the ledger (its broker slow or
+		 * away): a clean stop, as while waiting for the brokers above */
+		th_log_info("bridge", "stopped while reading the ledger %s",
+			    cf->bridge_ledger_topic);
+		ret = 0;
+		goto cleanup;
+	}
 	if (rc) {
 		fprintf(stderr, "trailhound bridge: %s\n", b.errstr);
 		ret = rc == TH_ECONFIG ? TH_ECONFIG : TH_EFATAL;

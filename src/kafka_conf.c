@@ -8,6 +8,7 @@
 #include "trailhound/kafka_conf.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "trailhound/log.h"
 
@@ -74,4 +75,40 @@ rd_kafka_conf_t *th_kafka_conf_new(const struct th_config *cf, const char *scope
 				   const char *const *defaults, char *errstr, size_t errstr_size)
 {
 	return th_kafka_conf_new_locked(cf, scope, defaults, NULL, NULL, errstr, errstr_size);
+}
+
+rd_kafka_resp_err_t th_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+					int64_t *lo, int64_t *hi, int timeout_ms)
+{
+	/* ListOffsets' timestamps -2 and -1 ask for the earliest and the latest
+	 * offset; one partition may not be named twice in a list, so two asks,
+	 * within the one timeout */
+	static const int64_t ask[2] = {-2 /* earliest */, -1 /* latest */};
+	int64_t *out[2] = {lo, hi};
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 2; i++) {
+		if (!out[i])
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		long spent = (t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L;
+		int left = timeout_ms - (int)spent;
+		if (left <= 0)
+			return RD_KAFKA_RESP_ERR__TIMED_OUT;
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+		if (!l)
+			return RD_KAFKA_RESP_ERR__FAIL;
+		rd_kafka_topic_partition_list_add(l, topic, partition)->offset = ask[i];
+		rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, l, left);
+		if (!err)
+			err = l->elems[0].err;
+		if (!err && l->elems[0].offset < 0)
+			err = RD_KAFKA_RESP_ERR__NO_OFFSET;
+		if (!err)
+			*out[i] = l->elems[0].offset;
+		rd_kafka_topic_partition_list_destroy(l);
+		if (err)
+			return err;
+	}
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
 }

@@ -374,8 +374,19 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *sto
 		if ((rc = th_state_wipe(p->st)))
 			goto out;
 		th_detector_reset(p->det);
-		err = rd_kafka_query_watermark_offsets(w->restorer, w->cf->changelog_topic,
-						       p->partition, &lo, &hi, QUERY_TIMEOUT_MS);
+		/* in 1 s asks, so that a stop signal is answered while the
+		 * changelog's leader does not (a rolling restart of the brokers) */
+		for (int waited = 1000;; waited += 1000) {
+			err = th_kafka_watermarks(w->restorer, w->cf->changelog_topic,
+						  p->partition, &lo, &hi, 1000);
+			if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || waited >= QUERY_TIMEOUT_MS ||
+			    !*w->run)
+				break;
+		}
+		if (err && !*w->run) {
+			*stopped = true; /* as a stop in the read below: nothing kept */
+			break;
+		}
 		if (err) {
 			th_log_err("restore", "%s[%d]: watermarks: %s", w->cf->changelog_topic,
 				   (int)p->partition, rd_kafka_err2str(err));
@@ -396,12 +407,12 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *sto
 			left++;
 		}
 	}
-	if (left && (err = rd_kafka_assign(w->restorer, tp))) {
+	if (left && !*stopped && (err = rd_kafka_assign(w->restorer, tp))) {
 		th_log_err("restore", "assign: %s", rd_kafka_err2str(err));
 		rc = TH_EKAFKA;
 		goto out;
 	}
-	while (left > 0) {
+	while (left > 0 && !*stopped) {
 		if (!*w->run) {
 			/* SIGTERM: a restore may take restore_timeout_ms; a
 			 * rolling deploy must not wait for it (or SIGKILL) */

@@ -24,6 +24,7 @@
 #include "trailhound/common.h"
 #include "trailhound/config.h"
 #include "trailhound/log.h"
+#include "child_log.h"
 
 enum { API_INIT_PRODUCER_ID = 22 };
 
@@ -135,6 +136,53 @@ static void test_stop_while_waiting_for_brokers_exits_0(void **state)
 	assert_int_equal(rc, 0);
 }
 
+/* SIGTERM while the start reads the ledger (the broker leading the ledger's
+ * partition is down, so the read cannot reach the end): a clean stop, 0,
+ * like a stop in init_transactions above. The bridge never returned:
+ * rd_kafka_query_watermark_offsets() ignores its timeout while the leader is
+ * unreachable (librdkafka #2588), so SIGTERM went unanswered until the
+ * broker came back; and a stop in the read loop exited 5. Two brokers: the
+ * transaction coordinator (1) is up. In a child, waited for 90 s. */
+static void test_stop_while_reading_the_ledger_exits_0(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_cluster_destroy(m->mc);
+	m->mc = rd_kafka_mock_cluster_new(m->rk, 2);
+	assert_non_null(m->mc);
+	const char *topics[] = {"in", "ledger", "dead"};
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(rd_kafka_mock_topic_create(m->mc, topics[i], 1, 1), 0);
+	assert_int_equal(rd_kafka_mock_partition_set_leader(m->mc, "ledger", 0, 2), 0);
+	assert_int_equal(rd_kafka_mock_coordinator_set(m->mc, "transaction", "bridge-1", 1), 0);
+	set(m, "brokers=%s", rd_kafka_mock_cluster_bootstraps(m->mc));
+	set(m, "bridge_ledger_retention=0"); /* read from the beginning: no lookup by time */
+	rd_kafka_mock_broker_set_down(m->mc, 2);
+	char path[] = "/tmp/th-test-bridge-log-XXXXXX", logs[1 << 16];
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the mock cluster's threads are the parent's: the child reaches
+		 * its listeners through the sockets it inherited */
+		dup2(fd, 2);
+		th_log_level = TH_LOG_INFO;
+		pthread_t t;
+		pthread_create(&t, NULL, stop_soon, m);
+		int rc = run_bridge(m);
+		fflush(stderr);
+		_exit(rc);
+	}
+	close(fd);
+	int status = 0;
+	bool ended = child_wait_and_read_log(pid, 90, &status, path, logs, sizeof(logs));
+	assert_true(ended); /* it stopped, within 90 s of a stop asked at 2 s */
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_non_null(strstr(logs, "stopped while reading the ledger"));
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -143,6 +191,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stop_while_reading_the_ledger_exits_0, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

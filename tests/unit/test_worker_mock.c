@@ -83,7 +83,12 @@ enum {
 	HOOK_COORDINATOR_DOWN,
 	HOOK_COORDINATOR_DOWN_THEN_STOP,
 	HOOK_STOP,
+	HOOK_CHANGELOG_DOWN_THEN_STOP, /* run_forked only */
 };
+
+/* run_forked()'s third broker: a partition moved to it is out of reach
+ * once it is down */
+#define SPARE 3
 
 /* The forked cases' stop: asked for STOP_AFTER_S after the second message,
  * well inside the hang's limit (2 x 1.5 s + 10 s), as a SIGTERM would (the
@@ -229,6 +234,21 @@ static void *stop_later(void *arg)
 	struct mock *m = arg;
 	sleep(STOP_AFTER_S);
 	fprintf(stderr, "asking the worker to stop\n");
+	m->run = 0;
+	th_watchdog_stop_requested();
+	return NULL;
+}
+
+/* The stop of HOOK_CHANGELOG_DOWN_THEN_STOP: once a restore has begun (the
+ * worker's gauge), a second into it. */
+static void *stop_while_restoring(void *arg)
+{
+	struct mock *m = arg;
+	for (int i = 0; i < 600 && th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING) == 0; i++)
+		usleep(100000);
+	sleep(1);
+	fprintf(stderr, "asking the worker to stop (restoring: %lld)\n",
+		(long long)th_metrics_get_gauge(TH_G_PARTITIONS_RESTORING));
 	m->run = 0;
 	th_watchdog_stop_requested();
 	return NULL;
@@ -644,6 +664,30 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 		if (hook_action == HOOK_STOP)
 			m->wo.exit_when_idle_ms = 0; /* it runs until the stop */
 		fprintf(stderr, "state_dir=%s\n", m->state_dir);
+		if (hook_action == HOOK_CHANGELOG_DOWN_THEN_STOP) {
+			/* a first run commits the input and its changelog; the
+			 * second runs in a new group, which has no committed
+			 * offset: the store is at another offset than the group's,
+			 * so the assignment restores from the changelog, whose
+			 * leader is then out of reach (a broker of a rolling
+			 * restart) */
+			m->wo.test_hook = NULL;
+			if (th_worker_run(&m->cf, &m->wo, &m->run))
+				_exit(3);
+			fprintf(stderr, "first run done (messages=%llu transactions=%llu): a new "
+					"group, the changelog's leader down\n",
+				(unsigned long long)m->stats.messages,
+				(unsigned long long)m->stats.transactions);
+			set(m, "group_id=g2");
+			rd_kafka_mock_coordinator_set(m->mc, "group", "g2", GROUP_COORDINATOR);
+			rd_kafka_mock_partition_set_leader(m->mc, "changelog", 0, SPARE);
+			rd_kafka_mock_broker_set_down(m->mc, SPARE);
+			m->wo.exit_when_idle_ms = 0;
+			th_log_level = TH_LOG_INFO; /* the restore's lines */
+			pthread_t t;
+			pthread_create(&t, NULL, stop_while_restoring, m);
+			pthread_detach(t);
+		}
 		th_watchdog_set_stop_limit(STOP_LIMIT_MS);
 		if (th_watchdog_start(5))
 			_exit(3);
@@ -724,6 +768,27 @@ static void test_stop_with_brokers_up_is_clean(void **state)
 	assert_non_null(strstr(log, "worker returned 0"));
 }
 
+/* A stop while a restore waits for the changelog's leader, whose broker is
+ * down: the worker stops at once, keeping nothing of the restore (exit 0).
+ * rd_kafka_query_watermark_offsets() never returned while the leader was
+ * unreachable, whatever its timeout (librdkafka #2588): the stop went
+ * unanswered until the stop limit ended the worker with 5 (and without a
+ * stop, the worker sat there, its liveness probe failing, until the broker
+ * came back). */
+static void test_stop_while_a_restore_waits_for_the_changelog_leader(void **state)
+{
+	static char log[1 << 20];
+	(void)state;
+	int rc = run_forked(HOOK_CHANGELOG_DOWN_THEN_STOP, log, sizeof(log));
+	assert_non_null(strstr(log, "the changelog's leader down"));
+	assert_non_null(strstr(log, "asking the worker to stop (restoring: 1)"));
+	assert_null(strstr(log, "[watchdog]"));
+	assert_non_null(strstr(log, "group committed"));
+	assert_non_null(strstr(log, "restoring"));
+	assert_non_null(strstr(log, "stopped after 0 state records"));
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -751,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_hung_send_offsets_exits_5),
 		cmocka_unit_test(test_stop_during_a_hang_ends_at_the_stop_limit),
 		cmocka_unit_test(test_stop_with_brokers_up_is_clean),
+		cmocka_unit_test(test_stop_while_a_restore_waits_for_the_changelog_leader),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))
