@@ -24,6 +24,9 @@
 #include "trailhound/variation.h"
 
 #define MAX_PARTS 1024
+/* HTTP connections at once, and of one client address (th_metrics_start) */
+#define METRICS_CONN_MAX 256
+#define METRICS_CONN_PER_CLIENT 8
 /* variation ids a descriptor table may use (variation.h) */
 #define N_VARIATIONS TH_VARIATION_MAX
 /* the severities variations.c gives alerts; anything else counts as "other" */
@@ -684,16 +687,24 @@ int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t er
 		return 0;
 	if ((rc = resolve_listen(listen, &ai, errstr, errstr_size)))
 		return rc;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* poll or epoll, not select(): a worker holding many partitions has
+	 * descriptors past FD_SETSIZE, and select() cannot wait on a connection
+	 * numbered there (libmicrohttpd closes it, the probe fails) */
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	M.stale_s = stale_s > 0 ? stale_s : 60;
 	th_metrics_heartbeat();
-	/* a handful of connections: Prometheus and the kubelet's probes */
-	M.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
-				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-				    ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+	/* Prometheus and the kubelet's probes need a handful of connections.
+	 * One client is held below the total: its idle connections (any byte
+	 * resets the idle timeout, so they can be kept for good) must not take
+	 * the slots the probes come through. */
+	M.daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned)METRICS_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)METRICS_CONN_PER_CLIENT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+		MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!M.daemon) {
 		th_errstr(errstr, errstr_size,
