@@ -451,11 +451,37 @@ void th_config_free(struct th_config *cf)
 	cf->n_input_topics = cf->n_kafka = cf->n_owned = 0;
 }
 
+/* librdkafka properties a setting of ours decides: the clients set them from
+ * that setting after the kafka.* ones, so a kafka.* naming one was silently
+ * dropped (kafka.group.id = "staging" put a test pipeline into production's
+ * group). NULL if key (after "kafka.") is not one of them. */
+static const char *owned_property(const char *key)
+{
+	static const struct {
+		const char *property, *setting;
+	} owned[] = {{"group.id", "group_id"},
+		     {"transactional.id", "transactional_id (bridge: bridge_transactional_id)"}};
+	if (strncmp(key, "consumer.", 9) == 0 || strncmp(key, "producer.", 9) == 0)
+		key += 9;
+	for (size_t i = 0; i < TH_ARRAY_SIZE(owned); i++)
+		if (strcmp(key, owned[i].property) == 0)
+			return owned[i].setting;
+	return NULL;
+}
+
 int th_config_set(struct th_config *cf, const char *key, const char *value, char *errstr,
 		  size_t errstr_size)
 {
 	if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
+		const char *setting = owned_property(key + 6);
 		int i;
+		if (setting) {
+			snprintf(errstr, errstr_size,
+				 "%s: trailhound sets it from %s, which would override it; set %s "
+				 "instead",
+				 key, setting, setting);
+			return TH_ECONFIG;
+		}
 		for (i = 0; i < cf->n_kafka; i++)
 			if (strcmp(cf->kafka_keys[i], key + 6) == 0)
 				break;

@@ -323,6 +323,37 @@ static void test_kafka_conf_layers(void **state)
 	th_config_free(&cf);
 }
 
+/* kafka.group.id and kafka.transactional.id were accepted and then
+ * overridden by group_id and transactional_id, which the clients set after
+ * the kafka.* settings: `run --check-config` said ok, and a pipeline meant
+ * for group "staging" joined production's group "trailhound". They are
+ * refused, naming the setting to use; other kafka.* keys stay accepted. */
+static void test_kafka_ids_name_their_setting(void **state)
+{
+	static const struct {
+		const char *kv, *setting;
+	} refused[] = {{"kafka.group.id=staging", "group_id"},
+		       {"kafka.consumer.group.id=staging", "group_id"},
+		       {"kafka.transactional.id=staging-1", "transactional_id"},
+		       {"kafka.producer.transactional.id=staging-1", "transactional_id"}};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set_kv(&cf, refused[i].kv, err, sizeof(err)), TH_ECONFIG);
+		assert_non_null(strstr(err, refused[i].setting));
+	}
+	assert_int_equal(cf.n_kafka, 0);
+	E(th_config_set_kv(&cf, "kafka.consumer.group.instance.id=w1", err, sizeof(err)));
+	E(th_config_set_kv(&cf, "kafka.transaction.timeout.ms=60000", err, sizeof(err)));
+	E(th_config_set_kv(&cf, "group_id=staging", err, sizeof(err)));
+	assert_string_equal(cf.group_id, "staging");
+	assert_int_equal(cf.n_kafka, 2);
+	th_config_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -334,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_over_long_line_is_an_error),
 		cmocka_unit_test(test_kafka_key_scopes),
 		cmocka_unit_test(test_kafka_conf_layers),
+		cmocka_unit_test(test_kafka_ids_name_their_setting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
