@@ -334,8 +334,11 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		const char *q = value;
 		uint64_t n = 0;
 		size_t u;
-		while (*q >= '0' && *q <= '9' && n <= (uint64_t)it->max * 1000)
-			n = n * 10 + (uint64_t)(*q++ - '0');
+		/* every digit is read (a long number is over the limit, not "not
+		 * a duration"); past the limit n only has to stay past it */
+		for (; *q >= '0' && *q <= '9'; q++)
+			if (n <= (uint64_t)it->max * 1000)
+				n = n * 10 + (uint64_t)(*q - '0');
 		for (u = 0; u < TH_ARRAY_SIZE(units); u++)
 			if (strcmp(q, units[u].unit) == 0)
 				break;
@@ -345,8 +348,8 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 				 it->name, value);
 			return TH_ECONFIG;
 		}
-		if (n > (uint64_t)it->max * 1000 ||
-		    n * (uint64_t)units[u].ms > (uint64_t)it->max * 1000) {
+		/* divided, not multiplied: n × unit can wrap past 2^64 */
+		if (n > (uint64_t)it->max * 1000 / (uint64_t)units[u].ms) {
 			snprintf(errstr, errstr_size, "%s: \"%s\" is over the %lds limit", it->name,
 				 value, it->max);
 			return TH_ECONFIG;

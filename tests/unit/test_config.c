@@ -132,6 +132,32 @@ static void test_duration_units(void **state)
 	th_config_free(&cf);
 }
 
+/* n × unit was computed in 64 bits after checking n alone: for
+ * bridge_ledger_retention (limit 3650 days) "213503982335d" wrapped past
+ * 2^64 to 34,448,384 ms and was accepted as 9.5 hours, loading almost
+ * none of the ledger. A value over the limit in any unit is refused; the
+ * limit itself, in days, is not. */
+static void test_duration_over_the_limit_in_a_big_unit(void **state)
+{
+	static const char *const over[] = {"213503982335d", "213503982335000h", "3651d",
+					   "18446744073709551616d", "315360000001"};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set(&cf, "bridge_ledger_retention", over[i], err,
+					       sizeof(err)),
+				 TH_ECONFIG);
+		assert_non_null(strstr(err, "limit"));
+		assert_int_equal(cf.bridge_ledger_retention_ms, 30 * TH_DAY_MS);
+	}
+	E(th_config_set(&cf, "bridge_ledger_retention", "3650d", err, sizeof(err)));
+	assert_int_equal(cf.bridge_ledger_retention_ms, 3650 * TH_DAY_MS);
+	th_config_free(&cf);
+}
+
 /* A line longer than the reader's buffer must not be cut in two, with the
  * tail of a comment then read as a setting. */
 static void test_over_long_line_is_an_error(void **state)
@@ -362,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_file_with_line_numbers),
 		cmocka_unit_test(test_comment_after_a_value),
 		cmocka_unit_test(test_duration_units),
+		cmocka_unit_test(test_duration_over_the_limit_in_a_big_unit),
 		cmocka_unit_test(test_over_long_line_is_an_error),
 		cmocka_unit_test(test_kafka_key_scopes),
 		cmocka_unit_test(test_kafka_conf_layers),
