@@ -771,6 +771,23 @@ bool th_config_is_secret(const char *key)
 	return false;
 }
 
+/* Whether a variable name (after TRAILHOUND_) has the shape of the service
+ * links Kubernetes puts in every pod of a namespace, one set per Service:
+ * <NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT[_<PORT>], <NAME>_PORT[_<N>_TCP…]. */
+static bool service_link(const char *name, size_t n)
+{
+	static const char *const marks[] = {"SERVICE_HOST", "SERVICE_PORT", "PORT"};
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%.*s", (int)(n < sizeof(buf) ? n : sizeof(buf) - 1), name);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(marks); i++) {
+		size_t m = strlen(marks[i]);
+		for (const char *p = strstr(buf, marks[i]); p; p = strstr(p + 1, marks[i]))
+			if ((p == buf || p[-1] == '_') && (p[m] == '\0' || p[m] == '_'))
+				return true;
+	}
+	return false;
+}
+
 int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
 			size_t errstr_size)
 {
@@ -802,7 +819,12 @@ int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
 		if (rc) {
 			/* th_config_set's errors quote values only of settings that
 			 * are never secret */
-			th_errstr(errstr, errstr_size, "environment %.*s: %s", (int)(eq - var), var, err);
+			th_errstr(errstr, errstr_size, "environment %.*s: %s%s", (int)(eq - var), var, err,
+				  service_link(name, (size_t)(eq - name))
+					  ? " (Kubernetes sets such a variable in every pod for a "
+					    "Service named trailhound-...: set enableServiceLinks: false "
+					    "in the pod spec, as deploy/kubernetes does)"
+					  : "");
 			return rc;
 		}
 	}
