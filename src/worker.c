@@ -145,6 +145,11 @@ struct worker {
 	int txn_timeout_ms;
 	size_t max_msg_bytes; /* the producer's message.max.bytes */
 	long assign_wait_ms;  /* how long an assignment waits for its committed offsets */
+	/* commit_interval_ms, or half the producer's transaction.timeout.ms when
+	 * that is shorter: the coordinator aborts a transaction open longer than
+	 * its timeout and fences the producer (exit 5, and the same again after
+	 * every restart) */
+	long commit_every_ms;
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -1707,6 +1712,15 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 			      : 60000;
 	w->assign_wait_ms = txn_to + ASSIGN_MARGIN_MS > ASSIGN_TIMEOUT_MS ? txn_to + ASSIGN_MARGIN_MS
 									  : ASSIGN_TIMEOUT_MS;
+	w->commit_every_ms = cf->commit_interval_ms;
+	if (txn_to > 0 && cf->commit_interval_ms > txn_to / 2) {
+		w->commit_every_ms = txn_to / 2;
+		th_log_warn("worker", "commit_interval_ms %ld is more than half of the producer's "
+				      "transaction.timeout.ms %ld, after which the broker aborts a "
+				      "transaction and fences the worker: transactions commit at "
+				      "most %ld ms after their first message",
+			    cf->commit_interval_ms, txn_to, w->commit_every_ms);
+	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
@@ -1923,7 +1937,7 @@ static bool txn_due(const struct worker *w)
 	if (w->msgs_in_txn <= 0)
 		return false;
 	return w->msgs_in_txn >= cf->batch_size ||
-	       (now_s() - w->txn_started) * 1000.0 >= (double)cf->commit_interval_ms ||
+	       (now_s() - w->txn_started) * 1000.0 >= (double)w->commit_every_ms ||
 	       txn_changes(w) >= (size_t)cf->commit_max_changes;
 }
 
