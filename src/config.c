@@ -625,7 +625,12 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 			rc = TH_ECONFIG;
 			break;
 		}
-		char *s = trim(line);
+		char *s = line;
+		/* a UTF-8 byte order mark (Windows editors) would be part of the
+		 * first key: 'unknown setting "brokers"' */
+		if (lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3;
+		s = trim(s);
 		if (!*s || *s == '#' || *s == '[')
 			continue;
 		cut_comment(s);
