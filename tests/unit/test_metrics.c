@@ -356,6 +356,44 @@ static void test_probe_answered_past_fd_setsize(void **state)
 	th_metrics_stop();
 }
 
+/* libmicrohttpd logs a line for every connection it refuses: 2000 connects
+ * beyond the limit wrote 1992 'Server reached connection limit' lines
+ * (~225 KB), so anyone who can connect could fill the log volume and push
+ * out the lines that matter. At most a burst a minute is logged now. */
+static void test_refused_connections_do_not_flood_the_log(void **state)
+{
+	char err[256], path[] = "/tmp/th-test-metrics-log-XXXXXX", line[512];
+	int port = free_port(), held[8], log_fd = mkstemp(path), saved = dup(2), lines = 0;
+	(void)state;
+	assert_true(log_fd >= 0 && saved >= 0);
+	th_metrics_stop(); /* a failed test before may have left one running */
+	snprintf(err, sizeof(err), "127.0.0.1:%d", port);
+	assert_int_equal(th_metrics_start(err, 60, err, sizeof(err)), 0);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(held); i++)
+		held[i] = connect_from("127.0.0.3", port);
+	fflush(stderr);
+	dup2(log_fd, 2);
+	for (int i = 0; i < 200; i++)
+		close(connect_from("127.0.0.3", port));
+	/* a request served after them: every refusal before it has been logged */
+	assert_int_equal(http_status("127.0.0.1", port, "/metrics"), 200);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(held); i++)
+		close(held[i]);
+	th_metrics_stop();
+	FILE *f = fdopen(log_fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		lines += strstr(line, "libmicrohttpd") != NULL;
+	fclose(f);
+	unlink(path);
+	assert_true(lines >= 1);
+	assert_true(lines <= 2 * 10 + 1); /* a burst, or two if a minute turned */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +407,7 @@ int main(void)
 		cmocka_unit_test(test_listen_port_out_of_range),
 		cmocka_unit_test(test_idle_connections_of_one_client_leave_the_probes_room),
 		cmocka_unit_test(test_probe_answered_past_fd_setsize),
+		cmocka_unit_test(test_refused_connections_do_not_flood_the_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
