@@ -136,6 +136,7 @@ struct worker {
 	int32_t fail_partition;
 	int64_t fail_offset;
 	int fail_count;
+	rd_kafka_resp_err_t dl_err; /* the last dead letter's produce */
 	int fail_err;
 	int max_attempts;
 	long disk_retry_ms;
@@ -1228,6 +1229,7 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 		err = send_dead_letter(w, reason, detail, klen, raw, vlen, raw_len, offset);
 	}
 	phase_add(w, PH_PRODUCE, &t0);
+	w->dl_err = err;
 	if (err)
 		th_log_warn("worker", "dead letter produce: %s", rd_kafka_err2str(err));
 	return err ? TH_EKAFKA : 0;
@@ -1314,6 +1316,28 @@ static void note_failure(struct worker *w, const rd_kafka_message_t *m, int err)
 	w->fail_err = err;
 }
 
+/* A poison message's dead letter was refused: it can be neither processed
+ * nor set aside, and redoing its batch would loop forever (its partition
+ * stuck, /healthz still green). Stop: a topic that is missing or not ours to
+ * write is a configuration error no restart mends (exit 4); anything else
+ * exits 5. */
+static void dead_letter_refused(struct worker *w, const rd_kafka_message_t *m)
+{
+	rd_kafka_resp_err_t err = w->dl_err;
+	bool config = err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+		      err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+		      err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+		      err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+	th_log_err("worker", "%s[%d]@%" PRId64 " cannot be set aside: dead_letter_topic \"%s\" "
+			     "refuses it (%s)%s",
+		   rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset,
+		   w->cf->dead_letter_topic, rd_kafka_err2str(err),
+		   config ? ": create the topic or grant the worker Write on it" : "");
+	if (!w->fatal)
+		w->fatal = config ? TH_ECONFIG : TH_EFATAL;
+	*w->run = 0;
+}
+
 static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 {
 	const char *topic = rd_kafka_topic_name(m->rkt);
@@ -1350,6 +1374,8 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 			   (int)m->partition, m->offset, detail);
 		sink_reject(w, TH_REJECT_PROCESSING_FAILED, detail, m->len ? m->payload : "",
 			    m->len, 0);
+		if (w->cur_err)
+			dead_letter_refused(w, m);
 	} else if (w->opts->test_hook &&
 		   (w->cur_err = w->opts->test_hook(w->opts->test_ctx, topic, m->partition,
 						    m->offset))) {

@@ -529,6 +529,27 @@ static void test_poison_message_dead_lettered(void **state)
 	assert_int_equal(dead_letters(m, "processing_failed", 2), 1);
 }
 
+/* The dead-letter topic does not exist (a typo, or never created) and the
+ * brokers do not create topics (auto.create.topics.enable=false, as in
+ * deploy/compose and most managed clusters): a poison message could be set
+ * aside nowhere, and the worker redid its batch forever ("attempt 561 of
+ * 3"), the partition stuck behind it with /healthz and /readyz green. It
+ * stops now, as a configuration error a restart will not mend (exit 4),
+ * naming the topic. The mock's watchdog ends a worker that loops. */
+static void test_missing_dead_letter_topic_stops_the_worker(void **state)
+{
+	struct mock *m = *state;
+	m->hook_action = HOOK_POISON;
+	m->poison_offset = 2;
+	/* what a broker answers for a topic it does not have and will not make */
+	rd_kafka_mock_topic_set_error(m->mc, "dead", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	/* the poison message's attempts and the one that tried to set it
+	 * aside, not the hundreds of a loop */
+	assert_true(m->stats.aborts < 10);
+	assert_true(m->stats.rejects_by[TH_REJECT_PROCESSING_FAILED] >= 1);
+}
+
 /* The principal lacks the TransactionalId ACL: no restart grants it, so
  * the worker's start fails as a configuration error (exit 4), not as a
  * runtime failure for the supervisor to restart forever (the old code: 5).
@@ -740,6 +761,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_assignment_aborts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_rewind_exits_5, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poison_message_dead_lettered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_dead_letter_topic_stops_the_worker,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactional_id_acl_missing_exits_4, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
