@@ -178,6 +178,16 @@ static const struct conf_extra *extra_of(const char *name)
 #undef D
 #undef C
 
+/* The string settings whose empty value is one the description gives a
+ * meaning ("empty = off", "= the default"); every other one needs a value. */
+static bool empty_means_something(const char *name)
+{
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		if (strcmp(items[i].name, name) == 0)
+			return !*items[i].def;
+	return false;
+}
+
 static const struct conf_item *find(const char *name)
 {
 	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
@@ -360,6 +370,14 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 	case T_STR: {
 		char **slot = (char **)(base + it->off);
 		const struct conf_extra *ex = extra_of(it->name);
+		if (!*value && !empty_means_something(it->name)) {
+			/* group_id "" failed at subscribe (exit 5, 'Unknown group');
+			 * dead_letter_topic "" looped on the first record to set
+			 * aside; an empty TRAILHOUND_* variable is a templating slip */
+			snprintf(errstr, errstr_size, "%s: empty (it needs a value; default \"%s\")",
+				 it->name, it->def);
+			return TH_ECONFIG;
+		}
 		if (ex && ex->choices && !in_choices(ex->choices, value)) {
 			snprintf(errstr, errstr_size, "%s: \"%.100s\" is not one of %s", it->name, value,
 				 ex->choices);

@@ -414,6 +414,39 @@ static void test_kafka_ids_name_their_setting(void **state)
 	th_config_free(&cf);
 }
 
+/* An empty value for a setting that needs one was accepted: group_id ""
+ * made `run` fail at subscribe with exit 5 ('Unknown group', "restart it"),
+ * dead_letter_topic "" looped on the first record to set aside, and an
+ * empty TRAILHOUND_GROUP_ID (a templating slip) did the same. Refused now,
+ * naming the setting; the settings whose empty value means something
+ * ("empty = off", "= the default") still take it. */
+static void test_empty_value_of_a_needed_setting(void **state)
+{
+	static const char *const needed[] = {"brokers", "group_id", "output_topic",
+					     "changelog_topic", "dead_letter_topic", "state_dir",
+					     "bridge_ledger_topic", "aws_region"};
+	static const char *const optional[] = {"transactional_id", "metrics_listen", "asn_db",
+					       "schema_registry_url", "alert_schema",
+					       "bridge_transactional_id"};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set(&cf, needed[i], "", err, sizeof(err)), TH_ECONFIG);
+		assert_non_null(strstr(err, needed[i]));
+		assert_non_null(strstr(err, "empty"));
+	}
+	assert_string_equal(cf.group_id, "trailhound");
+	for (size_t i = 0; i < sizeof(optional) / sizeof(optional[0]); i++)
+		E(th_config_set(&cf, optional[i], "", err, sizeof(err)));
+	char *env[] = {"TRAILHOUND_GROUP_ID=", NULL};
+	assert_int_equal(th_config_apply_env(&cf, env, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, "group_id: empty"));
+	th_config_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -428,6 +461,7 @@ int main(void)
 		cmocka_unit_test(test_kafka_key_scopes),
 		cmocka_unit_test(test_kafka_conf_layers),
 		cmocka_unit_test(test_kafka_ids_name_their_setting),
+		cmocka_unit_test(test_empty_value_of_a_needed_setting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
