@@ -276,9 +276,25 @@ static int add_asn(void *ctx, const char *s, size_t n)
 	return 0;
 }
 
+/* A name Kafka accepts for a topic: 1 to 249 of [a-zA-Z0-9._-], not "." or
+ * "..". Anything else (a TOML array '["a", "b"]' split into '["a"' and
+ * '"b"]') names a topic that can never exist: the worker subscribed to it
+ * and sat idle. */
+static bool topic_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 249 || (n <= 2 && strspn(s, ".") >= n))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
 static int add_topic(void *ctx, const char *s, size_t n)
 {
 	struct list_ctx *lc = ctx;
+	if (!topic_name_ok(s, n))
+		return TH_EINVAL;
 	if (lc->cf->n_input_topics >= TH_CONF_MAX_TOPICS)
 		return TH_ECONFIG;
 	char *p = malloc(n + 1);
@@ -383,6 +399,15 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 				 ex->choices);
 			return TH_ECONFIG;
 		}
+		size_t len = strlen(it->name);
+		if (len > 6 && strcmp(it->name + len - 6, "_topic") == 0 &&
+		    !topic_name_ok(value, strlen(value))) {
+			snprintf(errstr, errstr_size,
+				 "%s: \"%.200s\" is no Kafka topic name (letters, digits, '.', '_', "
+				 "'-', at most 249)",
+				 it->name, value);
+			return TH_ECONFIG;
+		}
 		char *p = strdup(value);
 		if (!p)
 			return TH_ENOMEM;
@@ -411,6 +436,13 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		if (rc) {
 			memcpy(cf->input_topics, old, sizeof(old));
 			cf->n_input_topics = keep;
+		}
+		if (rc == TH_EINVAL) {
+			snprintf(errstr, errstr_size,
+				 "%s: \"%.200s\" holds a name that is no Kafka topic name (letters, "
+				 "digits, '.', '_', '-'): write a comma list, e.g. \"a,b\"",
+				 it->name, value);
+			return TH_ECONFIG;
 		}
 		break;
 	}

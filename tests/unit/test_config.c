@@ -235,9 +235,9 @@ static void test_comment_after_a_value(void **state)
 	assert_true(fd >= 0);
 	const char text[] = "group_id = \"abc\" # the group\n"
 			    "batch_size = 500 # events\n"
-			    "output_topic = 'a#b'   #  quoted, with a hash\n"
-			    "changelog_topic = x#y\n"
-			    "dead_letter_topic = \"say \"hi\" there\"\n"
+			    "schema_registry_url = 'a#b'   #  quoted, with a hash\n"
+			    "bridge_queue_url = x#y\n"
+			    "alert_schema = \"say \"hi\" there\"\n"
 			    "transactional_id = \"t\" #\n";
 	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
 	close(fd);
@@ -246,9 +246,10 @@ static void test_comment_after_a_value(void **state)
 		fail_msg("%s", err);
 	assert_string_equal(cf.group_id, "abc");
 	assert_int_equal(cf.batch_size, 500);
-	assert_string_equal(cf.output_topic, "a#b");
-	assert_string_equal(cf.changelog_topic, "x#y");
-	assert_string_equal(cf.dead_letter_topic, "say \"hi\" there");
+	/* (topic settings take Kafka's names only: none with '#' or blanks) */
+	assert_string_equal(cf.schema_registry_url, "a#b");
+	assert_string_equal(cf.bridge_queue_url, "x#y");
+	assert_string_equal(cf.alert_schema, "say \"hi\" there");
 	assert_string_equal(cf.transactional_id, "t");
 	th_config_free(&cf);
 	unlink(path);
@@ -447,6 +448,41 @@ static void test_empty_value_of_a_needed_setting(void **state)
 	th_config_free(&cf);
 }
 
+/* input_topics = ["cloudtrail", "cloudtrail-eu"] (TOML's array, the file
+ * looking like TOML) was split at the comma into the topics '["cloudtrail"'
+ * and '"cloudtrail-eu"]': names Kafka never allows, so the worker subscribed
+ * to nothing that can exist and sat idle. A topic setting takes Kafka's
+ * names only, and says how to write a list. */
+static void test_topic_names_kafka_allows(void **state)
+{
+	static const struct {
+		const char *key, *value;
+	} bad[] = {{"input_topics", "[\"cloudtrail\", \"cloudtrail-eu\"]"},
+		   {"input_topics", "cloudtrail eu"},
+		   {"output_topic", "alerts/eu"},
+		   {"changelog_topic", ".."},
+		   {"dead_letter_topic", "dead letters"}};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set(&cf, bad[i].key, bad[i].value, err, sizeof(err)),
+				 TH_ECONFIG);
+		assert_non_null(strstr(err, "Kafka topic name"));
+	}
+	assert_int_equal(cf.n_input_topics, 1);
+	assert_string_equal(cf.input_topics[0], "cloudtrail");
+	assert_non_null(strstr(err, "dead_letter_topic"));
+	E(th_config_set(&cf, "input_topics", "cloudtrail, cloudtrail-eu,org_trail.v2", err,
+			sizeof(err)));
+	assert_int_equal(cf.n_input_topics, 3);
+	assert_string_equal(cf.input_topics[2], "org_trail.v2");
+	E(th_config_set(&cf, "output_topic", "trailhound.alerts-eu_1", err, sizeof(err)));
+	th_config_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_kafka_conf_layers),
 		cmocka_unit_test(test_kafka_ids_name_their_setting),
 		cmocka_unit_test(test_empty_value_of_a_needed_setting),
+		cmocka_unit_test(test_topic_names_kafka_allows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
