@@ -390,8 +390,8 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 			/* group_id "" failed at subscribe (exit 5, 'Unknown group');
 			 * dead_letter_topic "" looped on the first record to set
 			 * aside; an empty TRAILHOUND_* variable is a templating slip */
-			snprintf(errstr, errstr_size, "%s: empty (it needs a value; default \"%s\")",
-				 it->name, it->def);
+			snprintf(errstr, errstr_size,
+				 "%s: empty (it needs a value; default \"%s\")", it->name, it->def);
 			return TH_ECONFIG;
 		}
 		if (ex && ex->choices && !in_choices(ex->choices, value)) {
@@ -403,8 +403,8 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		if (len > 6 && strcmp(it->name + len - 6, "_topic") == 0 &&
 		    !topic_name_ok(value, strlen(value))) {
 			snprintf(errstr, errstr_size,
-				 "%s: \"%.200s\" is no Kafka topic name (letters, digits, '.', '_', "
-				 "'-', at most 249)",
+				 "%s: \"%.200s\" is no Kafka topic name (letters, digits, '.', "
+				 "'_', '-', at most 249)",
 				 it->name, value);
 			return TH_ECONFIG;
 		}
@@ -439,8 +439,9 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		}
 		if (rc == TH_EINVAL) {
 			snprintf(errstr, errstr_size,
-				 "%s: \"%.200s\" holds a name that is no Kafka topic name (letters, "
-				 "digits, '.', '_', '-'): write a comma list, e.g. \"a,b\"",
+				 "%s: \"%.200s\" holds a name that is no Kafka topic name "
+				 "(letters, digits, '.', '_', '-'): write a comma list, e.g. "
+				 "\"a,b\"",
 				 it->name, value);
 			return TH_ECONFIG;
 		}
@@ -874,12 +875,13 @@ int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
 		if (rc) {
 			/* th_config_set's errors quote values only of settings that
 			 * are never secret */
-			th_errstr(errstr, errstr_size, "environment %.*s: %s%s", (int)(eq - var), var, err,
-				  service_link(name, (size_t)(eq - name))
-					  ? " (Kubernetes sets such a variable in every pod for a "
-					    "Service named trailhound-...: set enableServiceLinks: false "
-					    "in the pod spec, as deploy/kubernetes does)"
-					  : "");
+			static const char hint[] =
+				" (Kubernetes sets such a variable in every pod for a Service "
+				"named trailhound-...: set enableServiceLinks: false in the pod "
+				"spec, as deploy/kubernetes does)";
+			bool link = service_link(name, (size_t)(eq - name));
+			th_errstr(errstr, errstr_size, "environment %.*s: %s%s", (int)(eq - var),
+				  var, err, link ? hint : "");
 			return rc;
 		}
 	}

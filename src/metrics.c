@@ -624,8 +624,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	(void)cls;
 	if (now - M.log_window_ms >= 60000) {
 		if (M.log_dropped)
-			th_log_warn("metrics", "libmicrohttpd: %u more messages in the last minute not "
-					       "logged", M.log_dropped);
+			th_log_warn("metrics",
+				    "libmicrohttpd: %u more messages in the last minute not logged",
+				    M.log_dropped);
 		M.log_window_ms = now;
 		M.log_logged = M.log_dropped = 0;
 	}

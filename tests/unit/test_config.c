@@ -403,7 +403,8 @@ static void test_kafka_ids_name_their_setting(void **state)
 	th_config_init(&cf);
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		err[0] = '\0';
-		assert_int_equal(th_config_set_kv(&cf, refused[i].kv, err, sizeof(err)), TH_ECONFIG);
+		assert_int_equal(th_config_set_kv(&cf, refused[i].kv, err, sizeof(err)),
+				 TH_ECONFIG);
 		assert_non_null(strstr(err, refused[i].setting));
 	}
 	assert_int_equal(cf.n_kafka, 0);
