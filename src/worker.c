@@ -1695,6 +1695,15 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 			th_log_info("worker", "stopped while waiting for the brokers %s", cf->brokers);
 			return 0;
 		}
+		if (ierr == RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT) {
+			/* the broker refuses this timeout at every start: a setting
+			 * to change (exit 4), no restart mends it */
+			snprintf(errstr, errstr_size, "init_transactions: %s (lower "
+				 "kafka.producer.transaction.timeout.ms)",
+				 rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return TH_ECONFIG;
+		}
 		if (ierr == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
 		    ierr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
 			/* a missing ACL: no restart grants it (exit 4, not 5) */

@@ -575,6 +575,20 @@ static void test_cluster_acl_missing_exits_4(void **state)
 	assert_int_equal(m->stats.messages, 0);
 }
 
+/* kafka.producer.transaction.timeout.ms above the broker's
+ * transaction.max.timeout.ms (15 min by default): init_transactions fails
+ * with INVALID_TRANSACTION_TIMEOUT every time, a setting to change, yet the
+ * worker exited 5 ("runtime failure, restart it") and its supervisor
+ * restarted it forever. A configuration error now: exit 4. */
+static void test_transaction_timeout_over_the_brokers_max_exits_4(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_push_request_errors(m->mc, API_INIT_PRODUCER_ID, 1,
+					  RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	assert_int_equal(m->stats.messages, 0);
+}
+
 static void *stop_soon(void *arg)
 {
 	struct mock *m = arg;
@@ -766,6 +780,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transactional_id_acl_missing_exits_4, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transaction_timeout_over_the_brokers_max_exits_4,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pending_offsets_waited_out, setup, teardown),
