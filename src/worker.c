@@ -1235,6 +1235,36 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 	return err ? TH_EKAFKA : 0;
 }
 
+/* Whether a produce error refuses the topic itself (missing on brokers that
+ * do not create topics, not ours to write, an illegal name): no record's
+ * fault, and no retry or restart mends it. */
+static bool topic_refusal(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+	       err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	       err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+	       err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+}
+
+/* Stop the worker because the topic of `setting` refused what the current
+ * message must write: exit 4 for a refusal of the topic itself, else 5. */
+static void topic_refused(struct worker *w, const char *what, const char *setting,
+			  const char *topic, rd_kafka_resp_err_t err)
+{
+	const rd_kafka_message_t *m = w->cur_msg; /* NULL: a held use decided later */
+	char where[300] = "";
+	bool config = topic_refusal(err);
+	if (m)
+		snprintf(where, sizeof(where), "%s[%d]@%" PRId64 ": ", rd_kafka_topic_name(m->rkt),
+			 (int)m->partition, m->offset);
+	th_log_err("worker", "%s%s: %s \"%s\" refuses it (%s)%s", where, what, setting, topic,
+		   rd_kafka_err2str(err),
+		   config ? ": create the topic or grant the worker Write on it" : "");
+	if (!w->fatal)
+		w->fatal = config ? TH_ECONFIG : TH_EFATAL;
+	*w->run = 0;
+}
+
 static int on_alert(void *ctx, const struct th_alert *a)
 {
 	struct part *p = ctx;
@@ -1253,6 +1283,13 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		RD_KAFKA_V_HEADER("variation", variation, -1),
 		RD_KAFKA_V_HEADER("alert_id", a->alert_id, -1), RD_KAFKA_V_END);
 	phase_add(w, PH_PRODUCE, &t0);
+	if (err && topic_refusal(err)) {
+		/* not the record's fault: as a failed message it would reach the
+		 * dead-letter topic, and every alert after it too, unseen */
+		topic_refused(w, "an alert cannot be sent", "output_topic", w->cf->output_topic,
+			      err);
+		return TH_EKAFKA;
+	}
 	if (err) {
 		th_log_warn("worker", "alert produce: %s", rd_kafka_err2str(err));
 		return TH_EKAFKA;
@@ -1316,28 +1353,6 @@ static void note_failure(struct worker *w, const rd_kafka_message_t *m, int err)
 	w->fail_err = err;
 }
 
-/* A poison message's dead letter was refused: it can be neither processed
- * nor set aside, and redoing its batch would loop forever (its partition
- * stuck, /healthz still green). Stop: a topic that is missing or not ours to
- * write is a configuration error no restart mends (exit 4); anything else
- * exits 5. */
-static void dead_letter_refused(struct worker *w, const rd_kafka_message_t *m)
-{
-	rd_kafka_resp_err_t err = w->dl_err;
-	bool config = err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-		      err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-		      err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-		      err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
-	th_log_err("worker", "%s[%d]@%" PRId64 " cannot be set aside: dead_letter_topic \"%s\" "
-			     "refuses it (%s)%s",
-		   rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset,
-		   w->cf->dead_letter_topic, rd_kafka_err2str(err),
-		   config ? ": create the topic or grant the worker Write on it" : "");
-	if (!w->fatal)
-		w->fatal = config ? TH_ECONFIG : TH_EFATAL;
-	*w->run = 0;
-}
-
 static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 {
 	const char *topic = rd_kafka_topic_name(m->rkt);
@@ -1374,8 +1389,11 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 			   (int)m->partition, m->offset, detail);
 		sink_reject(w, TH_REJECT_PROCESSING_FAILED, detail, m->len ? m->payload : "",
 			    m->len, 0);
+		/* set aside nowhere, its batch would be redone forever, the
+		 * partition stuck behind it (/healthz still green) */
 		if (w->cur_err)
-			dead_letter_refused(w, m);
+			topic_refused(w, "cannot be set aside", "dead_letter_topic",
+				      w->cf->dead_letter_topic, w->dl_err);
 	} else if (w->opts->test_hook &&
 		   (w->cur_err = w->opts->test_hook(w->opts->test_ctx, topic, m->partition,
 						    m->offset))) {

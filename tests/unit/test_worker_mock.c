@@ -550,6 +550,19 @@ static void test_missing_dead_letter_topic_stops_the_worker(void **state)
 	assert_true(m->stats.rejects_by[TH_REJECT_PROCESSING_FAILED] >= 1);
 }
 
+/* The alert topic does not exist and the brokers do not create topics:
+ * every alert failed its message, which after max_attempts went to the
+ * dead-letter topic as processing_failed -- the worker ran on, exit 0, and
+ * the SIEM never saw an alert again. A topic refused by name is no fault
+ * of the record: the worker stops (exit 4), naming output_topic. */
+static void test_missing_alert_topic_stops_the_worker(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_topic_set_error(m->mc, "alerts", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	assert_int_equal(m->stats.rejects_by[TH_REJECT_PROCESSING_FAILED], 0);
+}
+
 /* The principal lacks the TransactionalId ACL: no restart grants it, so
  * the worker's start fails as a configuration error (exit 4), not as a
  * runtime failure for the supervisor to restart forever (the old code: 5).
@@ -777,6 +790,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poison_message_dead_lettered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_dead_letter_topic_stops_the_worker,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_alert_topic_stops_the_worker, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_transactional_id_acl_missing_exits_4, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
