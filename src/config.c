@@ -178,6 +178,16 @@ static const struct conf_extra *extra_of(const char *name)
 #undef D
 #undef C
 
+/* The string settings whose empty value is one the description gives a
+ * meaning ("empty = off", "= the default"); every other one needs a value. */
+static bool empty_means_something(const char *name)
+{
+	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
+		if (strcmp(items[i].name, name) == 0)
+			return !*items[i].def;
+	return false;
+}
+
 static const struct conf_item *find(const char *name)
 {
 	for (size_t i = 0; i < TH_ARRAY_SIZE(items); i++)
@@ -266,9 +276,25 @@ static int add_asn(void *ctx, const char *s, size_t n)
 	return 0;
 }
 
+/* A name Kafka accepts for a topic: 1 to 249 of [a-zA-Z0-9._-], not "." or
+ * "..". Anything else (a TOML array '["a", "b"]' split into '["a"' and
+ * '"b"]') names a topic that can never exist: the worker subscribed to it
+ * and sat idle. */
+static bool topic_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 249 || (n <= 2 && strspn(s, ".") >= n))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
 static int add_topic(void *ctx, const char *s, size_t n)
 {
 	struct list_ctx *lc = ctx;
+	if (!topic_name_ok(s, n))
+		return TH_EINVAL;
 	if (lc->cf->n_input_topics >= TH_CONF_MAX_TOPICS)
 		return TH_ECONFIG;
 	char *p = malloc(n + 1);
@@ -334,8 +360,11 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		const char *q = value;
 		uint64_t n = 0;
 		size_t u;
-		while (*q >= '0' && *q <= '9' && n <= (uint64_t)it->max * 1000)
-			n = n * 10 + (uint64_t)(*q++ - '0');
+		/* every digit is read (a long number is over the limit, not "not
+		 * a duration"); past the limit n only has to stay past it */
+		for (; *q >= '0' && *q <= '9'; q++)
+			if (n <= (uint64_t)it->max * 1000)
+				n = n * 10 + (uint64_t)(*q - '0');
 		for (u = 0; u < TH_ARRAY_SIZE(units); u++)
 			if (strcmp(q, units[u].unit) == 0)
 				break;
@@ -345,8 +374,8 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 				 it->name, value);
 			return TH_ECONFIG;
 		}
-		if (n > (uint64_t)it->max * 1000 ||
-		    n * (uint64_t)units[u].ms > (uint64_t)it->max * 1000) {
+		/* divided, not multiplied: n × unit can wrap past 2^64 */
+		if (n > (uint64_t)it->max * 1000 / (uint64_t)units[u].ms) {
 			snprintf(errstr, errstr_size, "%s: \"%s\" is over the %lds limit", it->name,
 				 value, it->max);
 			return TH_ECONFIG;
@@ -357,9 +386,26 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 	case T_STR: {
 		char **slot = (char **)(base + it->off);
 		const struct conf_extra *ex = extra_of(it->name);
+		if (!*value && !empty_means_something(it->name)) {
+			/* group_id "" failed at subscribe (exit 5, 'Unknown group');
+			 * dead_letter_topic "" looped on the first record to set
+			 * aside; an empty TRAILHOUND_* variable is a templating slip */
+			snprintf(errstr, errstr_size,
+				 "%s: empty (it needs a value; default \"%s\")", it->name, it->def);
+			return TH_ECONFIG;
+		}
 		if (ex && ex->choices && !in_choices(ex->choices, value)) {
 			snprintf(errstr, errstr_size, "%s: \"%.100s\" is not one of %s", it->name, value,
 				 ex->choices);
+			return TH_ECONFIG;
+		}
+		size_t len = strlen(it->name);
+		if (len > 6 && strcmp(it->name + len - 6, "_topic") == 0 &&
+		    !topic_name_ok(value, strlen(value))) {
+			snprintf(errstr, errstr_size,
+				 "%s: \"%.200s\" is no Kafka topic name (letters, digits, '.', "
+				 "'_', '-', at most 249)",
+				 it->name, value);
 			return TH_ECONFIG;
 		}
 		char *p = strdup(value);
@@ -390,6 +436,14 @@ static int set_item(struct th_config *cf, const struct conf_item *it, const char
 		if (rc) {
 			memcpy(cf->input_topics, old, sizeof(old));
 			cf->n_input_topics = keep;
+		}
+		if (rc == TH_EINVAL) {
+			snprintf(errstr, errstr_size,
+				 "%s: \"%.200s\" holds a name that is no Kafka topic name "
+				 "(letters, digits, '.', '_', '-'): write a comma list, e.g. "
+				 "\"a,b\"",
+				 it->name, value);
+			return TH_ECONFIG;
 		}
 		break;
 	}
@@ -451,11 +505,37 @@ void th_config_free(struct th_config *cf)
 	cf->n_input_topics = cf->n_kafka = cf->n_owned = 0;
 }
 
+/* librdkafka properties a setting of ours decides: the clients set them from
+ * that setting after the kafka.* ones, so a kafka.* naming one was silently
+ * dropped (kafka.group.id = "staging" put a test pipeline into production's
+ * group). NULL if key (after "kafka.") is not one of them. */
+static const char *owned_property(const char *key)
+{
+	static const struct {
+		const char *property, *setting;
+	} owned[] = {{"group.id", "group_id"},
+		     {"transactional.id", "transactional_id (bridge: bridge_transactional_id)"}};
+	if (strncmp(key, "consumer.", 9) == 0 || strncmp(key, "producer.", 9) == 0)
+		key += 9;
+	for (size_t i = 0; i < TH_ARRAY_SIZE(owned); i++)
+		if (strcmp(key, owned[i].property) == 0)
+			return owned[i].setting;
+	return NULL;
+}
+
 int th_config_set(struct th_config *cf, const char *key, const char *value, char *errstr,
 		  size_t errstr_size)
 {
 	if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
+		const char *setting = owned_property(key + 6);
 		int i;
+		if (setting) {
+			snprintf(errstr, errstr_size,
+				 "%s: trailhound sets it from %s, which would override it; set %s "
+				 "instead",
+				 key, setting, setting);
+			return TH_ECONFIG;
+		}
 		for (i = 0; i < cf->n_kafka; i++)
 			if (strcmp(cf->kafka_keys[i], key + 6) == 0)
 				break;
@@ -596,7 +676,12 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 			rc = TH_ECONFIG;
 			break;
 		}
-		char *s = trim(line);
+		char *s = line;
+		/* a UTF-8 byte order mark (Windows editors) would be part of the
+		 * first key: 'unknown setting "brokers"' */
+		if (lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3;
+		s = trim(s);
 		if (!*s || *s == '#' || *s == '[')
 			continue;
 		cut_comment(s);
@@ -742,6 +827,23 @@ bool th_config_is_secret(const char *key)
 	return false;
 }
 
+/* Whether a variable name (after TRAILHOUND_) has the shape of the service
+ * links Kubernetes puts in every pod of a namespace, one set per Service:
+ * <NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT[_<PORT>], <NAME>_PORT[_<N>_TCP…]. */
+static bool service_link(const char *name, size_t n)
+{
+	static const char *const marks[] = {"SERVICE_HOST", "SERVICE_PORT", "PORT"};
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%.*s", (int)(n < sizeof(buf) ? n : sizeof(buf) - 1), name);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(marks); i++) {
+		size_t m = strlen(marks[i]);
+		for (const char *p = strstr(buf, marks[i]); p; p = strstr(p + 1, marks[i]))
+			if ((p == buf || p[-1] == '_') && (p[m] == '\0' || p[m] == '_'))
+				return true;
+	}
+	return false;
+}
+
 int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
 			size_t errstr_size)
 {
@@ -773,7 +875,13 @@ int th_config_apply_env(struct th_config *cf, char *const *envp, char *errstr,
 		if (rc) {
 			/* th_config_set's errors quote values only of settings that
 			 * are never secret */
-			th_errstr(errstr, errstr_size, "environment %.*s: %s", (int)(eq - var), var, err);
+			static const char hint[] =
+				" (Kubernetes sets such a variable in every pod for a Service "
+				"named trailhound-...: set enableServiceLinks: false in the pod "
+				"spec, as deploy/kubernetes does)";
+			bool link = service_link(name, (size_t)(eq - name));
+			th_errstr(errstr, errstr_size, "environment %.*s: %s%s", (int)(eq - var),
+				  var, err, link ? hint : "");
 			return rc;
 		}
 	}

@@ -24,6 +24,9 @@
 #include "trailhound/variation.h"
 
 #define MAX_PARTS 1024
+/* HTTP connections at once, and of one client address (th_metrics_start) */
+#define METRICS_CONN_MAX 256
+#define METRICS_CONN_PER_CLIENT 8
 /* variation ids a descriptor table may use (variation.h) */
 #define N_VARIATIONS TH_VARIATION_MAX
 /* the severities variations.c gives alerts; anything else counts as "other" */
@@ -63,6 +66,10 @@ static struct {
 	int nlags;
 	bool lag_known;
 	struct MHD_Daemon *daemon;
+	/* mhd_log's rate limit: set by th_metrics_start, then the server's
+	 * thread alone touches it */
+	int64_t log_window_ms;
+	unsigned log_logged, log_dropped;
 } M = {.lock = PTHREAD_MUTEX_INITIALIZER, .stale_s = 60};
 
 static int64_t mono_ms(void)
@@ -604,11 +611,30 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 }
 
 /* libmicrohttpd's own errors (a client that misbehaves, no memory) go
- * through the log like everything else. */
+ * through the log like everything else, but at most MHD_LOG_BURST a minute:
+ * it writes one for every connection it refuses or that hangs up early, so
+ * any client that can connect could fill the log (and its volume, and push
+ * out the lines that matter) at ~100 bytes per connect. Called on
+ * libmicrohttpd's one thread only. */
+#define MHD_LOG_BURST 10
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
+	int64_t now = mono_ms();
 	(void)cls;
+	if (now - M.log_window_ms >= 60000) {
+		if (M.log_dropped)
+			th_log_warn("metrics",
+				    "libmicrohttpd: %u more messages in the last minute not logged",
+				    M.log_dropped);
+		M.log_window_ms = now;
+		M.log_logged = M.log_dropped = 0;
+	}
+	if (M.log_logged >= MHD_LOG_BURST) {
+		M.log_dropped++;
+		return;
+	}
+	M.log_logged++;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
 	th_log_warn("metrics", "libmicrohttpd: %s", msg);
@@ -684,16 +710,26 @@ int th_metrics_start(const char *listen, double stale_s, char *errstr, size_t er
 		return 0;
 	if ((rc = resolve_listen(listen, &ai, errstr, errstr_size)))
 		return rc;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* poll or epoll, not select(): a worker holding many partitions has
+	 * descriptors past FD_SETSIZE, and select() cannot wait on a connection
+	 * numbered there (libmicrohttpd closes it, the probe fails) */
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	M.stale_s = stale_s > 0 ? stale_s : 60;
+	M.log_window_ms = mono_ms();
+	M.log_logged = M.log_dropped = 0;
 	th_metrics_heartbeat();
-	/* a handful of connections: Prometheus and the kubelet's probes */
-	M.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
-				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-				    ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+	/* Prometheus and the kubelet's probes need a handful of connections.
+	 * One client is held below the total: its idle connections (any byte
+	 * resets the idle timeout, so they can be kept for good) must not take
+	 * the slots the probes come through. */
+	M.daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned)METRICS_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)METRICS_CONN_PER_CLIENT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+		MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!M.daemon) {
 		th_errstr(errstr, errstr_size,

@@ -136,6 +136,7 @@ struct worker {
 	int32_t fail_partition;
 	int64_t fail_offset;
 	int fail_count;
+	rd_kafka_resp_err_t dl_err; /* the last dead letter's produce */
 	int fail_err;
 	int max_attempts;
 	long disk_retry_ms;
@@ -145,6 +146,11 @@ struct worker {
 	int txn_timeout_ms;
 	size_t max_msg_bytes; /* the producer's message.max.bytes */
 	long assign_wait_ms;  /* how long an assignment waits for its committed offsets */
+	/* commit_interval_ms, or half the producer's transaction.timeout.ms when
+	 * that is shorter: the coordinator aborts a transaction open longer than
+	 * its timeout and fences the producer (exit 5, and the same again after
+	 * every restart) */
+	long commit_every_ms;
 	/* disk full: consumption paused until the stuck state commits succeed */
 	bool disk_full;
 	double disk_retry_at;
@@ -1234,9 +1240,40 @@ static int produce_dead_letter(struct worker *w, enum th_reject why, const char 
 		err = send_dead_letter(w, reason, detail, klen, raw, vlen, raw_len, offset);
 	}
 	phase_add(w, PH_PRODUCE, &t0);
+	w->dl_err = err;
 	if (err)
 		th_log_warn("worker", "dead letter produce: %s", rd_kafka_err2str(err));
 	return err ? TH_EKAFKA : 0;
+}
+
+/* Whether a produce error refuses the topic itself (missing on brokers that
+ * do not create topics, not ours to write, an illegal name): no record's
+ * fault, and no retry or restart mends it. */
+static bool topic_refusal(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+	       err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	       err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+	       err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+}
+
+/* Stop the worker because the topic of `setting` refused what the current
+ * message must write: exit 4 for a refusal of the topic itself, else 5. */
+static void topic_refused(struct worker *w, const char *what, const char *setting,
+			  const char *topic, rd_kafka_resp_err_t err)
+{
+	const rd_kafka_message_t *m = w->cur_msg; /* NULL: a held use decided later */
+	char where[300] = "";
+	bool config = topic_refusal(err);
+	if (m)
+		snprintf(where, sizeof(where), "%s[%d]@%" PRId64 ": ", rd_kafka_topic_name(m->rkt),
+			 (int)m->partition, m->offset);
+	th_log_err("worker", "%s%s: %s \"%s\" refuses it (%s)%s", where, what, setting, topic,
+		   rd_kafka_err2str(err),
+		   config ? ": create the topic or grant the worker Write on it" : "");
+	if (!w->fatal)
+		w->fatal = config ? TH_ECONFIG : TH_EFATAL;
+	*w->run = 0;
 }
 
 static int on_alert(void *ctx, const struct th_alert *a)
@@ -1257,6 +1294,13 @@ static int on_alert(void *ctx, const struct th_alert *a)
 		RD_KAFKA_V_HEADER("variation", variation, -1),
 		RD_KAFKA_V_HEADER("alert_id", a->alert_id, -1), RD_KAFKA_V_END);
 	phase_add(w, PH_PRODUCE, &t0);
+	if (err && topic_refusal(err)) {
+		/* not the record's fault: as a failed message it would reach the
+		 * dead-letter topic, and every alert after it too, unseen */
+		topic_refused(w, "an alert cannot be sent", "output_topic", w->cf->output_topic,
+			      err);
+		return TH_EKAFKA;
+	}
 	if (err) {
 		th_log_warn("worker", "alert produce: %s", rd_kafka_err2str(err));
 		return TH_EKAFKA;
@@ -1356,6 +1400,11 @@ static int handle_message(struct worker *w, const rd_kafka_message_t *m)
 			   (int)m->partition, m->offset, detail);
 		sink_reject(w, TH_REJECT_PROCESSING_FAILED, detail, m->len ? m->payload : "",
 			    m->len, 0);
+		/* set aside nowhere, its batch would be redone forever, the
+		 * partition stuck behind it (/healthz still green) */
+		if (w->cur_err)
+			topic_refused(w, "cannot be set aside", "dead_letter_topic",
+				      w->cf->dead_letter_topic, w->dl_err);
 	} else if (w->opts->test_hook &&
 		   (w->cur_err = w->opts->test_hook(w->opts->test_ctx, topic, m->partition,
 						    m->offset))) {
@@ -1675,6 +1724,15 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 			th_log_info("worker", "stopped while waiting for the brokers %s", cf->brokers);
 			return 0;
 		}
+		if (ierr == RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT) {
+			/* the broker refuses this timeout at every start: a setting
+			 * to change (exit 4), no restart mends it */
+			snprintf(errstr, errstr_size, "init_transactions: %s (lower "
+				 "kafka.producer.transaction.timeout.ms)",
+				 rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return TH_ECONFIG;
+		}
 		if (ierr == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
 		    ierr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
 			/* a missing ACL: no restart grants it (exit 4, not 5) */
@@ -1718,6 +1776,15 @@ static int setup(struct worker *w, char *errstr, size_t errstr_size)
 			      : 60000;
 	w->assign_wait_ms = txn_to + ASSIGN_MARGIN_MS > ASSIGN_TIMEOUT_MS ? txn_to + ASSIGN_MARGIN_MS
 									  : ASSIGN_TIMEOUT_MS;
+	w->commit_every_ms = cf->commit_interval_ms;
+	if (txn_to > 0 && cf->commit_interval_ms > txn_to / 2) {
+		w->commit_every_ms = txn_to / 2;
+		th_log_warn("worker", "commit_interval_ms %ld is more than half of the producer's "
+				      "transaction.timeout.ms %ld, after which the broker aborts a "
+				      "transaction and fences the worker: transactions commit at "
+				      "most %ld ms after their first message",
+			    cf->commit_interval_ms, txn_to, w->commit_every_ms);
+	}
 	th_log_info("worker", "transactional.id %s, group %s", tid, cf->group_id);
 	th_metrics_broker_up(true); /* init_transactions reached the coordinator */
 	const char *outs[3] = {cf->output_topic, cf->changelog_topic, cf->dead_letter_topic};
@@ -1934,7 +2001,7 @@ static bool txn_due(const struct worker *w)
 	if (w->msgs_in_txn <= 0)
 		return false;
 	return w->msgs_in_txn >= cf->batch_size ||
-	       (now_s() - w->txn_started) * 1000.0 >= (double)cf->commit_interval_ms ||
+	       (now_s() - w->txn_started) * 1000.0 >= (double)w->commit_every_ms ||
 	       txn_changes(w) >= (size_t)cf->commit_max_changes;
 }
 

@@ -414,6 +414,29 @@ def test_statefulset():
     assert sts["spec"]["replicas"] <= topic_partitions()
 
 
+def test_pods_get_no_service_link_variables():
+    """Kubernetes gives every pod <SERVICE>_SERVICE_HOST, <SERVICE>_PORT, ...
+    for each Service of its namespace (enableServiceLinks defaults to true).
+    A Service named trailhound-... (a Strimzi cluster called trailhound makes
+    trailhound-kafka-bootstrap) thus hands the worker and the bridge
+    TRAILHOUND_* variables that are no setting, which they refuse: exit 4, a
+    crash loop. The manifests turn the links off, and the refusal says why."""
+    for name in ("trailhound", "trailhound-bridge"):
+        spec = named("StatefulSet", name)["spec"]["template"]["spec"]
+        assert spec.get("enableServiceLinks") is False, name
+    env = dict(os.environ, TRAILHOUND_KAFKA_BOOTSTRAP_SERVICE_HOST="10.96.0.12")
+    # refused while the settings are read, before anything is contacted
+    r = subprocess.run([BIN, "run", "--check-config"], capture_output=True, env=env)
+    assert r.returncode == 4, r.stderr
+    assert b"TRAILHOUND_KAFKA_BOOTSTRAP_SERVICE_HOST" in r.stderr
+    assert b"enableServiceLinks" in r.stderr
+    # a variable of a setting is no service link: no such hint
+    env = dict(os.environ, TRAILHOUND_BATCH_SIZE="0")
+    r = subprocess.run([BIN, "run", "--check-config"], capture_output=True, env=env)
+    assert r.returncode == 4 and b"batch_size" in r.stderr, r.stderr
+    assert b"enableServiceLinks" not in r.stderr
+
+
 def test_keda_never_above_the_partitions():
     (so,) = k8s("ScaledObject")
     sts = named("StatefulSet", "trailhound")

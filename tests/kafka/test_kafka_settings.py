@@ -17,6 +17,7 @@ The input holds one attack (tests/cases v1_two_networks, one alert) published
 in a transaction that was aborted: a correct worker raises nothing from it.
 """
 import os
+import time
 
 import pytest
 from confluent_kafka import Producer
@@ -86,3 +87,32 @@ def test_exit_when_idle_0_exits_once_caught_up(broker, topics, workers):
                 "--exit-when-idle", "0")
     assert w.wait(120) == 0, w.tail()
     assert w.lines("caught up; exiting"), w.tail()
+
+
+def test_commit_interval_past_the_transaction_timeout_commits_in_time(broker, topics, workers):
+    """commit_interval_ms longer than the producer's transaction.timeout.ms
+    (e.g. 600000, read as "commit by count only"): with input trickling in,
+    the transaction opened by the first dead letter stayed open past the
+    timeout, the coordinator aborted it and bumped the epoch, and the next
+    produce was fenced: 'Producer attempted an operation with an old epoch',
+    exit 5 -- and the same again after every restart. Transactions now commit
+    within half the timeout (the start warns), and every record gets through."""
+    pipe = topics.names.pipeline("txnto")
+    names = topics.create(pipe)
+    w = workers(names.input, pipe, pipe.tid_prefix + ".W1", names.state_dir("W1"),
+                "--exit-when-idle", "8000",
+                "--set", "commit_interval_ms=600000", "--set", "batch_size=1000000",
+                "--set", "kafka.producer.transaction.timeout.ms=4000",
+                "--set", "kafka.producer.message.timeout.ms=3000")
+    p = Producer({"bootstrap.servers": broker})
+    # the broker looks for timed-out transactions every 10 s: a trickle of
+    # 20 s outlasts the timeout and one such look
+    for i in range(10):
+        p.produce(names.input, value=b"not json %d" % i, key=b"111122223333")
+        assert p.flush(30) == 0
+        time.sleep(2)
+        if w.poll() is not None:
+            break
+    assert w.wait(120) == 0, w.tail()
+    assert w.lines("transactions commit at most 2000 ms after their first message"), w.tail()
+    assert len(read_topic(broker, pipe.dead_letter)) == 10, w.tail()

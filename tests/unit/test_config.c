@@ -2,6 +2,7 @@
  * Unit tests of the configuration table: defaults, typed values and bounds,
  * lists, kafka.* pass-through, unknown keys, and config files.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -132,6 +133,32 @@ static void test_duration_units(void **state)
 	th_config_free(&cf);
 }
 
+/* n × unit was computed in 64 bits after checking n alone: for
+ * bridge_ledger_retention (limit 3650 days) "213503982335d" wrapped past
+ * 2^64 to 34,448,384 ms and was accepted as 9.5 hours, loading almost
+ * none of the ledger. A value over the limit in any unit is refused; the
+ * limit itself, in days, is not. */
+static void test_duration_over_the_limit_in_a_big_unit(void **state)
+{
+	static const char *const over[] = {"213503982335d", "213503982335000h", "3651d",
+					   "18446744073709551616d", "315360000001"};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set(&cf, "bridge_ledger_retention", over[i], err,
+					       sizeof(err)),
+				 TH_ECONFIG);
+		assert_non_null(strstr(err, "limit"));
+		assert_int_equal(cf.bridge_ledger_retention_ms, 30 * TH_DAY_MS);
+	}
+	E(th_config_set(&cf, "bridge_ledger_retention", "3650d", err, sizeof(err)));
+	assert_int_equal(cf.bridge_ledger_retention_ms, 3650 * TH_DAY_MS);
+	th_config_free(&cf);
+}
+
 /* A line longer than the reader's buffer must not be cut in two, with the
  * tail of a comment then read as a setting. */
 static void test_over_long_line_is_an_error(void **state)
@@ -208,9 +235,9 @@ static void test_comment_after_a_value(void **state)
 	assert_true(fd >= 0);
 	const char text[] = "group_id = \"abc\" # the group\n"
 			    "batch_size = 500 # events\n"
-			    "output_topic = 'a#b'   #  quoted, with a hash\n"
-			    "changelog_topic = x#y\n"
-			    "dead_letter_topic = \"say \"hi\" there\"\n"
+			    "schema_registry_url = 'a#b'   #  quoted, with a hash\n"
+			    "bridge_queue_url = x#y\n"
+			    "alert_schema = \"say \"hi\" there\"\n"
 			    "transactional_id = \"t\" #\n";
 	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
 	close(fd);
@@ -219,10 +246,44 @@ static void test_comment_after_a_value(void **state)
 		fail_msg("%s", err);
 	assert_string_equal(cf.group_id, "abc");
 	assert_int_equal(cf.batch_size, 500);
-	assert_string_equal(cf.output_topic, "a#b");
-	assert_string_equal(cf.changelog_topic, "x#y");
-	assert_string_equal(cf.dead_letter_topic, "say \"hi\" there");
+	/* (topic settings take Kafka's names only: none with '#' or blanks) */
+	assert_string_equal(cf.schema_registry_url, "a#b");
+	assert_string_equal(cf.bridge_queue_url, "x#y");
+	assert_string_equal(cf.alert_schema, "say \"hi\" there");
 	assert_string_equal(cf.transactional_id, "t");
+	th_config_free(&cf);
+	unlink(path);
+}
+
+/* A file saved with a UTF-8 byte order mark (Windows editors, PowerShell's
+ * Out-File) was refused at its first line with 'unknown setting "brokers"':
+ * the invisible mark was part of the key, and the message named a setting
+ * that exists. The mark is skipped; one anywhere else is still an error. */
+static void test_byte_order_mark_at_the_start(void **state)
+{
+	struct th_config cf;
+	char path[] = "/tmp/th-test-conf-XXXXXX", err[256];
+	(void)state;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char text[] = "\xef\xbb\xbf" "brokers = \"10.0.0.1:9092\"\r\n"
+			    "batch_size = 500\r\n";
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	th_config_init(&cf);
+	if (th_config_load(&cf, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(cf.brokers, "10.0.0.1:9092");
+	assert_int_equal(cf.batch_size, 500);
+	th_config_free(&cf);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	const char second[] = "batch_size = 500\n\xef\xbb\xbf" "brokers = \"10.0.0.1:9092\"\n";
+	assert_int_equal(write(fd, second, sizeof(second) - 1), (ssize_t)(sizeof(second) - 1));
+	close(fd);
+	th_config_init(&cf);
+	assert_int_equal(th_config_load(&cf, path, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, ":2: unknown setting"));
 	th_config_free(&cf);
 	unlink(path);
 }
@@ -323,6 +384,106 @@ static void test_kafka_conf_layers(void **state)
 	th_config_free(&cf);
 }
 
+/* kafka.group.id and kafka.transactional.id were accepted and then
+ * overridden by group_id and transactional_id, which the clients set after
+ * the kafka.* settings: `run --check-config` said ok, and a pipeline meant
+ * for group "staging" joined production's group "trailhound". They are
+ * refused, naming the setting to use; other kafka.* keys stay accepted. */
+static void test_kafka_ids_name_their_setting(void **state)
+{
+	static const struct {
+		const char *kv, *setting;
+	} refused[] = {{"kafka.group.id=staging", "group_id"},
+		       {"kafka.consumer.group.id=staging", "group_id"},
+		       {"kafka.transactional.id=staging-1", "transactional_id"},
+		       {"kafka.producer.transactional.id=staging-1", "transactional_id"}};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set_kv(&cf, refused[i].kv, err, sizeof(err)),
+				 TH_ECONFIG);
+		assert_non_null(strstr(err, refused[i].setting));
+	}
+	assert_int_equal(cf.n_kafka, 0);
+	E(th_config_set_kv(&cf, "kafka.consumer.group.instance.id=w1", err, sizeof(err)));
+	E(th_config_set_kv(&cf, "kafka.transaction.timeout.ms=60000", err, sizeof(err)));
+	E(th_config_set_kv(&cf, "group_id=staging", err, sizeof(err)));
+	assert_string_equal(cf.group_id, "staging");
+	assert_int_equal(cf.n_kafka, 2);
+	th_config_free(&cf);
+}
+
+/* An empty value for a setting that needs one was accepted: group_id ""
+ * made `run` fail at subscribe with exit 5 ('Unknown group', "restart it"),
+ * dead_letter_topic "" looped on the first record to set aside, and an
+ * empty TRAILHOUND_GROUP_ID (a templating slip) did the same. Refused now,
+ * naming the setting; the settings whose empty value means something
+ * ("empty = off", "= the default") still take it. */
+static void test_empty_value_of_a_needed_setting(void **state)
+{
+	static const char *const needed[] = {"brokers", "group_id", "output_topic",
+					     "changelog_topic", "dead_letter_topic", "state_dir",
+					     "bridge_ledger_topic", "aws_region"};
+	static const char *const optional[] = {"transactional_id", "metrics_listen", "asn_db",
+					       "schema_registry_url", "alert_schema",
+					       "bridge_transactional_id"};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set(&cf, needed[i], "", err, sizeof(err)), TH_ECONFIG);
+		assert_non_null(strstr(err, needed[i]));
+		assert_non_null(strstr(err, "empty"));
+	}
+	assert_string_equal(cf.group_id, "trailhound");
+	for (size_t i = 0; i < sizeof(optional) / sizeof(optional[0]); i++)
+		E(th_config_set(&cf, optional[i], "", err, sizeof(err)));
+	char *env[] = {"TRAILHOUND_GROUP_ID=", NULL};
+	assert_int_equal(th_config_apply_env(&cf, env, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, "group_id: empty"));
+	th_config_free(&cf);
+}
+
+/* input_topics = ["cloudtrail", "cloudtrail-eu"] (TOML's array, the file
+ * looking like TOML) was split at the comma into the topics '["cloudtrail"'
+ * and '"cloudtrail-eu"]': names Kafka never allows, so the worker subscribed
+ * to nothing that can exist and sat idle. A topic setting takes Kafka's
+ * names only, and says how to write a list. */
+static void test_topic_names_kafka_allows(void **state)
+{
+	static const struct {
+		const char *key, *value;
+	} bad[] = {{"input_topics", "[\"cloudtrail\", \"cloudtrail-eu\"]"},
+		   {"input_topics", "cloudtrail eu"},
+		   {"output_topic", "alerts/eu"},
+		   {"changelog_topic", ".."},
+		   {"dead_letter_topic", "dead letters"}};
+	struct th_config cf;
+	char err[256];
+	(void)state;
+	th_config_init(&cf);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(th_config_set(&cf, bad[i].key, bad[i].value, err, sizeof(err)),
+				 TH_ECONFIG);
+		assert_non_null(strstr(err, "Kafka topic name"));
+	}
+	assert_int_equal(cf.n_input_topics, 1);
+	assert_string_equal(cf.input_topics[0], "cloudtrail");
+	assert_non_null(strstr(err, "dead_letter_topic"));
+	E(th_config_set(&cf, "input_topics", "cloudtrail, cloudtrail-eu,org_trail.v2", err,
+			sizeof(err)));
+	assert_int_equal(cf.n_input_topics, 3);
+	assert_string_equal(cf.input_topics[2], "org_trail.v2");
+	E(th_config_set(&cf, "output_topic", "trailhound.alerts-eu_1", err, sizeof(err)));
+	th_config_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -330,10 +491,15 @@ int main(void)
 		cmocka_unit_test(test_set_table),
 		cmocka_unit_test(test_file_with_line_numbers),
 		cmocka_unit_test(test_comment_after_a_value),
+		cmocka_unit_test(test_byte_order_mark_at_the_start),
 		cmocka_unit_test(test_duration_units),
+		cmocka_unit_test(test_duration_over_the_limit_in_a_big_unit),
 		cmocka_unit_test(test_over_long_line_is_an_error),
 		cmocka_unit_test(test_kafka_key_scopes),
 		cmocka_unit_test(test_kafka_conf_layers),
+		cmocka_unit_test(test_kafka_ids_name_their_setting),
+		cmocka_unit_test(test_empty_value_of_a_needed_setting),
+		cmocka_unit_test(test_topic_names_kafka_allows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,14 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include "trailhound/metrics.h"
 #include "trailhound/variation.h"
 
@@ -242,6 +250,150 @@ static void test_listen_port_out_of_range(void **state)
 		assert_int_equal(th_metrics_check_listen(good[i], err, sizeof(err)), 0);
 }
 
+
+/* A loopback port nobody listens on now (the kernel's pick, released). */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/* A connection to 127.0.0.1:port from the loopback address src. */
+static int connect_from(const char *src, int port)
+{
+	struct sockaddr_in me = {.sin_family = AF_INET}, to = {.sin_family = AF_INET};
+	/* a safety net against a hung test, not a timing assertion */
+	struct timeval tv = {.tv_sec = 30};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, src, &me.sin_addr);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	to.sin_port = htons((uint16_t)port);
+	assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	return fd;
+}
+
+/* GET path from src: the HTTP status, or -1 when the server hung up. */
+static int http_status(const char *src, int port, const char *path)
+{
+	char req[128], reply[64] = "";
+	int fd = connect_from(src, port), status = -1;
+	size_t got = 0;
+	ssize_t n;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req))
+		while (got + 1 < sizeof(reply) &&
+		       (n = recv(fd, reply + got, sizeof(reply) - 1 - got, 0)) > 0)
+			got += (size_t)n;
+	reply[got] = '\0';
+	if (sscanf(reply, "HTTP/1.%*d %d", &status) != 1)
+		status = -1;
+	close(fd);
+	return status;
+}
+
+/* Sixteen connections that sent half a request and then kept quiet (each
+ * byte resets libmicrohttpd's 10 s idle timeout, so one client can hold
+ * them for good) took every slot of the endpoint: the kubelet's /healthz
+ * was reset at connect, and after failureThreshold probes a healthy worker
+ * was killed. One client's connections are now bounded below the total. */
+static void test_idle_connections_of_one_client_leave_the_probes_room(void **state)
+{
+	char err[256];
+	int port = free_port(), idle[64];
+	(void)state;
+	th_metrics_stop(); /* a failed test before may have left one running */
+	snprintf(err, sizeof(err), "127.0.0.1:%d", port);
+	assert_int_equal(th_metrics_start(err, 60, err, sizeof(err)), 0);
+	th_metrics_heartbeat();
+	assert_int_equal(http_status("127.0.0.1", port, "/healthz"), 200);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(idle); i++) {
+		idle[i] = connect_from("127.0.0.2", port);
+		static const char half[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+		send(idle[i], half, strlen(half), MSG_NOSIGNAL);
+	}
+	assert_int_equal(http_status("127.0.0.1", port, "/healthz"), 200);
+	assert_int_equal(http_status("127.0.0.1", port, "/readyz"), 503);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(idle); i++)
+		close(idle[i]);
+	th_metrics_stop();
+}
+
+/* The server polled with select(): a connection whose descriptor was past
+ * FD_SETSIZE (1024) was closed at once ("Socket descriptor larger than
+ * FD_SETSIZE"), so a worker holding many partitions (three descriptors per
+ * LMDB store, plus librdkafka's) answered no probe at all. */
+static void test_probe_answered_past_fd_setsize(void **state)
+{
+	char err[256];
+	int port = free_port(), fds[1200], n = 0;
+	struct rlimit rl;
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 1200)
+		skip();
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 4096 ? 4096 : rl.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	th_metrics_stop(); /* a failed test before may have left one running */
+	snprintf(err, sizeof(err), "127.0.0.1:%d", port);
+	assert_int_equal(th_metrics_start(err, 60, err, sizeof(err)), 0);
+	th_metrics_heartbeat();
+	/* what a worker's stores and clients hold by the time a probe comes */
+	do
+		assert_true((fds[n] = open("/dev/null", O_RDONLY)) >= 0);
+	while (fds[n++] < 1100 && n < (int)TH_ARRAY_SIZE(fds));
+	assert_int_equal(http_status("127.0.0.1", port, "/healthz"), 200);
+	while (n > 0)
+		close(fds[--n]);
+	th_metrics_stop();
+}
+
+/* libmicrohttpd logs a line for every connection it refuses: 2000 connects
+ * beyond the limit wrote 1992 'Server reached connection limit' lines
+ * (~225 KB), so anyone who can connect could fill the log volume and push
+ * out the lines that matter. At most a burst a minute is logged now. */
+static void test_refused_connections_do_not_flood_the_log(void **state)
+{
+	char err[256], path[] = "/tmp/th-test-metrics-log-XXXXXX", line[512];
+	int port = free_port(), held[8], log_fd = mkstemp(path), saved = dup(2), lines = 0;
+	(void)state;
+	assert_true(log_fd >= 0 && saved >= 0);
+	th_metrics_stop(); /* a failed test before may have left one running */
+	snprintf(err, sizeof(err), "127.0.0.1:%d", port);
+	assert_int_equal(th_metrics_start(err, 60, err, sizeof(err)), 0);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(held); i++)
+		held[i] = connect_from("127.0.0.3", port);
+	fflush(stderr);
+	dup2(log_fd, 2);
+	for (int i = 0; i < 200; i++)
+		close(connect_from("127.0.0.3", port));
+	/* a request served after them: every refusal before it has been logged */
+	assert_int_equal(http_status("127.0.0.1", port, "/metrics"), 200);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	for (size_t i = 0; i < TH_ARRAY_SIZE(held); i++)
+		close(held[i]);
+	th_metrics_stop();
+	FILE *f = fdopen(log_fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		lines += strstr(line, "libmicrohttpd") != NULL;
+	fclose(f);
+	unlink(path);
+	assert_true(lines >= 1);
+	assert_true(lines <= 2 * 10 + 1); /* a burst, or two if a minute turned */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +405,9 @@ int main(void)
 		cmocka_unit_test(test_ready_and_healthy),
 		cmocka_unit_test(test_listen_address),
 		cmocka_unit_test(test_listen_port_out_of_range),
+		cmocka_unit_test(test_idle_connections_of_one_client_leave_the_probes_room),
+		cmocka_unit_test(test_probe_answered_past_fd_setsize),
+		cmocka_unit_test(test_refused_connections_do_not_flood_the_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

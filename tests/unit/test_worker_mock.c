@@ -549,6 +549,40 @@ static void test_poison_message_dead_lettered(void **state)
 	assert_int_equal(dead_letters(m, "processing_failed", 2), 1);
 }
 
+/* The dead-letter topic does not exist (a typo, or never created) and the
+ * brokers do not create topics (auto.create.topics.enable=false, as in
+ * deploy/compose and most managed clusters): a poison message could be set
+ * aside nowhere, and the worker redid its batch forever ("attempt 561 of
+ * 3"), the partition stuck behind it with /healthz and /readyz green. It
+ * stops now, as a configuration error a restart will not mend (exit 4),
+ * naming the topic. The mock's watchdog ends a worker that loops. */
+static void test_missing_dead_letter_topic_stops_the_worker(void **state)
+{
+	struct mock *m = *state;
+	m->hook_action = HOOK_POISON;
+	m->poison_offset = 2;
+	/* what a broker answers for a topic it does not have and will not make */
+	rd_kafka_mock_topic_set_error(m->mc, "dead", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	/* the poison message's attempts and the one that tried to set it
+	 * aside, not the hundreds of a loop */
+	assert_true(m->stats.aborts < 10);
+	assert_true(m->stats.rejects_by[TH_REJECT_PROCESSING_FAILED] >= 1);
+}
+
+/* The alert topic does not exist and the brokers do not create topics:
+ * every alert failed its message, which after max_attempts went to the
+ * dead-letter topic as processing_failed -- the worker ran on, exit 0, and
+ * the SIEM never saw an alert again. A topic refused by name is no fault
+ * of the record: the worker stops (exit 4), naming output_topic. */
+static void test_missing_alert_topic_stops_the_worker(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_topic_set_error(m->mc, "alerts", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	assert_int_equal(m->stats.rejects_by[TH_REJECT_PROCESSING_FAILED], 0);
+}
+
 /* The principal lacks the TransactionalId ACL: no restart grants it, so
  * the worker's start fails as a configuration error (exit 4), not as a
  * runtime failure for the supervisor to restart forever (the old code: 5).
@@ -570,6 +604,20 @@ static void test_cluster_acl_missing_exits_4(void **state)
 	struct mock *m = *state;
 	rd_kafka_mock_push_request_errors(m->mc, API_INIT_PRODUCER_ID, 1,
 					  RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+	assert_int_equal(run_worker(m), TH_ECONFIG);
+	assert_int_equal(m->stats.messages, 0);
+}
+
+/* kafka.producer.transaction.timeout.ms above the broker's
+ * transaction.max.timeout.ms (15 min by default): init_transactions fails
+ * with INVALID_TRANSACTION_TIMEOUT every time, a setting to change, yet the
+ * worker exited 5 ("runtime failure, restart it") and its supervisor
+ * restarted it forever. A configuration error now: exit 4. */
+static void test_transaction_timeout_over_the_brokers_max_exits_4(void **state)
+{
+	struct mock *m = *state;
+	rd_kafka_mock_push_request_errors(m->mc, API_INIT_PRODUCER_ID, 1,
+					  RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT);
 	assert_int_equal(run_worker(m), TH_ECONFIG);
 	assert_int_equal(m->stats.messages, 0);
 }
@@ -805,9 +853,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_assignment_aborts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_rewind_exits_5, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poison_message_dead_lettered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_dead_letter_topic_stops_the_worker,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_alert_topic_stops_the_worker, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_transactional_id_acl_missing_exits_4, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_acl_missing_exits_4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transaction_timeout_over_the_brokers_max_exits_4,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_while_waiting_for_brokers_exits_0, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pending_offsets_waited_out, setup, teardown),
