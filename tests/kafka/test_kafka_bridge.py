@@ -186,7 +186,15 @@ class Env:
                 e[k] = v
         return e
 
-    def run(self, *extra, env=None, timeout=180, idle=3000):
+    def run(self, *extra, env=None, timeout=180, idle=1000):
+        """One bridge run to its idle exit. idle: the ms without a message it
+        waits before it exits; each empty receive is a 1 s long poll (--wait
+        1), so the default, 1000, exits after the first empty receive that
+        follows the last work. Enough when every notification is on the queue
+        and visible before the run starts (moto queues S3's notification in
+        put_object's own request): pass more only when a message becomes
+        visible while the bridge runs (a visibility timeout running out
+        meanwhile), or wait_visible() first."""
         t = time.monotonic()
         p = subprocess.run(self.cmd("--exit-when-idle", str(idle), *extra), env=env or self.env(),
                            capture_output=True, text=True, timeout=timeout)
@@ -199,6 +207,23 @@ class Env:
         a = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+    def wait_visible(self, seconds=60):
+        """Until no message is in flight and one at least is visible (the
+        visibility timeout of those a killed or stopped bridge received ran
+        out): a run started then finds them at once, where a fixed sleep or a
+        long idle exit waited for the timeout's worst case."""
+        deadline = time.monotonic() + seconds
+        while True:
+            a = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])[
+                    "Attributes"]
+            visible = int(a["ApproximateNumberOfMessages"])
+            in_flight = int(a["ApproximateNumberOfMessagesNotVisible"])
+            if visible and not in_flight:
+                return visible
+            assert time.monotonic() < deadline, f"{visible} visible, {in_flight} in flight"
+            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -436,8 +461,10 @@ def test_bridge_kill9_redelivery(env, events, hook):
         # the killed transaction's records were written, uncommitted
         assert len(read_topic(env.broker, env.topic, isolation="read_uncommitted")) > 0
         assert len(read_topic(env.broker, env.topic)) == 0
-    # SQS redelivers once the visibility timeout (3 s) runs out
-    p = env.run("--set", "bridge_visibility_s=3", idle=8000)
+    # SQS redelivers once the visibility timeout (3 s) runs out (the run below
+    # waited for it with an 8 s idle exit, most of it spent idle after the work)
+    assert env.wait_visible() >= 2
+    p = env.run("--set", "bridge_visibility_s=3")
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:2500])
     assert env.queue_depth() == 0
@@ -871,7 +898,9 @@ def test_bridge_credentials_refresh_failure_keeps_valid_ones(moto_noauth, admin,
                 AWS_WEB_IDENTITY_TOKEN_FILE=str(tok), TH_AWS_ROLE_DURATION_SECONDS="240")
     logf = tmp_path / "bridge.log"
     with open(logf, "wb") as lf:
-        proc = subprocess.Popen(env.cmd("--exit-when-idle", "8000"), env=e, stderr=lf,
+        # idle from the bridge's start: long enough for the uploads below,
+        # made as soon as it logged its first credentials
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "4000"), env=e, stderr=lf,
                                 stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
