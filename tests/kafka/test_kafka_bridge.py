@@ -478,7 +478,7 @@ def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
     logf = tmp_path / "bridge.log"
     with open(logf, "wb") as lf:
         mport = free_port()
-        proc = subprocess.Popen(env.cmd("--exit-when-idle", "3000", "-v", "--set",
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "1000", "-v", "--set",
                                         "bridge_visibility_s=2", "--set",
                                         f"metrics_listen=127.0.0.1:{mport}"),
                                 env=env.env(TH_BRIDGE_TEST_STALL_MS="8000"), stderr=lf,
@@ -638,8 +638,11 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     good = gzip.compress(json.dumps({"Records": events[0:100]}).encode())
     env.s3.put_object(Bucket=env.bucket, Key=bad, Body=good[:len(good) // 2])  # truncated
     env.upload(env.key(account="999900001111"), events[100:150])
+    # idle: the bad file comes back every 1-2 s (its 1 s visibility timeout,
+    # then a receive's 1 s long poll) until it is dead-lettered: 5 s is more
+    # than twice that gap (10 s waited out 8 s more after the last receive)
     p, m = run_scraped(env, "--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=3",
-                       idle=10000)
+                       idle=5000)
     assert p.returncode == 0, p.stderr
     f = lambda outcome: m.get(f'trailhound_bridge_files_total{{outcome="{outcome}"}}')
     assert (f("published"), f("unreadable"), f("skipped")) == (1, 3, 0), m
@@ -702,8 +705,10 @@ def test_bridge_s3_unreachable_waits_on_the_queue(env, events):
     assert "dead-lettered" not in rest and "receive " not in "".join(seen), seen
     assert read_topic(env.broker, env.dlq) == []
     assert env.queue_depth() == 1
-    # S3 answers again: published once, nothing dead-lettered
-    p = env.run("--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=2", idle=4000)
+    # S3 answers again: published once, nothing dead-lettered (once the last
+    # receive's visibility timeout ran out; a 4 s idle exit waited for it)
+    assert env.wait_visible() == 1
+    p = env.run("--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=2")
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:40])
     assert read_topic(env.broker, env.dlq) == []
