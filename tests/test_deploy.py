@@ -697,11 +697,24 @@ def systemd_instance(tmp_path, instance):
     return dict(re.findall(r'^([a-z0-9_.]+) = "(.*)"$', p.stdout, re.M))
 
 
-def test_systemd_instances_get_distinct_metrics_ports(tmp_path):
+@pytest.fixture(scope="module")
+def systemd_instances(tmp_path_factory):
+    """systemd_instance() of trailhound@1 and trailhound@2, for the tests
+    below. Each --check-config waits 10 s for the closed broker port (its
+    metadata request's timeout): the two run side by side, once for the
+    module (two tests made these four calls one after another, 40 s of the
+    file's ~58 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+    tmp = tmp_path_factory.mktemp("systemd")
+    with ThreadPoolExecutor(2) as ex:
+        one, two = ex.map(lambda instance: systemd_instance(tmp, instance), ("1", "2"))
+    return {"1": one, "2": two}
+
+
+def test_systemd_instances_get_distinct_metrics_ports(systemd_instances):
     # with one shared config, a metrics_listen there made the second instance
     # fail on the port (exit 4) and restart in a loop
-    one = systemd_instance(tmp_path, "1")
-    two = systemd_instance(tmp_path, "2")
+    one, two = systemd_instances["1"], systemd_instances["2"]
     assert one["metrics_listen"] and two["metrics_listen"], (one.get("metrics_listen"), two.get("metrics_listen"))
     assert one["metrics_listen"] != two["metrics_listen"]
     assert one["transactional_id"] != two["transactional_id"]
@@ -765,7 +778,7 @@ def duration_s(v):
 STOP_MARGIN_S = 10
 
 
-def test_every_supervisor_waits_longer_than_the_stop_timeout(tmp_path):
+def test_every_supervisor_waits_longer_than_the_stop_timeout(systemd_instances):
     """After SIGTERM each supervisor waits its grace period, then kills.
     stop_timeout bounds the worker's and the bridge's own stop (the watchdog
     ends a stop still running then, exit 5), so the grace must be longer: the
@@ -800,5 +813,5 @@ def test_every_supervisor_waits_longer_than_the_stop_timeout(tmp_path):
     unit = open(os.path.join(DEPLOY, "systemd/trailhound@.service")).read()
     grace = re.search(r"^TimeoutStopSec=(\S+)", unit, re.M)
     for instance in ("1", "2"):
-        got = systemd_instance(tmp_path, instance)
+        got = systemd_instances[instance]
         check(f"trailhound@{instance}", grace.group(1) if grace else "90s", got["stop_timeout"])

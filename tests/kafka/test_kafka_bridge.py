@@ -186,7 +186,15 @@ class Env:
                 e[k] = v
         return e
 
-    def run(self, *extra, env=None, timeout=180, idle=3000):
+    def run(self, *extra, env=None, timeout=180, idle=1000):
+        """One bridge run to its idle exit. idle: the ms without a message it
+        waits before it exits; each empty receive is a 1 s long poll (--wait
+        1), so the default, 1000, exits after the first empty receive that
+        follows the last work. Enough when every notification is on the queue
+        and visible before the run starts (moto queues S3's notification in
+        put_object's own request): pass more only when a message becomes
+        visible while the bridge runs (a visibility timeout running out
+        meanwhile), or wait_visible() first."""
         t = time.monotonic()
         p = subprocess.run(self.cmd("--exit-when-idle", str(idle), *extra), env=env or self.env(),
                            capture_output=True, text=True, timeout=timeout)
@@ -199,6 +207,23 @@ class Env:
         a = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+    def wait_visible(self, seconds=60):
+        """Until no message is in flight and one at least is visible (the
+        visibility timeout of those a killed or stopped bridge received ran
+        out): a run started then finds them at once, where a fixed sleep or a
+        long idle exit waited for the timeout's worst case."""
+        deadline = time.monotonic() + seconds
+        while True:
+            a = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])[
+                    "Attributes"]
+            visible = int(a["ApproximateNumberOfMessages"])
+            in_flight = int(a["ApproximateNumberOfMessagesNotVisible"])
+            if visible and not in_flight:
+                return visible
+            assert time.monotonic() < deadline, f"{visible} visible, {in_flight} in flight"
+            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -436,8 +461,10 @@ def test_bridge_kill9_redelivery(env, events, hook):
         # the killed transaction's records were written, uncommitted
         assert len(read_topic(env.broker, env.topic, isolation="read_uncommitted")) > 0
         assert len(read_topic(env.broker, env.topic)) == 0
-    # SQS redelivers once the visibility timeout (3 s) runs out
-    p = env.run("--set", "bridge_visibility_s=3", idle=8000)
+    # SQS redelivers once the visibility timeout (3 s) runs out (the run below
+    # waited for it with an 8 s idle exit, most of it spent idle after the work)
+    assert env.wait_visible() >= 2
+    p = env.run("--set", "bridge_visibility_s=3")
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:2500])
     assert env.queue_depth() == 0
@@ -451,7 +478,7 @@ def test_bridge_visibility_kept_while_in_flight(env, events, tmp_path):
     logf = tmp_path / "bridge.log"
     with open(logf, "wb") as lf:
         mport = free_port()
-        proc = subprocess.Popen(env.cmd("--exit-when-idle", "3000", "-v", "--set",
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "1000", "-v", "--set",
                                         "bridge_visibility_s=2", "--set",
                                         f"metrics_listen=127.0.0.1:{mport}"),
                                 env=env.env(TH_BRIDGE_TEST_STALL_MS="8000"), stderr=lf,
@@ -621,8 +648,11 @@ def test_bridge_corrupt_gzip_dead_lettered(env, events):
     env.s3.put_object(Bucket=env.bucket, Key=env.key(account="999900001111"),
                       Body=gzip.compress(json.dumps(
                           {"Records": events[100:101] + [42] + events[101:150]}).encode()))
+    # idle: the bad file comes back every 1-2 s (its 1 s visibility timeout,
+    # then a receive's 1 s long poll) until it is dead-lettered: 5 s is more
+    # than twice that gap (10 s waited out 8 s more after the last receive)
     p, m = run_scraped(env, "--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=3",
-                       idle=10000)
+                       idle=5000)
     assert p.returncode == 0, p.stderr
     f = lambda outcome: m.get(f'trailhound_bridge_files_total{{outcome="{outcome}"}}')
     assert (f("published"), f("unreadable"), f("skipped")) == (1, 3, 0), m
@@ -689,8 +719,10 @@ def test_bridge_s3_unreachable_waits_on_the_queue(env, events):
     assert "dead-lettered" not in rest and "receive " not in "".join(seen), seen
     assert read_topic(env.broker, env.dlq) == []
     assert env.queue_depth() == 1
-    # S3 answers again: published once, nothing dead-lettered
-    p = env.run("--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=2", idle=4000)
+    # S3 answers again: published once, nothing dead-lettered (once the last
+    # receive's visibility timeout ran out; a 4 s idle exit waited for it)
+    assert env.wait_visible() == 1
+    p = env.run("--set", "bridge_visibility_s=1", "--set", "bridge_max_receives=2")
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:40])
     assert read_topic(env.broker, env.dlq) == []
@@ -885,7 +917,9 @@ def test_bridge_credentials_refresh_failure_keeps_valid_ones(moto_noauth, admin,
                 AWS_WEB_IDENTITY_TOKEN_FILE=str(tok), TH_AWS_ROLE_DURATION_SECONDS="240")
     logf = tmp_path / "bridge.log"
     with open(logf, "wb") as lf:
-        proc = subprocess.Popen(env.cmd("--exit-when-idle", "8000"), env=e, stderr=lf,
+        # idle from the bridge's start: long enough for the uploads below,
+        # made as soon as it logged its first credentials
+        proc = subprocess.Popen(env.cmd("--exit-when-idle", "4000"), env=e, stderr=lf,
                                 stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
@@ -1044,17 +1078,34 @@ def test_bridge_backfill_listing_memory(moto_noauth, admin, broker, tmp_path):
     (deploy/kubernetes/bridge.yaml). Measured as the peak RSS of a listing of
     12,000 files against a listing of one, stopped once the listing is done:
     the difference stays under 1 KB a file."""
+    import http.client
+    import urllib.parse
     from concurrent.futures import ThreadPoolExecutor
     env = Env(moto_noauth, admin, broker, tmp_path, notify=False)
     base = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/01/"
     n = 12000
 
-    def put(i):
-        env.s3.put_object(Bucket=env.bucket, Body=b"", Key=base +
-                          f"123456789012_CloudTrail_us-east-1_20261101T{i // 60 % 24:02d}"
-                          f"{i % 60:02d}Z_{i:016x}.json.gz")
-    with ThreadPoolExecutor(16) as ex:
-        list(ex.map(put, range(n)))
+    # The 12,000 empty objects as plain unsigned PUTs on four kept-alive
+    # connections: this moto checks no signature, and takes a request without
+    # an Authorization header as S3's. boto3's put_object (signing, a client
+    # per call's worth of Python on the same two cores as moto) made this
+    # loop most of the test's time.
+    host, port = urllib.parse.urlsplit(env.moto.endpoint).netloc.split(":")
+
+    def put_all(idx):
+        c = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            for i in idx:
+                key = base + (f"123456789012_CloudTrail_us-east-1_20261101T{i // 60 % 24:02d}"
+                              f"{i % 60:02d}Z_{i:016x}.json.gz")
+                c.request("PUT", f"/{env.bucket}/{key}", body=b"")
+                r = c.getresponse()
+                r.read()
+                assert r.status == 200, (r.status, key)
+        finally:
+            c.close()
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(put_all, [range(k, n, 4) for k in range(4)]))
     env.s3.put_object(Bucket=env.bucket, Body=b"", Key="AWSLogs/999999999999/CloudTrail/"
                       "us-east-1/2026/11/01/999999999999_CloudTrail_us-east-1_20261101T0000Z_"
                       "0000000000000000.json.gz")

@@ -104,8 +104,10 @@ def stop_while_frozen(env, events, tmp_path, *extra):
 
 def published_once_after(env, events):
     """The file left on the queue is published once by the next run."""
-    time.sleep(7)  # the file's visibility timeout runs out: SQS hands it out again
-    p = env.run(idle=8000)
+    # the file's visibility timeout (6 s) runs out: SQS hands it out again (a
+    # fixed 7 s sleep, then an 8 s idle exit, waited for that)
+    assert env.wait_visible() == 1
+    p = env.run()
     assert p.returncode == 0, p.stderr
     assert_once_keyed(env, events[0:25])
 
