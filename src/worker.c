@@ -432,12 +432,11 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *sto
 			 * (see wake_fetcher; the same stall, a changelog is read
 			 * faster than librdkafka 2.0 refills its queue) */
 			for (int i = 0; i < nr; i++) {
-				int64_t lo, hi;
+				int64_t hi;
 				if (rs[i].done)
 					continue;
-				rd_kafka_query_watermark_offsets(w->restorer,
-								 w->cf->changelog_topic,
-								 rs[i].p->partition, &lo, &hi, 200);
+				th_kafka_watermarks(w->restorer, w->cf->changelog_topic,
+						    rs[i].p->partition, NULL, &hi, POLL_MS);
 				break;
 			}
 		}
@@ -1961,12 +1960,14 @@ static int drain(struct worker *w)
  * fetch.queue.backoff.ms for this). A worker that drains the queue faster
  * would sit idle for most of that second. Any request to the broker wakes
  * its thread, which then fetches again at once: when the queue ran dry
- * before the end of the input, ask a partition's leader for its
- * watermarks (read-only, one round trip), a different partition each time
- * so that every broker gets woken. */
+ * before the end of the input, ask a partition's leader for its high
+ * watermark (read-only, one round trip), a different partition each time
+ * so that every broker gets woken. Through th_kafka_watermarks(): librdkafka
+ * 2.0.2's own query never returns while the leader is unreachable (#2588),
+ * and a broker stopped just after a fetch would hold the loop there. */
 static void wake_fetcher(struct worker *w)
 {
-	int64_t lo, hi;
+	int64_t hi;
 	double t = now_s();
 	if (w->disk_full || w->nparts == 0 || t - w->last_wake < 0.01 || t - w->last_msg_at > 1.0)
 		return;
@@ -1976,7 +1977,7 @@ static void wake_fetcher(struct worker *w)
 			continue;
 		w->wake_next = (w->wake_next + i + 1) % w->nparts;
 		w->last_wake = t;
-		rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi, POLL_MS);
+		th_kafka_watermarks(w->consumer, p->topic, p->partition, NULL, &hi, POLL_MS);
 		return;
 	}
 }
