@@ -8,6 +8,13 @@ foreach(t test_scan test_avro_python test_detect_v2 test_dedup_order test_backte
   set_tests_properties(py.${t} PROPERTIES LABELS e2e
     ENVIRONMENT "TH_BIN=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")
 endforeach()
+
+# The sample generator's own tests (determinism, framings, an independent model of the rules).
+add_test(NAME py.test_gen_sample
+  COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${CMAKE_SOURCE_DIR}/tools/test_gen_sample.py)
+set_tests_properties(py.test_gen_sample PROPERTIES LABELS e2e
+  ENVIRONMENT "TRAILHOUND=$<TARGET_FILE:trailhound>;TH_SHARED=${TH_SHARED_DATA};TH_SRC=${CMAKE_SOURCE_DIR}")
+
 # In the sanitizer build (scripts/test.sh's second pass) the two longest of
 # them start first (COST; CI builds afresh, so CTest has no timings of its own
 # to order by). There py.test_backtest takes ~6 min and, declared near the end,
