@@ -1168,6 +1168,23 @@ int th_state_apply(struct th_state *st, const void *key, size_t klen, const void
 	return val ? th_state_put(st, key, klen, val, vlen) : th_state_del(st, key, klen);
 }
 
+void th_state_forget_clean(struct th_state *st)
+{
+	struct entry *e, *tmp;
+	if (!st->ndirty) {
+		cache_clear(st, false);
+		return;
+	}
+	HASH_ITER(hh, st->cache, e, tmp)
+	{
+		if (e->dirty)
+			continue; /* on the dirty list: the next commit's */
+		HASH_DEL(st->cache, e);
+		entry_free(e);
+	}
+	st->ncached = HASH_COUNT(st->cache);
+}
+
 size_t th_state_changes(const struct th_state *st)
 {
 	return st->ndirty;

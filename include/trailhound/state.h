@@ -138,6 +138,10 @@ int th_state_apply(struct th_state *st, const void *key, size_t klen, const void
 void th_state_get_stats(const struct th_state *st, struct th_state_stats *out);
 /** @brief Records changed (put or deleted) since the last commit or rollback. */
 size_t th_state_changes(const struct th_state *st);
+/** @brief Drop the read cache's clean entries (committed values kept in the
+ * heap for later gets): a restore's records are not read back until it ends,
+ * and kept they would cost memory and slow every lookup of the next batch. */
+void th_state_forget_clean(struct th_state *st);
 
 #ifdef __cplusplus
 }

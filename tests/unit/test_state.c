@@ -389,6 +389,33 @@ static void test_many_keys_and_clean_cache_eviction(void **state)
 	}
 }
 
+static void test_forget_clean_keeps_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct th_state_stats s;
+	E(th_state_put(f->st, "a", 1, "1", 1));
+	E(th_state_put(f->st, "b", 1, "2", 1));
+	E(th_state_commit(f->st, 1));
+	E(th_state_put(f->st, "c", 1, "3", 1)); /* not committed yet */
+	E(th_state_put(f->st, "a", 1, "4", 1)); /* a committed key changed again */
+	th_state_forget_clean(f->st);
+	th_state_get_stats(f->st, &s);
+	/* "b" went; the two changes stay, and the next commit writes them */
+	assert_int_equal(s.cached, 2);
+	assert_int_equal(th_state_changes(f->st), 2);
+	E(th_state_commit(f->st, 2));
+	th_state_forget_clean(f->st);
+	th_state_get_stats(f->st, &s);
+	assert_int_equal(s.cached, 0);
+	/* read again from LMDB */
+	check_value(f->st, "a", "4");
+	check_value(f->st, "b", "2");
+	check_value(f->st, "c", "3");
+	reopen(f);
+	check_value(f->st, "a", "4");
+	check_value(f->st, "c", "3");
+}
+
 static void test_format_version_is_checked(void **state)
 {
 	struct fixture *f = *state;
@@ -1046,6 +1073,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_keys_and_clean_cache_eviction, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_forget_clean_keeps_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format_version_is_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_keys_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clean_close_is_trusted, setup, teardown),
