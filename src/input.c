@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -309,6 +310,52 @@ enum src_mode {
 	SRC_GZIP,  /* inflating a gzip member */
 };
 
+/* The buffers of closed inputs, kept for the next open: a backtest opens
+ * thousands of small files (twice each: the archive reads a file's first
+ * record to order it), and a fresh RAW_CHUNK + READ_CHUNK per open was page
+ * faults and, under AddressSanitizer, a poisoned mapping per file (most of a
+ * sanitizer run's time). Only buffers still at their first size come back;
+ * one grown for a long record is freed. Shared by all threads, at most
+ * SPARES_MAX pairs (the reading thread, and the bridge's workers). */
+#define SPARES_MAX 2
+static struct {
+	pthread_mutex_t mu;
+	int n;
+	unsigned char *raw[SPARES_MAX];
+	char *buf[SPARES_MAX];
+} spares = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void spares_take(unsigned char **raw, char **buf)
+{
+	*raw = NULL;
+	*buf = NULL;
+	pthread_mutex_lock(&spares.mu);
+	if (spares.n > 0) {
+		spares.n--;
+		*raw = spares.raw[spares.n];
+		*buf = spares.buf[spares.n];
+	}
+	pthread_mutex_unlock(&spares.mu);
+}
+
+/* Keeps or frees the pair; either may be NULL (then both are freed). */
+static void spares_give(unsigned char *raw, char *buf)
+{
+	if (raw && buf) {
+		pthread_mutex_lock(&spares.mu);
+		if (spares.n < SPARES_MAX) {
+			spares.raw[spares.n] = raw;
+			spares.buf[spares.n] = buf;
+			spares.n++;
+			raw = NULL;
+			buf = NULL;
+		}
+		pthread_mutex_unlock(&spares.mu);
+	}
+	free(raw);
+	free(buf);
+}
+
 struct th_input {
 	int fd;
 	enum src_mode mode;
@@ -365,12 +412,11 @@ int th_input_open(struct th_input **inp, const char *path, size_t doc_max, char 
 		return TH_EINVAL;
 	}
 	in->fd = fd;
-	in->raw = malloc(RAW_CHUNK);
-	if (!in->raw)
-		goto nomem;
 	in->cap = READ_CHUNK;
-	in->buf = malloc(in->cap + TH_PARSE_PADDING);
-	if (!in->buf)
+	spares_take(&in->raw, &in->buf);
+	if (!in->raw && !(in->raw = malloc(RAW_CHUNK)))
+		goto nomem;
+	if (!in->buf && !(in->buf = malloc(in->cap + TH_PARSE_PADDING)))
 		goto nomem;
 	*inp = in;
 	return 0;
@@ -388,8 +434,12 @@ void th_input_close(struct th_input *in)
 		close(in->fd);
 	if (in->z_ready)
 		inflateEnd(&in->zs);
-	free(in->raw);
-	free(in->buf);
+	if (in->cap == READ_CHUNK) {
+		spares_give(in->raw, in->buf);
+	} else {
+		free(in->raw);
+		free(in->buf);
+	}
 	free(in->path);
 	free(in);
 }

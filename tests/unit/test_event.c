@@ -1629,6 +1629,34 @@ static void test_input_ends_inside_value(void **state)
 	assert_int_equal(e.nev + e.nrej, 0);
 }
 
+/* A closed input's buffers serve the next open (src/input.c's spares): a
+ * file that is the start of the one read before it, cut inside a record,
+ * ends in that record's reject. The bytes left in the buffer would complete
+ * it exactly, at the same offsets. */
+static void test_input_reused_buffer_keeps_no_stale_bytes(void **state)
+{
+	struct text t = {0};
+	(void)state;
+	jsonl(&t, 10, -1, 0, NULL);
+	uint64_t rec7 = offset_of(t.p, "{\"eventVersion\":\"1.08\",\"userIdentity\":{\"type\":"
+				       "\"AssumedRole\",\"accessKeyId\":\"ASIA0000000000000007");
+	size_t cut = (size_t)rec7 + 120;
+	for (int gz = 0; gz <= 1; gz++) {
+		struct seen whole = {0}, s = {0};
+		E(run_input(t.p, t.n, gz, 0, 0, &whole));
+		expect_all_but(&whole, 10, -1);
+		E(run_input(t.p, cut, gz, 0, 0, &s));
+		if (s.nev != 7 || s.nrej != 1)
+			dump(&s);
+		assert_int_equal(s.nev, 7);
+		assert_string_equal(s.ev[6].id, "id-6");
+		assert_int_equal(s.nrej, 1);
+		assert_int_equal(s.rej[0].why, TH_REJECT_MALFORMED_JSON);
+		assert_int_equal(s.rej[0].offset, rec7);
+	}
+	free(t.p);
+}
+
 /* Large inputs: values straddle the 4 MiB read chunks; a single Records
  * document larger than a chunk grows the buffer. */
 static void test_input_large(void **state)
@@ -2106,6 +2134,7 @@ int main(void)
 		cmocka_unit_test(test_input_truncated_line),
 		cmocka_unit_test(test_input_bad_lines),
 		cmocka_unit_test(test_input_ends_inside_value),
+		cmocka_unit_test(test_input_reused_buffer_keeps_no_stale_bytes),
 		cmocka_unit_test(test_input_large),
 		cmocka_unit_test(test_input_open_errors),
 		cmocka_unit_test(test_input_truncated_gzip),
