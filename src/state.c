@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "trailhound/hash.h"
+#include "state_int.h"
 
 /* Clean entries kept as a read cache between commits; past this the cache
  * is emptied after a commit. LMDB's own reads are memory-mapped, so the cache
@@ -1080,6 +1081,31 @@ static bool disk_full(struct th_state *st)
 	return err == ENOSPC || err == EDQUOT;
 }
 
+/* Run one write transaction (@p once), growing a full map and trying again;
+ * a short write that found the disk full becomes ENOSPC. Returns 0 or an
+ * LMDB/errno code, with nothing written unless 0. */
+static int write_retrying(struct th_state *st, int (*once)(struct th_state *, const void *),
+			  const void *arg)
+{
+	int rc;
+	rtxn_release(st);
+	while ((rc = once(st, arg)) == MDB_MAP_FULL) {
+		int grc = grow_map(st);
+		if (grc) {
+			th_log_err("state", "map full and cannot grow: %s", mdb_strerror(grc));
+			return grc;
+		}
+	}
+	if (rc == EIO && disk_full(st))
+		rc = ENOSPC;
+	return rc;
+}
+
+static int commit_dirty(struct th_state *st, const void *input_offset)
+{
+	return commit_once(st, *(const int64_t *)input_offset);
+}
+
 int th_state_commit(struct th_state *st, int64_t input_offset)
 {
 	struct entry *e;
@@ -1087,16 +1113,9 @@ int th_state_commit(struct th_state *st, int64_t input_offset)
 
 	if (st->readonly)
 		return TH_EINVAL;
-	rtxn_release(st);
-	while ((rc = commit_once(st, input_offset)) == MDB_MAP_FULL) {
-		if ((rc = grow_map(st))) {
-			th_log_err("state", "commit: map full and cannot grow: %s",
-				   mdb_strerror(rc));
-			return TH_ESTATE;
-		}
-	}
-	if (rc == EIO && disk_full(st))
-		rc = ENOSPC;
+	rc = write_retrying(st, commit_dirty, &input_offset);
+	if (rc == MDB_MAP_FULL)
+		return TH_ESTATE;
 	if (rc == ENOSPC || rc == EDQUOT) {
 		/* Nothing was written (the meta page was not reached) and the
 		 * dirty list is untouched: a later call commits it all. */
@@ -1119,6 +1138,80 @@ int th_state_commit(struct th_state *st, int64_t input_offset)
 	if (st->ncached > CACHE_MAX_CLEAN)
 		cache_clear(st, false);
 	return 0;
+}
+
+struct append_batch {
+	const struct th_state_rec *recs;
+	size_t n;
+};
+
+/* MDB_APPEND: each key goes after the tree's last one, into its last leaf,
+ * and a full leaf is left full (the split puts the new key alone on the new
+ * page): every page is written once, filled, instead of once per random put. */
+static int append_once(struct th_state *st, const void *arg)
+{
+	const struct append_batch *b = arg;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	int rc;
+
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, st->dbi, &cur)))
+		goto fail;
+	for (size_t i = 0; i < b->n; i++) {
+		MDB_val k = {b->recs[i].klen, (void *)b->recs[i].key};
+		MDB_val v = {b->recs[i].vlen, (void *)b->recs[i].val};
+		if ((rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND)))
+			goto fail; /* the abort frees the cursor */
+	}
+	mdb_cursor_close(cur);
+	return mdb_txn_commit(txn);
+fail:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int th_state_append_sorted(struct th_state *st, const struct th_state_rec *recs, size_t n)
+{
+	struct append_batch b = {recs, n};
+	int rc;
+	if (st->readonly || st->ndirty)
+		return TH_EINVAL;
+	rc = write_retrying(st, append_once, &b);
+	if (rc == MDB_MAP_FULL)
+		return TH_ESTATE;
+	if (rc == ENOSPC || rc == EDQUOT) {
+		th_log_err("state", "bulk load: %s", mdb_strerror(rc));
+		return TH_ENOSPC;
+	}
+	if (rc == MDB_KEYEXIST) {
+		/* not after the store's last key: a caller's bug, not the disk's */
+		th_log_err("state", "bulk load: keys not in ascending order after the store's");
+		return TH_EINVAL;
+	}
+	if (rc)
+		return mdb_fail("bulk load", rc);
+	st->stats.commits++;
+	st->stats.db_puts += n;
+	return 0;
+}
+
+bool th_state_has_records(struct th_state *st)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	bool any = true; /* when LMDB cannot tell, assume the worst */
+	if (rtxn_get(st, &txn) || mdb_cursor_open(txn, st->dbi, &cur))
+		return any;
+	/* the last key: metadata keys start with 0 and sort first */
+	if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_NOTFOUND)
+		any = false;
+	else
+		any = k.mv_size > 0 && ((const unsigned char *)k.mv_data)[0] != 0;
+	mdb_cursor_close(cur);
+	return any || st->ndirty > 0;
 }
 
 void th_state_rollback(struct th_state *st)
@@ -1156,6 +1249,11 @@ int th_state_wipe(struct th_state *st)
 	return 0;
 }
 
+bool th_state_key_is_data(const void *key, size_t klen)
+{
+	return klen > 0 && klen <= TH_STATE_KEY_MAX && ((const char *)key)[0] != '\0';
+}
+
 int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
 		   size_t vlen)
 {
@@ -1163,7 +1261,7 @@ int th_state_apply(struct th_state *st, const void *key, size_t klen, const void
 	 * writes is empty or longer than LMDB takes (th_key: at most 511 bytes).
 	 * Such a record was not written by a worker; kept, it would fail the
 	 * commit of the whole restore, at every restart. */
-	if (klen == 0 || klen > TH_STATE_KEY_MAX || ((const char *)key)[0] == '\0')
+	if (!th_state_key_is_data(key, klen))
 		return TH_EINVAL;
 	return val ? th_state_put(st, key, klen, val, vlen) : th_state_del(st, key, klen);
 }

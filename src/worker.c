@@ -48,13 +48,13 @@
 #define ASSIGN_SLICE_MS 1000
 #define INIT_TXN_TIMEOUT_MS 60000  /* init_transactions: fencing waits out the old instance */
 #define POLL_MS 200                /* one restore poll; a watermark query to wake a partition */
-/* Restoring partitions together, each commits its store once it holds its
- * share of commit_max_changes changed records, but not fewer than this (or
- * commit_max_changes when lower): LMDB's copies of the pages a transaction
- * writes, and the write-back cache, stay bounded on a big changelog, while
- * each commit still writes enough to keep a restore above ~250k keys/s
- * (smaller commits rewrite the same scattered pages more often). */
-#define RESTORE_BATCH_MIN 4096
+/* A restore sorts the changelog's records by key before they go into the
+ * store (th_state_load): this much memory in all, shared by the partitions
+ * restoring together, and spilled as sorted runs to temporary files beside
+ * the stores when a partition's share fills (each share at least
+ * RESTORE_SORT_MIN). */
+#define RESTORE_SORT_BYTES ((size_t)64 << 20)
+#define RESTORE_SORT_MIN ((size_t)4 << 20)
 /* Changelog records taken from librdkafka's queue per call while restoring. */
 #define RESTORE_POLL_BATCH 256
 /* The [stats] log line, in seconds of wall time. */
@@ -93,6 +93,7 @@ _Static_assert(PH__COUNT == TH_WORKER_PHASES, "worker.h's TH_WORKER_PHASES names
 struct part {
 	struct worker *w;
 	char *topic;
+	char *dir; /* its store's directory */
 	int32_t partition;
 	struct th_state *st;
 	struct th_detector *det;
@@ -261,6 +262,7 @@ static void part_close(struct part *p)
 	th_detector_destroy(p->det);
 	th_state_close(p->st);
 	free(p->topic);
+	free(p->dir);
 	free(p);
 }
 
@@ -318,6 +320,10 @@ static int part_open(struct worker *w, const char *topic, int32_t partition, str
 		rc = TH_ESTATE;
 		goto fail;
 	}
+	if (!(p->dir = strdup(dir))) {
+		rc = TH_ENOMEM;
+		goto fail;
+	}
 	rc = th_state_open(&p->st, dir, 0, errstr, sizeof(errstr));
 	if (rc == TH_EUNTRUSTED) {
 		/* Not closed cleanly across a crash, corrupt, or not ours: its
@@ -349,16 +355,14 @@ struct restore {
 	struct part *p;
 	int64_t committed; /* the group's committed input offset the state is for */
 	uint64_t n;	   /* changelog records applied */
-	uint64_t skipped;  /* ... and refused (th_state_apply: TH_EINVAL) */
-	unsigned commits;  /* store commits, the final one included */
+	uint64_t skipped;  /* ... and refused (th_state_load_add: TH_EINVAL) */
+	struct th_state_load *ld; /* the records, sorted into the store at the end */
 	bool done;
 };
 
-/* One message of restore_parts' read: a changelog record applied to its
- * partition's store (committed once it holds @p batch changes), or a
- * partition's end. The caller destroys @p m. */
-static int restore_record(struct restore *rs, int nr, rd_kafka_message_t *m,
-			  size_t batch, int *left)
+/* One message of restore_parts' read: a changelog record added to its
+ * partition's load, or a partition's end. The caller destroys @p m. */
+static int restore_record(struct restore *rs, int nr, rd_kafka_message_t *m, int *left)
 {
 	int rc;
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -393,7 +397,7 @@ static int restore_record(struct restore *rs, int nr, rd_kafka_message_t *m,
 		return 0;
 	struct part *p = r->p;
 	size_t tlen = strlen(p->topic);
-	rc = th_state_apply(p->st, k + tlen + 1, m->key_len - tlen - 1, m->payload, m->len);
+	rc = th_state_load_add(r->ld, k + tlen + 1, m->key_len - tlen - 1, m->payload, m->len);
 	if (rc == TH_EINVAL) {
 		/* A key no worker writes (someone else's write to the
 		 * changelog): kept, it would fail this restore at every
@@ -410,44 +414,38 @@ static int restore_record(struct restore *rs, int nr, rd_kafka_message_t *m,
 		return rc;
 	r->n++;
 	th_metrics_add(TH_M_RESTORE_RECORDS, 1);
-	if (th_state_changes(p->st) >= batch) {
-		if ((rc = th_state_commit(p->st, TH_STATE_NO_OFFSET)))
-			return rc;
-		/* nothing reads them back before the end */
-		th_state_forget_clean(p->st);
-		r->commits++;
-	}
 	return 0;
 }
 
 /* Read the partitions' changelogs from the start (read_committed) into their
- * wiped stores: the state as of the group's committed offsets. A stop signal
- * ends it at once (*stopped, returns 0): the stores are wiped again and keep
- * no offset, so the next assignment restores them in full. All of an
- * assignment's partitions are read together by one assign, so their fetches
- * overlap the LMDB writes instead of queueing partition after partition; each
- * ends at its partition-EOF, which the restorer's low fetch.wait.max.ms makes
- * prompt (the last offset is a transaction marker, never a message, so EOF is
- * the only sure end). */
+ * wiped stores: the state as of the group's committed offsets. Each
+ * partition's records are gathered and sorted by key while they arrive
+ * (th_state_load), and written into its store, in key order, once its
+ * changelog has ended. A stop signal ends it at once (*stopped, returns 0):
+ * nothing reaches the stores, which keep no offset, so the next assignment
+ * restores them in full. All of an assignment's partitions are read together
+ * by one assign, so their fetches overlap the sorting instead of queueing
+ * partition after partition; each ends at its partition-EOF, which the
+ * restorer's low fetch.wait.max.ms makes prompt (the last offset is a
+ * transaction marker, never a message, so EOF is the only sure end). */
 static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *stopped)
 {
 	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(nr);
 	rd_kafka_resp_err_t err;
 	int rc = 0, left = 0;
 	double deadline = now_s() + (double)w->cf->restore_timeout_ms / 1000.0;
-	size_t cap = (size_t)w->cf->commit_max_changes;
-	size_t batch = cap / (size_t)(nr > 0 ? nr : 1);
-	size_t least = cap < RESTORE_BATCH_MIN ? cap : RESTORE_BATCH_MIN;
+	size_t share = RESTORE_SORT_BYTES / (size_t)(nr > 0 ? nr : 1);
 	rd_kafka_queue_t *q = NULL;
 	rd_kafka_message_t *msgs[RESTORE_POLL_BATCH];
-	if (batch < least)
-		batch = least;
+	if (share < RESTORE_SORT_MIN)
+		share = RESTORE_SORT_MIN;
 	*stopped = false;
 
 	for (int i = 0; i < nr; i++) {
 		struct part *p = rs[i].p;
 		int64_t lo = 0, hi = 0;
-		if ((rc = th_state_wipe(p->st)))
+		if ((rc = th_state_wipe(p->st)) ||
+		    (rc = th_state_load_new(&rs[i].ld, p->st, p->dir, share)))
 			goto out;
 		th_detector_reset(p->det);
 		/* in 1 s asks, so that a stop signal is answered while the
@@ -528,36 +526,45 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *sto
 		}
 		for (ssize_t i = 0; i < got; i++) {
 			if (!rc)
-				rc = restore_record(rs, nr, msgs[i], batch, &left);
+				rc = restore_record(rs, nr, msgs[i], &left);
 			rd_kafka_message_destroy(msgs[i]);
 		}
 	}
 	if (tp->cnt)
 		rd_kafka_assign(w->restorer, NULL);
-	for (int i = 0; !rc && *stopped && i < nr; i++) {
-		/* Half a state is no state: the batches committed so far go, the
-		 * store is left as a new one (empty, no offset) and restores in
-		 * full next time, as a store at another offset than the group's
-		 * (one LMDB transaction, which drops the uncommitted rest). */
-		if ((rc = th_state_wipe(rs[i].p->st)))
-			break;
+	for (int i = 0; !rc && *stopped && i < nr; i++)
+		/* Half a state is no state: the load is dropped unwritten, and
+		 * the store, wiped above, stays a new one (empty, no offset)
+		 * that restores in full next time. */
 		th_log_info("restore", "%s[%d]: stopped after %" PRIu64 " state records: nothing "
 				       "kept, restores in full next time",
 			    rs[i].p->topic, (int)rs[i].p->partition, rs[i].n);
-	}
 	for (int i = 0; !rc && !*stopped && i < nr; i++) {
 		struct part *p = rs[i].p;
-		if ((rc = th_state_commit(p->st, rs[i].committed)))
+		struct th_state_load_stats ls;
+		if ((rc = th_state_load_finish(rs[i].ld)) ||
+		    (rc = th_state_commit(p->st, rs[i].committed))) {
+			/* part of the load is in: not a state at any offset */
+			th_log_err("restore", "%s[%d]: writing the store: %s", p->topic,
+				   (int)p->partition, th_strerror(rc));
+			th_state_wipe(p->st);
 			break;
+		}
+		th_state_load_get_stats(rs[i].ld, &ls);
 		w->n_restored += rs[i].n;
 		th_log_info("restore", "%s[%d]: %" PRIu64 " state records restored from %s, at offset "
-				       "%" PRId64 " (%u store commits of at most %zu changes)",
+				       "%" PRId64 ": %" PRIu64 " keys in key order, %" PRIu64
+				       " store commits, %" PRIu64 " sorted runs (%" PRIu64
+				       " bytes) spilled",
 			    p->topic, (int)p->partition, rs[i].n, w->cf->changelog_topic,
-			    rs[i].committed, rs[i].commits + 1, batch);
+			    rs[i].committed, ls.written, ls.commits, ls.runs, ls.spilled_bytes);
 	}
 out:
-	for (int i = 0; i < nr; i++)
+	for (int i = 0; i < nr; i++) {
+		th_state_load_destroy(rs[i].ld);
+		rs[i].ld = NULL;
 		th_detector_reset(rs[i].p->det);
+	}
 	if (q)
 		rd_kafka_queue_destroy(q);
 	rd_kafka_topic_partition_list_destroy(tp);

@@ -135,6 +135,45 @@ int th_state_wipe(struct th_state *st);
  * or the store's metadata: the caller skips the record), or an error. */
 int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
 		   size_t vlen);
+/**
+ * @brief A bulk load: a restore's changelog records, in any order, into an
+ *        empty store, written in key order with LMDB's MDB_APPEND.
+ *
+ * Random puts into a B-tree write about one page per record, each half
+ * filled; sorted appends write each page once, full. Records are gathered
+ * in memory (about @p mem_bytes), sorted, and spilled as sorted runs to
+ * unnamed temporary files in @p tmp_dir when that fills; finish merges the
+ * runs. A key's last record wins, a deletion (val NULL) included.
+ * Nothing reaches the store before th_state_load_finish(), so a load that is
+ * dropped (th_state_load_destroy without finish) leaves the store empty.
+ * Ownership: the load borrows @p st (which must outlive it) and is freed by
+ * th_state_load_destroy(); destroy(NULL) is a no-op.
+ * @returns 0; TH_EINVAL when the store holds records or uncommitted changes;
+ *          TH_EIO when no temporary file can be made in @p tmp_dir; TH_ENOMEM.
+ */
+struct th_state_load;
+struct th_state_load_stats {
+	uint64_t records; /* added (deletions included) */
+	uint64_t written; /* keys in the store after finish */
+	uint64_t runs;	  /* sorted runs spilled to temporary files */
+	uint64_t spilled_bytes;
+	uint64_t commits; /* LMDB transactions */
+};
+int th_state_load_new(struct th_state_load **ldp, struct th_state *st, const char *tmp_dir,
+		      size_t mem_bytes);
+/** @returns 0; TH_EINVAL for a key no worker writes (as th_state_apply: the
+ *           caller skips the record, nothing is kept); TH_ENOSPC or TH_EIO
+ *           when a spill fails; TH_ENOMEM. */
+int th_state_load_add(struct th_state_load *ld, const void *key, size_t klen, const void *val,
+		      size_t vlen);
+/** @brief Write every key's last record into the store (committed in
+ *         transactions of a few MB; the input offset is the caller's commit).
+ * @returns 0, TH_ENOSPC, TH_EIO or TH_ESTATE; after an error the store holds
+ *          part of the load: the caller wipes it. */
+int th_state_load_finish(struct th_state_load *ld);
+void th_state_load_get_stats(const struct th_state_load *ld, struct th_state_load_stats *out);
+void th_state_load_destroy(struct th_state_load *ld);
+
 void th_state_get_stats(const struct th_state *st, struct th_state_stats *out);
 /** @brief Records changed (put or deleted) since the last commit or rollback. */
 size_t th_state_changes(const struct th_state *st);

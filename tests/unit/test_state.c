@@ -949,6 +949,184 @@ static void test_map_full_grows(void **state)
 	assert_int_equal(th_state_offset(f->st), 9000);
 }
 
+/* ---- the bulk load (a restore): any order in, key order into LMDB ---- */
+
+#define LOAD_KEYS 400
+
+/* The model a load is checked against: per key, its last record, kept by
+ * the test itself (a deletion or a value made from a seed). */
+struct load_model {
+	int seed[LOAD_KEYS]; /* -1: never written or deleted last */
+};
+
+static size_t load_value(int seed, unsigned char *out)
+{
+	/* 0 to ~3 KB: some values go to LMDB's overflow pages */
+	size_t n = (size_t)(seed * 7919) % 3100;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (unsigned char)(seed + i * 31);
+	return n;
+}
+
+static void load_key(int i, char *k, size_t ksize)
+{
+	/* keys of several lengths, one a prefix of another */
+	snprintf(k, ksize, "k%d%s", i, i % 3 ? "" : "-long-tail");
+}
+
+/* Add @p nrec random records over LOAD_KEYS keys, ~1 in 6 a deletion. */
+static void load_records(struct th_state_load *ld, struct load_model *m, int nrec, unsigned seed)
+{
+	static unsigned char val[4096];
+	char k[64];
+	for (int i = 0; i < LOAD_KEYS; i++)
+		m->seed[i] = -1;
+	srand(seed);
+	for (int r = 0; r < nrec; r++) {
+		int i = rand() % LOAD_KEYS;
+		load_key(i, k, sizeof(k));
+		if (rand() % 6 == 0) {
+			E(th_state_load_add(ld, k, strlen(k), NULL, 0));
+			m->seed[i] = -1;
+		} else {
+			int vs = rand() % 100000;
+			size_t n = load_value(vs, val);
+			E(th_state_load_add(ld, k, strlen(k), val, n));
+			m->seed[i] = vs;
+		}
+	}
+}
+
+static int count_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)key, (void)klen, (void)val, (void)vlen;
+	++*(int *)ctx;
+	return 0;
+}
+
+static void check_model(struct th_state *st, const struct load_model *m)
+{
+	static unsigned char want[4096];
+	char k[64];
+	int live = 0, seen = 0;
+	for (int i = 0; i < LOAD_KEYS; i++) {
+		const void *v;
+		size_t n;
+		load_key(i, k, sizeof(k));
+		int rc = th_state_get(st, k, strlen(k), &v, &n);
+		if (m->seed[i] < 0) {
+			assert_int_equal(rc, TH_ENOTFOUND);
+			continue;
+		}
+		live++;
+		assert_int_equal(rc, 0);
+		size_t wn = load_value(m->seed[i], want);
+		assert_int_equal(n, wn);
+		assert_memory_equal(v, want, n);
+	}
+	E(th_state_scan(st, "k", 1, count_cb, &seen));
+	assert_int_equal(seen, live); /* and no key the model lacks */
+}
+
+static void load_and_check(struct fixture *f, size_t mem, bool spills)
+{
+	struct th_state_load *ld;
+	struct th_state_load_stats ls;
+	struct load_model m;
+	E(th_state_load_new(&ld, f->st, f->dir, mem));
+	load_records(ld, &m, 6000, 7);
+	E(th_state_load_finish(ld));
+	th_state_load_get_stats(ld, &ls);
+	th_state_load_destroy(ld);
+	assert_int_equal(ls.records, 6000);
+	if (spills)
+		assert_true(ls.runs > 3);
+	else
+		assert_int_equal(ls.runs, 0);
+	E(th_state_commit(f->st, 42));
+	check_model(f->st, &m);
+	int live = 0;
+	for (int i = 0; i < LOAD_KEYS; i++)
+		live += m.seed[i] >= 0;
+	assert_int_equal(ls.written, live);
+	assert_true(ls.commits >= 1);
+	/* as a store: its offset, and it passes the open's walk */
+	reopen(f);
+	assert_int_equal(th_state_offset(f->st), 42);
+	check_model(f->st, &m);
+}
+
+static void test_load_in_memory_matches_a_model(void **state)
+{
+	load_and_check(*state, 64 << 20, false);
+}
+
+static void test_load_of_spilled_runs_matches_a_model(void **state)
+{
+	/* ~9 MB of records through 256 KiB: dozens of sorted runs, the same
+	 * key in many of them (the latest must win, a deletion included) */
+	load_and_check(*state, 256 << 10, true);
+}
+
+static void test_load_grows_the_map(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	th_state_close(f->st);
+	th_state_remove_files(f->dir);
+	E(th_state_open(&f->st, f->dir, 64 << 10, err, sizeof(err)));
+	load_and_check(f, 1 << 20, true); /* ~1.5 MB of live values, 64 KiB map */
+}
+
+static void test_load_refuses_what_a_restore_must_not_take(void **state)
+{
+	struct fixture *f = *state;
+	struct th_state_load *ld = NULL;
+	/* metadata, an empty key and a key over LMDB's limit, as th_state_apply */
+	static char big[TH_STATE_KEY_MAX + 2];
+	memset(big, 'b', sizeof(big));
+	E(th_state_load_new(&ld, f->st, f->dir, 1 << 20));
+	assert_int_equal(th_state_load_add(ld, "\0offset", 7, "x", 1), TH_EINVAL);
+	assert_int_equal(th_state_load_add(ld, "", 0, "x", 1), TH_EINVAL);
+	assert_int_equal(th_state_load_add(ld, big, TH_STATE_KEY_MAX + 1, "x", 1), TH_EINVAL);
+	E(th_state_load_add(ld, big, TH_STATE_KEY_MAX, "x", 1)); /* the longest legal */
+	E(th_state_load_finish(ld));
+	th_state_load_destroy(ld);
+	E(th_state_commit(f->st, 1));
+	const void *v;
+	size_t n;
+	E(th_state_get(f->st, big, TH_STATE_KEY_MAX, &v, &n));
+	assert_int_equal(th_state_get(f->st, "\0offset", 7, &v, &n), 0);
+	assert_int_equal(th_state_offset(f->st), 1); /* not the record's "x" */
+	/* a store holding records, or uncommitted changes, takes no load */
+	assert_int_equal(th_state_load_new(&ld, f->st, f->dir, 1 << 20), TH_EINVAL);
+	assert_null(ld);
+	E(th_state_wipe(f->st));
+	E(th_state_put(f->st, "a", 1, "1", 1));
+	assert_int_equal(th_state_load_new(&ld, f->st, f->dir, 1 << 20), TH_EINVAL);
+	th_state_rollback(f->st);
+	E(th_state_load_new(&ld, f->st, f->dir, 1 << 20));
+	th_state_load_destroy(ld);
+}
+
+static void test_load_dropped_writes_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct th_state_load *ld;
+	struct th_state_load_stats ls;
+	struct load_model m;
+	E(th_state_load_new(&ld, f->st, f->dir, 64 << 10));
+	load_records(ld, &m, 2000, 3);
+	th_state_load_get_stats(ld, &ls);
+	assert_true(ls.runs > 0); /* runs were on disk */
+	th_state_load_destroy(ld);
+	int seen = 0;
+	E(th_state_scan(f->st, "k", 1, count_cb, &seen));
+	assert_int_equal(seen, 0);
+	/* and the runs' files are gone: teardown's rmdir finds the directory
+	 * holding only the store's files */
+}
+
 /* ---- a full disk: TH_ENOSPC, nothing lost, and the retry commits ---- */
 
 static void test_disk_full_keeps_changes(void **state)
@@ -1087,6 +1265,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_list_naming_a_used_page_is_untrusted, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_in_memory_matches_a_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_of_spilled_runs_matches_a_model, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_load_grows_the_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_refuses_what_a_restore_must_not_take, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_load_dropped_writes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full_keeps_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly_open, setup, teardown),
 	};
