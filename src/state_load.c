@@ -10,10 +10,12 @@
  * How: an external merge sort, the textbook one. Records are gathered in an
  * arena of about the caller's memory budget; a full arena is sorted by key
  * (arrival order breaks ties, so a key's last record is found), cut to one
- * record per key, and written out as a sorted run to an unnamed temporary
- * file (O_TMPFILE: a crash leaves nothing behind). finish() merges the runs,
- * the later run winning a key both hold, and appends the survivors to the
- * store in transactions of CHUNK_BYTES.
+ * record per key, and appended as a sorted run to the load's one unnamed
+ * temporary file (O_TMPFILE: a crash leaves nothing behind; one descriptor
+ * per load however many runs, as a store has its own two). finish() merges
+ * the runs, each read at its offset through a small buffer, the later run
+ * winning a key both hold, and appends the survivors to the store in
+ * transactions of CHUNK_BYTES.
  *
  * A record, in the arena and in a run: u32 key length, u32 value length
  * (DELETED for a deletion), the key, the value.
@@ -38,12 +40,16 @@
  * a transaction writes (and keeps them for reuse until the store closes),
  * so this bounds that memory; a few MB per commit cost nothing in speed. */
 #define CHUNK_BYTES ((size_t)4 << 20)
-#define RUN_IO_BUF ((size_t)256 << 10)
+#define RUN_IO_BUF ((size_t)64 << 10)
+#define SPILL_IO_BUF ((size_t)256 << 10)
 #define ARENA_FIRST ((size_t)1 << 20)
 
-/* A spilled run being merged: its current record. */
+/* A spilled run being merged: its bytes [pos, end) of the temporary file
+ * not yet read, and its current record. */
 struct run {
-	FILE *f;
+	uint64_t pos, end;
+	unsigned char *io; /* read ahead: io[io_off, io_len) */
+	size_t io_off, io_len;
 	unsigned char *buf; /* key then value of the current record */
 	size_t cap;
 	uint32_t klen, vlen;
@@ -64,6 +70,8 @@ struct th_state_load {
 	unsigned char *arena;
 	size_t used, cap;
 	size_t nrecs; /* in the arena */
+	FILE *tmp;	  /* the runs, one after another */
+	uint64_t tmp_end; /* bytes written to it */
 	struct run *runs;
 	size_t nruns;
 	/* the transaction being gathered: records copied, then appended */
@@ -157,7 +165,7 @@ static FILE *temp_file(const char *dir)
 		close(fd);
 		return NULL;
 	}
-	setvbuf(f, NULL, _IOFBF, RUN_IO_BUF);
+	setvbuf(f, NULL, _IOFBF, SPILL_IO_BUF);
 	return f;
 }
 
@@ -190,7 +198,7 @@ static int spill(struct th_state_load *ld)
 {
 	struct sorted *s = sort_arena(ld);
 	struct run *nr;
-	FILE *f = NULL;
+	uint64_t start = ld->tmp_end;
 	int rc = 0;
 	if (!s)
 		return TH_ENOMEM;
@@ -199,7 +207,7 @@ static int spill(struct th_state_load *ld)
 		goto out;
 	}
 	ld->runs = nr;
-	if (!(f = temp_file(ld->dir))) {
+	if (!ld->tmp && !(ld->tmp = temp_file(ld->dir))) {
 		rc = io_error("cannot make a temporary file", ld->dir);
 		goto out;
 	}
@@ -210,23 +218,22 @@ static int spill(struct th_state_load *ld)
 		const unsigned char *rec = ld->arena + s[i].off;
 		uint32_t vlen = get_u32(rec + 4);
 		size_t len = HDR + s[i].klen + (vlen == DELETED ? 0 : vlen);
-		if (fwrite(rec, 1, len, f) != len) {
+		if (fwrite(rec, 1, len, ld->tmp) != len) {
 			rc = io_error("writing a sorted run", ld->dir);
 			goto out;
 		}
+		ld->tmp_end += len;
 		ld->stats.spilled_bytes += len;
 	}
-	if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0) {
+	/* the merge reads it with pread(): nothing may stay in stdio's buffer */
+	if (fflush(ld->tmp) != 0) {
 		rc = io_error("writing a sorted run", ld->dir);
 		goto out;
 	}
-	ld->runs[ld->nruns++] = (struct run){.f = f};
-	f = NULL;
+	ld->runs[ld->nruns++] = (struct run){.pos = start, .end = ld->tmp_end};
 	ld->stats.runs++;
 	ld->used = ld->nrecs = 0;
 out:
-	if (f)
-		fclose(f);
 	free(s);
 	return rc;
 }
@@ -305,31 +312,60 @@ static int emit(struct th_state_load *ld, const unsigned char *key, uint32_t kle
 	return 0;
 }
 
+/* @p n bytes of a run into @p dst, refilling its read-ahead from the file. */
+static int run_read(struct th_state_load *ld, struct run *r, unsigned char *dst, size_t n)
+{
+	while (n) {
+		if (r->io_off == r->io_len) {
+			uint64_t left = r->end - r->pos;
+			size_t want = left < RUN_IO_BUF ? (size_t)left : RUN_IO_BUF;
+			ssize_t got;
+			if (!want) {
+				th_log_err("state", "bulk load: a sorted run in %s ends inside a record",
+					   ld->dir);
+				return TH_EIO;
+			}
+			if (!r->io && !(r->io = malloc(RUN_IO_BUF)))
+				return TH_ENOMEM;
+			got = pread(fileno(ld->tmp), r->io, want, (off_t)r->pos);
+			if (got <= 0) {
+				if (got == 0)
+					errno = EIO; /* the file is shorter than written */
+				return io_error("reading a sorted run", ld->dir);
+			}
+			r->pos += (uint64_t)got;
+			r->io_off = 0;
+			r->io_len = (size_t)got;
+		}
+		size_t take = r->io_len - r->io_off < n ? r->io_len - r->io_off : n;
+		memcpy(dst, r->io + r->io_off, take);
+		r->io_off += take;
+		dst += take;
+		n -= take;
+	}
+	return 0;
+}
+
 /* A run's next record, or its end (r->live false). */
 static int run_next(struct th_state_load *ld, struct run *r)
 {
 	unsigned char h[HDR];
-	size_t got = fread(h, 1, HDR, r->f);
-	if (got == 0 && feof(r->f)) {
+	int rc;
+	if (r->pos == r->end && r->io_off == r->io_len) {
 		r->live = false;
 		return 0;
 	}
-	if (got != HDR)
-		goto bad;
+	if ((rc = run_read(ld, r, h, HDR)))
+		return rc;
 	r->klen = get_u32(h);
 	r->vlen = get_u32(h + 4);
 	size_t len = (size_t)r->klen + (r->vlen == DELETED ? 0 : r->vlen);
 	if (reserve(&r->buf, &r->cap, len ? len : 1, 4096))
 		return TH_ENOMEM;
-	if (fread(r->buf, 1, len, r->f) != len)
-		goto bad;
+	if ((rc = run_read(ld, r, r->buf, len)))
+		return rc;
 	r->live = true;
 	return 0;
-bad:
-	if (ferror(r->f))
-		return io_error("reading a sorted run", ld->dir);
-	th_log_err("state", "bulk load: a sorted run in %s ends inside a record", ld->dir);
-	return TH_EIO;
 }
 
 /* Merge the runs: the least key of all runs' current records, from the
@@ -417,10 +453,12 @@ void th_state_load_destroy(struct th_state_load *ld)
 	if (!ld)
 		return;
 	for (size_t i = 0; i < ld->nruns; i++) {
-		fclose(ld->runs[i].f);
+		free(ld->runs[i].io);
 		free(ld->runs[i].buf);
 	}
 	free(ld->runs);
+	if (ld->tmp)
+		fclose(ld->tmp);
 	free(ld->arena);
 	free(ld->chunk);
 	free(ld->recs);

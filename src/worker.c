@@ -54,7 +54,7 @@
  * the stores when a partition's share fills (each share at least
  * RESTORE_SORT_MIN). */
 #define RESTORE_SORT_BYTES ((size_t)64 << 20)
-#define RESTORE_SORT_MIN ((size_t)4 << 20)
+#define RESTORE_SORT_MIN ((size_t)1 << 20)
 /* Changelog records taken from librdkafka's queue per call while restoring. */
 #define RESTORE_POLL_BATCH 256
 /* The [stats] log line, in seconds of wall time. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -1028,13 +1029,28 @@ static void check_model(struct th_state *st, const struct load_model *m)
 	assert_int_equal(seen, live); /* and no key the model lacks */
 }
 
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 static void load_and_check(struct fixture *f, size_t mem, bool spills)
 {
 	struct th_state_load *ld;
 	struct th_state_load_stats ls;
 	struct load_model m;
+	int fds = open_fds();
 	E(th_state_load_new(&ld, f->st, f->dir, mem));
 	load_records(ld, &m, 6000, 7);
+	/* however many runs: one temporary file (a worker restores up to 1024
+	 * partitions at once, each store already holding two descriptors) */
+	assert_true(open_fds() <= fds + 1);
 	E(th_state_load_finish(ld));
 	th_state_load_get_stats(ld, &ls);
 	th_state_load_destroy(ld);
