@@ -358,9 +358,8 @@ STATE_LIMITS = """What changed for these targets (issue 7), and what is left:
   100 ms transaction of this benchmark changed ~11k keys, so ~150 MB of private memory (heaptrack:
   59 % of the peak heap) and a restore committing every 50,000 records per partition more.
   Now a transaction also commits once the stores hold `commit_max_changes` (default 8,192)
-  changed records, and a restore commits each partition at its share of that, but at no
-  fewer than 4,096 changes (smaller commits rewrite the same scattered pages more often: at
-  2,048 per partition the restore fell to ~215k keys/s). Peak private memory of the worker
+  changed records (a restore then committed each partition at its share of that, see
+  **Restore** below for what it does now). Peak private memory of the worker
   292–326 → ~240–250 MB, of the restoring worker ~185 MB; max RSS ~920 → ~690–710 MB (fewer
   free pages too: 603 → 465 B/key of environment); ~10 % more time on this all-new-keys
   input; restore ~255k keys/s (was ~365–415k at ~880–900 MB max RSS). Streams of ordinary
@@ -403,7 +402,15 @@ STATE_LIMITS = """What changed for these targets (issue 7), and what is left:
   for up to a second (the stall `wake_fetcher` handles in the main loop). Now one assignment's
   partitions are read together, the restore reader's `fetch.wait.max.ms` is 10 ms, and a
   watermark request wakes its fetcher when the queue runs dry (`restore_parts` in
-  `src/worker.c`).
+  `src/worker.c`). That gave ~150–230k keys/s on this machine, at ~555 MB max RSS: each
+  record was put where its random key falls in the B-tree, in transactions of 4,096 changes
+  per partition, so each commit wrote about one 4 KB page per record (~4 GB for 1M keys) and
+  LMDB kept the largest transaction's page copies. Now (2026-12-01) the records are sorted by
+  key as they arrive, an external merge sort (64 MB in all, sorted runs spilled to one
+  unnamed temporary file per partition), and appended to the empty store with `MDB_APPEND`
+  in 4 MB transactions: each page is written once and full (`src/state_load.c`).
+  `bench/restore_ab.sh 3`, alternating with the build before: 187–230k → 545–650k keys/s,
+  CPU 4.4–4.8 → 1.7–1.8 s, max RSS 554 → 170 MB.
 """
 
 HISTORY = """## What removed the waiting (issue 7; 199,502 events, 4 partitions, same machine, 2026-11-29)
