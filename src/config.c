@@ -523,6 +523,37 @@ static const char *owned_property(const char *key)
 	return NULL;
 }
 
+/* Where a URL's password is (scheme://user:password@host): 0 when it has
+ * none, else its length with *start set. */
+static size_t url_password(const char *url, const char **start)
+{
+	const char *s = strstr(url, "://"), *at, *colon, *slash;
+	if (!s)
+		return 0;
+	s += 3;
+	at = strchr(s, '@');
+	slash = strchr(s, '/');
+	if (!at || (slash && slash < at))
+		return 0;
+	colon = memchr(s, ':', (size_t)(at - s));
+	if (!colon || colon + 1 == at)
+		return 0;
+	*start = colon + 1;
+	return (size_t)(at - colon - 1);
+}
+
+/* A URL's password masked in place. */
+static void mask_url_password(char *url)
+{
+	const char *p;
+	size_t n = url_password(url, &p);
+	if (!n)
+		return;
+	char *w = url + (p - url);
+	memmove(w + 3, w + n, strlen(w + n) + 1);
+	memcpy(w, "***", 3);
+}
+
 int th_config_set(struct th_config *cf, const char *key, const char *value, char *errstr,
 		  size_t errstr_size)
 {
@@ -565,11 +596,28 @@ int th_config_set(struct th_config *cf, const char *key, const char *value, char
 		return 0;
 	}
 	const struct conf_item *it = find(key);
+	const char *pw;
+	size_t pwlen;
+	int rc;
 	if (!it) {
 		snprintf(errstr, errstr_size, "unknown setting \"%s\" (see --help-config)", key);
 		return TH_ECONFIG;
 	}
-	return set_item(cf, it, value, errstr, errstr_size);
+	if ((rc = set_item(cf, it, value, errstr, errstr_size)))
+		return rc;
+	if (strcmp(it->name, "schema_registry_url") == 0 &&
+	    (pwlen = url_password(value, &pw)) > 0) {
+		/* a password in the registry's URL is a secret like the kafka.*
+		 * ones: no log line shows it (a libcurl error may quote the URL),
+		 * and a file holding it must be private */
+		char *secret = strndup(pw, pwlen);
+		if (!secret)
+			return TH_ENOMEM;
+		th_log_add_secret(secret);
+		free(secret);
+		cf->n_secrets++;
+	}
+	return 0;
 }
 
 static char *trim(char *s)
@@ -701,7 +749,8 @@ int th_config_load(struct th_config *cf, const char *path, char *errstr, size_t 
 	if (rc == 0 && cf->n_secrets > secrets_before && fstat(fileno(f), &sb) == 0 &&
 	    (sb.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))) {
 		snprintf(errstr, errstr_size,
-			 "%s: holds secrets (kafka.*password*/secret settings) but its mode %04o lets "
+			 "%s: holds secrets (kafka.*password*/secret settings, a password in "
+			 "schema_registry_url) but its mode %04o lets "
 			 "group or others read or write it: chmod 600 %s (or pass the secrets as "
 			 "TRAILHOUND_* environment variables)",
 			 path, (unsigned)(sb.st_mode & 07777), path);
@@ -937,23 +986,6 @@ static void item_value(const struct th_config *cf, const struct conf_item *it, c
 		break;
 	}
 	}
-}
-
-/* A URL's password (scheme://user:password@host) masked in place. */
-static void mask_url_password(char *url)
-{
-	char *s = strstr(url, "://"), *at, *colon;
-	if (!s)
-		return;
-	s += 3;
-	at = strchr(s, '@');
-	if (!at || (strchr(s, '/') && strchr(s, '/') < at))
-		return;
-	colon = memchr(s, ':', (size_t)(at - s));
-	if (!colon)
-		return;
-	memmove(colon + 4, at, strlen(at) + 1);
-	memcpy(colon + 1, "***", 3);
 }
 
 void th_config_print(const struct th_config *cf, FILE *out)

@@ -204,6 +204,49 @@ static void test_print_masks_secrets(void **state)
 	th_config_free(&cf);
 }
 
+static void log_registry_error(void *ctx)
+{
+	/* what a failed registration logs: libcurl's error may quote the URL */
+	th_log_err("registry", "POST %s: connection refused", (const char *)ctx);
+}
+
+static void test_registry_url_password_is_a_secret(void **state)
+{
+	struct th_config cf;
+	char err[512];
+	const char *url = "https://reg:" SECRET "@registry:8081";
+	const char *text = "brokers = \"b:9092\"\nschema_registry_url = \"https://reg:" SECRET
+			   "@registry:8081\"\n";
+	(void)state;
+	/* a file holding it must be private, as one holding kafka.sasl.password */
+	th_config_init(&cf);
+	const char *p = write_file("registry-open.conf", text, 0644);
+	assert_int_equal(th_config_load(&cf, p, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, "chmod 600"));
+	assert_null(strstr(err, SECRET));
+	th_config_free(&cf);
+	th_log_clear_secrets();
+
+	th_config_init(&cf);
+	p = write_file("registry-private.conf", text, 0600);
+	assert_int_equal(th_config_load(&cf, p, err, sizeof(err)), 0);
+	assert_string_equal(cf.schema_registry_url, url);
+	/* and no log line shows it, the rest of the URL kept */
+	char *out = capture_stderr(log_registry_error, (void *)url);
+	assert_null(strstr(out, SECRET));
+	assert_non_null(strstr(out, "https://reg:***@registry:8081"));
+	free(out);
+	th_config_free(&cf);
+	th_log_clear_secrets();
+
+	/* a URL without a password holds no secret: any mode */
+	th_config_init(&cf);
+	p = write_file("registry-plain.conf",
+		       "schema_registry_url = \"https://reg@registry:8081/a:b@c\"\n", 0644);
+	assert_int_equal(th_config_load(&cf, p, err, sizeof(err)), 0);
+	th_config_free(&cf);
+}
+
 static void log_some(void *ctx)
 {
 	(void)ctx;
@@ -249,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_private_file_rule),
 		cmocka_unit_test(test_parse_error_never_quotes_the_line),
 		cmocka_unit_test(test_print_masks_secrets),
+		cmocka_unit_test(test_registry_url_password_is_a_secret),
 		cmocka_unit_test(test_log_json_and_masking),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
