@@ -667,6 +667,24 @@ def test_systemd_unit_verifies(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_systemd_unit_restarts_fatal_exits_not_config_errors(tmp_path):
+    """The unit restarted exit 4 every 2 s for ever: a configuration error,
+    which no restart fixes, filled the journal and hid in `systemctl status`
+    as "activating". The binary's exit code for a bad configuration must be
+    one the unit does not restart, and its exit for a fatal Kafka error (5,
+    a fenced worker) one it does."""
+    unit = open(os.path.join(DEPLOY, "systemd/trailhound@.service")).read()
+    assert re.search(r"^Restart=on-failure$", unit, re.M)
+    prevent = {int(c) for line in re.findall(r"^RestartPreventExitStatus=(.*)$", unit, re.M)
+               for c in line.split() if c.isdigit()}
+    conf = tmp_path / "bad.conf"
+    conf.write_text("no_such_setting = 1\n")
+    p = subprocess.run([BIN, "run", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "no_such_setting" in p.stderr, p.stderr
+    assert p.returncode in prevent, (p.returncode, prevent)
+    assert 5 not in prevent
+
+
 def systemd_instance(tmp_path, instance):
     """The settings `trailhound@INSTANCE` runs with, as the binary takes them:
     the unit's EnvironmentFile (from deploy/systemd/) in the environment, its
