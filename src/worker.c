@@ -1564,11 +1564,28 @@ static rd_kafka_conf_t *consumer_conf(const struct th_config *cf, char *errstr,
 	rd_kafka_conf_t *conf = th_kafka_conf_new_locked(cf, "consumer", consumer_defaults,
 							 consumer_locked, "exactly-once", errstr,
 							 errstr_size);
-	if (conf && conf_set(conf, "group.id", cf->group_id, errstr, errstr_size)) {
-		rd_kafka_conf_destroy(conf);
+	char have[32];
+	size_t n = sizeof(have);
+	if (!conf)
 		return NULL;
+	if (conf_set(conf, "group.id", cf->group_id, errstr, errstr_size))
+		goto fail;
+	/* Without librdkafka's statistics /readyz never saw the brokers come
+	 * back after an outage (it stayed 503 until the next rebalance), and
+	 * the lag metrics stayed empty: refused, not silently degraded. */
+	if (rd_kafka_conf_get(conf, "statistics.interval.ms", have, &n) == RD_KAFKA_CONF_OK &&
+	    atoi(have) <= 0) {
+		snprintf(errstr, errstr_size,
+			 "kafka.statistics.interval.ms = %s: the group consumer's statistics "
+			 "drive /readyz (broker reachability) and the lag metrics; set it above 0 "
+			 "(default 5000) or remove it",
+			 have);
+		goto fail;
 	}
 	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
 }
 
 /* The changelog reader for restores: no group membership, read_committed. */

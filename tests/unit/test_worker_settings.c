@@ -77,6 +77,16 @@ static void test_consumer_refusals_are_caught(void **state)
 	assert_int_equal(check_with("kafka.consumer.isolation.level=read_uncommitted", errstr,
 				    sizeof(errstr)), TH_ECONFIG);
 	assert_non_null(strstr(errstr, "isolation.level"));
+	/* /readyz follows the brokers through the consumer's statistics: with
+	 * them off it stayed 503 after an outage until the next rebalance */
+	assert_int_equal(check_with("kafka.statistics.interval.ms=0", errstr, sizeof(errstr)),
+			 TH_ECONFIG);
+	assert_non_null(strstr(errstr, "statistics.interval.ms = 0"));
+	assert_non_null(strstr(errstr, "/readyz"));
+	assert_int_equal(check_with("kafka.consumer.statistics.interval.ms=0", errstr,
+				    sizeof(errstr)), TH_ECONFIG);
+	assert_int_equal(check_with("kafka.consumer.statistics.interval.ms=60000", errstr,
+				    sizeof(errstr)), 0);
 }
 
 int main(void)
