@@ -44,16 +44,18 @@ static void report(struct check *c, bool ok, const char *fmt, ...)
 		c->failed++;
 }
 
-/* A client with the settings the group consumer gets (kafka.X and
- * kafka.consumer.X): the same security settings reach the same brokers. */
-static rd_kafka_t *client(const struct th_config *cf, char *errstr, size_t errstr_size)
+/* A client with the settings one of the worker's clients gets (kafka.X and
+ * kafka.<scope>.X, scope "consumer" or "producer"): the same security
+ * settings reach the same brokers. */
+static rd_kafka_t *client(const struct th_config *cf, const char *scope, char *errstr,
+			  size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, th_log_rdkafka);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cf->brokers, errstr, errstr_size))
 		goto fail;
 	for (int i = 0; i < cf->n_kafka; i++) {
-		const char *k = th_config_kafka_key(cf, i, "consumer");
+		const char *k = th_config_kafka_key(cf, i, scope);
 		/* group membership settings do not apply to this client */
 		if (!k || strcmp(k, "group.instance.id") == 0)
 			continue;
@@ -122,11 +124,50 @@ out:
 	return rc;
 }
 
+/* Do the producer's settings differ from the group consumer's (a
+ * kafka.producer.* or kafka.consumer.* setting)? */
+static bool producer_differs(const struct th_config *cf)
+{
+	for (int i = 0; i < cf->n_kafka; i++) {
+		const char *pk = th_config_kafka_key(cf, i, "producer");
+		const char *ck = th_config_kafka_key(cf, i, "consumer");
+		if (!pk != !ck || (pk && strcmp(pk, ck) != 0))
+			return true;
+	}
+	return false;
+}
+
+/* The transactional producer with its own credentials (kafka.producer.*):
+ * checked only through the consumer's, a wrong producer password passed the
+ * check and `run` then failed at its start. It must reach the brokers, and
+ * see the topics it writes. */
+static void check_producer(struct check *c, const struct th_config *cf)
+{
+	char errstr[512] = "";
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_t *rk = client(cf, "producer", errstr, sizeof(errstr));
+	rd_kafka_resp_err_t err;
+	if (!rk) {
+		report(c, false, "producer (kafka.producer.* settings): %s", errstr);
+		return;
+	}
+	err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+	if (err) {
+		report(c, false, "brokers %s with the producer's settings (kafka.producer.*): not "
+		       "reachable: %s", cf->brokers, rd_kafka_err2str(err));
+	} else {
+		report(c, true, "brokers %s with the producer's settings (kafka.producer.*): "
+		       "reachable", cf->brokers);
+		rd_kafka_metadata_destroy(md);
+	}
+	rd_kafka_destroy(rk);
+}
+
 static void check_kafka(struct check *c, const struct th_config *cf)
 {
 	char errstr[512] = "";
 	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_t *rk = client(cf, errstr, sizeof(errstr));
+	rd_kafka_t *rk = client(cf, "consumer", errstr, sizeof(errstr));
 	rd_kafka_resp_err_t err;
 	int n_in = -1;
 	bool in_ok = true;
@@ -323,6 +364,8 @@ int th_config_check(struct th_config *cf, FILE *out)
 	struct check c = {out, 0};
 	check_kafka_settings(&c, cf);
 	check_kafka(&c, cf);
+	if (producer_differs(cf))
+		check_producer(&c, cf);
 	check_state_dir(&c, cf->state_dir);
 	check_metrics_listen(&c, cf->metrics_listen);
 	check_reference(&c, cf);

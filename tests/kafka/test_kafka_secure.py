@@ -319,19 +319,32 @@ def check_config(cfg, n, state_dir):
         raise AssertionError(f"--check-config still running after {HANG} s")
 
 
-@pytest.mark.parametrize("what", ["good", "wrong_password"])
+@pytest.mark.parametrize("what", ["good", "wrong_password", "producer_wrong_password"])
 def test_check_config_on_the_secured_broker(secure, admin, names, tmp_path, what):
     """`run --check-config` with the worker's principal and exactly its ACLs:
     every check passes and the effective configuration it prints masks the
     password; with a wrong password it fails with the broker's reason (exit 4),
-    without echoing the password it was given either."""
+    without echoing the password it was given either. A wrong password in
+    kafka.producer.* alone (the consumer's right) fails it too: the check
+    used to connect with the consumer's settings only, and `run` then failed
+    at its start."""
     grant(admin, worker_acls(names))
-    password = None if what == "good" else "not-the-password-either"
+    password = "not-the-password-either" if what == "wrong_password" else None
     cfg = write_config(tmp_path / "worker.conf", secure, "trailhound", password=password)
+    if what == "producer_wrong_password":
+        password = "not-the-producers-password"
+        with open(cfg, "a") as f:
+            f.write(f'kafka.producer.sasl.password = "{password}"\n')
     r = check_config(cfg, names, tmp_path / "state")
     out = r.stdout + r.stderr
     given = secure["users"]["trailhound"] if password is None else password
     assert given not in out, "the password reached the output"
+    if what == "producer_wrong_password":
+        assert r.returncode == 4, out[-4000:]
+        fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL ")]
+        assert fails and all("producer" in l for l in fails), r.stdout[-3000:]
+        assert "SASL authentication error" in out, out[-4000:]
+        return
     if what == "good":
         fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL ")]
         assert r.returncode == 0 and not fails, out[-4000:]
