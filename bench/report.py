@@ -320,6 +320,10 @@ def main():
           f"{keys['restore_worker_rss_kb'] / 1024:.0f} MB"
           + (f" (peak private {r_anon / 1024:.0f} MB, file-backed "
              f"{keys['restore_peak_file_kb'] / 1024:.0f} MB)" if r_anon else "") + " | |")
+        if keys.get("restored_tree_bytes"):
+            w(f"| LMDB of the restored stores (the same keys, appended in key order by the restore): "
+              f"tree ÷ keys; pages the environments use ÷ keys | {keys['restored_tree_bytes'] / k:.0f} B; "
+              f"{keys['restored_env_bytes'] / k:.0f} B | |")
         w("")
         lim = keys.get("memory_limited") or []
         if lim:

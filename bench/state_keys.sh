@@ -98,16 +98,21 @@ read -r A_MSGS A_S <<<"$(caught_up "$WORK/a.log")"
 say "worker A: $A_MSGS messages in $A_S s; max RSS $A_RSS kB (peak anon $A_ANON kB, file $A_FILE kB)"
 
 # ---- LMDB: pages of the partition stores -----------------------------------
-TREE=0 ENVP=0 ENTRIES=0 DISK=0 PSIZE=4096
-for d in "$WORK"/state-a/*/; do
-	[[ -f $d/data.mdb ]] || continue
-	s=$(mdb_stat -e "$d")
-	PSIZE=$(awk '/Page size:/ { print $3 }' <<<"$s")
-	ENVP=$((ENVP + $(awk '/Number of pages used:/ { print $5 }' <<<"$s")))
-	TREE=$((TREE + $(awk '/Branch pages:|Leaf pages:|Overflow pages:/ { n += $3 } END { print n }' <<<"$s")))
-	ENTRIES=$((ENTRIES + $(awk '/Entries:/ { print $2; exit }' <<<"$s")))
-	DISK=$((DISK + $(du -k "$d/data.mdb" | cut -f1) * 1024))
-done
+# lmdb_pages STATE_DIR: sets TREE ENVP ENTRIES DISK PSIZE over its partition stores
+lmdb_pages() {
+	local d s
+	TREE=0 ENVP=0 ENTRIES=0 DISK=0 PSIZE=4096
+	for d in "$1"/*/; do
+		[[ -f $d/data.mdb ]] || continue
+		s=$(mdb_stat -e "$d")
+		PSIZE=$(awk '/Page size:/ { print $3 }' <<<"$s")
+		ENVP=$((ENVP + $(awk '/Number of pages used:/ { print $5 }' <<<"$s")))
+		TREE=$((TREE + $(awk '/Branch pages:|Leaf pages:|Overflow pages:/ { n += $3 } END { print n }' <<<"$s")))
+		ENTRIES=$((ENTRIES + $(awk '/Entries:/ { print $2; exit }' <<<"$s")))
+		DISK=$((DISK + $(du -k "$d/data.mdb" | cut -f1) * 1024))
+	done
+}
+lmdb_pages "$WORK/state-a"
 TREE_B=$((TREE * PSIZE)) ENV_B=$((ENVP * PSIZE))
 say "LMDB: $ENTRIES records; tree $TREE_B B ($((TREE_B / KEYS)) B/key), env pages $ENV_B B" \
 	"($((ENV_B / KEYS)) B/key), data.mdb on disk $DISK B ($((DISK / KEYS)) B/key)"
@@ -175,6 +180,10 @@ restore_run() {
 	R_PARTS=$(grep -c 'state records restored from' "$WORK/$name.log" || true)
 	[[ -n $r0 && -n $r1 ]] || { grep -v '%' "$WORK/$name.log" | tail -20 >&2; die "no restore in $name's log"; }
 	R_S=$(secs "$r0" "$r1")
+	# the same keys as worker A's stores, written by the restore in key order
+	local TREE ENVP ENTRIES DISK PSIZE
+	lmdb_pages "$WORK/state-$name"
+	R_TREE_B=$((TREE * PSIZE)) R_ENV_B=$((ENVP * PSIZE))
 	rm -rf "$WORK/state-$name"
 }
 # Several rounds, each a new worker (and transactional id) with an empty state
@@ -199,6 +208,8 @@ read -r R_S_DEF RESTORED NPARTS B_WALL B_RSS B_ANON B_FILE \
 R_ROUNDS=$(printf '%s\n' "${R_ALL[@]}" | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }')
 say "restore (defaults), median of $ROUNDS: $RESTORED records of $NPARTS partitions in $R_S_DEF s" \
 	"($(rate "$RESTORED" "$R_S_DEF") records/s); rounds: $R_ROUNDS s"
+say "LMDB of a restored worker (the last round): tree $R_TREE_B B ($((R_TREE_B / KEYS)) B/key)," \
+	"env pages $R_ENV_B B ($((R_ENV_B / KEYS)) B/key)"
 
 cat >"$RESULTS/keys.json" <<EOF
 {"keys": $KEYS, "events": $N, "run_messages": ${A_MSGS:-0}, "run_s": ${A_S:-0},
@@ -210,5 +221,6 @@ cat >"$RESULTS/keys.json" <<EOF
  "restore_rounds_s": [$R_ROUNDS],
  "restore_worker_wall_s": $B_WALL, "restore_worker_rss_kb": $B_RSS,
  "restore_peak_anon_kb": $B_ANON, "restore_peak_file_kb": $B_FILE,
+ "restored_tree_bytes": ${R_TREE_B:-0}, "restored_env_bytes": ${R_ENV_B:-0},
  "memory_limited": [$(IFS=,; echo "${LIMITED[*]}")]}
 EOF
