@@ -1254,35 +1254,6 @@ bool th_state_key_is_data(const void *key, size_t klen)
 	return klen > 0 && klen <= TH_STATE_KEY_MAX && ((const char *)key)[0] != '\0';
 }
 
-int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
-		   size_t vlen)
-{
-	/* Metadata never travels through the changelog, and no key the detector
-	 * writes is empty or longer than LMDB takes (th_key: at most 511 bytes).
-	 * Such a record was not written by a worker; kept, it would fail the
-	 * commit of the whole restore, at every restart. */
-	if (!th_state_key_is_data(key, klen))
-		return TH_EINVAL;
-	return val ? th_state_put(st, key, klen, val, vlen) : th_state_del(st, key, klen);
-}
-
-void th_state_forget_clean(struct th_state *st)
-{
-	struct entry *e, *tmp;
-	if (!st->ndirty) {
-		cache_clear(st, false);
-		return;
-	}
-	HASH_ITER(hh, st->cache, e, tmp)
-	{
-		if (e->dirty)
-			continue; /* on the dirty list: the next commit's */
-		HASH_DEL(st->cache, e);
-		entry_free(e);
-	}
-	st->ncached = HASH_COUNT(st->cache);
-}
-
 size_t th_state_changes(const struct th_state *st)
 {
 	return st->ndirty;

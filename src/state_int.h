@@ -23,8 +23,10 @@ struct th_state_rec {
  * Returns 0, TH_EINVAL (changes pending, read-only, or a key not after the
  * last), TH_ENOSPC (nothing written) or TH_ESTATE. */
 int th_state_append_sorted(struct th_state *st, const struct th_state_rec *recs, size_t n);
-/* A key a worker writes: not empty, within LMDB's limit, not metadata (see
- * th_state_apply). */
+/* A key a worker writes: not empty, within LMDB's limit (th_key: at most
+ * 511 bytes), not metadata (which never travels through the changelog).
+ * Anything else in a changelog was not written by a worker; kept, it would
+ * fail the restore at every restart. */
 bool th_state_key_is_data(const void *key, size_t klen);
 /* Does the store hold any record besides its metadata, committed or not? */
 bool th_state_has_records(struct th_state *st);

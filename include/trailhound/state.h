@@ -130,11 +130,6 @@ int64_t th_state_offset(struct th_state *st);
 int th_state_wipe(struct th_state *st);
 /** LMDB's key limit (mdb_env_get_maxkeysize of the default build). */
 #define TH_STATE_KEY_MAX 511
-/** @brief Apply a key/value (val NULL = delete) straight from a changelog record.
- * @returns 0, TH_EINVAL for a key no worker writes (empty, over TH_STATE_KEY_MAX,
- * or the store's metadata: the caller skips the record), or an error. */
-int th_state_apply(struct th_state *st, const void *key, size_t klen, const void *val,
-		   size_t vlen);
 /**
  * @brief A bulk load: a restore's changelog records, in any order, into an
  *        empty store, written in key order with LMDB's MDB_APPEND.
@@ -161,8 +156,9 @@ struct th_state_load_stats {
 };
 int th_state_load_new(struct th_state_load **ldp, struct th_state *st, const char *tmp_dir,
 		      size_t mem_bytes);
-/** @returns 0; TH_EINVAL for a key no worker writes (as th_state_apply: the
- *           caller skips the record, nothing is kept); TH_ENOSPC or TH_EIO
+/** @returns 0; TH_EINVAL for a key no worker writes (empty, over
+ *           TH_STATE_KEY_MAX, or the store's metadata: the caller skips the
+ *           record, nothing is kept); TH_ENOSPC or TH_EIO
  *           when a spill fails; TH_ENOMEM. */
 int th_state_load_add(struct th_state_load *ld, const void *key, size_t klen, const void *val,
 		      size_t vlen);
@@ -177,10 +173,6 @@ void th_state_load_destroy(struct th_state_load *ld);
 void th_state_get_stats(const struct th_state *st, struct th_state_stats *out);
 /** @brief Records changed (put or deleted) since the last commit or rollback. */
 size_t th_state_changes(const struct th_state *st);
-/** @brief Drop the read cache's clean entries (committed values kept in the
- * heap for later gets): a restore's records are not read back until it ends,
- * and kept they would cost memory and slow every lookup of the next batch. */
-void th_state_forget_clean(struct th_state *st);
 
 #ifdef __cplusplus
 }

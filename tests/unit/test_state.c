@@ -1,7 +1,7 @@
 /*
  * Unit tests of the state store: the write-back cache in front of LMDB,
  * commits with the input offset, rollback, prefix scans over committed and
- * uncommitted keys, wipe, changelog application and the format version;
+ * uncommitted keys, wipe, the bulk load of a restore and the format version;
  * and what the machine can do to a store: keys of any length, corrupt or
  * foreign files, a system crash while open, a full map, a full disk (on a
  * small tmpfs mounted by the test), a read-only directory.
@@ -329,7 +329,7 @@ static int count_dirty(void *ctx, const void *key, size_t klen, const void *val,
 	return 0;
 }
 
-static void test_dirty_foreach_and_apply(void **state)
+static void test_dirty_foreach(void **state)
 {
 	struct fixture *f = *state;
 	int n = 0;
@@ -342,20 +342,6 @@ static void test_dirty_foreach_and_apply(void **state)
 	n = 0;
 	E(th_state_dirty_foreach(f->st, count_dirty, &n));
 	assert_int_equal(n, 0);
-	/* changelog records: values and tombstones; metadata refused */
-	E(th_state_apply(f->st, "x", 1, NULL, 0));
-	E(th_state_apply(f->st, "w", 1, "9", 1));
-	assert_int_equal(th_state_apply(f->st, "\0offset", 7, "1", 1), TH_EINVAL);
-	/* keys no worker writes, which LMDB would refuse at the commit: refused
-	 * here, so the commit of everything else goes through */
-	char longest[TH_STATE_KEY_MAX + 1];
-	memset(longest, 'k', sizeof(longest));
-	assert_int_equal(th_state_apply(f->st, "", 0, "1", 1), TH_EINVAL);
-	assert_int_equal(th_state_apply(f->st, longest, sizeof(longest), "1", 1), TH_EINVAL);
-	E(th_state_apply(f->st, longest, TH_STATE_KEY_MAX, "L", 1));
-	E(th_state_commit(f->st, 4));
-	check_value(f->st, "x", NULL);
-	check_value(f->st, "w", "9");
 }
 
 static void test_wipe(void **state)
@@ -388,33 +374,6 @@ static void test_many_keys_and_clean_cache_eviction(void **state)
 		snprintf(v, sizeof(v), "value-%d", i);
 		check_value(f->st, k, v);
 	}
-}
-
-static void test_forget_clean_keeps_changes(void **state)
-{
-	struct fixture *f = *state;
-	struct th_state_stats s;
-	E(th_state_put(f->st, "a", 1, "1", 1));
-	E(th_state_put(f->st, "b", 1, "2", 1));
-	E(th_state_commit(f->st, 1));
-	E(th_state_put(f->st, "c", 1, "3", 1)); /* not committed yet */
-	E(th_state_put(f->st, "a", 1, "4", 1)); /* a committed key changed again */
-	th_state_forget_clean(f->st);
-	th_state_get_stats(f->st, &s);
-	/* "b" went; the two changes stay, and the next commit writes them */
-	assert_int_equal(s.cached, 2);
-	assert_int_equal(th_state_changes(f->st), 2);
-	E(th_state_commit(f->st, 2));
-	th_state_forget_clean(f->st);
-	th_state_get_stats(f->st, &s);
-	assert_int_equal(s.cached, 0);
-	/* read again from LMDB */
-	check_value(f->st, "a", "4");
-	check_value(f->st, "b", "2");
-	check_value(f->st, "c", "3");
-	reopen(f);
-	check_value(f->st, "a", "4");
-	check_value(f->st, "c", "3");
 }
 
 static void test_format_version_is_checked(void **state)
@@ -1098,7 +1057,7 @@ static void test_load_refuses_what_a_restore_must_not_take(void **state)
 {
 	struct fixture *f = *state;
 	struct th_state_load *ld = NULL;
-	/* metadata, an empty key and a key over LMDB's limit, as th_state_apply */
+	/* metadata, an empty key and a key over LMDB's limit: no worker writes them */
 	static char big[TH_STATE_KEY_MAX + 2];
 	memset(big, 'b', sizeof(big));
 	E(th_state_load_new(&ld, f->st, f->dir, 1 << 20));
@@ -1263,11 +1222,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scan_merges_cache_and_lmdb, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_matches_a_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_sees_the_callbacks_writes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dirty_foreach_and_apply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dirty_foreach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_keys_and_clean_cache_eviction, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_forget_clean_keeps_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format_version_is_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_keys_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clean_close_is_trusted, setup, teardown),
