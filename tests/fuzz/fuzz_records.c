@@ -16,7 +16,7 @@
  *
  * Byte 0 % 8 == 7 is a hostile changelog: the rest is a list of records
  * (u8 flags, bit 0 = deletion; varint key length; key; varint value length;
- * value), loaded with th_state_load (the worker's restore: a tiny memory
+ * value), loaded with th_state_load (the worker's restore: a 512-byte memory
  * budget, so the records spill as sorted runs and are merged back) into a
  * scratch store and committed, as the worker restores a partition; then the detector runs a detection
  * case's story (tests/cases/variations/v2_cli.jsonl) over that state, so
@@ -268,7 +268,7 @@ static void fuzz_restore(const uint8_t *data, size_t size)
 	struct th_state_load *ld = NULL;
 	if ((rc = th_state_wipe(rs.st)))
 		fuzz_fail("state wipe: %s", th_strerror(rc));
-	if ((rc = th_state_load_new(&ld, rs.st, rs.dir, 4096)))
+	if ((rc = th_state_load_new(&ld, rs.st, rs.dir, 512)))
 		fuzz_fail("state load: %s", th_strerror(rc));
 	th_rbuf_init(&r, data, size);
 	while (r.p < r.end && !r.bad) {
