@@ -159,7 +159,8 @@ int th_state_load_new(struct th_state_load **ldp, struct th_state *st, const cha
 /** @returns 0; TH_EINVAL for a key no worker writes (empty, over
  *           TH_STATE_KEY_MAX, or the store's metadata: the caller skips the
  *           record, nothing is kept); TH_ENOSPC or TH_EIO
- *           when a spill fails; TH_ENOMEM. */
+ *           when a spill fails; TH_ENOMEM. After any error but TH_EINVAL
+ *           the load is incomplete: destroy it (the store is untouched). */
 int th_state_load_add(struct th_state_load *ld, const void *key, size_t klen, const void *val,
 		      size_t vlen);
 /** @brief Write every key's last record into the store (committed in
