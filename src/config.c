@@ -109,8 +109,8 @@ static const struct conf_item items[] = {
 	{"commit_max_changes", T_LONG, "8192", 64, 10000000, C(commit_max_changes),
 	 "commit earlier once this many state records changed (all partitions): LMDB keeps a "
 	 "copy of every page a transaction writes, so a burst of new keys would otherwise "
-	 "hold ~4 KB per key until the commit; a restore commits each partition at its share "
-	 "(at least 4096, or this when lower)"},
+	 "hold ~4 KB per key until the commit (a restore is not bound by it: it writes in key "
+	 "order, in transactions of 4 MB)"},
 	{"record_max", T_LONG, "1048576", 1024, 104857600, C(record_max),
 	 "largest accepted record (bytes); larger ones go to the dead-letter topic"},
 	{"schema_id", T_LONG, "0", 0, 2147483647, C(schema_id),
