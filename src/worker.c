@@ -532,13 +532,17 @@ static int restore_parts(struct worker *w, struct restore *rs, int nr, bool *sto
 	}
 	if (tp->cnt)
 		rd_kafka_assign(w->restorer, NULL);
-	for (int i = 0; !rc && *stopped && i < nr; i++)
-		/* Half a state is no state: the load is dropped unwritten, and
-		 * the store, wiped above, stays a new one (empty, no offset)
-		 * that restores in full next time. */
+	for (int i = 0; !rc && *stopped && i < nr; i++) {
+		/* Half a state is no state: the load is dropped unwritten. The
+		 * wipe covers a partition the stop reached before its wipe above
+		 * (a stop while asking for watermarks): every store restoring is
+		 * left a new one (empty, no offset) and restores in full next time. */
+		if ((rc = th_state_wipe(rs[i].p->st)))
+			break;
 		th_log_info("restore", "%s[%d]: stopped after %" PRIu64 " state records: nothing "
 				       "kept, restores in full next time",
 			    rs[i].p->topic, (int)rs[i].p->partition, rs[i].n);
+	}
 	for (int i = 0; !rc && !*stopped && i < nr; i++) {
 		struct part *p = rs[i].p;
 		struct th_state_load_stats ls;
