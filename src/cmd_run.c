@@ -37,7 +37,8 @@ static void run_usage(FILE *out)
 		"                           state_dir, reference data), print the effective\n"
 		"                           configuration with secrets masked; exit 0 or 4\n"
 		"  --help-config            the settings with defaults and descriptions\n"
-		"  --example-config         print a complete example configuration\n"
+		"  --example-config         print a complete example configuration, with the\n"
+		"                           values of any --set in place\n"
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
 		"\n"
@@ -72,7 +73,7 @@ int th_cmd_run(int argc, char **argv)
 	struct th_worker_opts wo = {0};
 	char errstr[512];
 	int c, rc = 0, ret = TH_EXIT_OK, n_sets = 0;
-	bool check = false, verbose = false;
+	bool check = false, verbose = false, example = false;
 	uint64_t n;
 	char **sets = calloc((size_t)argc + 1, sizeof(*sets));
 
@@ -102,7 +103,7 @@ int th_cmd_run(int argc, char **argv)
 			wo.max_attempts = (int)n;
 			break;
 		case O_HELPCONF: th_config_help(stdout); goto out;
-		case O_EXAMPLE: th_config_example(stdout); goto out;
+		case O_EXAMPLE: example = true; break;
 		case 'v': verbose = true; break;
 		case 'h': run_usage(stdout); goto out;
 		default: run_usage(stderr); ret = TH_EXIT_USAGE; goto out;
@@ -116,6 +117,13 @@ int th_cmd_run(int argc, char **argv)
 	if (optind < argc) {
 		run_usage(stderr);
 		ret = TH_EXIT_USAGE;
+		goto out;
+	}
+	if (example) {
+		if (th_config_example(stdout, sets, n_sets, errstr, sizeof(errstr))) {
+			fprintf(stderr, "trailhound run: %s\n", errstr);
+			ret = TH_EXIT_CONFIG;
+		}
 		goto out;
 	}
 	/* alone it would do nothing: a worker that goes on decides held uses

@@ -744,14 +744,17 @@ def test_systemd_instances_get_distinct_metrics_ports(systemd_instances):
 
 
 def image_conf():
-    """The configuration the image runs with: deploy/trailhound.conf and the
-    lines the Dockerfile's RUN printf appends to it."""
+    """The configuration the image runs with: what the Dockerfile's build stage
+    writes with `run --example-config --set ...`, made the same way here."""
     text = open(os.path.join(DEPLOY, "Dockerfile")).read()
-    m = re.search(r"^RUN printf '%s\\n' (.*?)>> /etc/trailhound/trailhound.conf", text,
-                  re.M | re.S)
-    assert m, "the Dockerfile appends nothing to the image's configuration"
-    lines = re.findall(r"'([^']*)'", m.group(1))
-    return open(os.path.join(DEPLOY, "trailhound.conf")).read() + "\n".join(lines) + "\n"
+    m = re.search(r"trailhound run --example-config((?:[^>\n]|\\\n)*)>\s*build/image\.conf", text)
+    assert m, "the Dockerfile generates no configuration for the image"
+    sets = re.findall(r"--set\s+(\S+)", m.group(1))
+    assert sets, "the image's configuration sets nothing"
+    assert "COPY --from=build /src/build/image.conf /etc/trailhound/trailhound.conf" in text
+    args = [a for s in sets for a in ("--set", s)]
+    return subprocess.run([BIN, "run", "--example-config"] + args, capture_output=True,
+                          text=True, check=True).stdout
 
 
 def test_image_reads_the_reference_data_where_it_is_mounted(tmp_path):

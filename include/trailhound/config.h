@@ -131,8 +131,15 @@ int th_config_open_enrich(struct th_config *cf, struct th_enrich **en, char *err
 const char *th_config_alert_schema(const struct th_config *cf);
 /** @brief Print every setting with its default and description (--help-config). */
 void th_config_help(FILE *out);
-/** @brief Print an example config file with every setting at its default. */
-void th_config_example(FILE *out);
+/**
+ * @brief Print an example config file with every setting at its default, or at
+ *        the value one of @p sets ("KEY=VALUE", as --set) gives it; kafka.*
+ *        sets are printed as settings too. Each set is checked as --set checks
+ *        it (an unknown setting or a bad value prints nothing).
+ * @returns 0, or TH_ECONFIG with @p errstr naming the set.
+ */
+int th_config_example(FILE *out, char *const *sets, int n_sets, char *errstr,
+		      size_t errstr_size);
 
 #ifdef __cplusplus
 }

@@ -312,6 +312,95 @@ static void test_file_with_line_numbers(void **state)
 	th_config_free(&cf);
 }
 
+/* A setting a file gives twice took the second value silently, so a reader
+ * who stopped at the first was wrong about what runs (the image appended its
+ * paths to a file that already set them). Now the second line is an error
+ * naming both lines; kafka.* keys and their scopes are keys like any other,
+ * and a file that sets each once still loads. */
+static void test_a_setting_twice_in_a_file_is_an_error(void **state)
+{
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+		{"brokers = \"a:1\"\nbatch_size = 5\nbrokers = \"b:1\"\n",
+		 ":3: \"brokers\" is already set on line 1"},
+		{"batch_size=5\n# c\n\n  batch_size   = 6 # again\n",
+		 ":4: \"batch_size\" is already set on line 1"},
+		{"kafka.client.id = x\nkafka.producer.client.id = y\nkafka.client.id = z\n",
+		 ":3: \"kafka.client.id\" is already set on line 1"},
+	};
+	struct th_config cf;
+	char path[] = "/tmp/th-test-conf-XXXXXX", err[512];
+	(void)state;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(bad[i].text, f);
+		fclose(f);
+		th_config_init(&cf);
+		assert_int_equal(th_config_load(&cf, path, err, sizeof(err)), TH_ECONFIG);
+		if (!strstr(err, bad[i].msg))
+			fail_msg("case %zu: %s", i, err);
+		th_config_free(&cf);
+	}
+	/* the positive twin: each once, the scoped kafka keys apart */
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("brokers = \"a:1\"\nbatch_size = 5\nkafka.client.id = x\n"
+	      "kafka.producer.client.id = y\nkafka.consumer.client.id = z\n", f);
+	fclose(f);
+	th_config_init(&cf);
+	if (th_config_load(&cf, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(cf.brokers, "a:1");
+	assert_int_equal(cf.batch_size, 5);
+	th_config_free(&cf);
+	unlink(path);
+}
+
+/* `run --example-config --set K=V` (how the image writes its configuration):
+ * each set's value in place of the default, kafka.* sets as settings, and
+ * the result loads to those values; a bad set prints nothing. */
+static void test_example_config_with_sets(void **state)
+{
+	char *sets[] = {"state_dir = /var/lib/x", "batch_size=7", "kafka.client.id=w1",
+			"batch_size=8"};
+	char path[] = "/tmp/th-test-conf-XXXXXX", err[512];
+	struct th_config cf;
+	(void)state;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *f = fdopen(fd, "w");
+	assert_non_null(f);
+	assert_int_equal(th_config_example(f, sets, 4, err, sizeof(err)), 0);
+	fclose(f);
+	th_config_init(&cf);
+	if (th_config_load(&cf, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(cf.state_dir, "/var/lib/x");
+	assert_int_equal(cf.batch_size, 8);
+	assert_int_equal(cf.n_kafka, 1);
+	assert_string_equal(cf.kafka_keys[0], "client.id");
+	assert_string_equal(cf.kafka_values[0], "w1");
+	th_config_free(&cf);
+	unlink(path);
+
+	char *unknown[] = {"no_such_setting=1"}, *quoted[] = {"brokers=a\"b"},
+	     *range[] = {"batch_size=0"};
+	char buf[64] = "";
+	f = fmemopen(buf, sizeof(buf), "w");
+	assert_non_null(f);
+	assert_int_equal(th_config_example(f, unknown, 1, err, sizeof(err)), TH_ECONFIG);
+	assert_non_null(strstr(err, "no_such_setting"));
+	assert_int_equal(th_config_example(f, quoted, 1, err, sizeof(err)), TH_ECONFIG);
+	assert_int_equal(th_config_example(f, range, 1, err, sizeof(err)), TH_ECONFIG);
+	fclose(f);
+	assert_string_equal(buf, "");
+}
+
 /* kafka.X reaches every client; kafka.consumer.X / kafka.producer.X only their own */
 static void test_kafka_key_scopes(void **state)
 {
@@ -490,6 +579,8 @@ int main(void)
 		cmocka_unit_test(test_defaults_are_the_spec),
 		cmocka_unit_test(test_set_table),
 		cmocka_unit_test(test_file_with_line_numbers),
+		cmocka_unit_test(test_a_setting_twice_in_a_file_is_an_error),
+		cmocka_unit_test(test_example_config_with_sets),
 		cmocka_unit_test(test_comment_after_a_value),
 		cmocka_unit_test(test_byte_order_mark_at_the_start),
 		cmocka_unit_test(test_duration_units),
