@@ -38,6 +38,7 @@
 #include "child_log.h"
 #include "trailhound/config.h"
 #include "trailhound/metrics.h"
+#include "trailhound/state.h"
 #include "trailhound/watchdog.h"
 #include "trailhound/worker.h"
 
@@ -84,7 +85,13 @@ enum {
 	HOOK_COORDINATOR_DOWN_THEN_STOP,
 	HOOK_STOP,
 	HOOK_CHANGELOG_DOWN_THEN_STOP, /* run_forked only */
+	/* run_forked only: two partitions, the first one's changelog leader down */
+	HOOK_FIRST_CHANGELOG_DOWN_THEN_STOP,
 };
+
+/* Partitions of every topic setup_cluster() creates; the input's events go
+ * round-robin over them. */
+static int mock_partitions = 1;
 
 /* run_forked()'s third broker: a partition moved to it is out of reach
  * once it is down */
@@ -131,7 +138,8 @@ static void produce_input(struct mock *m)
 			line[--n] = '\0';
 		if (!n)
 			continue;
-		assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("in"), RD_KAFKA_V_PARTITION(0),
+		assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("in"),
+						   RD_KAFKA_V_PARTITION(m->n_input % mock_partitions),
 						   RD_KAFKA_V_KEY("k", 1), RD_KAFKA_V_VALUE(line, n),
 						   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 						   RD_KAFKA_V_END),
@@ -158,10 +166,10 @@ static int setup_cluster(void **state, int brokers)
 	snprintf(m.bootstraps, sizeof(m.bootstraps), "%s", rd_kafka_mock_cluster_bootstraps(m.mc));
 	const char *topics[] = {"in", "alerts", "changelog", "dead"};
 	for (size_t i = 0; i < 4; i++) {
-		assert_int_equal(rd_kafka_mock_topic_create(m.mc, topics[i], 1, 1), 0);
-		if (brokers > 1)
+		assert_int_equal(rd_kafka_mock_topic_create(m.mc, topics[i], mock_partitions, 1), 0);
+		for (int32_t part = 0; brokers > 1 && part < mock_partitions; part++)
 			assert_int_equal(
-				rd_kafka_mock_partition_set_leader(m.mc, topics[i], 0, LEADER), 0);
+				rd_kafka_mock_partition_set_leader(m.mc, topics[i], part, LEADER), 0);
 	}
 	if (brokers > 1) {
 		assert_int_equal(rd_kafka_mock_coordinator_set(m.mc, "transaction", "t1", LEADER), 0);
@@ -693,6 +701,26 @@ static void test_slow_offset_fetch_answered(void **state)
  * exit code is returned (the worker's own result: 0 = 0, anything else 1).
  * The parent has no threads when it forks (every earlier test joined its
  * clients'), so the child may build its own cluster. */
+/* What each partition's store holds: "store in-N: offset X" or "no offset". */
+static void print_store_offsets(struct mock *m)
+{
+	for (int part = 0; part < mock_partitions; part++) {
+		char dir[128], err[256];
+		struct th_state *st;
+		snprintf(dir, sizeof(dir), "%s/in-%d", m->state_dir, part);
+		if (th_state_open_readonly(&st, dir, err, sizeof(err))) {
+			fprintf(stderr, "store in-%d: %s\n", part, err);
+			continue;
+		}
+		int64_t off = th_state_offset(st);
+		if (off == TH_STATE_NO_OFFSET)
+			fprintf(stderr, "store in-%d: no offset\n", part);
+		else
+			fprintf(stderr, "store in-%d: offset %lld\n", part, (long long)off);
+		th_state_close(st);
+	}
+}
+
 static int run_forked(int hook_action, char *log, size_t log_size)
 {
 	char path[] = "/tmp/th-mock-log-XXXXXX";
@@ -704,6 +732,8 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 	if (pid == 0) {
 		void *state;
 		dup2(fd, 2);
+		if (hook_action == HOOK_FIRST_CHANGELOG_DOWN_THEN_STOP)
+			mock_partitions = 2;
 		setup_cluster(&state, 3);
 		struct mock *m = state;
 		m->hook_action = hook_action;
@@ -712,7 +742,8 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 		if (hook_action == HOOK_STOP)
 			m->wo.exit_when_idle_ms = 0; /* it runs until the stop */
 		fprintf(stderr, "state_dir=%s\n", m->state_dir);
-		if (hook_action == HOOK_CHANGELOG_DOWN_THEN_STOP) {
+		if (hook_action == HOOK_CHANGELOG_DOWN_THEN_STOP ||
+		    hook_action == HOOK_FIRST_CHANGELOG_DOWN_THEN_STOP) {
 			/* a first run commits the input and its changelog; the
 			 * second runs in a new group, which has no committed
 			 * offset: the store is at another offset than the group's,
@@ -722,6 +753,7 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 			m->wo.test_hook = NULL;
 			if (th_worker_run(&m->cf, &m->wo, &m->run))
 				_exit(3);
+			print_store_offsets(m);
 			fprintf(stderr, "first run done (messages=%llu transactions=%llu): a new "
 					"group, the changelog's leader down\n",
 				(unsigned long long)m->stats.messages,
@@ -730,6 +762,7 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 			rd_kafka_mock_coordinator_set(m->mc, "group", "g2", GROUP_COORDINATOR);
 			rd_kafka_mock_partition_set_leader(m->mc, "changelog", 0, SPARE);
 			rd_kafka_mock_broker_set_down(m->mc, SPARE);
+			/* the first partition's: so the other is not yet wiped */
 			m->wo.exit_when_idle_ms = 0;
 			th_log_level = TH_LOG_INFO; /* the restore's lines */
 			pthread_t t;
@@ -743,6 +776,7 @@ static int run_forked(int hook_action, char *log, size_t log_size)
 		fprintf(stderr, "worker returned %d: messages=%llu transactions=%llu\n", rc,
 			(unsigned long long)m->stats.messages,
 			(unsigned long long)m->stats.transactions);
+		print_store_offsets(m);
 		_exit(rc == 0 ? 0 : 1);
 	}
 	close(fd);
@@ -837,6 +871,31 @@ static void test_stop_while_a_restore_waits_for_the_changelog_leader(void **stat
 	assert_int_equal(rc, 0);
 }
 
+/* The same stop with two partitions restoring, the first one's changelog
+ * leader down: the stop comes while the worker asks that leader for the
+ * changelog's watermarks, before it has wiped the second partition's store.
+ * Both stores, written by the first run, must be left with no offset (a new
+ * store that restores in full next time), not the second one kept at the
+ * first run's offset (docs/operations.md: a stop mid-restore keeps nothing). */
+static void test_stop_while_asking_the_first_changelog_leader_wipes_every_store(void **state)
+{
+	static char log[1 << 20];
+	(void)state;
+	int rc = run_forked(HOOK_FIRST_CHANGELOG_DOWN_THEN_STOP, log, sizeof(log));
+	const char *second = strstr(log, "first run done");
+	assert_non_null(second);
+	/* the first run left both stores at an offset */
+	const char *s0 = strstr(log, "store in-0: offset "), *s1 = strstr(log, "store in-1: offset ");
+	assert_true(s0 && s0 < second && s1 && s1 < second);
+	assert_non_null(strstr(second, "asking the worker to stop (restoring: 2)"));
+	assert_non_null(strstr(second, "in[0]: stopped after 0 state records"));
+	assert_non_null(strstr(second, "in[1]: stopped after 0 state records"));
+	if (!strstr(second, "store in-0: no offset") || !strstr(second, "store in-1: no offset"))
+		fail_msg("a store kept its offset after the stop:\n%s", second);
+	assert_null(strstr(log, "[watchdog]"));
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
 	th_log_level = TH_LOG_WARN;
@@ -871,6 +930,8 @@ int main(void)
 		cmocka_unit_test(test_stop_during_a_hang_ends_at_the_stop_limit),
 		cmocka_unit_test(test_stop_with_brokers_up_is_clean),
 		cmocka_unit_test(test_stop_while_a_restore_waits_for_the_changelog_leader),
+		cmocka_unit_test(
+			test_stop_while_asking_the_first_changelog_leader_wipes_every_store),
 	};
 	/* TH_MOCK_FILTER=test_name runs one test (debugging) */
 	if (getenv("TH_MOCK_FILTER"))
