@@ -159,18 +159,66 @@ static int check_version(struct th_rbuf *r)
 	return th_get_u8(r) == TH_REC_VERSION && !r->bad ? 0 : TH_EPARSE;
 }
 
+/* Version 3's flags: how the role ARN and the function are written. */
+enum {
+	TOKEN_ROLE_IN_ACCOUNT = 1, /* "arn:aws:iam::" 12 digits ":role/" name: the number, the name */
+	TOKEN_FUNCTION_IS_SESSION = 2, /* function equals session: written once */
+	TOKEN_FLAGS = TOKEN_ROLE_IN_ACCOUNT | TOKEN_FUNCTION_IS_SESSION,
+};
+#define ROLE_ARN_HEAD "arn:aws:iam::"
+#define ROLE_ARN_MID ":role/"
+/* "arn:aws:iam::" + 12 digits + ":role/" */
+#define ROLE_ARN_PREFIX_LEN (sizeof(ROLE_ARN_HEAD) - 1 + 12 + sizeof(ROLE_ARN_MID) - 1)
+
+/* The account number of a role ARN of the aws partition, or -1: the form
+ * version 3 writes as a number and the name after ":role/". Every Lambda
+ * execution role has it; other partitions (aws-cn, aws-us-gov) are written
+ * whole. */
+static int64_t role_arn_account(const char *arn)
+{
+	const size_t head = sizeof(ROLE_ARN_HEAD) - 1;
+	int64_t acct = 0;
+	if (strncmp(arn, ROLE_ARN_HEAD, head) != 0)
+		return -1;
+	for (size_t i = head; i < head + 12; i++) {
+		if (arn[i] < '0' || arn[i] > '9')
+			return -1;
+		acct = acct * 10 + (arn[i] - '0');
+	}
+	return strncmp(arn + head + 12, ROLE_ARN_MID, sizeof(ROLE_ARN_MID) - 1) == 0 ? acct : -1;
+}
+
+/* a - b, wrapping instead of overflowing for values past the time bound
+ * (the decoder refuses what they give back) */
+static int64_t time_diff(int64_t a, int64_t b)
+{
+	return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+
 void th_token_encode(struct th_wbuf *w, const struct th_token *t)
 {
+	int64_t acct = role_arn_account(t->role_arn);
+	bool same_fn = strcmp(t->function, t->session) == 0;
 	th_put_u8(w, TH_TOKEN_VERSION);
 	th_put_u8(w, t->origin);
-	th_put_str(w, t->role_arn);
+	th_put_u8(w, (uint8_t)((acct >= 0 ? TOKEN_ROLE_IN_ACCOUNT : 0) |
+			       (same_fn ? TOKEN_FUNCTION_IS_SESSION : 0)));
+	if (acct >= 0) {
+		th_put_varint(w, (uint64_t)acct);
+		th_put_str(w, t->role_arn + ROLE_ARN_PREFIX_LEN);
+	} else {
+		th_put_str(w, t->role_arn);
+	}
 	th_put_str(w, t->session);
-	th_put_str(w, t->function);
+	if (!same_fn)
+		th_put_str(w, t->function);
 	th_put_str(w, t->identity);
+	/* times (each within TH_TIME_BOUND_MS) as differences: hours between
+	 * them take 4 bytes where a time takes 6-7 */
 	th_put_i64(w, t->issued_ms);
-	th_put_i64(w, t->expiry_ms);
-	th_put_i64(w, t->first_seen_ms);
-	th_put_i64(w, t->last_seen_ms);
+	th_put_i64(w, time_diff(t->expiry_ms, t->issued_ms));
+	th_put_i64(w, time_diff(t->first_seen_ms, t->issued_ms));
+	th_put_i64(w, time_diff(t->last_seen_ms, t->first_seen_ms));
 	th_put_varint(w, t->inside);
 	th_put_varint(w, t->outside);
 	th_put_varint(w, t->distinct_ips);
@@ -184,7 +232,7 @@ void th_token_encode(struct th_wbuf *w, const struct th_token *t)
 	for (int i = 0; i < t->n_calls; i++) {
 		th_put_str(w, t->calls[i].name);
 		th_put_varint(w, t->calls[i].count);
-		th_put_i64(w, t->calls[i].last_ms);
+		th_put_i64(w, time_diff(t->calls[i].last_ms, t->last_seen_ms));
 	}
 	th_put_u8(w, t->n_alerts);
 	for (int i = 0; i < t->n_alerts; i++) {
@@ -335,12 +383,12 @@ int th_role_add_function(struct th_role *ro, const char *name, const char *regio
 	return (int)i;
 }
 
-/* A token's version: 2 as written now, or 1 (no address hashes), which
- * stores and changelogs written before still hold. */
+/* A token's version: 3 as written now, or 2 or 1, which stores and
+ * changelogs written before still hold. */
 static int token_version(struct th_rbuf *r)
 {
 	int v = th_get_u8(r);
-	return !r->bad && (v == TH_TOKEN_VERSION || v == TH_REC_VERSION) ? v : -1;
+	return !r->bad && v >= TH_REC_VERSION && v <= TH_TOKEN_VERSION ? v : -1;
 }
 
 /* Reads the address hashes of a version-2 token; out NULL skips them. */
@@ -361,23 +409,104 @@ static int get_ip_hashes(struct th_rbuf *r, struct th_token *out)
 	return 0;
 }
 
+/* A string th_get_str() would accept, passed over without copying. */
+static void skip_str(struct th_rbuf *r)
+{
+	uint64_t n = th_get_varint(r);
+	if (r->bad || n > (uint64_t)(r->end - r->p) || memchr(r->p, '\0', (size_t)n)) {
+		r->bad = true;
+		return;
+	}
+	r->p += n;
+}
+
+/* A time written (version 3) as its difference from base, a time already
+ * read: the sum is held to the bound th_get_time() holds a time to. */
+static int64_t get_time_after(struct th_rbuf *r, int64_t base)
+{
+	int64_t d = th_get_i64(r);
+	if (d > 2 * TH_TIME_BOUND_MS || d < -2 * TH_TIME_BOUND_MS ||
+	    base + d > TH_TIME_BOUND_MS || base + d < -TH_TIME_BOUND_MS) {
+		r->bad = true;
+		return 0;
+	}
+	return base + d;
+}
+
+/* A token's fields up to its counters, of any version; t NULL skips the
+ * strings (th_token_life), whose times land in *times (issued, expiry,
+ * first seen, last seen). */
+static void get_token_head(struct th_rbuf *r, int version, struct th_token *t, int64_t times[4])
+{
+	int flags = 0;
+	uint8_t origin = th_get_u8(r);
+	if (t)
+		t->origin = origin;
+	if (version >= 3) {
+		flags = th_get_u8(r);
+		if (flags & ~TOKEN_FLAGS)
+			r->bad = true;
+	}
+	if (flags & TOKEN_ROLE_IN_ACCOUNT) {
+		uint64_t acct = th_get_varint(r);
+		if (acct > 999999999999ULL)
+			r->bad = true;
+		if (t) {
+			/* by hand: this runs for every token loaded */
+			char *o = t->role_arn;
+			memcpy(o, ROLE_ARN_HEAD, sizeof(ROLE_ARN_HEAD) - 1);
+			o += sizeof(ROLE_ARN_HEAD) - 1;
+			for (int i = 11; i >= 0; i--, acct /= 10)
+				o[i] = (char)('0' + acct % 10);
+			memcpy(o + 12, ROLE_ARN_MID, sizeof(ROLE_ARN_MID) - 1);
+			th_get_str(r, t->role_arn + ROLE_ARN_PREFIX_LEN,
+				   sizeof(t->role_arn) - ROLE_ARN_PREFIX_LEN);
+		} else {
+			skip_str(r);
+		}
+	} else if (t) {
+		th_get_str(r, t->role_arn, sizeof(t->role_arn));
+	} else {
+		skip_str(r);
+	}
+	if (t) {
+		th_get_str(r, t->session, sizeof(t->session));
+		if (flags & TOKEN_FUNCTION_IS_SESSION)
+			memcpy(t->function, t->session, sizeof(t->function));
+		else
+			th_get_str(r, t->function, sizeof(t->function));
+		th_get_str(r, t->identity, sizeof(t->identity));
+	} else {
+		skip_str(r);
+		if (!(flags & TOKEN_FUNCTION_IS_SESSION))
+			skip_str(r);
+		skip_str(r);
+	}
+	times[0] = th_get_time(r);
+	if (version >= 3) {
+		times[1] = get_time_after(r, times[0]);
+		times[2] = get_time_after(r, times[0]);
+		times[3] = get_time_after(r, times[2]);
+	} else {
+		for (int i = 1; i < 4; i++)
+			times[i] = th_get_time(r);
+	}
+}
+
 int th_token_decode(const void *p, size_t n, struct th_token *t)
 {
 	struct th_rbuf r;
+	int64_t times[4];
 	th_rbuf_init(&r, p, n);
 	th_token_clear(t);
 	int version = token_version(&r);
 	if (version < 0)
 		return TH_EPARSE;
-	t->origin = th_get_u8(&r);
-	th_get_str(&r, t->role_arn, sizeof(t->role_arn));
-	th_get_str(&r, t->session, sizeof(t->session));
-	th_get_str(&r, t->function, sizeof(t->function));
-	th_get_str(&r, t->identity, sizeof(t->identity));
-	t->issued_ms = th_get_time(&r);
-	t->expiry_ms = th_get_time(&r);
-	t->first_seen_ms = th_get_time(&r);
-	t->last_seen_ms = th_get_time(&r);
+	get_token_head(&r, version, t, times);
+	t->issued_ms = times[0];
+	t->expiry_ms = times[1];
+	t->first_seen_ms = times[2];
+	t->last_seen_ms = times[3];
 	t->inside = (uint32_t)th_get_varint(&r);
 	t->outside = (uint32_t)th_get_varint(&r);
 	t->distinct_ips = (uint32_t)th_get_varint(&r);
@@ -386,7 +515,7 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 		return TH_EPARSE;
 	for (int i = 0; i < t->n_ips; i++)
 		th_get_str(&r, t->ips[i], sizeof(t->ips[i]));
-	if (version == TH_TOKEN_VERSION && get_ip_hashes(&r, t))
+	if (version >= 2 && get_ip_hashes(&r, t))
 		return TH_EPARSE;
 	t->n_calls = th_get_u8(&r);
 	if (t->n_calls > TH_TOKEN_MAX_CALLS)
@@ -394,7 +523,8 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 	for (int i = 0; i < t->n_calls; i++) {
 		th_get_str(&r, t->calls[i].name, sizeof(t->calls[i].name));
 		t->calls[i].count = (uint32_t)th_get_varint(&r);
-		t->calls[i].last_ms = th_get_time(&r);
+		t->calls[i].last_ms = version >= 3 ? get_time_after(&r, t->last_seen_ms)
+						   : th_get_time(&r);
 	}
 	t->n_alerts = th_get_u8(&r);
 	if (t->n_alerts > TH_TOKEN_MAX_ALERTS)
@@ -409,31 +539,15 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 	return done(&r);
 }
 
-/* A string th_get_str() would accept, passed over without copying. */
-static void skip_str(struct th_rbuf *r)
-{
-	uint64_t n = th_get_varint(r);
-	if (r->bad || n > (uint64_t)(r->end - r->p) || memchr(r->p, '\0', (size_t)n)) {
-		r->bad = true;
-		return;
-	}
-	r->p += n;
-}
-
 int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_token *scratch)
 {
 	struct th_rbuf r;
+	int64_t times[4];
 	th_rbuf_init(&r, p, n);
 	int version = token_version(&r);
 	if (version < 0)
 		return TH_EPARSE;
-	th_get_u8(&r); /* origin */
-	for (int i = 0; i < 4; i++) /* role_arn, session, function, identity */
-		skip_str(&r);
-	th_get_time(&r); /* issued_ms */
-	int64_t expiry_ms = th_get_time(&r);
-	th_get_time(&r); /* first_seen_ms */
-	int64_t last_seen_ms = th_get_time(&r);
+	get_token_head(&r, version, NULL, times);
 	for (int i = 0; i < 3; i++) /* inside, outside, distinct_ips */
 		th_get_varint(&r);
 	int n_ips = th_get_u8(&r);
@@ -441,7 +555,7 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 		return TH_EPARSE;
 	for (int i = 0; i < n_ips; i++)
 		skip_str(&r);
-	if (version == TH_TOKEN_VERSION && get_ip_hashes(&r, NULL))
+	if (version >= 2 && get_ip_hashes(&r, NULL))
 		return TH_EPARSE;
 	int n_calls = th_get_u8(&r);
 	if (n_calls > TH_TOKEN_MAX_CALLS)
@@ -449,7 +563,10 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 	for (int i = 0; i < n_calls; i++) {
 		skip_str(&r);
 		th_get_varint(&r);
-		th_get_time(&r);
+		if (version >= 3)
+			get_time_after(&r, times[3]);
+		else
+			th_get_time(&r);
 	}
 	int n_alerts = th_get_u8(&r);
 	if (n_alerts) {
@@ -460,8 +577,8 @@ int th_token_life(const void *p, size_t n, struct th_token_life *out, struct th_
 	} else if (done(&r)) {
 		return TH_EPARSE;
 	}
-	out->expiry_ms = expiry_ms;
-	out->last_seen_ms = last_seen_ms;
+	out->expiry_ms = times[1];
+	out->last_seen_ms = times[3];
 	out->n_alerts = n_alerts;
 	return 0;
 }

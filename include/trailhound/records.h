@@ -78,7 +78,11 @@ enum th_origin {
 };
 const char *th_origin_name(enum th_origin o);
 
-#define TH_TOKEN_VERSION 2 /* version 1 had no address hashes */
+/* version 3 writes the same fields shorter (a role ARN of the aws partition
+ * as its account number and name, a function named like its session once,
+ * times after the first as differences); version 2 has address hashes,
+ * version 1 none. Decoders read all three. */
+#define TH_TOKEN_VERSION 3
 #define TH_TOKEN_MAX_IPS 8
 /* Distinct addresses past the stored ones are remembered by a 32-bit hash,
  * so distinct_ips stays a count of addresses, not of uses, up to

@@ -553,79 +553,265 @@ static void test_token_life_agrees_with_decode(void **state)
 	th_wbuf_free(&w);
 }
 
-/* A token as builds before the address hashes wrote it (version 1: the
- * same fields, no hashes) still decodes, in stores and changelogs, and is
- * written back as version 2; a version-2 token keeps its hashes. */
-static void test_token_version_1_still_decodes(void **state)
+/* The token layout of versions 1 and 2 (docs/state-format.md), written here
+ * on its own, not by th_token_encode(): what stores and changelogs of older
+ * builds hold. hashes_bad 1 writes one hash too many, 2 one past 32 bits. */
+static void encode_token_old(struct th_wbuf *w, const struct th_token *t, int version,
+			     int hashes_bad)
 {
-	struct th_wbuf w = {0}, w2 = {0};
+	th_put_u8(w, (uint8_t)version);
+	th_put_u8(w, t->origin);
+	th_put_str(w, t->role_arn);
+	th_put_str(w, t->session);
+	th_put_str(w, t->function);
+	th_put_str(w, t->identity);
+	th_put_i64(w, t->issued_ms);
+	th_put_i64(w, t->expiry_ms);
+	th_put_i64(w, t->first_seen_ms);
+	th_put_i64(w, t->last_seen_ms);
+	th_put_varint(w, t->inside);
+	th_put_varint(w, t->outside);
+	th_put_varint(w, t->distinct_ips);
+	th_put_u8(w, t->n_ips);
+	for (int i = 0; i < t->n_ips; i++)
+		th_put_str(w, t->ips[i]);
+	if (version >= 2) {
+		th_put_u8(w, (uint8_t)(t->n_ip_hashes + (hashes_bad == 1)));
+		for (int i = 0; i < t->n_ip_hashes; i++)
+			th_put_varint(w, t->ip_hashes[i]);
+		if (hashes_bad == 1)
+			th_put_varint(w, 7);
+		if (hashes_bad == 2)
+			th_put_varint(w, (uint64_t)UINT32_MAX + 1);
+	}
+	th_put_u8(w, t->n_calls);
+	for (int i = 0; i < t->n_calls; i++) {
+		th_put_str(w, t->calls[i].name);
+		th_put_varint(w, t->calls[i].count);
+		th_put_i64(w, t->calls[i].last_ms);
+	}
+	th_put_u8(w, t->n_alerts);
+	for (int i = 0; i < t->n_alerts; i++) {
+		th_put_u8(w, t->alerts[i].variation);
+		th_put_u8(w, t->alerts[i].upgraded);
+		th_put_str(w, t->alerts[i].alert_id);
+		th_call_encode(w, &t->alerts[i].call);
+	}
+}
+
+/* Every field of two tokens, compared one by one. */
+static void assert_tokens_equal(const struct th_token *a, const struct th_token *b)
+{
+	assert_int_equal(a->origin, b->origin);
+	assert_string_equal(a->role_arn, b->role_arn);
+	assert_string_equal(a->session, b->session);
+	assert_string_equal(a->function, b->function);
+	assert_string_equal(a->identity, b->identity);
+	assert_int_equal(a->issued_ms, b->issued_ms);
+	assert_int_equal(a->expiry_ms, b->expiry_ms);
+	assert_int_equal(a->first_seen_ms, b->first_seen_ms);
+	assert_int_equal(a->last_seen_ms, b->last_seen_ms);
+	assert_int_equal(a->inside, b->inside);
+	assert_int_equal(a->outside, b->outside);
+	assert_int_equal(a->distinct_ips, b->distinct_ips);
+	assert_int_equal(a->n_ips, b->n_ips);
+	for (int i = 0; i < a->n_ips; i++)
+		assert_string_equal(a->ips[i], b->ips[i]);
+	assert_int_equal(a->n_ip_hashes, b->n_ip_hashes);
+	for (int i = 0; i < a->n_ip_hashes; i++)
+		assert_int_equal(a->ip_hashes[i], b->ip_hashes[i]);
+	assert_int_equal(a->n_calls, b->n_calls);
+	for (int i = 0; i < a->n_calls; i++) {
+		assert_string_equal(a->calls[i].name, b->calls[i].name);
+		assert_int_equal(a->calls[i].count, b->calls[i].count);
+		assert_int_equal(a->calls[i].last_ms, b->calls[i].last_ms);
+	}
+	assert_int_equal(a->n_alerts, b->n_alerts);
+	for (int i = 0; i < a->n_alerts; i++) {
+		assert_int_equal(a->alerts[i].variation, b->alerts[i].variation);
+		assert_int_equal(a->alerts[i].upgraded, b->alerts[i].upgraded);
+		assert_string_equal(a->alerts[i].alert_id, b->alerts[i].alert_id);
+		assert_string_equal(a->alerts[i].call.event_id, b->alerts[i].call.event_id);
+		assert_int_equal(a->alerts[i].call.event_time_ms, b->alerts[i].call.event_time_ms);
+	}
+}
+
+/* Stores and changelogs written by earlier builds hold tokens of versions 1
+ * (no address hashes) and 2 (the same fields as now, written longer): both
+ * decode to the token they were written from, th_token_life() agrees, and a
+ * token written back is version 3 with the same fields. */
+static void test_token_versions_1_and_2_still_decode(void **state)
+{
+	struct th_wbuf w = {0}, w3 = {0};
 	static struct th_token t, t2;
 	struct th_token_life life;
 	(void)state;
-	fill_token(&t, 1);
-	t.n_ip_hashes = 0;
-	t.distinct_ips = 58; /* what those builds counted: uses past the 8 stored */
-	th_token_encode(&w, &t);
-	assert_int_equal(w.p[0], TH_TOKEN_VERSION);
-	/* version 2 with no hashes is version 1 plus the count byte after the
-	 * addresses: rebuild the version-1 bytes from it */
-	size_t at = 0;
-	{
-		struct th_rbuf r;
-		th_rbuf_init(&r, w.p, w.len);
-		th_get_u8(&r);
-		th_get_u8(&r);
-		for (int i = 0; i < 4; i++)
-			th_get_str(&r, t2.role_arn, sizeof(t2.role_arn));
-		for (int i = 0; i < 4; i++)
-			th_get_time(&r);
-		for (int i = 0; i < 3; i++)
-			th_get_varint(&r);
-		int n = th_get_u8(&r);
-		for (int i = 0; i < n; i++)
-			th_get_str(&r, t2.ips[0], sizeof(t2.ips[0]));
-		assert_false(r.bad);
-		at = (size_t)(r.p - (const unsigned char *)w.p);
+	for (int version = 1; version <= 2; version++) {
+		fill_token(&t, 1);
+		th_strlcpy(t.session, "fn-1", sizeof(t.session));
+		th_strlcpy(t.function, "fn-1", sizeof(t.function));
+		t.issued_ms = 1700000000000;
+		t.expiry_ms = t.issued_ms + 12 * 3600000LL;
+		t.first_seen_ms = t.issued_ms + 1000;
+		t.last_seen_ms = t.issued_ms + 7200000;
+		for (int i = 0; i < t.n_calls; i++)
+			t.calls[i].last_ms = t.last_seen_ms - i * 60000;
+		if (version == 1) {
+			t.n_ip_hashes = 0;
+			t.distinct_ips = 58; /* what those builds counted: uses past the 8 stored */
+		}
+		th_wbuf_reset(&w);
+		encode_token_old(&w, &t, version, 0);
+		assert_int_equal(th_token_decode(w.p, w.len, &t2), 0);
+		assert_tokens_equal(&t2, &t);
+		assert_int_equal(th_token_life(w.p, w.len, &life, &t2), 0);
+		assert_int_equal(life.expiry_ms, t.expiry_ms);
+		assert_int_equal(life.last_seen_ms, t.last_seen_ms);
+		check_decoder(version == 1 ? "token v1" : "token v2", &w, dec_token, &t2);
+		/* written back: version 3, the same fields, fewer bytes */
+		th_token_decode(w.p, w.len, &t2);
+		th_wbuf_reset(&w3);
+		th_token_encode(&w3, &t2);
+		assert_int_equal(w3.p[0], 3);
+		assert_true(w3.len < w.len);
+		assert_int_equal(th_token_decode(w3.p, w3.len, &t2), 0);
+		assert_tokens_equal(&t2, &t);
 	}
-	assert_int_equal(w.p[at], 0); /* no hashes */
-	th_put_u8(&w2, TH_REC_VERSION);
-	th_put_bytes(&w2, w.p + 1, at - 1);
-	th_put_bytes(&w2, w.p + at + 1, w.len - at - 1);
-	assert_int_equal(th_token_decode(w2.p, w2.len, &t2), 0);
-	assert_int_equal(t2.distinct_ips, 58);
-	assert_int_equal(t2.n_ip_hashes, 0);
-	assert_int_equal(t2.n_ips, TH_TOKEN_MAX_IPS);
-	assert_int_equal(t2.n_alerts, 1);
-	assert_string_equal(t2.alerts[0].alert_id, t.alerts[0].alert_id);
-	assert_int_equal(th_token_life(w2.p, w2.len, &life, &t2), 0);
-	check_decoder("token v1", &w2, dec_token, &t2);
-	/* written back: version 2, the same fields */
-	th_token_decode(w2.p, w2.len, &t2);
-	th_wbuf_reset(&w2);
-	th_token_encode(&w2, &t2);
-	assert_int_equal(w2.len, w.len);
-	assert_memory_equal(w2.p, w.p, w.len);
-	/* version 2 keeps every hash; too many, or one past 32 bits, is refused */
+	/* version 2 refuses too many hashes, or one past 32 bits */
+	for (int bad = 1; bad <= 2; bad++) {
+		fill_token(&t, 0);
+		t.n_ip_hashes = TH_TOKEN_MAX_IP_HASHES - (bad == 2);
+		th_wbuf_reset(&w);
+		encode_token_old(&w, &t, 2, bad);
+		assert_int_equal(th_token_decode(w.p, w.len, &t2), TH_EPARSE);
+		assert_int_equal(th_token_life(w.p, w.len, &life, &t2), TH_EPARSE);
+	}
+	th_wbuf_free(&w);
+	th_wbuf_free(&w3);
+}
+
+/* Version 3 writes a role ARN of the aws partition as its account number and
+ * name, a function named like its session once, and times as differences:
+ * every form decodes to what was written (an ARN of another partition, an
+ * account number with leading zeros, no ARN at all, times at the bounds),
+ * and a value that asks for more (an unknown flag, an account of 13 digits, a
+ * difference leading past the time bound) is refused. */
+static void test_token_version_3_forms(void **state)
+{
+	static const char *const arns[] = {
+		"arn:aws:iam::123456789012:role/r",
+		"arn:aws:iam::000000000001:role/service-role/path/fn-role",
+		"arn:aws:iam::123456789012:role/",
+		"arn:aws-cn:iam::123456789012:role/r",
+		"arn:aws:iam::12345678901:role/r",
+		"arn:aws:iam::1234567890123:role/r",
+		"arn:aws:iam::123456789012:user/u",
+		"arn:aws:iam::12345678901x:role/r",
+		"",
+	};
+	static const char *const names[][2] = {
+		{"fn", "fn"}, {"fn", ""}, {"", "fn"}, {"", ""}, {"fn-a", "fn-b"},
+	};
+	const int64_t times[][4] = {
+		{1700000000000, 1700043200000, 1700000001000, 1700007200000},
+		{0, 0, 1700000000000, 1700000000000}, /* no issuance seen */
+		{TH_TIME_BOUND_MS, -TH_TIME_BOUND_MS, -TH_TIME_BOUND_MS, TH_TIME_BOUND_MS},
+		{-TH_TIME_BOUND_MS, TH_TIME_BOUND_MS, TH_TIME_BOUND_MS, -TH_TIME_BOUND_MS},
+	};
+	struct th_wbuf w = {0};
+	static struct th_token t, t2;
+	struct th_token_life life;
+	(void)state;
+	for (size_t a = 0; a < TH_ARRAY_SIZE(arns); a++)
+		for (size_t n = 0; n < TH_ARRAY_SIZE(names); n++)
+			for (size_t k = 0; k < TH_ARRAY_SIZE(times); k++) {
+				fill_token(&t, (int)(k % 2));
+				th_strlcpy(t.role_arn, arns[a], sizeof(t.role_arn));
+				th_strlcpy(t.session, names[n][0], sizeof(t.session));
+				th_strlcpy(t.function, names[n][1], sizeof(t.function));
+				t.issued_ms = times[k][0];
+				t.expiry_ms = times[k][1];
+				t.first_seen_ms = times[k][2];
+				t.last_seen_ms = times[k][3];
+				t.calls[0].last_ms = -times[k][3];
+				th_wbuf_reset(&w);
+				th_token_encode(&w, &t);
+				assert_int_equal(w.p[0], TH_TOKEN_VERSION);
+				if (th_token_decode(w.p, w.len, &t2))
+					fail_msg("arn %zu names %zu times %zu did not decode", a, n, k);
+				assert_tokens_equal(&t2, &t);
+				assert_int_equal(th_token_life(w.p, w.len, &life, &t2), 0);
+				assert_int_equal(life.expiry_ms, t.expiry_ms);
+				assert_int_equal(life.last_seen_ms, t.last_seen_ms);
+			}
+	/* the short forms are taken: an ARN of the aws partition is a 6-byte
+	 * number and its name ("r", 2 bytes with its length), another one is
+	 * whole (35 bytes and 1 of length); a function unlike its session takes
+	 * its own 3 */
 	fill_token(&t, 0);
+	th_strlcpy(t.session, "fn", sizeof(t.session));
+	th_strlcpy(t.function, "fn", sizeof(t.function));
 	th_wbuf_reset(&w);
 	th_token_encode(&w, &t);
-	assert_int_equal(th_token_decode(w.p, w.len, &t2), 0);
-	assert_int_equal(t2.n_ip_hashes, TH_TOKEN_MAX_IP_HASHES);
-	assert_memory_equal(t2.ip_hashes, t.ip_hashes, sizeof(t.ip_hashes));
-	th_wbuf_reset(&w2);
-	th_put_bytes(&w2, w.p, at);
-	th_put_u8(&w2, TH_TOKEN_MAX_IP_HASHES + 1);
-	assert_int_equal(th_token_decode(w2.p, w2.len, &t2), TH_EPARSE);
-	th_wbuf_reset(&w2);
-	th_put_bytes(&w2, w.p, at);
-	th_put_u8(&w2, 1);
-	th_put_varint(&w2, (uint64_t)UINT32_MAX + 1);
-	th_put_u8(&w2, 0); /* no calls */
-	th_put_u8(&w2, 0); /* no alerts */
-	assert_int_equal(th_token_decode(w2.p, w2.len, &t2), TH_EPARSE);
-	assert_int_equal(th_token_life(w2.p, w2.len, &life, &t2), TH_EPARSE);
+	size_t short_len = w.len;
+	th_strlcpy(t.role_arn, "arn:aws-cn:iam::123456789012:role/r", sizeof(t.role_arn));
+	th_strlcpy(t.function, "fm", sizeof(t.function));
+	th_wbuf_reset(&w);
+	th_token_encode(&w, &t);
+	assert_int_equal(w.len, short_len + (36 - 8) + 3);
+	check_decoder("token v3", &w, dec_token, &t2);
+
+	/* hand-made values: version, origin, flags, then the role */
+	struct {
+		uint8_t flags;
+		uint64_t acct;
+		int64_t expiry_diff;
+		int want;
+	} hand[] = {
+		{1 | 2, 123456789012ULL, 1000, 0},
+		{1 | 2, 999999999999ULL, 1000, 0},
+		{1 | 2, 1000000000000ULL, 1000, TH_EPARSE},
+		{4, 0, 1000, TH_EPARSE},
+		{1 | 2, 1, TH_TIME_BOUND_MS, 0},
+		{1 | 2, 1, TH_TIME_BOUND_MS + 1, TH_EPARSE},
+		{1 | 2, 1, INT64_MIN, TH_EPARSE},
+	};
+	for (size_t i = 0; i < TH_ARRAY_SIZE(hand); i++) {
+		th_wbuf_reset(&w);
+		th_put_u8(&w, 3);
+		th_put_u8(&w, TH_ORIGIN_ISSUED);
+		th_put_u8(&w, hand[i].flags);
+		if (hand[i].flags & 1) {
+			th_put_varint(&w, hand[i].acct);
+			th_put_str(&w, "r");
+		}
+		th_put_str(&w, "fn");  /* session */
+		th_put_str(&w, "");    /* identity */
+		th_put_i64(&w, 0);     /* issued */
+		th_put_i64(&w, hand[i].expiry_diff);
+		th_put_i64(&w, 0);     /* first seen */
+		th_put_i64(&w, 0);     /* last seen */
+		th_put_varint(&w, 1);  /* inside */
+		th_put_varint(&w, 0);  /* outside */
+		th_put_varint(&w, 0);  /* distinct addresses */
+		th_put_u8(&w, 0);      /* addresses */
+		th_put_u8(&w, 0);      /* hashes */
+		th_put_u8(&w, 0);      /* calls */
+		th_put_u8(&w, 0);      /* alerts */
+		int rc = th_token_decode(w.p, w.len, &t2);
+		if (rc != hand[i].want)
+			fail_msg("hand-made value %zu: %d, wanted %d", i, rc, hand[i].want);
+		assert_int_equal(th_token_life(w.p, w.len, &life, &t2), hand[i].want);
+		if (!rc) {
+			char arn[64];
+			snprintf(arn, sizeof(arn), "arn:aws:iam::%012llu:role/r",
+				 (unsigned long long)hand[i].acct);
+			assert_string_equal(t2.role_arn, arn);
+			assert_string_equal(t2.function, "fn");
+			assert_int_equal(t2.expiry_ms, hand[i].expiry_diff);
+		}
+	}
 	th_wbuf_free(&w);
-	th_wbuf_free(&w2);
 }
 
 /* Stores and changelogs are untrusted: a time so large that the detector's
@@ -984,7 +1170,8 @@ int main(void)
 		cmocka_unit_test(test_role_version_1_still_decodes),
 		cmocka_unit_test(test_role_decoder_rejects_what_it_never_writes),
 		cmocka_unit_test(test_role_keeps_its_last_sighting),
-		cmocka_unit_test(test_token_version_1_still_decodes),
+		cmocka_unit_test(test_token_versions_1_and_2_still_decode),
+		cmocka_unit_test(test_token_version_3_forms),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_sighting_other_at_counts_only_earlier_other_keys),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
