@@ -375,29 +375,42 @@ STATE_LIMITS = """What changed for these targets (issue 7), and what is left:
   objects are bounded between events too (`OBJS_MAX` 1,024 per partition, 256 spares;
   `src/detect_int.h`) and the clean cache holds 32,768 entries (`src/state.c`); `scan`'s CPU on
   both benchmark mixes did not change.
+- **Token records version 3** (2026-12-01): a key's record wrote its role ARN and its
+  function whole and each time as itself (138 B per value for this benchmark's keys). Now a
+  role ARN of the aws partition is its account number and name, a function named like its
+  session is written once, and the times after the first are differences (87 B; `src/records.c`,
+  docs/state-format.md). `bench/state_keys.sh` with `BENCH_MEMLIMITS=300`, 2 alternating runs
+  of the build before (5fcf853) and this one: tree 279 → 204 B/key, environment 452–455 →
+  360 B/key, max RSS 698–713 → 584–586 MB (file-backed 448–453 → 355–356 MB, private 240–251 →
+  219–220 MB), worker 9.3–9.7 → 8.9–9.0 s; under a 300 MB hard limit 591k–643k of the 1M
+  events in 60 s (**not caught up**) → **caught up** in 37–46 s (33 and 58 s in two more runs
+  of this build: the limit's reclaim is noisy); a restore 0.99–1.0 → 0.78–0.85 s, and a restored
+  store 188 → 138 B/key. The machine of these runs (and of this page since 2026-12-01 11:55Z) is
+  an AMD EPYC, about twice as fast as the Intel Xeon of the earlier figures below: compare
+  builds only within one run.
 - **Resident memory including the map** stays above 300 MB: LMDB reads through a shared
   file mapping, and with a million live keys touched in random order every page of the store
   is mapped (the file-backed part above, ~ the environment's size). Those pages are the
   kernel's page cache, shared and reclaimable under pressure, and grow with the store, not
   with the process. A container's memory limit counts them, and reclaims them before it
   kills: the runs under a hard limit above show what that costs. With the whole store
-  (~460 MB of environment) cached the worker runs at full speed; at 512 MB it reclaims and
-  re-reads (~250 MB of cache beside ~250 MB private) and takes 1.2–1.5× as long (1.2× in the
-  run above, 1.5× in one with other work on the machine); at 300 MB only ~50 MB is left for
-  the store beside the private memory, and once the store outgrows it (~600k keys) every new
-  key waits on disk reads: a 300 MB container cannot hold 1M live keys at speed. Private memory is the part a smaller limit would need to cut, and the
-  store's pages the rest; neither fits in 300 MB together.
+  cached the worker runs at full speed; under a limit it reclaims and re-reads. With the
+  version-3 records a 300 MB container holds the 1M live keys and catches up, taking 4–7× as
+  long (~80 MB of cache beside ~220 MB private for a ~200 MB tree: every new key that lands
+  on an evicted leaf waits on a disk read); 512 MB runs at full speed.
+  Private memory is the part a smaller limit would need to cut, and the store's pages the
+  rest; unconstrained, both together are ~590 MB.
   Dropping the mapping after each commit (`madvise(MADV_DONTNEED)`) would not bound it either:
   a read fault maps back the pages around it that are in the page cache (the kernel's
   fault-around, 64 KB per fault here; more where the page cache holds large folios), and a
   transaction of this benchmark reads thousands of scattered leaves per store, so the row
   "mapped again" above shows the store mostly mapped again within one transaction's reads.
-  Within 300 MB the whole store (tree ~280 MB at 1M keys) would have to fit beside the
-  private memory: the measured limit is the store's size, not a leak or a cache.
+  Within 300 MB at full speed the whole store (tree ~200 MB at 1M keys) would have to fit
+  beside the private memory: the measured limit is the store's size, not a leak or a cache.
 - **LMDB bytes per key** were 375 B with the first version of this benchmark, whose access
   keys ascended within each of 40 accounts: every page split left a half page that never grew
   again (~50 % fill). Real access keys are random base32; with keys like AWS's the tree fills
-  its pages to ~70 % (279 B per key). The environment also holds free pages: LMDB copies every
+  its pages to ~70 % (279 B per key with version-2 token records, 204 B with version 3). The environment also holds free pages: LMDB copies every
   page a transaction writes and reuses a page only after the two newest transactions no longer
   need it, so with a commit every 100 ms touching thousands of scattered leaves the file is
   about twice the tree.
