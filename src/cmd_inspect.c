@@ -151,13 +151,13 @@ static void show_token(struct out *o, const char *acct, const char *akid,
 struct key_ctx {
 	struct out *o;
 	const char *akid;
+	struct th_token t; /* decoded into, key after key (its alerts' room kept) */
 };
 
 static int key_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct key_ctx *kc = ctx;
 	char k[512], *acct, *akid;
-	struct th_token t;
 	if (klen >= sizeof(k))
 		return 0;
 	memcpy(k, key, klen);
@@ -169,9 +169,10 @@ static int key_cb(void *ctx, const void *key, size_t klen, const void *val, size
 	*akid++ = '\0';
 	if (kc->akid && strcmp(akid, kc->akid) != 0)
 		return 0;
-	if (th_token_decode(val, vlen, &t) == 0)
-		show_token(kc->o, acct, akid, &t);
-	return 0;
+	int rc = th_token_decode(val, vlen, &kc->t);
+	if (rc == 0)
+		show_token(kc->o, acct, akid, &kc->t);
+	return rc == TH_ENOMEM ? rc : 0;
 }
 
 /* ---- roles ---- */
@@ -405,8 +406,15 @@ static int inspect_one(struct out *o, const char *dir, const char *what, const c
 	struct role_ctx rc = {o, st, id ? keyed : NULL, id, false};
 	id = id ? keyed : NULL;
 	if (strcmp(what, "key") == 0 || strcmp(what, "keys") == 0) {
-		struct key_ctx kc = {o, id};
-		th_state_scan(st, "k\x1f", 2, key_cb, &kc);
+		struct key_ctx kc = {.o = o, .akid = id};
+		th_token_init(&kc.t);
+		int krc = th_state_scan(st, "k\x1f", 2, key_cb, &kc);
+		th_token_free(&kc.t);
+		if (krc == TH_ENOMEM) {
+			th_state_close(st);
+			fprintf(stderr, "trailhound inspect: out of memory\n");
+			return TH_EXIT_RUNTIME;
+		}
 	} else if (strcmp(what, "role") == 0 || strcmp(what, "roles") == 0) {
 		rc.list_only = strcmp(what, "roles") == 0;
 		th_state_scan(st, "r\x1f", 2, role_cb, &rc);

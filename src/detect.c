@@ -88,6 +88,7 @@ void th_detector_destroy(struct th_detector *d)
 	th_detect_clear_accounts(d);
 	th_detect_clear_objects(d);
 	th_detect_free_spares(d);
+	th_token_free(&d->tok);
 	th_detect_clear_held(d);
 	th_wbuf_free(&d->w);
 	free(d->ipcache);

@@ -306,14 +306,16 @@ int th_detect_decide(struct th_detector *d, const char *acct, const char *akid,
 			th_evidence_add(&d->evid, "upgrades alert %s: %s", upgrade_of, why);
 		else if (why)
 			th_evidence_add(&d->evid, "decided again: %s", why);
+		/* First decisions only are remembered: a re-decision is reached
+		 * through the original call's entry. Their room is made first,
+		 * so that no alert is raised and then forgotten. */
+		bool remember = cls == TH_CRED_TOKEN && !why;
+		if (remember && th_token_alerts_room(t))
+			return TH_ENOMEM;
 		rc = th_detect_raise_alert(d, v, acct, akid, cls, t, role_arn, c, upgrade_of, id, &raised);
 		if (rc)
 			return rc;
-		/* First decisions only: a re-decision is reached through the
-		 * original call's entry. */
-		if (cls == TH_CRED_TOKEN && !why)
-			th_detect_remember_decision(t, v->id, raised ? id : NULL, c);
-		return 0;
+		return remember ? th_detect_remember_decision(t, v->id, raised ? id : NULL, c) : 0;
 	}
 	return 0;
 }

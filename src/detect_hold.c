@@ -23,8 +23,8 @@
  * what the other arrival order gives). Suppressed decisions are kept once per
  * (ASN, AWS region, VPC endpoint, user agent), the facts a verdict depends
  * on, and give way to raised ones when the slots are full. */
-void th_detect_remember_decision(struct th_token *t, int variation, const char *alert_id,
-				 const struct th_call *c)
+int th_detect_remember_decision(struct th_token *t, int variation, const char *alert_id,
+				const struct th_call *c)
 {
 	int slot = -1;
 	bool raised = alert_id && alert_id[0];
@@ -36,17 +36,20 @@ void th_detect_remember_decision(struct th_token *t, int variation, const char *
 			slot = i; /* a suppressed one a raised one may replace */
 		if (!raised && r->call.asn == c->asn && streq(r->call.src_region, c->src_region) &&
 		    streq(r->call.vpce_id, c->vpce_id) && streq(r->call.user_agent, c->user_agent))
-			return;
+			return 0;
 	}
+	if (th_token_alerts_room(t))
+		return TH_ENOMEM;
 	if (t->n_alerts < TH_TOKEN_MAX_ALERTS)
 		slot = t->n_alerts++;
 	else if (!raised || slot < 0)
-		return;
+		return 0;
 	struct th_alert_ref *r = &t->alerts[slot];
 	r->variation = (uint8_t)variation;
 	r->upgraded = 0;
 	th_strlcpy(r->alert_id, raised ? alert_id : "", sizeof(r->alert_id));
 	r->call = *c;
+	return 0;
 }
 
 /* An inside use arrived: earlier remote alerts of the key become variation 1. */
@@ -414,7 +417,7 @@ static bool hold_lapsed(struct th_detector *d, const char *acct, const char *aki
 /* may_drop: no caller holds a loaded object (the periodic sweep), so the
  * decoded objects are written and dropped whenever they pass OBJS_MAX: a
  * sweep ending thousands of holds would otherwise decode every one of their
- * keys (~10 KB each) before the next event's check. */
+ * keys (~5 KB each) before the next event's check. */
 static int resolve_collected(struct th_detector *d, bool expire, const int64_t *lapsed_before,
 			     bool may_drop)
 {

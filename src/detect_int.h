@@ -77,8 +77,9 @@ struct obj {
 	char key[];
 };
 
-/* Decoded objects kept per partition: a decoded token is ~10 KB, so this
- * bounds the detector's memory (OBJS_MAX x 10 KB per partition). Checked
+/* Decoded objects kept per partition: a decoded token is ~4.8 KB (and
+ * 5.8 KB more once it holds an alert), so this bounds the detector's memory
+ * (OBJS_MAX x ~5 KB per partition). Checked
  * between events as well as at checkpoints, so a transaction that touches
  * many keys (a burst of new credentials) flushes and drops them as it goes
  * instead of holding one decoded copy of each until its commit. */
@@ -126,8 +127,8 @@ struct th_detector {
 	struct ip_slot *ipcache;
 	struct obj *objs;
 	size_t nobjs;
-	/* Payloads of dropped objects, kept for reuse (a token is ~10 KB, a
-	 * role ~20 KB): dropping the cache every few thousand keys and
+	/* Payloads of dropped objects, kept for reuse (a token is ~4.8 KB, a
+	 * role ~1.6 KB): dropping the cache every few thousand keys and
 	 * allocating it again showed in profiles as malloc/free and fresh
 	 * pages. Linked through their first bytes; at most SPARES_MAX each. */
 	struct bsight *bsights;
@@ -258,8 +259,9 @@ int th_detect_learn_federated(struct th_detector *d, const struct th_event *ev, 
 int th_detect_learn_function(struct th_detector *d, const struct th_event *ev);
 
 /* detect_hold.c: held uses, upgrades and re-decisions */
-void th_detect_remember_decision(struct th_token *t, int variation, const char *alert_id,
-				 const struct th_call *c);
+/* 0, or TH_ENOMEM (no room for the token's first alert) */
+int th_detect_remember_decision(struct th_token *t, int variation, const char *alert_id,
+				const struct th_call *c);
 int th_detect_upgrade_alerts(struct th_detector *d, const char *acct, const char *akid,
 			     struct th_token *t);
 int th_detect_hold_use(struct th_detector *d, const char *acct, const char *akid,

@@ -75,8 +75,12 @@ static void *spare_take(struct th_detector *d, char type)
 		(*n)--;
 		return p;
 	}
-	if (type == 'k')
-		return malloc(sizeof(struct th_token));
+	if (type == 'k') {
+		struct th_token *t = malloc(sizeof(*t));
+		if (t)
+			th_token_init(t); /* owns an alerts array: no garbage pointer */
+		return t;
+	}
 	struct th_role *ro = malloc(sizeof(*ro));
 	if (ro)
 		th_role_init(ro); /* owns a function array: no garbage pointer */
@@ -89,6 +93,8 @@ static void spare_put(struct th_detector *d, char type, void *p)
 	size_t *n = type == 'k' ? &d->nspare_tok : &d->nspare_role;
 	if (type == 'r' && (*n >= SPARES_MAX || ((struct th_role *)p)->cap_functions > 256))
 		th_role_free(p); /* a shared role's thousands of functions are not kept spare */
+	if (type == 'k' && *n >= SPARES_MAX)
+		th_token_free(p);
 	if (*n >= SPARES_MAX) {
 		free(p);
 		return;
@@ -103,6 +109,7 @@ void th_detect_free_spares(struct th_detector *d)
 	void *p, *next;
 	for (p = d->spare_tok; p; p = next) {
 		memcpy(&next, p, sizeof(void *));
+		th_token_free(p);
 		free(p);
 	}
 	for (p = d->spare_role; p; p = next) {

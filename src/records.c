@@ -254,6 +254,26 @@ void th_token_clear(struct th_token *t)
 	t->n_ips = t->n_calls = t->n_alerts = t->n_ip_hashes = 0;
 }
 
+void th_token_init(struct th_token *t)
+{
+	th_token_clear(t);
+	t->alerts = NULL;
+}
+
+void th_token_free(struct th_token *t)
+{
+	free(t->alerts);
+	t->alerts = NULL;
+	t->n_alerts = 0;
+}
+
+int th_token_alerts_room(struct th_token *t)
+{
+	if (!t->alerts && !(t->alerts = malloc(TH_TOKEN_MAX_ALERTS * sizeof(*t->alerts))))
+		return TH_ENOMEM;
+	return 0;
+}
+
 void th_role_clear(struct th_role *ro)
 {
 	ro->is_lambda = 0;
@@ -526,9 +546,12 @@ int th_token_decode(const void *p, size_t n, struct th_token *t)
 		t->calls[i].last_ms = version >= 3 ? get_time_after(&r, t->last_seen_ms)
 						   : th_get_time(&r);
 	}
-	t->n_alerts = th_get_u8(&r);
-	if (t->n_alerts > TH_TOKEN_MAX_ALERTS)
+	uint8_t n_alerts = th_get_u8(&r);
+	if (n_alerts > TH_TOKEN_MAX_ALERTS)
 		return TH_EPARSE;
+	if (n_alerts && th_token_alerts_room(t))
+		return TH_ENOMEM;
+	t->n_alerts = n_alerts;
 	for (int i = 0; i < t->n_alerts; i++) {
 		t->alerts[i].variation = th_get_u8(&r);
 		t->alerts[i].upgraded = th_get_u8(&r);

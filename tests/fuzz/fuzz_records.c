@@ -40,11 +40,12 @@
 
 enum { R_TOKEN, R_ROLE, R_SIGHTING, R_HELD, R_DEDUP, R_CALL, R_KEY, R_RESTORE, R__COUNT };
 
-/* Big records: static, not on the stack. A role owns a function array, so
- * it is kept out of the union (another kind's bytes would be its pointer). */
+/* Big records: static, not on the stack. A role owns a function array and a
+ * token its alerts' room, so they are kept out of the union (another kind's
+ * bytes would be their pointers). */
 static struct th_role role_a, role_b;
+static struct th_token token_a, token_b;
 static union {
-	struct th_token token;
 	struct th_sighting sighting;
 	struct th_held held;
 	struct th_dedup dedup;
@@ -345,8 +346,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_restore(data + 1, size - 1);
 		return 0;
 	}
-	void *pa = kind == R_ROLE ? (void *)&role_a : (void *)&a;
-	void *pb = kind == R_ROLE ? (void *)&role_b : (void *)&b;
+	void *pa = kind == R_ROLE ? (void *)&role_a : kind == R_TOKEN ? (void *)&token_a : (void *)&a;
+	void *pb = kind == R_ROLE ? (void *)&role_b : kind == R_TOKEN ? (void *)&token_b : (void *)&b;
 	if (decode(kind, data + 1, size - 1, pa) != 0)
 		return 0;
 	encode(kind, pa, &w1);

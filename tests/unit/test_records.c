@@ -260,6 +260,7 @@ static void fill_token(struct th_token *t, int n_alerts)
 		t->calls[i].count = (uint32_t)i;
 		t->calls[i].last_ms = -i;
 	}
+	assert_int_equal(th_token_alerts_room(t), 0);
 	t->n_alerts = (uint8_t)n_alerts;
 	for (int i = 0; i < t->n_alerts; i++) {
 		t->alerts[i].variation = 1;
@@ -688,6 +689,44 @@ static void test_token_versions_1_and_2_still_decode(void **state)
 	}
 	th_wbuf_free(&w);
 	th_wbuf_free(&w3);
+}
+
+/* A token's alerts live out of line, in room made with its first alert: a
+ * key that never alerted has none, decoding a value with alerts makes it,
+ * and a token reused for other keys (the detector's spares) keeps it, so
+ * decoding after decoding allocates once. */
+static void test_token_alerts_room(void **state)
+{
+	struct th_wbuf with = {0}, without = {0};
+	struct th_token t, src;
+	(void)state;
+	th_token_init(&src);
+	fill_token(&src, 0);
+	th_token_encode(&without, &src);
+	fill_token(&src, TH_TOKEN_MAX_ALERTS);
+	th_token_encode(&with, &src);
+
+	th_token_init(&t);
+	assert_int_equal(th_token_decode(without.p, without.len, &t), 0);
+	assert_null(t.alerts); /* no alert, no room */
+	assert_int_equal(th_token_decode(with.p, with.len, &t), 0);
+	assert_non_null(t.alerts);
+	assert_tokens_equal(&t, &src);
+	struct th_alert_ref *room = t.alerts;
+	assert_int_equal(th_token_decode(without.p, without.len, &t), 0);
+	assert_int_equal(t.n_alerts, 0);
+	th_token_clear(&t);
+	assert_ptr_equal(t.alerts, room); /* kept for the next key */
+	assert_int_equal(th_token_decode(with.p, with.len, &t), 0);
+	assert_ptr_equal(t.alerts, room);
+	assert_tokens_equal(&t, &src);
+	th_token_free(&t);
+	assert_null(t.alerts);
+	assert_int_equal(t.n_alerts, 0);
+	th_token_free(&t); /* twice is harmless */
+	th_token_free(&src);
+	th_wbuf_free(&with);
+	th_wbuf_free(&without);
 }
 
 /* Version 3 writes a role ARN of the aws partition as its account number and
@@ -1172,6 +1211,7 @@ int main(void)
 		cmocka_unit_test(test_role_keeps_its_last_sighting),
 		cmocka_unit_test(test_token_versions_1_and_2_still_decode),
 		cmocka_unit_test(test_token_version_3_forms),
+		cmocka_unit_test(test_token_alerts_room),
 		cmocka_unit_test(test_decoders_reject_times_past_the_bound),
 		cmocka_unit_test(test_sighting_other_at_counts_only_earlier_other_keys),
 		cmocka_unit_test(test_copy_utf8_cuts_on_boundaries),
