@@ -1,4 +1,5 @@
 # Shared by the stream benchmarks (bench/stream.sh, bench/latency.sh,
+# bench/restore_ab.sh, bench/setting_ab.sh,
 # bench/state_keys.sh); sourced, not run. Expects BENCH_NAME to be set.
 #
 # Environment: BUILD_DIR (default build), TH_KAFKA_PORT / TH_KAFKA_DIR /
@@ -95,4 +96,30 @@ stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done;
 # "N messages in S s from assignment to caught up" of a worker's log: "N S"
 caught_up() {
 	sed -n 's/.*exiting: \([0-9]*\) messages in \([0-9.]*\) s from assignment.*/\1 \2/p' "$1" | tail -1
+}
+
+# sample_rss PID OUT: peak anonymous and file-backed resident memory of PID
+# (kB, sampled every 0.2 s) until it exits, written to OUT as "ANON FILE"
+sample_rss() {
+	local pid=$1 out=$2 anon=0 file=0 a f
+	while kill -0 "$pid" 2>/dev/null; do
+		a=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
+		f=$(awk '/^RssFile:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
+		((${a:-0} > anon)) && anon=$a
+		((${f:-0} > file)) && file=$f
+		sleep 0.2
+	done
+	echo "$anon $file" >"$out"
+}
+
+# child_of PID NAME: the process NAME started by PID (e.g. the worker under
+# /usr/bin/time), waiting up to 5 s for it; nothing when it did not appear
+child_of() {
+	local c=
+	for _ in $(seq 100); do
+		c=$(pgrep -P "$1" -x "$2" || true)
+		[[ -n $c ]] && break
+		sleep 0.05
+	done
+	echo "$c"
 }

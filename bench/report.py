@@ -388,6 +388,32 @@ STATE_LIMITS = """What changed for these targets (issue 7), and what is left:
   store 188 → 138 B/key. The machine of these runs (and of this page since 2026-12-01 11:55Z) is
   an AMD EPYC, about twice as fast as the Intel Xeon of the earlier figures below: compare
   builds only within one run.
+- **Where the private memory goes** (heaptrack on the worker of this benchmark, 2026-12-02,
+  peak heap 215 MB): LMDB's page copies 79 MB (LMDB keeps each environment's largest
+  transaction's copies for reuse until the store closes), librdkafka 64 MB (47 MB of fetched
+  batches waiting in the prefetch queue), the detector's decoded objects and spares 30 MB, the
+  store's cache 17 MB, LMDB's dirty-page lists 12 MB. `queued.min.messages` 5,000 instead of
+  20,000 left the fetched batches at 42 MB and peak private within 3 %; the fetch sizes, not
+  the message count, bound them here.
+- **A token's alerts out of line** (2026-12-02): a decoded token was 10.6 KB, 5.7 KB of it four
+  inline alert slots that most keys never use; now the slots are allocated with a key's first
+  alert (`struct th_token` 4.8 KB). `bench/state_keys.sh` with `BENCH_MEMLIMITS=300`, 2
+  alternating runs of the build before (b85b50c) and this one: peak private 216–217 → 203–206 MB,
+  max RSS 579–584 → 564–576 MB, worker 17.2–17.5 → 16.1–18.7 s (noise), and under the 300 MB
+  limit 792k–840k of the 1M events in 60 s (**not caught up**, 6.5k–8.2k major faults) →
+  **caught up** in 38.8–41.0 s (3.2k–3.4k major faults). `scan`'s alerts and counters are
+  byte-identical on both benchmark corpora.
+- **`commit_max_changes` under a memory limit**: `bench/setting_ab.sh commit_max_changes
+  "8192 4096" 3` (alternating rounds, 2026-12-02, the build before the change above): on ordinary traffic (the 1M-event
+  stream) 4.79 against 4.86 s and 36 against 37 transactions, the same; on the 1M new keys
+  4,096 takes 16.0 s against 14.0 s (+15 %, 208 transactions against 110) for 190 against
+  213 MB peak private and 513 against 572 MB max RSS. With `BENCH_MEMLIMIT=300` (this build, 2
+  rounds, keys only) 4,096 caught up in 37.6–46.1 s against 98.7–105.5 s (2.2k–2.7k against 10k–18k
+  major faults): in a container of ~300 MB, 4,096 is the better setting (docs/operations.md,
+  Sizing); the default stays 8,192, the faster one wherever the store fits in memory. (The
+  same build caught up in 39–41 s under `bench/state_keys.sh`'s 300 MB runs at the default:
+  near its limit the reclaim is noisy, so compare values only within one harness's alternating
+  rounds.)
 - **Resident memory including the map** stays above 300 MB: LMDB reads through a shared
   file mapping, and with a million live keys touched in random order every page of the store
   is mapped (the file-backed part above, ~ the environment's size). Those pages are the

@@ -56,19 +56,6 @@ topics_create "$IN:4" "$CL:4:compact" "$OUT:4" "$DL:1"
 say "producing $N events ($(($(stat -c %s "$CORPUS") / 1000000)) MB) to $IN"
 "$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" 2> >(grep -v '^%' >&2)
 
-# peak anonymous / file-backed resident memory of PID, in kB, until it exits
-sample_rss() {
-	local pid=$1 out=$2 anon=0 file=0 a f
-	while kill -0 "$pid" 2>/dev/null; do
-		a=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
-		f=$(awk '/^RssFile:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
-		((${a:-0} > anon)) && anon=$a
-		((${f:-0} > file)) && file=$f
-		sleep 0.2
-	done
-	echo "$anon $file" >"$out"
-}
-
 # run_worker CONF LOG TIMEFILE RSSFILE [ARGS]: run to caught up; sample its RSS
 run_worker() {
 	local conf=$1 log=$2 tfile=$3 rss=$4
@@ -76,12 +63,8 @@ run_worker() {
 	/usr/bin/time -f "%e %U %S %M" -o "$tfile" \
 		"$BIN" run -c "$conf" --exit-when-idle 1000 "$@" 2> >(stamp >"$log") &
 	local tpid=$!
-	local wpid=
-	for _ in $(seq 100); do
-		wpid=$(pgrep -P "$tpid" -x trailhound || true)
-		[[ -n $wpid ]] && break
-		sleep 0.05
-	done
+	local wpid
+	wpid=$(child_of "$tpid" trailhound)
 	[[ -n $wpid ]] && sample_rss "$wpid" "$rss" &
 	local spid=$!
 	wait "$tpid" || { grep -v '%' "$log" | tail -20 >&2; die "worker failed"; }
