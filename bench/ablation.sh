@@ -59,14 +59,7 @@ cleanup() {
 	bench_down
 }
 trap cleanup EXIT
-CORPUS=$CACHE/stream-1000000.jsonl
-if [[ ! -s $CORPUS ]]; then
-	say "generating $CORPUS (once)"
-	mkdir -p "$CACHE"
-	python3 tools/gen_sample.py --seed 3 --accounts 30 --days 45 --target-events 1000000 \
-		--out "$CORPUS.tmp" -q
-	mv "$CORPUS.tmp" "$CORPUS"
-fi
+CORPUS=$(bench_corpus stream 1000000)
 head -n "$EVENTS" "$CORPUS" >"$WORK/events.jsonl"
 N=$(wc -l <"$WORK/events.jsonl")
 topics_create "$IN:4" "$OUT:4" "$DL:1"

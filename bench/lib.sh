@@ -123,3 +123,29 @@ child_of() {
 	done
 	echo "$c"
 }
+
+# bench_corpus stream|keys N: the cached input file (generated once, kept in
+# $CACHE, shared by the benchmarks). "stream": N events of generated
+# CloudTrail, 30 accounts over 45 days (the corpus shape); "keys": N
+# distinct live Lambda keys, each used once inside its function
+# (random-looking access keys: the "v2" in the name).
+bench_corpus() {
+	local kind=$1 n=$2 c
+	case $kind in
+	stream) c=$CACHE/stream-$n.jsonl ;;
+	keys) c=$CACHE/keys-v2-$n.jsonl ;;
+	*) die "bench_corpus: unknown kind $kind (stream, keys)" ;;
+	esac
+	if [[ ! -s $c ]]; then
+		mkdir -p "$CACHE"
+		say "generating $c (once)"
+		if [[ $kind == stream ]]; then
+			python3 "$ROOT/tools/gen_sample.py" --seed 3 --accounts 30 --days 45 \
+				--target-events "$n" --out "$c.tmp" -q >&2
+		else
+			python3 "$ROOT/tools/gen_bench_events.py" keys --keys "$n" --out "$c.tmp" >&2
+		fi
+		mv "$c.tmp" "$c"
+	fi
+	echo "$c"
+}

@@ -29,13 +29,7 @@ cleanup() {
 	bench_down
 }
 trap cleanup EXIT
-CORPUS=$CACHE/keys-v2-$KEYS.jsonl # the same input as bench/state_keys.sh
-if [[ ! -s $CORPUS ]]; then
-	mkdir -p "$CACHE"
-	say "generating $CORPUS (once)"
-	python3 tools/gen_bench_events.py keys --keys "$KEYS" --out "$CORPUS.tmp"
-	mv "$CORPUS.tmp" "$CORPUS"
-fi
+CORPUS=$(bench_corpus keys "$KEYS") # the same input as bench/state_keys.sh
 topics_create "$IN:4" "$CL:4:compact" "$OUT:4" "$DL:1"
 "$BIN" produce -b "$BOOT" -t "$IN" "$CORPUS" 2> >(grep -v '^%' >&2)
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "$l"; done; }

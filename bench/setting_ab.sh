@@ -13,9 +13,9 @@
 #
 # Prints per run and then per value the medians: time from assignment to
 # caught up, transactions, CPU (user + sys), max RSS and peak private
-# (anonymous) resident memory, sampled every 0.2 s. BENCH_MEMLIMIT (MB)
-# runs every worker inside a cgroup with that hard memory limit (as
-# bench/state_keys.sh does) and adds its major page faults. Environment:
+# (anonymous) resident memory, sampled every 0.2 s, and major page faults.
+# BENCH_MEMLIMIT (MB) runs every worker inside a cgroup with that hard
+# memory limit (as bench/state_keys.sh does). Environment:
 # see bench/lib.sh; BENCH_EVENTS (stream events, default 1000000),
 # BENCH_KEYS (default 1000000).
 set -euo pipefail
@@ -36,27 +36,6 @@ cleanup() {
 	bench_down
 }
 trap cleanup EXIT
-
-corpus() { # INPUT: prints the cached corpus, generating it once
-	local c
-	mkdir -p "$CACHE"
-	case $1 in
-	stream) c=$CACHE/stream-$EVENTS.jsonl ;;
-	keys) c=$CACHE/keys-v2-$KEYS.jsonl ;;
-	*) die "unknown input $1 (stream, keys)" ;;
-	esac
-	if [[ ! -s $c ]]; then
-		say "generating $c (once)"
-		if [[ $1 == stream ]]; then
-			python3 tools/gen_sample.py --seed 3 --accounts 30 --days 45 \
-				--target-events "$EVENTS" --out "$c.tmp" -q
-		else
-			python3 tools/gen_bench_events.py keys --keys "$KEYS" --out "$c.tmp" >&2
-		fi
-		mv "$c.tmp" "$c"
-	fi
-	echo "$c"
-}
 
 one() { # INPUT VALUE ROUND: one worker run; appends a line to $WORK/INPUT.rows
 	local in=$1 v=$2 r=$3 name="$1-$2-$3" cg= tpid wpid=
@@ -98,7 +77,8 @@ one() { # INPUT VALUE ROUND: one worker run; appends a line to $WORK/INPUT.rows
 TOPICS+=("$RUN.alerts" "$RUN.dl")
 topics_create "$RUN.alerts:4" "$RUN.dl:1"
 for in in "${INPUTS[@]}"; do
-	c=$(corpus "$in")
+	[[ $in == stream || $in == keys ]] || die "unknown input $in (stream, keys)"
+	c=$(bench_corpus "$in" "$([[ $in == stream ]] && echo "$EVENTS" || echo "$KEYS")")
 	TOPICS+=("$RUN.$in.in")
 	topics_create "$RUN.$in.in:4"
 	say "producing $(wc -l <"$c") events of $in"

@@ -44,13 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$CACHE"
-CORPUS=$CACHE/keys-v2-$KEYS.jsonl  # v2: random-looking access keys
-if [[ ! -s $CORPUS ]]; then
-	say "generating $CORPUS (once)"
-	python3 tools/gen_bench_events.py keys --keys "$KEYS" --out "$CORPUS.tmp"
-	mv "$CORPUS.tmp" "$CORPUS"
-fi
+CORPUS=$(bench_corpus keys "$KEYS")
 N=$(wc -l <"$CORPUS")
 topics_create "$IN:4" "$CL:4:compact" "$OUT:4" "$DL:1"
 say "producing $N events ($(($(stat -c %s "$CORPUS") / 1000000)) MB) to $IN"

@@ -67,14 +67,7 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- the events: 30 accounts (the corpus shape), cached --------------
-mkdir -p "$CACHE"
-CORPUS=$CACHE/stream-$EVENTS.jsonl
-if [[ ! -s $CORPUS ]]; then
-	say "generating $CORPUS (once)"
-	python3 tools/gen_sample.py --seed 3 --accounts 30 --days 45 --target-events "$EVENTS" \
-		--out "$CORPUS.tmp" -q
-	mv "$CORPUS.tmp" "$CORPUS"
-fi
+CORPUS=$(bench_corpus stream "$EVENTS")
 N=$(wc -l <"$CORPUS")
 BYTES=$(stat -c %s "$CORPUS")
 
